@@ -1,0 +1,73 @@
+# lightning-implicit — every target creates/updates the virtualenv on first use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+TASK ?= addition
+MODEL ?= implicit
+SEED ?= 0
+TRAINER ?= cpu
+DEVICES ?=
+NODES ?=
+TRIALS ?=
+WORKERS ?=
+CV ?=
+STUDY ?=
+DATA ?=
+INTERVAL ?=
+PROFILE ?= quick
+PYTEST_ARGS ?=
+
+.PHONY: venv test test-fast train sweep reproduce bench ui server lint clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+## The whole suite, slow tests included (this is what CI runs).
+test: venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## Only the fast tests.
+test-fast: venv
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+train: venv
+	$(PY) -m lightning_implicit.cli train --task $(TASK) --model $(MODEL) --seed $(SEED) --trainer $(TRAINER) \
+		$(if $(DEVICES),--devices $(DEVICES)) $(if $(NODES),--nodes $(NODES)) \
+		$(if $(DATA),--data $(DATA)) $(if $(INTERVAL),--interval $(INTERVAL))
+
+sweep: venv
+	$(PY) -m lightning_implicit.cli sweep --task $(TASK) $(if $(filter command line,$(origin MODEL)),--model $(MODEL)) \
+		$(if $(TRIALS),--trials $(TRIALS)) $(if $(WORKERS),--workers $(WORKERS)) $(if $(CV),--cv $(CV)) \
+		$(if $(STUDY),--study $(STUDY)) $(if $(DATA),--data $(DATA)) $(if $(INTERVAL),--interval $(INTERVAL))
+
+reproduce: venv
+	$(PY) -m lightning_implicit.cli reproduce --profile $(PROFILE)
+
+bench: venv
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m benchmarks.run
+
+ui: venv
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui \
+		--backend-store-uri sqlite:///mlruns/mlflow.db --default-artifact-root ./mlruns \
+		--host 127.0.0.1 --port 5000 --workers 1
+
+server: venv
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow server \
+		--backend-store-uri sqlite:///mlruns/mlflow.db --artifacts-destination ./mlruns/artifacts \
+		--host $${HOST:-127.0.0.1} --port $${PORT:-5000} --workers 1
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,56 @@
+"""The autograd function of the implicit layer: forward fixed-point solve, implicit backward.
+
+``ImplicitFunction.apply(A, B, u, x0, solver_cfg, adjoint_cfg, stats_sink)`` returns the fixed point
+``x (batch, n)`` of ``x = relu(A x + B u)``. The forward runs without building a graph over iterations; the
+backward solves the adjoint equation (:mod:`.adjoint`). Parameters are never modified here.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .adjoint import solve_adjoint
+from .config import AdjointConfig, SolverConfig
+from .solvers import SOLVERS
+from .stats import SolverStats, warn_if_unconverged
+
+__all__ = ["ImplicitFunction", "fixed_point_solve"]
+
+
+def fixed_point_solve(A, BU, x0, cfg: SolverConfig) -> tuple[torch.Tensor, SolverStats]:
+    """Run the configured solver (no autograd) and package its per-sample statistics."""
+    with torch.no_grad():
+        x, iters, residual, converged = SOLVERS[cfg.solver](A, BU, x0, cfg)
+    stats = SolverStats(iterations=iters, residual=residual, converged=converged, solver=cfg.solver)
+    if cfg.warn:
+        warn_if_unconverged(converged, residual, f"forward solve ({cfg.solver})", cfg.max_iter)
+    return x, stats
+
+
+class ImplicitFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, A, B, u, x0, solver_cfg: SolverConfig, adjoint_cfg: AdjointConfig, sink: list):
+        BU = u @ B.t()
+        x, stats = fixed_point_solve(A, BU, x0, solver_cfg)
+        d = (torch.addmm(BU, x, A.t()) > 0).to(x.dtype)
+        ctx.save_for_backward(A, B, u, x, d)
+        ctx.adjoint_cfg = adjoint_cfg
+        ctx.stats = stats
+        sink.append(stats)
+        return x
+
+    @staticmethod
+    def backward(ctx, g):
+        A, B, u, x, d = ctx.saved_tensors
+        cfg: AdjointConfig = ctx.adjoint_cfg
+        w, iters, residual, converged, mode = solve_adjoint(A, d, g, cfg)
+        st: SolverStats = ctx.stats
+        st.backward_iterations, st.backward_residual, st.backward_converged = iters, residual, converged
+        st.adjoint_mode = mode
+        if cfg.warn:
+            warn_if_unconverged(converged, residual, f"adjoint solve ({mode})", cfg.max_iter)
+        v = d * w
+        gA = v.t() @ x if ctx.needs_input_grad[0] else None
+        gB = v.t() @ u if ctx.needs_input_grad[1] else None
+        gu = v @ B if ctx.needs_input_grad[2] else None
+        return gA, gB, gu, None, None, None, None

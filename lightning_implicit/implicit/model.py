@@ -1,0 +1,212 @@
+"""Implicit models (El Ghaoui et al. 2021), as in *The Extrapolation Power of Implicit Models*.
+
+    x = relu(A x + B u)        (state equation, solved for its fixed point x)
+    y = C x + D u              (prediction equation)
+
+``A (n, n)``, ``B (n, p)``, ``C (q, n)``, ``D (q, p)``, no biases (the paper's parameter counts only add up
+without them). Well-posedness is kept by projecting the rows of ``A`` onto the L1 ball of radius ``kappa``
+(:meth:`ImplicitModel.project_`, called after every optimiser step by the training module). With
+``feedback=False`` (the paper's ablation, section 4) ``A`` is strictly upper triangular: a feed-forward
+network of adaptive depth whose solve ends in at most ``n`` iterations.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .config import AdjointConfig, SolverConfig
+from .function import ImplicitFunction
+from .projection import inf_norm, project_rows_l1
+from .stats import SolverStats
+
+__all__ = ["ImplicitLayer", "ImplicitModel", "ImplicitRNN", "count_parameters"]
+
+
+class ImplicitLayer(nn.Module):
+    """The state equation ``x = relu(A x + B u)`` with its solver settings (per instance).
+
+    Args:
+        in_features: p.  hidden_features: n.
+        kappa: radius of the row-wise L1 ball for ``A`` (``||A||_inf <= kappa < 1``).
+        feedback: ``False`` keeps ``A`` strictly upper triangular (no closed-loop feedback).
+        solver, tol, tol_mode, max_iter, check_every, anderson_m: see :class:`SolverConfig`.
+        adjoint, adjoint_tol, adjoint_max_iter: see :class:`AdjointConfig`.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden_features: int,
+        *,
+        kappa: float = 0.95,
+        feedback: bool = True,
+        solver: str = "picard",
+        tol: float = 3e-6,
+        tol_mode: str = "abs",
+        max_iter: int = 300,
+        check_every: int = 1,
+        anderson_m: int = 5,
+        adjoint: str = "auto",
+        adjoint_tol: float = 3e-6,
+        adjoint_max_iter: int = 300,
+        warn: bool = True,
+    ) -> None:
+        super().__init__()
+        if not 0 < kappa < 1:
+            raise ValueError(f"kappa must be in (0, 1) for a well-posed model, got {kappa}")
+        if in_features < 1 or hidden_features < 1:
+            raise ValueError(f"in_features and hidden_features must be >= 1, got {in_features}, {hidden_features}")
+        self.in_features, self.hidden_features = in_features, hidden_features
+        self.kappa, self.feedback = kappa, feedback
+        self.solver_cfg = SolverConfig(
+            solver=solver, tol=tol, tol_mode=tol_mode, max_iter=max_iter, check_every=check_every,
+            anderson_m=anderson_m, warn=warn,
+        )  # fmt: skip
+        self.adjoint_cfg = AdjointConfig(mode=adjoint, tol=adjoint_tol, max_iter=adjoint_max_iter, warn=warn)
+        n, p = hidden_features, in_features
+        self.A = nn.Parameter(torch.empty(n, n).uniform_(-1, 1) / n)
+        self.B = nn.Parameter(torch.empty(n, p).uniform_(-1, 1) / math.sqrt(p))
+        self.project_()
+        self.last_stats: SolverStats | None = None
+
+    def effective_A(self) -> torch.Tensor:
+        """``A`` as used in the state equation (strictly upper triangular without feedback)."""
+        return self.A if self.feedback else torch.triu(self.A, diagonal=1)
+
+    @torch.no_grad()
+    def project_(self) -> None:
+        """Restore well-posedness after an optimiser step: rows of ``A`` onto the L1 ball of radius kappa.
+
+        Without feedback the lower triangle (and diagonal) is zeroed instead: a strictly upper triangular
+        ``A`` is nilpotent, so the state equation is well posed for any norm (as in the paper's ablation).
+        """
+        if self.feedback:
+            self.A.copy_(project_rows_l1(self.A, self.kappa))
+        else:
+            self.A.copy_(torch.triu(self.A, diagonal=1))
+
+    def well_posedness(self) -> float:
+        """The certificate ``||A||_inf`` of the effective ``A``."""
+        return float(inf_norm(self.effective_A().detach()))
+
+    def forward(self, u: torch.Tensor, x0: torch.Tensor | None = None) -> torch.Tensor:
+        """Fixed point ``x (batch, n)`` for inputs ``u (batch, p)``; statistics go to ``self.last_stats``."""
+        if u.dim() != 2 or u.shape[1] != self.in_features:
+            raise ValueError(f"expected input (batch, {self.in_features}), got {tuple(u.shape)}")
+        if x0 is None:
+            x0 = u.new_zeros(u.shape[0], self.hidden_features)
+        sink: list[SolverStats] = []
+        x = ImplicitFunction.apply(self.effective_A(), self.B, u, x0.detach(), self.solver_cfg, self.adjoint_cfg, sink)
+        self.last_stats = sink[0]
+        return x
+
+
+class ImplicitModel(nn.Module):
+    """``y = C x + D u`` with ``x = relu(A x + B u)``; input ``(batch, p)``, output ``(batch, q)``.
+
+    Keyword arguments are those of :class:`ImplicitLayer`. ``model.last_stats`` holds the per-sample
+    :class:`SolverStats` of the last forward (its ``backward_*`` fields are filled after ``backward``).
+    """
+
+    def __init__(self, in_features: int, hidden_features: int, out_features: int, **layer_kwargs) -> None:
+        super().__init__()
+        self.layer = ImplicitLayer(in_features, hidden_features, **layer_kwargs)
+        n, p, q = hidden_features, in_features, out_features
+        self.C = nn.Parameter(torch.empty(q, n).uniform_(-1, 1) / math.sqrt(n))
+        self.D = nn.Parameter(torch.empty(q, p).uniform_(-1, 1) / math.sqrt(p))
+        self.in_features, self.hidden_features, self.out_features = p, n, q
+
+    @property
+    def A(self) -> nn.Parameter:
+        return self.layer.A
+
+    @property
+    def B(self) -> nn.Parameter:
+        return self.layer.B
+
+    @property
+    def last_stats(self) -> SolverStats | None:
+        return self.layer.last_stats
+
+    def project_(self) -> None:
+        self.layer.project_()
+
+    def well_posedness(self) -> float:
+        return self.layer.well_posedness()
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        x = self.layer(u)
+        return x @ self.C.t() + u @ self.D.t()
+
+
+class ImplicitRNN(nn.Module):
+    """The paper's implicitRNN: an implicit cell unrolled over time, then a linear readout.
+
+    For each step ``i``: ``u_i = [s_i ; h_{i-1}]``, ``x_i = relu(A x_i + B u_i)``, ``h_i = C x_i + D u_i``
+    (``h_0 = 0``, no nonlinearity on ``h``), ``y_i = W h_i + b``.
+
+    Args:
+        in_features: features per time step (``s_i``).  hidden_features: n.
+        state_features: size of ``h`` (so ``B`` is ``n x (in_features + state_features)``).
+        out_features: readout size per step.
+        warm_start: start each step's solve from the previous step's ``x`` (same fixed point, fewer iterations).
+
+    Input ``(batch, time, in_features)``; output ``(batch, time, out_features)`` (``[:, -1]`` is the last step).
+    ``last_stats.iterations`` has shape ``(batch, time)``.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden_features: int,
+        state_features: int,
+        out_features: int,
+        *,
+        warm_start: bool = True,
+        **layer_kwargs,
+    ) -> None:
+        super().__init__()
+        p = in_features + state_features
+        self.layer = ImplicitLayer(p, hidden_features, **layer_kwargs)
+        n, h = hidden_features, state_features
+        self.C = nn.Parameter(torch.empty(h, n).uniform_(-1, 1) / math.sqrt(n))
+        self.D = nn.Parameter(torch.empty(h, p).uniform_(-1, 1) / math.sqrt(p))
+        self.readout = nn.Linear(h, out_features)
+        self.in_features, self.hidden_features, self.state_features = in_features, n, h
+        self.out_features, self.warm_start = out_features, warm_start
+        self.last_stats: SolverStats | None = None
+
+    def project_(self) -> None:
+        self.layer.project_()
+
+    def well_posedness(self) -> float:
+        return self.layer.well_posedness()
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        if s.dim() != 3 or s.shape[2] != self.in_features:
+            raise ValueError(f"expected input (batch, time, {self.in_features}), got {tuple(s.shape)}")
+        b, T, _ = s.shape
+        h = s.new_zeros(b, self.state_features)
+        x = None
+        hs, steps = [], []
+        for i in range(T):
+            u = torch.cat([s[:, i], h], dim=1)
+            x = self.layer(u, x0=x if self.warm_start else None)
+            steps.append(self.layer.last_stats)
+            h = x @ self.C.t() + u @ self.D.t()
+            hs.append(h)
+        self.last_stats = SolverStats.stack(steps)
+        return self.readout(torch.stack(hs, dim=1))
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters as the paper counts them: a ``feedback=False`` A counts its strict upper triangle."""
+    total = 0
+    for mod in model.modules():
+        if isinstance(mod, ImplicitLayer) and not mod.feedback:
+            n = mod.hidden_features
+            total += n * (n - 1) // 2 - n * n  # the masked part of A is not a free parameter
+    return total + sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -47,7 +47,8 @@ class LSTMNet(nn.Module):
         self.many_to_one = many_to_one
         widths = (in_features, *self.hidden)
         self.layers = nn.ModuleList(
-            nn.LSTM(w_in, w_out, batch_first=True) for w_in, w_out in zip(widths[:-1], widths[1:], strict=True)
+            nn.LSTM(w_in, w_out, batch_first=True)
+            for w_in, w_out in zip(widths[:-1], widths[1:], strict=True)
         )
         self.head = nn.Linear(self.hidden[-1], out_features)
 
@@ -56,9 +57,7 @@ class LSTMNet(nn.Module):
         if x.dim() == 2 and self.in_features == 1:
             x = x.unsqueeze(-1)
         if x.dim() != 3 or x.shape[-1] != self.in_features:
-            raise ValueError(
-                f"LSTMNet expects input (batch, time, {self.in_features}), got {tuple(x.shape)}"
-            )
+            raise ValueError(f"LSTMNet expects input (batch, time, {self.in_features}), got {tuple(x.shape)}")
         for lstm in self.layers:
             x, _ = lstm(x)
         if self.many_to_one:

@@ -4,7 +4,7 @@ Table 4 writes an MLP as ``in × h1 × ... × out``; ``MLP(in, out, hidden=(h1, 
 one ``nn.Linear`` (with bias) per ``×`` and the activation between consecutive linears (none after the
 last one). Examples::
 
-    MLP(10, 10, hidden=(9, 9))                          # identity           10×9×9×10        (290 params)
+    MLP(10, 10, hidden=(9, 9))                          # identity           10×9×9×10        (289 params)
     MLP(50, 1, hidden=(10, 10))                         # arithmetic         50×10×10×1       (631 params)
     MLP(60, 1, hidden=(50, 27, 27, 27, 10))             # volatility         60×50×27×27×27×10×1
     MLP(30, 4, hidden=(32, 128, 128, 128, 32), activation="elu")   # EikoNet-shaped, 42,500 params

@@ -56,7 +56,9 @@ class NALUCell(nn.Module):
     Shapes: input ``(batch, in_features)`` -> output ``(batch, out_features)``.
     """
 
-    def __init__(self, in_features: int, out_features: int, eps: float = 1e-7, max_exponent: float = 30.0) -> None:
+    def __init__(
+        self, in_features: int, out_features: int, eps: float = 1e-7, max_exponent: float = 30.0
+    ) -> None:
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features

@@ -1,0 +1,187 @@
+"""The shared base of every task: in-distribution train/val loaders and one test loader per shift.
+
+A task subclasses :class:`ShiftDataModule`, sets :attr:`spec` (a :class:`~lightning_implicit.task.TaskSpec`)
+and implements :meth:`build`, returning the training data and the shifted test sets. The base does the
+rest: seeded k-fold train/validation split, loaders, shift bookkeeping and the data card.
+
+Every dataset yields ``(x, y, index)``; the index lets the shift sweep count every test sample exactly once
+under a distributed sampler (which pads ranks with duplicates).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+from torchmetrics import functional as tmf
+
+from lightning_implicit.task import TaskSpec
+
+__all__ = ["ShiftDataModule", "DataSplits", "TestSet", "Standardizer"]
+
+
+@dataclass
+class TestSet:
+    """One test split: ``shift`` (an integer, the sweep axis: kappa or region k), inputs and targets."""
+
+    shift: int
+    x: np.ndarray
+    y: np.ndarray
+    extras: dict = field(default_factory=dict)
+
+
+@dataclass
+class DataSplits:
+    """What :meth:`ShiftDataModule.build` returns: in-distribution training data, shifted tests, a card."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    tests: list[TestSet]
+    card: dict = field(default_factory=dict)
+
+
+@dataclass
+class Standardizer:
+    """Column-wise ``(v - mean) / std`` fitted on training data only (shape ``(features,)``)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, v: np.ndarray) -> Standardizer:
+        flat = v.reshape(-1, v.shape[-1])
+        std = flat.std(axis=0)
+        return cls(mean=flat.mean(axis=0), std=np.where(std > 0, std, 1.0))
+
+    def transform(self, v: np.ndarray) -> np.ndarray:
+        return (v - self.mean) / self.std
+
+    def inverse(self, v):
+        mean = torch.as_tensor(self.mean, dtype=v.dtype, device=v.device) if torch.is_tensor(v) else self.mean
+        std = torch.as_tensor(self.std, dtype=v.dtype, device=v.device) if torch.is_tensor(v) else self.std
+        return v * std + mean
+
+
+def _dataset(x: np.ndarray, y: np.ndarray, spec: TaskSpec) -> TensorDataset:
+    xt = torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32)
+    ydt = torch.long if spec.kind == "classification" else torch.float32
+    yt = torch.as_tensor(np.ascontiguousarray(y), dtype=ydt)
+    return TensorDataset(xt, yt, torch.arange(len(xt)))
+
+
+class ShiftDataModule(L.LightningDataModule):
+    """Base datamodule of a shift-sweep task.
+
+    Args:
+        seed: data seed (the generated or subsampled data depend on it alone).
+        batch_size: training batch size.  eval_batch_size: validation/test batch size.
+        n_folds, fold: the in-distribution data are split into ``n_folds`` seeded folds; fold ``fold`` is
+            the validation set (the paper's 5-fold cross-validation runs ``fold = 0 .. n_folds - 1``).
+        num_workers: DataLoader workers.
+    """
+
+    spec: TaskSpec
+
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        batch_size: int = 64,
+        eval_batch_size: int = 1024,
+        n_folds: int = 5,
+        fold: int = 0,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        if n_folds < 2:
+            raise ValueError(f"n_folds must be >= 2 (one fold is held out for validation), got {n_folds}")
+        if not 0 <= fold < n_folds:
+            raise ValueError(f"fold must be in [0, {n_folds}), got {fold}")
+        if batch_size < 1 or eval_batch_size < 1:
+            raise ValueError("batch sizes must be >= 1")
+        self.seed, self.batch_size, self.eval_batch_size = seed, batch_size, eval_batch_size
+        self.n_folds, self.fold, self.num_workers = n_folds, fold, num_workers
+        self.splits: DataSplits | None = None
+
+    # ---- to implement by a task -------------------------------------------------------------------
+    def build(self) -> DataSplits:
+        """Generate or load the data (deterministic given ``self.seed``)."""
+        raise NotImplementedError
+
+    def rng(self, *stream: int) -> np.random.Generator:
+        """An independent, reproducible random stream for ``(seed, *stream)``."""
+        return np.random.default_rng([self.seed, *[int(s) for s in stream]])
+
+    # ---- Lightning hooks ----------------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits is not None:
+            return
+        splits = self.build()
+        n = len(splits.x_train)
+        perm = self.rng(10_000).permutation(n)
+        val_idx = np.sort(np.array_split(perm, self.n_folds)[self.fold])
+        train_mask = np.ones(n, dtype=bool)
+        train_mask[val_idx] = False
+        self.train_set = _dataset(splits.x_train[train_mask], splits.y_train[train_mask], self.spec)
+        self.val_set = _dataset(splits.x_train[val_idx], splits.y_train[val_idx], self.spec)
+        self.test_sets = [_dataset(t.x, t.y, self.spec) for t in splits.tests]
+        self.splits = splits
+
+    @property
+    def shifts(self) -> list[int]:
+        """The shift value of each test dataloader, in order (dataloader index -> shift)."""
+        if self.splits is None:
+            self.setup()
+        return [t.shift for t in self.splits.tests]
+
+    def train_dataloader(self) -> DataLoader:
+        g = torch.Generator().manual_seed(self.seed)
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, generator=g,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)  # fmt: skip
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_set, batch_size=self.eval_batch_size, num_workers=self.num_workers)
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return [DataLoader(ds, batch_size=self.eval_batch_size, num_workers=self.num_workers) for ds in self.test_sets]
+
+    # ---- evaluation and tracking --------------------------------------------------------------------
+    def evaluate(self, pred: torch.Tensor, y: torch.Tensor, shift: int) -> dict[str, float]:
+        """Metrics of one test split from raw model outputs ``pred`` and targets ``y`` (whole split)."""
+        p, t = self.spec.align(pred, y)
+        out: dict[str, float] = {}
+        for name in self.spec.metrics:
+            if name == "mse":
+                out["mse"] = float(tmf.mean_squared_error(p, t))
+            elif name == "mae":
+                out["mae"] = float(tmf.mean_absolute_error(p, t))
+            elif name == "mape":
+                out["mape"] = float(tmf.mean_absolute_percentage_error(p, t))
+            elif name == "accuracy":
+                out["accuracy"] = float((p.argmax(dim=-1) == t).float().mean())
+            else:
+                raise ValueError(f"unknown metric {name!r} in task {self.spec.name!r}")
+        return out
+
+    def data_card(self) -> dict:
+        """What was generated or loaded: sizes, ranges, seed, shifts (logged with every run)."""
+        if self.splits is None:
+            self.setup()
+        s = self.splits
+        card = {
+            "task": self.spec.name,
+            "seed": self.seed,
+            "n_train": int(len(self.train_set)),
+            "n_val": int(len(self.val_set)),
+            "fold": f"{self.fold}/{self.n_folds}",
+            "shift_name": self.spec.shift_name,
+            "shifts": [t.shift for t in s.tests],
+            "n_test_per_shift": [int(len(t.x)) for t in s.tests],
+            "x_train_range": [float(np.min(s.x_train)), float(np.max(s.x_train))],
+            "test_x_ranges": {str(t.shift): [float(np.min(t.x)), float(np.max(t.x))] for t in s.tests},
+        }
+        card.update(s.card)
+        return card

@@ -1,0 +1,204 @@
+"""The paper's mathematical tasks (section 2.1, Table 3): identity, addition/subtraction, rolling average,
+rolling argmax. 10,000 training samples, 3,000 test samples per shift kappa (configurable).
+
+Each task draws in-distribution data from ``P(mu, sigma)`` and tests on ``P`` shifted by kappa. The shift
+grids default to the paper's ranges, log-spaced where the paper's axis is logarithmic.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lightning_implicit.task import TaskSpec
+
+from .base import DataSplits, ShiftDataModule, TestSet
+
+__all__ = [
+    "SyntheticShiftDataModule", "IdentityDataModule", "ArithmeticDataModule", "RollingAverageDataModule",
+    "RollingArgmaxDataModule", "log_grid",
+]  # fmt: skip
+
+
+def log_grid(lo: float, hi: float, per_decade: int = 2) -> list[int]:
+    """Integer log-spaced grid from ``lo`` to ``hi`` (inclusive), ``per_decade`` points per decade."""
+    n = int(round(np.log10(hi / lo) * per_decade)) + 1
+    return sorted({int(round(v)) for v in np.logspace(np.log10(lo), np.log10(hi), n)})
+
+
+class SyntheticShiftDataModule(ShiftDataModule):
+    """A task defined by two samplers: ``sample(rng, n, shift=None)`` -> ``(x, y)``.
+
+    Args:
+        n_train: in-distribution samples (split into train/validation folds).
+        n_test: samples per shift.
+        shifts: the kappa grid (integers; the MLflow step of the sweep). ``None``: the paper's range.
+        (others: see :class:`ShiftDataModule`)
+    """
+
+    default_shifts: tuple[int, ...] = ()
+
+    def __init__(self, *, n_train: int = 10_000, n_test: int = 3_000, shifts: list[int] | None = None, **kw) -> None:
+        super().__init__(**kw)
+        if n_train < self.n_folds or n_test < 1:
+            raise ValueError(f"n_train must be >= n_folds and n_test >= 1, got {n_train}, {n_test}")
+        shifts = list(self.default_shifts if shifts is None else shifts)
+        if not shifts or any(int(s) != s or s <= 0 for s in shifts):
+            raise ValueError(f"shifts must be a non-empty list of positive integers, got {shifts}")
+        self.n_train, self.n_test, self.shift_grid = n_train, n_test, [int(s) for s in shifts]
+
+    def sample(self, rng: np.random.Generator, n: int, shift: int | None) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        """Distribution text for the data card."""
+        return {}
+
+    def build(self) -> DataSplits:
+        x, y = self.sample(self.rng(0), self.n_train, None)
+        tests = []
+        for k in self.shift_grid:
+            xt, yt = self.sample(self.rng(1, k), self.n_test, k)
+            tests.append(TestSet(shift=k, x=xt, y=yt))
+        return DataSplits(x_train=x, y_train=y, tests=tests, card={"source": "generated", **self.describe()})
+
+
+class IdentityDataModule(SyntheticShiftDataModule):
+    """f(u) = u; train ``U(-5, 5)^10``, test ``U(-kappa, kappa)^10``, kappa 10..80."""
+
+    default_shifts = (10, 20, 30, 40, 50, 60, 70, 80)
+
+    def __init__(self, *, dim: int = 10, **kw) -> None:
+        super().__init__(**kw)
+        self.dim = dim
+        self.spec = TaskSpec(
+            name="identity", kind="regression", in_shape=(dim,), target_shape=(dim,),
+            metrics=("mse", "mae"), shift_log=False,
+            presets={"implicit": {"hidden_features": 4},
+                     "mlp": {"arch": "mlp", "hidden": [9, 9]},
+                     "encdec": {"arch": "encdec", "d_model": 10, "nhead": 5, "dim_feedforward": 5}},
+        )  # fmt: skip
+
+    def sample(self, rng, n, shift):
+        a = 5.0 if shift is None else float(shift)
+        x = rng.uniform(-a, a, size=(n, self.dim))
+        return x, x.copy()
+
+    def describe(self):
+        return {"train": f"U(-5,5)^{self.dim}", "test": f"U(-kappa,kappa)^{self.dim}"}
+
+
+class ArithmeticDataModule(SyntheticShiftDataModule):
+    """Trask et al.'s arithmetic task: ``a = sum(u[i..j])``, ``b = sum(u[k..l])``, target ``a + b`` or ``a - b``.
+
+    The indices ``i < j`` and ``k < l`` (1-based, inclusive, from 1..dim) are drawn once per dataset from
+    the seed. Train ``U(-1, 1)^50``, test ``U(-kappa/2, kappa/2)^50``, kappa 10..1e5 (log grid).
+    """
+
+    default_shifts = tuple(log_grid(10, 100_000))
+
+    def __init__(self, *, operation: str = "add", dim: int = 50, **kw) -> None:
+        super().__init__(**kw)
+        if operation not in ("add", "sub"):
+            raise ValueError(f"operation must be 'add' or 'sub', got {operation!r}")
+        self.operation, self.dim = operation, dim
+        r = self.rng(2)
+        i, j = sorted(r.choice(np.arange(1, dim + 1), size=2, replace=False))
+        k, l = sorted(r.choice(np.arange(1, dim + 1), size=2, replace=False))
+        self.indices = (int(i), int(j), int(k), int(l))
+        self.spec = TaskSpec(
+            name="addition" if operation == "add" else "subtraction", kind="regression",
+            in_shape=(dim,), target_shape=(1,), metrics=("mse", "mae"), shift_log=True,
+            presets={"implicit": {"hidden_features": 20},
+                     "mlp": {"arch": "mlp", "hidden": [10, 10]},
+                     "nalu": {"arch": "nalu", "hidden": [10, 10]},
+                     "nac": {"arch": "nac", "hidden": [10, 10]},
+                     "seq_encoder": {"arch": "seq_encoder", "nhead": 10, "dim_feedforward": 50},
+                     "depth_encoder": {"arch": "depth_encoder", "d_model": 10, "nhead": 1,
+                                       "dim_feedforward": 500}},
+        )  # fmt: skip
+
+    def target(self, x: np.ndarray) -> np.ndarray:
+        i, j, k, l = self.indices
+        a = x[:, i - 1 : j].sum(axis=1)
+        b = x[:, k - 1 : l].sum(axis=1)
+        return (a + b if self.operation == "add" else a - b)[:, None]
+
+    def sample(self, rng, n, shift):
+        h = 1.0 if shift is None else shift / 2.0
+        x = rng.uniform(-h, h, size=(n, self.dim))
+        return x, self.target(x)
+
+    def describe(self):
+        return {"train": f"U(-1,1)^{self.dim}", "test": f"U(-kappa/2,kappa/2)^{self.dim}",
+                "indices_ijkl": list(self.indices), "operation": self.operation}  # fmt: skip
+
+
+class RollingAverageDataModule(SyntheticShiftDataModule):
+    """Running mean at every step: train ``N(3, 1)``, length 10; test ``N(3 + kappa, 1)``, kappa 5..100.
+
+    Inputs ``(batch, 10, 1)``, targets ``(batch, 10, 1)``.
+    """
+
+    default_shifts = (5, 10, 20, 40, 60, 80, 100)
+
+    def __init__(self, *, length: int = 10, **kw) -> None:
+        super().__init__(**kw)
+        self.length = length
+        self.spec = TaskSpec(
+            name="rolling_average", kind="regression", in_shape=(length, 1), target_shape=(length, 1),
+            metrics=("mse", "mae"), shift_log=False,
+            presets={"implicit": {"hidden_features": 32},
+                     "implicit_rnn": {"hidden_features": 32, "state_features": 10},
+                     "lstm": {"arch": "lstm", "hidden": [18, 18]},
+                     "encdec": {"arch": "encdec", "d_model": 10, "nhead": 5, "dim_feedforward": 5}},
+        )  # fmt: skip
+
+    def sample(self, rng, n, shift):
+        mu = 3.0 + (0.0 if shift is None else float(shift))
+        x = rng.normal(mu, 1.0, size=(n, self.length, 1))
+        y = np.cumsum(x, axis=1) / np.arange(1, self.length + 1)[None, :, None]
+        return x, y
+
+    def describe(self):
+        return {"train": "N(3,1)", "test": "N(3+kappa,1)", "length": self.length}
+
+
+# Table 4: 1 encoder layer, 1 decoder layer, 2 heads, feed-forward 10, max PE length 10 (d_model: not stated).
+_ARGMAX_ENCDEC = {"d_model": 10, "nhead": 2, "dim_feedforward": 10}
+
+
+class RollingArgmaxDataModule(SyntheticShiftDataModule):
+    """Index of the running maximum at every step (10 classes), evaluated on the last step.
+
+    Train ``U(0, 1)``, test ``U(0, kappa)``, kappa 1e1..1e5 (log grid). Inputs ``(batch, 10, 1)``,
+    targets ``(batch, 10)`` class indices.
+    """
+
+    default_shifts = tuple(log_grid(10, 100_000))
+
+    def __init__(self, *, length: int = 10, **kw) -> None:
+        super().__init__(**kw)
+        self.length = length
+        self.spec = TaskSpec(
+            name="rolling_argmax", kind="classification", in_shape=(length, 1), target_shape=(length,),
+            num_classes=length, eval_last_step=True, metrics=("accuracy",), shift_log=True,
+            presets={"implicit": {"hidden_features": 36},
+                     "implicit_rnn": {"hidden_features": 21, "state_features": 22},
+                     "lstm": {"arch": "lstm", "hidden": [21, 21]},
+                     "encdec_masked": {"arch": "encdec", **_ARGMAX_ENCDEC},
+                     "encdec_unmasked": {"arch": "encdec", **_ARGMAX_ENCDEC, "causal_mask": False},
+                     "encdec_nope": {"arch": "encdec", **_ARGMAX_ENCDEC, "causal_mask": False,
+                                     "positional_encoding": False}},
+        )  # fmt: skip
+
+    def sample(self, rng, n, shift):
+        hi = 1.0 if shift is None else float(shift)
+        x = rng.uniform(0.0, hi, size=(n, self.length, 1))
+        y = np.maximum.accumulate(x[..., 0], axis=1)
+        labels = np.zeros((n, self.length), dtype=np.int64)
+        for t in range(1, self.length):  # index of the running max: update where a new max appears
+            labels[:, t] = np.where(x[:, t, 0] >= y[:, t - 1], t, labels[:, t - 1])
+        return x, labels
+
+    def describe(self):
+        return {"train": "U(0,1)", "test": "U(0,kappa)", "length": self.length}

@@ -1,0 +1,78 @@
+"""Command-line entry points: ``lightning-implicit {train,fit,sweep,reproduce,params} ...``.
+
+* ``train --task T --model M [--seed S] [--trainer cpu|gpu|ddp|multinode] [LightningCLI overrides]``:
+  stacks ``conf/trainer/<trainer>.yaml``, ``conf/tasks/<T>.yaml`` and ``conf/models/<M>.yaml``, fits, runs the
+  shift sweep and logs everything to MLflow.
+* ``fit --config a.yaml --config b.yaml ...``: the same with explicit LightningCLI arguments.
+* ``sweep``: Optuna hyper-parameter search (see ``lightning_implicit.sweep``).
+* ``reproduce``: the paper's experiments and report (see ``lightning_implicit.reproduce``).
+* ``params --task T``: parameter counts of every configured model for a task.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["main"]
+
+
+def _train(argv: list[str]) -> int:
+    from lightning_implicit.runner import print_sweep, run_training, shorthand_args
+
+    p = argparse.ArgumentParser(prog="lightning-implicit train", add_help=True)
+    p.add_argument("--task", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--trainer", default="cpu")
+    p.add_argument("--devices", type=int, default=None)
+    p.add_argument("--nodes", type=int, default=None)
+    p.add_argument("--data", default=None, help="data source for tasks that load data (file path or 'synthetic')")
+    p.add_argument("--interval", default=None, help="download interval for market data (1d or 1m)")
+    known, rest = p.parse_known_args(argv)
+    args = shorthand_args(known.task, known.model, known.trainer, known.seed, known.devices, known.nodes)
+    if known.data:
+        args += ["--data.init_args.data", known.data]
+    if known.interval:
+        args += ["--data.init_args.interval", known.interval]
+    print_sweep(run_training(args + rest))
+    return 0
+
+
+def _fit(argv: list[str]) -> int:
+    from lightning_implicit.runner import print_sweep, run_training
+
+    print_sweep(run_training(argv))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = {"train": _train, "fit": _fit}
+    try:
+        from lightning_implicit.sweep.cli import main as sweep_main
+
+        commands["sweep"] = sweep_main
+    except ImportError:
+        pass
+    try:
+        from lightning_implicit.reproduce.cli import main as reproduce_main
+
+        commands["reproduce"] = reproduce_main
+    except ImportError:
+        pass
+    try:
+        from lightning_implicit.baselines.report import main as params_main
+
+        commands["params"] = params_main
+    except ImportError:
+        pass
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
+        print(__doc__.strip())
+        print(f"\ncommands: {', '.join(commands)}")
+        return 0 if (not argv or argv[0] in ("-h", "--help")) else 2
+    return commands[argv[0]](argv[1:]) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,7 @@
+"""LightningModules: thin wrappers (loss, metrics, hooks) around the models."""
+
+from .base import ShiftModule
+from .baseline import BaselineModule
+from .implicit import ImplicitModule
+
+__all__ = ["ShiftModule", "ImplicitModule", "BaselineModule"]

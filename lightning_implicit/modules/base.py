@@ -1,0 +1,146 @@
+"""The thin shared base of every LightningModule: loss, torchmetrics, optimiser, and the shift sweep.
+
+``test`` runs over one dataloader per shift; at its end :attr:`ShiftModule.sweep_results` holds one row per
+shift (``{"shift": k, "mse": ..., ...}``) computed on every test sample exactly once (gathered across ranks
+and de-duplicated by sample index), with the metrics the datamodule defines (``datamodule.evaluate``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import lightning as L
+import torch
+import torchmetrics
+from torch import nn
+
+from lightning_implicit.task import TaskSpec
+
+__all__ = ["ShiftModule"]
+
+
+class ShiftModule(L.LightningModule):
+    """Base of :class:`ImplicitModule` and :class:`BaselineModule`.
+
+    Args:
+        task: the task's :class:`TaskSpec` (the CLI links it from the datamodule).
+        lr: learning rate.  optimizer: ``adam`` or ``sgd``.  weight_decay: L2 penalty.
+        lr_gamma: per-epoch exponential learning-rate decay (1.0: none; the authors' notebooks use 0.995).
+    """
+
+    sequence_model: bool = False  # set by subclasses: does ``net`` take (batch, time, features)?
+
+    def __init__(
+        self,
+        task: TaskSpec | None = None,
+        *,
+        lr: float = 1e-2,
+        optimizer: Literal["adam", "sgd"] = "adam",
+        weight_decay: float = 0.0,
+        lr_gamma: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if task is None:
+            raise ValueError("a model needs its task: pass task=datamodule.spec (the CLI links it for you)")
+        if lr <= 0 or not 0 < lr_gamma <= 1 or weight_decay < 0:
+            raise ValueError(f"need lr > 0, 0 < lr_gamma <= 1, weight_decay >= 0; got {lr}, {lr_gamma}, {weight_decay}")
+        if optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+        self.task = task
+        self.lr, self.optimizer_name, self.weight_decay, self.lr_gamma = lr, optimizer, weight_decay, lr_gamma
+        if task.kind == "classification":
+            self.val_metric = torchmetrics.classification.MulticlassAccuracy(task.num_classes, average="micro")
+            self.val_metric_name = "val/accuracy"
+        else:
+            self.val_metric = torchmetrics.MeanSquaredError()
+            self.val_metric_name = "val/mse"
+        self.sweep_results: list[dict] = []
+        self._test_outputs: dict[int, list] = {}
+
+    # ---- the network ---------------------------------------------------------------------------
+    net: nn.Module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.task.is_sequence and not self.sequence_model:
+            x = x.reshape(x.shape[0], -1)
+        return self.net(x)
+
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]
+        if not params:  # parameter-free forecasters (naive baselines) still run through the same loop
+            params = [nn.Parameter(torch.zeros(1, device=self.device))]
+        if self.optimizer_name == "adam":
+            opt = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+        else:
+            opt = torch.optim.SGD(params, lr=self.lr, weight_decay=self.weight_decay)
+        if self.lr_gamma == 1.0:
+            return opt
+        return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.ExponentialLR(opt, self.lr_gamma)}
+
+    # ---- steps -----------------------------------------------------------------------------------
+    def predict_batch(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The model's output for a batch (``y`` is there for decoders trained with teacher forcing)."""
+        return self(x)
+
+    def training_step(self, batch, batch_idx):
+        x, y, _ = batch
+        loss = self.task.loss(self.predict_batch(x, y), y)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"non-finite training loss ({float(loss)}) at epoch {self.current_epoch}, step {self.global_step}: "
+                "lower the learning rate or check the data scaling"
+            )
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y, _ = batch
+        pred = self.predict_batch(x, y)
+        self.log("val/loss", self.task.loss(pred, y), prog_bar=True, sync_dist=True, batch_size=len(x))
+        self.val_metric(*self.task.align(pred, y))
+        self.log(self.val_metric_name, self.val_metric, batch_size=len(x))
+
+    def test_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        x, y, idx = batch
+        pred = self.predict_batch(x, y)
+        self._test_outputs.setdefault(dataloader_idx, []).append(self.collect_test(pred, y, idx))
+
+    def collect_test(self, pred, y, idx) -> dict[str, torch.Tensor]:
+        """What the sweep keeps of one test batch (subclasses add solver statistics)."""
+        return {"pred": pred.detach(), "y": y, "idx": idx}
+
+    def on_test_epoch_start(self) -> None:
+        self._test_outputs = {}
+
+    def on_test_epoch_end(self) -> None:
+        dm = self.trainer.datamodule
+        shifts = dm.shifts
+        rows = []
+        for i in sorted(self._test_outputs):
+            out = self._gather(self._test_outputs[i])
+            row = {"shift": shifts[i], "n": int(len(out["idx"]))}
+            row.update(dm.evaluate(out["pred"], out["y"], shifts[i]))
+            row.update(self.sweep_extras(out))
+            rows.append(row)
+        self.sweep_results = rows
+        self._test_outputs = {}
+
+    def sweep_extras(self, out: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Per-shift extras beyond the task metrics (solver depth for implicit models)."""
+        return {}
+
+    def _gather(self, parts: list[dict]) -> dict[str, torch.Tensor]:
+        out = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        if self.trainer.world_size > 1:
+            out = {k: self.all_gather(v).flatten(0, 1) for k, v in out.items()}
+        # a distributed sampler pads ranks with repeated samples: keep each index once
+        idx, first = _first_occurrence(out["idx"])
+        return {k: v[first] for k, v in out.items()}
+
+
+def _first_occurrence(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    order = torch.argsort(idx, stable=True)
+    sorted_idx = idx[order]
+    keep = torch.ones_like(sorted_idx, dtype=torch.bool)
+    keep[1:] = sorted_idx[1:] != sorted_idx[:-1]
+    return sorted_idx[keep], order[keep]

@@ -1,0 +1,145 @@
+"""LightningModule for implicit models (the regular implicit model and the implicitRNN)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from lightning_implicit.implicit import ImplicitModel, ImplicitRNN, SolverConfig
+from lightning_implicit.task import TaskSpec
+
+from .base import ShiftModule
+
+__all__ = ["ImplicitModule"]
+
+
+class ImplicitModule(ShiftModule):
+    """Trains an :class:`ImplicitModel` or :class:`ImplicitRNN`; projects ``A`` after every optimiser step.
+
+    Sizes not given come from the task's Table 4 preset. Logged during training: the certificate
+    ``train/A_inf`` (``||A||_inf``, always ``<= kappa``) and solver statistics per step (forward and adjoint
+    iterations, converged fraction). In the shift sweep: per-sample iteration counts per shift
+    (mean, median, p95, max, converged fraction) — the paper's depth-adaptability analysis.
+
+    Args:
+        family: ``implicit`` (flattened input) or ``implicit_rnn`` (one implicit solve per time step).
+        hidden_features: n.  state_features: size of the RNN state h (``implicit_rnn`` only).
+        kappa, feedback, solver, tol, tol_mode, max_iter, adjoint, adjoint_tol, adjoint_max_iter, warm_start,
+            check_every, anderson_m: see :class:`~lightning_implicit.implicit.ImplicitLayer`.
+        sweep_tol_mode: tolerance mode of the shift sweep. ``rel`` by default because the absolute 3e-6 is
+            unreachable in float32 once ``|x|`` is large; the converged fraction is logged either way.
+        (lr, optimizer, weight_decay, lr_gamma: see :class:`ShiftModule`)
+    """
+
+    def __init__(
+        self,
+        task: TaskSpec | None = None,
+        *,
+        family: Literal["implicit", "implicit_rnn"] = "implicit",
+        hidden_features: int | None = None,
+        state_features: int | None = None,
+        kappa: float = 0.95,
+        feedback: bool = True,
+        solver: str = "picard",
+        tol: float = 3e-6,
+        tol_mode: Literal["abs", "rel"] = "abs",
+        max_iter: int = 300,
+        check_every: int = 1,
+        anderson_m: int = 5,
+        adjoint: Literal["auto", "direct", "fixed_point"] = "auto",
+        adjoint_tol: float = 3e-6,
+        adjoint_max_iter: int = 300,
+        warm_start: bool = True,
+        sweep_tol_mode: Literal["abs", "rel"] = "rel",
+        lr: float = 1e-2,
+        optimizer: Literal["adam", "sgd"] = "adam",
+        weight_decay: float = 0.0,
+        lr_gamma: float = 1.0,
+    ) -> None:
+        super().__init__(task, lr=lr, optimizer=optimizer, weight_decay=weight_decay, lr_gamma=lr_gamma)
+        self.save_hyperparameters(ignore=["task"])
+        preset = task.preset(family)
+        n = hidden_features or preset["hidden_features"]
+        layer_kwargs = dict(
+            kappa=kappa, feedback=feedback, solver=solver, tol=tol, tol_mode=tol_mode, max_iter=max_iter,
+            check_every=check_every, anderson_m=anderson_m, adjoint=adjoint, adjoint_tol=adjoint_tol,
+            adjoint_max_iter=adjoint_max_iter,
+        )  # fmt: skip
+        if family == "implicit":
+            self.net = ImplicitModel(task.in_features, n, task.flat_out_features, **layer_kwargs)
+        elif family == "implicit_rnn":
+            if not task.is_sequence:
+                raise ValueError(f"implicit_rnn needs a sequence task; {task.name!r} has flat inputs")
+            h = state_features or preset.get("state_features") or n
+            self.net = ImplicitRNN(task.step_features, n, h, task.seq_out_features, warm_start=warm_start,
+                                   **layer_kwargs)  # fmt: skip
+            self.sequence_model = True
+        else:
+            raise ValueError(f"family must be 'implicit' or 'implicit_rnn', got {family!r}")
+        self.family = family
+        self.sweep_tol_mode = sweep_tol_mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = super().forward(x)
+        if self.family == "implicit_rnn" and self.task.many_to_one:
+            out = out[:, -1]
+        return out
+
+    @property
+    def layer(self):
+        return self.net.layer
+
+    # ---- well-posedness after every optimiser step ---------------------------------------------------
+    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        self.net.project_()
+        st = self.net.last_stats
+        if st is None:
+            return
+        if hasattr(st, "refresh_backward"):
+            st.refresh_backward()
+        logs = {
+            "train/A_inf": self.net.well_posedness(),
+            "train/iters_mean": float(st.iterations.float().mean()),
+            "train/iters_max": float(st.iterations.max()),
+            "train/converged_frac": st.converged_fraction,
+        }
+        if st.backward_iterations is not None:
+            logs["train/bwd_iters_mean"] = float(st.backward_iterations.float().mean())
+            logs["train/bwd_converged_frac"] = float(st.backward_converged.float().mean())
+        self.log_dict(logs, on_step=True, on_epoch=False, batch_size=1)
+
+    # ---- shift sweep: per-sample depth ------------------------------------------------------------
+    def on_test_epoch_start(self) -> None:
+        super().on_test_epoch_start()
+        self._train_solver_cfg = self.layer.solver_cfg
+        self.layer.solver_cfg = self.layer.solver_cfg.replace(tol_mode=self.sweep_tol_mode, warn=False)
+
+    def collect_test(self, pred, y, idx):
+        out = super().collect_test(pred, y, idx)
+        st = self.net.last_stats
+        it = st.iterations.float()
+        # an implicitRNN solves once per step: report the mean depth per step of each sequence
+        out["iters"] = it.mean(dim=1) if it.dim() == 2 else it
+        conv = st.converged
+        out["converged"] = conv.all(dim=1) if conv.dim() == 2 else conv
+        return out
+
+    def on_test_epoch_end(self) -> None:
+        super().on_test_epoch_end()
+        self.layer.solver_cfg = getattr(self, "_train_solver_cfg", self.layer.solver_cfg)
+
+    def sweep_extras(self, out):
+        it = out["iters"].float()
+        return {
+            "iters_mean": float(it.mean()),
+            "iters_median": float(it.median()),
+            "iters_p95": float(torch.quantile(it, 0.95)),
+            "iters_max": float(it.max()),
+            "converged_frac": float(out["converged"].float().mean()),
+        }
+
+
+# keep the config type importable from here for users writing their own modules
+__all__ += ["SolverConfig"]

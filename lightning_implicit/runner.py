@@ -1,0 +1,152 @@
+"""One training run: fit on in-distribution data, then the shift sweep, tracked in MLflow.
+
+Everything that trains (``make train``, the Optuna sweep, ``make reproduce``) goes through
+:func:`run_training` with LightningCLI-style arguments, so a run is always described by its config files
+plus overrides, and is repeatable from the command line.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lightning.pytorch.cli import LightningCLI
+
+from datamodules.base import ShiftDataModule
+from lightning_implicit.modules.base import ShiftModule
+from lightning_implicit.tracking import TrackingCallback, git_commit, make_logger
+
+__all__ = ["ImplicitCLI", "TrackingConfig", "RunResult", "run_training", "conf_dir", "shorthand_args"]
+
+
+def conf_dir() -> Path:
+    """The ``conf/`` folder (``$LIGHTNING_IMPLICIT_CONF`` overrides)."""
+    env = os.environ.get("LIGHTNING_IMPLICIT_CONF")
+    return Path(env) if env else Path(__file__).resolve().parents[1] / "conf"
+
+
+@dataclass
+class TrackingConfig:
+    """Where and how a run is recorded.
+
+    Attributes:
+        enabled: log to MLflow (off: no logger, results only returned).
+        uri: tracking URI; default ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlruns/mlflow.db``.
+        experiment: MLflow experiment; default the task's name.
+        run_name: default ``<model>-seed<seed>``.
+        model_name: the model's label in tags, tables and plots (the config file's name by default).
+        parent_run_id: nest this run under another (sweeps, reproduction).
+        tags: extra tags.
+    """
+
+    enabled: bool = True
+    uri: str | None = None
+    experiment: str | None = None
+    run_name: str | None = None
+    model_name: str = "model"
+    parent_run_id: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+class ImplicitCLI(LightningCLI):
+    """LightningCLI with the task spec linked from the datamodule to the model and MLflow tracking."""
+
+    def __init__(self, args: list[str] | None = None, **kwargs) -> None:
+        super().__init__(
+            ShiftModule, ShiftDataModule, subclass_mode_model=True, subclass_mode_data=True, run=False,
+            save_config_callback=None, auto_configure_optimizers=False, seed_everything_default=0,
+            args=args, **kwargs,
+        )  # fmt: skip
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_class_arguments(TrackingConfig, "tracking")
+        parser.link_arguments("data", "model.init_args.task", apply_on="instantiate", compute_fn=_spec_of)
+
+    def instantiate_trainer(self, **kwargs):
+        tracking: TrackingConfig = self.config_init["tracking"]
+        seed = self.config_init["seed_everything"]
+        spec = self.datamodule.spec
+        label = tracking.model_name
+        callbacks = [TrackingCallback(config_yaml=self.parser.dump(self.config, skip_none=False), label=label)]
+        logger = False
+        if tracking.enabled:
+            tags = {
+                "task": spec.name, "model": label, "model_family": type(self.model).__name__,
+                "seed": str(seed), "git_commit": git_commit(), **tracking.tags,
+            }  # fmt: skip
+            if tracking.parent_run_id:
+                tags["mlflow.parentRunId"] = tracking.parent_run_id
+            logger = make_logger(tracking.experiment or spec.name, tracking.run_name or f"{label}-seed{seed}",
+                                 tags, tracking.uri)  # fmt: skip
+        trainer = self._get(self.config_init, "trainer", default={})
+        user_callbacks = trainer.get("callbacks") or []
+        kwargs.setdefault("logger", logger)
+        kwargs.setdefault("callbacks", [*user_callbacks, *callbacks])
+        return super().instantiate_trainer(**kwargs)
+
+
+def _spec_of(dm):
+    return dm.spec
+
+
+@dataclass
+class RunResult:
+    """What a run returns: its MLflow run id (``None`` without tracking), the sweep rows, the final
+    validation metrics and the trained module."""
+
+    run_id: str | None
+    sweep: list[dict]
+    val: dict[str, float]
+    module: ShiftModule
+    datamodule: ShiftDataModule
+
+
+def run_training(args: list[str], *, extra_callbacks: list | None = None, test: bool = True) -> RunResult:
+    """Fit + shift sweep from LightningCLI arguments (``--config`` files and ``--key value`` overrides)."""
+    cli = ImplicitCLI(args=args)
+    trainer, model, dm = cli.trainer, cli.model, cli.datamodule
+    if extra_callbacks:
+        trainer.callbacks.extend(extra_callbacks)
+    trainer.fit(model, datamodule=dm)
+    val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    if test:
+        trainer.test(model, datamodule=dm, verbose=False)
+    run_id = trainer.logger.run_id if trainer.logger is not None and trainer.is_global_zero else None
+    if trainer.logger is not None and trainer.is_global_zero:
+        trainer.logger.finalize("success")
+    return RunResult(run_id=run_id, sweep=model.sweep_results, val=val, module=model, datamodule=dm)
+
+
+def shorthand_args(task: str, model: str, trainer: str = "cpu", seed: int | None = None,
+                   devices: int | None = None, nodes: int | None = None) -> list[str]:  # fmt: skip
+    """``make train TASK=... MODEL=...`` as LightningCLI arguments (config files stacked in order)."""
+    root = conf_dir()
+    files = [root / "trainer" / f"{trainer}.yaml", root / "tasks" / f"{task}.yaml", root / "models" / f"{model}.yaml"]
+    for f in files:
+        if not f.exists():
+            kind = f.parent.name
+            choices = sorted(p.stem for p in f.parent.glob("*.yaml"))
+            raise SystemExit(f"error: no {kind} config {f.stem!r} (looked for {f}); choose one of {choices}")
+    out = [a for f in files for a in ("--config", str(f))]
+    out += ["--tracking.model_name", model]
+    if seed is not None:
+        out += ["--seed_everything", str(seed)]
+    if devices is not None:
+        out += ["--trainer.devices", str(devices)]
+    if nodes is not None:
+        out += ["--trainer.num_nodes", str(nodes)]
+    return out
+
+
+def print_sweep(result: RunResult, stream=sys.stdout) -> None:
+    """A short terminal table of the shift sweep."""
+    if not result.sweep:
+        return
+    keys = [k for k in result.sweep[0] if k != "n"]
+    print("  ".join(f"{k:>14}" for k in keys), file=stream)
+    for r in result.sweep:
+        print("  ".join(f"{r[k]:>14.4g}" if isinstance(r[k], float) else f"{r[k]:>14}" for k in keys), file=stream)
+    if result.run_id:
+        print(f"MLflow run: {result.run_id}", file=stream)

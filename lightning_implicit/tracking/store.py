@@ -1,0 +1,76 @@
+"""Where runs go: the MLflow tracking URI and the logger factory.
+
+Default store: ``sqlite:///<cwd>/mlruns/mlflow.db`` with artifacts under ``mlruns/`` (MLflow 3 refuses the
+plain file store). ``MLFLOW_TRACKING_URI`` or an explicit ``uri`` (e.g. ``http://host:5000`` for a tracking
+server) override it; the URI is always passed explicitly to the logger (Lightning reads the environment only
+at import time).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+__all__ = ["resolve_tracking_uri", "make_logger", "git_commit"]
+
+
+def resolve_tracking_uri(uri: str | None = None, root: str | os.PathLike | None = None) -> str:
+    """``uri`` if given, else ``$MLFLOW_TRACKING_URI``, else the local sqlite store under ``root/mlruns``."""
+    if uri:
+        return _reject_file_store(uri)
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return _reject_file_store(env)
+    folder = Path(root or os.getcwd()).resolve() / "mlruns"
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'mlflow.db'}"
+
+
+def _reject_file_store(uri: str) -> str:
+    if uri.startswith("file:") or "://" not in uri:
+        raise ValueError(
+            f"tracking URI {uri!r} is MLflow's plain file store, which MLflow 3 refuses "
+            "('filesystem tracking backend is in maintenance mode'); use sqlite:///mlruns/mlflow.db, "
+            "a database URL or an http(s) tracking server"
+        )
+    return uri
+
+
+def artifact_location(uri: str) -> str | None:
+    """Artifacts next to a local sqlite store (``mlruns/``); a server decides for itself."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///") :]).parent.as_uri()
+    return None
+
+
+def make_logger(experiment: str, run_name: str, tags: dict[str, str], uri: str | None = None):
+    """An ``MLFlowLogger`` on the resolved store; one experiment per task, one run per (model, seed)."""
+    import mlflow
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    tracking_uri = resolve_tracking_uri(uri)
+    location = artifact_location(tracking_uri)
+    if location is not None:
+        client = mlflow.MlflowClient(tracking_uri)
+        if client.get_experiment_by_name(experiment) is None:
+            try:
+                client.create_experiment(experiment, artifact_location=location + f"/{experiment}")
+            except mlflow.exceptions.MlflowException:
+                pass  # created concurrently by another process
+    return MLFlowLogger(
+        experiment_name=experiment, run_name=run_name, tracking_uri=tracking_uri, tags=tags, log_model=False
+    )
+
+
+def git_commit() -> str:
+    """The code version recorded with every run (``unknown`` outside a git checkout)."""
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        sha = out.stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5).stdout.strip()  # fmt: skip
+        return (sha + ("-dirty" if dirty else "")) if sha else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"

@@ -1,0 +1,130 @@
+"""Row-wise L1-ball projection of ``A`` (the well-posedness constraint ``||A||_inf <= kappa``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lightning_implicit.implicit import inf_norm, project_rows_l1
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def reference_projection(A: np.ndarray, kappa: float, steps: int = 200) -> np.ndarray:
+    """Independent slow reference: per row, bisection in float64 on the threshold theta of
+    ``sum_j max(|a_j| - theta, 0) = kappa`` (a decreasing function of theta), then soft-thresholding."""
+    A = np.asarray(A, dtype=np.float64)
+    out = A.copy()
+    for i, row in enumerate(A.reshape(-1, A.shape[-1])):
+        a = np.abs(row)
+        if a.sum() <= kappa:
+            continue
+        lo, hi = 0.0, float(a.max())  # l1(lo) > kappa >= l1(hi) = 0
+        for _ in range(steps):
+            mid = 0.5 * (lo + hi)
+            if np.maximum(a - mid, 0.0).sum() > kappa:
+                lo = mid
+            else:
+                hi = mid
+        theta = 0.5 * (lo + hi)
+        out.reshape(-1, A.shape[-1])[i] = np.sign(row) * np.maximum(a - theta, 0.0)
+    return out
+
+
+def _eps(dtype: torch.dtype) -> float:
+    return torch.finfo(dtype).eps
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.integers(1, 12),
+    cols=st.integers(1, 40),
+    kappa=st.sampled_from([0.05, 0.5, 0.9, 0.95, 0.99, 3.0]),
+    scale=st.sampled_from([1e-3, 0.1, 1.0, 10.0, 1e3]),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_matches_bisection_reference(rows, cols, kappa, scale, dtype, seed):
+    g = torch.Generator().manual_seed(seed)
+    A = (torch.randn(rows, cols, generator=g, dtype=torch.float64) * scale).to(dtype)
+    A[0] = 0.0  # an all-zero row is always inside the ball
+    if rows > 2:
+        A[1, : cols // 2] = 0.0  # a row with (some) zeros
+    P = project_rows_l1(A, kappa)
+    assert P.dtype == dtype and P.shape == A.shape and P.device == A.device
+    ref = reference_projection(A.double().numpy(), kappa)
+    # float32 (sort, cumsum) rounding: a few ulps of the row's L1 mass.
+    tol = 8 * cols * _eps(dtype) * max(kappa, float(A.abs().sum(dim=1).max()))
+    np.testing.assert_allclose(P.double().numpy(), ref, rtol=0, atol=tol)
+    # Rows' L1 norm <= kappa up to rounding (of |a| - theta, i.e. relative to the input's magnitude);
+    # rows moved onto the ball sit on its boundary.
+    l1 = P.double().abs().sum(dim=1)
+    assert bool((l1 <= kappa + tol).all())
+    outside = A.double().abs().sum(dim=1) > kappa
+    if outside.any():
+        np.testing.assert_allclose(l1[outside].numpy(), kappa, rtol=0, atol=tol)
+    # Signs are kept (projection shrinks towards 0 entrywise, never flips).
+    assert bool((P * A >= 0).all())
+    assert bool((P.abs() <= A.abs()).all())
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.integers(1, 10),
+    cols=st.integers(1, 30),
+    kappa=st.floats(0.1, 2.0),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_rows_inside_unchanged_bit_for_bit(rows, cols, kappa, dtype, seed):
+    g = torch.Generator().manual_seed(seed)
+    A = torch.randn(rows, cols, generator=g, dtype=torch.float64).to(dtype)
+    # Half of the rows are scaled strictly inside the ball (with irregular, non-representable values).
+    inside = torch.arange(rows) % 2 == 0
+    l1 = A.abs().sum(dim=1, keepdim=True)
+    A = torch.where(inside[:, None], A / l1 * kappa * 0.7310001, A * (2 * kappa / l1))
+    P = project_rows_l1(A, kappa)
+    assert torch.equal(P[inside], A[inside])  # bit for bit
+    if (~inside).any() and cols > 0:
+        assert not torch.equal(P[~inside], A[~inside])
+
+
+def test_all_zero_matrix_and_row_at_boundary():
+    Z = torch.zeros(3, 5)
+    assert torch.equal(project_rows_l1(Z, 0.95), Z)
+    row = torch.tensor([[0.5, -0.25, 0.25]], dtype=torch.float64)  # L1 exactly 1.0 = kappa
+    assert torch.equal(project_rows_l1(row, 1.0), row)
+
+
+def test_known_values():
+    A = torch.tensor([[3.0, -1.0, 0.0], [0.2, 0.1, -0.1], [1.0, 1.0, 1.0]], dtype=torch.float64)
+    P = project_rows_l1(A, 1.0)
+    # Row 0: theta = 2 -> [1, 0, 0]; row 1 inside; row 2: theta = 2/3 -> [1/3, 1/3, 1/3].
+    expected = torch.tensor([[1.0, 0.0, 0.0], [0.2, 0.1, -0.1], [1 / 3, 1 / 3, 1 / 3]], dtype=torch.float64)
+    torch.testing.assert_close(P, expected, rtol=0, atol=1e-15)
+    assert float(inf_norm(P)) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_stays_on_device_and_dtype_and_batches(device, dtype):
+    A = torch.randn(2, 4, 7, dtype=dtype, device=device) * 5
+    P = project_rows_l1(A, 0.9)
+    assert P.device == A.device and P.dtype == dtype and P.shape == A.shape
+    assert float(P.abs().sum(-1).max()) <= 0.9 * (1 + 1e-5)
+    ref = reference_projection(A.double().cpu().numpy(), 0.9)
+    np.testing.assert_allclose(P.double().cpu().numpy(), ref, atol=1e-5)
+    # The input is not modified.
+    assert float(A.abs().sum(-1).max()) > 0.9
+
+
+def test_inf_norm_and_invalid_kappa():
+    A = torch.tensor([[1.0, -2.0], [0.5, 0.25]])
+    assert float(inf_norm(A)) == 3.0
+    with pytest.raises(ValueError):
+        project_rows_l1(A, 0.0)
+    with pytest.raises(ValueError):
+        project_rows_l1(A, -1.0)

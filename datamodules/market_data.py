@@ -279,27 +279,30 @@ def _parse_timestamps(col: pd.Series, assume_tz: str | None) -> tuple[pd.Datetim
     if bool(s.str.fullmatch(r"\d{9,19}").all()):
         return _parse_timestamps(pd.to_numeric(s).astype("int64"), assume_tz)
     has_offset = np.asarray(s.str.contains(_OFFSET_RE, regex=True), dtype=bool)
+    aware = _to_datetime(s[has_offset], utc=True)
+    naive = _to_datetime(s[~has_offset], utc=False)
+    bad = np.zeros(n, dtype=bool)
+    bad[has_offset] = np.asarray(aware.isna())
+    bad[~has_offset] = np.asarray(naive.isna())
+    if bad.any():
+        _raise_unparseable(col, bad)
     if has_offset.any() and not has_offset.all():
         naive_pos = positions[~has_offset]
         rows = [f"row {i}: {col.iloc[i]!r}" for i in naive_pos[:3]]
         raise DataValidationError([{"problem": "mixed timestamps: some with a UTC offset, some naive",
                                     "count": int((~has_offset).sum()), "rows": rows}])
     if has_offset.all():
-        parsed = pd.to_datetime(s, utc=True, format="ISO8601", errors="coerce")
-        if parsed.isna().any():
-            parsed = pd.to_datetime(s, utc=True, format="mixed", errors="coerce")
-        bad = np.asarray(parsed.isna())
-        if bad.any():
-            _raise_unparseable(col, bad)
-        return pd.DatetimeIndex(parsed).tz_convert(NY_TZ), "UTC offsets in file"
-    parsed = pd.to_datetime(s, format="ISO8601", errors="coerce")
-    if parsed.isna().any():
-        parsed = pd.to_datetime(s, format="mixed", errors="coerce")
-    bad = np.asarray(parsed.isna())
-    if bad.any():
-        _raise_unparseable(col, bad)
+        return pd.DatetimeIndex(aware).tz_convert(NY_TZ), "UTC offsets in file"
     date_only = bool(s.str.fullmatch(_DATE_ONLY_RE).all())
-    return _localize_naive(pd.DatetimeIndex(parsed), col, assume_tz, date_only=date_only)
+    return _localize_naive(pd.DatetimeIndex(naive), col, assume_tz, date_only=date_only)
+
+
+def _to_datetime(s: pd.Series, *, utc: bool) -> pd.Series:
+    """Fast ISO-8601 parse, falling back to per-element parsing; unparseable -> NaT."""
+    parsed = pd.to_datetime(s, utc=utc, format="ISO8601", errors="coerce")
+    if parsed.isna().any():
+        parsed = pd.to_datetime(s, utc=utc, format="mixed", errors="coerce")
+    return parsed
 
 
 def _localize_naive(idx: pd.DatetimeIndex, col: pd.Series, assume_tz: str | None,
@@ -887,7 +890,7 @@ def resolve_source(data: str | os.PathLike | None = None, cache_dir: str | os.Pa
         if cached.empty:
             cached = None
         elif not allow_download or (interval == "1d" and not refresh):
-            return Source("cache", cached, interval, cache_info)
+            return Source("cache", cached, _file_interval(cache_info), cache_info)
 
     # 4. yfinance
     if not allow_download:

@@ -22,8 +22,8 @@ reproduce what ``SeismicPhase.calc_time`` does per distance:
 4. take the minimum over segments and phases (``P`` may triplicate; ``p`` is first for deep sources close in).
 
 The default grid (0.01 deg steps to 2 deg, 0.1 deg to 30 deg; 1 km steps to 50 km depth, 5 km to 700 km) takes a
-few seconds and agrees with ``get_travel_times`` at the nodes to ~1e-3 s; bilinear interpolation between nodes
-adds about 0.02 s at most.
+few seconds and agrees with ``get_travel_times`` at the nodes to better than 1e-3 s; bilinear interpolation between nodes
+adds at most ~0.03 s (where the up-going ``p`` and down-going ``P`` branches cross), typically < 0.002 s.
 
 Cache
 -----
@@ -39,7 +39,6 @@ import hashlib
 import os
 import tempfile
 import warnings
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -267,7 +266,7 @@ def _depth_times(
         hi_b.append(np.maximum(th, chord))
         tgt.append(ti)
         can_refine = not ph.head_or_diffract_seq and not name.endswith("kmps")
-        refine_args.append((ph, can_refine, xs, dl, dr, tl, tr, pl, pr, exact))
+        refine_args.append((ph, can_refine, xs, dl, dr, pl, pr, exact))
 
     out = np.full(x.shape, np.inf)
     if not est:
@@ -277,7 +276,7 @@ def _depth_times(
     best_hi = np.full(x.shape, np.inf)
     np.minimum.at(best_hi, np.concatenate(tgt), hi_all)
 
-    for k, (ph, can_refine, xs, dl, dr, tl, tr, pl, pr, exact) in enumerate(refine_args):
+    for k, (ph, can_refine, xs, dl, dr, pl, pr, exact) in enumerate(refine_args):
         th = est[k]
         ti = tgt[k]
         if can_refine and max_iter > 0:
@@ -349,7 +348,9 @@ def _build_times(
     times = np.empty((depths.size, distances.size), dtype=np.float64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for i, z in enumerate(tqdm(depths, desc=f"{model_name} P travel-time table", unit="depth", disable=not progress)):
+        for i, z in enumerate(
+            tqdm(depths, desc=f"{model_name} P travel-time table", unit="depth", disable=not progress)
+        ):
             tau_model = model.model.depth_correct(float(z))
             times[i] = _depth_times(tau_model, phases, x, refine_tol, max_iter)
     return times
@@ -390,8 +391,8 @@ class TravelTimeTable:
         depths: np.ndarray,
         model_name: str = "ak135",
         phases: Sequence[str] = _DEFAULT_PHASES,
-        refine_tol: float = 1e-4,
-        max_iter: int = 6,
+        refine_tol: float = 1e-3,
+        max_iter: int = 3,
     ) -> str:
         """Hex key hashing the grid, model, phases, refinement settings, obspy and algorithm versions."""
         h = hashlib.sha256()
@@ -409,8 +410,8 @@ class TravelTimeTable:
         depths: np.ndarray | None = None,
         model_name: str = "ak135",
         phases: Sequence[str] = _DEFAULT_PHASES,
-        refine_tol: float = 1e-4,
-        max_iter: int = 6,
+        refine_tol: float = 1e-3,
+        max_iter: int = 3,
         progress: bool = True,
     ) -> TravelTimeTable:
         """Compute a table without touching any cache (see the module docstring for the method).
@@ -449,7 +450,7 @@ class TravelTimeTable:
                 times = np.array(z["times"])
                 key = str(z["key"])
                 checksum = str(z["checksum"])
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        except Exception as exc:  # any failure to read means the file cannot be trusted
             raise ValueError(f"unreadable travel-time cache {path}: {exc}") from exc
         if expected_key is not None and key != expected_key:
             raise ValueError(f"travel-time cache {path} has key {key}, expected {expected_key}")
@@ -480,8 +481,8 @@ class TravelTimeTable:
         depths: np.ndarray | None = None,
         model_name: str = "ak135",
         phases: Sequence[str] = _DEFAULT_PHASES,
-        refine_tol: float = 1e-4,
-        max_iter: int = 6,
+        refine_tol: float = 1e-3,
+        max_iter: int = 3,
         progress: bool = True,
         use_cache: bool = True,
     ) -> TravelTimeTable:
@@ -507,7 +508,10 @@ class TravelTimeTable:
                 warnings.warn(f"{exc}; rebuilding", stacklevel=2)
         table = cls.build(distances, depths, model_name, phases, refine_tol, max_iter, progress)
         if use_cache:
-            table.save(path)
+            try:
+                table.save(path)
+            except OSError as exc:  # a read-only cache must not break data generation
+                warnings.warn(f"could not write travel-time cache {path}: {exc}", stacklevel=2)
         return table
 
     # -- evaluation -----------------------------------------------------------------------------------

@@ -69,7 +69,7 @@ class ImplicitCLI(LightningCLI):
         seed = self.config_init["seed_everything"]
         spec = self.datamodule.spec
         label = tracking.model_name
-        callbacks = [TrackingCallback(config_yaml=self.parser.dump(self.config, skip_none=False), label=label)]
+        callbacks = [TrackingCallback(config_yaml=self.parser.dump(self.config), label=label)]
         logger = False
         if tracking.enabled:
             tags = {

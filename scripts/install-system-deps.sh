@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# System packages the slow tests need (Debian/Ubuntu): headless Chromium + chromedriver for
+# tests/test_browser.py, PostgreSQL for the multi-worker sweep storage. Idempotent: installs only
+# what is missing. Runs apt-get as root (or through sudo when available).
+#
+#   scripts/install-system-deps.sh            # install what is missing
+#   scripts/install-system-deps.sh --check    # only report; exit 1 if something is missing
+set -euo pipefail
+
+check_only=0
+[[ "${1:-}" == "--check" ]] && check_only=1
+
+# package -> a file that proves it is installed
+declare -A probe=(
+  [chromium]=/usr/bin/chromium
+  [chromium-driver]=/usr/bin/chromedriver
+  [postgresql]=/usr/bin/psql
+)
+
+missing=()
+for pkg in chromium chromium-driver postgresql; do
+  if [[ ! -x "${probe[$pkg]}" ]] && ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+  echo "system deps: all present (chromium, chromium-driver, postgresql)"
+  exit 0
+fi
+echo "system deps: missing ${missing[*]}"
+if [[ $check_only -eq 1 ]]; then
+  exit 1
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "error: apt-get not found; install ${missing[*]} with your system's package manager" >&2
+  exit 1
+fi
+
+sudo_cmd=()
+if [[ $(id -u) -ne 0 ]]; then
+  if command -v sudo >/dev/null 2>&1; then
+    sudo_cmd=(sudo)
+  else
+    echo "error: need root (or sudo) to apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -q
+"${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+echo "system deps: installed ${missing[*]}"

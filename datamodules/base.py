@@ -166,6 +166,13 @@ class ShiftDataModule(L.LightningDataModule):
                 raise ValueError(f"unknown metric {name!r} in task {self.spec.name!r}")
         return out
 
+    def write_artifacts(self, outputs: dict[int, dict], folder) -> list:
+        """Task-specific figures from the sweep's predictions (``{shift: {"pred", "y", "idx"}}``).
+
+        Write files into ``folder`` (a ``pathlib.Path``) and return their paths; logged under ``figures/``.
+        """
+        return []
+
     def data_card(self) -> dict:
         """What was generated or loaded: sizes, ranges, seed, shifts (logged with every run)."""
         if self.splits is None:

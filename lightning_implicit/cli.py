@@ -71,7 +71,13 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__.strip())
         print(f"\ncommands: {', '.join(commands)}")
         return 0 if (not argv or argv[0] in ("-h", "--help")) else 2
-    return commands[argv[0]](argv[1:]) or 0
+    try:
+        return commands[argv[0]](argv[1:]) or 0
+    except Exception as err:  # data problems are the user's to fix: say what and how, without a traceback
+        if type(err).__name__ in ("DataUnavailableError", "DataValidationError"):
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        raise
 
 
 if __name__ == "__main__":

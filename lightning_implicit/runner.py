@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.loggers.logger import DummyLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 from datamodules.base import ShiftDataModule
 from lightning_implicit.modules.base import ShiftModule
@@ -71,7 +74,12 @@ class ImplicitCLI(LightningCLI):
         label = tracking.model_name
         callbacks = [TrackingCallback(config_yaml=self.parser.dump(self.config), label=label)]
         logger = False
-        if tracking.enabled:
+        if tracking.enabled and rank_zero_only.rank != 0:
+            # Only global rank 0 opens the store and logs. Under torchrun/SLURM every rank starts at once, and
+            # concurrent first use of a fresh sqlite store races on its schema migration; the other ranks get
+            # a no-op logger (checkpoint and log directories are broadcast from rank 0 anyway).
+            logger = DummyLogger()
+        elif tracking.enabled:
             tags = {
                 "task": spec.name, "model": label, "model_family": type(self.model).__name__,
                 "seed": str(seed), "git_commit": git_commit(), **tracking.tags,
@@ -109,6 +117,10 @@ def run_training(args: list[str], *, extra_callbacks: list | None = None, test: 
     trainer, model, dm = cli.trainer, cli.model, cli.datamodule
     if extra_callbacks:
         trainer.callbacks.extend(extra_callbacks)
+    if isinstance(trainer.logger, MLFlowLogger) and rank_zero_only.rank == 0:
+        # Create the MLflow run before any worker starts: ddp_spawn/ddp_fork workers get a copy of the logger,
+        # and without a run id each fit/test launch would open a run of its own.
+        _ = trainer.logger.run_id
     trainer.fit(model, datamodule=dm)
     val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     if test:
@@ -141,8 +153,8 @@ def shorthand_args(task: str, model: str, trainer: str = "cpu", seed: int | None
 
 
 def print_sweep(result: RunResult, stream=sys.stdout) -> None:
-    """A short terminal table of the shift sweep."""
-    if not result.sweep:
+    """A short terminal table of the shift sweep (printed by global rank 0 only)."""
+    if not result.sweep or rank_zero_only.rank != 0:
         return
     keys = [k for k in result.sweep[0] if k != "n"]
     print("  ".join(f"{k:>14}" for k in keys), file=stream)

@@ -55,6 +55,7 @@ class ShiftModule(L.LightningModule):
             self.val_metric = torchmetrics.MeanSquaredError()
             self.val_metric_name = "val/mse"
         self.sweep_results: list[dict] = []
+        self.sweep_outputs: dict[int, dict[str, torch.Tensor]] = {}
         self._test_outputs: dict[int, list] = {}
 
     # ---- the network ---------------------------------------------------------------------------
@@ -90,7 +91,7 @@ class ShiftModule(L.LightningModule):
                 f"non-finite training loss ({float(loss)}) at epoch {self.current_epoch}, step {self.global_step}: "
                 "lower the learning rate or check the data scaling"
             )
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=len(x))
         return loss
 
     def validation_step(self, batch, batch_idx):
@@ -115,14 +116,16 @@ class ShiftModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         dm = self.trainer.datamodule
         shifts = dm.shifts
-        rows = []
+        rows, outputs = [], {}
         for i in sorted(self._test_outputs):
             out = self._gather(self._test_outputs[i])
+            outputs[shifts[i]] = {"pred": out["pred"].cpu(), "y": out["y"].cpu(), "idx": out["idx"].cpu()}
             row = {"shift": shifts[i], "n": int(len(out["idx"]))}
             row.update(dm.evaluate(out["pred"], out["y"], shifts[i]))
             row.update(self.sweep_extras(out))
             rows.append(row)
         self.sweep_results = rows
+        self.sweep_outputs = outputs  # per shift: predictions and targets in sample order (for task figures)
         self._test_outputs = {}
 
     def sweep_extras(self, out: dict[str, torch.Tensor]) -> dict[str, float]:

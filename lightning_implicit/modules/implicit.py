@@ -99,16 +99,22 @@ class ImplicitModule(ShiftModule):
             return
         if hasattr(st, "refresh_backward"):
             st.refresh_backward()
-        logs = {
-            "train/A_inf": self.net.well_posedness(),
+        # Under DDP every rank solves its own share of the batch: reduce the statistics across ranks
+        # (means of equal-sized per-rank batches, maxima as maxima) instead of logging rank 0's share.
+        # ``A`` is identical on every rank (same all-reduced gradients, same projection); its max is a check.
+        means = {
             "train/iters_mean": float(st.iterations.float().mean()),
-            "train/iters_max": float(st.iterations.max()),
             "train/converged_frac": st.converged_fraction,
         }
+        maxima = {
+            "train/A_inf": self.net.well_posedness(),
+            "train/iters_max": float(st.iterations.max()),
+        }
         if st.backward_iterations is not None:
-            logs["train/bwd_iters_mean"] = float(st.backward_iterations.float().mean())
-            logs["train/bwd_converged_frac"] = float(st.backward_converged.float().mean())
-        self.log_dict(logs, on_step=True, on_epoch=False, batch_size=1)
+            means["train/bwd_iters_mean"] = float(st.backward_iterations.float().mean())
+            means["train/bwd_converged_frac"] = float(st.backward_converged.float().mean())
+        self.log_dict(means, on_step=True, on_epoch=False, batch_size=1, sync_dist=True)
+        self.log_dict(maxima, on_step=True, on_epoch=False, batch_size=1, sync_dist=True, reduce_fx="max")
 
     # ---- shift sweep: per-sample depth ------------------------------------------------------------
     def on_test_epoch_start(self) -> None:

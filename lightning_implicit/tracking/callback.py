@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.loggers import MLFlowLogger
@@ -51,3 +53,8 @@ class TrackingCallback(L.Callback):
         spec = pl_module.task
         log_shift_sweep(lg.experiment, lg.run_id, rows, task=spec.name, shift_name=spec.shift_name,
                         shift_log=spec.shift_log, label=self.label)  # fmt: skip
+        dm = trainer.datamodule
+        if dm is not None and hasattr(dm, "write_artifacts"):
+            with tempfile.TemporaryDirectory() as tmp:
+                for path in dm.write_artifacts(pl_module.sweep_outputs, Path(tmp)):
+                    lg.experiment.log_artifact(lg.run_id, str(path), artifact_path="figures")

@@ -1,0 +1,137 @@
+"""AMC volatility (paper section 2.2, Table 1): from 60 minute-VWAPs, predict the variance of the next 10.
+
+The data layer (sources, validation, sessions, windows, data card) is :mod:`datamodules.market_data`.
+This module makes it a task: inputs ``(batch, 60, 1)``, targets ``(batch, 1)``; the temporal shift is the
+test period (``shift`` = its first year, 2021 in the paper). Inputs are standardised with one scalar mean/std
+of the training prices, targets divided by one training scale (positive, so the variance stays a variance);
+metrics are computed in raw units ($^2): MAPE (the paper's), RMSE, QLIKE and MSE of log-variance, and the naive
+forecasts (zero; persistence = variance of the last 10 input prices) are scored on the same windows in every
+run, because MAPE rewards under-prediction (predicting zero scores exactly 1.0).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lightning_implicit.task import TaskSpec
+
+from .base import DataSplits, ShiftDataModule, TestSet
+from .market_data import PAPER_TEST_RANGE, PAPER_TRAIN_RANGE, load_volatility_dataset
+
+__all__ = ["VolatilityDataModule", "variance_metrics"]
+
+
+def variance_metrics(pred: np.ndarray, y: np.ndarray, prefix: str = "") -> dict[str, float]:
+    """MAPE, RMSE, QLIKE and MSE of log-variance of variance forecasts ``pred`` for truths ``y`` ($^2).
+
+    QLIKE and the log loss need positive forecasts: predictions are floored at 1e-12 $^2 (counted as
+    ``clipped_frac``). Zero-variance truths are excluded from MAPE/QLIKE/log (counted as ``zero_truth``).
+    """
+    pred, y = np.asarray(pred, np.float64).ravel(), np.asarray(y, np.float64).ravel()
+    pos = y > 0
+    floor = 1e-12
+    p = np.maximum(pred, floor)
+    ratio = y[pos] / p[pos]
+    return {
+        f"{prefix}mape": float(np.mean(np.abs(pred[pos] - y[pos]) / y[pos])),
+        f"{prefix}rmse": float(np.sqrt(np.mean((pred - y) ** 2))),
+        f"{prefix}qlike": float(np.mean(ratio - np.log(ratio) - 1.0)),
+        f"{prefix}mse_logvar": float(np.mean((np.log(p[pos]) - np.log(y[pos])) ** 2)),
+        f"{prefix}clipped_frac": float(np.mean(pred < floor)),
+        f"{prefix}zero_truth": float(np.mean(~pos)),
+    }
+
+
+class VolatilityDataModule(ShiftDataModule):
+    """The AMC volatility task on real minute data (or the labelled daily / synthetic variants).
+
+    Args:
+        data: a CSV/parquet minute file (yfinance, Alpha Vantage, Polygon or generic layout), ``"synthetic"``
+            (labelled synthetic everywhere), or ``None``: the cache, then a yfinance download when allowed.
+        interval: ``1d`` (the daily variant: the only download that covers 2015-2021) or ``1m`` (Yahoo's last
+            ~30 days of minute bars, accumulated in the cache; split by ``test_fraction``).
+        cache_dir, allow_download, ticker, price_basis: see ``market_data.load_volatility_dataset``.
+        train_range, test_range: inclusive session-date ranges (the paper: 2015-02-01..2020-12-31, 2021).
+        test_fraction: split the last fraction of sessions off as test instead of date ranges.
+        input_len, horizon: minutes (or days in the daily variant) in and out.
+    """
+
+    def __init__(
+        self,
+        *,
+        data: str | None = None,
+        interval: str = "1d",
+        cache_dir: str | None = "data/market",
+        allow_download: bool = True,
+        ticker: str = "AMC",
+        price_basis: str | None = None,
+        train_range: tuple[str, str] = PAPER_TRAIN_RANGE,
+        test_range: tuple[str, str] = PAPER_TEST_RANGE,
+        test_fraction: float | None = None,
+        input_len: int = 60,
+        horizon: int = 10,
+        stride: int = 1,
+        **kw,
+    ) -> None:
+        super().__init__(**kw)
+        if interval not in ("1d", "1m"):
+            raise ValueError(f"interval must be '1d' or '1m', got {interval!r}")
+        self.data, self.interval, self.cache_dir, self.allow_download = data, interval, cache_dir, allow_download
+        self.ticker, self.price_basis = ticker, price_basis
+        self.train_range, self.test_range, self.test_fraction = tuple(train_range), tuple(test_range), test_fraction
+        self.input_len, self.horizon, self.stride = input_len, horizon, stride
+        self.spec = TaskSpec(
+            name="volatility", kind="regression", in_shape=(input_len, 1), target_shape=(1,),
+            shift_name="test period (first year)", metrics=("mse",),
+            presets={"implicit": {"hidden_features": 53},
+                     "implicit_rnn": {"hidden_features": 37, "state_features": 40},
+                     "lstm": {"arch": "lstm", "hidden": [38, 38]},
+                     "linear": {"arch": "linear"},
+                     "mlp": {"arch": "mlp", "hidden": [50, 27, 27, 27, 10]},
+                     "seq_encoder": {"arch": "seq_encoder", "nhead": 1, "dim_feedforward": 2048}},
+        )  # fmt: skip
+
+    def build(self) -> DataSplits:
+        d = load_volatility_dataset(
+            self.data, cache_dir=self.cache_dir, allow_download=self.allow_download, ticker=self.ticker,
+            interval=self.interval, train_range=self.train_range, test_range=self.test_range,
+            test_fraction=self.test_fraction, input_len=self.input_len, horizon=self.horizon, stride=self.stride,
+            price_basis=self.price_basis, seed=self.seed,
+        )  # fmt: skip
+        self.x_mean, self.x_std = float(d.X_train.mean()), float(d.X_train.std()) or 1.0
+        self.y_scale = float(np.sqrt(np.mean(d.y_train**2))) or 1.0
+        self.raw_test = (d.X_test, d.y_test)
+        year = int(pd.Timestamp(d.t_test[0]).year) if len(d.t_test) else 1
+        test = TestSet(shift=year, x=self._x(d.X_test), y=d.y_test[:, None] / self.y_scale)
+        card = dict(d.card)
+        card["scaling"] = {"x": "(price - mean) / std, one scalar each from training prices",
+                           "x_mean": self.x_mean, "x_std": self.x_std,
+                           "y": "variance / rms(training variance)", "y_scale": self.y_scale}  # fmt: skip
+        return DataSplits(x_train=self._x(d.X_train), y_train=d.y_train[:, None] / self.y_scale, tests=[test],
+                          card=card)  # fmt: skip
+
+    def _x(self, X: np.ndarray) -> np.ndarray:
+        return ((X - self.x_mean) / self.x_std)[..., None].astype(np.float32)
+
+    def evaluate(self, pred, y, shift):
+        out = super().evaluate(pred, y, shift)
+        Xraw, yraw = self.raw_test
+        p = pred.reshape(-1).double().cpu().numpy() * self.y_scale
+        out.update(variance_metrics(p, yraw))
+        out.update(variance_metrics(np.zeros_like(yraw), yraw, prefix="naive_zero_"))
+        persistence = Xraw[:, -10:].var(axis=1)  # population variance (ddof=0) of the last 10 prices
+        out.update(variance_metrics(persistence, yraw, prefix="naive_persistence_"))
+        out["synthetic"] = float(bool(self.splits.card.get("synthetic", False))) if self.splits else 0.0
+        return out
+
+    def data_card(self) -> dict:
+        card = super().data_card()
+        if card.get("synthetic"):
+            card["label"] = "SYNTHETIC DATA — not AMC market data"
+        return card
+
+
+# keep torch imported for type users of evaluate's tensors
+_ = torch

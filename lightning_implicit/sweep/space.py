@@ -1,0 +1,486 @@
+"""Search spaces: ``conf/search/<task>.yaml``, validated at the edge.
+
+A search file looks like this (every key of ``fixed`` and every ``key:`` of a parameter is a LightningCLI
+path, exactly what ``make train`` accepts as ``--<path> <value>``)::
+
+    description: what this space is for
+    models: [implicit, mlp]            # swept when no --model is given (first the implicit model)
+    fixed:                             # every trial of every model
+      trainer.max_epochs: 20
+    quick:                             # the default budget; --full ignores this block
+      fixed: {data.init_args.n_train: 2000}
+      params:                          # per parameter name, merged into every model that has it
+        epochs: {high: 4}
+    sampler: {n_startup_trials: 5}     # optuna.samplers.TPESampler arguments (seed: --seed)
+    pruner: {type: median, n_startup_trials: 3, n_warmup_steps: 1}
+    implicit:                          # one section per model config (conf/models/<model>.yaml)
+      fixed: {model.init_args.max_iter: 100}
+      params:
+        lr: {key: model.init_args.lr, type: float, low: 1.0e-4, high: 0.1, log: true}
+        batch_size: {key: data.init_args.batch_size, type: categorical, choices: [32, 64, 128]}
+        epochs: {key: trainer.max_epochs, type: int, low: 2, high: 8}
+        kappa: {key: model.init_args.kappa, type: float, low: 0.5, high: 0.99}
+    mlp:
+      params:
+        width: {key: model.init_args.arch_kwargs.hidden, type: int, low: 4, high: 32, log: true, repeat: depth}
+        depth: {type: int, low: 1, high: 3}      # no key: only used by 'repeat'
+
+Parameter types: ``float`` and ``int`` (``low``, ``high``, optional ``log``, ``step``) and ``categorical``
+(``choices``: numbers, strings, booleans or null). ``repeat: <int or parameter name>`` turns a value into a
+list (``[width] * depth``). A key inside a dict argument (``model.init_args.arch_kwargs.hidden``) sets that
+entry of the dict.
+
+:func:`load_search_space` checks the structure (unknown keys, distribution types, bounds) and
+:func:`check_cli_keys` checks every key and value against the LightningCLI parser of the model, so a typo
+fails before the first trial with a message naming the entry.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import inspect
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["SearchSpaceError", "ParamSpec", "ModelSpace", "SearchSpace", "load_search_space", "check_cli_keys",
+           "cli_value", "search_file_path"]  # fmt: skip
+
+TOP_KEYS = ("description", "models", "fixed", "quick", "sampler", "pruner")
+MODEL_KEYS = ("fixed", "params")
+QUICK_KEYS = ("fixed", "params")
+PARAM_FIELDS = ("key", "type", "low", "high", "log", "step", "choices", "repeat", "help")
+PARAM_TYPES = ("float", "int", "categorical")
+PRUNER_TYPES = ("median", "percentile", "nop")
+
+
+class SearchSpaceError(ValueError):
+    """A search file (or a command-line choice against it) is invalid; the message names the entry."""
+
+
+def search_file_path(task: str, conf: Path | None = None) -> Path:
+    from lightning_implicit.runner import conf_dir
+
+    return (conf or conf_dir()) / "search" / f"{task}.yaml"
+
+
+def _suggest(word: str, options) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _scalar(v: Any) -> bool:
+    return v is None or isinstance(v, (bool, int, float, str))
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One searched hyper-parameter: an Optuna distribution and the CLI key it sets."""
+
+    name: str
+    type: str
+    key: str | None = None
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple = ()
+    repeat: int | str | None = None
+
+    def suggest(self, trial) -> Any:
+        if self.type == "float":
+            return trial.suggest_float(self.name, self.low, self.high, log=self.log, step=self.step)
+        if self.type == "int":
+            return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log, step=int(self.step or 1))
+        return trial.suggest_categorical(self.name, list(self.choices))
+
+    def probe_values(self) -> list:
+        """Values that exercise the parser: both bounds or every choice."""
+        if self.type == "categorical":
+            return list(self.choices)
+        cast = int if self.type == "int" else float
+        return [cast(self.low), cast(self.high)]
+
+
+@dataclass
+class ModelSpace:
+    """What is swept for one model: fixed CLI settings and searched parameters (budget already applied)."""
+
+    model: str
+    fixed: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, ParamSpec] = field(default_factory=dict)
+    origin: dict[str, str] = field(default_factory=dict)  # fixed key -> the file section that set it
+
+    def sample(self, trial) -> dict[str, Any]:
+        """Suggest every parameter (names as in the file)."""
+        return {name: spec.suggest(trial) for name, spec in self.params.items()}
+
+    def overrides(self, values: dict[str, Any]) -> dict[str, Any]:
+        """``{cli_key: value}`` for sampled ``values`` (``repeat`` expanded, key-less helpers dropped)."""
+        out: dict[str, Any] = {}
+        for name, spec in self.params.items():
+            if spec.key is None or name not in values:
+                continue
+            v = values[name]
+            if spec.repeat is not None:
+                n = spec.repeat if isinstance(spec.repeat, int) else values.get(spec.repeat)
+                if n is None:
+                    continue
+                v = [v] * int(n)
+            out[spec.key] = v
+        return out
+
+    def without_keys(self, keys: set[str]) -> list[str]:
+        """Drop parameters whose key is pinned elsewhere (command line); returns the dropped names."""
+        dropped = [n for n, s in self.params.items() if s.key is not None and s.key in keys]
+        for n in dropped:
+            del self.params[n]
+        return dropped
+
+
+@dataclass
+class SearchSpace:
+    task: str
+    path: Path
+    sha256: str
+    budget: str
+    models: list[str]
+    spaces: dict[str, ModelSpace]
+    sampler: dict[str, Any]
+    pruner: dict[str, Any]
+    description: str = ""
+
+    def space(self, model: str) -> ModelSpace:
+        if model not in self.spaces:
+            raise SearchSpaceError(
+                f"{self.path}: no search space for model {model!r}; the file has {sorted(self.spaces)} "
+                f"(add a '{model}:' section with 'params:')"
+            )
+        return self.spaces[model]
+
+
+def cli_value(v: Any) -> str:
+    """A value as LightningCLI (jsonargparse) reads it on the command line."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return v
+    if isinstance(v, (int, float)):
+        return repr(v)
+    return json.dumps(v)
+
+
+# ---- structure -------------------------------------------------------------------------------------------
+def _mapping(obj, where: str, path: Path) -> dict:
+    if obj is None:
+        return {}
+    if not isinstance(obj, dict):
+        raise SearchSpaceError(f"{path}: {where} must be a mapping, got {type(obj).__name__}: {obj!r}")
+    return obj
+
+
+def _check_fixed(obj, where: str, path: Path) -> dict[str, Any]:
+    fixed = _mapping(obj, where, path)
+    for k in fixed:
+        if not isinstance(k, str) or not k or k.startswith("-"):
+            raise SearchSpaceError(f"{path}: {where}: key {k!r} must be a LightningCLI path like 'trainer.max_epochs'")
+    return dict(fixed)
+
+
+def _number(v, what: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        # YAML 1.1 reads 1e-4 as a string; accept it but nothing else
+        try:
+            return float(v)
+        except (TypeError, ValueError):
+            raise SearchSpaceError(f"{what} must be a number, got {v!r}") from None
+    return float(v)
+
+
+def _param(name: str, raw, where: str, path: Path) -> ParamSpec:
+    raw = _mapping(raw, where, path)
+    unknown = [k for k in raw if k not in PARAM_FIELDS]
+    if unknown:
+        raise SearchSpaceError(
+            f"{path}: {where}: unknown field {unknown[0]!r}{_suggest(str(unknown[0]), PARAM_FIELDS)} "
+            f"(allowed: {', '.join(PARAM_FIELDS)})"
+        )
+    kind = raw.get("type")
+    if kind not in PARAM_TYPES:
+        got = "missing" if kind is None else repr(kind)
+        raise SearchSpaceError(f"{path}: {where}: unknown distribution type {got}; use one of {', '.join(PARAM_TYPES)}")
+    key = raw.get("key")
+    if key is not None and (not isinstance(key, str) or not key or key.startswith("-")):
+        raise SearchSpaceError(f"{path}: {where}: key must be a LightningCLI path like 'model.init_args.lr', got {key!r}")
+    repeat = raw.get("repeat")
+    if repeat is not None and not (isinstance(repeat, str) or (isinstance(repeat, int) and repeat >= 1)):
+        raise SearchSpaceError(f"{path}: {where}: repeat must be an integer >= 1 or a parameter name, got {repeat!r}")
+    if kind == "categorical":
+        for f in ("low", "high", "log", "step"):
+            if f in raw:
+                raise SearchSpaceError(f"{path}: {where}: a categorical parameter takes 'choices', not {f!r}")
+        choices = raw.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise SearchSpaceError(f"{path}: {where}: a categorical parameter needs a non-empty list 'choices'")
+        bad = [c for c in choices if not _scalar(c)]
+        if bad:
+            raise SearchSpaceError(
+                f"{path}: {where}: choice {bad[0]!r} is not a number, string, boolean or null (Optuna stores only "
+                "those); use 'repeat' for lists or a JSON string"
+            )
+        if len({json.dumps(c) for c in choices}) != len(choices):
+            raise SearchSpaceError(f"{path}: {where}: duplicate choices {choices}")
+        return ParamSpec(name=name, type=kind, key=key, choices=tuple(choices), repeat=repeat)
+    if "choices" in raw:
+        raise SearchSpaceError(f"{path}: {where}: a {kind} parameter takes 'low'/'high', not 'choices'")
+    missing = [f for f in ("low", "high") if raw.get(f) is None]
+    if missing:
+        raise SearchSpaceError(f"{path}: {where}: a {kind} parameter needs bounds: missing {' and '.join(missing)}")
+    low, high = _number(raw["low"], f"{path}: {where}: low"), _number(raw["high"], f"{path}: {where}: high")
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise SearchSpaceError(f"{path}: {where}: bounds must be finite, got low={low}, high={high}")
+    if low > high:
+        raise SearchSpaceError(f"{path}: {where}: low ({raw['low']}) > high ({raw['high']})")
+    log = raw.get("log", False)
+    if not isinstance(log, bool):
+        raise SearchSpaceError(f"{path}: {where}: log must be true or false, got {log!r}")
+    if log and low <= 0:
+        raise SearchSpaceError(f"{path}: {where}: a log-scaled parameter needs low > 0, got {raw['low']}")
+    step = raw.get("step")
+    if step is not None:
+        step = _number(step, f"{path}: {where}: step")
+        if step <= 0:
+            raise SearchSpaceError(f"{path}: {where}: step must be > 0, got {raw['step']}")
+        if log:
+            raise SearchSpaceError(f"{path}: {where}: 'step' and 'log: true' cannot be combined (Optuna)")
+    if kind == "int":
+        for f, v in (("low", low), ("high", high), ("step", step)):
+            if v is not None and v != int(v):
+                raise SearchSpaceError(f"{path}: {where}: an int parameter needs an integer {f}, got {raw[f]}")
+    return ParamSpec(name=name, type=kind, key=key, low=low, high=high, log=log, step=step, repeat=repeat)
+
+
+def _params(obj, where: str, path: Path) -> dict[str, dict]:
+    params = _mapping(obj, where, path)
+    for name in params:
+        if not isinstance(name, str) or not name:
+            raise SearchSpaceError(f"{path}: {where}: parameter names must be non-empty strings, got {name!r}")
+    return dict(params)
+
+
+def _check_kwargs(cls, kwargs: dict, where: str, path: Path, skip: tuple[str, ...] = ()) -> None:
+    allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", *skip)]
+    for k in kwargs:
+        if k not in allowed:
+            raise SearchSpaceError(
+                f"{path}: {where}: {cls.__name__} has no argument {k!r}{_suggest(str(k), allowed)} "
+                f"(allowed: {', '.join(allowed)})"
+            )
+
+
+def load_search_space(path: str | Path, *, task: str, full: bool = False, model_names=None) -> SearchSpace:
+    """Read and check a search file; ``full`` ignores the ``quick`` block (the task's own budget).
+
+    ``model_names``: the model configs that exist (``conf/models/*.yaml`` stems); other top-level keys are
+    errors.
+    """
+    import optuna
+
+    path = Path(path)
+    if not path.exists():
+        from lightning_implicit.runner import conf_dir
+
+        have = sorted(p.stem for p in (conf_dir() / "search").glob("*.yaml"))
+        raise SearchSpaceError(f"no search space for task {task!r}: {path} does not exist (search files: {have})")
+    text = path.read_text()
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SearchSpaceError(f"{path}: not valid YAML: {exc}") from None
+    raw = _mapping(raw, "the file", path)
+    if model_names is None:
+        from lightning_implicit.runner import conf_dir
+
+        model_names = sorted(p.stem for p in (conf_dir() / "models").glob("*.yaml"))
+    model_names = set(model_names)
+    for k in raw:
+        if k not in TOP_KEYS and k not in model_names:
+            raise SearchSpaceError(
+                f"{path}: unknown top-level key {k!r}{_suggest(str(k), [*TOP_KEYS, *model_names])} "
+                f"(allowed: {', '.join(TOP_KEYS)} or a model config name from conf/models/)"
+            )
+    sections = [k for k in raw if k not in TOP_KEYS]
+    if not sections:
+        raise SearchSpaceError(f"{path}: no model section (e.g. 'implicit:' with 'params:')")
+    default_models = raw.get("models", sections)
+    if not isinstance(default_models, list) or not all(isinstance(m, str) for m in default_models):
+        raise SearchSpaceError(f"{path}: models must be a list of model names, got {default_models!r}")
+    for m in default_models:
+        if m not in sections:
+            raise SearchSpaceError(f"{path}: models lists {m!r} but the file has no '{m}:' section ({sections})")
+    top_fixed = _check_fixed(raw.get("fixed"), "fixed", path)
+    quick = _mapping(raw.get("quick"), "quick", path)
+    for k in quick:
+        if k not in QUICK_KEYS:
+            raise SearchSpaceError(f"{path}: quick: unknown key {k!r}{_suggest(str(k), QUICK_KEYS)} (allowed: fixed, params)")
+    quick_fixed = _check_fixed(quick.get("fixed"), "quick.fixed", path)
+    quick_params = _params(quick.get("params"), "quick.params", path)
+    for name, over in quick_params.items():
+        _mapping(over, f"quick.params.{name}", path)
+        if not any(name in _mapping(_mapping(raw[s], s, path).get("params"), f"{s}.params", path) for s in sections):
+            raise SearchSpaceError(f"{path}: quick.params.{name}: no model section has a parameter {name!r}")
+
+    sampler = dict(_mapping(raw.get("sampler"), "sampler", path))
+    _check_kwargs(optuna.samplers.TPESampler, sampler, "sampler", path, skip=("seed",))
+    if "seed" in sampler:
+        raise SearchSpaceError(f"{path}: sampler: 'seed' comes from the command line (--seed)")
+    pruner = dict(_mapping(raw.get("pruner"), "pruner", path))
+    ptype = pruner.get("type", "median")
+    if ptype not in PRUNER_TYPES:
+        raise SearchSpaceError(f"{path}: pruner: unknown type {ptype!r}; use one of {', '.join(PRUNER_TYPES)}")
+    pruner_cls = {"median": optuna.pruners.MedianPruner, "percentile": optuna.pruners.PercentilePruner,
+                  "nop": optuna.pruners.NopPruner}[ptype]  # fmt: skip
+    _check_kwargs(pruner_cls, {k: v for k, v in pruner.items() if k != "type"}, "pruner", path)
+
+    spaces: dict[str, ModelSpace] = {}
+    for m in sections:
+        sec = _mapping(raw[m], m, path)
+        for k in sec:
+            if k not in MODEL_KEYS:
+                raise SearchSpaceError(f"{path}: {m}: unknown key {k!r}{_suggest(str(k), MODEL_KEYS)} (allowed: fixed, params)")
+        raw_params = _params(sec.get("params"), f"{m}.params", path)
+        params: dict[str, ParamSpec] = {}
+        for name, spec in raw_params.items():
+            merged = dict(_mapping(spec, f"{m}.params.{name}", path))
+            where = f"{m}.params.{name}"
+            if not full and name in quick_params:
+                merged.update(quick_params[name])
+                where += " (with quick.params)"
+            params[name] = _param(name, merged, where, path)
+        for name, spec in params.items():
+            if isinstance(spec.repeat, str):
+                other = params.get(spec.repeat)
+                if other is None or other.type == "float" or spec.repeat == name:
+                    raise SearchSpaceError(
+                        f"{path}: {m}.params.{name}: repeat {spec.repeat!r} must name an int or categorical "
+                        f"parameter of {m!r} (have {sorted(params)})"
+                    )
+            if spec.key is None and not any(o.repeat == name for o in params.values()):
+                raise SearchSpaceError(f"{path}: {m}.params.{name}: missing 'key' (the LightningCLI path it sets)")
+        keys = [s.key for s in params.values() if s.key]
+        dup = sorted({k for k in keys if keys.count(k) > 1})
+        if dup:
+            raise SearchSpaceError(f"{path}: {m}.params: two parameters set the same key {dup[0]!r}")
+        model_fixed = _check_fixed(sec.get("fixed"), f"{m}.fixed", path)
+        layers = [("fixed", top_fixed), ("quick.fixed", {} if full else quick_fixed), (f"{m}.fixed", model_fixed)]
+        fixed = {k: v for _, layer in layers for k, v in layer.items()}
+        origin = {k: where for where, layer in layers for k in layer}
+        spaces[m] = ModelSpace(model=m, fixed=fixed, params=params, origin=origin)
+    desc = raw.get("description", "")
+    return SearchSpace(
+        task=task, path=path, sha256=hashlib.sha256(text.encode()).hexdigest()[:16], budget="full" if full else "quick",
+        models=list(default_models), spaces=spaces, sampler=sampler, pruner=pruner,
+        description=desc if isinstance(desc, str) else "",
+    )  # fmt: skip
+
+
+# ---- CLI keys --------------------------------------------------------------------------------------------
+def _parse_only(args: list[str]):
+    """Parse LightningCLI arguments without instantiating anything (raises ``argparse.ArgumentError``)."""
+    from lightning_implicit.runner import ImplicitCLI
+
+    class _ParseOnlyCLI(ImplicitCLI):
+        def instantiate_classes(self) -> None:
+            pass
+
+    seed_log = logging.getLogger("lightning.fabric.utilities.seed")
+    level = seed_log.level
+    seed_log.setLevel(logging.WARNING)
+    try:
+        return _ParseOnlyCLI(args=args, parser_kwargs={"exit_on_error": False}).config
+    finally:
+        seed_log.setLevel(level)
+
+
+def _error_text(exc: BaseException) -> str:
+    lines = [ln.rstrip() for ln in str(exc).splitlines() if ln.strip()]
+    keep = [ln for ln in lines if not ln.strip().startswith(("Subtypes:", "Given value type:", "- Expected a <class 'NoneType'>"))]
+    return "\n    ".join(keep[:8])
+
+
+def _structural_key_ok(key: str, cfg) -> bool:
+    if key in cfg:
+        return True
+    parts = key.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        prefix = ".".join(parts[:i])
+        if prefix in cfg:
+            v = cfg[prefix]
+            return v is None or isinstance(v, dict)
+    return False
+
+
+def check_cli_keys(space: ModelSpace, base_args: list[str], *, path: Path, task: str, pinned: list[str] = ()) -> None:
+    """Check every fixed key and parameter key/value of ``space`` against the LightningCLI parser.
+
+    ``base_args``: the config files of (trainer, task, model) plus command-line overrides. Raises
+    :class:`SearchSpaceError` naming the first bad entry (with a suggestion for typos).
+    """
+    try:
+        cfg = _parse_only(list(base_args))
+    except Exception as exc:  # noqa: BLE001 - jsonargparse raises ArgumentError / ValueError / TypeError
+        raise SearchSpaceError(f"the configuration of model {space.model!r} does not parse:\n    {_error_text(exc)}") from None
+    known = [k for k in cfg.keys() if not k.startswith(("config", "__"))]
+    fixed_args = [a for k, v in space.fixed.items() for a in (f"--{k}", cli_value(v))]
+    entries: list[tuple[str, str, list]] = [
+        (space.origin.get(k, "fixed"), k, [v]) for k, v in space.fixed.items()
+    ]
+    for name, spec in space.params.items():
+        if spec.key is None:
+            continue
+        values = spec.probe_values()
+        if spec.repeat is not None:
+            n = spec.repeat if isinstance(spec.repeat, int) else 2
+            values = [[v] * n for v in values]
+        entries.append((f"{space.model}.params.{name}", spec.key, values))
+    for where, key, _ in entries:
+        if not _structural_key_ok(key, cfg):
+            raise SearchSpaceError(
+                f"{path}: {where}: key {key!r} is not a LightningCLI option of model {space.model!r} for task "
+                f"{task!r}{_suggest(key, known)}"
+            )
+    n_probe = max((len(v) for _, _, v in entries), default=0)
+
+    def args_for(i: int, only: int | None = None) -> list[str]:
+        out = list(base_args) + (fixed_args if only is None else [])
+        for j, (_, key, values) in enumerate(entries):
+            if only is not None and j != only:
+                continue
+            out += [f"--{key}", cli_value(values[min(i, len(values) - 1)])]
+        return out + list(pinned)
+
+    for i in range(n_probe):
+        try:
+            _parse_only(args_for(i))
+        except Exception:  # noqa: BLE001
+            for j, (where, key, values) in enumerate(entries):
+                for k in range(len(values)):
+                    try:
+                        _parse_only(args_for(k, only=j))
+                    except Exception as exc:  # noqa: BLE001
+                        raise SearchSpaceError(
+                            f"{path}: {where}: value {values[k]!r} for key {key!r} is rejected by the "
+                            f"LightningCLI parser of model {space.model!r}:\n    {_error_text(exc)}"
+                        ) from None
+            try:
+                _parse_only(args_for(i))
+            except Exception as exc:  # noqa: BLE001
+                raise SearchSpaceError(
+                    f"{path}: the settings of model {space.model!r} are rejected together:\n    {_error_text(exc)}"
+                ) from None

@@ -1,0 +1,198 @@
+"""Where studies live, and how trials of dead workers are recovered.
+
+Storage (first that applies): ``--storage URL``, ``$OPTUNA_STORAGE``, else ``sqlite:///<cwd>/mlruns/optuna.db``.
+
+* ``sqlite:///path`` / ``postgresql://...`` / ``mysql://...``: :class:`optuna.storages.RDBStorage` with
+  heartbeats. SQLite gets WAL journaling and a 60 s lock timeout, which is enough for a handful of worker
+  processes on one machine (several machines: use PostgreSQL or MySQL).
+* ``journal:<path>`` (or a path ending in ``.log`` / ``.journal``): :class:`optuna.storages.JournalStorage`
+  on a :class:`~optuna.storages.journal.JournalFileBackend`, multi-process safe on one machine. Optuna 5
+  implements heartbeats only for RDB storages, so here dead workers are found by process id alone (below).
+
+Recovering a dead worker's trials (:func:`recover_stale_trials`, run by every worker before each trial and
+by the sweep after its workers exit): a RUNNING trial is *stale* when
+
+* it was started on this host by a process that no longer exists (``worker_host`` / ``worker_pid`` user
+  attributes; immediate, any storage), or
+* its heartbeat is older than the grace period (RDB storages; any host).
+
+A stale trial gets ``fail_reason`` and becomes FAIL, and a fresh copy of its parameters is enqueued as a
+WAITING trial (what :class:`optuna.storages.RetryFailedTrialCallback` does, at most ``--max-retry`` times per
+original trial), which the next free worker runs. Its MLflow run
+(and its fold runs) are marked FAILED with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+__all__ = ["resolve_storage_url", "open_storage", "recover_stale_trials", "pid_alive", "mask_url", "HOST"]
+
+HOST = socket.gethostname()
+log = logging.getLogger(__name__)
+
+
+def resolve_storage_url(url: str | None = None, root: str | os.PathLike | None = None) -> str:
+    """``url``, else ``$OPTUNA_STORAGE``, else the sqlite file ``<root or cwd>/mlruns/optuna.db``."""
+    url = url or os.environ.get("OPTUNA_STORAGE")
+    if url:
+        return url
+    folder = Path(root or os.getcwd()).resolve() / "mlruns"
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'optuna.db'}"
+
+
+def mask_url(url: str) -> str:
+    """The URL without its password (for tags and messages)."""
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+
+
+def _journal_path(url: str) -> Path | None:
+    if url.startswith("journal:"):
+        return Path(url[len("journal:") :].removeprefix("//"))
+    if "://" not in url and url.endswith((".log", ".journal")):
+        return Path(url)
+    return None
+
+
+def open_storage(url: str, *, heartbeat: int = 10, grace: int | None = 30, max_retry: int | None = 1,
+                 on_failed: Callable[[optuna.trial.FrozenTrial, str], None] | None = None):  # fmt: skip
+    """An Optuna storage for ``url`` (see the module doc). ``heartbeat`` 0 disables heartbeats.
+
+    ``max_retry``, ``on_failed``: for trials that Optuna's own heartbeat check fails (it runs inside
+    ``study.optimize`` right after :func:`recover_stale_trials`, so it only sees trials that went stale in
+    between): retried and reported like the ones recovered here.
+    """
+    jpath = _journal_path(url)
+    if jpath is not None:
+        from optuna.storages.journal import JournalFileBackend
+
+        jpath.parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(JournalFileBackend(str(jpath)))
+    if "://" not in url:
+        raise ValueError(
+            f"Optuna storage {url!r} is neither a database URL (sqlite:///path/optuna.db, postgresql://user@host/db) "
+            "nor a journal file (journal:path/study.log)"
+        )
+    engine_kwargs = None
+    if url.startswith("sqlite:///"):
+        db = Path(url[len("sqlite:///") :])
+        db.parent.mkdir(parents=True, exist_ok=True)
+        with sqlite3.connect(db, timeout=60) as con:  # WAL: readers do not block the writer (persists in the file)
+            con.execute("PRAGMA journal_mode=WAL")
+        engine_kwargs = {"connect_args": {"timeout": 60}}
+    hb = {}
+    if heartbeat and heartbeat > 0:
+        reason = "worker died (no heartbeat within the grace period)"
+
+        def stale(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            if on_failed is not None:
+                on_failed(trial, reason)
+            _retry(study, trial, reason, max_retry)
+
+        hb = dict(heartbeat_interval=heartbeat, grace_period=grace, heartbeat_stale_trial_callback=stale)
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **hb)
+
+
+def pid_alive(pid: int) -> bool:
+    """Is process ``pid`` running on this host (zombies count as dead)?"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _heartbeat_stale_ids(storage, study_id: int) -> set[int]:
+    # RDBStorage implements optuna's BaseHeartbeat; JournalStorage does not (optuna 5)
+    getter = getattr(storage, "_get_stale_trial_ids", None)
+    interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+    if getter is None or not interval:
+        return set()
+    try:
+        return set(getter(study_id))
+    except Exception as exc:  # noqa: BLE001 - never let the check itself stop a sweep
+        log.warning("heartbeat check failed: %s", exc)
+        return set()
+
+
+def recover_stale_trials(
+    study: optuna.Study,
+    storage,
+    *,
+    max_retry: int | None = 1,
+    reason_dead: str = "worker died",
+    only_pid: int | None = None,
+    on_failed: Callable[[optuna.trial.FrozenTrial, str], None] | None = None,
+    retry: bool = True,
+) -> list[int]:
+    """Fail the RUNNING trials of dead workers (see the module doc) and enqueue retries.
+
+    ``only_pid``: fail this process's own RUNNING trials (cleanup after Ctrl-C) instead of dead ones.
+    ``on_failed(trial, reason)``: called for each trial failed here (e.g. to close its MLflow run).
+    Returns the numbers of the trials failed.
+    """
+    study_id = storage.get_study_id_from_name(study.study_name)
+    running = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
+    if not running:
+        return []
+    stale = _heartbeat_stale_ids(storage, study_id) if only_pid is None else set()
+    failed = []
+    for t in running:
+        host, pid = t.user_attrs.get("worker_host"), t.user_attrs.get("worker_pid")
+        if only_pid is not None:
+            if host != HOST or pid != only_pid:
+                continue
+            reason = reason_dead
+        elif host == HOST and isinstance(pid, int) and pid != os.getpid() and not pid_alive(pid):
+            reason = f"{reason_dead} (pid {pid} on {host} is gone)"
+        elif t._trial_id in stale:
+            reason = f"{reason_dead} (no heartbeat from {host or 'unknown host'} pid {pid} within the grace period)"
+        else:
+            continue
+        try:
+            storage.set_trial_user_attr(t._trial_id, "fail_reason", reason)
+            if not storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another worker got there first
+        frozen = storage.get_trial(t._trial_id)
+        failed.append(frozen.number)
+        if on_failed is not None:
+            try:
+                on_failed(frozen, reason)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("could not record the failure of trial %s: %s", frozen.number, exc)
+        if retry:
+            _retry(study, frozen, reason, max_retry)
+    return failed
+
+
+def _retry(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str, max_retry: int | None) -> None:
+    """:class:`optuna.storages.RetryFailedTrialCallback`'s re-enqueue (same ``failed_trial`` and
+    ``retry_history`` system attributes, so its ``retried_trial_number`` works), without copying the dead
+    trial's user attributes (worker id, fail reason) onto the retry."""
+    history = [*trial.system_attrs.get("retry_history", []), trial.number]
+    if max_retry is not None and len(history) > max_retry:
+        return
+    system_attrs = {**trial.system_attrs, "failed_trial": trial.system_attrs.get("failed_trial", trial.number),
+                    "retry_history": history}  # fmt: skip
+    study.add_trial(optuna.create_trial(
+        state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
+        user_attrs={"retry_of": trial.number, "retry_reason": reason}, system_attrs=system_attrs,
+    ))  # fmt: skip

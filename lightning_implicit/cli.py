@@ -61,12 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         commands["reproduce"] = reproduce_main
     except ImportError:
         pass
-    try:
-        from lightning_implicit.baselines.report import main as params_main
+    from lightning_implicit.params import main as params_main
 
-        commands["params"] = params_main
-    except ImportError:
-        pass
+    commands["params"] = params_main
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(__doc__.strip())
         print(f"\ncommands: {', '.join(commands)}")

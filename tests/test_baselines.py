@@ -11,7 +11,6 @@ from lightning_implicit.baselines import (
     MLP,
     NAC,
     NALU,
-    TABLE4,
     EncoderDecoder,
     LSTMNet,
     MaskedDecoder,
@@ -20,10 +19,77 @@ from lightning_implicit.baselines import (
     SequentialEncoder,
     ZeroForecaster,
     build_baseline,
-    build_table4,
     count_parameters,
     shift_right,
 )
+
+# Table 4 sizes of the raw nn.Modules (the framework takes them from each task's TaskSpec.presets;
+# tests/test_params.py checks those through the training modules).
+TABLE4 = {
+    "identity/mlp": ("mlp", dict(in_features=10, out_features=10, hidden=(9, 9))),
+    "identity/encdec": ("encdec", dict(d_model=10, nhead=5, dim_feedforward=5, max_len=10)),
+    "arithmetic/mlp": ("mlp", dict(in_features=50, out_features=1, hidden=(10, 10))),
+    "arithmetic/nalu": ("nalu", dict(in_features=50, out_features=1, hidden=(10, 10))),
+    "arithmetic/nac": ("nac", dict(in_features=50, out_features=1, hidden=(10, 10))),
+    "arithmetic/seq_encoder": ("seq_encoder", dict(seq_len=50, nhead=10, dim_feedforward=50)),
+    "arithmetic/depth_encoder": ("depth_encoder", dict(d_model=10, nhead=1, dim_feedforward=500, max_len=50)),
+    "rolling_average/lstm": ("lstm", dict(in_features=1, hidden=(18, 18), out_features=1)),
+    "rolling_average/encdec": ("encdec", dict(d_model=10, nhead=5, dim_feedforward=5, max_len=10)),
+    "rolling_argmax/lstm": ("lstm", dict(in_features=1, hidden=(21, 21), out_features=10)),
+    "rolling_argmax/encdec_masked": (
+        "encdec",
+        dict(out_features=10, classification=True, d_model=10, nhead=2, dim_feedforward=10, max_len=10),
+    ),
+    "rolling_argmax/encdec_unmasked": (
+        "encdec",
+        dict(
+            out_features=10,
+            classification=True,
+            d_model=10,
+            nhead=2,
+            dim_feedforward=10,
+            max_len=10,
+            causal_mask=False,
+        ),
+    ),
+    "rolling_argmax/encdec_unmasked_nope": (
+        "encdec",
+        dict(
+            out_features=10,
+            classification=True,
+            d_model=10,
+            nhead=2,
+            dim_feedforward=10,
+            max_len=10,
+            causal_mask=False,
+            positional_encoding=False,
+        ),
+    ),
+    "spiky/lstm": ("lstm", dict(in_features=1, hidden=(20, 20), out_features=1, many_to_one=True)),
+    "spiky/masked_decoder": ("masked_decoder", dict(d_model=10, nhead=2, dim_feedforward=2048, max_len=10)),
+    "volatility/lstm": ("lstm", dict(in_features=1, hidden=(38, 38), out_features=1, many_to_one=True)),
+    "volatility/linear": ("linear", dict(in_features=60, out_features=1)),
+    "volatility/mlp": ("mlp", dict(in_features=60, out_features=1, hidden=(50, 27, 27, 27, 10))),
+    "volatility/seq_encoder": ("seq_encoder", dict(seq_len=60, nhead=1, dim_feedforward=2048, max_len=60)),
+    "volatility/zero": ("zero", dict()),
+    "volatility/persistence": ("persistence", dict(window=10)),
+    "earthquake/mlp": (
+        "mlp",
+        dict(in_features=30, out_features=4, hidden=(32, 128, 128, 128, 32), activation="elu"),
+    ),
+}
+
+
+
+def build_table4(key: str, **overrides):
+    """Build a Table 4 preset such as ``"arithmetic/nalu"``; ``overrides`` replace preset kwargs."""
+    try:
+        name, kwargs = TABLE4[key]
+    except KeyError:
+        raise ValueError(f"unknown Table 4 preset {key!r}; valid keys: {', '.join(sorted(TABLE4))}") from None
+    return build_baseline(name, **{**kwargs, **overrides})
+
+
 
 B = 4
 

@@ -2,7 +2,7 @@
 
 Plain ``torch.nn.Module`` s (no Lightning), batch-first. Build them directly or by name::
 
-    from lightning_implicit.baselines import build_baseline, build_table4, count_parameters
+    from lightning_implicit.baselines import build_baseline, count_parameters
     mlp = build_baseline("mlp", in_features=50, out_features=1, hidden=(10, 10))
     eikonet = build_table4("earthquake/mlp")          # 42,500 parameters
 """
@@ -12,7 +12,7 @@ from .lstm import LSTMNet
 from .mlp import MLP
 from .naive import PersistenceForecaster, ZeroForecaster
 from .nalu import NAC, NALU, NALUCell
-from .registry import BASELINES, TABLE4, build_baseline, build_table4, count_parameters
+from .registry import BASELINES, build_baseline, count_parameters
 from .transformer import (
     DepthwiseEncoder,
     EncoderDecoder,
@@ -28,7 +28,6 @@ __all__ = [
     "MLP",
     "NAC",
     "NALU",
-    "TABLE4",
     "DepthwiseEncoder",
     "EncoderDecoder",
     "LSTMNet",
@@ -40,7 +39,6 @@ __all__ = [
     "SequentialEncoder",
     "ZeroForecaster",
     "build_baseline",
-    "build_table4",
     "count_parameters",
     "shift_right",
     "subsequent_mask",

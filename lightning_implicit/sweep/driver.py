@@ -1,0 +1,493 @@
+"""Run a sweep: validate the search space, open (or resume) the study, run trials in one or K processes,
+recover dead workers' trials, retrain the best config with the shift sweep, log the summary, print it.
+
+``--trials N`` means *N more trials in this invocation* (per model), whatever the study already holds: running
+the same command again resumes the study (same name and storage) and adds N trials. With ``--workers K`` the
+N trials are split into K fixed quotas (N // K, plus one for the first N % K workers), so that K processes
+never run more or fewer than N between them; a WAITING retry of a dead worker's trial counts toward the quota
+of the worker that picks it up.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from .objective import Objective, TrialContext
+from .records import SweepRecorder
+from .space import SearchSpace, SearchSpaceError, check_cli_keys, load_search_space, search_file_path
+from .storage import mask_url, open_storage, recover_stale_trials, resolve_storage_url
+
+__all__ = ["SweepOptions", "ModelOutcome", "run_sweep", "study_name_for", "SWEEP_TRAINER_DEFAULTS"]
+
+# quiet, artifact-free training runs (a search file's 'fixed' or a command-line override can change these)
+SWEEP_TRAINER_DEFAULTS = [
+    "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+    "--trainer.enable_checkpointing", "false",
+]  # fmt: skip
+INTERRUPTED = 130
+
+
+class SweepAbort(RuntimeError):
+    """The sweep cannot go on (e.g. every trial fails with the same configuration error)."""
+
+
+@dataclass
+class SweepOptions:
+    """What ``lightning-implicit sweep`` was asked to do (see :mod:`lightning_implicit.sweep.cli`)."""
+
+    task: str
+    models: list[str] | None = None
+    trials: int = 20
+    workers: int = 1
+    cv: int = 1
+    study: str | None = None
+    data: str | None = None
+    interval: str | None = None
+    epochs: int | None = None
+    n_train: int | None = None
+    n_test: int | None = None
+    seed: int = 0
+    full: bool = False
+    trainer: str = "cpu"
+    search_file: str | None = None
+    storage: str | None = None
+    tracking_uri: str | None = None
+    experiment: str | None = None
+    tracking: bool = True
+    retrain: bool = True
+    heartbeat: int = 10
+    grace: int = 30
+    max_retry: int = 1
+    min_converged: float = 0.5
+    timeout: float | None = None
+    verbose: bool = False
+    overrides: list[str] = field(default_factory=list)
+    worker_index: int | None = None  # internal: this process is worker i of a parallel sweep
+    parent_run_id: str | None = None  # internal: the sweep's MLflow parent run (workers)
+
+    def worker_argv(self, model: str, index: int, quota: int, parent_run_id: str | None) -> list[str]:
+        """The command line of worker ``index`` (re-invoking ``lightning-implicit sweep --worker-index``)."""
+        o = copy.deepcopy(self)
+        o.models, o.trials, o.workers, o.worker_index, o.parent_run_id = [model], quota, 1, index, parent_run_id
+        out: list[str] = ["--task", o.task]
+        flag = {"n_train": "--n-train", "n_test": "--n-test", "search_file": "--search-file",
+                "tracking_uri": "--tracking-uri", "min_converged": "--min-converged", "max_retry": "--max-retry",
+                "worker_index": "--worker-index", "parent_run_id": "--parent-run-id"}  # fmt: skip
+        for f in fields(o):
+            v = getattr(o, f.name)
+            if f.name in ("task", "overrides") or v is None:
+                continue
+            name = flag.get(f.name, "--" + f.name.replace("_", "-"))
+            if f.name == "models":
+                out += ["--model", ",".join(v)]
+            elif f.name == "tracking":
+                out += [] if v else ["--no-tracking"]
+            elif f.name == "retrain":
+                out += [] if v else ["--no-retrain"]
+            elif isinstance(v, bool):
+                out += [name] if v else []
+            else:
+                out += [name, str(v)]
+        return out + (["--", *o.overrides] if o.overrides else [])
+
+
+@dataclass
+class ModelOutcome:
+    model: str
+    study_name: str
+    counts: dict[str, int]
+    ran: int
+    best_number: int | None = None
+    best_value: float | None = None
+    best_params: dict = field(default_factory=dict)
+    best_overrides: list[str] = field(default_factory=list)
+    best_rows: list[dict] | None = None
+    metric: str | None = None
+    parent_run_id: str | None = None
+    retrain_run_id: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def study_name_for(opts: SweepOptions, model: str, n_models: int) -> str:
+    """``--study S``: ``S`` (one model) or ``S-<model>``; default ``<task>-<model>``."""
+    if opts.study:
+        return opts.study if n_models == 1 else f"{opts.study}-{model}"
+    return f"{opts.task}-{model}"
+
+
+def _quiet(verbose: bool) -> None:
+    from lightning.fabric.utilities.warnings import PossibleUserWarning
+
+    from lightning_implicit.implicit.stats import ConvergenceWarning
+
+    optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.ERROR)
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning", "mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    if not verbose:
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
+        warnings.filterwarnings("ignore", category=PossibleUserWarning)
+
+
+def _keys_of(overrides: list[str]) -> set[str]:
+    return {a[2:].split("=", 1)[0] for a in overrides if a.startswith("--")}
+
+
+def _pinned(opts: SweepOptions) -> list[str]:
+    out = []
+    if opts.epochs is not None:
+        out += ["--trainer.max_epochs", str(opts.epochs)]
+    if opts.n_train is not None:
+        out += ["--data.init_args.n_train", str(opts.n_train)]
+    if opts.n_test is not None:
+        out += ["--data.init_args.n_test", str(opts.n_test)]
+    return out + list(opts.overrides)
+
+
+def _base_args(opts: SweepOptions, model: str) -> list[str]:
+    from lightning_implicit.runner import shorthand_args
+
+    args = shorthand_args(opts.task, model, opts.trainer, opts.seed)
+    if opts.data:
+        args += ["--data.init_args.data", opts.data]
+    if opts.interval:
+        args += ["--data.init_args.interval", opts.interval]
+    return args + SWEEP_TRAINER_DEFAULTS
+
+
+def _contexts(opts: SweepOptions, space: SearchSpace, models: list[str], say) -> dict[str, TrialContext]:
+    """Validate every model's space against its CLI parser before anything runs."""
+    from .space import cli_value
+
+    pinned = _pinned(opts)
+    out = {}
+    for m in models:
+        ms = copy.deepcopy(space.space(m))
+        dropped = ms.without_keys(_keys_of(pinned))
+        if dropped:
+            say(f"[{m}] not searched (pinned on the command line): {', '.join(dropped)}")
+        base = _base_args(opts, m)
+        check_cli_keys(ms, base, path=space.path, task=opts.task, pinned=pinned)
+        fixed = [a for k, v in ms.fixed.items() for a in (f"--{k}", cli_value(v))]
+        out[m] = TrialContext(
+            task=opts.task, model=m, study_name=study_name_for(opts, m, len(models)), space=ms, base_args=base + fixed,
+            pinned=pinned, cv=opts.cv, min_converged=opts.min_converged, search_hash=space.sha256,
+        )  # fmt: skip
+    return out
+
+
+def _sampler(space: SearchSpace, opts: SweepOptions, n_existing: int) -> optuna.samplers.TPESampler:
+    kw = dict(space.sampler)
+    if opts.workers > 1 or opts.worker_index is not None:
+        kw.setdefault("constant_liar", True)
+    # offset by the trials already in the study (a resumed sweep does not replay the first random draws)
+    # and by the worker index (parallel workers do not draw the same startup configs)
+    seed = opts.seed + n_existing + 7919 * (opts.worker_index or 0)
+    return optuna.samplers.TPESampler(seed=seed, **kw)
+
+
+def _pruner(space: SearchSpace) -> optuna.pruners.BasePruner:
+    kw = dict(space.pruner)
+    kind = kw.pop("type", "median")
+    if kind == "nop":
+        return optuna.pruners.NopPruner()
+    if kind == "percentile":
+        return optuna.pruners.PercentilePruner(**kw)
+    return optuna.pruners.MedianPruner(**kw)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+class _TrialPrinter:
+    """One line per finished trial (also from worker processes), and an error-streak guard."""
+
+    def __init__(self, label: str, quota: int, streak: int = 3) -> None:
+        self.label, self.quota, self.done, self.streak = label, quota, 0, streak
+        self.errors: list[str] = []
+
+    def __call__(self, study: optuna.Study, t: optuna.trial.FrozenTrial) -> None:
+        self.done += 1
+        dur = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else 0.0
+        head = f"[{self.label}] {self.done}/{self.quota} trial #{t.number:<3d} {t.state.name:<8s}"
+        if t.state == TrialState.COMPLETE:
+            msg = f"val/loss={t.value:.5g}"
+            try:
+                if study.best_trial.number == t.number:
+                    msg += " (best so far)"
+            except ValueError:
+                pass
+        elif t.state == TrialState.PRUNED:
+            step = t.user_attrs.get("pruned_step")
+            msg = f"at step {step}: {t.user_attrs.get('prune_reason', '')}" if step is not None else t.user_attrs.get(
+                "prune_reason", "")
+        else:
+            msg = t.user_attrs.get("fail_reason", "failed")
+        params = " ".join(f"{k}={_fmt(v)}" for k, v in t.params.items())
+        print(f"{head} {msg}  ({dur:.1f}s)  {params}", flush=True)
+        reason = t.user_attrs.get("fail_reason", "") if t.state == TrialState.FAIL else ""
+        self.errors = [*self.errors, reason][-self.streak :] if reason and not reason.startswith("non-finite") else []
+        if len(self.errors) == self.streak and len(set(self.errors)) == 1:
+            raise SweepAbort(f"{self.streak} trials in a row failed with the same error: {reason}")
+
+
+def _open_study(opts: SweepOptions, space: SearchSpace, ctx: TrialContext, storage, *, create: bool) -> optuna.Study:
+    if not create:
+        study = optuna.load_study(study_name=ctx.study_name, storage=storage, pruner=_pruner(space),
+                                  sampler=optuna.samplers.RandomSampler())  # fmt: skip
+    else:
+        study = optuna.create_study(storage=storage, study_name=ctx.study_name, direction="minimize",
+                                    load_if_exists=True, pruner=_pruner(space))  # fmt: skip
+    n = len(study.get_trials(deepcopy=False))
+    study.sampler = _sampler(space, opts, n)
+    return study
+
+
+def _check_signature(study: optuna.Study, opts: SweepOptions, space: SearchSpace, ctx: TrialContext, say) -> None:
+    """The objective's definition may not change under a resumed study (values would not be comparable)."""
+    sig = {"task": opts.task, "model": ctx.model, "cv": opts.cv, "budget": space.budget}
+    old = {k: study.user_attrs.get(f"sweep.{k}") for k in sig}
+    if all(v is None for v in old.values()):
+        for k, v in sig.items():
+            study.set_user_attr(f"sweep.{k}", v)
+        study.set_user_attr("sweep.objective", "val/loss" + (f" (mean over {opts.cv} folds)" if opts.cv > 1 else ""))
+        study.set_user_attr("sweep.settings", " ".join(ctx.base_args[ctx.base_args.index("--tracking.model_name"):] + ctx.pinned))
+        return
+    bad = {k: (old[k], v) for k, v in sig.items() if old[k] is not None and old[k] != v}
+    if bad:
+        what = ", ".join(f"{k}: study has {a!r}, now {b!r}" for k, (a, b) in bad.items())
+        raise SearchSpaceError(
+            f"study {ctx.study_name!r} was created with a different objective ({what}); resume it with the same "
+            "settings or start a new study with --study NAME"
+        )
+    settings = " ".join(ctx.base_args[ctx.base_args.index("--tracking.model_name"):] + ctx.pinned)
+    if study.user_attrs.get("sweep.settings") not in (None, settings):
+        say(f"[{ctx.model}] note: the fixed settings differ from when study {ctx.study_name!r} was created; "
+            "its earlier values may not be comparable")  # fmt: skip
+
+
+def _run_quota(study: optuna.Study, storage, ctx: TrialContext, opts: SweepOptions, quota: int, label: str,
+               on_failed) -> int:  # fmt: skip
+    """Run ``quota`` trials in this process; returns how many ran."""
+    objective = Objective(ctx)
+    printer = _TrialPrinter(label, quota)
+    t0 = time.monotonic()
+    ran = 0
+    while ran < quota:
+        if opts.timeout is not None and time.monotonic() - t0 >= opts.timeout:
+            print(f"[{label}] --timeout {opts.timeout:g}s reached after {ran} trials", flush=True)
+            break
+        recover_stale_trials(study, storage, max_retry=opts.max_retry, on_failed=on_failed)
+        study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[printer], gc_after_trial=False)
+        ran += 1
+    return ran
+
+
+def _on_failed(recorder: SweepRecorder | None):
+    def cb(trial: optuna.trial.FrozenTrial, reason: str) -> None:
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        if recorder is not None and run_id:
+            recorder.fail_tree(run_id, reason)
+
+    return cb
+
+
+def _stop_workers(procs: list[subprocess.Popen], grace: float = 20.0) -> None:
+    """After Ctrl-C: give workers time to fail their trial cleanly, then SIGINT, then SIGKILL."""
+    deadline = time.monotonic() + grace
+    for sig in (None, signal.SIGINT, signal.SIGKILL):
+        alive = [p for p in procs if p.poll() is None]
+        if not alive:
+            return
+        if sig is not None:
+            for p in alive:
+                p.send_signal(sig)
+            deadline = time.monotonic() + grace
+        for p in alive:
+            try:
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+
+
+def _retrain(ctx: TrialContext, study: optuna.Study, out: ModelOutcome, say) -> None:
+    from lightning_implicit.runner import run_training
+
+    best = study.best_trial
+    over = best.user_attrs.get("cli_overrides")
+    if over is None:
+        over = ctx.param_args(best.params)
+    tags = {"sweep.role": "best_retrain", "optuna.study": ctx.study_name, "optuna.trial": str(best.number)}
+    args = [*ctx.base_args, *over, *ctx.fold_args(0),
+            *ctx.tracking_args(ctx.parent_run_id, f"best-{ctx.model}-t{best.number:03d}", tags), *ctx.pinned]  # fmt: skip
+    say(f"[{ctx.model}] retraining the best config (trial #{best.number}) with the shift sweep ...")
+    result = run_training(args, test=True)
+    out.best_rows = result.sweep
+    metrics = list(getattr(result.module.task, "metrics", ()))
+    row = result.sweep[0] if result.sweep else {}
+    out.metric = next((m for m in metrics if m in row), next((k for k in row if k not in ("shift", "n")), None))
+    out.retrain_run_id = result.run_id
+    if ctx.recorder is not None and ctx.parent_run_id and result.run_id:
+        ctx.recorder.client.set_tag(ctx.parent_run_id, "best_retrain_run_id", result.run_id)
+
+
+def _outcome(study: optuna.Study, model: str, ran: int, parent: str | None) -> ModelOutcome:
+    trials = study.get_trials(deepcopy=False)
+    counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
+    out = ModelOutcome(model=model, study_name=study.study_name, counts=counts, ran=ran, parent_run_id=parent)
+    try:
+        b = study.best_trial
+        out.best_number, out.best_value, out.best_params = b.number, b.value, dict(b.params)
+        out.best_overrides = list(b.user_attrs.get("cli_overrides") or [])
+    except ValueError:
+        pass
+    return out
+
+
+def run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) -> int:
+    """Run the sweep described by ``opts``; returns the process exit code (0, 130 after Ctrl-C).
+
+    ``command``: the command line, recorded as a tag of the parent run.
+    """
+    from .report import make_console, print_summary
+
+    console = console or make_console()
+
+    def say(msg: str) -> None:
+        print(msg, flush=True)
+
+    _quiet(opts.verbose)
+    path = Path(opts.search_file) if opts.search_file else search_file_path(opts.task)
+    space = load_search_space(path, task=opts.task, full=opts.full)
+    models = opts.models or space.models
+    if opts.cv < 1 or opts.workers < 1 or opts.trials < 0:
+        raise SearchSpaceError("--cv and --workers must be >= 1 and --trials >= 0")
+    ctxs = _contexts(opts, space, models, say)
+    url = resolve_storage_url(opts.storage)
+    experiment = opts.experiment or opts.task
+    recorder = SweepRecorder(opts.tracking_uri, experiment) if opts.tracking else None
+    on_failed = _on_failed(recorder)
+    storage = open_storage(url, heartbeat=opts.heartbeat, grace=opts.grace, max_retry=opts.max_retry,
+                           on_failed=on_failed)  # fmt: skip
+
+    # ---- a worker process: run its quota and leave ---------------------------------------------------------
+    if opts.worker_index is not None:
+        ctx = ctxs[models[0]]
+        ctx.recorder, ctx.parent_run_id = recorder, opts.parent_run_id
+        study = _open_study(opts, space, ctx, storage, create=False)
+        label = f"{opts.task}/{ctx.model} w{opts.worker_index}"
+        try:
+            _run_quota(study, storage, ctx, opts, opts.trials, label, on_failed)
+        except KeyboardInterrupt:
+            recover_stale_trials(study, storage, only_pid=os.getpid(), reason_dead="interrupted", retry=False,
+                                 on_failed=on_failed)  # fmt: skip
+            return INTERRUPTED
+        return 0
+
+    # ---- the sweep ---------------------------------------------------------------------------------------
+    kind = "JournalStorage (no heartbeats: dead workers found by process id)" if "://" not in url else "RDBStorage"
+    say(f"sweep {opts.task}: models {', '.join(models)}; {opts.trials} more trial(s) each"
+        f"{f' on {opts.workers} workers' if opts.workers > 1 else ''}; objective val/loss"
+        f"{f' (mean of {opts.cv} folds)' if opts.cv > 1 else ''}; budget {space.budget}; storage {mask_url(url)} "
+        f"[{kind}]")  # fmt: skip
+    outcomes: list[ModelOutcome] = []
+    studies: dict[str, optuna.Study] = {}
+    interrupted = False
+    status = 0
+    for m in models:
+        ctx = ctxs[m]
+        study = _open_study(opts, space, ctx, storage, create=True)
+        studies[m] = study
+        _check_signature(study, opts, space, ctx, say)
+        n_before = len(study.get_trials(deepcopy=False))
+        parent = None
+        if recorder is not None:
+            parent = recorder.parent_run(study, {
+                "optuna.study": ctx.study_name, "optuna.storage": mask_url(url), "task": opts.task, "model": m,
+                "sampler": f"TPESampler(seed={opts.seed}, {', '.join(f'{k}={v}' for k, v in space.sampler.items())})",
+                "pruner": f"{type(study.pruner).__name__}({', '.join(f'{k}={v}' for k, v in space.pruner.items() if k != 'type')})",
+                "search_file": str(space.path), "search_file_hash": space.sha256, "budget": space.budget,
+                "cv": str(opts.cv), "workers": str(opts.workers),
+                "command": command or f"lightning-implicit sweep --task {opts.task} --model {m}",
+            })  # fmt: skip
+        ctx.recorder, ctx.parent_run_id = recorder, parent
+        say(f"[{m}] study {ctx.study_name!r}: {n_before} trial(s) so far"
+            + (f"; MLflow parent run {parent} (experiment {experiment!r})" if parent else ""))  # fmt: skip
+        try:
+            if opts.workers <= 1:
+                _run_quota(study, storage, ctx, opts, opts.trials, f"{opts.task}/{m}", on_failed)
+            else:
+                k = min(opts.workers, max(opts.trials, 1))
+                quotas = [opts.trials // k + (1 if i < opts.trials % k else 0) for i in range(k)]
+                cmd = [sys.executable, "-m", "lightning_implicit.cli", "sweep"]
+                procs = [subprocess.Popen([*cmd, *opts.worker_argv(m, i, q, parent)]) for i, q in enumerate(quotas) if q > 0]
+                say(f"[{m}] started {len(procs)} worker process(es): pids {' '.join(str(p.pid) for p in procs)}")
+                try:
+                    for p in procs:
+                        p.wait()
+                except KeyboardInterrupt:
+                    interrupted = True
+                    _stop_workers(procs)
+                for i, p in enumerate(procs):
+                    if p.returncode not in (0, INTERRUPTED, -signal.SIGINT) and not interrupted:
+                        say(f"[{m}] worker w{i} (pid {p.pid}) exited with code {p.returncode}; its unfinished trial "
+                            "is failed and re-enqueued; run the command again to make up the missing trials")  # fmt: skip
+                recover_stale_trials(study, storage, max_retry=opts.max_retry, on_failed=on_failed,
+                                     reason_dead="interrupted" if interrupted else "worker died",
+                                     retry=not interrupted)  # fmt: skip
+        except KeyboardInterrupt:
+            interrupted = True
+            recover_stale_trials(study, storage, only_pid=os.getpid(), reason_dead="interrupted", retry=False,
+                                 on_failed=on_failed)  # fmt: skip
+        except SweepAbort as exc:
+            say(f"[{m}] sweep stopped: {exc}")
+            status = 1
+        n_after = len([t for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING])
+        out = _outcome(study, m, n_after - n_before, parent)
+        outcomes.append(out)
+        if interrupted:
+            out.notes.append("interrupted (Ctrl-C): finished trials are kept; the running one is FAIL 'interrupted'")
+            break
+        if opts.retrain and out.best_number is not None:
+            try:
+                _retrain(ctx, study, out, say)
+            except KeyboardInterrupt:
+                interrupted = True
+                out.notes.append("interrupted during the retraining of the best config")
+                break
+            except Exception as exc:  # noqa: BLE001 - the sweep itself succeeded
+                out.notes.append(f"retraining the best config failed: {type(exc).__name__}: {exc}")
+
+    # ---- summary: MLflow artifacts, terminal ---------------------------------------------------------------
+    comparison = {o.model: o.best_rows for o in outcomes if o.best_rows}
+    metric = next((o.metric for o in outcomes if o.metric), None)
+    for o in outcomes:
+        if recorder is None or o.parent_run_id is None:
+            continue
+        try:
+            recorder.log_summary(o.parent_run_id, studies[o.model], best_rows=o.best_rows,
+                                 comparison=comparison if len(comparison) > 1 else None, metric=metric,
+                                 info={"task": opts.task, "model": o.model, "budget": space.budget, "cv": opts.cv,
+                                       "metric": o.metric, "retrain_run_id": o.retrain_run_id})  # fmt: skip
+            recorder.close_parent(o.parent_run_id, "KILLED" if interrupted else "FINISHED")
+        except Exception as exc:  # noqa: BLE001
+            o.notes.append(f"could not log the summary to MLflow: {exc}")
+    print_summary(console, opts, outcomes, experiment=experiment if recorder else None)
+    return INTERRUPTED if interrupted else status

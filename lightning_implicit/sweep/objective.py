@@ -1,0 +1,226 @@
+"""The Optuna objective: sample a config, train it (k folds), return the in-distribution validation loss.
+
+* Objective: ``val/loss`` after the last epoch, on the held-out fold of the in-distribution data; with
+  ``--cv k`` the mean over folds ``0..k-1`` (``--data.init_args.n_folds k --data.init_args.fold i``). Trials
+  never see the shifted test sets (``run_training(..., test=False)``).
+* Pruning: without CV, :class:`optuna_integration.PyTorchLightningPruningCallback` reports ``val/loss`` after
+  every epoch (step = epoch). With CV the step axis is the fold: after fold ``i`` the running mean over folds
+  ``0..i`` is reported at step ``i`` and the pruner may stop the trial before the next fold (no epoch-level
+  pruning inside a fold, so that every step compares the same quantity across trials).
+* A non-finite loss (``FloatingPointError`` from the module, or a NaN/inf validation loss) fails the trial with
+  ``fail_reason``; a solver that converges on fewer than ``min_converged`` of the training samples in an
+  epoch prunes it with ``prune_reason``. Ctrl-C fails the running trial with ``fail_reason = "interrupted"``
+  and stops the sweep. Reasons are trial user attributes and tags of the trial's MLflow run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+from dataclasses import dataclass, field
+from statistics import fmean
+
+import lightning as L
+import optuna
+from optuna.trial import TrialState
+from optuna_integration import PyTorchLightningPruningCallback
+
+from .records import SweepRecorder
+from .space import ModelSpace, cli_value
+from .storage import HOST
+
+__all__ = ["TrialContext", "Objective", "ConvergenceGuard"]
+
+
+@dataclass
+class TrialContext:
+    """Everything a worker needs to run trials of one model."""
+
+    task: str
+    model: str
+    study_name: str
+    space: ModelSpace
+    base_args: list[str]  # config files + data + sweep defaults + fixed settings
+    pinned: list[str] = field(default_factory=list)  # command-line overrides, applied last
+    cv: int = 1
+    experiment: str | None = None
+    recorder: SweepRecorder | None = None
+    parent_run_id: str | None = None
+    min_converged: float = 0.5
+    search_hash: str = ""
+
+    def param_args(self, values: dict) -> list[str]:
+        return [a for k, v in self.space.overrides(values).items() for a in (f"--{k}", cli_value(v))]
+
+    def fold_args(self, fold: int) -> list[str]:
+        if self.cv <= 1:
+            return []
+        return ["--data.init_args.n_folds", str(self.cv), "--data.init_args.fold", str(fold)]
+
+    def tracking_args(self, parent: str | None, run_name: str, tags: dict[str, str]) -> list[str]:
+        if self.recorder is None:
+            return ["--tracking.enabled", "false"]
+        out = ["--tracking.uri", self.recorder.uri, "--tracking.experiment", self.recorder.experiment,
+               "--tracking.run_name", run_name, "--tracking.tags", json.dumps(tags)]  # fmt: skip
+        if parent:
+            out += ["--tracking.parent_run_id", parent]
+        return out
+
+
+class _Probe(L.Callback):
+    """Remembers the training run's MLflow id and whether fit was interrupted by Ctrl-C."""
+
+    def __init__(self) -> None:
+        self.run_id: str | None = None
+        self.interrupted = False
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        lg = trainer.logger
+        self.run_id = getattr(lg, "run_id", None) if lg is not None else None
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        if isinstance(exception, KeyboardInterrupt):
+            self.interrupted = True
+
+
+class _Pruning(PyTorchLightningPruningCallback):
+    """Optuna's Lightning pruning callback, remembering the last step it reported."""
+
+    last_step: int | None = None
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking and self.monitor in trainer.callback_metrics:
+            self.last_step = pl_module.current_epoch
+        super().on_validation_end(trainer, pl_module)
+
+
+class ConvergenceGuard(L.Callback):
+    """Prunes a trial whose implicit solver converges on fewer than ``min_frac`` of the training samples of an
+    epoch (mean of the per-batch converged fractions; modules without solver statistics are ignored)."""
+
+    def __init__(self, min_frac: float) -> None:
+        self.min_frac = min_frac
+        self._fracs: list[float] = []
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._fracs = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        st = getattr(getattr(pl_module, "net", None), "last_stats", None)
+        frac = getattr(st, "converged_fraction", None)
+        if frac is not None:
+            self._fracs.append(float(frac))
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self._fracs and fmean(self._fracs) < self.min_frac:
+            raise optuna.TrialPruned(
+                f"solver did not converge: {fmean(self._fracs):.0%} of training samples converged in epoch "
+                f"{pl_module.current_epoch} (< {self.min_frac:.0%}, --min-converged)"
+            )
+
+
+class Objective:
+    """``study.optimize(Objective(ctx), ...)``: one trial = ``ctx.cv`` training runs."""
+
+    def __init__(self, ctx: TrialContext) -> None:
+        self.ctx = ctx
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        from lightning_implicit.runner import run_training
+
+        ctx = self.ctx
+        values = ctx.space.sample(trial)
+        over = ctx.param_args(values)
+        trial.set_user_attr("worker_host", HOST)
+        trial.set_user_attr("worker_pid", os.getpid())
+        trial.set_user_attr("cli_overrides", over)
+        trial.set_user_attr("search_hash", ctx.search_hash)
+        run_id = None
+        if ctx.recorder is not None and ctx.parent_run_id:
+            run_id = ctx.recorder.start_trial(ctx.parent_run_id, ctx.study_name, ctx.model, trial, values, over)
+            trial.set_user_attr("mlflow_run_id", run_id)
+        fold_values: list[float] = []
+        pruning: _Pruning | None = None
+        probe = _Probe()
+        extra: dict[str, float] = {}
+        try:
+            for fold in range(max(ctx.cv, 1)):
+                probe = _Probe()
+                callbacks: list = [probe]
+                pruning = _Pruning(trial, monitor="val/loss") if ctx.cv <= 1 else None
+                if pruning is not None:
+                    callbacks.append(pruning)
+                if ctx.min_converged > 0:
+                    callbacks.append(ConvergenceGuard(ctx.min_converged))
+                tags = {"sweep.role": "fold", "optuna.study": ctx.study_name, "optuna.trial": str(trial.number),
+                        "fold": str(fold)}  # fmt: skip
+                name = f"{ctx.model}-t{trial.number:03d}" + (f"-f{fold}" if ctx.cv > 1 else "-fit")
+                args = [*ctx.base_args, *over, *ctx.fold_args(fold), *ctx.tracking_args(run_id, name, tags), *ctx.pinned]
+                try:
+                    result = run_training(args, extra_callbacks=callbacks, test=False)
+                except SystemExit:
+                    # Lightning turns Ctrl-C into sys.exit(1) after ignoring SIGINT: restore both
+                    if probe.interrupted:
+                        signal.signal(signal.SIGINT, signal.default_int_handler)
+                        raise KeyboardInterrupt from None
+                    raise
+                loss = result.val.get("val/loss")
+                if loss is None:
+                    raise RuntimeError("no 'val/loss' was logged: the objective needs a validation loop")
+                if not math.isfinite(loss):
+                    raise FloatingPointError(f"non-finite validation loss ({loss}) in fold {fold}")
+                fold_values.append(float(loss))
+                extra.update({k.replace("/", "_"): v for k, v in result.val.items() if k != "val/loss"})
+                if ctx.cv > 1:
+                    mean = fmean(fold_values)
+                    trial.report(mean, step=fold)
+                    if fold < ctx.cv - 1 and trial.should_prune():
+                        raise optuna.TrialPruned(f"running mean val/loss {mean:.4g} after fold {fold} is worse than "
+                                                 "the median of earlier trials")  # fmt: skip
+            value = fmean(fold_values)
+            trial.set_user_attr("fold_values", fold_values)
+            self._finish(run_id, TrialState.COMPLETE, value=value, fold_values=fold_values, extra=extra)
+            return value
+        except optuna.TrialPruned as exc:
+            step = len(fold_values) - 1 if ctx.cv > 1 else (pruning.last_step if pruning else None)
+            reason = str(exc) or "pruned"
+            trial.set_user_attr("prune_reason", reason)
+            if step is not None:
+                trial.set_user_attr("pruned_step", step)
+            self._mark_fold(probe, "KILLED", {"prune_reason": reason})
+            self._finish(run_id, TrialState.PRUNED, fold_values=fold_values, reason=reason, pruned_step=step)
+            raise
+        except KeyboardInterrupt:
+            self._fail(trial, run_id, probe, "interrupted", fold_values)
+            raise
+        except FloatingPointError as exc:
+            self._fail(trial, run_id, probe, f"non-finite loss: {exc}", fold_values)
+            raise
+        except Exception as exc:
+            self._fail(trial, run_id, probe, f"{type(exc).__name__}: {exc}", fold_values)
+            raise
+
+    # ---- bookkeeping ---------------------------------------------------------------------------------
+    def _fail(self, trial, run_id, probe, reason: str, fold_values) -> None:
+        try:
+            trial.set_user_attr("fail_reason", reason[:2000])
+        except Exception:  # noqa: BLE001 - the storage may be gone on Ctrl-C
+            pass
+        self._mark_fold(probe, "KILLED" if reason == "interrupted" else "FAILED", {"fail_reason": reason})
+        self._finish(run_id, TrialState.FAIL, fold_values=fold_values, reason=reason)
+
+    def _mark_fold(self, probe: _Probe, status: str, tags: dict[str, str]) -> None:
+        if self.ctx.recorder is not None and probe.run_id:
+            try:
+                self.ctx.recorder.mark_run(probe.run_id, status, tags)
+            except Exception:  # noqa: BLE001 - bookkeeping never masks the trial's own outcome
+                pass
+
+    def _finish(self, run_id, state, **kw) -> None:
+        if self.ctx.recorder is not None and run_id:
+            try:
+                self.ctx.recorder.finish_trial(run_id, state, **kw)
+            except Exception:  # noqa: BLE001
+                pass

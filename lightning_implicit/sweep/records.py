@@ -1,0 +1,283 @@
+"""The sweep's MLflow record: one parent run per study, one nested run per trial, summary artifacts.
+
+Run tree in the task's experiment::
+
+    sweep-<study>                     parent (tags: optuna.study, optuna.storage, sampler, pruner,
+    │                                 search_file, search_file_hash, budget, cv; summary/ artifacts)
+    ├── <model>-t003                  one per trial: params, objective, fold_val_loss, state, reasons
+    │   └── <model>-t003-f0 ...       the trial's training run(s), one per CV fold (Lightning's MLFlowLogger)
+    └── best-<model>-t003             the best config retrained with the shift sweep (ood/* metrics)
+
+The parent run of a study is reused when the study is resumed (its id is a study user attribute).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from lightning_implicit.tracking.store import artifact_location, resolve_tracking_uri
+
+__all__ = ["SweepRecorder", "write_summary"]
+
+log = logging.getLogger(__name__)
+PARENT_ATTR = "mlflow_parent_run_id"
+
+
+def _finite(v: float | None) -> float | None:
+    return v if v is not None and math.isfinite(v) else None
+
+
+class SweepRecorder:
+    """MLflow bookkeeping of a sweep through an ``MlflowClient`` (works from any worker process)."""
+
+    def __init__(self, uri: str | None, experiment: str) -> None:
+        import mlflow
+
+        self.uri = resolve_tracking_uri(uri)
+        self.client = mlflow.MlflowClient(self.uri)
+        self.experiment = experiment
+        exp = self.client.get_experiment_by_name(experiment)
+        if exp is None:
+            location = artifact_location(self.uri)
+            try:
+                self.experiment_id = self.client.create_experiment(
+                    experiment, artifact_location=None if location is None else f"{location}/{experiment}"
+                )
+            except mlflow.exceptions.MlflowException:  # created concurrently
+                self.experiment_id = self.client.get_experiment_by_name(experiment).experiment_id
+        else:
+            self.experiment_id = exp.experiment_id
+
+    # ---- parent --------------------------------------------------------------------------------------
+    def parent_run(self, study: optuna.Study, tags: dict[str, str]) -> str:
+        """The study's parent run (reused on resume), marked RUNNING, with ``tags`` updated."""
+        run_id = study.user_attrs.get(PARENT_ATTR)
+        if run_id:
+            try:
+                run = self.client.get_run(run_id)
+                if run.info.lifecycle_stage != "active" or run.info.experiment_id != self.experiment_id:
+                    run_id = None
+            except Exception:  # noqa: BLE001 - another tracking store, or deleted
+                run_id = None
+        if not run_id:
+            run = self.client.create_run(self.experiment_id, run_name=f"sweep-{study.study_name}",
+                                         tags={"sweep.role": "parent"})  # fmt: skip
+            run_id = run.info.run_id
+            study.set_user_attr(PARENT_ATTR, run_id)
+        else:
+            self.client.update_run(run_id, status="RUNNING")
+        for k, v in tags.items():
+            self.client.set_tag(run_id, k, str(v))
+        return run_id
+
+    def close_parent(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status)
+
+    # ---- trials --------------------------------------------------------------------------------------
+    def start_trial(self, parent_id: str, study_name: str, model: str, trial: optuna.Trial,
+                    params: dict[str, Any], overrides: list[str]) -> str:  # fmt: skip
+        from mlflow.entities import Param, RunTag
+
+        run = self.client.create_run(
+            self.experiment_id, run_name=f"{model}-t{trial.number:03d}",
+            tags={"mlflow.parentRunId": parent_id, "sweep.role": "trial", "optuna.study": study_name,
+                  "optuna.trial": str(trial.number), "model": model, "optuna.state": "RUNNING"},
+        )  # fmt: skip
+        ps = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        self.client.log_batch(run.info.run_id, params=ps,
+                              tags=[RunTag("cli_overrides", " ".join(overrides)[:5000])])  # fmt: skip
+        return run.info.run_id
+
+    def finish_trial(self, run_id: str, state: TrialState, *, value: float | None = None,
+                     fold_values: list[float] = (), reason: str | None = None, pruned_step: int | None = None,
+                     extra: dict[str, float] | None = None) -> None:  # fmt: skip
+        from mlflow.entities import Metric, RunTag
+
+        now = int(time.time() * 1000)
+        metrics = [Metric("fold_val_loss", v, now, i) for i, v in enumerate(fold_values) if _finite(v) is not None]
+        if _finite(value) is not None:
+            metrics.append(Metric("objective", value, now, 0))
+        for k, v in (extra or {}).items():
+            if _finite(v) is not None:
+                metrics.append(Metric(k, v, now, 0))
+        tags = [RunTag("optuna.state", state.name)]
+        if reason:
+            key = "prune_reason" if state == TrialState.PRUNED else "fail_reason"
+            tags.append(RunTag(key, reason[:5000]))
+        if pruned_step is not None:
+            tags.append(RunTag("pruned_step", str(pruned_step)))
+        self.client.log_batch(run_id, metrics=metrics, tags=tags)
+        status = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED"}.get(state, "FAILED")
+        self.client.set_terminated(run_id, status)
+
+    def mark_run(self, run_id: str, status: str, tags: dict[str, str]) -> None:
+        """Set a (training) run's status and tags, e.g. a fold run stopped by the pruner."""
+        for k, v in tags.items():
+            self.client.set_tag(run_id, k, str(v)[:5000])
+        self.client.set_terminated(run_id, status)
+
+    def fail_tree(self, run_id: str, reason: str) -> None:
+        """A dead worker's trial run and its still-RUNNING fold runs -> FAILED with ``fail_reason``."""
+        children = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run_id}' and attributes.status = 'RUNNING'"
+        )
+        for r in [*children]:
+            self.mark_run(r.info.run_id, "FAILED", {"fail_reason": reason})
+        self.mark_run(run_id, "FAILED", {"fail_reason": reason, "optuna.state": "FAIL"})
+
+    # ---- summary -------------------------------------------------------------------------------------
+    def log_summary(self, parent_id: str, study: optuna.Study, *, best_rows: list[dict] | None,
+                    comparison: dict[str, list[dict]] | None, metric: str | None, info: dict) -> None:  # fmt: skip
+        from mlflow.entities import Metric, RunTag
+
+        counts = _counts(study)
+        now = int(time.time() * 1000)
+        metrics = [Metric(f"trials_{k}", v, now, 0) for k, v in counts.items()]
+        tags = []
+        best = _best(study)
+        if best is not None:
+            metrics.append(Metric("best_value", best.value, now, 0))
+            tags.append(RunTag("best_trial", str(best.number)))
+            tags += [RunTag(f"best.{k}", str(v)[:5000]) for k, v in best.params.items()]
+        self.client.log_batch(parent_id, metrics=metrics, tags=tags)
+        with tempfile.TemporaryDirectory() as tmp:
+            write_summary(Path(tmp), study, best_rows=best_rows, comparison=comparison, metric=metric, info=info)
+            self.client.log_artifacts(parent_id, tmp, artifact_path="summary")
+
+
+def _counts(study: optuna.Study) -> dict[str, int]:
+    trials = study.get_trials(deepcopy=False)
+    return {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
+
+
+def _best(study: optuna.Study):
+    try:
+        return study.best_trial
+    except ValueError:
+        return None
+
+
+def _placeholder(path: Path, text: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 2.5))
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_summary(folder: Path, study: optuna.Study, *, best_rows: list[dict] | None = None,
+                  comparison: dict[str, list[dict]] | None = None, metric: str | None = None,
+                  info: dict | None = None) -> list[Path]:  # fmt: skip
+    """``best_params.json``, ``trials.csv``, ``optimization_history.png``, ``param_importances.png`` (and
+    ``best_ood.csv`` / ``ood_comparison.png`` when given) in ``folder``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    best = _best(study)
+    summary = {"study": study.study_name, "counts": _counts(study), **(info or {})}
+    if best is not None:
+        summary.update(best_trial=best.number, best_value=best.value, best_params=best.params,
+                       cli_overrides=best.user_attrs.get("cli_overrides"))  # fmt: skip
+    p = folder / "best_params.json"
+    p.write_text(json.dumps(summary, indent=2, default=str))
+    out.append(p)
+
+    p = folder / "trials.csv"
+    trials = study.get_trials(deepcopy=False)
+    pnames = sorted({k for t in trials for k in t.params})
+    with p.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["number", "state", "value", *[f"params_{k}" for k in pnames], "duration_s", "pruned_step",
+                    "reason", "mlflow_run_id"])  # fmt: skip
+        for t in trials:
+            dur = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else ""
+            reason = t.user_attrs.get("fail_reason") or t.user_attrs.get("prune_reason") or ""
+            w.writerow([t.number, t.state.name, "" if t.value is None else t.value, *[t.params.get(k, "") for k in pnames],
+                        dur, t.user_attrs.get("pruned_step", ""), reason, t.user_attrs.get("mlflow_run_id", "")])  # fmt: skip
+    out.append(p)
+
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from optuna.visualization import matplotlib as ovm
+
+        p = folder / "optimization_history.png"
+        if complete:
+            ax = ovm.plot_optimization_history(study)
+            ax.figure.set_size_inches(7, 4)
+            ax.figure.tight_layout()
+            ax.figure.savefig(p, dpi=100)
+            plt.close(ax.figure)
+        else:
+            _placeholder(p, "no completed trial yet")
+        out.append(p)
+
+        p = folder / "param_importances.png"
+        varying = [k for k in pnames if len({json.dumps(t.params.get(k), default=str) for t in complete}) > 1]
+        if len(complete) < 2 or not varying:
+            _placeholder(p, f"parameter importance needs >= 2 completed trials with varying parameters\n"
+                            f"(have {len(complete)} completed)")  # fmt: skip
+        else:
+            try:
+                imp = optuna.importance.get_param_importances(study)
+                (folder / "param_importances.json").write_text(json.dumps(imp, indent=2))
+                out.append(folder / "param_importances.json")
+                ax = ovm.plot_param_importances(study)
+                ax.figure.set_size_inches(7, 4)
+                ax.figure.tight_layout()
+                ax.figure.savefig(p, dpi=100)
+                plt.close(ax.figure)
+            except Exception as exc:  # noqa: BLE001 - degenerate studies (e.g. one distinct value)
+                _placeholder(p, f"parameter importance unavailable: {exc}")
+        out.append(p)
+
+    if best_rows:
+        p = folder / "best_ood.csv"
+        keys = list(dict.fromkeys(k for r in best_rows for k in r))
+        with p.open("w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=keys)
+            w.writeheader()
+            w.writerows(best_rows)
+        out.append(p)
+    if comparison and metric and any(comparison.values()):
+        p = folder / "ood_comparison.png"
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        for label, rows in comparison.items():
+            if rows:
+                ax.plot([r["shift"] for r in rows], [r.get(metric, float("nan")) for r in rows], marker="o", label=label)
+        shifts = [r["shift"] for rows in comparison.values() for r in rows]
+        if shifts and min(shifts) > 0 and max(shifts) / min(shifts) >= 100:
+            ax.set_xscale("log")
+        vals = [r.get(metric) for rows in comparison.values() for r in rows]
+        if vals and all(isinstance(v, (int, float)) and v > 0 for v in vals) and metric != "accuracy":
+            ax.set_yscale("log")
+        ax.set_xlabel("shift")
+        ax.set_ylabel(metric)
+        ax.set_title(f"{study.study_name}: best configs across shifts")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(p, dpi=100)
+        plt.close(fig)
+        out.append(p)
+    return out

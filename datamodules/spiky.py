@@ -20,13 +20,19 @@ __all__ = ["SpikyDataModule"]
 
 
 class SpikyDataModule(ShiftDataModule):
-    """Args: window: past values per input (Table 4's sequence models read 10).  (others: ShiftDataModule)"""
+    """Args:
+        window: past values per input (Table 4's sequence models read 10).
+        n_train, n_test, n_regions_train: series lengths and spiky regions of 100 points in the training part
+            (the paper: 7,000, 3,000, 20; the test part gets a proportional number of regions).
+        (others: ShiftDataModule)
+    """
 
-    def __init__(self, *, window: int = 10, **kw) -> None:
+    def __init__(self, *, window: int = 10, n_train: int = 7000, n_test: int = 3000, n_regions_train: int = 20,
+                 **kw) -> None:  # fmt: skip
         super().__init__(**kw)
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
-        self.window = window
+        self.window, self.n_train, self.n_test, self.n_regions_train = window, n_train, n_test, n_regions_train
         self.spec = TaskSpec(
             name="spiky", kind="regression", in_shape=(window, 1), target_shape=(1,),
             shift_name="split (1 = chronological test part)", metrics=("mse",),
@@ -38,7 +44,8 @@ class SpikyDataModule(ShiftDataModule):
         )  # fmt: skip
 
     def build(self) -> DataSplits:
-        d = load_spiky_dataset(window=self.window, seed=self.seed)
+        d = load_spiky_dataset(window=self.window, seed=self.seed, n_train=self.n_train, n_test=self.n_test,
+                               n_regions_train=self.n_regions_train)  # fmt: skip
         self._spike_test = d.spike_test
         test = TestSet(shift=1, x=d.X_test[..., None], y=d.y_test[:, None], extras={"is_spike": d.spike_test})
         return DataSplits(x_train=d.X_train[..., None], y_train=d.y_train[:, None], tests=[test],

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import torch
 
 from lightning_implicit.task import TaskSpec
 
@@ -55,7 +54,8 @@ class VolatilityDataModule(ShiftDataModule):
         cache_dir, allow_download, ticker, price_basis: see ``market_data.load_volatility_dataset``.
         train_range, test_range: inclusive session-date ranges (the paper: 2015-02-01..2020-12-31, 2021).
         test_fraction: split the last fraction of sessions off as test instead of date ranges.
-        input_len, horizon: minutes (or days in the daily variant) in and out.
+        input_len, horizon: minutes (or days in the daily variant) in and out.  stride: between window starts.
+        synthetic_range: dates of the ``data="synthetic"`` series (its regime change is at ``test_range[0]``).
     """
 
     def __init__(
@@ -73,6 +73,7 @@ class VolatilityDataModule(ShiftDataModule):
         input_len: int = 60,
         horizon: int = 10,
         stride: int = 1,
+        synthetic_range: tuple[str, str] = ("2020-10-01", "2021-03-31"),
         **kw,
     ) -> None:
         super().__init__(**kw)
@@ -82,6 +83,7 @@ class VolatilityDataModule(ShiftDataModule):
         self.ticker, self.price_basis = ticker, price_basis
         self.train_range, self.test_range, self.test_fraction = tuple(train_range), tuple(test_range), test_fraction
         self.input_len, self.horizon, self.stride = input_len, horizon, stride
+        self.synthetic_range = tuple(synthetic_range)
         self.spec = TaskSpec(
             name="volatility", kind="regression", in_shape=(input_len, 1), target_shape=(1,),
             shift_name="test period (first year)", metrics=("mse",),
@@ -98,7 +100,7 @@ class VolatilityDataModule(ShiftDataModule):
             self.data, cache_dir=self.cache_dir, allow_download=self.allow_download, ticker=self.ticker,
             interval=self.interval, train_range=self.train_range, test_range=self.test_range,
             test_fraction=self.test_fraction, input_len=self.input_len, horizon=self.horizon, stride=self.stride,
-            price_basis=self.price_basis, seed=self.seed,
+            price_basis=self.price_basis, seed=self.seed, synthetic_range=self.synthetic_range,
         )  # fmt: skip
         self.x_mean, self.x_std = float(d.X_train.mean()), float(d.X_train.std()) or 1.0
         self.y_scale = float(np.sqrt(np.mean(d.y_train**2))) or 1.0
@@ -132,6 +134,3 @@ class VolatilityDataModule(ShiftDataModule):
             card["label"] = "SYNTHETIC DATA — not AMC market data"
         return card
 
-
-# keep torch imported for type users of evaluate's tensors
-_ = torch

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -117,6 +118,7 @@ class ModelOutcome:
     metric: str | None = None
     parent_run_id: str | None = None
     retrain_run_id: str | None = None
+    reproduce: str | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -138,6 +140,8 @@ def _quiet(verbose: bool) -> None:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+    warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True to a scalar")
     if not verbose:
         warnings.filterwarnings("ignore", category=ConvergenceWarning)
         warnings.filterwarnings("ignore", category=PossibleUserWarning)
@@ -348,6 +352,18 @@ def _retrain(ctx: TrialContext, study: optuna.Study, out: ModelOutcome, say) -> 
         ctx.recorder.client.set_tag(ctx.parent_run_id, "best_retrain_run_id", result.run_id)
 
 
+def _reproduce(opts: SweepOptions, ctx: TrialContext, overrides: list[str]) -> str:
+    """The ``lightning-implicit train`` command that trains the best config (with the shift sweep)."""
+    from .space import cli_value
+
+    fixed = [a for k, v in ctx.space.fixed.items() for a in (f"--{k}", cli_value(v))]
+    cmd = ["lightning-implicit", "train", "--task", opts.task, "--model", ctx.model, "--seed", str(opts.seed)]
+    cmd += ["--trainer", opts.trainer] if opts.trainer != "cpu" else []
+    cmd += ["--data", opts.data] if opts.data else []
+    cmd += ["--interval", opts.interval] if opts.interval else []
+    return shlex.join([*cmd, *fixed, *overrides, *ctx.fold_args(0), *ctx.pinned])
+
+
 def _outcome(study: optuna.Study, model: str, ran: int, parent: str | None) -> ModelOutcome:
     trials = study.get_trials(deepcopy=False)
     counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
@@ -461,6 +477,8 @@ def run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) -
             status = 1
         n_after = len([t for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING])
         out = _outcome(study, m, n_after - n_before, parent)
+        if out.best_number is not None:
+            out.reproduce = _reproduce(opts, ctx, out.best_overrides)
         outcomes.append(out)
         if interrupted:
             out.notes.append("interrupted (Ctrl-C): finished trials are kept; the running one is FAIL 'interrupted'")

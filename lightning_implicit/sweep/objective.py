@@ -91,9 +91,17 @@ class _Pruning(PyTorchLightningPruningCallback):
     last_step: int | None = None
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        if not trainer.sanity_checking and self.monitor in trainer.callback_metrics:
+        value = trainer.callback_metrics.get(self.monitor)
+        if not trainer.sanity_checking and value is not None:
             self.last_step = pl_module.current_epoch
-        super().on_validation_end(trainer, pl_module)
+        try:
+            super().on_validation_end(trainer, pl_module)
+        except optuna.TrialPruned:
+            pruner = type(self._trial.study.pruner).__name__
+            raise optuna.TrialPruned(
+                f"{self.monitor} {float(value):.4g} at epoch {self.last_step} is worse than earlier trials at that "
+                f"epoch ({pruner})"
+            ) from None
 
 
 class ConvergenceGuard(L.Callback):
@@ -196,7 +204,8 @@ class Objective:
             self._fail(trial, run_id, probe, "interrupted", fold_values)
             raise
         except FloatingPointError as exc:
-            self._fail(trial, run_id, probe, f"non-finite loss: {exc}", fold_values)
+            msg = str(exc)
+            self._fail(trial, run_id, probe, msg if msg.startswith("non-finite") else f"non-finite loss: {msg}", fold_values)
             raise
         except Exception as exc:
             self._fail(trial, run_id, probe, f"{type(exc).__name__}: {exc}", fold_values)

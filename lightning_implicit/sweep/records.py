@@ -44,6 +44,8 @@ class SweepRecorder:
     def __init__(self, uri: str | None, experiment: str) -> None:
         import mlflow
 
+        for name in ("mlflow", "alembic"):  # mlflow configures its logger on import
+            logging.getLogger(name).setLevel(logging.WARNING)
         self.uri = resolve_tracking_uri(uri)
         self.client = mlflow.MlflowClient(self.uri)
         self.experiment = experiment

@@ -8,9 +8,12 @@ __all__ = ["make_console", "print_summary"]
 
 
 def make_console():
+    import sys
+
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True)
+    # piped output (make, CI logs, workers): wide enough for a table of params instead of 80 columns
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 def _num(v) -> str:

@@ -30,8 +30,9 @@ def print_summary(console, opts, outcomes, *, experiment: str | None = None) -> 
 
     if not outcomes:
         return
-    t = Table(title=f"Sweep {opts.task}: best configs (objective: in-distribution val/loss"
-                    f"{f', mean of {opts.cv} folds' if opts.cv > 1 else ''})", title_justify="left")  # fmt: skip
+    console.print(f"Sweep {opts.task}: best configs (objective: in-distribution val/loss"
+                  f"{f', mean of {opts.cv} folds' if opts.cv > 1 else ''})", soft_wrap=True)  # fmt: skip
+    t = Table()
     for col in ("model", "study", "trials (this run)", "complete", "pruned", "failed", "best #", "best val/loss",
                 "best params"):  # fmt: skip
         t.add_column(col, overflow="fold")
@@ -48,11 +49,12 @@ def print_summary(console, opts, outcomes, *, experiment: str | None = None) -> 
     for o in outcomes:
         if o.parent_run_id and experiment:
             console.print(f"  {o.model}: MLflow experiment {experiment!r}, parent run {o.parent_run_id}"
-                          + (f", best retrained in run {o.retrain_run_id}" if o.retrain_run_id else ""))  # fmt: skip
+                          + (f", best retrained in run {o.retrain_run_id}" if o.retrain_run_id else ""),
+                          soft_wrap=True)  # fmt: skip
         if getattr(o, "reproduce", None):
-            console.print(f"  {o.model}: reproduce the best config: {o.reproduce}", markup=False)
+            console.print(f"  {o.model}: reproduce the best config: {o.reproduce}", markup=False, soft_wrap=True)
         for n in o.notes:
-            console.print(f"  {o.model}: {n}", markup=False)
+            console.print(f"  {o.model}: {n}", markup=False, soft_wrap=True)
 
     curves = [o for o in outcomes if o.best_rows]
     if not curves:
@@ -64,7 +66,8 @@ def print_summary(console, opts, outcomes, *, experiment: str | None = None) -> 
     title = f"OOD curve of the best configs: {metric} per shift (test sets, never seen by the search)"
     if implicit and baselines:
         title += f" — {', '.join(o.model for o in implicit)} vs {', '.join(o.model for o in baselines)}"
-    ood = Table(title=title, title_justify="left")
+    console.print(title, soft_wrap=True)
+    ood = Table()
     ood.add_column("shift", justify="right")
     for o in ordered:
         ood.add_column(f"{o.model} (#{o.best_number})", justify="right")

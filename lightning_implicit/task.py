@@ -43,6 +43,17 @@ class TaskSpec:
         if self.kind == "classification" and self.num_classes < 2:
             raise ValueError("a classification task needs num_classes >= 2")
 
+    def to_dict(self) -> dict:
+        """Plain-data form (checkpoints load it with ``torch.load(weights_only=True)``)."""
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TaskSpec:
+        d = dict(d)
+        for key in ("in_shape", "target_shape", "metrics"):
+            d[key] = tuple(d[key])
+        return cls(**d)
+
     # ---- shapes -------------------------------------------------------------------------------
     @property
     def is_sequence(self) -> bool:

@@ -99,3 +99,19 @@ def test_unknown_task_lists_the_choices():
 
     with pytest.raises(SystemExit, match="addition"):
         shorthand_args("additon", "implicit")
+
+
+def test_checkpoint_loads_back_with_plain_weights(tmp_path):
+    import torch
+
+    from lightning_implicit.modules import ImplicitModule
+
+    args = tiny_args("addition", "implicit", shifts=[10],
+                     extra=["--tracking.enabled", "false", "--trainer.enable_checkpointing", "true",
+                            "--trainer.default_root_dir", str(tmp_path)])  # fmt: skip
+    res = run_training(args, test=False)
+    (ckpt,) = tmp_path.rglob("*.ckpt")
+    torch.load(ckpt, weights_only=True)  # plain data only
+    back = ImplicitModule.load_from_checkpoint(ckpt)
+    assert back.task == res.module.task
+    assert torch.equal(back.net.A, res.module.net.A)

@@ -32,7 +32,7 @@ class ShiftModule(L.LightningModule):
 
     def __init__(
         self,
-        task: TaskSpec | None = None,
+        task: TaskSpec | dict | None = None,
         *,
         lr: float = 1e-2,
         optimizer: Literal["adam", "sgd"] = "adam",
@@ -46,7 +46,7 @@ class ShiftModule(L.LightningModule):
             raise ValueError(f"need lr > 0, 0 < lr_gamma <= 1, weight_decay >= 0; got {lr}, {lr_gamma}, {weight_decay}")
         if optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
-        self.task = task
+        self.task = TaskSpec.from_dict(task) if isinstance(task, dict) else task
         self.lr, self.optimizer_name, self.weight_decay, self.lr_gamma = lr, optimizer, weight_decay, lr_gamma
         if task.kind == "classification":
             self.val_metric = torchmetrics.classification.MulticlassAccuracy(task.num_classes, average="micro")
@@ -57,6 +57,10 @@ class ShiftModule(L.LightningModule):
         self.sweep_results: list[dict] = []
         self.sweep_outputs: dict[int, dict[str, torch.Tensor]] = {}
         self._test_outputs: dict[int, list] = {}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # plain data only, so that checkpoints load with torch.load(weights_only=True)
+        checkpoint["hyper_parameters"]["task"] = self.task.to_dict()
 
     # ---- the network ---------------------------------------------------------------------------
     net: nn.Module

@@ -58,7 +58,7 @@ class BaselineModule(ShiftModule):
 
     def __init__(
         self,
-        task: TaskSpec | None = None,
+        task: TaskSpec | dict | None = None,
         *,
         model: str = "mlp",
         arch_kwargs: dict | None = None,
@@ -69,7 +69,8 @@ class BaselineModule(ShiftModule):
         lr_gamma: float = 1.0,
     ) -> None:
         super().__init__(task, lr=lr, optimizer=optimizer, weight_decay=weight_decay, lr_gamma=lr_gamma)
-        self.save_hyperparameters(ignore=["task"])
+        self.save_hyperparameters()
+        task = self.task
         preset = task.preset(model) if model in task.presets else {"arch": model}
         arch = preset.pop("arch", model)
         self.arch = arch

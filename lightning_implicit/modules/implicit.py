@@ -6,7 +6,7 @@ from typing import Literal
 
 import torch
 
-from lightning_implicit.implicit import ImplicitModel, ImplicitRNN, SolverConfig
+from lightning_implicit.implicit import ImplicitModel, ImplicitRNN
 from lightning_implicit.task import TaskSpec
 
 from .base import ShiftModule
@@ -34,7 +34,7 @@ class ImplicitModule(ShiftModule):
 
     def __init__(
         self,
-        task: TaskSpec | None = None,
+        task: TaskSpec | dict | None = None,
         *,
         family: Literal["implicit", "implicit_rnn"] = "implicit",
         hidden_features: int | None = None,
@@ -58,7 +58,8 @@ class ImplicitModule(ShiftModule):
         lr_gamma: float = 1.0,
     ) -> None:
         super().__init__(task, lr=lr, optimizer=optimizer, weight_decay=weight_decay, lr_gamma=lr_gamma)
-        self.save_hyperparameters(ignore=["task"])
+        self.save_hyperparameters()
+        task = self.task
         preset = task.preset(family)
         n = hidden_features or preset["hidden_features"]
         layer_kwargs = dict(
@@ -97,8 +98,7 @@ class ImplicitModule(ShiftModule):
         st = self.net.last_stats
         if st is None:
             return
-        if hasattr(st, "refresh_backward"):
-            st.refresh_backward()
+        st.refresh_backward()  # an implicitRNN's per-step adjoint statistics
         # Under DDP every rank solves its own share of the batch: reduce the statistics across ranks
         # (means of equal-sized per-rank batches, maxima as maxima) instead of logging rank 0's share.
         # ``A`` is identical on every rank (same all-reduced gradients, same projection); its max is a check.
@@ -146,6 +146,3 @@ class ImplicitModule(ShiftModule):
             "converged_frac": float(out["converged"].float().mean()),
         }
 
-
-# keep the config type importable from here for users writing their own modules
-__all__ += ["SolverConfig"]

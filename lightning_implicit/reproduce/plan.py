@@ -1,0 +1,168 @@
+"""From a profile to the list of training runs: arguments, identity (for resuming), cost, rerun command.
+
+Every run is one ``(task, model, seed)`` of the profile, trained through
+:func:`lightning_implicit.runner.run_training` with the same config files as ``make train`` plus the
+profile's overrides. Its identity is
+
+* ``repro_config_hash``: SHA-256 of the resolved inputs: the text of the trainer/task/model config files and
+  the profile's overrides (and the data file's path and size for market data), seed excluded;
+* the seed (``seed_everything``, as ``make train SEED=``; data are generated from the task's own data seed);
+* the code version ``git_commit`` (:func:`lightning_implicit.tracking.git_commit`).
+
+``repro_key`` combines the three; a FINISHED MLflow run with the same key is reused instead of retrained.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from lightning_implicit.runner import conf_dir, shorthand_args
+
+from .profile import Profile
+
+__all__ = ["Job", "build_jobs", "format_value", "QUIET_ARGS"]
+
+# Settings that change neither the result nor the identity of a run (no progress bars or checkpoints in
+# workers); left out of the hash and of the rerun command.
+QUIET_ARGS = [
+    "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+    "--trainer.enable_checkpointing", "false",
+]  # fmt: skip
+
+# Rough single-thread seconds per 1,000 training samples per epoch (measured on a 2-core CPU), for ordering
+# the runs heaviest first and for the first ETA; the ETA then follows the measured pace.
+_COST = {
+    "implicit": 0.45, "implicit_nofeedback": 0.35, "implicit_rnn": 1.1, "mlp": 0.1, "nalu": 0.15, "nac": 0.15,
+    "seq_encoder": 0.25, "depth_encoder": 1.6, "encdec": 0.8, "encdec_masked": 0.7, "encdec_unmasked": 0.7,
+    "encdec_nope": 0.7, "lstm": 0.3, "masked_decoder": 1.1, "linear": 0.05, "eikonet": 0.25,
+}  # fmt: skip
+_TASK_SCALE = {"earthquake": 0.5, "spiky": 1.0, "volatility": 1.0}
+_DEFAULT_N = {"spiky": 7_000, "volatility": 10_000}
+_OVERHEAD_S = 3.0
+
+
+def format_value(v) -> str:
+    """A YAML value as a LightningCLI argument."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (list, dict)):
+        return json.dumps(v)
+    if v is None:
+        return "null"
+    return str(v)
+
+
+@dataclass
+class Job:
+    task: str
+    model: str
+    seed: int
+    args: list[str]
+    overrides: dict[str, object]
+    config_hash: str
+    key: str
+    experiment: str
+    cost: float
+    trainer: str = "cpu"
+    data: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.task}/{self.model} seed={self.seed}"
+
+    def rerun_command(self) -> str:
+        """The command that retrains this run (``make train`` when the profile adds nothing)."""
+        extra = [a for k, v in self.overrides.items() for a in (f"--{k}", format_value(v))]
+        if self.task == "volatility":
+            extra += ["--data.init_args.allow_download", "false"]
+        if not extra and self.trainer == "cpu":
+            cmd = f"make train TASK={self.task} MODEL={self.model} SEED={self.seed}"
+            return cmd + (f" DATA={shlex.quote(self.data)}" if self.data else "")
+        parts = [".venv/bin/python", "-m", "lightning_implicit.cli", "train", "--task", self.task, "--model",
+                 self.model, "--seed", str(self.seed)]  # fmt: skip
+        if self.trainer != "cpu":
+            parts += ["--trainer", self.trainer]
+        if self.data:
+            parts += ["--data", self.data]
+        return shlex.join(parts + extra)
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in ("task", "model", "seed", "args", "key", "experiment", "data")}
+
+
+def _yaml(kind: str, name: str) -> tuple[str, dict]:
+    text = (conf_dir() / kind / f"{name}.yaml").read_text()
+    return text, (yaml.safe_load(text) or {})
+
+
+def _estimate(task: str, model: str, overrides: dict, trainer_cfg: dict, task_cfg: dict) -> float:
+    epochs = overrides.get("trainer.max_epochs") or (task_cfg.get("trainer") or {}).get("max_epochs") or (
+        (trainer_cfg.get("trainer") or {}).get("max_epochs") or 20
+    )
+    init = ((task_cfg.get("data") or {}).get("init_args")) or {}
+    if task == "earthquake":
+        coarsen = int(overrides.get("data.init_args.coarsen", init.get("coarsen", 1)))
+        n = 720_576 / coarsen**3
+    else:
+        n = overrides.get("data.init_args.n_train", init.get("n_train", _DEFAULT_N.get(task, 10_000)))
+    per = _COST.get(model, 0.5) * _TASK_SCALE.get(task, 1.0)
+    return _OVERHEAD_S + float(epochs) * float(n) / 1000.0 * per
+
+
+def _data_identity(data: str | None) -> str | None:
+    if not data or data.strip().lower() == "synthetic":
+        return data
+    p = Path(data)
+    size = p.stat().st_size if p.exists() else -1
+    return f"{p.resolve()}:{size}"
+
+
+def build_jobs(profile: Profile, *, commit: str, data: str | None = None) -> list[Job]:
+    """One :class:`Job` per (task, model, seed) of ``profile``, heaviest first."""
+    trainer_text, trainer_cfg = _yaml("trainer", profile.trainer)
+    jobs: list[Job] = []
+    for task, plan in profile.tasks.items():
+        task_text, task_cfg = _yaml("tasks", task)
+        for model in plan.models:
+            model_text, _ = _yaml("models", model)
+            overrides = plan.overrides_for(model)
+            task_data = data if task == "volatility" else None
+            identity = {
+                "task": task, "model": model, "trainer": trainer_text, "task_config": task_text,
+                "model_config": model_text, "overrides": sorted((k, format_value(v)) for k, v in overrides.items()),
+                "data": _data_identity(task_data),
+            }  # fmt: skip
+            config_hash = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
+            cost = _estimate(task, model, overrides, trainer_cfg, task_cfg)
+            for seed in profile.seeds:
+                key = hashlib.sha256(f"{config_hash}|{seed}|{commit}".encode()).hexdigest()[:24]
+                tags = {"repro_key": key, "repro_config_hash": config_hash, "repro_profile": profile.name,
+                        "repro_task": task, "repro_model": model, "repro_seed": str(seed)}  # fmt: skip
+                args = shorthand_args(task, model, trainer=profile.trainer, seed=seed)
+                for k, v in overrides.items():
+                    args += [f"--{k}", format_value(v)]
+                if task == "volatility":
+                    if task_data:
+                        args += ["--data.init_args.data", task_data]
+                    args += ["--data.init_args.allow_download", "false"]
+                args += QUIET_ARGS
+                args += ["--tracking.experiment", profile.experiment(task), "--tracking.run_name",
+                         f"{model}-seed{seed}", "--tracking.tags", json.dumps(tags)]  # fmt: skip
+                jobs.append(Job(task=task, model=model, seed=seed, args=args, overrides=overrides,
+                                config_hash=config_hash, key=key, experiment=profile.experiment(task), cost=cost,
+                                trainer=profile.trainer, data=task_data, tags=tags))  # fmt: skip
+    jobs.sort(key=lambda j: -j.cost)
+    return jobs
+
+
+def cache_env() -> dict[str, str]:
+    """Environment the workers inherit (nothing beyond the parent's, listed for the report)."""
+    return {k: os.environ[k] for k in ("MLFLOW_TRACKING_URI", "LIGHTNING_IMPLICIT_CACHE") if k in os.environ}

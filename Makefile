@@ -19,8 +19,9 @@ DATA ?=
 INTERVAL ?=
 PROFILE ?= quick
 PYTEST_ARGS ?=
+ALLOWED_HOSTS ?=
 
-.PHONY: venv test test-fast train sweep reproduce bench ui server lint clean
+.PHONY: venv test test-fast train sweep reproduce bench ui server lint clean system-deps
 
 venv: $(STAMP)
 
@@ -50,7 +51,7 @@ sweep: venv
 		$(if $(STUDY),--study $(STUDY)) $(if $(DATA),--data $(DATA)) $(if $(INTERVAL),--interval $(INTERVAL))
 
 reproduce: venv
-	$(PY) -m lightning_implicit.cli reproduce --profile $(PROFILE)
+	$(PY) -m lightning_implicit.cli reproduce --profile $(PROFILE) $(if $(DATA),--data $(DATA)) $(if $(WORKERS),--workers $(WORKERS))
 
 bench: venv
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
@@ -64,7 +65,12 @@ ui: venv
 server: venv
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow server \
 		--backend-store-uri sqlite:///mlruns/mlflow.db --artifacts-destination ./mlruns/artifacts \
-		--host $${HOST:-127.0.0.1} --port $${PORT:-5000} --workers 1
+		--host $${HOST:-127.0.0.1} --port $${PORT:-5000} --workers 1 \
+		$(if $(ALLOWED_HOSTS),--allowed-hosts $(ALLOWED_HOSTS))
+
+## Debian packages the slow tests need (chromium, chromium-driver, postgresql, fonts); root or sudo.
+system-deps:
+	scripts/install-system-deps.sh
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# System packages the slow tests need (Debian/Ubuntu): headless Chromium + chromedriver for
-# tests/test_browser.py, PostgreSQL for the multi-worker sweep storage. Idempotent: installs only
+# System packages the slow tests need (Debian/Ubuntu): headless Chromium + chromedriver (+ a font for
+# readable screenshots) for tests/test_browser.py, PostgreSQL for the multi-worker sweep storage. Idempotent: installs only
 # what is missing. Runs apt-get as root (or through sudo when available).
 #
 #   scripts/install-system-deps.sh            # install what is missing
@@ -14,18 +14,19 @@ check_only=0
 declare -A probe=(
   [chromium]=/usr/bin/chromium
   [chromium-driver]=/usr/bin/chromedriver
-  [postgresql]=/usr/bin/psql
+  [postgresql]="$(compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' | head -n1 || true)"
+  [fonts-liberation]=/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf
 )
 
 missing=()
-for pkg in chromium chromium-driver postgresql; do
-  if [[ ! -x "${probe[$pkg]}" ]] && ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+for pkg in "${!probe[@]}"; do
+  if { [[ -z "${probe[$pkg]}" ]] || [[ ! -e "${probe[$pkg]}" ]]; } && ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
     missing+=("$pkg")
   fi
 done
 
 if [[ ${#missing[@]} -eq 0 ]]; then
-  echo "system deps: all present (chromium, chromium-driver, postgresql)"
+  echo "system deps: all present (${!probe[*]})"
   exit 0
 fi
 echo "system deps: missing ${missing[*]}"

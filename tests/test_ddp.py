@@ -65,7 +65,7 @@ class RankProbe(L.Callback):
         torch.save({"sweep": pl_module.sweep_results}, self.folder / f"test_rank{trainer.global_rank}.pt")
 
 
-def _ddp_args(strategy: str) -> list[str]:
+def _ddp_args(strategy: str, root: Path) -> list[str]:
     from lightning_implicit.runner import shorthand_args
 
     return shorthand_args("addition", "implicit", trainer="ddp", seed=0, devices=2) + [
@@ -77,6 +77,7 @@ def _ddp_args(strategy: str) -> list[str]:
         "--data.init_args.shifts", str(SHIFTS), "--data.init_args.batch_size", "32",
         "--data.init_args.eval_batch_size", "16",
         "--model.init_args.kappa", str(KAPPA), "--tracking.enabled", "false",
+        "--trainer.default_root_dir", str(root / "lightning"),
     ]  # fmt: skip
 
 
@@ -94,7 +95,7 @@ def dist_env(monkeypatch):
 def test_ddp_two_cpu_ranks_match_single_process(tmp_path, dist_env):
     from lightning_implicit.runner import run_training
 
-    res = run_training(_ddp_args("ddp_fork"), extra_callbacks=[RankProbe(tmp_path)])
+    res = run_training(_ddp_args("ddp_fork", tmp_path), extra_callbacks=[RankProbe(tmp_path)])
     recs = [torch.load(tmp_path / f"fit_rank{r}.pt", weights_only=False) for r in range(2)]
     sweeps = [torch.load(tmp_path / f"test_rank{r}.pt", weights_only=False)["sweep"] for r in range(2)]
     assert [r["world_size"] for r in recs] == [2, 2]
@@ -154,22 +155,16 @@ def _wait_group_gone(pgid: int, timeout: float) -> bool:
     return True
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(240)
-def test_cli_real_ddp_logs_one_mlflow_run(tmp_path):
-    """``--trainer ddp --devices 2`` on CPU: two processes, one MLflow run with the merged sweep."""
-    import mlflow
-
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    shifts = [10, 100, 1000]
-    cmd = [
-        sys.executable, "-m", "lightning_implicit.cli", "train", "--task", "addition", "--model", "implicit",
+def _run_two_ranks(launcher: list[str], tmp_path: Path, uri: str, shifts: list[int], experiment: str) -> str:
+    """Run the CLI's ``train`` with 2 CPU ranks under ``launcher`` in its own process group; its output."""
+    cmd = launcher + [
+        "-m", "lightning_implicit.cli", "train", "--task", "addition", "--model", "implicit",
         "--trainer", "ddp", "--devices", "2", "--trainer.accelerator", "cpu",
         "--trainer.max_epochs", "2", "--trainer.log_every_n_steps", "1", "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false", "--trainer.default_root_dir", str(tmp_path / "lightning"),
         "--data.init_args.n_train", "200", "--data.init_args.n_test", "51",
         "--data.init_args.shifts", json.dumps(shifts),
-        "--tracking.uri", uri, "--tracking.experiment", "ddp-cli",
+        "--tracking.uri", uri, "--tracking.experiment", experiment,
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k not in DIST_ENV and k != "MLFLOW_TRACKING_URI"}
     env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), PYTHONUNBUFFERED="1",
@@ -186,24 +181,39 @@ def test_cli_real_ddp_logs_one_mlflow_run(tmp_path):
         if proc.poll() is None:
             _kill_group(proc)
     assert proc.returncode == 0, out[-4000:]
-    # rank 1 exits on its own shortly after rank 0: nothing may be left in the process group
-    leftover = _wait_group_gone(proc.pid, timeout=20)
-    if leftover:
+    # the other rank exits on its own right after: nothing may be left in the process group
+    if _wait_group_gone(proc.pid, timeout=20):
         _kill_group(proc)
-        pytest.fail("rank 1 was still running 20 s after rank 0 exited")
-    assert "Starting with 2 processes" in out or "MEMBER: 2/2" in out, out[-3000:]
+        pytest.fail("a rank was still running 20 s after the launcher exited")
+    assert "MEMBER: 2/2" in out, out[-3000:]
     assert out.count("MLflow run:") == 1, "the sweep table must be printed by rank 0 only"
+    return out
+
+
+def _the_one_run(uri: str, experiment: str, out: str, shifts: list[int]):
+    import mlflow
 
     client = mlflow.MlflowClient(uri)
     exps = [e for e in client.search_experiments() if e.name != "Default"]
     runs = [r for e in exps for r in client.search_runs([e.experiment_id])]
-    assert [e.name for e in exps] == ["ddp-cli"]
+    assert [e.name for e in exps] == [experiment]
     assert len(runs) == 1, f"expected one MLflow run, got {[r.info.run_id for r in runs]}"
     run = runs[0]
     assert run.info.status == "FINISHED"
     assert run.info.run_id in out
     hist = client.get_metric_history(run.info.run_id, "ood/mse")
     assert sorted(m.step for m in hist) == shifts, "one ood/mse point per shift"
+    return client, run
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_cli_real_ddp_logs_one_mlflow_run(tmp_path):
+    """``--trainer ddp --devices 2`` on CPU: Lightning re-runs the command as rank 1; one MLflow run."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    shifts = [10, 100, 1000]
+    out = _run_two_ranks([sys.executable], tmp_path, uri, shifts, "ddp-cli")
+    client, run = _the_one_run(uri, "ddp-cli", out, shifts)
     a_inf = client.get_metric_history(run.info.run_id, "train/A_inf")
     assert a_inf and max(m.value for m in a_inf) <= KAPPA + 1e-6
     # per-step training metrics are logged once (by rank 0), not once per rank
@@ -211,5 +221,21 @@ def test_cli_real_ddp_logs_one_mlflow_run(tmp_path):
     assert len(steps) == len(set(steps))
     arts = {a.path for a in client.list_artifacts(run.info.run_id, "sweep")}
     assert {"sweep/shift_sweep.csv", "sweep/shift_sweep.png"} <= arts
-    rows = json.loads(Path(client.download_artifacts(run.info.run_id, "sweep/shift_sweep.json", str(tmp_path))).read_text())
+    rows = json.loads(
+        Path(client.download_artifacts(run.info.run_id, "sweep/shift_sweep.json", str(tmp_path))).read_text()
+    )
     assert [r["n"] for r in rows] == [51, 51, 51]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_torchrun_ranks_start_together_on_a_fresh_store(tmp_path):
+    """torchrun (like SLURM's srun) starts every rank at once: only rank 0 may touch the fresh sqlite store
+    (two processes migrating a new MLflow database at the same time fail)."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
+    shifts = [10, 100]
+    out = _run_two_ranks(
+        [str(torchrun), "--standalone", "--nproc-per-node", "2"], tmp_path, uri, shifts, "torchrun"
+    )
+    _the_one_run(uri, "torchrun", out, shifts)

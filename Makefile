@@ -18,6 +18,7 @@ STUDY ?=
 DATA ?=
 INTERVAL ?=
 PROFILE ?= quick
+FULL ?=
 PYTEST_ARGS ?=
 ALLOWED_HOSTS ?=
 
@@ -48,7 +49,8 @@ train: venv
 sweep: venv
 	$(PY) -m lightning_implicit.cli sweep --task $(TASK) $(if $(filter command line,$(origin MODEL)),--model $(MODEL)) \
 		$(if $(TRIALS),--trials $(TRIALS)) $(if $(WORKERS),--workers $(WORKERS)) $(if $(CV),--cv $(CV)) \
-		$(if $(STUDY),--study $(STUDY)) $(if $(DATA),--data $(DATA)) $(if $(INTERVAL),--interval $(INTERVAL))
+		$(if $(STUDY),--study $(STUDY)) $(if $(DATA),--data $(DATA)) $(if $(INTERVAL),--interval $(INTERVAL)) \
+		$(if $(FULL),--full)
 
 reproduce: venv
 	$(PY) -m lightning_implicit.cli reproduce --profile $(PROFILE) $(if $(DATA),--data $(DATA)) $(if $(WORKERS),--workers $(WORKERS))

@@ -23,7 +23,7 @@ __all__ = ["main", "build_parser", "options_from_args"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lightning-implicit sweep", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="lightning-implicit sweep", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--task", required=True, help="task config name (conf/tasks/<task>.yaml)")
     p.add_argument("--model", default=None,
@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-converged", dest="min_converged", type=float, default=0.5,
                    help="prune implicit trials whose solver converges on fewer training samples per epoch (0: off)")
     p.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads per trial process (default 1; 0: torch's default, one per core)")
     p.add_argument("--verbose", action="store_true", help="show Lightning/Optuna logs and solver warnings")
     p.add_argument("--worker-index", dest="worker_index", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--parent-run-id", dest="parent_run_id", default=None, help=argparse.SUPPRESS)

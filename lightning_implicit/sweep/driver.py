@@ -73,6 +73,7 @@ class SweepOptions:
     max_retry: int = 1
     min_converged: float = 0.5
     timeout: float | None = None
+    threads: int = 1
     verbose: bool = False
     overrides: list[str] = field(default_factory=list)
     worker_index: int | None = None  # internal: this process is worker i of a parallel sweep
@@ -129,13 +130,18 @@ def study_name_for(opts: SweepOptions, model: str, n_models: int) -> str:
     return f"{opts.task}-{model}"
 
 
-def _quiet(verbose: bool) -> None:
+def _quiet(verbose: bool):
+    """Quiet Lightning/Optuna/MLflow for the sweep's one-line-per-trial output; returns an undo function
+    (for the logging levels; call inside ``warnings.catch_warnings()`` for the warning filters)."""
     from lightning.fabric.utilities.warnings import PossibleUserWarning
 
     from lightning_implicit.implicit.stats import ConvergenceWarning
 
+    names = ("lightning.pytorch", "lightning.fabric", "lightning", "mlflow", "alembic")
+    levels = {n: logging.getLogger(n).level for n in names}
+    verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.ERROR)
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning", "mlflow", "alembic"):
+    for name in names:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -145,6 +151,13 @@ def _quiet(verbose: bool) -> None:
     if not verbose:
         warnings.filterwarnings("ignore", category=ConvergenceWarning)
         warnings.filterwarnings("ignore", category=PossibleUserWarning)
+
+    def undo() -> None:
+        optuna.logging.set_verbosity(verbosity)
+        for n, level in levels.items():
+            logging.getLogger(n).setLevel(level)
+
+    return undo
 
 
 def _keys_of(overrides: list[str]) -> set[str]:
@@ -380,8 +393,25 @@ def _outcome(study: optuna.Study, model: str, ran: int, parent: str | None) -> M
 def run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) -> int:
     """Run the sweep described by ``opts``; returns the process exit code (0, 130 after Ctrl-C).
 
-    ``command``: the command line, recorded as a tag of the parent run.
+    ``command``: the command line, recorded as a tag of the parent run. Trials train with ``opts.threads``
+    torch threads per process (default 1: the searched models are small, intra-op parallelism costs more than
+    it gains and collapses when the cores are shared; use WORKERS for parallel trials instead).
     """
+    import torch
+
+    threads = torch.get_num_threads()
+    if opts.threads > 0:
+        torch.set_num_threads(opts.threads)
+    with warnings.catch_warnings():  # the process's warning filters, log levels and threads are restored
+        undo = _quiet(opts.verbose)
+        try:
+            return _run_sweep(opts, console=console, command=command)
+        finally:
+            undo()
+            torch.set_num_threads(threads)
+
+
+def _run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) -> int:
     from .report import make_console, print_summary
 
     console = console or make_console()
@@ -389,7 +419,6 @@ def run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) -
     def say(msg: str) -> None:
         print(msg, flush=True)
 
-    _quiet(opts.verbose)
     path = Path(opts.search_file) if opts.search_file else search_file_path(opts.task)
     space = load_search_space(path, task=opts.task, full=opts.full)
     models = opts.models or space.models

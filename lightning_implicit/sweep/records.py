@@ -219,7 +219,8 @@ def write_summary(folder: Path, study: optuna.Study, *, best_rows: list[dict] | 
     out.append(p)
 
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    with warnings.catch_warnings():
+    # optuna's matplotlib plots switch the global style to ggplot: keep that inside this block
+    with warnings.catch_warnings(), matplotlib.rc_context():
         warnings.simplefilter("ignore")
         from optuna.visualization import matplotlib as ovm
 
@@ -275,7 +276,7 @@ def write_summary(folder: Path, study: optuna.Study, *, best_rows: list[dict] | 
             ax.set_yscale("log")
         ax.set_xlabel("shift")
         ax.set_ylabel(metric)
-        ax.set_title(f"{study.study_name}: best configs across shifts")
+        ax.set_title(f"{(info or {}).get('task', study.study_name)}: best config of each model across shifts")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
         fig.tight_layout()

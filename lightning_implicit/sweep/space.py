@@ -241,7 +241,8 @@ def _param(name: str, raw, where: str, path: Path) -> ParamSpec:
         raise SearchSpaceError(f"{path}: {where}: a {kind} parameter takes 'low'/'high', not 'choices'")
     missing = [f for f in ("low", "high") if raw.get(f) is None]
     if missing:
-        raise SearchSpaceError(f"{path}: {where}: a {kind} parameter needs bounds: missing {' and '.join(missing)}")
+        raise SearchSpaceError(f"{path}: {where}: {'an' if kind == 'int' else 'a'} {kind} parameter needs bounds: "
+                               f"missing {' and '.join(missing)}")
     low, high = _number(raw["low"], f"{path}: {where}: low"), _number(raw["high"], f"{path}: {where}: high")
     if not (math.isfinite(low) and math.isfinite(high)):
         raise SearchSpaceError(f"{path}: {where}: bounds must be finite, got low={low}, high={high}")

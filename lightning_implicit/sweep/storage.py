@@ -29,6 +29,7 @@ import os
 import re
 import socket
 import sqlite3
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -83,6 +84,7 @@ def open_storage(url: str, *, heartbeat: int = 10, grace: int | None = 30, max_r
             f"Optuna storage {url!r} is neither a database URL (sqlite:///path/optuna.db, postgresql://user@host/db) "
             "nor a journal file (journal:path/study.log)"
         )
+    url = _driver(url)
     engine_kwargs = None
     if url.startswith("sqlite:///"):
         db = Path(url[len("sqlite:///") :])
@@ -100,7 +102,20 @@ def open_storage(url: str, *, heartbeat: int = 10, grace: int | None = 30, max_r
             _retry(study, trial, reason, max_retry)
 
         hb = dict(heartbeat_interval=heartbeat, grace_period=grace, heartbeat_stale_trial_callback=stale)
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **hb)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat_interval
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **hb)
+
+
+def _driver(url: str) -> str:
+    """``postgresql://`` with psycopg2 when psycopg (3) is missing: SQLAlchemy >= 2.1 defaults to psycopg 3,
+    the project's dev extra installs psycopg2-binary."""
+    import importlib.util
+
+    if url.startswith(("postgresql://", "postgres://")) and importlib.util.find_spec("psycopg") is None:
+        if importlib.util.find_spec("psycopg2") is not None:
+            return "postgresql+psycopg2://" + url.split("://", 1)[1]
+    return url
 
 
 def pid_alive(pid: int) -> bool:

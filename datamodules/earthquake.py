@@ -21,7 +21,13 @@ import torch
 from lightning_implicit.task import TaskSpec
 
 from .base import DataSplits, ShiftDataModule, Standardizer, TestSet
-from .earthquake_data import EarthquakeSpec, epicentral_distance_km, generate_all, longitude_difference, split_counts
+from .earthquake_data import (
+    EarthquakeSpec,
+    epicentral_distance_km,
+    generate_all,
+    longitude_difference,
+    split_counts,
+)
 
 __all__ = ["EarthquakeDataModule"]
 

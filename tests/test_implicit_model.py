@@ -77,7 +77,7 @@ def test_gradcheck_implicit_model(adjoint, feedback):
 
 
 @pytest.mark.parametrize("adjoint", ADJOINTS)
-def test_gradcheck_function_with_x0_and_second_order_inputs(adjoint):
+def test_gradcheck_function_with_warm_start_x0(adjoint):
     """``ImplicitFunction.apply`` directly: the warm start x0 changes nothing in value or gradient."""
     g = torch.Generator().manual_seed(3)
     n, p, b = 5, 3, 2
@@ -104,13 +104,17 @@ def test_gradcheck_function_with_x0_and_second_order_inputs(adjoint):
 def test_gradcheck_implicit_rnn(adjoint, warm_start, feedback):
     torch.manual_seed(0)
     n, s_in, h, out, b, T = 5, 2, 3, 2, 2, 3
-    model = ImplicitRNN(s_in, n, h, out, warm_start=warm_start, kappa=0.7, feedback=feedback, adjoint=adjoint, **TIGHT)
+    model = ImplicitRNN(
+        s_in, n, h, out, warm_start=warm_start, kappa=0.7, feedback=feedback, adjoint=adjoint, **TIGHT
+    )
     model = model.double()
     _randomise_A(model, seed=2)
     s = torch.randn(b, T, s_in, dtype=torch.float64, requires_grad=True)
 
     seen = []
-    hook = model.layer.register_forward_hook(lambda mod, args, out: seen.append((args[0].detach(), out.detach())))
+    hook = model.layer.register_forward_hook(
+        lambda mod, args, out: seen.append((args[0].detach(), out.detach()))
+    )
     with torch.no_grad():
         model(s)
     hook.remove()

@@ -84,6 +84,7 @@ def test_all_solvers_converge_satisfy_the_equation_and_agree(n, p, kappa, log_sc
     for name in SOLVER_NAMES:
         x, stats = solve(A, BU, name, tol=tol, tol_mode=tol_mode)
         assert x.dtype == dtype and x.shape == (batch, n)
+        assert bool((x >= 0).all())  # a ReLU image (Anderson's mixed iterate can be negative: not returned)
         assert bool(stats.converged.all()), (name, stats.residual, stats.iterations)
         assert bool((stats.iterations >= 1).all()) and bool((stats.iterations <= 5000).all())
         # The returned point satisfies x = relu(A x + B u) to the tolerance (it is f(x_prev), so <= kappa*tol).
@@ -316,6 +317,26 @@ def test_adjoint_auto_mode_and_nonconvergence_warning():
     assert len(_convergence_warnings(record)) == 1
     assert not bool(model.last_stats.backward_converged.all())
     assert int(model.last_stats.backward_iterations.max()) == 2
+
+
+@pytest.mark.parametrize("n", [160])
+def test_batched_linear_solves_are_right_with_several_threads(n):
+    """pytorch#142815: batched CPU LU with > 1 thread gives wrong pivots for n >= ~150 (wrong results, a crash
+    or a hang). Newton and the direct adjoint go through ``batched_solve``, which avoids it."""
+    torch.set_num_threads(2)
+    g = torch.Generator().manual_seed(6)
+    A = project_rows_l1(torch.rand(n, n, generator=g, dtype=torch.float64), 0.9)
+    BU = torch.randn(6, n, generator=g, dtype=torch.float64)
+    xn, sn = solve(A, BU, "newton", tol=1e-11)
+    xp, _ = solve(A, BU, "picard", tol=1e-11)
+    assert bool(sn.converged.all()) and int(sn.iterations.max()) < 20
+    torch.testing.assert_close(xn, xp, rtol=0, atol=1e-9)
+    d = (torch.addmm(BU, xp, A.t()) > 0).double()
+    cfg = dict(tol=1e-13, tol_mode="abs", max_iter=3000)
+    wd = solve_adjoint(A, d, BU, AdjointConfig(mode="direct", **cfg))[0]
+    wf = solve_adjoint(A, d, BU, AdjointConfig(mode="fixed_point", **cfg))[0]
+    torch.testing.assert_close(wd, wf, rtol=0, atol=1e-10)
+    assert torch.get_num_threads() == 2  # restored
 
 
 # ------------------------------------------------------------------------------------ config and registry

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from .config import AdjointConfig
-from .solvers import threshold
+from .solvers import batched_solve, threshold
 
 __all__ = ["solve_adjoint"]
 
@@ -43,7 +43,7 @@ def _direct(A, d, g):
     eye = torch.eye(n, dtype=A.dtype, device=A.device)
     # Row form: w (I - Phi A) = g  <=>  (I - A^T Phi) w^T = g^T; batched over samples.
     M = eye - A.t()[None] * d[:, None, :]
-    w = torch.linalg.solve(M, g.unsqueeze(-1)).squeeze(-1)
+    w = batched_solve(M, g.unsqueeze(-1)).squeeze(-1)
     b = g.shape[0]
     zeros = torch.zeros(b, dtype=torch.int32, device=g.device)
     r = (torch.addmm(g, d * w, A) - w).abs().amax(dim=1)

@@ -16,7 +16,7 @@ import torch
 
 from .config import SolverConfig
 
-__all__ = ["SOLVERS", "register_solver", "fixed_point_map", "threshold"]
+__all__ = ["SOLVERS", "register_solver", "fixed_point_map", "threshold", "batched_solve"]
 
 SolverFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, SolverConfig], tuple[torch.Tensor, ...]]
 SOLVERS: dict[str, SolverFn] = {}
@@ -42,6 +42,27 @@ def threshold(fx: torch.Tensor, tol: float, tol_mode: str) -> torch.Tensor | flo
     if tol_mode == "abs":
         return tol
     return tol * fx.abs().amax(dim=1).clamp(min=1.0)
+
+
+# pytorch/pytorch#142815 (open; fix proposed in #181570): on CPU, a batched LU with more than one thread calls
+# MKL getrf concurrently, which is not thread-safe for larger matrices (n >= 150 on the dev machine): wrong
+# pivots ("Intel oneMKL ERROR: Parameter 6 was incorrect on entry to SLASWP"), wrong solutions, "Pivots given to
+# lu_solve must all be greater or equal to 1" or a hang. Such solves run single-threaded (margin: n > 64).
+_CPU_LU_MAX_PARALLEL_N = 64
+
+
+def batched_solve(M: torch.Tensor, rhs: torch.Tensor, *, check_errors: bool = True):
+    """``torch.linalg.solve`` (or ``solve_ex`` with ``check_errors=False``) for a batch of square systems,
+    single-threaded on CPU where the batched LU is unsafe (see pytorch#142815 above)."""
+    fn = torch.linalg.solve if check_errors else torch.linalg.solve_ex
+    threads = torch.get_num_threads()
+    if M.device.type != "cpu" or M.dim() < 3 or M.shape[-1] <= _CPU_LU_MAX_PARALLEL_N or threads == 1:
+        return fn(M, rhs)
+    torch.set_num_threads(1)
+    try:
+        return fn(M, rhs)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _init(BU: torch.Tensor):
@@ -151,7 +172,7 @@ def newton(A, BU, x0, cfg: SolverConfig):
             break
         p = (z > 0).to(A.dtype)
         M = eye - p[:, :, None] * A  # (batch, n, n): I - P A
-        x_newton, info = torch.linalg.solve_ex(M, (p * BU).unsqueeze(-1))
+        x_newton, info = batched_solve(M, (p * BU).unsqueeze(-1), check_errors=False)
         x_newton = x_newton.squeeze(-1)
         z_new = torch.addmm(BU, x_newton, A.t())
         fx_new = torch.relu(z_new)

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI
-from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.loggers.logger import DummyLogger
 from lightning.pytorch.utilities import rank_zero_only
 
@@ -117,10 +116,6 @@ def run_training(args: list[str], *, extra_callbacks: list | None = None, test: 
     trainer, model, dm = cli.trainer, cli.model, cli.datamodule
     if extra_callbacks:
         trainer.callbacks.extend(extra_callbacks)
-    if isinstance(trainer.logger, MLFlowLogger) and rank_zero_only.rank == 0:
-        # Create the MLflow run before any worker starts: ddp_spawn/ddp_fork workers get a copy of the logger,
-        # and without a run id each fit/test launch would open a run of its own.
-        _ = trainer.logger.run_id
     trainer.fit(model, datamodule=dm)
     val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     if test:

@@ -115,3 +115,14 @@ def test_checkpoint_loads_back_with_plain_weights(tmp_path):
     back = ImplicitModule.load_from_checkpoint(ckpt)
     assert back.task == res.module.task
     assert torch.equal(back.net.A, res.module.net.A)
+
+
+def test_an_explicit_tracking_uri_does_not_redirect_later_runs(tmp_path, mlflow_store):
+    import os
+
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    res = run_training(tiny_args("addition", "mlp", shifts=[10], extra=["--tracking.uri", other]))
+    assert mlflow.MlflowClient(other).get_run(res.run_id)
+    assert os.environ["MLFLOW_TRACKING_URI"] == mlflow_store
+    later = run_training(tiny_args("addition", "mlp", shifts=[10]))
+    assert mlflow.MlflowClient(mlflow_store).get_run(later.run_id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = ["resolve_tracking_uri", "make_logger", "git_commit"]
@@ -58,9 +59,34 @@ def make_logger(experiment: str, run_name: str, tags: dict[str, str], uri: str |
                 client.create_experiment(experiment, artifact_location=location + f"/{experiment}")
             except mlflow.exceptions.MlflowException:
                 pass  # created concurrently by another process
-    return MLFlowLogger(
+    logger = MLFlowLogger(
         experiment_name=experiment, run_name=run_name, tracking_uri=tracking_uri, tags=tags, log_model=False
     )
+    # Create the run now: ddp_spawn/ddp_fork workers get a copy of the logger, and without a run id each
+    # fit/test launch would open a run of its own.
+    with _process_tracking_uri_unchanged():
+        _ = logger.experiment
+    return logger
+
+
+@contextmanager
+def _process_tracking_uri_unchanged():
+    """Undo the process-wide side effect of ``MLFlowLogger.experiment``.
+
+    Lightning calls ``mlflow.set_tracking_uri(uri)``, which in MLflow 3 also sets ``$MLFLOW_TRACKING_URI``: one
+    run with an explicit ``--tracking.uri`` would silently redirect every later run of the process.
+    """
+    from mlflow.tracking._tracking_service import utils
+
+    global_uri, env_uri = utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        yield
+    finally:
+        utils._tracking_uri = global_uri
+        if env_uri is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = env_uri
 
 
 def git_commit() -> str:

@@ -10,6 +10,8 @@ A profile says which tasks and models run, over which seeds, with which Lightnin
     ui_url: http://127.0.0.1:5000 # MLflow UI the report links to (`make ui`)
     experiment_prefix: ""         # runs go to experiment <prefix><task>, the report run to <prefix>reproduce
     overrides: {trainer.max_epochs: 5}          # for every task (LightningCLI keys without the leading --)
+    model_overrides:                            # for a model in every task that runs it
+      implicit: {model.init_args.sweep_tol_mode: abs}
     tasks:
       addition:
         models: [implicit, mlp]                 # default: the task's Table 4 models (+ the ablation model)
@@ -37,7 +39,7 @@ from .paper_numbers import ABLATION_TASKS, TABLE4_MODELS
 __all__ = ["ProfileError", "Profile", "TaskPlan", "load_profile", "profile_path", "default_models"]
 
 TOP_KEYS = {"description", "seeds", "workers", "threads_per_worker", "trainer", "ui_url", "experiment_prefix",
-            "overrides", "tasks"}  # fmt: skip
+            "overrides", "model_overrides", "tasks"}  # fmt: skip
 TASK_KEYS = {"models", "overrides", "model_overrides"}
 ABLATION_MODEL = "implicit_nofeedback"
 
@@ -199,6 +201,11 @@ def load_profile(profile: str | Path) -> Profile:
     prof.ui_url = str(raw.get("ui_url", prof.ui_url)).rstrip("/")
     prof.experiment_prefix = str(raw.get("experiment_prefix", "") or "")
     common = _mapping(f"{path}: overrides", raw.get("overrides"))
+    common_models = _mapping(f"{path}: model_overrides", raw.get("model_overrides"))
+    for m, ov in common_models.items():
+        if m not in _choices("models"):
+            raise ProfileError(f"{path}: model_overrides: unknown model {m!r}; choose from {_choices('models')}")
+        _mapping(f"{path}: model_overrides.{m}", ov)
     tasks = _mapping(f"{path}: tasks", raw.get("tasks"))
     if not tasks:
         raise ProfileError(f"{path}: tasks: at least one task is needed (choose from {_choices('tasks')})")
@@ -216,13 +223,16 @@ def load_profile(profile: str | Path) -> Profile:
                 raise ProfileError(f"{where}.models: unknown model {m!r}; choose from {_choices('models')}")
         overrides = {**common, **_mapping(f"{where}.overrides", spec.get("overrides"))}
         _check_override_keys(f"{where}.overrides", overrides, task, models)
-        model_overrides = _mapping(f"{where}.model_overrides", spec.get("model_overrides"))
-        for m, ov in model_overrides.items():
+        own = _mapping(f"{where}.model_overrides", spec.get("model_overrides"))
+        for m in own:
             if m not in models:
                 raise ProfileError(f"{where}.model_overrides: model {m!r} is not in this task's models {models}")
-            ov = _mapping(f"{where}.model_overrides.{m}", ov)
-            _check_override_keys(f"{where}.model_overrides.{m}", ov, task, [m])
-            model_overrides[m] = ov
+        model_overrides = {}
+        for m in models:
+            ov = {**(common_models.get(m) or {}), **_mapping(f"{where}.model_overrides.{m}", own.get(m))}
+            if ov:
+                _check_override_keys(f"{where}.model_overrides.{m}", ov, task, [m])
+                model_overrides[m] = ov
         prof.tasks[task] = TaskPlan(task=task, models=list(models), overrides=overrides,
                                     model_overrides=model_overrides)  # fmt: skip
     return prof

@@ -1,0 +1,161 @@
+"""``make reproduce [PROFILE=quick|paper] [DATA=path]``: the paper's experiments end to end, and the report.
+
+``lightning-implicit reproduce --profile quick [--data PATH] [--workers N] [--seeds 0,1,2] [--out reports]
+[--dry-run] [--report-only] [--retrain]``
+
+1. Load and validate the profile (``conf/reproduce/<profile>.yaml``; errors name the offending key).
+2. Plan one run per (task, model, seed); find finished runs of the same config, seed and code version in
+   MLflow and reuse them (an interrupted reproduction resumes; a second one only rebuilds the report).
+3. Train the rest, heaviest first, in worker processes, one progress line per run (Ctrl-C stops cleanly).
+4. Read every run back from MLflow and write ``<out>/<profile>/report.md`` with its figures, tables and
+   verdicts; log the same files to a run of the ``reproduce`` experiment.
+
+AMC volatility runs only on data the user has: ``--data`` (``DATA=``) or the market-data cache; this command
+never downloads. Without data the report marks it skipped, with the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["main", "reproduce", "amc_availability"]
+
+
+def amc_availability(data: str | None) -> str | None:
+    """``None`` when the volatility task has data to run on, else the reason it is skipped."""
+    from datamodules.market_data import DataUnavailableError, DataValidationError, resolve_source
+
+    try:
+        resolve_source(data, cache_dir="data/market", allow_download=False, ticker="AMC", interval="1d")
+    except DataUnavailableError as err:
+        first = str(err).splitlines()[0]
+        return (f"{first} `make reproduce` never downloads; give an AMC minute (or daily) file with "
+                "`make reproduce DATA=path/to/amc.csv` (`DATA=synthetic` runs a labelled synthetic stand-in).")  # fmt: skip
+    except DataValidationError as err:
+        return f"the DATA file was rejected: {str(err).splitlines()[0]}"
+    return None
+
+
+def reproduce(profile_name: str, *, data: str | None = None, workers: int | None = None,
+              seeds: list[int] | None = None, out: str | Path = "reports", dry_run: bool = False,
+              report_only: bool = False, retrain: bool = False, train=None, stream=None) -> int:  # fmt: skip
+    """The whole pipeline (the CLI's body; ``train`` replaces ``run_training`` in tests)."""
+    import mlflow
+
+    from lightning_implicit.tracking import git_commit, resolve_tracking_uri
+
+    from .execute import Interrupted, Outcome, Progress, find_reusable, fmt_duration, run_jobs
+    from .plan import build_jobs
+    from .profile import ProfileError, load_profile
+    from .report import build_report, log_report_run, start_report_run
+    from .results import RunRecord, load_results, run_url
+
+    stream = stream or sys.stdout
+    t0 = time.time()
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    try:
+        profile = load_profile(profile_name)
+    except ProfileError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if workers is not None:
+        profile.workers = workers
+    if seeds is not None:
+        profile.seeds = seeds
+    commit = git_commit()
+    jobs = build_jobs(profile, commit=commit, data=data)
+    amc_skip = amc_availability(data) if "volatility" in profile.tasks else None
+    skipped = [j for j in jobs if amc_skip and j.task == "volatility"]
+    jobs = [j for j in jobs if j not in skipped]
+    uri = resolve_tracking_uri()
+    client = mlflow.MlflowClient(uri)
+    reused = {} if retrain else find_reusable(jobs, commit, client)
+    todo = [j for j in jobs if j.key not in reused]
+    est = sum(j.cost for j in todo) / max(1, min(profile.workers, len(todo) or 1))
+    print(f"reproduce: profile {profile.name!r} ({profile.path}), {len(profile.tasks)} task(s), seeds {profile.seeds}, "
+          f"code {commit[:12]}", file=stream)  # fmt: skip
+    print(f"  {len(jobs)} runs: {len(reused)} reused from MLflow ({uri}), {len(todo)} to train with "
+          f"{profile.workers} worker(s) (first estimate {fmt_duration(est)})", file=stream)  # fmt: skip
+    if amc_skip:
+        print(f"  AMC volatility skipped: {amc_skip}", file=stream)
+    if dry_run:
+        for j in jobs:
+            print(f"  {'reuse' if j.key in reused else 'train'}  {j.name:<44} est {j.cost:6.1f}s  {j.rerun_command()}",
+                  file=stream)  # fmt: skip
+        return 0
+    out_dir = Path(out) / profile.name
+    outcomes: dict[str, Outcome] = dict(reused)
+    if not report_only and todo:
+        progress = Progress(todo, profile.workers, stream=stream)
+        try:
+            for o in run_jobs(todo, workers=profile.workers, threads=profile.threads_per_worker,
+                              log_dir=out_dir / "logs", on_done=progress.update, train=train):  # fmt: skip
+                outcomes[o.key] = o
+        except Interrupted as err:
+            print(f"\ninterrupted: {err}. Finished runs are kept in MLflow; run the same command again to resume "
+                  "where it stopped.", file=stream)  # fmt: skip
+            return 130
+    train_wall = time.time() - t0
+    records = [RunRecord(task=j.task, model=j.model, seed=j.seed, key=j.key, command=j.rerun_command(),
+                         outcome="skipped", error=amc_skip) for j in skipped]  # fmt: skip
+    for j in jobs:
+        o = outcomes.get(j.key)
+        records.append(RunRecord(task=j.task, model=j.model, seed=j.seed, key=j.key, command=j.rerun_command(),
+                                 run_id=o.run_id if o else None, outcome=o.outcome if o else "missing",
+                                 source=o.source if o else "", wall_s=o.wall_s if o else 0.0,
+                                 error=o.error if o else None))  # fmt: skip
+    results = load_results(records, client, profile.ui_url)
+    report_run_id, exp_id = start_report_run(client, profile, commit)
+    trained = sum(o.source == "trained" for o in outcomes.values())
+    header = {
+        "command": " ".join(["lightning-implicit reproduce", *sys.argv[2:]]) if sys.argv[1:2] == ["reproduce"]
+        else f"make reproduce PROFILE={profile.name}",
+        "commit": commit, "tracking_uri": uri, "report_run_id": report_run_id,
+        "report_run_url": run_url(profile.ui_url, exp_id, report_run_id), "trained": trained,
+        "reused": len(reused), "wall_s": train_wall, "workers": profile.workers,
+    }  # fmt: skip
+    path, verdicts = build_report(results, profile, out_dir, client=client, amc_skip=amc_skip, header=header)
+    stats = {"runs": len(records), "trained": trained, "reused": len(reused), "wall_s": time.time() - t0,
+             "failed": sum(r.outcome in ("failed", "missing") for r in records)}  # fmt: skip
+    log_report_run(client, report_run_id, out_dir, verdicts, stats)
+    print("\nverdicts:", file=stream)
+    for v in verdicts:
+        print(f"  {v.id:<5} {v.verdict:<30} {v.claim}", file=stream)
+    failed = [r for r in records if r.outcome in ("failed", "missing")]
+    if failed:
+        print(f"\n{len(failed)} run(s) failed; see the report's Runs section and {out_dir / 'logs'}", file=stream)
+    print(f"\nreport: {path} (figures in {out_dir / 'figures'}); MLflow run {report_run_id} in experiment "
+          f"{profile.reproduce_experiment!r}; total {fmt_duration(time.time() - t0)}", file=stream)  # fmt: skip
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="lightning-implicit reproduce", description=__doc__.split("\n\n")[0])
+    p.add_argument("--profile", default="quick", help="conf/reproduce/<name>.yaml or a path (default: quick)")
+    p.add_argument("--data", default=None, help="AMC price file for the volatility task ('synthetic': labelled "
+                   "synthetic data); without it the task is skipped")  # fmt: skip
+    p.add_argument("--workers", type=int, default=None, help="parallel worker processes (default: the profile's)")
+    p.add_argument("--seeds", default=None, help="comma-separated seeds (default: the profile's)")
+    p.add_argument("--out", default="reports", help="report folder root (default: reports)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (reuse/train per run) and stop")
+    p.add_argument("--report-only", action="store_true", help="train nothing; report the runs found in MLflow")
+    p.add_argument("--retrain", action="store_true", help="ignore finished runs in MLflow and train everything")
+    a = p.parse_args(argv)
+    seeds = None
+    if a.seeds:
+        try:
+            seeds = [int(s) for s in a.seeds.split(",") if s.strip()]
+        except ValueError:
+            p.error(f"--seeds: expected comma-separated integers, got {a.seeds!r}")
+    if a.workers is not None and a.workers < 1:
+        p.error("--workers must be >= 1")
+    return reproduce(a.profile, data=a.data, workers=a.workers, seeds=seeds, out=a.out, dry_run=a.dry_run,
+                     report_only=a.report_only, retrain=a.retrain)  # fmt: skip
+
+
+if __name__ == "__main__":
+    sys.exit(main())

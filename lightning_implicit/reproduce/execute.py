@@ -1,0 +1,428 @@
+"""Running the plan: reuse finished runs from MLflow, train the rest in worker processes, report progress.
+
+* **Resume.** Before training, every experiment of the plan is searched for runs of the same code version
+  (tag ``git_commit``); a run whose ``repro_key`` matches a job and that finished (status ``FINISHED`` and
+  tag ``repro_outcome = ok``; or a training that diverged, ``repro_outcome = diverged``, which would diverge
+  again) is reused. The ``repro_outcome`` tag is written last, so a run interrupted at any point is retrained.
+* **Workers.** ``workers > 1``: that many spawned processes (``torch.set_num_threads(threads_per_worker)``),
+  each importing the framework once and taking jobs from a shared queue, heaviest first; their console
+  output goes to ``<report dir>/logs/worker-<i>.log``. ``workers = 1``: in this process.
+* **Progress.** One line per finished run: position, outcome, wall time, elapsed and ETA (from the runs'
+  estimated costs, rescaled by the measured pace).
+* **Ctrl-C.** Workers ignore SIGINT; the parent kills them, marks their unfinished MLflow runs ``KILLED`` and
+  raises :class:`Interrupted`. Finished runs stay in MLflow, so the next invocation resumes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import sys
+import time
+import traceback
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .plan import Job
+
+__all__ = ["Outcome", "Interrupted", "find_reusable", "run_jobs", "run_job", "fmt_duration", "Progress"]
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during the reproduction (after the workers were stopped and their runs marked KILLED)."""
+
+
+@dataclass
+class Outcome:
+    key: str
+    run_id: str | None
+    outcome: str  # ok | diverged | failed | interrupted
+    source: str  # trained | reused
+    wall_s: float = 0.0
+    error: str | None = None
+
+
+def fmt_duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+# ---- resume ---------------------------------------------------------------------------------------------
+def _client():
+    import mlflow
+
+    from lightning_implicit.tracking import resolve_tracking_uri
+
+    return mlflow.MlflowClient(resolve_tracking_uri())
+
+
+def find_reusable(jobs: list[Job], commit: str, client=None) -> dict[str, Outcome]:
+    """``{repro_key: Outcome(source="reused")}`` for jobs with a finished run of the same code version."""
+    client = client or _client()
+    wanted = {j.key for j in jobs}
+    found: dict[str, tuple[int, Outcome]] = {}
+    for exp_name in sorted({j.experiment for j in jobs}):
+        exp = client.get_experiment_by_name(exp_name)
+        if exp is None:
+            continue
+        token = None
+        while True:
+            page = client.search_runs([exp.experiment_id], filter_string=f"tags.git_commit = '{commit}'",
+                                      max_results=1000, page_token=token)  # fmt: skip
+            for run in page:
+                tags = run.data.tags
+                key, outcome = tags.get("repro_key"), tags.get("repro_outcome")
+                if key not in wanted:
+                    continue
+                ok = run.info.status == "FINISHED" and outcome == "ok"
+                diverged = outcome == "diverged"
+                if not (ok or diverged):
+                    continue
+                start = run.info.start_time or 0
+                if key not in found or start > found[key][0]:
+                    wall = run.data.metrics.get("repro/wall_s", 0.0)
+                    found[key] = (start, Outcome(key, run.info.run_id, outcome, "reused", wall,
+                                                 tags.get("repro_error")))  # fmt: skip
+            token = page.token
+            if not token:
+                break
+    return {k: v for k, (_, v) in found.items()}
+
+
+def mark_killed(keys: list[str], experiments: list[str], client=None) -> list[str]:
+    """Set RUNNING runs with these ``repro_key`` tags to KILLED (after an interrupt); returns their ids."""
+    if not keys:
+        return []
+    client = client or _client()
+    killed = []
+    for exp_name in sorted(set(experiments)):
+        exp = client.get_experiment_by_name(exp_name)
+        if exp is None:
+            continue
+        for key in keys:
+            for run in client.search_runs([exp.experiment_id], filter_string=f"tags.repro_key = '{key}'"):
+                if run.info.status == "RUNNING":
+                    client.set_terminated(run.info.run_id, "KILLED")
+                    client.set_tag(run.info.run_id, "repro_outcome", "interrupted")
+                    killed.append(run.info.run_id)
+    return killed
+
+
+# ---- one job (in a worker or in this process) ---------------------------------------------------------------
+class _RunIdProbe:
+    """Remembers the MLflow run id at fit start (so that a failed run can still be tagged)."""
+
+    def __new__(cls):
+        import lightning as L
+
+        class Probe(L.Callback):
+            run_id: str | None = None
+
+            def on_fit_start(self, trainer, pl_module) -> None:
+                lg = trainer.logger
+                self.run_id = getattr(lg, "run_id", None) if lg is not None else None
+
+        return Probe()
+
+
+def _train_eval(res) -> dict[str, float]:
+    """Metrics on the training split after fitting (Table 1's "Train" columns)."""
+    import numpy as np
+    import torch
+
+    module, dm = res.module, res.datamodule
+    spec = module.task
+    layer = getattr(module, "layer", None) if hasattr(module, "family") else None
+    saved = None
+    if layer is not None:
+        saved = layer.solver_cfg
+        layer.solver_cfg = saved.replace(tol_mode=module.sweep_tol_mode, warn=False)
+    module.eval()
+    preds, ys = [], []
+    try:
+        with torch.no_grad():
+            ds = dm.train_set
+            for i in range(0, len(ds), 1024):
+                x, y, _ = ds[i : i + 1024]
+                preds.append(module.predict_batch(x, y))
+                ys.append(y)
+    finally:
+        if layer is not None:
+            layer.solver_cfg = saved
+    pred, y = spec.align(torch.cat(preds), torch.cat(ys))
+    out: dict[str, float] = {}
+    if spec.kind == "regression":
+        out["train_eval/mse"] = float(((pred - y) ** 2).mean())
+        if spec.name == "volatility":
+            from datamodules.volatility import variance_metrics
+
+            scale = float(getattr(dm, "y_scale", 1.0))
+            m = variance_metrics(pred.double().numpy() * scale, y.double().numpy() * scale)
+            out["train_eval/mape"] = m["mape"]
+            out["train_eval/rmse"] = m["rmse"]
+    else:
+        out["train_eval/accuracy"] = float((pred.argmax(-1) == y).float().mean())
+    return {k: v for k, v in out.items() if np.isfinite(v)}
+
+
+def _alt_tolerance_depth(res) -> list:
+    """Per-shift solver depth of an implicit model under the *other* tolerance mode than its sweep's.
+
+    The paper stops at ``||x_t - x_{t-1}||_inf < 3e-6`` (absolute); a bias-free ReLU implicit model is
+    positively homogeneous, so under a relative tolerance its iteration count does not depend on the input
+    scale at all. Logging both separates "deeper for OOD inputs" from "an absolute tolerance on larger states".
+    Returns MLflow metrics ``ood_<mode>/iters_mean`` and ``ood_<mode>/converged_frac`` with ``step = shift``.
+    """
+    import torch
+    from mlflow.entities import Metric
+
+    module, dm = res.module, res.datamodule
+    other = "rel" if module.sweep_tol_mode == "abs" else "abs"
+    layer = module.layer
+    saved = layer.solver_cfg
+    layer.solver_cfg = saved.replace(tol_mode=other, warn=False)
+    module.eval()
+    now = int(time.time() * 1000)
+    metrics = []
+    try:
+        with torch.no_grad():
+            for shift, ds in zip(dm.shifts, dm.test_sets, strict=True):
+                its, conv = [], []
+                for i in range(0, len(ds), 1024):
+                    x, y, _ = ds[i : i + 1024]
+                    module.predict_batch(x, y)
+                    st = module.net.last_stats
+                    it = st.iterations.float()
+                    its.append(it.mean(dim=1) if it.dim() == 2 else it)
+                    c = st.converged
+                    conv.append(c.all(dim=1) if c.dim() == 2 else c)
+                it, c = torch.cat(its), torch.cat(conv)
+                metrics.append(Metric(f"ood_{other}/iters_mean", float(it.mean()), now, int(shift)))
+                metrics.append(Metric(f"ood_{other}/converged_frac", float(c.float().mean()), now, int(shift)))
+    finally:
+        layer.solver_cfg = saved
+    return metrics
+
+
+def _post_run(res, client) -> None:
+    """Extras the report needs that a plain run does not log: train-split metrics and the learned ``A``."""
+    import tempfile
+
+    import numpy as np
+
+    run_id = res.run_id
+    if res.module.task.name in ("spiky", "volatility"):
+        for k, v in _train_eval(res).items():
+            client.log_metric(run_id, k, v)
+    if hasattr(res.module, "family"):
+        metrics = _alt_tolerance_depth(res)
+        for i in range(0, len(metrics), 900):
+            client.log_batch(run_id, metrics=metrics[i : i + 900])
+        A = res.module.layer.effective_A().detach().cpu().numpy()
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "A.npy"
+            np.save(path, A)
+            client.log_artifact(run_id, str(path), artifact_path="weights")
+
+
+def run_job(job: dict, train: Callable | None = None) -> dict:
+    """Train one job (a :meth:`Job.to_dict`) and tag its MLflow run; returns an :class:`Outcome` dict."""
+    from lightning_implicit.runner import run_training
+
+    train = train or run_training
+    client = _client()
+    probe = _RunIdProbe()
+    t0, c0 = time.time(), time.process_time()
+    outcome, error, run_id = "ok", None, None
+    for attempt in range(2):
+        try:
+            res = train(job["args"], extra_callbacks=[probe])
+            run_id = res.run_id
+            _post_run(res, client)
+            outcome, error = "ok", None
+            break
+        except FloatingPointError as err:  # non-finite training loss: the model diverged (deterministic)
+            outcome, error = "diverged", str(err)
+            break
+        except Exception as err:
+            outcome, error = "failed", f"{type(err).__name__}: {err}"
+            traceback.print_exc()
+            if "database is locked" not in str(err) or attempt:
+                break
+            time.sleep(2.0)  # sqlite contention between workers: retry once
+    run_id = run_id or probe.run_id
+    wall = time.time() - t0
+    if run_id:
+        try:
+            client.log_metric(run_id, "repro/wall_s", wall)
+            client.log_metric(run_id, "repro/cpu_s", time.process_time() - c0)
+            if error:
+                client.set_tag(run_id, "repro_error", error[:4000])
+            client.set_tag(run_id, "repro_outcome", outcome)
+        except Exception:  # noqa: BLE001 - tagging is best effort; the outcome is still reported
+            traceback.print_exc()
+    return {"key": job["key"], "run_id": run_id, "outcome": outcome, "source": "trained", "wall_s": wall,
+            "error": error}  # fmt: skip
+
+
+# ---- workers ------------------------------------------------------------------------------------------------
+def _quiet() -> None:
+    warnings.filterwarnings("ignore")
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _worker_main(idx: int, jobs, results, threads: int, log_path: str) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
+    sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    import torch
+
+    torch.set_num_threads(threads)
+    _quiet()
+    while True:
+        job = jobs.get()
+        if job is None:
+            break
+        print(f"=== {job['task']}/{job['model']} seed={job['seed']}", flush=True)
+        results.put({"type": "start", "worker": idx, "key": job["key"]})
+        out = run_job(job)
+        results.put({"type": "done", "worker": idx, **out})
+
+
+class Progress:
+    """One line per finished run with elapsed time and ETA."""
+
+    def __init__(self, jobs: list[Job], workers: int, stream=None) -> None:
+        self.total = len(jobs)
+        self.cost = {j.key: j.cost for j in jobs}
+        self.remaining = sum(self.cost.values())
+        self.done_cost = 0.0
+        self.done = 0
+        self.workers = max(1, workers)
+        self.t0 = time.time()
+        self.stream = stream or sys.stdout
+        self.names = {j.key: j.name for j in jobs}
+
+    def eta(self) -> float:
+        elapsed = time.time() - self.t0
+        if self.done_cost > 0 and elapsed > 0:
+            return self.remaining * elapsed / self.done_cost
+        return self.remaining / self.workers
+
+    def update(self, out: Outcome) -> None:
+        self.done += 1
+        c = self.cost.get(out.key, 0.0)
+        self.remaining -= c
+        self.done_cost += c
+        elapsed = time.time() - self.t0
+        tag = {"ok": "trained", "diverged": "DIVERGED", "failed": "FAILED"}.get(out.outcome, out.outcome)
+        line = (f"[{self.done:>{len(str(self.total))}}/{self.total}] {tag:<8} {self.names.get(out.key, out.key):<44} "
+                f"{out.wall_s:6.1f}s | elapsed {fmt_duration(elapsed)} | ETA {fmt_duration(self.eta())}")  # fmt: skip
+        if out.error and out.outcome != "ok":
+            line += f"\n      {out.error.splitlines()[0][:200]}"
+        print(line, file=self.stream, flush=True)
+
+
+def run_jobs(jobs: list[Job], *, workers: int = 1, threads: int = 1, log_dir: Path | None = None,
+             on_done: Callable[[Outcome], None] | None = None, train: Callable | None = None) -> list[Outcome]:  # fmt: skip
+    """Train ``jobs`` (heaviest first) and return their outcomes; raises :class:`Interrupted` on Ctrl-C."""
+    on_done = on_done or (lambda o: None)
+    if not jobs:
+        return []
+    if workers <= 1 or len(jobs) == 1:
+        return _run_in_process(jobs, on_done, train)
+    return _run_pool(jobs, workers, threads, Path(log_dir or "."), on_done)
+
+
+def _run_in_process(jobs, on_done, train) -> list[Outcome]:
+    outs = []
+    for job in jobs:
+        try:
+            out = Outcome(**run_job(job.to_dict(), train=train))
+        except (KeyboardInterrupt, SystemExit) as err:  # Lightning turns Ctrl-C into sys.exit(1)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            killed = mark_killed([job.key], [job.experiment])
+            raise Interrupted(f"interrupted during {job.name}; marked {len(killed)} run(s) KILLED") from err
+        outs.append(out)
+        on_done(out)
+    return outs
+
+
+def _run_pool(jobs, workers, threads, log_dir, on_done) -> list[Outcome]:
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    jobq, resq = ctx.Queue(), ctx.Queue()
+    for j in jobs:
+        jobq.put(j.to_dict())
+    n = min(workers, len(jobs))
+    for _ in range(n):
+        jobq.put(None)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for i in range(n):
+        p = ctx.Process(target=_worker_main, args=(i, jobq, resq, threads, str(log_dir / f"worker-{i}.log")),
+                        daemon=True)  # fmt: skip
+        p.start()
+        procs.append(p)
+    by_key = {j.key: j for j in jobs}
+    inflight: dict[int, str] = {}
+    outs: list[Outcome] = []
+    pending = set(by_key)
+    try:
+        while pending:
+            try:
+                msg = resq.get(timeout=1.0)
+            except queue.Empty:
+                for i, p in enumerate(procs):
+                    if not p.is_alive() and i in inflight:  # a worker died mid-run (killed, out of memory)
+                        key = inflight.pop(i)
+                        out = Outcome(key, None, "failed", "trained", 0.0, f"worker {i} died (exit code {p.exitcode})")
+                        pending.discard(key)
+                        outs.append(out)
+                        on_done(out)
+                if not any(p.is_alive() for p in procs) and resq.empty():
+                    for key in sorted(pending):
+                        out = Outcome(key, None, "failed", "trained", 0.0, "no worker left to run it")
+                        outs.append(out)
+                        on_done(out)
+                    pending.clear()
+                continue
+            if msg["type"] == "start":
+                inflight[msg["worker"]] = msg["key"]
+                continue
+            inflight.pop(msg["worker"], None)
+            out = Outcome(**{k: msg[k] for k in ("key", "run_id", "outcome", "source", "wall_s", "error")})
+            pending.discard(out.key)
+            outs.append(out)
+            on_done(out)
+    except KeyboardInterrupt as err:
+        # Jobs still queued sit in the queue's feeder thread, blocked on a pipe nobody reads any more; without
+        # this the interpreter would wait for that thread at exit and never return to the shell.
+        jobq.cancel_join_thread()
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+        for p in procs:
+            p.join(timeout=5)
+        keys = list(inflight.values())
+        killed = mark_killed(keys, [by_key[k].experiment for k in keys])
+        raise Interrupted(f"stopped {len(procs)} worker(s); marked {len(killed)} unfinished run(s) KILLED") from err
+    finally:
+        jobq.cancel_join_thread()
+        for p in procs:
+            p.join(timeout=10)
+            if p.is_alive():
+                p.kill()
+    return outs

@@ -1,6 +1,6 @@
 """AMC volatility (paper section 2.2, Table 1): from 60 minute-VWAPs, predict the variance of the next 10.
 
-The data layer (sources, validation, sessions, windows, data card) is :mod:`datamodules.market_data`.
+The data layer (sources, validation, sessions, windows, data card) is :mod:`datamodules.market`.
 This module makes it a task: inputs ``(batch, 60, 1)``, targets ``(batch, 1)``; the temporal shift is the
 test period (``shift`` = its first year, 2021 in the paper). Inputs are standardised with one scalar mean/std
 of the training prices, targets divided by one training scale (positive, so the variance stays a variance);
@@ -17,7 +17,7 @@ import pandas as pd
 from lightning_implicit.task import TaskSpec
 
 from .base import DataSplits, ShiftDataModule, TestSet
-from .market_data import PAPER_TEST_RANGE, PAPER_TRAIN_RANGE, load_volatility_dataset
+from .market import PAPER_TEST_RANGE, PAPER_TRAIN_RANGE, load_volatility_dataset
 
 __all__ = ["VolatilityDataModule", "variance_metrics"]
 
@@ -51,7 +51,7 @@ class VolatilityDataModule(ShiftDataModule):
             (labelled synthetic everywhere), or ``None``: the cache, then a yfinance download when allowed.
         interval: ``1d`` (the daily variant: the only download that covers 2015-2021) or ``1m`` (Yahoo's last
             ~30 days of minute bars, accumulated in the cache; split by ``test_fraction``).
-        cache_dir, allow_download, ticker, price_basis: see ``market_data.load_volatility_dataset``.
+        cache_dir, allow_download, ticker, price_basis: see ``market.load_volatility_dataset``.
         train_range, test_range: inclusive session-date ranges (the paper: 2015-02-01..2020-12-31, 2021).
         test_fraction: split the last fraction of sessions off as test instead of date ranges.
         input_len, horizon: minutes (or days in the daily variant) in and out.  stride: between window starts.

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from conftest import tiny_args
 
-from datamodules.market_data import DataUnavailableError
+from datamodules.market import DataUnavailableError
 from datamodules.volatility import VolatilityDataModule, variance_metrics
 from lightning_implicit.cli import main as cli_main
 from lightning_implicit.runner import run_training, shorthand_args

@@ -1,0 +1,181 @@
+"""The whole dataset: source -> validation -> sessions -> windows -> date split, plus the JSON data card."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .conventions import PAPER_TEST_RANGE, PAPER_TRAIN_RANGE, VARIANCE_DEFINITION
+from .errors import _unavailable
+from .provenance import _content_sha256, _jsonable
+from .sessions import minute_vwap, regular_session_vwap
+from .sources import resolve_source
+from .synthetic import SYNTHETIC_RANGE
+from .validation import validate
+from .windows import _session_dates, _window_starts, make_windows, split_by_date
+
+__all__ = ["VolatilityDataset", "load_volatility_dataset"]
+
+
+@dataclass
+class VolatilityDataset:
+    """Train/test windows and the data card.
+
+    ``X_*``: ``(N, input_len)`` float64 raw VWAPs [$]; ``y_*``: ``(N,)`` float64 population variance
+    (ddof=0) of the next ``horizon`` VWAPs [$^2]; ``t_*``: ``(N,)`` tz-aware forecast origins.
+    """
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    t_train: pd.DatetimeIndex
+    X_test: np.ndarray
+    y_test: np.ndarray
+    t_test: pd.DatetimeIndex
+    card: dict[str, Any]
+
+
+def _resolve_ranges(dates: list[pd.Timestamp], train_range, test_range, test_fraction):
+    if test_fraction is None:
+        return tuple(str(pd.Timestamp(x).date()) for x in (*train_range, *test_range))
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError("test_fraction must be in (0, 1)")
+    if len(dates) < 2:
+        raise _unavailable(f"only {len(dates)} usable session(s): cannot split chronologically")
+    n_test = min(len(dates) - 1, max(1, round(test_fraction * len(dates))))
+    return (str(dates[0].date()), str(dates[-n_test - 1].date()), str(dates[-n_test].date()),
+            str(dates[-1].date()))
+
+
+def load_volatility_dataset(
+    data: str | os.PathLike | None = None, *, cache_dir: str | os.PathLike | None = None,
+    allow_download: bool = False, ticker: str = "AMC", interval: str = "1d",
+    train_range: tuple[str, str] = PAPER_TRAIN_RANGE, test_range: tuple[str, str] = PAPER_TEST_RANGE,
+    test_fraction: float | None = None, input_len: int = 60, horizon: int = 10, stride: int = 1,
+    max_ffill: int = 2, price_basis: str | None = None, assume_tz: str | None = None,
+    synthetic_range: tuple[str, str] = SYNTHETIC_RANGE, seed: int = 0,
+    sleep: Callable[[float], Any] = time.sleep, now: pd.Timestamp | None = None,
+) -> VolatilityDataset:
+    """Resolve a source, validate, build windows, split by date and write the data card.
+
+    ``data``/``cache_dir``/``allow_download``/``ticker``/``interval`` go to :func:`resolve_source`
+    (``interval`` only matters for the cache and downloads; a file's bar spacing decides between the
+    minute task and the daily variant).  Splits are by session date: ``train_range``/``test_range``
+    (inclusive, default the paper's 2015-02-01..2020-12-31 / 2021-01-01..2021-12-31), or with
+    ``test_fraction`` the last fraction of usable sessions is the test split (for recent 1-minute data).
+    ``price_basis`` declares the basis of a user file (accepts split-like jumps, see :func:`validate`).
+
+    Raises :class:`DataValidationError` for malformed data and :class:`DataUnavailableError` when there
+    is no data or a split has no windows.
+    """
+    want_daily = interval == "1d"  # 1-minute downloads always cover Yahoo's last ~29 days
+    src = resolve_source(data, cache_dir, allow_download, ticker=ticker, interval=interval,
+                         start=train_range[0] if want_daily else None,
+                         end=str((pd.Timestamp(test_range[1]) + pd.Timedelta(days=1)).date()) if want_daily else None,
+                         assume_tz=assume_tz, sleep=sleep, now=now,
+                         synthetic_kwargs={"start": synthetic_range[0], "end": synthetic_range[1],
+                                           "split_date": test_range[0], "seed": seed})
+    basis = price_basis if price_basis is not None else src.price_basis
+    report = validate(src.frame, price_basis=basis)
+    df = src.frame
+    vwap, method = minute_vwap(df)
+    span = input_len + horizon
+    reasons: Counter[str] = Counter()
+
+    if src.interval == "1m":
+        variant = "minute"
+        sessions, sess_report = regular_session_vwap(df, max_ffill=max_ffill, vwap=vwap)
+        reasons.update(sess_report["dropped_reasons"])
+        usable = {}
+        for d, s in sessions.items():
+            if len(s) < span:
+                reasons[f"shorter than one window ({span} minutes)"] += 1
+            elif _window_starts(s.to_numpy(dtype=np.float64), span, stride).size == 0:
+                reasons["no gap-free window"] += 1
+            else:
+                usable[d] = s
+        dates = [pd.Timestamp(d) for d in usable]
+        tr0, tr1, te0, te1 = _resolve_ranges(dates, train_range, test_range, test_fraction)
+        in_range = {d: s for d, s in usable.items()
+                    if tr0 <= str(d) <= tr1 or te0 <= str(d) <= te1}
+        X, y, t = make_windows(in_range, input_len, horizon, stride)
+        n_sessions_total = sess_report["sessions_in_file"]
+        bars = {k: v for k, v in sess_report.items() if k not in ("dropped_reasons", "sessions_in_file")}
+        vwap_method = method
+        kept_keys = [str(d) for d in usable]
+        outside = len(usable) - len(in_range)
+    else:
+        variant = "daily"
+        traded = df["volume"].to_numpy() > 0
+        daily = pd.Series(vwap.to_numpy(dtype=np.float64)[traded], index=df.index[traded]).sort_index()
+        if (~traded).any():
+            reasons["zero-volume day"] += int((~traded).sum())
+        day = _session_dates(daily.index)
+        dates = list(day)
+        tr0, tr1, te0, te1 = _resolve_ranges(dates, train_range, test_range, test_fraction)
+        segments = {
+            "train": daily[np.asarray((day >= pd.Timestamp(tr0)) & (day <= pd.Timestamp(tr1)))],
+            "test": daily[np.asarray((day >= pd.Timestamp(te0)) & (day <= pd.Timestamp(te1)))],
+        }
+        X, y, t = make_windows(segments, input_len, horizon, stride)
+        n_sessions_total = len(df)
+        bars = {"bars_in_file": len(df), "zero_volume_days": int((~traded).sum())}
+        vwap_method = f"daily {method}"
+        kept_keys = [str(d.date()) for d in day]
+        outside = int(len(daily) - len(segments["train"]) - len(segments["test"]))
+
+    train_mask, test_mask = split_by_date(t, tr0, tr1, te0, te1)
+    for name, mask in (("train", train_mask), ("test", test_mask)):
+        if not mask.any():
+            have = f"{kept_keys[0]}..{kept_keys[-1]}" if kept_keys else "nothing usable"
+            raise _unavailable(
+                f"no {variant} windows in the {name} split ({tr0}..{tr1} / {te0}..{te1}); the data covers "
+                f"{have}. Pass train_range/test_range or test_fraction to match the data.",
+                ticker=ticker, interval=src.interval)
+    idx = df.index
+    card = {
+        "task": "volatility",
+        "variant": variant,
+        "synthetic": src.synthetic,
+        "source": src.kind,
+        "source_info": _jsonable(src.info),
+        "ticker": "synthetic" if src.synthetic else ticker,
+        "file_sha256": src.info.get("sha256"),
+        "content_sha256": _content_sha256(df),
+        "date_range": [str(idx.min()), str(idx.max())],
+        "sessions": {
+            "in_data": int(n_sessions_total),
+            "kept": len(kept_keys) if variant == "minute" else int(len(daily)),
+            "dropped": int(sum(reasons.values())),
+            "dropped_reasons": dict(reasons),
+            "outside_split_ranges": int(outside),
+        },
+        "bars": bars,
+        "vwap_method": vwap_method,
+        "price_basis": basis if basis is not None else "undeclared (no split-like jumps found)",
+        "split_like_jumps": report["split_like_jumps"],
+        "bar_label": "bar start; regular session 09:30 <= t < 16:00 America/New_York" if variant == "minute"
+        else "one bar per trading day; a daily 'session' is one contiguous split period",
+        "input_len": input_len,
+        "horizon": horizon,
+        "units": {"X": "$ (raw VWAP)", "y": "$^2", "t": "forecast origin = label of first target bar"},
+        "stride": stride,
+        "max_ffill": max_ffill if variant == "minute" else None,
+        "variance_definition": VARIANCE_DEFINITION,
+        "target": f"population variance (ddof=0) of the next {horizon} "
+                  f"{'minute-VWAPs' if variant == 'minute' else 'daily typical prices'} (raw prices)",
+        "splits": {"train": [tr0, tr1], "test": [te0, te1],
+                   "by": "session date" if variant == "minute" else "trading date (segments cut at the split)",
+                   "test_fraction": test_fraction},
+        "n_windows": {"train": int(train_mask.sum()), "test": int(test_mask.sum())},
+    }
+    if src.synthetic:
+        card["warning"] = "SYNTHETIC data (not AMC market data)"
+    return VolatilityDataset(X[train_mask], y[train_mask], t[train_mask], X[test_mask], y[test_mask],
+                             t[test_mask], card)

@@ -14,28 +14,24 @@ from __future__ import annotations
 import torch
 
 from .config import AdjointConfig
-from .solvers import batched_solve, threshold
+from .solvers import batched_solve, blocked_iteration
 
 __all__ = ["solve_adjoint"]
 
 
-def _fixed_point(A, d, g, cfg: AdjointConfig):
-    b = g.shape[0]
-    iters = torch.zeros(b, dtype=torch.int32, device=g.device)
-    active = torch.ones(b, dtype=torch.bool, device=g.device)
-    residual = torch.full((b,), float("inf"), dtype=g.dtype, device=g.device)
-    w = g
-    for _ in range(cfg.max_iter):
-        w_new = torch.addmm(g, d * w, A)
-        r = (w_new - w).abs().amax(dim=1)
-        done = r < threshold(w_new, cfg.tol, cfg.tol_mode)
-        w = torch.where(active[:, None], w_new, w)
-        residual = torch.where(active, r, residual)
-        iters += active
-        active &= ~done
-        if not bool(active.any()):
-            break
-    return w, iters, residual, ~active
+def _fixed_point(A, d, g, cfg: AdjointConfig, hint=None):
+    """Blocked fixed-point iteration (:func:`.solvers.blocked_iteration`), column-major:
+    ``w^T <- g^T + A^T (d^T * w^T)``."""
+    At = A.t()
+
+    def step(w_in, w_out, cols):
+        torch.addmm(cols[0], At, cols[1] * w_in, out=w_out)
+
+    gt = g.t().contiguous()
+    return blocked_iteration(
+        step, gt, [gt, d.t().contiguous()], tol=cfg.tol, tol_mode=cfg.tol_mode, max_iter=cfg.max_iter,
+        block=cfg.check_every, hint=hint,
+    )  # fmt: skip
 
 
 def _direct(A, d, g):
@@ -45,17 +41,18 @@ def _direct(A, d, g):
     M = eye - A.t()[None] * d[:, None, :]
     w = batched_solve(M, g.unsqueeze(-1)).squeeze(-1)
     b = g.shape[0]
-    zeros = torch.zeros(b, dtype=torch.int32, device=g.device)
+    zeros = torch.zeros(b, dtype=torch.int64, device=g.device)
     r = (torch.addmm(g, d * w, A) - w).abs().amax(dim=1)
     return w, zeros, r, torch.isfinite(r)
 
 
-def solve_adjoint(A: torch.Tensor, d: torch.Tensor, g: torch.Tensor, cfg: AdjointConfig):
+def solve_adjoint(A: torch.Tensor, d: torch.Tensor, g: torch.Tensor, cfg: AdjointConfig, hint=None):
     """Solve the adjoint for ``A (n, n)``, ``d (batch, n)`` (ReLU derivative at z), ``g (batch, n)``.
 
-    Returns ``(w, iterations, residual, converged, mode)``; ``w`` has shape ``(batch, n)``.
+    Returns ``(w, iterations, residual, converged, mode)``; ``w`` has shape ``(batch, n)``. ``hint``: iterations
+    of the previous fixed-point adjoint solve (sizes its first block, see :func:`.solvers.blocked_iteration`).
     """
-    mode = cfg.resolved_mode(A.shape[0])
+    mode = cfg.resolved_mode(A.shape[0], g.shape[0], g.device.type)
     if mode == "direct":
         return (*_direct(A, d, g), mode)
-    return (*_fixed_point(A, d, g, cfg), mode)
+    return (*_fixed_point(A, d, g, cfg, hint), mode)

@@ -30,8 +30,11 @@ class SolverConfig:
     Attributes:
         solver: name in :data:`lightning_implicit.implicit.solvers.SOLVERS` (``picard``, ``anderson``, ``newton``).
         tol, tol_mode, max_iter: stopping rule (paper: 3e-6, ``abs``, 300; start at x = 0).
-        check_every: iterations between host-side "is any sample still running?" checks; per-sample stopping is
-            exact whatever its value, it only bounds the idle iterations after the last sample stops.
+        check_every: iterations per block, i.e. between host-side checks (``None``, the default: adaptive, 8
+            then the iterations the residuals' linear rate predicts for the slowest sample). Per-sample stopping
+            is exact whatever its value (each sample gets its first iterate below the threshold); it only bounds
+            the idle iterations after the last sample stops. Used by ``picard`` (and the fixed-point adjoint);
+            ``anderson`` checks every ``check_every`` iterations (1 when ``None``); ``newton`` every iteration.
         anderson_m, anderson_beta, anderson_lam: Anderson memory, mixing and Tikhonov regularisation.
         warn: emit a :class:`ConvergenceWarning` (once per call) when some sample did not converge.
     """
@@ -40,7 +43,7 @@ class SolverConfig:
     tol: float = 3e-6
     tol_mode: TolMode = "abs"
     max_iter: int = 300
-    check_every: int = 1
+    check_every: int | None = None
     anderson_m: int = 5
     anderson_beta: float = 1.0
     anderson_lam: float = 1e-6
@@ -52,7 +55,7 @@ class SolverConfig:
         if self.solver not in SOLVERS:
             raise ValueError(f"unknown solver {self.solver!r}; choose one of {sorted(SOLVERS)}")
         _check_common("solver", self.tol, self.tol_mode, self.max_iter)
-        if not (isinstance(self.check_every, int) and self.check_every >= 1):
+        if self.check_every is not None and not (isinstance(self.check_every, int) and self.check_every >= 1):
             raise ValueError(f"solver.check_every must be an integer >= 1, got {self.check_every!r}")
         if not (isinstance(self.anderson_m, int) and self.anderson_m >= 1):
             raise ValueError(f"solver.anderson_m must be an integer >= 1, got {self.anderson_m!r}")
@@ -63,30 +66,65 @@ class SolverConfig:
         return replace(self, **changes)
 
 
+# Where ``auto`` picks the direct (batched LU) adjoint, measured by ``make bench`` (benchmarks/bench_perf.py, [4])
+# on CPU (torch 2.13, 1 thread): a batched LU costs ~2 us per 20 x 20 matrix and grows quickly with n, while a
+# fixed-point iteration costs a few us for the whole batch (plus ~2 n^2 flops per sample), so the direct solve
+# only wins for small n *and* small batches. The crossover lies near batch * n^2 = 4k-8k at 10 iterations and
+# 16k at 25 (trained models need ~5-25; e.g. batch 64: direct up to n = 8-16); at n = 36, batch 64 the LU
+# takes ~0.6 ms against ~0.35 ms for the iteration, at n = 190, batch 1024 0.6 s against 6 ms. Other devices
+# keep the previous default (n <= 64, any batch): not measured here (a batched LU on a GPU is far cheaper
+# relative to an iteration).
+CPU_DIRECT_MAX_N = 64
+CPU_DIRECT_MAX_WORK = 8192  # batch * n * n
+OTHER_DIRECT_MAX_N = 64
+
+
 @dataclass(frozen=True)
 class AdjointConfig:
     """Backward (adjoint) solve ``w = g + A^T (Phi w)``, i.e. ``w = (I - A^T Phi)^{-1} g``.
 
     Attributes:
         mode: ``fixed_point`` (iteration, memory O(batch x n)), ``direct`` (exact batched LU solve,
-            O(batch x n^2) memory, fastest for small n) or ``auto`` (``direct`` when ``n <= direct_max_n``).
+            O(batch x n^2) memory, fastest for small n and batch) or ``auto`` (``direct`` when
+            ``n <= direct_max_n`` and ``batch * n * n <= direct_max_work``).
         tol, tol_mode, max_iter: stopping rule of the fixed-point iteration (per sample, as in the forward).
-        direct_max_n: hidden size up to which ``auto`` picks the direct solve (measured by ``make bench``).
+        direct_max_n, direct_max_work: limits of ``auto``'s direct solve; ``None``: the measured defaults of the
+            device (CPU: ``CPU_DIRECT_MAX_N``, ``CPU_DIRECT_MAX_WORK``; others: ``OTHER_DIRECT_MAX_N``, no cap).
+        check_every: iterations per block of the fixed-point iteration (``None``: adaptive), as in
+            :class:`SolverConfig`.
     """
 
     mode: Literal["fixed_point", "direct", "auto"] = "auto"
     tol: float = 3e-6
     tol_mode: TolMode = "rel"
     max_iter: int = 300
-    direct_max_n: int = 64
+    direct_max_n: int | None = None
     warn: bool = True
+    check_every: int | None = None
+    direct_max_work: int | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in ("fixed_point", "direct", "auto"):
             raise ValueError(f"adjoint.mode must be 'fixed_point', 'direct' or 'auto', got {self.mode!r}")
         _check_common("adjoint", self.tol, self.tol_mode, self.max_iter)
+        if self.check_every is not None and not (isinstance(self.check_every, int) and self.check_every >= 1):
+            raise ValueError(f"adjoint.check_every must be an integer >= 1, got {self.check_every!r}")
 
-    def resolved_mode(self, n: int) -> str:
-        if self.mode == "auto":
-            return "direct" if n <= self.direct_max_n else "fixed_point"
-        return self.mode
+    def resolved_mode(self, n: int, batch: int | None = None, device_type: str = "cpu") -> str:
+        """The mode used for hidden size ``n`` and (if given) ``batch`` samples on ``device_type``."""
+        if self.mode != "auto":
+            return self.mode
+        cpu = device_type == "cpu"
+        max_n = (
+            self.direct_max_n
+            if self.direct_max_n is not None
+            else (CPU_DIRECT_MAX_N if cpu else OTHER_DIRECT_MAX_N)
+        )
+        max_work = (
+            self.direct_max_work
+            if self.direct_max_work is not None
+            else (CPU_DIRECT_MAX_WORK if cpu else None)
+        )
+        if n > max_n or (batch is not None and max_work is not None and batch * n * n > max_work):
+            return "fixed_point"
+        return "direct"

@@ -1,8 +1,10 @@
 """The autograd function of the implicit layer: forward fixed-point solve, implicit backward.
 
-``ImplicitFunction.apply(A, B, u, x0, solver_cfg, adjoint_cfg, stats_sink)`` returns the fixed point
+``ImplicitFunction.apply(A, B, u, x0, solver_cfg, adjoint_cfg, stats_sink[, hints])`` returns the fixed point
 ``x (batch, n)`` of ``x = relu(A x + B u)``. The forward runs without building a graph over iterations; the
-backward solves the adjoint equation (:mod:`.adjoint`). Parameters are never modified here.
+backward solves the adjoint equation (:mod:`.adjoint`). Parameters are never modified here. ``hints`` (optional):
+two lists ``(forward, adjoint)`` holding the iterations of the previous solves, which size the first block of
+the blocked iterations (a pure speed-up; see :func:`.solvers.blocked_iteration`).
 """
 
 from __future__ import annotations
@@ -17,10 +19,19 @@ from .stats import SolverStats, warn_if_unconverged
 __all__ = ["ImplicitFunction", "fixed_point_solve"]
 
 
-def fixed_point_solve(A, BU, x0, cfg: SolverConfig) -> tuple[torch.Tensor, SolverStats]:
-    """Run the configured solver (no autograd) and package its per-sample statistics."""
+def fixed_point_solve(
+    A, BU, x0, cfg: SolverConfig, hint: list[int] | None = None
+) -> tuple[torch.Tensor, SolverStats]:
+    """Run the configured solver (no autograd) and package its per-sample statistics.
+
+    ``hint`` goes to solvers that declare ``accepts_hint`` (the blocked ``picard``): see
+    :func:`.solvers.blocked_iteration`."""
+    fn = SOLVERS[cfg.solver]
     with torch.no_grad():
-        x, iters, residual, converged = SOLVERS[cfg.solver](A, BU, x0, cfg)
+        if hint is not None and getattr(fn, "accepts_hint", False):
+            x, iters, residual, converged = fn(A, BU, x0, cfg, hint=hint)
+        else:
+            x, iters, residual, converged = fn(A, BU, x0, cfg)
     stats = SolverStats(iterations=iters, residual=residual, converged=converged, solver=cfg.solver)
     if cfg.warn:
         warn_if_unconverged(converged, residual, f"forward solve ({cfg.solver})", cfg.max_iter)
@@ -29,21 +40,26 @@ def fixed_point_solve(A, BU, x0, cfg: SolverConfig) -> tuple[torch.Tensor, Solve
 
 class ImplicitFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, A, B, u, x0, solver_cfg: SolverConfig, adjoint_cfg: AdjointConfig, sink: list):
+    def forward(
+        ctx, A, B, u, x0, solver_cfg: SolverConfig, adjoint_cfg: AdjointConfig, sink: list, hints=None
+    ):
         BU = u @ B.t()
-        x, stats = fixed_point_solve(A, BU, x0, solver_cfg)
-        d = (torch.addmm(BU, x, A.t()) > 0).to(x.dtype)
-        ctx.save_for_backward(A, B, u, x, d)
+        x, stats = fixed_point_solve(A, BU, x0, solver_cfg, None if hints is None else hints[0])
+        ctx.save_for_backward(A, B, u, x, BU)
         ctx.adjoint_cfg = adjoint_cfg
+        ctx.hint = None if hints is None else hints[1]
         ctx.stats = stats
         sink.append(stats)
         return x
 
     @staticmethod
     def backward(ctx, g):
-        A, B, u, x, d = ctx.saved_tensors
+        A, B, u, x, BU = ctx.saved_tensors
         cfg: AdjointConfig = ctx.adjoint_cfg
-        w, iters, residual, converged, mode = solve_adjoint(A, d, g, cfg)
+        # relu'(z) at the fixed point, z = A x + B u, computed column-major (samples along the last dimension,
+        # the layout of the blocked adjoint iteration) and used as its (batch, n) transposed view.
+        d = (torch.addmm(BU.t(), A, x.t()) > 0).to(x.dtype).t()
+        w, iters, residual, converged, mode = solve_adjoint(A, d, g, cfg, hint=ctx.hint)
         st: SolverStats = ctx.stats
         st.backward_iterations, st.backward_residual, st.backward_converged = iters, residual, converged
         st.adjoint_mode = mode
@@ -53,4 +69,4 @@ class ImplicitFunction(torch.autograd.Function):
         gA = v.t() @ x if ctx.needs_input_grad[0] else None
         gB = v.t() @ u if ctx.needs_input_grad[1] else None
         gu = v @ B if ctx.needs_input_grad[2] else None
-        return gA, gB, gu, None, None, None, None
+        return gA, gB, gu, None, None, None, None, None

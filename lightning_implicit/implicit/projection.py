@@ -38,8 +38,9 @@ def project_rows_l1(A: torch.Tensor, kappa: float) -> torch.Tensor:
     u = torch.sort(a, dim=-1, descending=True).values
     css = u.cumsum(dim=-1)
     j = torch.arange(1, A.shape[-1] + 1, device=A.device, dtype=A.dtype)
-    # rho = number of sorted entries that stay positive after thresholding (condition is monotone in j).
-    rho = (u - (css - kappa) / j > 0).sum(dim=-1, keepdim=True).clamp(min=1)
-    theta = (css.gather(-1, rho - 1) - kappa) / rho.to(A.dtype)
-    projected = torch.sign(A) * (a - theta).clamp(min=0)
+    # rho = number of sorted entries that stay positive after thresholding: u_j > (css_j - kappa) / j, i.e.
+    # j u_j - css_j > -kappa (monotone in j, true for j = 1, so rho >= 1).
+    rho = (torch.addcmul(-css, u, j) > -kappa).sum(dim=-1, keepdim=True)
+    theta = (css.gather(-1, rho - 1) - kappa) / rho
+    projected = torch.copysign((a - theta).clamp_(min=0), A)
     return torch.where(inside, A, projected)

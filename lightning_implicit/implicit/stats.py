@@ -93,6 +93,8 @@ class SolverStats:
 
 def warn_if_unconverged(converged: torch.Tensor, residual: torch.Tensor, what: str, max_iter: int) -> None:
     """One warning per call (never per sample) naming the count and the fix."""
+    if bool(converged.all()):
+        return
     bad = int((~converged).sum())
     if bad:
         warnings.warn(

@@ -45,7 +45,7 @@ class ImplicitModule(ShiftModule):
         tol: float = 3e-6,
         tol_mode: Literal["abs", "rel"] = "abs",
         max_iter: int = 300,
-        check_every: int = 1,
+        check_every: int | None = None,
         anderson_m: int = 5,
         adjoint: Literal["auto", "direct", "fixed_point"] = "auto",
         adjoint_tol: float = 3e-6,

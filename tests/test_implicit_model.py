@@ -302,3 +302,20 @@ def test_invalid_arguments():
         ImplicitModel(3, 0, 1)
     with pytest.raises(ValueError):
         ImplicitModel(3, 4, 1)(torch.randn(2, 5))
+
+
+def test_implicit_rnn_warns_once_per_call_not_per_step():
+    import warnings
+
+    from lightning_implicit.implicit import ConvergenceWarning, ImplicitRNN
+
+    torch.manual_seed(0)
+    rnn = ImplicitRNN(1, 8, 4, 2, max_iter=1, warm_start=False)
+    with torch.no_grad():
+        rnn.layer.A.copy_(torch.full((8, 8), 0.9 / 8))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rnn(torch.rand(5, 6, 1) + 1.0)
+    hits = [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+    assert len(hits) == 1 and "6 time steps" in str(hits[0].message)
+    assert not bool(rnn.last_stats.converged.all())

@@ -20,7 +20,7 @@ from torch import nn
 from .config import AdjointConfig, SolverConfig
 from .function import ImplicitFunction, fixed_point_solve
 from .projection import inf_norm, project_rows_l1
-from .stats import SolverStats
+from .stats import SolverStats, warn_if_unconverged
 
 __all__ = ["ImplicitLayer", "ImplicitModel", "ImplicitRNN", "count_parameters"]
 
@@ -97,15 +97,19 @@ class ImplicitLayer(nn.Module):
         """The certificate ``||A||_inf`` of the effective ``A``."""
         return float(inf_norm(self.effective_A().detach()))
 
-    def forward(self, u: torch.Tensor, x0: torch.Tensor | None = None) -> torch.Tensor:
-        """Fixed point ``x (batch, n)`` for inputs ``u (batch, p)``; statistics go to ``self.last_stats``."""
+    def forward(self, u: torch.Tensor, x0: torch.Tensor | None = None, *, warn: bool = True) -> torch.Tensor:
+        """Fixed point ``x (batch, n)`` for inputs ``u (batch, p)``; statistics go to ``self.last_stats``.
+
+        ``warn=False`` leaves the non-convergence warning to the caller (an ImplicitRNN warns once per sequence).
+        """
         if u.dim() != 2 or u.shape[1] != self.in_features:
             raise ValueError(f"expected input (batch, {self.in_features}), got {tuple(u.shape)}")
         if x0 is None:
             x0 = u.new_zeros(u.shape[0], self.hidden_features)
         sink: list[SolverStats] = []
+        cfg = self.solver_cfg if warn or not self.solver_cfg.warn else self.solver_cfg.replace(warn=False)
         x = ImplicitFunction.apply(
-            self.effective_A(), self.B, u, x0.detach(), self.solver_cfg, self.adjoint_cfg, sink, self._hints
+            self.effective_A(), self.B, u, x0.detach(), cfg, self.adjoint_cfg, sink, self._hints
         )
         self.last_stats = sink[0]
         return x
@@ -208,12 +212,16 @@ class ImplicitRNN(nn.Module):
         hs, steps = [], []
         for i in range(T):
             u = torch.cat([s[:, i], h], dim=1)
-            x = self.layer(u, x0=x if self.warm_start else None)
+            x = self.layer(u, x0=x if self.warm_start else None, warn=False)
             steps.append(self.layer.last_stats)
             h = x @ self.C.t() + u @ self.D.t()
             hs.append(h)
         self.last_stats = SolverStats.stack(steps)
         self.last_stats.extra["reference_iterations"] = ref_iters
+        cfg = self.layer.solver_cfg
+        if cfg.warn:  # once per call, not once per time step
+            warn_if_unconverged(self.last_stats.converged, self.last_stats.residual, f"forward solve ({cfg.solver}, "
+                                f"{T} time steps)", cfg.max_iter)  # fmt: skip
         return self.readout(torch.stack(hs, dim=1))
 
     @torch.no_grad()

@@ -156,10 +156,10 @@ class ShiftDataModule(L.LightningDataModule):
         for name in self.spec.metrics:
             if name == "mse":
                 out["mse"] = float(tmf.mean_squared_error(p, t))
+            elif name == "mse_scaled":  # MSE in the task's standardised target units
+                out["mse_scaled"] = float(tmf.mean_squared_error(p, t))
             elif name == "mae":
                 out["mae"] = float(tmf.mean_absolute_error(p, t))
-            elif name == "mape":
-                out["mape"] = float(tmf.mean_absolute_percentage_error(p, t))
             elif name == "accuracy":
                 out["accuracy"] = float((p.argmax(dim=-1) == t).float().mean())
             else:

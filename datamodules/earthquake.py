@@ -74,7 +74,7 @@ class EarthquakeDataModule(ShiftDataModule):
         card = {
             "source": "generated (ak135 via obspy.taup)", "spec": self.eq.to_dict(),
             "split_counts": {str(k): v for k, v in split_counts(self.eq).items()},
-            "standardisation": "features and labels, training statistics only",
+            "standardisation": "features and labels, statistics of the in-distribution training split (all folds)",
             "labels": ["longitude_deg", "latitude_deg", "depth_km", "origin_time_rel_anchor_s"],
         }  # fmt: skip
         return DataSplits(x_train=self.x_scaler.transform(x_tr), y_train=self.y_scaler.transform(y_tr), tests=tests,

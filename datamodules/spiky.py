@@ -46,7 +46,6 @@ class SpikyDataModule(ShiftDataModule):
     def build(self) -> DataSplits:
         d = load_spiky_dataset(window=self.window, seed=self.seed, n_train=self.n_train, n_test=self.n_test,
                                n_regions_train=self.n_regions_train)  # fmt: skip
-        self._spike_test = d.spike_test
         test = TestSet(shift=1, x=d.X_test[..., None], y=d.y_test[:, None], extras={"is_spike": d.spike_test})
         return DataSplits(x_train=d.X_train[..., None], y_train=d.y_train[:, None], tests=[test],
                           card={"source": "generated", **d.card})  # fmt: skip

@@ -86,7 +86,7 @@ class VolatilityDataModule(ShiftDataModule):
         self.synthetic_range = tuple(synthetic_range)
         self.spec = TaskSpec(
             name="volatility", kind="regression", in_shape=(input_len, 1), target_shape=(1,),
-            shift_name="test period (first year)", metrics=("mse",),
+            shift_name="test period (first year)", metrics=("mse_scaled",),
             presets={"implicit": {"hidden_features": 53},
                      "implicit_rnn": {"hidden_features": 37, "state_features": 40},
                      "lstm": {"arch": "lstm", "hidden": [38, 38]},
@@ -123,7 +123,7 @@ class VolatilityDataModule(ShiftDataModule):
         p = pred.reshape(-1).double().cpu().numpy() * self.y_scale
         out.update(variance_metrics(p, yraw))
         out.update(variance_metrics(np.zeros_like(yraw), yraw, prefix="naive_zero_"))
-        persistence = Xraw[:, -10:].var(axis=1)  # population variance (ddof=0) of the last 10 prices
+        persistence = Xraw[:, -self.horizon :].var(axis=1)  # population variance (ddof=0) of the last prices
         out.update(variance_metrics(persistence, yraw, prefix="naive_persistence_"))
         out["synthetic"] = float(bool(self.splits.card.get("synthetic", False))) if self.splits else 0.0
         return out

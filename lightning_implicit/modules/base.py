@@ -48,8 +48,8 @@ class ShiftModule(L.LightningModule):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
         self.task = TaskSpec.from_dict(task) if isinstance(task, dict) else task
         self.lr, self.optimizer_name, self.weight_decay, self.lr_gamma = lr, optimizer, weight_decay, lr_gamma
-        if task.kind == "classification":
-            self.val_metric = torchmetrics.classification.MulticlassAccuracy(task.num_classes, average="micro")
+        if self.task.kind == "classification":
+            self.val_metric = torchmetrics.classification.MulticlassAccuracy(self.task.num_classes, average="micro")
             self.val_metric_name = "val/accuracy"
         else:
             self.val_metric = torchmetrics.MeanSquaredError()

@@ -60,8 +60,11 @@ class ImplicitModule(ShiftModule):
         super().__init__(task, lr=lr, optimizer=optimizer, weight_decay=weight_decay, lr_gamma=lr_gamma)
         self.save_hyperparameters()
         task = self.task
-        preset = task.preset(family)
-        n = hidden_features or preset["hidden_features"]
+        preset = task.presets.get(family, {})
+        n = hidden_features or preset.get("hidden_features")
+        if n is None:
+            raise ValueError(f"task {task.name!r} has no Table 4 size for {family!r}: give "
+                             f"--model.init_args.hidden_features (known presets: {sorted(task.presets)})")
         layer_kwargs = dict(
             kappa=kappa, feedback=feedback, solver=solver, tol=tol, tol_mode=tol_mode, max_iter=max_iter,
             check_every=check_every, anderson_m=anderson_m, adjoint=adjoint, adjoint_tol=adjoint_tol,
@@ -133,8 +136,18 @@ class ImplicitModule(ShiftModule):
         return out
 
     def on_test_epoch_end(self) -> None:
-        super().on_test_epoch_end()
-        self.layer.solver_cfg = getattr(self, "_train_solver_cfg", self.layer.solver_cfg)
+        try:
+            super().on_test_epoch_end()
+        finally:
+            self._restore_solver_cfg()
+
+    def teardown(self, stage: str) -> None:
+        self._restore_solver_cfg()  # also after a test that failed or was interrupted
+
+    def _restore_solver_cfg(self) -> None:
+        cfg = self.__dict__.pop("_train_solver_cfg", None)
+        if cfg is not None:
+            self.layer.solver_cfg = cfg
 
     def sweep_extras(self, out):
         it = out["iters"].float()

@@ -359,7 +359,7 @@ def _retrain(ctx: TrialContext, study: optuna.Study, out: ModelOutcome, say) -> 
     out.best_rows = result.sweep
     metrics = list(getattr(result.module.task, "metrics", ()))
     row = result.sweep[0] if result.sweep else {}
-    out.metric = next((m for m in metrics if m in row), next((k for k in row if k not in ("shift", "n")), None))
+    out.metric = next((m for m in ["mape", *metrics] if m in row), next((k for k in row if k not in ("shift", "n")), None))
     out.retrain_run_id = result.run_id
     if ctx.recorder is not None and ctx.parent_run_id and result.run_id:
         ctx.recorder.client.set_tag(ctx.parent_run_id, "best_retrain_run_id", result.run_id)

@@ -43,6 +43,8 @@ def log_shift_sweep(client, run_id: str, rows: list[dict], *, task: str, shift_n
         for k, v in r.items():
             if k in ("shift", "n") or not isinstance(v, (int, float)):
                 continue
+            if math.isnan(float(v)):
+                continue  # undefined for this split (e.g. no spiky targets): not logged, never a fake score
             value = float(v) if math.isfinite(float(v)) else (1e300 if v > 0 else -1e300)
             metrics.append(Metric(key=f"ood/{k}", value=value, timestamp=now, step=int(r["shift"])))
     for i in range(0, len(metrics), 900):  # MLflow accepts at most 1000 metrics per batch

@@ -149,8 +149,13 @@ class ShiftDataModule(L.LightningDataModule):
         return [DataLoader(ds, batch_size=self.eval_batch_size, num_workers=self.num_workers) for ds in self.test_sets]
 
     # ---- evaluation and tracking --------------------------------------------------------------------
-    def evaluate(self, pred: torch.Tensor, y: torch.Tensor, shift: int) -> dict[str, float]:
-        """Metrics of one test split from raw model outputs ``pred`` and targets ``y`` (whole split)."""
+    def evaluate(self, pred: torch.Tensor, y: torch.Tensor, shift: int, idx: torch.Tensor | None = None
+                 ) -> dict[str, float]:  # fmt: skip
+        """Metrics of one test split from raw model outputs ``pred`` and targets ``y``.
+
+        ``idx`` (ascending) are the rows of the split that ``pred`` covers (``None``: all of them, in order);
+        tasks with per-row side information (spike masks, raw prices) index it with ``idx``.
+        """
         p, t = self.spec.align(pred, y)
         out: dict[str, float] = {}
         for name in self.spec.metrics:

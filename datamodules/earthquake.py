@@ -84,8 +84,8 @@ class EarthquakeDataModule(ShiftDataModule):
         """Standardised labels back to (longitude deg, latitude deg, depth km, time s)."""
         return self.y_scaler.inverse(v.double().cpu().numpy())
 
-    def evaluate(self, pred, y, shift):
-        out = super().evaluate(pred, y, shift)
+    def evaluate(self, pred, y, shift, idx=None):
+        out = super().evaluate(pred, y, shift, idx)
         p, t = self.physical(pred.reshape(y.shape)), self.physical(y)
         out["lon_mae_deg"] = float(np.mean(np.abs(p[:, 0] - t[:, 0])))
         out["lon_wrapped_mae_deg"] = float(np.mean(np.abs(longitude_difference(p[:, 0], t[:, 0]))))

@@ -50,10 +50,12 @@ class SpikyDataModule(ShiftDataModule):
         return DataSplits(x_train=d.X_train[..., None], y_train=d.y_train[:, None], tests=[test],
                           card={"source": "generated", **d.card})  # fmt: skip
 
-    def evaluate(self, pred, y, shift):
-        out = super().evaluate(pred, y, shift)
+    def evaluate(self, pred, y, shift, idx=None):
+        out = super().evaluate(pred, y, shift, idx)
         spike = torch.as_tensor(self.splits.tests[0].extras["is_spike"])
-        err = (pred.reshape(y.shape) - y).pow(2).squeeze(-1).cpu()
+        spike = spike if idx is None else spike[idx]
+        p, t = self.spec.align(pred, y)
+        err = (p - t).pow(2).squeeze(-1).cpu()
         out["mse_spike"] = float(err[spike].mean()) if spike.any() else float("nan")
         out["mse_normal"] = float(err[~spike].mean()) if (~spike).any() else float("nan")
         return out

@@ -117,9 +117,11 @@ class VolatilityDataModule(ShiftDataModule):
     def _x(self, X: np.ndarray) -> np.ndarray:
         return ((X - self.x_mean) / self.x_std)[..., None].astype(np.float32)
 
-    def evaluate(self, pred, y, shift):
-        out = super().evaluate(pred, y, shift)
+    def evaluate(self, pred, y, shift, idx=None):
+        out = super().evaluate(pred, y, shift, idx)
         Xraw, yraw = self.raw_test
+        if idx is not None:
+            Xraw, yraw = Xraw[idx.numpy()], yraw[idx.numpy()]
         p = pred.reshape(-1).double().cpu().numpy() * self.y_scale
         out.update(variance_metrics(p, yraw))
         out.update(variance_metrics(np.zeros_like(yraw), yraw, prefix="naive_zero_"))

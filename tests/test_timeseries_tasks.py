@@ -111,3 +111,18 @@ def test_volatility_error_class_is_raised_by_the_datamodule(tmp_path):
     dm = VolatilityDataModule(data=None, allow_download=False, cache_dir=str(tmp_path))
     with pytest.raises(DataUnavailableError, match="DATA="):
         dm.setup()
+
+
+def test_partial_test_pass_scores_the_rows_it_saw():
+    """limit_test_batches < 1: side information (raw prices) is indexed by the rows actually evaluated."""
+    args = shorthand_args("volatility", "implicit") + QUIET + [
+        "--data.init_args.data", "synthetic", "--data.init_args.synthetic_range", "[2020-12-01, 2021-01-31]",
+        "--data.init_args.stride", "10", "--data.init_args.eval_batch_size", "64", "--trainer.limit_test_batches", "2",
+        "--tracking.enabled", "false"]  # fmt: skip
+    res = run_training(args)
+    (row,) = res.sweep
+    assert row["n"] == 128
+    out = res.module.sweep_outputs[2021]
+    Xraw, yraw = res.datamodule.raw_test
+    expected = variance_metrics(np.zeros(128), yraw[out["idx"].numpy()], prefix="naive_zero_")
+    assert row["naive_zero_rmse"] == pytest.approx(expected["naive_zero_rmse"])

@@ -125,7 +125,7 @@ class ShiftModule(L.LightningModule):
             out = self._gather(self._test_outputs[i])
             outputs[shifts[i]] = {"pred": out["pred"].cpu(), "y": out["y"].cpu(), "idx": out["idx"].cpu()}
             row = {"shift": shifts[i], "n": int(len(out["idx"]))}
-            row.update(dm.evaluate(out["pred"], out["y"], shifts[i]))
+            row.update(dm.evaluate(out["pred"], out["y"], shifts[i], idx=out["idx"].cpu()))
             row.update(self.sweep_extras(out))
             rows.append(row)
         self.sweep_results = rows

@@ -171,8 +171,9 @@ class ShiftDataModule(L.LightningDataModule):
                 raise ValueError(f"unknown metric {name!r} in task {self.spec.name!r}")
         return out
 
-    def write_artifacts(self, outputs: dict[int, dict], folder) -> list:
-        """Task-specific figures from the sweep's predictions (``{shift: {"pred", "y", "idx"}}``).
+    def write_artifacts(self, outputs: dict[int, dict], folder, rows: list[dict]) -> list:
+        """Task-specific figures from the sweep's predictions (``{shift: {"pred", "y", "idx"}}``) and its
+        metric rows (what :meth:`evaluate` returned per shift, so figures need not recompute them).
 
         Write files into ``folder`` (a ``pathlib.Path``) and return their paths; logged under ``figures/``.
         """

@@ -60,7 +60,7 @@ class SpikyDataModule(ShiftDataModule):
         out["mse_normal"] = float(err[~spike].mean()) if (~spike).any() else float("nan")
         return out
 
-    def write_artifacts(self, outputs, folder):
+    def write_artifacts(self, outputs, folder, rows):
         import matplotlib
 
         matplotlib.use("Agg")

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 __all__ = ["main"]
@@ -48,28 +49,17 @@ def _fit(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"train": _train, "fit": _fit}
-    try:
-        from lightning_implicit.sweep.cli import main as sweep_main
-
-        commands["sweep"] = sweep_main
-    except ImportError:
-        pass
-    try:
-        from lightning_implicit.reproduce.cli import main as reproduce_main
-
-        commands["reproduce"] = reproduce_main
-    except ImportError:
-        pass
-    from lightning_implicit.params import main as params_main
-
-    commands["params"] = params_main
+    commands = {"train": _train, "fit": _fit, "sweep": "lightning_implicit.sweep.cli",
+                "reproduce": "lightning_implicit.reproduce.cli", "params": "lightning_implicit.params"}  # fmt: skip
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(__doc__.strip())
         print(f"\ncommands: {', '.join(commands)}")
         return 0 if (not argv or argv[0] in ("-h", "--help")) else 2
+    command = commands[argv[0]]
+    if isinstance(command, str):  # imported only when it runs (optuna, the report stack)
+        command = importlib.import_module(command).main
     try:
-        return commands[argv[0]](argv[1:]) or 0
+        return command(argv[1:]) or 0
     except Exception as err:  # data problems are the user's to fix: say what and how, without a traceback
         if type(err).__name__ in ("DataUnavailableError", "DataValidationError"):
             print(f"error: {err}", file=sys.stderr)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 import pytest
+import torch
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -39,3 +41,23 @@ def tiny_args(task: str, model: str, *, epochs: int = 1, n_train: int = 400, n_t
     if shifts is not None:
         args += ["--data.init_args.shifts", str(shifts)]
     return args + (extra or [])
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny matrices: one torch thread is faster and far less sensitive to other processes on a shared CPU."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def make_problem(n, p, kappa, scale, batch, seed, dtype=torch.float64):
+    """A random well-posed model (``||A||_inf <= kappa``) and inputs ``u`` of magnitude ``scale``."""
+    from lightning_implicit.implicit import project_rows_l1
+
+    g = torch.Generator().manual_seed(seed)
+    A = project_rows_l1(torch.randn(n, n, generator=g, dtype=torch.float64) * (2.0 / n), kappa)
+    B = torch.randn(n, p, generator=g, dtype=torch.float64) / math.sqrt(p)
+    u = torch.randn(batch, p, generator=g, dtype=torch.float64) * scale
+    return A.to(dtype), B.to(dtype), u.to(dtype)

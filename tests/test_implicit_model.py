@@ -20,13 +20,7 @@ ADJOINTS = ["direct", "fixed_point"]
 TIGHT = dict(tol=1e-13, max_iter=5000, adjoint_tol=1e-13, adjoint_max_iter=5000)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny matrices: one thread is faster and far less sensitive to other processes on a shared CPU.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _randomise_A(model, seed: int, kappa_scale: float = 1.0):

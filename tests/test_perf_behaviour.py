@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from conftest import make_problem
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,21 +22,9 @@ from lightning_implicit.implicit import (
 )
 from lightning_implicit.implicit.adjoint import solve_adjoint
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def make_problem(n, p, kappa, scale, batch, seed, dtype=torch.float64):
-    g = torch.Generator().manual_seed(seed)
-    A = project_rows_l1(torch.randn(n, n, generator=g, dtype=torch.float64) * (2.0 / n), kappa)
-    B = torch.randn(n, p, generator=g, dtype=torch.float64) / math.sqrt(p)
-    u = torch.randn(batch, p, generator=g, dtype=torch.float64) * scale
-    return A.to(dtype), B.to(dtype), u.to(dtype)
 
 
 def reference_picard(A, BU, x0, tol, tol_mode, max_iter):

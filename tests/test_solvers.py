@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import pytest
 import torch
+from conftest import make_problem
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -26,22 +26,9 @@ from lightning_implicit.implicit.solvers import fixed_point_map
 SOLVER_NAMES = ["picard", "anderson", "newton"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny matrices: one thread is faster and far less sensitive to other processes on a shared CPU.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def make_problem(n, p, kappa, scale, batch, seed, dtype=torch.float64):
-    """A random well-posed model (``||A||_inf <= kappa``) and inputs ``u`` of magnitude ``scale``."""
-    g = torch.Generator().manual_seed(seed)
-    A = project_rows_l1(torch.randn(n, n, generator=g, dtype=torch.float64) * (2.0 / n), kappa)
-    B = torch.randn(n, p, generator=g, dtype=torch.float64) / math.sqrt(p)
-    u = torch.randn(batch, p, generator=g, dtype=torch.float64) * scale
-    return A.to(dtype), B.to(dtype), u.to(dtype)
 
 
 def solve(A, BU, solver, **cfg):

@@ -56,5 +56,5 @@ class TrackingCallback(L.Callback):
         dm = trainer.datamodule
         if dm is not None and hasattr(dm, "write_artifacts"):
             with tempfile.TemporaryDirectory() as tmp:
-                for path in dm.write_artifacts(pl_module.sweep_outputs, Path(tmp)):
+                for path in dm.write_artifacts(pl_module.sweep_outputs, Path(tmp), rows):
                     lg.experiment.log_artifact(lg.run_id, str(path), artifact_path="figures")

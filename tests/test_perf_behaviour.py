@@ -25,13 +25,14 @@ from lightning_implicit.implicit.adjoint import solve_adjoint
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-
-
-def reference_picard(A, BU, x0, tol, tol_mode, max_iter):
+def reference_picard(A, BU, x0, tol, tol_mode, max_iter, layout="col"):
     """The paper's rule, one iteration at a time: a sample stops at its first ``||f(x) - x|| < thr``.
 
-    Column-major like the solver (``x^T <- relu(A x^T + (B u)^T)``, the same matmul call), so that without
-    compaction the two agree bit for bit and the test checks the block bookkeeping exactly."""
+    ``layout="col"``: column-major like the Python solver (``x^T <- relu(A x^T + (B u)^T)``, the same matmul
+    call); ``"row"``: batch-first like the fused loop (``x <- relu(BU + x A^T)``). Without compaction the solver
+    and its reference agree bit for bit, so the test checks the bookkeeping exactly."""
+    if layout == "row":
+        return _reference_picard_rows(A, BU, x0, tol, tol_mode, max_iter)
     but = BU.t().contiguous()
     n, b = but.shape
     # iterates written with out= into separate (hence 64-byte aligned) (n, batch) tensors, as in the solver
@@ -52,6 +53,27 @@ def reference_picard(A, BU, x0, tol, tol_mode, max_iter):
             break
         buf.reverse()
     return xt.t(), iters, res, ~active
+
+
+def _reference_picard_rows(A, BU, x0, tol, tol_mode, max_iter):
+    b, n = BU.shape
+    x = x0.contiguous().clone()
+    out = x.clone()
+    iters = torch.zeros(b, dtype=torch.int64)
+    res = torch.full((b,), math.inf, dtype=BU.dtype)
+    active = torch.ones(b, dtype=torch.bool)
+    for _ in range(max_iter):
+        fx = torch.addmm(BU, x, A.t()).relu_()
+        r = (fx - x).abs().amax(dim=1)
+        thr = tol if tol_mode == "abs" else tol * fx.abs().amax(dim=1).clamp(min=1.0)
+        out = torch.where(active[:, None], fx, out)
+        res = torch.where(active, r, res)
+        iters += active
+        active &= ~(r < thr)
+        if not bool(active.any()):
+            break
+        x = fx
+    return out, iters, res, ~active
 
 
 def reference_adjoint(A, d, g, tol, tol_mode, max_iter):
@@ -89,18 +111,25 @@ def reference_adjoint(A, d, g, tol, tol_mode, max_iter):
     warm=st.booleans(),
     seed=st.integers(0, 2**31 - 1),
 )
-def test_blocked_picard_is_the_step_by_step_rule(n, batch, log_scale, block, tol_mode, max_iter, warm, seed):
+def test_picard_is_the_step_by_step_rule(n, batch, log_scale, block, tol_mode, max_iter, warm, seed):
     """Same per-sample iteration counts, convergence flags, residuals and points as the one-at-a-time loop,
-    whatever the block size, including samples cut off by ``max_iter``."""
+    whatever the block size, including samples cut off by ``max_iter``: the blocked Python loop and the fused
+    C++ loop (``block`` does not apply there), each against the reference of its layout."""
     A, B, u = make_problem(n, 4, 0.9, 10.0**log_scale, batch, seed)
     BU = u @ B.t()
     g = torch.Generator().manual_seed(seed + 1)
     x0 = torch.rand(batch, n, generator=g, dtype=torch.float64) if warm else torch.zeros_like(BU)
     tol = 1e-9
-    x_ref, it_ref, r_ref, c_ref = reference_picard(A, BU, x0, tol, tol_mode, max_iter)
-    x, stats = fixed_point_solve(
-        A, BU, x0, SolverConfig(tol=tol, tol_mode=tol_mode, max_iter=max_iter, check_every=block, warn=False)
-    )
+    for backend, layout in (("python", "col"), ("fused", "row")):
+        x_ref, it_ref, r_ref, c_ref = reference_picard(A, BU, x0, tol, tol_mode, max_iter, layout)
+        cfg = SolverConfig(
+            tol=tol, tol_mode=tol_mode, max_iter=max_iter, check_every=block, warn=False, backend=backend
+        )
+        x, stats = fixed_point_solve(A, BU, x0, cfg)
+        _assert_same_rule(x, stats, x_ref, it_ref, r_ref, c_ref, batch, n)
+
+
+def _assert_same_rule(x, stats, x_ref, it_ref, r_ref, c_ref, batch, n):
     # small problems: no compaction, so the same arithmetic as the reference, bit for bit
     assert stats.iterations.tolist() == it_ref.tolist()
     assert stats.converged.tolist() == c_ref.tolist()
@@ -109,8 +138,9 @@ def test_blocked_picard_is_the_step_by_step_rule(n, batch, log_scale, block, tol
     assert x.is_contiguous() and x.shape == (batch, n)
 
 
-def test_large_problems_compact_and_still_follow_the_rule(monkeypatch):
-    """Above ``LARGE_WORK`` finished samples leave the batch and residuals are reduced per iteration."""
+@pytest.mark.parametrize("backend", ["python", "fused"])
+def test_large_problems_compact_and_still_follow_the_rule(monkeypatch, backend):
+    """Above ``LARGE_WORK`` finished samples leave the batch (both loops)."""
     monkeypatch.setattr(solvers_mod, "LARGE_WORK", 1)
     A, B, u = make_problem(24, 5, 0.95, 1.0, 40, seed=3)
     u[:8] *= 1e-3  # early finishers
@@ -119,11 +149,56 @@ def test_large_problems_compact_and_still_follow_the_rule(monkeypatch):
     for mode in ("abs", "rel"):
         x_ref, it_ref, _, c_ref = reference_picard(A, BU, torch.zeros_like(BU), 1e-10, mode, 3000)
         x, stats = fixed_point_solve(
-            A, BU, torch.zeros_like(BU), SolverConfig(tol=1e-10, tol_mode=mode, max_iter=3000)
+            A,
+            BU,
+            torch.zeros_like(BU),
+            SolverConfig(tol=1e-10, tol_mode=mode, max_iter=3000, backend=backend),
         )
         assert stats.iterations.tolist() == it_ref.tolist()
         assert bool(stats.converged.all()) and bool(c_ref.all())
         torch.testing.assert_close(x, x_ref, rtol=1e-11, atol=1e-11)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(2, 24),
+    batch=st.integers(1, 40),
+    log_scale=st.floats(-3, 4),
+    tol_mode=st.sampled_from(["abs", "rel"]),
+    max_iter=st.sampled_from([1, 2, 5, 40, 2000]),
+    warm=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_compacting_picard_is_the_step_by_step_rule(n, batch, log_scale, tol_mode, max_iter, warm, seed):
+    """The large-problem loop (samples leave the batch as they finish, compaction by fractions) records each
+    sample's first iterate below the threshold, its count and residual, also when ``max_iter`` cuts it off."""
+    A, B, u = make_problem(n, 4, 0.9, 10.0**log_scale, batch, seed)
+    u = (
+        u
+        * torch.logspace(-3, 3, batch, dtype=u.dtype)[
+            torch.randperm(batch, generator=torch.Generator().manual_seed(seed))
+        ][:, None]
+    )
+    BU = u @ B.t()
+    g = torch.Generator().manual_seed(seed + 1)
+    x0 = torch.rand(batch, n, generator=g, dtype=torch.float64) if warm else torch.zeros_like(BU)
+    tol = 1e-9
+    x_ref, it_ref, r_ref, c_ref = reference_picard(A, BU, x0, tol, tol_mode, max_iter)
+
+    def step(x_in, x_out, cols):
+        torch.addmm(cols[0], A, x_in, out=x_out).relu_()
+
+    x, its, res, conv = solvers_mod.compacting_iteration(
+        step, x0.t().contiguous() if warm else None, [BU.t().contiguous()], tol=tol, tol_mode=tol_mode,
+        max_iter=max_iter, nonneg=True,
+    )  # fmt: skip
+    assert its.tolist() == it_ref.tolist()
+    assert conv.tolist() == c_ref.tolist()
+    # compaction: a column's matmul rounding can depend on the batch's width (float64 rounding of the iterates)
+    scale = 1e-13 * max(1.0, float(x_ref.abs().max()))
+    torch.testing.assert_close(res, r_ref, rtol=1e-6, atol=scale)
+    torch.testing.assert_close(x, x_ref, rtol=1e-12, atol=scale)
+    assert x.is_contiguous() and x.shape == (batch, n)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -133,7 +208,7 @@ def test_hint_and_block_schedule_do_not_change_results_bit_for_bit(dtype, n, bat
     A, B, u = make_problem(n, 6, 0.95, 3.0, batch, seed=5, dtype=dtype)
     BU = u @ B.t()
     x0 = torch.zeros_like(BU)
-    cfg = SolverConfig(warn=False, tol=1e-5 if dtype == torch.float32 else 1e-12)
+    cfg = SolverConfig(warn=False, tol=1e-5 if dtype == torch.float32 else 1e-12, backend="python")
     x_a, s_a = fixed_point_solve(A, BU, x0, cfg)
     for block in (1, 2, 3, 5):
         x_b, s_b = fixed_point_solve(A, BU, x0, cfg.replace(check_every=block))
@@ -160,7 +235,7 @@ def test_block_buffer_memory_is_bounded(monkeypatch):
     A, B, u = make_problem(8, 3, 0.99, 1.0, 12, seed=2)
     BU = u @ B.t()
     x, stats = fixed_point_solve(
-        A, BU, torch.zeros_like(BU), SolverConfig(tol=1e-300, max_iter=500, warn=False)
+        A, BU, torch.zeros_like(BU), SolverConfig(tol=1e-300, max_iter=500, warn=False, backend="python")
     )
     assert int(stats.iterations.max()) == 500
     assert sizes and max(sizes) <= 11 * 8 * 12
@@ -169,9 +244,10 @@ def test_block_buffer_memory_is_bounded(monkeypatch):
 # ------------------------------------------------------------------------------------------ adjoint
 
 
+@pytest.mark.parametrize("backend", ["python", "fused"])
 @pytest.mark.parametrize("large", [False, True])
 @pytest.mark.parametrize("tol_mode", ["abs", "rel"])
-def test_blocked_adjoint_is_the_step_by_step_rule(monkeypatch, large, tol_mode):
+def test_adjoint_is_the_step_by_step_rule(monkeypatch, large, tol_mode, backend):
     if large:
         monkeypatch.setattr(solvers_mod, "LARGE_WORK", 1)
     g = torch.Generator().manual_seed(4)
@@ -184,11 +260,14 @@ def test_blocked_adjoint_is_the_step_by_step_rule(monkeypatch, large, tol_mode):
     )
     w_ref, it_ref, c_ref = reference_adjoint(A, d, grad, 1e-11, tol_mode, 2000)
     w, iters, _, conv, mode = solve_adjoint(
-        A, d, grad, AdjointConfig(mode="fixed_point", tol=1e-11, tol_mode=tol_mode, max_iter=2000)
-    )
+        A, d, grad,
+        AdjointConfig(mode="fixed_point", tol=1e-11, tol_mode=tol_mode, max_iter=2000, backend=backend),
+    )  # fmt: skip
     assert mode == "fixed_point"
     assert iters.tolist() == it_ref.tolist() and conv.tolist() == c_ref.tolist()
-    if large:  # compaction: a column's rounding may depend on the batch width
+    if (
+        large or backend == "fused"
+    ):  # compaction (a column's rounding may depend on the batch width); row-major
         torch.testing.assert_close(w, w_ref, rtol=1e-11, atol=1e-13)
     else:
         assert torch.equal(w, w_ref)

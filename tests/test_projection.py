@@ -9,8 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lightning_implicit.implicit import inf_norm, project_rows_l1
+from lightning_implicit.implicit.projection import project_rows_l1_torch
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+# the public function (the fused C++ loop for 2-d CPU tensors) and the torch version (other devices, batches)
+IMPLEMENTATIONS = pytest.mark.parametrize(
+    "project", [project_rows_l1, project_rows_l1_torch], ids=["fused", "torch"]
+)
 
 
 def reference_projection(A: np.ndarray, kappa: float, steps: int = 200) -> np.ndarray:
@@ -47,13 +52,14 @@ def _eps(dtype: torch.dtype) -> float:
     dtype=st.sampled_from([torch.float32, torch.float64]),
     seed=st.integers(0, 2**31 - 1),
 )
-def test_matches_bisection_reference(rows, cols, kappa, scale, dtype, seed):
+@IMPLEMENTATIONS
+def test_matches_bisection_reference(project, rows, cols, kappa, scale, dtype, seed):
     g = torch.Generator().manual_seed(seed)
     A = (torch.randn(rows, cols, generator=g, dtype=torch.float64) * scale).to(dtype)
     A[0] = 0.0  # an all-zero row is always inside the ball
     if rows > 2:
         A[1, : cols // 2] = 0.0  # a row with (some) zeros
-    P = project_rows_l1(A, kappa)
+    P = project(A, kappa)
     assert P.dtype == dtype and P.shape == A.shape and P.device == A.device
     ref = reference_projection(A.double().numpy(), kappa)
     # float32 (sort, cumsum) rounding: a few ulps of the row's L1 mass.
@@ -79,14 +85,15 @@ def test_matches_bisection_reference(rows, cols, kappa, scale, dtype, seed):
     dtype=st.sampled_from([torch.float32, torch.float64]),
     seed=st.integers(0, 2**31 - 1),
 )
-def test_rows_inside_unchanged_bit_for_bit(rows, cols, kappa, dtype, seed):
+@IMPLEMENTATIONS
+def test_rows_inside_unchanged_bit_for_bit(project, rows, cols, kappa, dtype, seed):
     g = torch.Generator().manual_seed(seed)
     A = torch.randn(rows, cols, generator=g, dtype=torch.float64).to(dtype)
     # Half of the rows are scaled strictly inside the ball (with irregular, non-representable values).
     inside = torch.arange(rows) % 2 == 0
     l1 = A.abs().sum(dim=1, keepdim=True)
     A = torch.where(inside[:, None], A / l1 * kappa * 0.7310001, A * (2 * kappa / l1))
-    P = project_rows_l1(A, kappa)
+    P = project(A, kappa)
     assert torch.equal(P[inside], A[inside])  # bit for bit
     if (~inside).any() and cols > 0:
         assert not torch.equal(P[~inside], A[~inside])
@@ -128,3 +135,18 @@ def test_inf_norm_and_invalid_kappa():
         project_rows_l1(A, 0.0)
     with pytest.raises(ValueError):
         project_rows_l1(A, -1.0)
+
+
+def test_fused_and_torch_projections_agree_and_nan_propagates():
+    g = torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, torch.float64):
+        A = torch.randn(30, 30, generator=g, dtype=dtype) * 0.2
+        torch.testing.assert_close(project_rows_l1(A, 0.95), project_rows_l1_torch(A, 0.95))
+    A[3, 4] = float("nan")
+    assert bool(project_rows_l1(A, 0.95)[3].isnan().all()) and bool(
+        project_rows_l1_torch(A, 0.95)[3].isnan().any()
+    )
+    # inside autograd (a tensor that requires grad, grad mode on) the torch version runs: gradients flow
+    B = (torch.randn(4, 5, generator=g) * 2).requires_grad_()
+    project_rows_l1(B, 0.5).sum().backward()
+    assert B.grad is not None and bool(torch.isfinite(B.grad).all())

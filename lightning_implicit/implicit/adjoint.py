@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from . import fused, solvers
 from .config import AdjointConfig
 from .solvers import batched_solve, blocked_iteration
 
@@ -20,8 +21,12 @@ __all__ = ["solve_adjoint"]
 
 
 def _fixed_point(A, d, g, cfg: AdjointConfig, hint=None):
-    """Blocked fixed-point iteration (:func:`.solvers.blocked_iteration`), column-major:
-    ``w^T <- g^T + A^T (d^T * w^T)``."""
+    """The fused C++ loop (:mod:`.fused`, CPU) or the blocked fixed-point iteration
+    (:func:`.solvers.blocked_iteration`), column-major: ``w^T <- g^T + A^T (d^T * w^T)``."""
+    module = fused.usable(g, cfg.backend)
+    if module is not None:
+        large = A.shape[0] ** 2 * g.shape[0] >= solvers.LARGE_WORK
+        return fused.adjoint(module, A, d, g, cfg.tol, cfg.tol_mode, cfg.max_iter, large)
     At = A.t()
 
     def step(w_in, w_out, cols):

@@ -8,6 +8,13 @@ from typing import Literal
 __all__ = ["SolverConfig", "AdjointConfig"]
 
 TolMode = Literal["abs", "rel"]
+Backend = Literal["auto", "fused", "python"]
+BACKENDS = ("auto", "fused", "python")
+
+
+def _check_backend(name: str, backend: str) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"{name}.backend must be one of {BACKENDS}, got {backend!r}")
 
 
 def _check_common(name: str, tol: float, tol_mode: str, max_iter: int) -> None:
@@ -37,6 +44,11 @@ class SolverConfig:
             ``anderson`` checks every ``check_every`` iterations (1 when ``None``); ``newton`` every iteration.
         anderson_m, anderson_beta, anderson_lam: Anderson memory, mixing and Tikhonov regularisation.
         warn: emit a :class:`ConvergenceWarning` (once per call) when some sample did not converge.
+        backend: where ``picard`` runs its loop: ``auto`` (the default) the fused C++ loop
+            (:mod:`~lightning_implicit.implicit.fused`) for CPU float32/float64 tensors when it builds, else the
+            Python loop (after one warning); ``fused`` requires the C++ loop; ``python`` the blocked Python loop
+            (any device and dtype; the only one that uses ``check_every`` and the block-size hint). Same stopping
+            rule and per-sample results either way (up to the rounding of the products).
     """
 
     solver: str = "picard"
@@ -48,10 +60,12 @@ class SolverConfig:
     anderson_beta: float = 1.0
     anderson_lam: float = 1e-6
     warn: bool = True
+    backend: Backend = "auto"
 
     def __post_init__(self) -> None:
         from .solvers import SOLVERS  # local import: the registry lives with the solvers
 
+        _check_backend("solver", self.backend)
         if self.solver not in SOLVERS:
             raise ValueError(f"unknown solver {self.solver!r}; choose one of {sorted(SOLVERS)}")
         _check_common("solver", self.tol, self.tol_mode, self.max_iter)
@@ -92,6 +106,7 @@ class AdjointConfig:
             device (CPU: ``CPU_DIRECT_MAX_N``, ``CPU_DIRECT_MAX_WORK``; others: ``OTHER_DIRECT_MAX_N``, no cap).
         check_every: iterations per block of the fixed-point iteration (``None``: adaptive), as in
             :class:`SolverConfig`.
+        backend: ``auto`` / ``fused`` / ``python`` for the fixed-point iteration, as in :class:`SolverConfig`.
     """
 
     mode: Literal["fixed_point", "direct", "auto"] = "auto"
@@ -102,8 +117,10 @@ class AdjointConfig:
     warn: bool = True
     check_every: int | None = None
     direct_max_work: int | None = None
+    backend: Backend = "auto"
 
     def __post_init__(self) -> None:
+        _check_backend("adjoint", self.backend)
         if self.mode not in ("fixed_point", "direct", "auto"):
             raise ValueError(f"adjoint.mode must be 'fixed_point', 'direct' or 'auto', got {self.mode!r}")
         _check_common("adjoint", self.tol, self.tol_mode, self.max_iter)

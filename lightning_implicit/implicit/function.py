@@ -1,6 +1,7 @@
 """The autograd function of the implicit layer: forward fixed-point solve, implicit backward.
 
-``ImplicitFunction.apply(A, B, u, x0, solver_cfg, adjoint_cfg, stats_sink[, hints])`` returns the fixed point
+``ImplicitFunction.apply(A, B, u, x0, solver_cfg, adjoint_cfg, stats_sink[, hints])`` (``x0``: ``None`` starts at
+zero) returns the fixed point
 ``x (batch, n)`` of ``x = relu(A x + B u)``. The forward runs without building a graph over iterations; the
 backward solves the adjoint equation (:mod:`.adjoint`). Parameters are never modified here. ``hints`` (optional):
 two lists ``(forward, adjoint)`` holding the iterations of the previous solves, which size the first block of
@@ -24,9 +25,14 @@ def fixed_point_solve(
 ) -> tuple[torch.Tensor, SolverStats]:
     """Run the configured solver (no autograd) and package its per-sample statistics.
 
+    ``BU (batch, n)`` (a transposed view of a column-major ``(n, batch)`` tensor is used as is); ``x0 (batch, n)``
+    or ``None`` (start at zero).
+
     ``hint`` goes to solvers that declare ``accepts_hint`` (the blocked ``picard``): see
     :func:`.solvers.blocked_iteration`."""
     fn = SOLVERS[cfg.solver]
+    if x0 is None and not getattr(fn, "accepts_zero_start", False):
+        x0 = BU.new_zeros(BU.shape)
     with torch.no_grad():
         if hint is not None and getattr(fn, "accepts_hint", False):
             x, iters, residual, converged = fn(A, BU, x0, cfg, hint=hint)
@@ -45,7 +51,7 @@ class ImplicitFunction(torch.autograd.Function):
     ):
         BU = u @ B.t()
         x, stats = fixed_point_solve(A, BU, x0, solver_cfg, None if hints is None else hints[0])
-        ctx.save_for_backward(A, B, u, x, BU)
+        ctx.save_for_backward(A, B, u, x)
         ctx.adjoint_cfg = adjoint_cfg
         ctx.hint = None if hints is None else hints[1]
         ctx.stats = stats
@@ -54,11 +60,11 @@ class ImplicitFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g):
-        A, B, u, x, BU = ctx.saved_tensors
+        A, B, u, x = ctx.saved_tensors
         cfg: AdjointConfig = ctx.adjoint_cfg
-        # relu'(z) at the fixed point, z = A x + B u, computed column-major (samples along the last dimension,
-        # the layout of the blocked adjoint iteration) and used as its (batch, n) transposed view.
-        d = (torch.addmm(BU.t(), A, x.t()) > 0).to(x.dtype).t()
+        # relu'(z) at the fixed point, z = A x + B u: x = relu(z) is positive exactly where z is, so no product is
+        # needed (x is the image of the solver's last iterate, so this is relu' of the z that produced it).
+        d = (x > 0).to(x.dtype)
         w, iters, residual, converged, mode = solve_adjoint(A, d, g, cfg, hint=ctx.hint)
         st: SolverStats = ctx.stats
         st.backward_iterations, st.backward_residual, st.backward_converged = iters, residual, converged

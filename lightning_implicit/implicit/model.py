@@ -34,6 +34,8 @@ class ImplicitLayer(nn.Module):
         feedback: ``False`` keeps ``A`` strictly upper triangular (no closed-loop feedback).
         solver, tol, tol_mode, max_iter, check_every, anderson_m: see :class:`SolverConfig`.
         adjoint, adjoint_tol, adjoint_max_iter: see :class:`AdjointConfig`.
+        backend: ``auto`` | ``fused`` | ``python``: where the Picard and fixed-point adjoint loops run (the fused
+            C++ loop on CPU; see :class:`SolverConfig`).
     """
 
     def __init__(
@@ -53,21 +55,25 @@ class ImplicitLayer(nn.Module):
         adjoint_tol: float = 3e-6,
         adjoint_max_iter: int = 300,
         warn: bool = True,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         if not 0 < kappa < 1:
             raise ValueError(f"kappa must be in (0, 1) for a well-posed model, got {kappa}")
         if in_features < 1 or hidden_features < 1:
-            raise ValueError(f"in_features and hidden_features must be >= 1, got {in_features}, {hidden_features}")
+            raise ValueError(
+                f"in_features and hidden_features must be >= 1, got {in_features}, {hidden_features}"
+            )
         self.in_features, self.hidden_features = in_features, hidden_features
         self.kappa, self.feedback = kappa, feedback
         self.solver_cfg = SolverConfig(
             solver=solver, tol=tol, tol_mode=tol_mode, max_iter=max_iter, check_every=check_every,
-            anderson_m=anderson_m, warn=warn,
+            anderson_m=anderson_m, warn=warn, backend=backend,
         )  # fmt: skip
         self.adjoint_cfg = AdjointConfig(
-            mode=adjoint, tol=adjoint_tol, max_iter=adjoint_max_iter, warn=warn, check_every=check_every
-        )
+            mode=adjoint, tol=adjoint_tol, max_iter=adjoint_max_iter, warn=warn, check_every=check_every,
+            backend=backend,
+        )  # fmt: skip
         n, p = hidden_features, in_features
         self.A = nn.Parameter(torch.empty(n, n).uniform_(-1, 1) / n)
         self.B = nn.Parameter(torch.empty(n, p).uniform_(-1, 1) / math.sqrt(p))
@@ -104,12 +110,17 @@ class ImplicitLayer(nn.Module):
         """
         if u.dim() != 2 or u.shape[1] != self.in_features:
             raise ValueError(f"expected input (batch, {self.in_features}), got {tuple(u.shape)}")
-        if x0 is None:
-            x0 = u.new_zeros(u.shape[0], self.hidden_features)
         sink: list[SolverStats] = []
         cfg = self.solver_cfg if warn or not self.solver_cfg.warn else self.solver_cfg.replace(warn=False)
         x = ImplicitFunction.apply(
-            self.effective_A(), self.B, u, x0.detach(), cfg, self.adjoint_cfg, sink, self._hints
+            self.effective_A(),
+            self.B,
+            u,
+            None if x0 is None else x0.detach(),
+            cfg,
+            self.adjoint_cfg,
+            sink,
+            self._hints,
         )
         self.last_stats = sink[0]
         return x
@@ -150,7 +161,7 @@ class ImplicitModel(nn.Module):
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         x = self.layer(u)
-        return x @ self.C.t() + u @ self.D.t()
+        return torch.addmm(u @ self.D.t(), x, self.C.t())
 
 
 class ImplicitRNN(nn.Module):

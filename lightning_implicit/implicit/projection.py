@@ -22,7 +22,8 @@ def project_rows_l1(A: torch.Tensor, kappa: float) -> torch.Tensor:
     """Euclidean projection of every row of ``A`` onto the L1 ball ``{a : ||a||_1 <= kappa}``.
 
     Sort-and-threshold algorithm of Duchi et al. (2008), vectorised over rows, on ``A``'s own device and
-    dtype. Rows already inside the ball are returned unchanged (bit for bit).
+    dtype. Rows already inside the ball are returned unchanged (bit for bit). A 2-d CPU ``A`` outside autograd
+    goes through the fused C++ loop of :mod:`.fused` (the same algorithm, row by row).
 
     Args:
         A: ``(rows, cols)`` matrix (or any ``(..., cols)`` batch of rows).
@@ -33,6 +34,14 @@ def project_rows_l1(A: torch.Tensor, kappa: float) -> torch.Tensor:
     """
     if kappa <= 0:
         raise ValueError(f"kappa must be positive, got {kappa}")
+    from .fused import project_rows_l1 as fused_projection  # local: fused imports the solvers' config
+
+    out = fused_projection(A, kappa)  # one C++ call on CPU (the same algorithm), else the torch version
+    return project_rows_l1_torch(A, kappa) if out is None else out
+
+
+def project_rows_l1_torch(A: torch.Tensor, kappa: float) -> torch.Tensor:
+    """:func:`project_rows_l1` in torch operations (any device, batched rows, differentiable almost everywhere)."""
     a = A.abs()
     inside = a.sum(dim=-1, keepdim=True) <= kappa
     u = torch.sort(a, dim=-1, descending=True).values
@@ -40,7 +49,8 @@ def project_rows_l1(A: torch.Tensor, kappa: float) -> torch.Tensor:
     j = torch.arange(1, A.shape[-1] + 1, device=A.device, dtype=A.dtype)
     # rho = number of sorted entries that stay positive after thresholding: u_j > (css_j - kappa) / j, i.e.
     # j u_j - css_j > -kappa (monotone in j, true for j = 1, so rho >= 1).
-    rho = (torch.addcmul(-css, u, j) > -kappa).sum(dim=-1, keepdim=True)
+    # (clamped: a row with a NaN has no such entry; it becomes NaN, as in the fused version)
+    rho = (torch.addcmul(-css, u, j) > -kappa).sum(dim=-1, keepdim=True).clamp_(min=1)
     theta = (css.gather(-1, rho - 1) - kappa) / rho
     projected = torch.copysign((a - theta).clamp_(min=0), A)
     return torch.where(inside, A, projected)

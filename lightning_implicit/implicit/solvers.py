@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from . import fused
 from .config import SolverConfig
 
 __all__ = [
@@ -85,22 +86,19 @@ def batched_solve(M: torch.Tensor, rhs: torch.Tensor, *, check_errors: bool = Tr
 # ------------------------------------------------------------------------------------------ blocked iteration
 
 FIRST_BLOCK = 8  # iterations of the first block when the block size is adaptive (and no hint applies)
-FIRST_BLOCK_LARGE = (
-    4  # the same for problems of at least LARGE_WORK (their blocks are cheap to end: see below)
-)
 MAX_BLOCK = 128  # largest adaptive block
 # The iterate buffer of a block holds at most this many elements (more iterations per block only where they
 # fit): peak memory stays O(batch x n), independent of the iteration count (8 MiB in float32).
 BLOCK_BUFFER_ELEMENTS = 1 << 21
-# "Large" problems (n * n * batch multiply-adds per iteration at least this) are run differently:
-# - finished samples leave the batch after each block (the saved work pays for a nonzero + index_select); below
-#   this every sample runs until the last one stops (it sits on its fixed point: its result is its first
-#   iterate below the threshold anyway), which also makes each sample's result independent of the block
-#   schedule bit for bit (with compaction, a column's matmul rounding can depend on the batch's width);
-# - each iterate's residual is reduced right after the iterate is computed, while it is still in cache (a
-#   block-end pass over a buffer of several MiB is memory-bound); small problems instead reduce the whole
-#   block in one vectorised pass (a few dispatches per block instead of three per iteration).
+# "Large" problems (n * n * batch multiply-adds per iteration at least this) run one iteration at a time
+# (:func:`compacting_iteration`): a host synchronisation per iteration is then free, and finished samples leave
+# the batch (the saved products pay for a nonzero + index_select). Below this, the blocked loop: every sample
+# runs until the last one stops (it sits on its fixed point: its result is its first iterate below the
+# threshold anyway), which also makes each sample's result independent of the block schedule bit for bit (with
+# compaction, a column's matmul rounding can depend on the batch's width).
 LARGE_WORK = 1 << 21
+# Compact once this fraction of the batch has finished (~ the share of each later product it saves).
+COMPACT_FRACTION = 1 / 16
 
 StepFn = Callable[[torch.Tensor, torch.Tensor, Sequence[torch.Tensor]], object]
 _TOL_CACHE: dict[tuple, torch.Tensor] = {}
@@ -166,9 +164,11 @@ def blocked_iteration(
         block: iterations per block (``None``: adaptive: the hint, else ``FIRST_BLOCK``, then the iterations
             predicted from the residuals' linear rate); capped by ``BLOCK_BUFFER_ELEMENTS``.
         hint: ``[iterations]`` of the previous solve of this kind (its slowest sample), read for the first block
-            and updated in place; used only for problems below ``LARGE_WORK`` (whose results do not depend on
-            the block schedule).
+            and updated in place.
         nonneg: iterates are ``>= 0`` (ReLU images): the ``rel`` scale needs no ``abs``.
+
+    Problems of at least ``LARGE_WORK`` multiply-adds per iteration go to :func:`compacting_iteration` (same
+    rule, same results up to rounding; ``block`` and ``hint`` do not apply there).
 
     Returns:
         ``(x, iterations, residual, converged)`` with ``x`` of shape ``(batch, n)`` (row-major, contiguous): for
@@ -177,49 +177,36 @@ def blocked_iteration(
     """
     ref = cols[0] if x0t is None else x0t
     n, b = ref.shape
-    large = n * n * b >= LARGE_WORK
+    if n * n * b >= LARGE_WORK:
+        return compacting_iteration(
+            step, x0t, cols, tol=tol, tol_mode=tol_mode, max_iter=max_iter, nonneg=nonneg
+        )
     x_out = ref.new_empty(b, n)
     xo_t = x_out.t()
     tol_t = _tol_tensor(ref, tol)
     rel = tol_mode != "abs"
     res = its = conv = None
-    idx: torch.Tensor | None = None  # original columns of the running samples (None: all, in order)
-    cols = list(cols)
     x = x0t
     t = 0
     if block is not None:
         k = block
-    elif hint and not large:
+    elif hint:
         k = max(1, hint[0])
     else:
-        k = FIRST_BLOCK_LARGE if large else FIRST_BLOCK
+        k = FIRST_BLOCK
     while True:
-        m = b if x is None else x.shape[1]
-        kk = max(1, min(k, max_iter - t, BLOCK_BUFFER_ELEMENTS // (n * m)))
-        # (large problems compact anyway, their schedule depends only on the inputs: no padding needed)
-        buf = ref.new_empty(kk + 1, n, m) if large else _aligned_buffer(ref, kk + 1, n, m)
+        kk = max(1, min(k, max_iter - t, BLOCK_BUFFER_ELEMENTS // (n * b)))
+        buf = _aligned_buffer(ref, kk + 1, n, b)
         if x is None:
             buf[0].zero_()
         else:
             buf[0].copy_(x)
         views = buf.unbind(0)
-        if large:  # residual (and rel scale) of each iterate while it is in cache
-            r = ref.new_empty(kk, m)
-            scale = ref.new_empty(kk, m) if rel else None
-            tmp = ref.new_empty(n, m)
-            for i in range(kk):
-                step(views[i], views[i + 1], cols)
-                torch.amax(torch.sub(views[i + 1], views[i], out=tmp).abs_(), dim=0, out=r[i])
-                if rel:
-                    torch.amax(
-                        views[i + 1] if nonneg else torch.abs(views[i + 1], out=tmp), dim=0, out=scale[i]
-                    )
-        else:  # one vectorised pass over the block
-            for i in range(kk):
-                step(views[i], views[i + 1], cols)
-            r = torch.diff(buf, dim=0).abs_().amax(dim=1)  # (kk, m)
-            if rel:
-                scale = buf[1:].amax(dim=1) if nonneg else buf[1:].abs().amax(dim=1)
+        for i in range(kk):  # the products only; all bookkeeping in one vectorised pass below
+            step(views[i], views[i + 1], cols)
+        r = torch.diff(buf, dim=0).abs_().amax(dim=1)  # (kk, b)
+        if rel:
+            scale = buf[1:].amax(dim=1) if nonneg else buf[1:].abs().amax(dim=1)
         ok = r < (scale.clamp_(min=1.0).mul_(tol) if rel else tol_t)
         hit, first = ok.max(dim=0)  # max returns the first maximal index: the first iterate below threshold
         t0 = t
@@ -228,18 +215,14 @@ def blocked_iteration(
         if final:
             first = torch.where(hit, first, kk - 1)  # unconverged: the last iterate
         # (samples still running get a placeholder here, overwritten by a later block)
-        index = first.view(1, 1, m).expand(1, n, m)
-        rs = r.gather(0, first.view(1, m))[0]
+        index = first.view(1, 1, b).expand(1, n, b)
+        rs = r.gather(0, first.view(1, b))[0]
         it_s = first + (t0 + 1)
-        if idx is None and (res is None or large):  # every sample of the batch was running: all new
+        if res is None:  # first block: every sample is new
             torch.gather(buf[1:], 0, index, out=xo_t.unsqueeze(0))
             res, its, conv = rs, it_s, hit
-        elif large:  # the batch holds only the samples that were running
-            xo_t.index_copy_(1, idx, buf[1:].gather(0, index)[0])
-            res.index_copy_(0, idx, rs)
-            its.index_copy_(0, idx, it_s)
-            conv.index_copy_(0, idx, hit)
-        else:  # the whole batch ran: update the samples that were running
+        else:  # update the samples that were still running (every sample runs until the last one stops: it
+            # sits on its fixed point, and its result is its first iterate below the threshold anyway)
             upd = ~conv
             torch.where(upd, buf[1:].gather(0, index)[0], xo_t, out=xo_t)
             res = torch.where(upd, rs, res)
@@ -248,28 +231,86 @@ def blocked_iteration(
             hit = conv
         if final or bool(hit.all()):
             break
-        # --- some samples still run: size the next block, drop the finished ones
-        running = ~hit
+        # --- some samples still run: size the next block
         if block is None and kk >= 2:
             gap = min(4, kk - 1)
             r_run = torch.where(hit, 0.0, r[kk - 1 - gap :: gap]).amax(dim=1)  # rows k-1-gap and k-1
-            stats = torch.cat([running.sum(dtype=r.dtype).view(1), r_run]).tolist()
-            k = _predict_block(stats, kk, gap, tol)
-            if large:  # compaction after every block pays: go half way to the slowest sample's prediction
-                k = max(2, (k + 1) // 2)
-            n_left = int(stats[0])
+            k = _predict_block([0.0, *r_run.tolist()], kk, gap, tol)
         else:
             k = block or min(MAX_BLOCK, 2 * kk)
-            n_left = int(running.sum()) if large else m
-        if large and n_left < m:
-            keep = running.nonzero().squeeze(1)
-            idx = keep if idx is None else idx[keep]
-            x = buf[kk].index_select(1, keep)
-            cols = [c.index_select(-1, keep) for c in cols]
-        else:
-            x = buf[kk]
-    if hint is not None and not large:
+        x = buf[kk]
+    if hint is not None:
         hint[:] = [int(its.max())]
+    return x_out, its, res, conv
+
+
+def compacting_iteration(
+    step: StepFn,
+    x0t: torch.Tensor | None,
+    cols: Sequence[torch.Tensor],
+    *,
+    tol: float,
+    tol_mode: str,
+    max_iter: int,
+    nonneg: bool = False,
+):
+    """:func:`blocked_iteration`'s rule for large problems, one iteration at a time, dropping finished samples.
+
+    Where an iteration's products cost far more than a host synchronisation (``LARGE_WORK``: ~1 ms at n = 190,
+    batch 1024 on one CPU thread), checking every iteration is free, and samples leave the batch as soon as
+    enough of them have finished (``COMPACT_FRACTION`` of the running batch; the rest keep iterating on the
+    narrower batch), so the products cost about the *mean* iteration count instead of the slowest sample's.
+    A finished sample's result, count and residual are recorded the iteration it first meets the threshold,
+    exactly as in the step-by-step loop; only rounding may differ (a column's matmul rounding can depend on the
+    batch's width). Memory: two iterates and the constants, O(batch x n).
+    """
+    ref = cols[0] if x0t is None else x0t
+    n, b = ref.shape
+    x_out = ref.new_empty(b, n)
+    xo_t = x_out.t()
+    res = ref.new_empty(b)
+    its = torch.empty(b, dtype=torch.int64, device=ref.device)
+    conv = torch.zeros(b, dtype=torch.bool, device=ref.device)
+    tol_t = _tol_tensor(ref, tol)
+    rel = tol_mode != "abs"
+    cols = list(cols)
+    x = ref.new_zeros(n, b) if x0t is None else x0t
+    idx = None  # original columns of the samples in the batch (None: all, in order)
+    live = None  # samples of the batch not yet recorded (None: all)
+    n_live = b  # samples of the batch not yet recorded
+    for t in range(1, max_iter + 1):
+        x_new = x.new_empty(x.shape)  # contiguous (n, m), whatever the layout of the start
+        step(x, x_new, cols)
+        r = (x_new - x).abs_().amax(dim=0)  # (m,): reduced while the iterate is in cache
+        if rel:
+            done = r < (x_new if nonneg else x_new.abs()).amax(dim=0).clamp_(min=1.0).mul_(tol)
+        else:
+            done = r < tol_t
+        if t == max_iter:  # every sample still running ends here (converged or not)
+            new = torch.ones_like(done) if live is None else live
+        else:
+            new = done if live is None else done & live
+        sel = new.nonzero().squeeze(1)  # the one host synchronisation of an iteration
+        k = sel.numel()
+        x = x_new
+        if not k:
+            continue
+        where = sel if idx is None else idx[sel]
+        xo_t.index_copy_(1, where, x_new.index_select(1, sel))
+        res.index_copy_(0, where, r.index_select(0, sel))
+        its.index_fill_(0, where, t)
+        conv.index_copy_(0, where, done.index_select(0, sel))
+        n_live -= k
+        if n_live == 0:
+            break
+        live = ~new if live is None else live & ~new
+        m = x.shape[1]
+        if m - n_live >= COMPACT_FRACTION * m:  # drop the recorded samples from the batch
+            keep = live.nonzero().squeeze(1)
+            idx = keep if idx is None else idx[keep]
+            x = x.index_select(1, keep)
+            cols = [c.index_select(-1, keep) for c in cols]
+            live = None
     return x_out, its, res, conv
 
 
@@ -285,8 +326,13 @@ def _init(BU: torch.Tensor):
 def picard(A, BU, x0, cfg: SolverConfig, hint: list[int] | None = None):
     """The paper's iteration ``x_t = relu(A x_{t-1} + B u)``; residual ``||x_t - x_{t-1}||_inf``.
 
-    Blocked (:func:`blocked_iteration`), in the transposed form ``x^T <- relu(A x^T + (B u)^T)``; ``hint``: see
-    there (:class:`~.model.ImplicitLayer` passes the iterations of its previous solve)."""
+    On CPU (float32/float64, ``cfg.backend`` ``auto`` or ``fused``) the fused C++ loop of :mod:`.fused`;
+    otherwise blocked (:func:`blocked_iteration`), in the transposed form ``x^T <- relu(A x^T + (B u)^T)``;
+    ``hint``: see there (:class:`~.model.ImplicitLayer` passes the iterations of its previous solve)."""
+    module = fused.usable(BU, cfg.backend)
+    if module is not None:
+        n, b = A.shape[0], BU.shape[0]
+        return fused.picard(module, A, BU, x0, cfg.tol, cfg.tol_mode, cfg.max_iter, n * n * b >= LARGE_WORK)
 
     def step(x_in, x_out, cols):
         torch.addmm(cols[0], A, x_in, out=x_out).relu_()
@@ -298,6 +344,7 @@ def picard(A, BU, x0, cfg: SolverConfig, hint: list[int] | None = None):
 
 
 picard.accepts_hint = True
+picard.accepts_zero_start = True  # x0 = None: zeros, without materialising them
 
 
 def _solve_bordered(G: torch.Tensor, lam: float) -> torch.Tensor:

@@ -63,8 +63,10 @@ class ImplicitModule(ShiftModule):
         preset = task.presets.get(family, {})
         n = hidden_features or preset.get("hidden_features")
         if n is None:
-            raise ValueError(f"task {task.name!r} has no Table 4 size for {family!r}: give "
-                             f"--model.init_args.hidden_features (known presets: {sorted(task.presets)})")
+            raise ValueError(
+                f"task {task.name!r} has no Table 4 size for {family!r}: give "
+                f"--model.init_args.hidden_features (known presets: {sorted(task.presets)})"
+            )
         layer_kwargs = dict(
             kappa=kappa, feedback=feedback, solver=solver, tol=tol, tol_mode=tol_mode, max_iter=max_iter,
             check_every=check_every, anderson_m=anderson_m, adjoint=adjoint, adjoint_tol=adjoint_tol,
@@ -158,4 +160,3 @@ class ImplicitModule(ShiftModule):
             "iters_max": float(it.max()),
             "converged_frac": float(out["converged"].float().mean()),
         }
-

@@ -29,8 +29,6 @@ SOLVER_NAMES = ["picard", "anderson", "newton"]
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-
-
 def solve(A, BU, solver, **cfg):
     cfg.setdefault("max_iter", 5000)
     return fixed_point_solve(A, BU, torch.zeros_like(BU), SolverConfig(solver=solver, **cfg))

@@ -40,8 +40,9 @@ class SolverConfig:
         check_every: iterations per block, i.e. between host-side checks (``None``, the default: adaptive, 8
             then the iterations the residuals' linear rate predicts for the slowest sample). Per-sample stopping
             is exact whatever its value (each sample gets its first iterate below the threshold); it only bounds
-            the idle iterations after the last sample stops. Used by ``picard`` (and the fixed-point adjoint);
-            ``anderson`` checks every ``check_every`` iterations (1 when ``None``); ``newton`` every iteration.
+            the idle iterations after the last sample stops. Used by ``picard``'s Python loop (and the fixed-point
+            adjoint's; the fused loop checks every iteration at no cost); ``anderson`` checks every
+            ``check_every`` iterations (1 when ``None``); ``newton`` every iteration.
         anderson_m, anderson_beta, anderson_lam: Anderson memory, mixing and Tikhonov regularisation.
         warn: emit a :class:`ConvergenceWarning` (once per call) when some sample did not converge.
         backend: where ``picard`` runs its loop: ``auto`` (the default) the fused C++ loop

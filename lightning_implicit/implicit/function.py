@@ -33,11 +33,12 @@ def fixed_point_solve(
     fn = SOLVERS[cfg.solver]
     if x0 is None and not getattr(fn, "accepts_zero_start", False):
         x0 = BU.new_zeros(BU.shape)
-    with torch.no_grad():
-        if hint is not None and getattr(fn, "accepts_hint", False):
-            x, iters, residual, converged = fn(A, BU, x0, cfg, hint=hint)
-        else:
-            x, iters, residual, converged = fn(A, BU, x0, cfg)
+    kwargs = {"hint": hint} if hint is not None and getattr(fn, "accepts_hint", False) else {}
+    if torch.is_grad_enabled():
+        with torch.no_grad():
+            x, iters, residual, converged = fn(A, BU, x0, cfg, **kwargs)
+    else:  # (inside autograd.Function.forward: already off, and the context manager costs a few us per call)
+        x, iters, residual, converged = fn(A, BU, x0, cfg, **kwargs)
     stats = SolverStats(iterations=iters, residual=residual, converged=converged, solver=cfg.solver)
     if cfg.warn:
         warn_if_unconverged(converged, residual, f"forward solve ({cfg.solver})", cfg.max_iter)

@@ -7,19 +7,22 @@ torchdeq's registry); add one with :func:`register_solver`.
 
 Shapes: ``A (n, n)``, ``BU (batch, n)`` (the input term ``B u``, computed once), ``x0 (batch, n)``.
 
-Picard and the fixed-point adjoint run in **blocks** (:func:`blocked_iteration`): ``k`` iterations write their
-iterates into a preallocated ``(k + 1, n, batch)`` buffer (one ``addmm(..., out=)`` and an in-place ReLU each,
-no bookkeeping in between); then one vectorised pass computes the ``k`` residuals of every sample and finds each
-sample's *first* iterate below the threshold, so the per-sample stopping rule, iteration counts and returned
-points are exactly those of the step-by-step loop. One host synchronisation per block instead of one per
-iteration; the first block is sized by the previous solve's iteration count (``hint``), later ones from the
-residuals' linear rate. The state is kept column-major (``x^T``, samples along the last dimension): the
-per-sample ``amax`` over ``n`` is then a vectorised reduction (over a short contiguous last dimension it is ~5x
-slower on CPU). Large problems (``LARGE_WORK``) also drop finished samples from the batch after each block and
-reduce each residual while the iterate is in cache. Profile (CPU, 1 thread, ``make bench``): at n = 20-36,
-batch 64 an iteration costs ~4-6 us, as much as ~2 dispatches of bookkeeping, so the bookkeeping is paid once per
-block (~20 dispatches) instead of ~12 per iteration as before; at n = 190, batch 1024 an iteration costs ~1 ms
-and compaction saves ~30 % of the products.
+Picard and the fixed-point adjoint have three loops with one rule (each sample's first iterate below the
+threshold, its count and residual), chosen by ``backend`` (:class:`~.config.SolverConfig`):
+
+- the **fused** C++ loop (:mod:`.fused`, CPU float32/float64, the default there): one BLAS product per
+  iteration and one pass over it (ReLU, residuals, recording, compaction of finished rows), no Python per
+  iteration. Profile (CPU, 1 thread, ``make bench``): at n = 20-36, batch 64 a product costs ~1 us of arithmetic
+  and ~2 us per Python dispatch, so the Python loops below spend most of their time on dispatch; the fused loop
+  costs about the bare product loop (0.9-1.0x), and with compaction at n = 190, batch 1024 less than it.
+- the **blocked** Python loop (:func:`blocked_iteration`, any device; ``backend="python"``): ``k`` iterations
+  write their iterates into a preallocated ``(k + 1, n, batch)`` buffer (one ``addmm(..., out=)`` and an in-place
+  ReLU each); then one vectorised pass computes the ``k`` residuals of every sample and finds each sample's first
+  iterate below the threshold. One host synchronisation per block; the first block is sized by the previous
+  solve's iteration count (``hint``), later ones from the residuals' linear rate. Column-major (``x^T``): the
+  per-sample ``amax`` over ``n`` is then a vectorised reduction.
+- the **compacting** Python loop (:func:`compacting_iteration`) for problems of at least ``LARGE_WORK``, where a
+  host synchronisation per iteration is free next to the product and finished samples leave the batch.
 """
 
 from __future__ import annotations

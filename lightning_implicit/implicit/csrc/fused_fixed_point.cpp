@@ -38,22 +38,36 @@ void check_inputs(const torch::Tensor& A, const torch::Tensor& rows, const char*
   TORCH_CHECK(rows.scalar_type() == A.scalar_type(), what, ": dtypes differ");
 }
 
-// The residual ||next - prev||_inf of one row and its rel scale ||next||_inf; NaN propagates into the residual
-// (a sample with a NaN never counts as converged). Written for the vectoriser (max reductions, NaN as a flag).
-template <typename T>
-inline void row_residual(const T* __restrict next, const T* __restrict prev, int64_t n, T& res, T& scale) {
+// One row after the product, in one pass: the ReLU (forward; NaN stays NaN, as torch.relu), the residual
+// ||next - prev||_inf and, for the rel rule, the scale ||next||_inf. NaN propagates into the residual (a sample
+// with a NaN never counts as converged). Written for the vectoriser (max reductions, NaN as a flag).
+template <typename T, bool RELU, bool REL>
+inline T row_pass(T* __restrict row, const T* __restrict prev, int64_t n, T& scale) {
   T r = 0, s = 0;
   int bad = 0;
 #pragma omp simd reduction(max : r, s) reduction(| : bad)
   for (int64_t k = 0; k < n; ++k) {
-    const T d = std::abs(next[k] - prev[k]);
-    const T a = std::abs(next[k]);
+    T v = row[k];
+    if (RELU) {
+      v = v < T(0) ? T(0) : v;
+      row[k] = v;
+    }
+    const T d = std::abs(v - prev[k]);
     r = r < d ? d : r;
-    s = s < a ? a : s;
+    if (REL) {
+      const T a = RELU ? v : std::abs(v);
+      s = s < a ? a : s;
+    }
     bad |= (d != d);
   }
-  res = bad ? std::numeric_limits<T>::quiet_NaN() : r;
   scale = s;
+  return bad ? std::numeric_limits<T>::quiet_NaN() : r;
+}
+
+template <typename T>
+inline void relu_row(T* __restrict row, int64_t n) {
+#pragma omp simd
+  for (int64_t k = 0; k < n; ++k) row[k] = row[k] < T(0) ? T(0) : row[k];
 }
 
 // One pass after the product: (ReLU,) stopping test, recording of finished rows, and compaction of the running
@@ -64,24 +78,23 @@ inline void row_residual(const T* __restrict next, const T* __restrict prev, int
 // product's width never changes, so a row's values do not depend on when the others stop, bit for bit (BLAS may
 // round a row differently for different batch widths). Returns the rows still running (compaction: the rows
 // kept; otherwise: the rows not yet recorded).
-template <typename T>
+template <typename T, bool RELU, bool REL>
 int64_t finish_rows(T* next, const T* prev, const std::vector<T*>& consts, std::vector<int64_t>& idx, int64_t m,
-                    int64_t n, int64_t t, int64_t max_iter, double tol, bool rel, bool relu, bool compact,
-                    std::vector<char>& recorded, T* out, T* res_out, int64_t* its_out, bool* conv_out) {
+                    int64_t n, int64_t t, int64_t max_iter, double tol, bool compact, std::vector<char>& recorded,
+                    T* out, T* res_out, int64_t* its_out, bool* conv_out) {
   int64_t keep = 0;
   const size_t row_bytes = sizeof(T) * static_cast<size_t>(n);
   const T tol_t = static_cast<T>(tol);
   for (int64_t r = 0; r < m; ++r) {
     T* row = next + r * n;
-    if (relu) {
-#pragma omp simd
-      for (int64_t k = 0; k < n; ++k) row[k] = row[k] < T(0) ? T(0) : row[k];  // NaN stays NaN, as torch.relu
-    }
     const int64_t j = idx[r];
-    if (!compact && recorded[j]) continue;
-    T res, scale;
-    row_residual(row, prev + r * n, n, res, scale);
-    const T thr = rel ? tol_t * std::max(T(1), scale) : tol_t;
+    if (!compact && recorded[j]) {  // finished: only keeps its iterate current
+      if (RELU) relu_row(row, n);
+      continue;
+    }
+    T scale;
+    const T res = row_pass<T, RELU, REL>(row, prev + r * n, n, scale);
+    const T thr = REL ? tol_t * std::max(T(1), scale) : tol_t;
     const bool done = res < thr;
     if (done || t == max_iter) {
       std::memcpy(out + j * n, row, row_bytes);
@@ -110,19 +123,45 @@ void multiply(T* __restrict v, const T* __restrict d, const T* __restrict w, int
   for (int64_t k = 0; k < count; ++k) v[k] = d[k] * w[k];
 }
 
-// The first m rows of each tensor, re-sliced only when m changes (a slice costs as much as a small product).
-struct Rows {
-  std::vector<torch::Tensor> full, view;
-  int64_t m = -1;
-  torch::Tensor& operator()(size_t i, int64_t rows) {
-    if (rows != m) {
-      view.clear();
-      for (const auto& f : full) view.push_back(rows == f.size(0) ? f : f.narrow(0, 0, rows));
-      m = rows;
-    }
-    return view[i];
-  }
-};
+// The BLAS torch links (MKL in the x86 wheels exports the Fortran symbols): called directly, a product skips
+// ATen's dispatcher and checks (~1 us, as much as the product itself at n = 20, batch 64). Weak: where the
+// symbols are absent the loop calls ATen instead (same BLAS underneath on x86: same results, bit for bit).
+extern "C" {
+void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*, const float*, const int*,
+            const float*, const int*, const float*, float*, const int*) __attribute__((weak));
+void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*, const double*, const int*,
+            const double*, const int*, const double*, double*, const int*) __attribute__((weak));
+}
+
+template <typename T>
+bool blas_gemm(const char* ta, int n, int rows, const T* A, const T* X, T* Y);
+template <>
+bool blas_gemm<float>(const char* ta, int n, int rows, const float* A, const float* X, float* Y) {
+  if (sgemm_ == nullptr) return false;
+  const float one = 1.f;
+  sgemm_(ta, "N", &n, &rows, &n, &one, A, &n, X, &n, &one, Y, &n);
+  return true;
+}
+template <>
+bool blas_gemm<double>(const char* ta, int n, int rows, const double* A, const double* X, double* Y) {
+  if (dgemm_ == nullptr) return false;
+  const double one = 1.0;
+  dgemm_(ta, "N", &n, &rows, &n, &one, A, &n, X, &n, &one, Y, &n);
+  return true;
+}
+
+// Y += X A^T (transpose_A, the forward) or Y += X A (the adjoint), all row-major, X and Y (rows, n), A (n, n).
+// (In BLAS's column-major terms: Y^T += A X^T resp. A^T X^T, with row-major A read as A^T.)
+template <typename T>
+void add_product(T* Y, const T* X, const T* A, int64_t rows, int64_t n, bool transpose_A,
+                 const torch::TensorOptions& options) {
+  const bool fits = rows <= std::numeric_limits<int>::max() && n <= std::numeric_limits<int>::max();
+  if (fits && blas_gemm<T>(transpose_A ? "T" : "N", static_cast<int>(n), static_cast<int>(rows), A, X, Y)) return;
+  auto y = torch::from_blob(Y, {rows, n}, options);
+  auto x = torch::from_blob(const_cast<T*>(X), {rows, n}, options);
+  auto a = torch::from_blob(const_cast<T*>(A), {n, n}, options);
+  y.addmm_(x, transpose_A ? a.t() : a);
+}
 
 struct Result {
   torch::Tensor out, its, res, conv;
@@ -140,34 +179,58 @@ torch::Tensor rows_of(const torch::Tensor& t, const torch::Tensor& like, bool co
   return compact && c.is_same(t) ? c.clone() : c;
 }
 
+// The loop shared by both iterations: x_{t+1} = bias + (pre(x_t)) op(A), then finish_rows.
+//   picard:  bias = B u, pre = identity, op(A) = A^T, ReLU after the product
+//   adjoint: bias = g, pre = d * (.), op(A) = A
+template <typename T>
+void iterate(const torch::Tensor& A, torch::Tensor bias, torch::Tensor d, torch::Tensor x, int64_t n, double tol,
+             bool rel, int64_t max_iter, bool compact, bool forward, Result& R) {
+  const int64_t b = bias.size(0);
+  const auto options = bias.options();
+  auto nxt = torch::empty({b, n}, options);
+  auto v = forward ? torch::Tensor() : torch::empty({b, n}, options);
+  const T* pA = A.data_ptr<T>();
+  T* cur = x.data_ptr<T>();
+  T* next = nxt.data_ptr<T>();
+  T* pbias = bias.data_ptr<T>();
+  T* pd = forward ? nullptr : d.data_ptr<T>();
+  std::vector<T*> consts{pbias};
+  if (!forward) consts.push_back(pd);
+  std::vector<int64_t> idx(b);
+  std::iota(idx.begin(), idx.end(), 0);
+  std::vector<char> recorded(b, 0);
+  const size_t bytes = sizeof(T) * static_cast<size_t>(n);
+  // the row pass, specialised once per call: ReLU (forward) and the rel scale only where needed
+  const auto finish = forward ? (rel ? finish_rows<T, true, true> : finish_rows<T, true, false>)
+                              : (rel ? finish_rows<T, false, true> : finish_rows<T, false, false>);
+  int64_t m = b;        // rows in the product
+  int64_t running = b;  // rows not yet recorded
+  for (int64_t t = 1; t <= max_iter && running > 0; ++t) {
+    std::memcpy(next, pbias, bytes * m);
+    const T* in = cur;
+    if (!forward) {
+      multiply(v.data_ptr<T>(), pd, cur, m * n);
+      in = v.data_ptr<T>();
+    }
+    add_product(next, in, pA, m, n, forward, options);
+    running = finish(next, cur, consts, idx, m, n, t, max_iter, tol, compact, recorded, R.out.data_ptr<T>(),
+                     R.res.data_ptr<T>(), R.its.data_ptr<int64_t>(), R.conv.data_ptr<bool>());
+    if (compact) m = running;
+    std::swap(cur, next);
+  }
+}
+
 std::vector<torch::Tensor> picard(torch::Tensor A, torch::Tensor BU, c10::optional<torch::Tensor> x0, double tol,
                                   bool rel, int64_t max_iter, bool compact) {
   check_inputs(A, BU, "picard");
   TORCH_CHECK(!x0 || x0->sizes() == BU.sizes(), "picard: x0 must have BU's shape");
   const int64_t b = BU.size(0), n = BU.size(1);
   Result R(b, n, BU.options());
-  // rows: iterate buffers 0 and 1 (they alternate), and B u (compacted in place with them)
-  Rows rows{{x0 ? x0->to(BU.scalar_type()).contiguous().clone() : torch::zeros({b, n}, BU.options()),
-             torch::empty({b, n}, BU.options()), rows_of(BU, BU, compact)}};
-  const auto At = A.t();
-  std::vector<int64_t> idx(b);
-  std::iota(idx.begin(), idx.end(), 0);
-  std::vector<char> recorded(b, 0);
-  int64_t m = b;        // rows in the product
-  int64_t running = b;  // rows not yet recorded
-  int cur = 0;
+  auto x = x0 ? x0->to(BU.scalar_type()).contiguous().clone() : torch::zeros({b, n}, BU.options());
+  auto bias = rows_of(BU, BU, compact);
+  auto Ac = A.contiguous();
   AT_DISPATCH_FLOATING_TYPES(BU.scalar_type(), "picard", [&] {
-    const std::vector<scalar_t*> consts{rows.full[2].data_ptr<scalar_t>()};
-    for (int64_t t = 1; t <= max_iter && running > 0; ++t) {
-      const int nxt = 1 - cur;
-      at::addmm_out(rows(nxt, m), rows(2, m), rows(cur, m), At);
-      running = finish_rows<scalar_t>(rows.full[nxt].data_ptr<scalar_t>(), rows.full[cur].data_ptr<scalar_t>(),
-                                      consts, idx, m, n, t, max_iter, tol, rel, /*relu=*/true, compact, recorded,
-                                      R.out.data_ptr<scalar_t>(), R.res.data_ptr<scalar_t>(),
-                                      R.its.data_ptr<int64_t>(), R.conv.data_ptr<bool>());
-      if (compact) m = running;
-      cur = nxt;
-    }
+    iterate<scalar_t>(Ac, bias, torch::Tensor(), x, n, tol, rel, max_iter, compact, /*forward=*/true, R);
   });
   return R.list();
 }
@@ -178,32 +241,12 @@ std::vector<torch::Tensor> adjoint(torch::Tensor A, torch::Tensor d, torch::Tens
   TORCH_CHECK(d.sizes() == g.sizes() && w0.sizes() == g.sizes(), "adjoint: d, g and w0 must have one shape");
   const int64_t b = g.size(0), n = g.size(1);
   Result R(b, n, g.options());
-  // rows: iterates 0 and 1, v = d * w, g, d
-  Rows rows{{w0.contiguous().clone(), torch::empty({b, n}, g.options()), torch::empty({b, n}, g.options()),
-             rows_of(g, g, compact), rows_of(d, g, compact)}};
-  const auto Ac = A.contiguous();
-  std::vector<int64_t> idx(b);
-  std::iota(idx.begin(), idx.end(), 0);
-  std::vector<char> recorded(b, 0);
-  int64_t m = b;        // rows in the product
-  int64_t running = b;  // rows not yet recorded
-  int cur = 0;
+  auto w = w0.to(g.scalar_type()).contiguous().clone();
+  auto bias = rows_of(g, g, compact);
+  auto dd = rows_of(d, g, compact);
+  auto Ac = A.contiguous();
   AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "adjoint", [&] {
-    const std::vector<scalar_t*> consts{rows.full[3].data_ptr<scalar_t>(), rows.full[4].data_ptr<scalar_t>()};
-    scalar_t* pv = rows.full[2].data_ptr<scalar_t>();
-    const scalar_t* pd = rows.full[4].data_ptr<scalar_t>();
-    for (int64_t t = 1; t <= max_iter && running > 0; ++t) {
-      const int nxt = 1 - cur;
-      const scalar_t* pw = rows.full[cur].data_ptr<scalar_t>();
-      multiply(pv, pd, pw, m * n);
-      at::addmm_out(rows(nxt, m), rows(3, m), rows(2, m), Ac);
-      running = finish_rows<scalar_t>(rows.full[nxt].data_ptr<scalar_t>(), pw, consts, idx, m, n, t, max_iter, tol,
-                                      rel, /*relu=*/false, compact, recorded, R.out.data_ptr<scalar_t>(),
-                                      R.res.data_ptr<scalar_t>(), R.its.data_ptr<int64_t>(),
-                                      R.conv.data_ptr<bool>());
-      if (compact) m = running;
-      cur = nxt;
-    }
+    iterate<scalar_t>(Ac, bias, dd, w, n, tol, rel, max_iter, compact, /*forward=*/false, R);
   });
   return R.list();
 }

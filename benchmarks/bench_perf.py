@@ -459,7 +459,8 @@ def _iteration_case(case: Case, model: ImplicitModel, task: Task, rounds: int, b
         "adjoint bare col": bc,
     }
     slow = case.n >= 100
-    t = interleaved(fns, rounds=rounds, reps=2 if slow else 20, warmup=2)
+    with torch.no_grad():  # as in training, where the solvers run inside autograd.Function's forward/backward
+        t = interleaved(fns, rounds=rounds, reps=2 if slow else 20, warmup=2)
     bare_py = min(t["bare row"], t["bare col"])
     bare_py_b = min(t["adjoint bare row"], t["adjoint bare col"])
     return dict(case=case, N=N, Nb=Nb, mean_it=float(st.iterations.float().mean()),

@@ -165,18 +165,21 @@ void add_product(T* Y, const T* X, const T* A, int64_t rows, int64_t n, bool tra
 
 struct Result {
   torch::Tensor out, its, res, conv;
+  // (every row is recorded exactly once, at the latest at max_iter: no initial values needed)
   Result(int64_t b, int64_t n, const torch::TensorOptions& o)
       : out(torch::empty({b, n}, o)),
-        its(torch::zeros({b}, o.dtype(torch::kInt64))),
+        its(torch::empty({b}, o.dtype(torch::kInt64))),
         res(torch::empty({b}, o)),
-        conv(torch::zeros({b}, o.dtype(torch::kBool))) {}
+        conv(torch::empty({b}, o.dtype(torch::kBool))) {}
   std::vector<torch::Tensor> list() const { return {out, its, res, conv}; }
 };
 
-// A per-row constant: the caller's tensor where rows stay in place, a private copy where they are compacted.
+// A per-row tensor in the loop's dtype and layout: the caller's tensor where the loop only reads it, a private
+// copy where it writes into it (compaction moves rows; iterates are overwritten).
 torch::Tensor rows_of(const torch::Tensor& t, const torch::Tensor& like, bool compact) {
-  auto c = t.to(like.scalar_type()).contiguous();
-  return compact && c.is_same(t) ? c.clone() : c;
+  const bool same = t.scalar_type() == like.scalar_type() && t.is_contiguous();
+  if (same) return compact ? t.clone() : t;
+  return t.to(like.scalar_type()).contiguous();
 }
 
 // The loop shared by both iterations: x_{t+1} = bias + (pre(x_t)) op(A), then finish_rows.
@@ -223,12 +226,13 @@ void iterate(const torch::Tensor& A, torch::Tensor bias, torch::Tensor d, torch:
 std::vector<torch::Tensor> picard(torch::Tensor A, torch::Tensor BU, c10::optional<torch::Tensor> x0, double tol,
                                   bool rel, int64_t max_iter, bool compact) {
   check_inputs(A, BU, "picard");
+  TORCH_CHECK(max_iter >= 1, "picard: max_iter must be >= 1");
   TORCH_CHECK(!x0 || x0->sizes() == BU.sizes(), "picard: x0 must have BU's shape");
   const int64_t b = BU.size(0), n = BU.size(1);
   Result R(b, n, BU.options());
-  auto x = x0 ? x0->to(BU.scalar_type()).contiguous().clone() : torch::zeros({b, n}, BU.options());
+  auto x = x0 ? rows_of(*x0, BU, /*compact=*/true) : torch::zeros({b, n}, BU.options());
   auto bias = rows_of(BU, BU, compact);
-  auto Ac = A.contiguous();
+  auto Ac = A.is_contiguous() ? A : A.contiguous();
   AT_DISPATCH_FLOATING_TYPES(BU.scalar_type(), "picard", [&] {
     iterate<scalar_t>(Ac, bias, torch::Tensor(), x, n, tol, rel, max_iter, compact, /*forward=*/true, R);
   });
@@ -238,13 +242,14 @@ std::vector<torch::Tensor> picard(torch::Tensor A, torch::Tensor BU, c10::option
 std::vector<torch::Tensor> adjoint(torch::Tensor A, torch::Tensor d, torch::Tensor g, torch::Tensor w0, double tol,
                                    bool rel, int64_t max_iter, bool compact) {
   check_inputs(A, g, "adjoint");
+  TORCH_CHECK(max_iter >= 1, "adjoint: max_iter must be >= 1");
   TORCH_CHECK(d.sizes() == g.sizes() && w0.sizes() == g.sizes(), "adjoint: d, g and w0 must have one shape");
   const int64_t b = g.size(0), n = g.size(1);
   Result R(b, n, g.options());
-  auto w = w0.to(g.scalar_type()).contiguous().clone();
+  auto w = rows_of(w0, g, /*compact=*/true);  // a private copy: the loop writes into it
   auto bias = rows_of(g, g, compact);
   auto dd = rows_of(d, g, compact);
-  auto Ac = A.contiguous();
+  auto Ac = A.is_contiguous() ? A : A.contiguous();
   AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "adjoint", [&] {
     iterate<scalar_t>(Ac, bias, dd, w, n, tol, rel, max_iter, compact, /*forward=*/false, R);
   });

@@ -547,46 +547,52 @@ def bench_adjoint(paths, tasks) -> dict:
             x = model.layer(u)
         d, g = _adjoint_inputs(model, task, u, y, x)
         t = _adjoint_times(model.A.detach(), d, g, modes, rounds=3, reps=1 if case.n >= 100 else 10)
-        auto = AdjointConfig().resolved_mode(case.n, case.batch, "cpu")
+        auto = AdjointConfig().resolved_mode(case.n, case.batch, "cpu", fused=True)
         best = min(t, key=t.get)
         trained.append(dict(case=case, ms={k: 1e3 * v for k, v in t.items()}, auto=auto, best=best))
         print(f"  trained {case.name:<16} direct {1e3 * t['direct']:9.3f} ms, fixed_point {1e3 * t['fixed_point']:8.3f} ms"
               f" -> faster: {best:<11} auto: {auto:<11} {'ok' if auto == best else 'MISMATCH'}", flush=True)  # fmt: skip
     grid = []
-    gen = torch.Generator().manual_seed(3)
     ns, batches = (4, 8, 12, 16, 20, 24, 32), (16, 64, 256, 1024)
+    for backend in ("auto", "python"):  # the fused loop (the CPU default), then the Python loop
+        gen = torch.Generator().manual_seed(3)
+        loop = "fused C++ loop" if backend == "auto" else "Python loop (backend='python')"
+        print(f"  grid, fixed point in the {loop} (direct vs fixed-point at K iterations; cell: faster mode at "
+              f"K=10/K=25, * = auto disagrees at both):")  # fmt: skip
+        print("  " + f"{'batch':>7} " + " ".join(f"{'n=' + str(n):>9}" for n in ns))
+        for b in batches:
+            cells = []
+            for n in ns:
+                A = project_rows_l1(torch.randn(n, n, generator=gen), 0.95)
+                d = (torch.rand(b, n, generator=gen) > 0.4).float()
+                gr = torch.randn(b, n, generator=gen) * 1e-3
+                cfgs = {"direct": AdjointConfig(mode="direct")}
+                cfgs.update(
+                    {
+                        f"fp{K}": AdjointConfig(
+                            mode="fixed_point",
+                            tol=1e-30,
+                            max_iter=K,
+                            warn=False,
+                            check_every=K,
+                            backend=backend,
+                        )  # fmt: skip
+                        for K in (10, 25)
+                    }
+                )
+                t = _adjoint_times(A, d, gr, cfgs, rounds=3, reps=3)
+                f10 = "d" if t["direct"] < t["fp10"] else "f"
+                f25 = "d" if t["direct"] < t["fp25"] else "f"
+                auto = AdjointConfig().resolved_mode(n, b, "cpu", fused=backend == "auto")[0]
+                ok = auto in (f10, f25)
+                grid.append(dict(n=n, b=b, backend=backend, f10=f10, f25=f25, auto=auto, ok=ok,
+                                 direct=t["direct"], fp10=t["fp10"], fp25=t["fp25"]))  # fmt: skip
+                cells.append(f"{f10}/{f25}{'' if ok else '*'}")
+            print("  " + f"{b:>7} " + " ".join(f"{c:>9}" for c in cells), flush=True)
     print(
-        "  grid (direct vs fixed-point at K iterations; cell: faster mode at K=10/K=25, * = auto disagrees at both):"
+        "  (d = direct faster, f = fixed-point faster; auto rule on CPU: the fixed point in the fused loop; for"
     )
-    print("  " + f"{'batch':>7} " + " ".join(f"{'n=' + str(n):>9}" for n in ns))
-    for b in batches:
-        cells = []
-        for n in ns:
-            A = project_rows_l1(torch.randn(n, n, generator=gen), 0.95)
-            d = (torch.rand(b, n, generator=gen) > 0.4).float()
-            gr = torch.randn(b, n, generator=gen) * 1e-3
-            cfgs = {"direct": AdjointConfig(mode="direct")}
-            cfgs.update(
-                {
-                    f"fp{K}": AdjointConfig(
-                        mode="fixed_point", tol=1e-30, max_iter=K, warn=False, check_every=K
-                    )
-                    for K in (10, 25)
-                }
-            )
-            t = _adjoint_times(A, d, gr, cfgs, rounds=3, reps=3)
-            f10 = "d" if t["direct"] < t["fp10"] else "f"
-            f25 = "d" if t["direct"] < t["fp25"] else "f"
-            auto = AdjointConfig().resolved_mode(n, b, "cpu")[0]
-            ok = auto in (f10, f25)
-            grid.append(dict(n=n, b=b, f10=f10, f25=f25, auto=auto, ok=ok,
-                             direct=t["direct"], fp10=t["fp10"], fp25=t["fp25"]))  # fmt: skip
-            cells.append(f"{f10}/{f25}{'' if ok else '*'}")
-        print("  " + f"{b:>7} " + " ".join(f"{c:>9}" for c in cells), flush=True)
-    print(
-        "  (d = direct faster, f = fixed-point faster; the fixed point timed as one block of K iterations, as in"
-    )
-    print("  training; auto rule on CPU: direct iff batch * n^2 <= 8192 and n <= 64)")
+    print("  the Python loop, direct iff batch * n^2 <= 8192 and n <= 64)")
     return dict(trained=trained, grid=grid)
 
 
@@ -845,8 +851,11 @@ def summary(res: dict) -> int:
         ok_t = sum(r["auto"] == r["best"] for r in tr)
         ok_g = sum(r["ok"] for r in grid)
         parts = "; ".join(f"{r['case'].name} {r['auto']}" for r in tr)
+        ok_f = sum(r["ok"] for r in grid if r["backend"] == "auto")
+        n_f = sum(r["backend"] == "auto" for r in grid)
         rows.append(("4 adjoint auto picks the faster", "all", f"trained {ok_t}/{len(tr)} ({parts}); grid "
-                     f"{ok_g}/{len(grid)}", ok_t == len(tr)))  # fmt: skip
+                     f"{ok_f}/{n_f} (fused loop), {ok_g - ok_f}/{len(grid) - n_f} (Python loop)",
+                     ok_t == len(tr)))  # fmt: skip
     if "memory" in res:
         m = res["memory"]
         i_s = m[200]["implicit"][0] / m[10]["implicit"][0]

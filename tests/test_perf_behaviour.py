@@ -287,6 +287,17 @@ def test_auto_adjoint_rule_is_the_measured_one():
     assert cfg.resolved_mode(65, 8, "cuda") == "fixed_point"
     assert AdjointConfig(direct_max_n=64, direct_max_work=10**9).resolved_mode(64, 1024, "cpu") == "direct"
     assert AdjointConfig(mode="direct").resolved_mode(500, 10**6) == "direct"
+    # with the fused loop the iteration always wins (unless the user set limits)
+    assert cfg.resolved_mode(4, 16, "cpu", fused=True) == "fixed_point"
+    assert AdjointConfig(direct_max_n=8).resolved_mode(4, 16, "cpu", fused=True) == "direct"
+
+
+def test_auto_adjoint_follows_the_loop_that_runs():
+    A, B, u = make_problem(8, 3, 0.9, 1.0, 16, seed=1)  # batch * n^2 = 1024: direct for the Python loop
+    d = (torch.addmm(u @ B.t(), torch.zeros(16, 8, dtype=A.dtype), A.t()) > 0).to(A.dtype)
+    g = torch.randn(16, 8, dtype=A.dtype, generator=torch.Generator().manual_seed(2))
+    assert solve_adjoint(A, d, g, AdjointConfig(backend="python"))[-1] == "direct"
+    assert solve_adjoint(A, d, g, AdjointConfig())[-1] == "fixed_point"
 
 
 # ------------------------------------------------------------------------------------------ ImplicitRNN

@@ -20,10 +20,9 @@ from .solvers import batched_solve, blocked_iteration
 __all__ = ["solve_adjoint"]
 
 
-def _fixed_point(A, d, g, cfg: AdjointConfig, hint=None):
-    """The fused C++ loop (:mod:`.fused`, CPU) or the blocked fixed-point iteration
+def _fixed_point(A, d, g, cfg: AdjointConfig, hint=None, module=None):
+    """The fused C++ loop (``module``, from :func:`.fused.usable`) or the blocked fixed-point iteration
     (:func:`.solvers.blocked_iteration`), column-major: ``w^T <- g^T + A^T (d^T * w^T)``."""
-    module = fused.usable(g, cfg.backend)
     if module is not None:
         large = A.shape[0] ** 2 * g.shape[0] >= solvers.LARGE_WORK
         return fused.adjoint(module, A, d, g, cfg.tol, cfg.tol_mode, cfg.max_iter, large)
@@ -57,7 +56,8 @@ def solve_adjoint(A: torch.Tensor, d: torch.Tensor, g: torch.Tensor, cfg: Adjoin
     Returns ``(w, iterations, residual, converged, mode)``; ``w`` has shape ``(batch, n)``. ``hint``: iterations
     of the previous fixed-point adjoint solve (sizes its first block, see :func:`.solvers.blocked_iteration`).
     """
-    mode = cfg.resolved_mode(A.shape[0], g.shape[0], g.device.type)
+    module = None if cfg.mode == "direct" else fused.usable(g, cfg.backend)
+    mode = cfg.resolved_mode(A.shape[0], g.shape[0], g.device.type, fused=module is not None)
     if mode == "direct":
         return (*_direct(A, d, g), mode)
-    return (*_fixed_point(A, d, g, cfg, hint), mode)
+    return (*_fixed_point(A, d, g, cfg, hint, module), mode)

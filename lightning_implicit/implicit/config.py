@@ -82,7 +82,9 @@ class SolverConfig:
 
 
 # Where ``auto`` picks the direct (batched LU) adjoint, measured by ``make bench`` (benchmarks/bench_perf.py, [4])
-# on CPU (torch 2.13, 1 thread): a batched LU costs ~2 us per 20 x 20 matrix and grows quickly with n, while a
+# on CPU (torch 2.13, 1 thread). With the fused C++ fixed-point loop (the CPU default) an iteration costs ~1-3 us
+# at n <= 32, batch <= 1024, and the direct solve lost at all but one point of the grid (n = 4, batch 1024, 25
+# iterations): ``auto`` then always iterates. For the Python loop (``backend='python'``): a batched LU costs ~2 us per 20 x 20 matrix and grows quickly with n, while a
 # fixed-point iteration costs a few us for the whole batch (plus ~2 n^2 flops per sample), so the direct solve
 # only wins for small n *and* small batches. The crossover lies near batch * n^2 = 4k-8k at 10 iterations and
 # 16k at 25 (trained models need ~5-25; e.g. batch 64: direct up to n = 8-16); at n = 36, batch 64 the LU
@@ -100,8 +102,8 @@ class AdjointConfig:
 
     Attributes:
         mode: ``fixed_point`` (iteration, memory O(batch x n)), ``direct`` (exact batched LU solve,
-            O(batch x n^2) memory, fastest for small n and batch) or ``auto`` (``direct`` when
-            ``n <= direct_max_n`` and ``batch * n * n <= direct_max_work``).
+            O(batch x n^2) memory) or ``auto``: the iteration where it runs in the fused C++ loop (CPU), else
+            ``direct`` when ``n <= direct_max_n`` and ``batch * n * n <= direct_max_work``.
         tol, tol_mode, max_iter: stopping rule of the fixed-point iteration (per sample, as in the forward).
         direct_max_n, direct_max_work: limits of ``auto``'s direct solve; ``None``: the measured defaults of the
             device (CPU: ``CPU_DIRECT_MAX_N``, ``CPU_DIRECT_MAX_WORK``; others: ``OTHER_DIRECT_MAX_N``, no cap).
@@ -128,10 +130,16 @@ class AdjointConfig:
         if self.check_every is not None and not (isinstance(self.check_every, int) and self.check_every >= 1):
             raise ValueError(f"adjoint.check_every must be an integer >= 1, got {self.check_every!r}")
 
-    def resolved_mode(self, n: int, batch: int | None = None, device_type: str = "cpu") -> str:
-        """The mode used for hidden size ``n`` and (if given) ``batch`` samples on ``device_type``."""
+    def resolved_mode(
+        self, n: int, batch: int | None = None, device_type: str = "cpu", fused: bool = False
+    ) -> str:
+        """The mode used for hidden size ``n`` and (if given) ``batch`` samples on ``device_type``; ``fused``:
+        the fixed-point iteration would run in the fused C++ loop (then, without explicit limits, never direct:
+        it beats the batched LU at every measured size, see ``make bench`` [4])."""
         if self.mode != "auto":
             return self.mode
+        if fused and self.direct_max_n is None and self.direct_max_work is None:
+            return "fixed_point"
         cpu = device_type == "cpu"
         max_n = (
             self.direct_max_n

@@ -123,7 +123,20 @@ def run_training(args: list[str], *, extra_callbacks: list | None = None, test: 
     run_id = trainer.logger.run_id if trainer.logger is not None and trainer.is_global_zero else None
     if trainer.logger is not None and trainer.is_global_zero:
         trainer.logger.finalize("success")
+    _end_process_group()
     return RunResult(run_id=run_id, sweep=model.sweep_results, val=val, module=model, datamodule=dm)
+
+
+def _end_process_group() -> None:
+    """Under DDP: wait for every rank (rank 0 writes the sweep's artifacts after the last collective), then tear
+    the process group down. A rank that exits with its gloo group alive while another still works can die in a
+    C++ destructor at exit ("terminate called without an active exception", SIGABRT: measured about once in 25
+    two-rank torchrun runs before this)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def shorthand_args(task: str, model: str, trainer: str = "cpu", seed: int | None = None,

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# System packages the slow tests need (Debian/Ubuntu): headless Chromium + chromedriver (+ a font for
-# readable screenshots) for tests/test_browser.py, PostgreSQL for the multi-worker sweep storage. Idempotent: installs only
-# what is missing. Runs apt-get as root (or through sudo when available).
+# System packages the project needs (Debian/Ubuntu): a C++ compiler (g++) for the fused CPU loops that
+# lightning_implicit builds on first use (lightning_implicit/implicit/csrc; without it the slower Python loops run,
+# with a warning); for the slow tests headless Chromium + chromedriver (+ a font for readable screenshots,
+# tests/test_browser.py) and PostgreSQL (multi-worker sweep storage). Idempotent: installs only what is missing.
+# Runs apt-get as root (or through sudo when available).
 #
 #   scripts/install-system-deps.sh            # install what is missing
 #   scripts/install-system-deps.sh --check    # only report; exit 1 if something is missing
@@ -12,6 +14,7 @@ check_only=0
 
 # package -> a file that proves it is installed
 declare -A probe=(
+  [g++]=/usr/bin/g++
   [chromium]=/usr/bin/chromium
   [chromium-driver]=/usr/bin/chromedriver
   [postgresql]="$(compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' | head -n1 || true)"
@@ -24,6 +27,12 @@ for pkg in "${!probe[@]}"; do
     missing+=("$pkg")
   fi
 done
+
+# the Python headers of the interpreter the virtualenv is made from (the fused loops include Python.h)
+py="${PYTHON:-python3}"
+if command -v "$py" >/dev/null 2>&1 && ! "$py" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
+  missing+=("python3-dev")
+fi
 
 if [[ ${#missing[@]} -eq 0 ]]; then
   echo "system deps: all present (${!probe[*]})"

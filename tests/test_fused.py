@@ -73,3 +73,24 @@ def test_training_steps_match_the_python_loops(n, batch):
         assert torch.equal(a, c) and torch.equal(b, d)
     for a, b in zip(pf, pp, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+
+
+def test_a_stale_build_lock_is_removed_a_fresh_one_kept(monkeypatch, tmp_path):
+    """torch waits forever on the lock of a killed build: ours is removed (with a warning) once it is old."""
+    import os
+    import time
+
+    import torch.utils.cpp_extension as cpp_extension
+
+    monkeypatch.setattr(cpp_extension, "_get_build_directory", lambda name, verbose: str(tmp_path))
+    lock = tmp_path / "lock"
+    lock.touch()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fused._remove_stale_lock()  # fresh: another process may be building right now
+    assert lock.exists()
+    old = time.time() - fused.STALE_LOCK_SECONDS - 5
+    os.utime(lock, (old, old))
+    with pytest.warns(RuntimeWarning, match="stale build lock"):
+        fused._remove_stale_lock()
+    assert not lock.exists()

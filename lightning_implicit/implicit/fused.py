@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -33,6 +34,30 @@ class FusedUnavailableWarning(RuntimeWarning):
     """The fused C++ loops could not be built; the (slower) Python loops run instead."""
 
 
+_NAME = "lightning_implicit_fused"
+# A build takes ~30 s; torch waits forever on the lock file of a build that was killed (Ctrl-C, OOM, a dead node).
+STALE_LOCK_SECONDS = 600
+
+
+def _remove_stale_lock() -> None:
+    """Remove the build lock left by a killed build (older than ``STALE_LOCK_SECONDS``), saying so."""
+    from torch.utils.cpp_extension import _get_build_directory
+
+    lock = Path(_get_build_directory(_NAME, verbose=False)) / "lock"
+    try:
+        age = time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return
+    if age > STALE_LOCK_SECONDS:
+        warnings.warn(
+            f"lightning_implicit: removing the stale build lock {lock} ({age / 60:.0f} min old: a build of the fused "
+            f"loops was interrupted); building again.",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        lock.unlink(missing_ok=True)
+
+
 @lru_cache(maxsize=1)
 def _build():
     """Compile (or load the cached build of) the extension: ``(module, None)`` or ``(None, error message)``."""
@@ -41,11 +66,12 @@ def _build():
         from torch.utils.cpp_extension import load
     except ImportError as e:  # pragma: no cover - ninja is a dependency
         return None, f"{e} (pip install ninja)"
+    _remove_stale_lock()
     path = os.environ.get("PATH", "")
     os.environ["PATH"] = os.pathsep.join([ninja.BIN_DIR, os.path.dirname(sys.executable), path])
     try:
         module = load(
-            name="lightning_implicit_fused",
+            name=_NAME,
             sources=[str(_SOURCE)],
             extra_cflags=["-O3", "-fopenmp-simd"],
             verbose=False,

@@ -25,7 +25,7 @@ class ImplicitModule(ShiftModule):
     Args:
         family: ``implicit`` (flattened input) or ``implicit_rnn`` (one implicit solve per time step).
         hidden_features: n.  state_features: size of the RNN state h (``implicit_rnn`` only).
-        kappa, feedback, solver, tol, tol_mode, max_iter, adjoint, adjoint_tol, adjoint_max_iter, warm_start,
+        kappa, feedback, solver, tol, tol_mode, max_iter, adjoint, adjoint_tol, adjoint_max_iter, backend, warm_start,
             check_every, anderson_m: see :class:`~lightning_implicit.implicit.ImplicitLayer`.
         sweep_tol_mode: tolerance mode of the shift sweep. ``rel`` by default because the absolute 3e-6 is
             unreachable in float32 once ``|x|`` is large; the converged fraction is logged either way.
@@ -50,6 +50,7 @@ class ImplicitModule(ShiftModule):
         adjoint: Literal["auto", "direct", "fixed_point"] = "auto",
         adjoint_tol: float = 3e-6,
         adjoint_max_iter: int = 300,
+        backend: Literal["auto", "fused", "python"] = "auto",
         warm_start: bool = True,
         sweep_tol_mode: Literal["abs", "rel"] = "rel",
         lr: float = 1e-2,
@@ -70,7 +71,7 @@ class ImplicitModule(ShiftModule):
         layer_kwargs = dict(
             kappa=kappa, feedback=feedback, solver=solver, tol=tol, tol_mode=tol_mode, max_iter=max_iter,
             check_every=check_every, anderson_m=anderson_m, adjoint=adjoint, adjoint_tol=adjoint_tol,
-            adjoint_max_iter=adjoint_max_iter,
+            adjoint_max_iter=adjoint_max_iter, backend=backend,
         )  # fmt: skip
         if family == "implicit":
             self.net = ImplicitModel(task.in_features, n, task.flat_out_features, **layer_kwargs)

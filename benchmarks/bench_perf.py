@@ -444,6 +444,7 @@ def _iteration_case(case: Case, model: ImplicitModel, task: Task, rounds: int, b
     _, bit, *_ = solve_adjoint(A, d, g, acfg)
     solve_adjoint(A, d, g, py_acfg, hint=ahint)
     Nb = int(bit.max())
+    one = SolverConfig(warn=False, tol=1e-30, max_iter=1)  # one iteration: the fixed cost of a call
     fr, fc = bare_forward(A, BU, x0, N)
     br, bc = bare_adjoint(A, d, g, Nb)
     fns = {
@@ -452,6 +453,8 @@ def _iteration_case(case: Case, model: ImplicitModel, task: Task, rounds: int, b
         "python": lambda: fixed_point_solve(A, BU, x0, py_cfg, hint),
         "bare row": fr,
         "bare col": fc,
+        "fused 1": lambda: fixed_point_solve(A, BU, x0, one),
+        "bare C++ 1": lambda: bare_cpp.bare_picard(A, BU, 1),
         "adjoint fused": lambda: solve_adjoint(A, d, g, acfg),
         "adjoint bare C++": lambda: bare_cpp.bare_adjoint(A, d, g, Nb),
         "adjoint python": lambda: solve_adjoint(A, d, g, py_acfg, hint=ahint),
@@ -469,6 +472,8 @@ def _iteration_case(case: Case, model: ImplicitModel, task: Task, rounds: int, b
                 us=1e6 * t["fused"] / N, us_bare=1e6 * t["bare C++"] / N,
                 us_b=1e6 * t["adjoint fused"] / max(Nb, 1), us_bare_b=1e6 * t["adjoint bare C++"] / max(Nb, 1),
                 us_py=1e6 * t["python"] / N, us_bare_py=1e6 * bare_py / N,
+                fixed=1e6 * (t["fused 1"] - t["bare C++ 1"]),
+                marginal=(t["fused"] - t["fused 1"]) / max(t["bare C++"] - t["bare C++ 1"], 1e-12),
                 dx=float((x - x_py).abs().max()))  # fmt: skip
 
 
@@ -484,6 +489,12 @@ def bench_iteration(paths, tasks, rounds: int) -> list[dict]:
             f"{r['Nb']:3d} it {r['us_b']:7.1f} vs {r['us_bare_b']:7.1f} us/it = {r['bwd']:.2f}x",
             flush=True,
         )
+        if case.n < 100:  # (large problems: the one-iteration calls are too noisy to subtract)
+            print(
+                f"  {'':<16} forward: fixed cost of a call beyond the bare loop's {r['fixed']:.1f} us (Python "
+                f"wrapper, statistics, allocation); per further iteration {r['marginal']:.2f}x the bare products'",
+                flush=True,
+            )
         print(
             f"  {'':<16} Python loop (backend='python'): forward {r['us_py']:7.1f} vs bare Python products "
             f"{r['us_bare_py']:7.1f} us/it = {r['fwd_py']:.2f}x, adjoint {r['bwd_py']:.2f}x; "

@@ -28,9 +28,7 @@ def _train(argv: list[str]) -> int:
     p.add_argument("--trainer", default="cpu")
     p.add_argument("--devices", type=int, default=None)
     p.add_argument("--nodes", type=int, default=None)
-    p.add_argument(
-        "--data", default=None, help="data source for tasks that load data (file path or 'synthetic')"
-    )
+    p.add_argument("--data", default=None, help="data source for tasks that load data (file path or 'synthetic')")
     p.add_argument("--interval", default=None, help="download interval for market data (1d or 1m)")
     known, rest = p.parse_known_args(argv)
     args = shorthand_args(known.task, known.model, known.trainer, known.seed, known.devices, known.nodes)

@@ -143,11 +143,7 @@ def shorthand_args(task: str, model: str, trainer: str = "cpu", seed: int | None
                    devices: int | None = None, nodes: int | None = None) -> list[str]:  # fmt: skip
     """``make train TASK=... MODEL=...`` as LightningCLI arguments (config files stacked in order)."""
     root = conf_dir()
-    files = [
-        root / "trainer" / f"{trainer}.yaml",
-        root / "tasks" / f"{task}.yaml",
-        root / "models" / f"{model}.yaml",
-    ]
+    files = [root / "trainer" / f"{trainer}.yaml", root / "tasks" / f"{task}.yaml", root / "models" / f"{model}.yaml"]
     for f in files:
         if not f.exists():
             kind = f.parent.name
@@ -171,9 +167,6 @@ def print_sweep(result: RunResult, stream=sys.stdout) -> None:
     keys = [k for k in result.sweep[0] if k != "n"]
     print("  ".join(f"{k:>14}" for k in keys), file=stream)
     for r in result.sweep:
-        print(
-            "  ".join(f"{r[k]:>14.4g}" if isinstance(r[k], float) else f"{r[k]:>14}" for k in keys),
-            file=stream,
-        )
+        print("  ".join(f"{r[k]:>14.4g}" if isinstance(r[k], float) else f"{r[k]:>14}" for k in keys), file=stream)
     if result.run_id:
         print(f"MLflow run: {result.run_id}", file=stream)

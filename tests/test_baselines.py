@@ -80,6 +80,7 @@ TABLE4 = {
 }
 
 
+
 def build_table4(key: str, **overrides):
     """Build a Table 4 preset such as ``"arithmetic/nalu"``; ``overrides`` replace preset kwargs."""
     try:
@@ -87,6 +88,7 @@ def build_table4(key: str, **overrides):
     except KeyError:
         raise ValueError(f"unknown Table 4 preset {key!r}; valid keys: {', '.join(sorted(TABLE4))}") from None
     return build_baseline(name, **{**kwargs, **overrides})
+
 
 
 B = 4

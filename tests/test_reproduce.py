@@ -61,11 +61,7 @@ def test_rerun_command_is_make_train_without_overrides(tmp_path):
                  "    overrides: {trainer.max_epochs: 2}\n")  # fmt: skip
     jobs = {(j.task, j.seed): j for j in build_jobs(load_profile(str(p)), commit="c")}
     assert jobs[("addition", 1)].rerun_command() == "make train TASK=addition MODEL=mlp SEED=1"
-    assert (
-        jobs[("identity", 0)]
-        .rerun_command()
-        .endswith("--task identity --model mlp --seed 0 --trainer.max_epochs 2")
-    )
+    assert jobs[("identity", 0)].rerun_command().endswith("--task identity --model mlp --seed 0 --trainer.max_epochs 2")
     assert jobs[("addition", 0)].key != jobs[("addition", 1)].key  # the seed is part of the identity
     other = {(j.task, j.seed): j for j in build_jobs(load_profile(str(p)), commit="d")}
     assert other[("addition", 0)].key != jobs[("addition", 0)].key  # and so is the code version
@@ -87,9 +83,7 @@ def test_rule_best_holds_partly_not():
     better = _series({0: [0.1, 0.1, 0.1], 1: [0.1, 0.1, 0.1]})
     assert V.rule_best(ours, {"a": worse, "b": worse}).verdict == V.HOLDS
     r = V.rule_best(ours, {"a": worse, "b": mixed})
-    assert (
-        r.verdict == V.PARTLY and "0/3 shifts" in r.evidence and "at 1/3" in r.evidence
-    )  # mean-only win at k=10
+    assert r.verdict == V.PARTLY and "0/3 shifts" in r.evidence and "at 1/3" in r.evidence  # mean-only win at k=10
     assert V.rule_best(ours, {"a": better}).verdict == V.NOT
     # accuracy: higher is better
     assert V.rule_best(worse, {"a": ours}, higher_is_better=True).verdict == V.HOLDS
@@ -116,9 +110,7 @@ def test_rule_all_below_factor_grows_flat_slower_combine():
     assert V.rule_all_below({"a": 2.0, "b": 5.0}, 1.0).verdict == V.NOT
 
     ours = {0: 0.004, 1: 0.005}
-    assert (
-        V.rule_factor(ours, {"lstm": {0: 0.011, 1: 0.02}, "tr": {0: 0.012, 1: 0.03}}, 2.75).verdict == V.HOLDS
-    )
+    assert V.rule_factor(ours, {"lstm": {0: 0.011, 1: 0.02}, "tr": {0: 0.012, 1: 0.03}}, 2.75).verdict == V.HOLDS
     assert V.rule_factor(ours, {"lstm": {0: 0.006, 1: 0.007}}, 2.75).verdict == V.PARTLY  # better, not 2.75x
     assert V.rule_factor(ours, {"lstm": {0: 0.001, 1: 0.001}}, 2.75).verdict == V.NOT
 
@@ -156,16 +148,8 @@ def _record(task, model, seed, metric, values: dict, outcome="ok", extra=None):
 def test_evaluate_claims_on_a_hand_made_table():
     recs = []
     for seed in (0, 1, 2):
-        recs.append(
-            _record(
-                "addition",
-                "implicit",
-                seed,
-                "mse",
-                {10: 0.5, 100: 5.0, 1000: 50.0},
-                extra=lambda k: {"iters_mean": 10 + k / 100, "iters_p95": 20.0, "converged_frac": 1.0},
-            )
-        )
+        recs.append(_record("addition", "implicit", seed, "mse", {10: 0.5, 100: 5.0, 1000: 50.0},
+                            extra=lambda k: {"iters_mean": 10 + k / 100, "iters_p95": 20.0, "converged_frac": 1.0}))
         recs.append(_record("addition", "implicit_nofeedback", seed, "mse", {10: 1.0, 100: 9.0, 1000: 99.0}))
         recs.append(_record("addition", "mlp", seed, "mse", {10: 3.0, 100: 300.0, 1000: 3e4}))
         recs.append(_record("addition", "seq_encoder", seed, "mse", {10: 2.0, 100: 200.0, 1000: 2e4}))
@@ -225,9 +209,7 @@ def tiny_profile(tmp_path, monkeypatch):
     return p
 
 
-def test_report_has_every_section_and_links_and_resume_trains_nothing(
-    tiny_profile, tmp_path, mlflow_store, capsys
-):
+def test_report_has_every_section_and_links_and_resume_trains_nothing(tiny_profile, tmp_path, mlflow_store, capsys):
     first = _Counter()
     assert reproduce(str(tiny_profile), out=tmp_path / "reports", train=first) == 0
     assert first.calls == 10  # 2 tasks x (3 + 2 models) x 2 seeds; volatility skipped
@@ -243,16 +225,8 @@ def test_report_has_every_section_and_links_and_resume_trains_nothing(
     client = mlflow.MlflowClient(mlflow_store)
     for run_id in set(links):
         client.get_run(run_id)  # every link points at a real run
-    for name in (
-        "figure3_identity.png",
-        "figure4_arithmetic.png",
-        "figure5_rolling.png",
-        "figure6_spiky.png",
-        "figure7_earthquake.png",
-        "figure8_depth.png",
-        "figure9_feedback_A.png",
-        "figure10_feedback.png",
-    ):
+    for name in ("figure3_identity.png", "figure4_arithmetic.png", "figure5_rolling.png", "figure6_spiky.png",
+                 "figure7_earthquake.png", "figure8_depth.png", "figure9_feedback_A.png", "figure10_feedback.png"):
         assert (folder / "figures" / name).stat().st_size > 1000
         assert f"figures/{name}" in md
     assert "make train TASK=" in md or "lightning_implicit.cli train --task" in md

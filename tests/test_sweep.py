@@ -34,9 +34,7 @@ fixed:
   trainer.max_epochs: 2
 """
 
-TINY = (
-    TINY_FIXED
-    + """
+TINY = TINY_FIXED + """
 models: [implicit]
 sampler: {n_startup_trials: 2}
 pruner: {n_startup_trials: 2, n_warmup_steps: 1}
@@ -50,39 +48,29 @@ mlp:
     width: {key: model.init_args.arch_kwargs.hidden, type: int, low: 4, high: 12, repeat: depth}
     depth: {type: int, low: 1, high: 2}
 """
-)
 
 # a deterministic pruning setup: the first trial completes, the second (enqueued with a useless lr) is
 # compared with it from the first step on
-PRUNE = (
-    TINY_FIXED
-    + """
+PRUNE = TINY_FIXED + """
 pruner: {n_startup_trials: 1, n_warmup_steps: 0}
 mlp:
   params:
     lr: {key: model.init_args.lr, type: float, low: 1.0e-7, high: 3.0e-2, log: true}
 """
-)
 
-DIVERGE = (
-    TINY_FIXED
-    + """
+DIVERGE = TINY_FIXED + """
 mlp:
   fixed: {model.init_args.optimizer: sgd}
   params:
     lr: {key: model.init_args.lr, type: categorical, choices: [1.0e6]}
 """
-)
 
 # slow enough to be killed mid-trial
-SLOW = (
-    TINY_FIXED.replace("trainer.max_epochs: 2", "trainer.max_epochs: 200")
-    + """
+SLOW = TINY_FIXED.replace("trainer.max_epochs: 2", "trainer.max_epochs: 200") + """
 mlp:
   params:
     lr: {key: model.init_args.lr, type: float, low: 1.0e-3, high: 3.0e-2, log: true}
 """
-)
 
 
 @pytest.fixture(scope="session")
@@ -157,9 +145,7 @@ def test_sweep_logs_parent_and_nested_runs_then_resumes(env, capsys):
     assert {r.data.tags["optuna.state"] for r in trials} <= {"COMPLETE", "PRUNED"}
     assert all("lr" in r.data.params for r in trials)
     folds = _by_role(runs, "fold")  # the Lightning training runs, nested under their trial run
-    assert len(folds) == 2 and {r.data.tags["mlflow.parentRunId"] for r in folds} == {
-        r.info.run_id for r in trials
-    }
+    assert len(folds) == 2 and {r.data.tags["mlflow.parentRunId"] for r in folds} == {r.info.run_id for r in trials}
     (best,) = _by_role(runs, "best_retrain")
     assert best.data.tags["mlflow.parentRunId"] == pid and "ood/mse" in best.data.metrics
     arts = {a.path for a in env.client().list_artifacts(pid, "summary")}
@@ -208,12 +194,7 @@ def test_bad_trial_is_pruned_with_step_and_reason(env):
 def test_cv_objective_is_the_fold_mean_and_prunes_between_folds(env):
     search = env.search(PRUNE)
     _enqueued_study(env, "cv", [0.02, 1e-7])
-    assert (
-        main(
-            env.args(search, "--model", "mlp", "--study", "cv", "--trials", "2", "--cv", "2", "--no-retrain")
-        )
-        == 0
-    )
+    assert main(env.args(search, "--model", "mlp", "--study", "cv", "--trials", "2", "--cv", "2", "--no-retrain")) == 0
     good, bad = env.study("cv").trials
     assert good.state == TrialState.COMPLETE
     folds = good.user_attrs["fold_values"]
@@ -260,10 +241,7 @@ BAD_FILES = {
         "implicit:\n  params:\n    lr: {key: model.init_args.lrr, type: float, low: 0.001, high: 0.1}\n",
         "implicit.params.lr: key 'model.init_args.lrr' is not a LightningCLI option",
     ),
-    "fixed key typo": (
-        "fixed: {trainer.max_epoch: 2}\nimplicit:\n  params: {}\n",
-        "did you mean 'trainer.max_epochs'",
-    ),
+    "fixed key typo": ("fixed: {trainer.max_epoch: 2}\nimplicit:\n  params: {}\n", "did you mean 'trainer.max_epochs'"),
     "bad value": (
         "implicit:\n  params:\n    e: {key: trainer.max_epochs, type: categorical, choices: [2, many]}\n",
         "implicit.params.e: value 'many' for key 'trainer.max_epochs' is rejected",
@@ -317,25 +295,8 @@ def test_worker_command_line_round_trips():
     assert opts.models == ["implicit", "mlp"] and opts.cv == 3 and not opts.tracking and opts.full
     assert opts.overrides == ["--trainer.gradient_clip_val", "1.0", "--data.init_args.n_test", "9"]
     back = options_from_args(opts.worker_argv("mlp", 1, 4, "abc"))
-    assert (back.models, back.trials, back.workers, back.worker_index, back.parent_run_id) == (
-        ["mlp"],
-        4,
-        1,
-        1,
-        "abc",
-    )
-    for f in (
-        "cv",
-        "study",
-        "epochs",
-        "tracking",
-        "full",
-        "overrides",
-        "heartbeat",
-        "seed",
-        "min_converged",
-        "threads",
-    ):
+    assert (back.models, back.trials, back.workers, back.worker_index, back.parent_run_id) == (["mlp"], 4, 1, 1, "abc")
+    for f in ("cv", "study", "epochs", "tracking", "full", "overrides", "heartbeat", "seed", "min_converged", "threads"):
         assert getattr(back, f) == getattr(opts, f), f
 
 
@@ -374,9 +335,7 @@ def _running_trial(study: optuna.Study, storage, host: str, pid: int) -> int:
     return trial.number
 
 
-@pytest.mark.filterwarnings(
-    "ignore:Heartbeat of storage:UserWarning", "ignore::optuna.exceptions.ExperimentalWarning"
-)
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning", "ignore::optuna.exceptions.ExperimentalWarning")
 def test_stale_trials_are_failed_and_retried(tmp_path):
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     storage = open_storage(url, heartbeat=1, grace=1)
@@ -406,10 +365,7 @@ def test_stale_trials_are_failed_and_retried(tmp_path):
     assert all(t.params == trials[t.user_attrs["retry_of"]].params for t in retries)
     assert "worker_pid" not in retries[0].user_attrs
     # at most max_retry re-runs per original trial
-    assert (
-        optuna.storages.RetryFailedTrialCallback.retried_trial_number(retries[0])
-        == retries[0].user_attrs["retry_of"]
-    )
+    assert optuna.storages.RetryFailedTrialCallback.retried_trial_number(retries[0]) == retries[0].user_attrs["retry_of"]
 
 
 def _wait_for(pred, timeout: float, what: str):
@@ -488,9 +444,7 @@ def test_ctrl_c_fails_the_running_trial_and_prints_the_summary(env, mlflow_uri):
     assert trial.state == TrialState.FAIL and trial.user_attrs["fail_reason"] == "interrupted"
     (parent,) = _by_role(env.runs(), "parent")
     assert parent.info.status == "KILLED"
-    summary = json.loads(
-        Path(env.client().download_artifacts(parent.info.run_id, "summary/best_params.json")).read_text()
-    )
+    summary = json.loads(Path(env.client().download_artifacts(parent.info.run_id, "summary/best_params.json")).read_text())
     assert summary["counts"]["fail"] == 1
 
 
@@ -505,13 +459,10 @@ def postgres_url():
     found = [os.path.dirname(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))]
     bindir = found[-1] if found else os.path.dirname(shutil.which("initdb") or "")
     if not bindir or not os.path.exists(os.path.join(bindir, "pg_ctl")):
-        pytest.fail(
-            "PostgreSQL server binaries (initdb, pg_ctl) not found: run scripts/install-system-deps.sh "
-            "(make system-deps), or set LIGHTNING_IMPLICIT_SKIP_POSTGRES=1 to skip this test"
-        )
+        pytest.fail("PostgreSQL server binaries (initdb, pg_ctl) not found: run scripts/install-system-deps.sh "
+                    "(make system-deps), or set LIGHTNING_IMPLICIT_SKIP_POSTGRES=1 to skip this test")
     initdb, pg_ctl = os.path.join(bindir, "initdb"), os.path.join(bindir, "pg_ctl")
     import psycopg2  # noqa: F401  (installed by the dev extra)
-
     as_user: list[str] = []
     if os.geteuid() == 0:
         if not shutil.which("runuser"):

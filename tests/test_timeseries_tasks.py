@@ -21,14 +21,7 @@ QUIET = ["--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false", 
 
 @pytest.mark.parametrize("model", ["implicit_rnn", "lstm"])
 def test_spiky_fit_logs_the_three_mses_and_figure(model, mlflow_store):
-    small = [
-        "--data.init_args.n_train",
-        "1400",
-        "--data.init_args.n_test",
-        "600",
-        "--data.init_args.n_regions_train",
-        "4",
-    ]
+    small = ["--data.init_args.n_train", "1400", "--data.init_args.n_test", "600", "--data.init_args.n_regions_train", "4"]
     res = run_training(shorthand_args("spiky", model) + QUIET + small)
     (row,) = res.sweep
     assert row["n"] == 590  # 600 test points, windows of 10 that do not cross the split
@@ -60,25 +53,13 @@ def test_volatility_without_data_or_network_fails_fast_with_guidance(tmp_path, c
 
 
 def test_volatility_synthetic_runs_and_is_labelled(mlflow_store):
-    res = run_training(
-        shorthand_args("volatility", "implicit")
-        + QUIET
-        + [
-            "--data.init_args.data",
-            "synthetic",
-            "--data.init_args.synthetic_range",
-            "[2020-12-01, 2021-01-31]",
-            "--data.init_args.stride",
-            "10",
-        ]
-    )
+    res = run_training(shorthand_args("volatility", "implicit") + QUIET + ["--data.init_args.data", "synthetic",
+                       "--data.init_args.synthetic_range", "[2020-12-01, 2021-01-31]", "--data.init_args.stride", "10"])
     (row,) = res.sweep
     assert row["shift"] == 2021 and row["synthetic"] == 1.0
     # naive forecasters are scored on the same windows: predicting zero scores MAPE exactly 1
     assert row["naive_zero_mape"] == pytest.approx(1.0)
-    assert (
-        np.isfinite(row["mape"]) and np.isfinite(row["qlike"]) and np.isfinite(row["naive_persistence_mape"])
-    )
+    assert np.isfinite(row["mape"]) and np.isfinite(row["qlike"]) and np.isfinite(row["naive_persistence_mape"])
     client = mlflow.MlflowClient(mlflow_store)
     card = client.download_artifacts(res.run_id, "data_card.json")
     assert "SYNTHETIC" in open(card).read()

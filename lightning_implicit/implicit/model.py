@@ -61,9 +61,7 @@ class ImplicitLayer(nn.Module):
         if not 0 < kappa < 1:
             raise ValueError(f"kappa must be in (0, 1) for a well-posed model, got {kappa}")
         if in_features < 1 or hidden_features < 1:
-            raise ValueError(
-                f"in_features and hidden_features must be >= 1, got {in_features}, {hidden_features}"
-            )
+            raise ValueError(f"in_features and hidden_features must be >= 1, got {in_features}, {hidden_features}")
         self.in_features, self.hidden_features = in_features, hidden_features
         self.kappa, self.feedback = kappa, feedback
         self.solver_cfg = SolverConfig(
@@ -112,16 +110,8 @@ class ImplicitLayer(nn.Module):
             raise ValueError(f"expected input (batch, {self.in_features}), got {tuple(u.shape)}")
         sink: list[SolverStats] = []
         cfg = self.solver_cfg if warn or not self.solver_cfg.warn else self.solver_cfg.replace(warn=False)
-        x = ImplicitFunction.apply(
-            self.effective_A(),
-            self.B,
-            u,
-            None if x0 is None else x0.detach(),
-            cfg,
-            self.adjoint_cfg,
-            sink,
-            self._hints,
-        )
+        x0 = None if x0 is None else x0.detach()  # None: start at zero (not materialised)
+        x = ImplicitFunction.apply(self.effective_A(), self.B, u, x0, cfg, self.adjoint_cfg, sink, self._hints)
         self.last_stats = sink[0]
         return x
 

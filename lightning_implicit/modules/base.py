@@ -43,17 +43,13 @@ class ShiftModule(L.LightningModule):
         if task is None:
             raise ValueError("a model needs its task: pass task=datamodule.spec (the CLI links it for you)")
         if lr <= 0 or not 0 < lr_gamma <= 1 or weight_decay < 0:
-            raise ValueError(
-                f"need lr > 0, 0 < lr_gamma <= 1, weight_decay >= 0; got {lr}, {lr_gamma}, {weight_decay}"
-            )
+            raise ValueError(f"need lr > 0, 0 < lr_gamma <= 1, weight_decay >= 0; got {lr}, {lr_gamma}, {weight_decay}")
         if optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
         self.task = TaskSpec.from_dict(task) if isinstance(task, dict) else task
         self.lr, self.optimizer_name, self.weight_decay, self.lr_gamma = lr, optimizer, weight_decay, lr_gamma
         if self.task.kind == "classification":
-            self.val_metric = torchmetrics.classification.MulticlassAccuracy(
-                self.task.num_classes, average="micro"
-            )
+            self.val_metric = torchmetrics.classification.MulticlassAccuracy(self.task.num_classes, average="micro")
             self.val_metric_name = "val/accuracy"
         else:
             self.val_metric = torchmetrics.MeanSquaredError()
@@ -99,9 +95,7 @@ class ShiftModule(L.LightningModule):
                 f"non-finite training loss ({float(loss)}) at epoch {self.current_epoch}, step {self.global_step}: "
                 "lower the learning rate or check the data scaling"
             )
-        self.log(
-            "train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=len(x)
-        )
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=len(x))
         return loss
 
     def validation_step(self, batch, batch_idx):

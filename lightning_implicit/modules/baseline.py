@@ -21,18 +21,14 @@ def baseline_kwargs(task: TaskSpec, arch: str, kwargs: dict) -> dict:
     """Constructor arguments: the preset's sizes plus the input/output sizes the task dictates."""
     kw = dict(kwargs)
     if arch == "lstm":
-        kw.update(
-            in_features=task.step_features, out_features=task.seq_out_features, many_to_one=task.many_to_one
-        )
+        kw.update(in_features=task.step_features, out_features=task.seq_out_features, many_to_one=task.many_to_one)
     elif arch == "encdec":
         step = task.step_features if task.is_sequence else 1
         kw.update(in_features=step, out_features=task.seq_out_features if task.is_sequence else 1,
                   classification=task.kind == "classification")  # fmt: skip
         kw.setdefault("max_len", task.seq_len if task.is_sequence else task.in_features)
     elif arch == "masked_decoder":
-        kw.update(
-            in_features=task.step_features, out_features=task.flat_out_features, many_to_one=task.many_to_one
-        )
+        kw.update(in_features=task.step_features, out_features=task.flat_out_features, many_to_one=task.many_to_one)
     elif arch == "seq_encoder":
         kw.update(seq_len=task.in_features, out_features=task.flat_out_features)
     elif arch == "depth_encoder":

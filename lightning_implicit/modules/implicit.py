@@ -25,8 +25,8 @@ class ImplicitModule(ShiftModule):
     Args:
         family: ``implicit`` (flattened input) or ``implicit_rnn`` (one implicit solve per time step).
         hidden_features: n.  state_features: size of the RNN state h (``implicit_rnn`` only).
-        kappa, feedback, solver, tol, tol_mode, max_iter, adjoint, adjoint_tol, adjoint_max_iter, backend, warm_start,
-            check_every, anderson_m: see :class:`~lightning_implicit.implicit.ImplicitLayer`.
+        kappa, feedback, solver, tol, tol_mode, max_iter, adjoint, adjoint_tol, adjoint_max_iter, backend,
+            warm_start, check_every, anderson_m: see :class:`~lightning_implicit.implicit.ImplicitLayer`.
         sweep_tol_mode: tolerance mode of the shift sweep. ``rel`` by default because the absolute 3e-6 is
             unreachable in float32 once ``|x|`` is large; the converged fraction is logged either way.
         (lr, optimizer, weight_decay, lr_gamma: see :class:`ShiftModule`)
@@ -64,10 +64,8 @@ class ImplicitModule(ShiftModule):
         preset = task.presets.get(family, {})
         n = hidden_features or preset.get("hidden_features")
         if n is None:
-            raise ValueError(
-                f"task {task.name!r} has no Table 4 size for {family!r}: give "
-                f"--model.init_args.hidden_features (known presets: {sorted(task.presets)})"
-            )
+            raise ValueError(f"task {task.name!r} has no Table 4 size for {family!r}: give "
+                             f"--model.init_args.hidden_features (known presets: {sorted(task.presets)})")
         layer_kwargs = dict(
             kappa=kappa, feedback=feedback, solver=solver, tol=tol, tol_mode=tol_mode, max_iter=max_iter,
             check_every=check_every, anderson_m=anderson_m, adjoint=adjoint, adjoint_tol=adjoint_tol,

@@ -127,10 +127,7 @@ def reproduce(profile_name: str, *, data: str | None = None, workers: int | None
         print(f"  {v.id:<5} {v.verdict:<30} {v.claim}", file=stream)
     failed = [r for r in records if r.outcome in ("failed", "missing")]
     if failed:
-        print(
-            f"\n{len(failed)} run(s) failed; see the report's Runs section and {out_dir / 'logs'}",
-            file=stream,
-        )
+        print(f"\n{len(failed)} run(s) failed; see the report's Runs section and {out_dir / 'logs'}", file=stream)
     print(f"\nreport: {path} (figures in {out_dir / 'figures'}); MLflow run {report_run_id} in experiment "
           f"{profile.reproduce_experiment!r}; total {fmt_duration(time.time() - t0)}", file=stream)  # fmt: skip
     return 0
@@ -141,18 +138,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", default="quick", help="conf/reproduce/<name>.yaml or a path (default: quick)")
     p.add_argument("--data", default=None, help="AMC price file for the volatility task ('synthetic': labelled "
                    "synthetic data); without it the task is skipped")  # fmt: skip
-    p.add_argument(
-        "--workers", type=int, default=None, help="parallel worker processes (default: the profile's)"
-    )
+    p.add_argument("--workers", type=int, default=None, help="parallel worker processes (default: the profile's)")
     p.add_argument("--seeds", default=None, help="comma-separated seeds (default: the profile's)")
     p.add_argument("--out", default="reports", help="report folder root (default: reports)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (reuse/train per run) and stop")
-    p.add_argument(
-        "--report-only", action="store_true", help="train nothing; report the runs found in MLflow"
-    )
-    p.add_argument(
-        "--retrain", action="store_true", help="ignore finished runs in MLflow and train everything"
-    )
+    p.add_argument("--report-only", action="store_true", help="train nothing; report the runs found in MLflow")
+    p.add_argument("--retrain", action="store_true", help="ignore finished runs in MLflow and train everything")
     a = p.parse_args(argv)
     seeds = None
     if a.seeds:

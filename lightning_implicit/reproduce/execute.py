@@ -204,9 +204,7 @@ def _alt_tolerance_depth(res) -> list:
                     conv.append(c.all(dim=1) if c.dim() == 2 else c)
                 it, c = torch.cat(its), torch.cat(conv)
                 metrics.append(Metric(f"ood_{other}/iters_mean", float(it.mean()), now, int(shift)))
-                metrics.append(
-                    Metric(f"ood_{other}/converged_frac", float(c.float().mean()), now, int(shift))
-                )
+                metrics.append(Metric(f"ood_{other}/converged_frac", float(c.float().mean()), now, int(shift)))
     finally:
         layer.solver_cfg = saved
     return metrics
@@ -390,9 +388,7 @@ def _run_pool(jobs, workers, threads, log_dir, on_done) -> list[Outcome]:
                 for i, p in enumerate(procs):
                     if not p.is_alive() and i in inflight:  # a worker died mid-run (killed, out of memory)
                         key = inflight.pop(i)
-                        out = Outcome(
-                            key, None, "failed", "trained", 0.0, f"worker {i} died (exit code {p.exitcode})"
-                        )
+                        out = Outcome(key, None, "failed", "trained", 0.0, f"worker {i} died (exit code {p.exitcode})")
                         pending.discard(key)
                         outs.append(out)
                         on_done(out)
@@ -422,9 +418,7 @@ def _run_pool(jobs, workers, threads, log_dir, on_done) -> list[Outcome]:
             p.join(timeout=5)
         keys = list(inflight.values())
         killed = mark_killed(keys, [by_key[k].experiment for k in keys])
-        raise Interrupted(
-            f"stopped {len(procs)} worker(s); marked {len(killed)} unfinished run(s) KILLED"
-        ) from err
+        raise Interrupted(f"stopped {len(procs)} worker(s); marked {len(killed)} unfinished run(s) KILLED") from err
     finally:
         jobq.cancel_join_thread()
         for p in procs:

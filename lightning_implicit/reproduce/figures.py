@@ -142,17 +142,8 @@ def fig4(results: Results, out: Path) -> Path:
 
 def fig5(results: Results, out: Path) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
-    _panel(
-        axes[0],
-        results,
-        "rolling_average",
-        _models(results, "rolling_average", TABLE4_MODELS["rolling_average"]),
-        "mse",
-        logx=False,
-        logy=True,
-        ylabel="test MSE (log scale)",
-        title="Rolling average (Figure 5, left)",
-    )
+    _panel(axes[0], results, "rolling_average", _models(results, "rolling_average", TABLE4_MODELS["rolling_average"]),
+           "mse", logx=False, logy=True, ylabel="test MSE (log scale)", title="Rolling average (Figure 5, left)")
     _panel(axes[1], results, "rolling_argmax", _models(results, "rolling_argmax", TABLE4_MODELS["rolling_argmax"]),
            "accuracy", logx=True, logy=False, ylabel="test accuracy (last step)",
            title="Rolling argmax (Figure 5, right)")  # fmt: skip
@@ -168,17 +159,10 @@ def fig6(results: Results, out: Path, client, tmp: Path) -> Path:
     models = [m for m in TABLE4_MODELS["spiky"] if any(r.usable for r in results.runs("spiky", m))]
     fig, axes = plt.subplots(max(1, len(models)), 1, figsize=(10, 2.9 * max(1, len(models))), squeeze=False)
     if not models:
-        _empty(
-            axes[0][0],
-            "spiky: not run in this profile" if "spiky" not in results.tasks() else "no usable runs",
-        )
+        _empty(axes[0][0], "spiky: not run in this profile" if "spiky" not in results.tasks() else "no usable runs")
     for ax, m in zip(axes[:, 0], models, strict=False):
         rec = next(r for r in results.runs("spiky", m) if r.usable)
-        img = (
-            download_artifact(client, rec.run_id, "figures/spiky_forecast.png", tmp / f"spiky-{m}")
-            if client
-            else None
-        )
+        img = download_artifact(client, rec.run_id, "figures/spiky_forecast.png", tmp / f"spiky-{m}") if client else None
         if img is None:
             _empty(ax, f"{label(m)}: forecast figure not logged")
             continue
@@ -197,18 +181,8 @@ def fig7(results: Results, out: Path) -> Path:
     fig, axes = plt.subplots(1, 5, figsize=(21, 4.0))
     models = _models(results, "earthquake", TABLE4_MODELS["earthquake"])
     for ax, (metric, ylabel) in zip(axes, _EQ_LABELS, strict=True):
-        _panel(
-            ax,
-            results,
-            "earthquake",
-            models,
-            metric,
-            logx=False,
-            logy=metric == "mse",
-            ylabel=ylabel,
-            title=("Figure 7, left" if metric == "mse" else "Figure 7, right"),
-            xlabel="extrapolation region k",
-        )
+        _panel(ax, results, "earthquake", models, metric, logx=False, logy=metric == "mse", ylabel=ylabel,
+               title=("Figure 7, left" if metric == "mse" else "Figure 7, right"), xlabel="extrapolation region k")
     return _save(fig, out / "figure7_earthquake.png")
 
 
@@ -249,9 +223,7 @@ def fig8(results: Results, out: Path, client) -> Path:
             for model in ("implicit", "implicit_rnn"):
                 if not any(r.usable for r in results.runs(task, model)):
                     continue
-                name = (
-                    f"{label(model)} {task}" if len(tasks) > 1 or model != "implicit" else f"{label(model)}"
-                )
+                name = f"{label(model)} {task}" if len(tasks) > 1 or model != "implicit" else f"{label(model)}"
                 drawn |= _band(ax, results, task, model, "iters_mean", name=name,
                                style="-" if task != "subtraction" else "--")  # fmt: skip
                 p95 = results.series(task, model, "iters_p95", diverged=math.nan)
@@ -283,11 +255,7 @@ def fig9(results: Results, out: Path, client, tmp: Path) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
     for ax, model in zip(axes, ("implicit", "implicit_nofeedback"), strict=True):
         rec = next((r for r in results.runs("addition", model) if r.usable), None)
-        path = (
-            download_artifact(client, rec.run_id, "weights/A.npy", tmp / f"A-{model}")
-            if (rec and client)
-            else None
-        )
+        path = download_artifact(client, rec.run_id, "weights/A.npy", tmp / f"A-{model}") if (rec and client) else None
         if path is None:
             _empty(ax, f"addition / {label(model)}: no run with a logged A")
             continue
@@ -297,9 +265,7 @@ def fig9(results: Results, out: Path, client, tmp: Path) -> Path:
         n = A.shape[0]
         ax.plot([-0.5, n - 0.5], [-0.5, n - 0.5], "k-", lw=0.8)  # the diagonal: on and below it = feedback
         fb = np.abs(np.tril(A)).sum() / max(np.abs(A).sum(), 1e-12)
-        ax.set_title(
-            f"{label(model)} (seed {rec.seed}): {n}x{n}, feedback share of |A| = {fb:.0%}", fontsize=9
-        )
+        ax.set_title(f"{label(model)} (seed {rec.seed}): {n}x{n}, feedback share of |A| = {fb:.0%}", fontsize=9)
         ax.set_xlabel("state j (input of the iteration)")
         ax.set_ylabel("state i (output)")
         fig.colorbar(im, ax=ax, fraction=0.046)
@@ -311,17 +277,8 @@ def fig10(results: Results, out: Path) -> Path:
     spec = [("addition", "mse", True, True), ("subtraction", "mse", True, True),
             ("rolling_argmax", "accuracy", True, False), ("rolling_average", "mse", False, True)]  # fmt: skip
     for ax, (task, metric, logx, logy) in zip(axes, spec, strict=True):
-        _panel(
-            ax,
-            results,
-            task,
-            ["implicit", "implicit_nofeedback"],
-            metric,
-            logx=logx,
-            logy=logy,
-            ylabel=f"test {metric}" + (" (log scale)" if logy else ""),
-            title=f"{task} (Figure 10)",
-        )
+        _panel(ax, results, task, ["implicit", "implicit_nofeedback"], metric, logx=logx, logy=logy,
+               ylabel=f"test {metric}" + (" (log scale)" if logy else ""), title=f"{task} (Figure 10)")
     return _save(fig, out / "figure10_feedback.png")
 
 

@@ -43,12 +43,7 @@ TABLE2: dict[str, dict[str, float]] = {
     "rolling_argmax": {"feedback": 0.937, "no_feedback": 0.918},
     "rolling_average": {"feedback": 1e-4, "no_feedback": 1e-3},
 }
-TABLE2_ROWS = {
-    "addition": "Add.",
-    "subtraction": "Sub.",
-    "rolling_argmax": "R. Max.",
-    "rolling_average": "R. Avg.",
-}
+TABLE2_ROWS = {"addition": "Add.", "subtraction": "Sub.", "rolling_argmax": "R. Max.", "rolling_average": "R. Avg."}
 ABLATION_TASKS = ("addition", "subtraction", "rolling_argmax", "rolling_average")
 
 # ---- Table 3 (appendix): training / OOD test data of each task -----------------------------------------

@@ -104,10 +104,8 @@ def _yaml(kind: str, name: str) -> tuple[str, dict]:
 
 
 def _estimate(task: str, model: str, overrides: dict, trainer_cfg: dict, task_cfg: dict) -> float:
-    epochs = (
-        overrides.get("trainer.max_epochs")
-        or (task_cfg.get("trainer") or {}).get("max_epochs")
-        or ((trainer_cfg.get("trainer") or {}).get("max_epochs") or 20)
+    epochs = overrides.get("trainer.max_epochs") or (task_cfg.get("trainer") or {}).get("max_epochs") or (
+        (trainer_cfg.get("trainer") or {}).get("max_epochs") or 20
     )
     init = ((task_cfg.get("data") or {}).get("init_args")) or {}
     if task == "earthquake":

@@ -204,9 +204,7 @@ def load_profile(profile: str | Path) -> Profile:
     common_models = _mapping(f"{path}: model_overrides", raw.get("model_overrides"))
     for m, ov in common_models.items():
         if m not in _choices("models"):
-            raise ProfileError(
-                f"{path}: model_overrides: unknown model {m!r}; choose from {_choices('models')}"
-            )
+            raise ProfileError(f"{path}: model_overrides: unknown model {m!r}; choose from {_choices('models')}")
         _mapping(f"{path}: model_overrides.{m}", ov)
     tasks = _mapping(f"{path}: tasks", raw.get("tasks"))
     if not tasks:
@@ -219,9 +217,7 @@ def load_profile(profile: str | Path) -> Profile:
         models = spec.get("models")
         models = default_models(task) if models is None else models
         if not isinstance(models, list) or not models or len(set(models)) != len(models):
-            raise ProfileError(
-                f"{where}.models: expected a non-empty list of distinct model names, got {models!r}"
-            )
+            raise ProfileError(f"{where}.models: expected a non-empty list of distinct model names, got {models!r}")
         for m in models:
             if m not in _choices("models"):
                 raise ProfileError(f"{where}.models: unknown model {m!r}; choose from {_choices('models')}")
@@ -230,9 +226,7 @@ def load_profile(profile: str | Path) -> Profile:
         own = _mapping(f"{where}.model_overrides", spec.get("model_overrides"))
         for m in own:
             if m not in models:
-                raise ProfileError(
-                    f"{where}.model_overrides: model {m!r} is not in this task's models {models}"
-                )
+                raise ProfileError(f"{where}.model_overrides: model {m!r} is not in this task's models {models}")
         model_overrides = {}
         for m in models:
             ov = {**(common_models.get(m) or {}), **_mapping(f"{where}.model_overrides.{m}", own.get(m))}

@@ -79,14 +79,8 @@ def _links(results: Results, task: str, model: str) -> dict[int, str | None]:
     return {r.seed: r.url(results.ui_url) for r in results.runs(task, model)}
 
 
-def _at(
-    results: Results, task: str, model: str, metric: str, shift, *, diverged=math.inf
-) -> dict[int, float]:
-    return {
-        s: per[shift]
-        for s, per in results.series(task, model, metric, diverged=diverged).items()
-        if shift in per
-    }
+def _at(results: Results, task: str, model: str, metric: str, shift, *, diverged=math.inf) -> dict[int, float]:
+    return {s: per[shift] for s, per in results.series(task, model, metric, diverged=diverged).items() if shift in per}
 
 
 def _sweep_table(results: Results, task: str, models: list[str], metric: str, pct: bool = False) -> str:
@@ -142,10 +136,8 @@ def _sec_sweep(results, verdicts, section, tasks, fig, metric_of, paper_text) ->
 
 
 def _sec_table1(results: Results, verdicts, amc_skip: str | None) -> list[str]:
-    head = (
-        "| Model | Spiky train MSE (paper) | Spiky train MSE (ours) | Spiky test MSE (paper) | Spiky test MSE (ours) "
-        "| AMC train MAPE (paper) | AMC train MAPE (ours) | AMC test MAPE (paper) | AMC test MAPE (ours) |"
-    )
+    head = ("| Model | Spiky train MSE (paper) | Spiky train MSE (ours) | Spiky test MSE (paper) | Spiky test MSE (ours) "
+            "| AMC train MAPE (paper) | AMC train MAPE (ours) | AMC test MAPE (paper) | AMC test MAPE (ours) |")
     lines = [head, "|---" * 9 + "|"]
     spiky_run = "spiky" in results.tasks()
     amc_run = "volatility" in results.tasks() and not amc_skip
@@ -186,10 +178,7 @@ def _sec_table1(results: Results, verdicts, amc_skip: str | None) -> list[str]:
                          f"{cols[3]} |")  # fmt: skip
     if amc_run:
         shift = results.shifts("volatility")[0] if results.shifts("volatility") else None
-        for prefix, name in (
-            ("naive_zero_", "Zero forecast (naive)"),
-            ("naive_persistence_", "Persistence (naive)"),
-        ):
+        for prefix, name in (("naive_zero_", "Zero forecast (naive)"), ("naive_persistence_", "Persistence (naive)")):
             vals, links = {}, {}
             for m in results.models("volatility"):
                 v = _at(results, "volatility", m, f"{prefix}mape", shift)
@@ -204,9 +193,7 @@ def _sec_table1(results: Results, verdicts, amc_skip: str | None) -> list[str]:
     if amc_skip:
         out.append(f"**AMC volatility: skipped** — {amc_skip}\n")
     elif amc_run:
-        card = (
-            next((r.data_card for r in results.records if r.task == "volatility" and r.data_card), None) or {}
-        )
+        card = next((r.data_card for r in results.records if r.task == "volatility" and r.data_card), None) or {}
         if card.get("synthetic"):
             out.append("**AMC volatility ran on SYNTHETIC data (DATA=synthetic), not AMC market data**; its numbers "
                        "are not comparable with the paper's.\n")  # fmt: skip
@@ -230,12 +217,8 @@ def _sec_fig7(results, verdicts) -> list[str]:
     models = [m for m in dict.fromkeys([*TABLE4_MODELS["earthquake"], *results.models("earthquake")])]
     for metric, _ in (("mse", ""), ("lon_wrapped_mae_deg", ""), ("lat_mae_deg", ""), ("depth_mae_km", ""),
                       ("time_mae_s", "")):  # fmt: skip
-        out.append(
-            _details(
-                f"earthquake: {metric} per region k (k = 0: in-distribution)",
-                _sweep_table(results, "earthquake", models, metric),
-            )
-        )
+        out.append(_details(f"earthquake: {metric} per region k (k = 0: in-distribution)",
+                            _sweep_table(results, "earthquake", models, metric)))
     return out
 
 
@@ -332,9 +315,7 @@ def _budget_table(profile: Profile) -> str:
     lines = ["| task | models | overrides of the profile (beyond `make train`) |", "|---|---|---|"]
     for task, plan in profile.tasks.items():
         ov = ", ".join(f"`{k}={v}`" for k, v in plan.overrides.items()) or "none"
-        mo = "; ".join(
-            f"{m}: " + ", ".join(f"`{k}={v}`" for k, v in o.items()) for m, o in plan.model_overrides.items()
-        )
+        mo = "; ".join(f"{m}: " + ", ".join(f"`{k}={v}`" for k, v in o.items()) for m, o in plan.model_overrides.items())
         lines.append(f"| {task} | {', '.join(plan.models)} | {ov}{'; ' + mo if mo else ''} |")
     return "\n".join(lines) + "\n"
 
@@ -359,10 +340,8 @@ def _nonconvergence(results: Results) -> str:
     parts = []
     for (task, model), items in sorted(by.items()):
         worst = min(items, key=lambda t: t[2])
-        parts.append(
-            f"{task}/{label(model)}: {len(items)} (seed, shift) pairs below 100%, worst "
-            f"[{100 * worst[2]:.1f}% at shift {worst[1]}, seed {worst[0].seed}]({worst[0].url(results.ui_url)})"
-        )
+        parts.append(f"{task}/{label(model)}: {len(items)} (seed, shift) pairs below 100%, worst "
+                     f"[{100 * worst[2]:.1f}% at shift {worst[1]}, seed {worst[0].seed}]({worst[0].url(results.ui_url)})")
     return ("Solver non-convergence in the shift sweep (`ood/converged_frac` < 1; samples stop at 300 iterations): "
             + "; ".join(parts) + ".")  # fmt: skip
 
@@ -371,14 +350,12 @@ def _tolerance_note(profile: Profile) -> str:
     modes = {ov.get("model.init_args.sweep_tol_mode") for plan in profile.tasks.values()
              for ov in plan.model_overrides.values()} - {None}  # fmt: skip
     sweep = ", ".join(sorted(modes)) if modes else "rel (the framework's default)"
-    return (
-        f"The shift sweep of the implicit models stops at the `{sweep}` tolerance (`abs`: the paper's "
-        "‖x_t - x_(t-1)‖∞ < 3e-6; `rel`: 3e-6·max(1, ‖x‖∞)), at most 300 iterations. In float32 the absolute "
-        "tolerance becomes unreachable once ‖x‖ is large, so at large shifts some samples stop at 300 "
-        "iterations (converged fraction below); a bias-free ReLU implicit model is positively homogeneous, so "
-        "under the relative tolerance its iteration count does not depend on the input scale. Each implicit "
-        "run also logs its depth under the other tolerance (`ood_rel/*` or `ood_abs/*`; claim F8b)."
-    )
+    return (f"The shift sweep of the implicit models stops at the `{sweep}` tolerance (`abs`: the paper's "
+            "‖x_t - x_(t-1)‖∞ < 3e-6; `rel`: 3e-6·max(1, ‖x‖∞)), at most 300 iterations. In float32 the absolute "
+            "tolerance becomes unreachable once ‖x‖ is large, so at large shifts some samples stop at 300 "
+            "iterations (converged fraction below); a bias-free ReLU implicit model is positively homogeneous, so "
+            "under the relative tolerance its iteration count does not depend on the input scale. Each implicit "
+            "run also logs its depth under the other tolerance (`ood_rel/*` or `ood_abs/*`; claim F8b).")
 
 
 def _sec_notes(results: Results, profile: Profile, amc_skip: str | None) -> list[str]:
@@ -390,26 +367,19 @@ def _sec_notes(results: Results, profile: Profile, amc_skip: str | None) -> list
         "**Seeds.** A seed is `make train SEED=` (`seed_everything`: initialisation, dropout). The data of a task "
         "are generated from the task's own data seed, identical for all seeds and models, so models are compared "
         "on the same samples; the bands show training variability, not data variability.",
-        "**AMC volatility.** "
-        + (
-            f"Skipped: {amc_skip}"
-            if amc_skip
-            else "Run on the data given (see Table 1 for the data card). The paper used AMC minute "
-            "VWAPs 2015-2021; a daily file is the *daily variant* (60 days in, the variance of "
-            "the next 10 days), not the paper's minute task."
-        ),  # fmt: skip
+        "**AMC volatility.** " + (f"Skipped: {amc_skip}" if amc_skip else
+                                  "Run on the data given (see Table 1 for the data card). The paper used AMC minute "
+                                  "VWAPs 2015-2021; a daily file is the *daily variant* (60 days in, the variance of "
+                                  "the next 10 days), not the paper's minute task."),  # fmt: skip
         "**MAPE.** MAPE rewards under-prediction: forecasting zero scores exactly 1.0 whatever the truth, and "
         "naive forecasters are scored on the same windows in every volatility run (Table 1, naive rows). "
         "Read the AMC MAPE numbers against those naive rows.",
         "**Earthquake data.** Reconstructed from the paper's description (ak135 first-arrival P times via obspy, a "
         "jittered global source mesh, 5 stations): 30 input features (6 per station), as Table 3 says, not the 270 "
         "of Table 4's layer sizes; EikoNet and the implicit model keep Table 4's hidden sizes. "
-        + (
-            "The profile coarsens the mesh (`data.init_args.coarsen`), so far fewer than 720,576 training samples."
-            if "data.init_args.coarsen"
-            in (profile.tasks.get("earthquake").overrides if profile.tasks.get("earthquake") else {})
-            else ""
-        ),  # fmt: skip
+        + ("The profile coarsens the mesh (`data.init_args.coarsen`), so far fewer than 720,576 training samples."
+           if "data.init_args.coarsen" in (profile.tasks.get("earthquake").overrides if profile.tasks.get("earthquake")
+                                            else {}) else ""),  # fmt: skip
         "**Encoder-decoders** decode from the right-shifted *true* targets at evaluation too (teacher forcing), as in "
         "the paper, which notes the inherent advantage on rolling argmax (≈ 1 - 1/L = 90% by copying the last "
         "target).",
@@ -467,10 +437,8 @@ def build_report(results: Results, profile: Profile, out_dir: Path, *, client=No
     if header.get("report_run_url"):
         meta.append(f"- this report in MLflow: [{header.get('report_run_id', '')[:8]}]({header['report_run_url']}) "
                     f"(experiment `{profile.reproduce_experiment}`)")  # fmt: skip
-    meta.append(
-        f"- runs: {len(results.records)} ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}); "
-        f"trained now: {header.get('trained', 0)}, reused from MLflow: {header.get('reused', 0)}"
-    )
+    meta.append(f"- runs: {len(results.records)} ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}); "
+                f"trained now: {header.get('trained', 0)}, reused from MLflow: {header.get('reused', 0)}")
     if header.get("wall_s") is not None:
         w = int(round(header["wall_s"]))
         meta.append(f"- wall time of this invocation until the report: {w // 60}:{w % 60:02d} (min:s) with "
@@ -491,73 +459,34 @@ def build_report(results: Results, profile: Profile, out_dir: Path, *, client=No
                                      "(the numbers behind each are in the linked section, with links to every "
                                      "run).\n", "\n".join(vt) + "\n"])  # fmt: skip
     section("rules", "How the verdicts are computed", [_rules_text()])
-    section(
-        "figure-3",
-        "Figure 3: identity",
-        _sec_sweep(
-            results,
-            verdicts,
-            "figure-3",
-            ["identity"],
-            "figure3_identity.png",
-            lambda t: "mse",
-            f"Paper (Section 3.1): the implicit model keeps the lowest test MSE (below 5 for shifts 0-25) and at shift "
-            f"200 beats the Transformer by 1e5 and the MLP by 1e3. Our grid is Table 3's (kappa {TABLE3['identity']['shifts']}).",
-        ),
-    )
-    section(
-        "figure-4",
-        "Figure 4: addition and subtraction",
-        _sec_sweep(
-            results,
-            verdicts,
-            "figure-4",
-            ["addition", "subtraction"],
-            "figure4_arithmetic.png",
-            lambda t: "mse",
-            "Paper (Section 3.1): the implicit model outperforms the Transformer encoders and NALU, with test loss < 1 "
-            "for shifts < 100; NALU is worst (> 1e10 at shift 10).",
-        ),
-    )
-    section(
-        "figure-5",
-        "Figure 5: rolling average and rolling argmax",
-        _sec_sweep(
-            results,
-            verdicts,
-            "figure-5",
-            ["rolling_average", "rolling_argmax"],
-            "figure5_rolling.png",
-            lambda t: "accuracy" if t == "rolling_argmax" else "mse",
-            "Paper (Section 3.1): on rolling average the implicit loss stays close to constant while LSTM and "
-            "Transformer degrade; on rolling argmax implicit and implicitRNN beat the LSTM and Transformers, "
-            "implicitRNN beats implicit, and the Transformer without positional encodings is the best Transformer "
-            "(~90%).",
-        ),
-    )
+    section("figure-3", "Figure 3: identity", _sec_sweep(
+        results, verdicts, "figure-3", ["identity"], "figure3_identity.png", lambda t: "mse",
+        f"Paper (Section 3.1): the implicit model keeps the lowest test MSE (below 5 for shifts 0-25) and at shift "
+        f"200 beats the Transformer by 1e5 and the MLP by 1e3. Our grid is Table 3's (kappa {TABLE3['identity']['shifts']})."))
+    section("figure-4", "Figure 4: addition and subtraction", _sec_sweep(
+        results, verdicts, "figure-4", ["addition", "subtraction"], "figure4_arithmetic.png", lambda t: "mse",
+        "Paper (Section 3.1): the implicit model outperforms the Transformer encoders and NALU, with test loss < 1 "
+        "for shifts < 100; NALU is worst (> 1e10 at shift 10)."))
+    section("figure-5", "Figure 5: rolling average and rolling argmax", _sec_sweep(
+        results, verdicts, "figure-5", ["rolling_average", "rolling_argmax"], "figure5_rolling.png",
+        lambda t: "accuracy" if t == "rolling_argmax" else "mse",
+        "Paper (Section 3.1): on rolling average the implicit loss stays close to constant while LSTM and "
+        "Transformer degrade; on rolling argmax implicit and implicitRNN beat the LSTM and Transformers, "
+        "implicitRNN beats implicit, and the Transformer without positional encodings is the best Transformer "
+        "(~90%)."))
     section("table-1", "Table 1: spiky series and AMC volatility", _sec_table1(results, verdicts, amc_skip))
-    section(
-        "figure-6",
-        "Figure 6: spiky forecasts",
-        [
-            _figure("figure6_spiky.png"),
-            "Paper: the implicitRNN captures the spikes' locations and magnitudes; the Transformer decoder and LSTM "
-            "tend to output the series' average. (Qualitative: no verdict.)\n",
-            _not_run(results, ["spiky"]) or "",
-        ],
-    )
+    section("figure-6", "Figure 6: spiky forecasts", [
+        _figure("figure6_spiky.png"),
+        "Paper: the implicitRNN captures the spikes' locations and magnitudes; the Transformer decoder and LSTM "
+        "tend to output the series' average. (Qualitative: no verdict.)\n",
+        _not_run(results, ["spiky"]) or ""])
     section("figure-7", "Figure 7: earthquake location", _sec_fig7(results, verdicts))
     section("figure-8", "Figure 8: depth adaptability", _sec_fig8(results, verdicts))
-    section(
-        "figure-9",
-        "Figure 9: feedback weights in A",
-        [
-            _figure("figure9_feedback_A.png"),
-            "Paper: Figure 9 is a diagram of one iteration; the feedback weights are those on and below the diagonal "
-            "of A. Here: the learned A of our addition models (qualitative: no verdict).\n",
-            _not_run(results, ["addition"]) or "",
-        ],
-    )
+    section("figure-9", "Figure 9: feedback weights in A", [
+        _figure("figure9_feedback_A.png"),
+        "Paper: Figure 9 is a diagram of one iteration; the feedback weights are those on and below the diagonal "
+        "of A. Here: the learned A of our addition models (qualitative: no verdict).\n",
+        _not_run(results, ["addition"]) or ""])
     section("table-2", "Table 2 and Figure 10: feedback ablation", _sec_table2(results, verdicts))
     section("notes", "Conditions that differ from the paper", _sec_notes(results, profile, amc_skip))
     section("runs", "Runs and how to rerun them", _sec_runs(results, jobs_by_key or {}))
@@ -574,14 +503,7 @@ def write_results_csv(results: Results, path: Path) -> Path:
     rows = []
     for r in results.records:
         for row in r.rows or [{}]:
-            d = {
-                "task": r.task,
-                "model": r.model,
-                "seed": r.seed,
-                "run_id": r.run_id,
-                "outcome": r.outcome,
-                **row,
-            }
+            d = {"task": r.task, "model": r.model, "seed": r.seed, "run_id": r.run_id, "outcome": r.outcome, **row}
             rows.append(d)
             keys += [k for k in d if k not in keys]
     with path.open("w", newline="") as fh:
@@ -600,9 +522,7 @@ def start_report_run(client, profile: Profile, commit: str) -> tuple[str, str]:
     if exp is None:
         location = artifact_location(resolve_tracking_uri())
         try:
-            exp_id = client.create_experiment(
-                name, artifact_location=(location + f"/{name}") if location else None
-            )
+            exp_id = client.create_experiment(name, artifact_location=(location + f"/{name}") if location else None)
         except Exception:  # noqa: BLE001 - created concurrently
             exp_id = client.get_experiment_by_name(name).experiment_id
     else:
@@ -616,12 +536,7 @@ def log_report_run(client, run_id: str, out_dir: Path, verdicts: list[V.Verdict]
     """Log the report, figures, tables and verdict counts to the reproduce run, and end it."""
     for k, v in stats.items():
         client.log_metric(run_id, k, float(v))
-    for name, key in (
-        (V.HOLDS, "holds"),
-        (V.PARTLY, "partly"),
-        (V.NOT, "does_not_hold"),
-        (V.NA, "not_evaluated"),
-    ):
+    for name, key in ((V.HOLDS, "holds"), (V.PARTLY, "partly"), (V.NOT, "does_not_hold"), (V.NA, "not_evaluated")):
         client.log_metric(run_id, f"verdicts/{key}", sum(v.verdict == name for v in verdicts))
     for f in ("report.md", "results.csv", "verdicts.json"):
         if (out_dir / f).exists():

@@ -10,14 +10,8 @@
 * :mod:`~lightning_implicit.sweep.cli`: ``lightning-implicit sweep`` (see its ``--help``).
 """
 
-__all__ = [
-    "SweepOptions",
-    "ModelOutcome",
-    "run_sweep",
-    "SearchSpace",
-    "SearchSpaceError",
-    "load_search_space",
-]
+
+__all__ = ["SweepOptions", "ModelOutcome", "run_sweep", "SearchSpace", "SearchSpaceError", "load_search_space"]
 
 _LAZY = {"SweepOptions": "driver", "ModelOutcome": "driver", "run_sweep": "driver", "SearchSpace": "space",
          "SearchSpaceError": "space", "load_search_space": "space"}  # fmt: skip

@@ -82,13 +82,7 @@ class SweepOptions:
     def worker_argv(self, model: str, index: int, quota: int, parent_run_id: str | None) -> list[str]:
         """The command line of worker ``index`` (re-invoking ``lightning-implicit sweep --worker-index``)."""
         o = copy.deepcopy(self)
-        o.models, o.trials, o.workers, o.worker_index, o.parent_run_id = (
-            [model],
-            quota,
-            1,
-            index,
-            parent_run_id,
-        )
+        o.models, o.trials, o.workers, o.worker_index, o.parent_run_id = [model], quota, 1, index, parent_run_id
         out: list[str] = ["--task", o.task]
         flag = {"n_train": "--n-train", "n_test": "--n-test", "search_file": "--search-file",
                 "tracking_uri": "--tracking-uri", "min_converged": "--min-converged", "max_retry": "--max-retry",
@@ -248,11 +242,7 @@ class _TrialPrinter:
 
     def __call__(self, study: optuna.Study, t: optuna.trial.FrozenTrial) -> None:
         self.done += 1
-        dur = (
-            (t.datetime_complete - t.datetime_start).total_seconds()
-            if t.datetime_complete and t.datetime_start
-            else 0.0
-        )
+        dur = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else 0.0
         head = f"[{self.label}] {self.done}/{self.quota} trial #{t.number:<3d} {t.state.name:<8s}"
         if t.state == TrialState.COMPLETE:
             msg = f"val/loss={t.value:.5g}"
@@ -263,26 +253,19 @@ class _TrialPrinter:
                 pass
         elif t.state == TrialState.PRUNED:
             step = t.user_attrs.get("pruned_step")
-            msg = (
-                f"at step {step}: {t.user_attrs.get('prune_reason', '')}"
-                if step is not None
-                else t.user_attrs.get("prune_reason", "")
-            )
+            msg = f"at step {step}: {t.user_attrs.get('prune_reason', '')}" if step is not None else t.user_attrs.get(
+                "prune_reason", "")
         else:
             msg = t.user_attrs.get("fail_reason", "failed")
         params = " ".join(f"{k}={_fmt(v)}" for k, v in t.params.items())
         print(f"{head} {msg}  ({dur:.1f}s)  {params}", flush=True)
         reason = t.user_attrs.get("fail_reason", "") if t.state == TrialState.FAIL else ""
-        self.errors = (
-            [*self.errors, reason][-self.streak :] if reason and not reason.startswith("non-finite") else []
-        )
+        self.errors = [*self.errors, reason][-self.streak :] if reason and not reason.startswith("non-finite") else []
         if len(self.errors) == self.streak and len(set(self.errors)) == 1:
             raise SweepAbort(f"{self.streak} trials in a row failed with the same error: {reason}")
 
 
-def _open_study(
-    opts: SweepOptions, space: SearchSpace, ctx: TrialContext, storage, *, create: bool
-) -> optuna.Study:
+def _open_study(opts: SweepOptions, space: SearchSpace, ctx: TrialContext, storage, *, create: bool) -> optuna.Study:
     if not create:
         study = optuna.load_study(study_name=ctx.study_name, storage=storage, pruner=_pruner(space),
                                   sampler=optuna.samplers.RandomSampler())  # fmt: skip
@@ -294,22 +277,15 @@ def _open_study(
     return study
 
 
-def _check_signature(
-    study: optuna.Study, opts: SweepOptions, space: SearchSpace, ctx: TrialContext, say
-) -> None:
+def _check_signature(study: optuna.Study, opts: SweepOptions, space: SearchSpace, ctx: TrialContext, say) -> None:
     """The objective's definition may not change under a resumed study (values would not be comparable)."""
     sig = {"task": opts.task, "model": ctx.model, "cv": opts.cv, "budget": space.budget}
     old = {k: study.user_attrs.get(f"sweep.{k}") for k in sig}
     if all(v is None for v in old.values()):
         for k, v in sig.items():
             study.set_user_attr(f"sweep.{k}", v)
-        study.set_user_attr(
-            "sweep.objective", "val/loss" + (f" (mean over {opts.cv} folds)" if opts.cv > 1 else "")
-        )
-        study.set_user_attr(
-            "sweep.settings",
-            " ".join(ctx.base_args[ctx.base_args.index("--tracking.model_name") :] + ctx.pinned),
-        )
+        study.set_user_attr("sweep.objective", "val/loss" + (f" (mean over {opts.cv} folds)" if opts.cv > 1 else ""))
+        study.set_user_attr("sweep.settings", " ".join(ctx.base_args[ctx.base_args.index("--tracking.model_name"):] + ctx.pinned))
         return
     bad = {k: (old[k], v) for k, v in sig.items() if old[k] is not None and old[k] != v}
     if bad:
@@ -318,7 +294,7 @@ def _check_signature(
             f"study {ctx.study_name!r} was created with a different objective ({what}); resume it with the same "
             "settings or start a new study with --study NAME"
         )
-    settings = " ".join(ctx.base_args[ctx.base_args.index("--tracking.model_name") :] + ctx.pinned)
+    settings = " ".join(ctx.base_args[ctx.base_args.index("--tracking.model_name"):] + ctx.pinned)
     if study.user_attrs.get("sweep.settings") not in (None, settings):
         say(f"[{ctx.model}] note: the fixed settings differ from when study {ctx.study_name!r} was created; "
             "its earlier values may not be comparable")  # fmt: skip
@@ -383,9 +359,7 @@ def _retrain(ctx: TrialContext, study: optuna.Study, out: ModelOutcome, say) -> 
     out.best_rows = result.sweep
     metrics = list(getattr(result.module.task, "metrics", ()))
     row = result.sweep[0] if result.sweep else {}
-    out.metric = next(
-        (m for m in ["mape", *metrics] if m in row), next((k for k in row if k not in ("shift", "n")), None)
-    )
+    out.metric = next((m for m in ["mape", *metrics] if m in row), next((k for k in row if k not in ("shift", "n")), None))
     out.retrain_run_id = result.run_id
     if ctx.recorder is not None and ctx.parent_run_id and result.run_id:
         ctx.recorder.client.set_tag(ctx.parent_run_id, "best_retrain_run_id", result.run_id)
@@ -473,11 +447,7 @@ def _run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) 
         return 0
 
     # ---- the sweep ---------------------------------------------------------------------------------------
-    kind = (
-        "JournalStorage (no heartbeats: dead workers found by process id)"
-        if "://" not in url
-        else "RDBStorage"
-    )
+    kind = "JournalStorage (no heartbeats: dead workers found by process id)" if "://" not in url else "RDBStorage"
     say(f"sweep {opts.task}: models {', '.join(models)}; {opts.trials} more trial(s) each"
         f"{f' on {opts.workers} workers' if opts.workers > 1 else ''}; objective val/loss"
         f"{f' (mean of {opts.cv} folds)' if opts.cv > 1 else ''}; budget {space.budget}; storage {mask_url(url)} "
@@ -512,14 +482,8 @@ def _run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) 
                 k = min(opts.workers, max(opts.trials, 1))
                 quotas = [opts.trials // k + (1 if i < opts.trials % k else 0) for i in range(k)]
                 cmd = [sys.executable, "-m", "lightning_implicit.cli", "sweep"]
-                procs = [
-                    subprocess.Popen([*cmd, *opts.worker_argv(m, i, q, parent)])
-                    for i, q in enumerate(quotas)
-                    if q > 0
-                ]
-                say(
-                    f"[{m}] started {len(procs)} worker process(es): pids {' '.join(str(p.pid) for p in procs)}"
-                )
+                procs = [subprocess.Popen([*cmd, *opts.worker_argv(m, i, q, parent)]) for i, q in enumerate(quotas) if q > 0]
+                say(f"[{m}] started {len(procs)} worker process(es): pids {' '.join(str(p.pid) for p in procs)}")
                 try:
                     for p in procs:
                         p.wait()
@@ -546,9 +510,7 @@ def _run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) 
             out.reproduce = _reproduce(opts, ctx, out.best_overrides)
         outcomes.append(out)
         if interrupted:
-            out.notes.append(
-                "interrupted (Ctrl-C): finished trials are kept; the running one is FAIL 'interrupted'"
-            )
+            out.notes.append("interrupted (Ctrl-C): finished trials are kept; the running one is FAIL 'interrupted'")
             break
         if opts.retrain and out.best_number is not None:
             try:

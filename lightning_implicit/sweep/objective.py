@@ -147,9 +147,7 @@ class Objective:
         trial.set_user_attr("search_hash", ctx.search_hash)
         run_id = None
         if ctx.recorder is not None and ctx.parent_run_id:
-            run_id = ctx.recorder.start_trial(
-                ctx.parent_run_id, ctx.study_name, ctx.model, trial, values, over
-            )
+            run_id = ctx.recorder.start_trial(ctx.parent_run_id, ctx.study_name, ctx.model, trial, values, over)
             trial.set_user_attr("mlflow_run_id", run_id)
         fold_values: list[float] = []
         pruning: _Pruning | None = None
@@ -167,13 +165,7 @@ class Objective:
                 tags = {"sweep.role": "fold", "optuna.study": ctx.study_name, "optuna.trial": str(trial.number),
                         "fold": str(fold)}  # fmt: skip
                 name = f"{ctx.model}-t{trial.number:03d}" + (f"-f{fold}" if ctx.cv > 1 else "-fit")
-                args = [
-                    *ctx.base_args,
-                    *over,
-                    *ctx.fold_args(fold),
-                    *ctx.tracking_args(run_id, name, tags),
-                    *ctx.pinned,
-                ]
+                args = [*ctx.base_args, *over, *ctx.fold_args(fold), *ctx.tracking_args(run_id, name, tags), *ctx.pinned]
                 try:
                     result = run_training(args, extra_callbacks=callbacks, test=False)
                 except SystemExit:
@@ -213,13 +205,7 @@ class Objective:
             raise
         except FloatingPointError as exc:
             msg = str(exc)
-            self._fail(
-                trial,
-                run_id,
-                probe,
-                msg if msg.startswith("non-finite") else f"non-finite loss: {msg}",
-                fold_values,
-            )
+            self._fail(trial, run_id, probe, msg if msg.startswith("non-finite") else f"non-finite loss: {msg}", fold_values)
             raise
         except Exception as exc:
             self._fail(trial, run_id, probe, f"{type(exc).__name__}: {exc}", fold_values)

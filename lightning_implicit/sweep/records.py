@@ -107,9 +107,7 @@ class SweepRecorder:
         from mlflow.entities import Metric, RunTag
 
         now = int(time.time() * 1000)
-        metrics = [
-            Metric("fold_val_loss", v, now, i) for i, v in enumerate(fold_values) if _finite(v) is not None
-        ]
+        metrics = [Metric("fold_val_loss", v, now, i) for i, v in enumerate(fold_values) if _finite(v) is not None]
         if _finite(value) is not None:
             metrics.append(Metric("objective", value, now, 0))
         for k, v in (extra or {}).items():
@@ -134,8 +132,7 @@ class SweepRecorder:
     def fail_tree(self, run_id: str, reason: str) -> None:
         """A dead worker's trial run and its still-RUNNING fold runs -> FAILED with ``fail_reason``."""
         children = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.mlflow.parentRunId = '{run_id}' and attributes.status = 'RUNNING'",
+            [self.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run_id}' and attributes.status = 'RUNNING'"
         )
         for r in [*children]:
             self.mark_run(r.info.run_id, "FAILED", {"fail_reason": reason})
@@ -157,9 +154,7 @@ class SweepRecorder:
             tags += [RunTag(f"best.{k}", str(v)[:5000]) for k, v in best.params.items()]
         self.client.log_batch(parent_id, metrics=metrics, tags=tags)
         with tempfile.TemporaryDirectory() as tmp:
-            write_summary(
-                Path(tmp), study, best_rows=best_rows, comparison=comparison, metric=metric, info=info
-            )
+            write_summary(Path(tmp), study, best_rows=best_rows, comparison=comparison, metric=metric, info=info)
             self.client.log_artifacts(parent_id, tmp, artifact_path="summary")
 
 
@@ -217,11 +212,7 @@ def write_summary(folder: Path, study: optuna.Study, *, best_rows: list[dict] | 
         w.writerow(["number", "state", "value", *[f"params_{k}" for k in pnames], "duration_s", "pruned_step",
                     "reason", "mlflow_run_id"])  # fmt: skip
         for t in trials:
-            dur = (
-                (t.datetime_complete - t.datetime_start).total_seconds()
-                if t.datetime_complete and t.datetime_start
-                else ""
-            )
+            dur = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else ""
             reason = t.user_attrs.get("fail_reason") or t.user_attrs.get("prune_reason") or ""
             w.writerow([t.number, t.state.name, "" if t.value is None else t.value, *[t.params.get(k, "") for k in pnames],
                         dur, t.user_attrs.get("pruned_step", ""), reason, t.user_attrs.get("mlflow_run_id", "")])  # fmt: skip
@@ -276,12 +267,7 @@ def write_summary(folder: Path, study: optuna.Study, *, best_rows: list[dict] | 
         fig, ax = plt.subplots(figsize=(6.5, 4))
         for label, rows in comparison.items():
             if rows:
-                ax.plot(
-                    [r["shift"] for r in rows],
-                    [r.get(metric, float("nan")) for r in rows],
-                    marker="o",
-                    label=label,
-                )
+                ax.plot([r["shift"] for r in rows], [r.get(metric, float("nan")) for r in rows], marker="o", label=label)
         shifts = [r["shift"] for rows in comparison.values() for r in rows]
         if shifts and min(shifts) > 0 and max(shifts) / min(shifts) >= 100:
             ax.set_xscale("log")

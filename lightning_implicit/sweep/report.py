@@ -52,9 +52,7 @@ def print_summary(console, opts, outcomes, *, experiment: str | None = None) -> 
                           + (f", best retrained in run {o.retrain_run_id}" if o.retrain_run_id else ""),
                           soft_wrap=True)  # fmt: skip
         if getattr(o, "reproduce", None):
-            console.print(
-                f"  {o.model}: reproduce the best config: {o.reproduce}", markup=False, soft_wrap=True
-            )
+            console.print(f"  {o.model}: reproduce the best config: {o.reproduce}", markup=False, soft_wrap=True)
         for n in o.notes:
             console.print(f"  {o.model}: {n}", markup=False, soft_wrap=True)
 

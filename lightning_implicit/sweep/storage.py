@@ -89,9 +89,7 @@ def open_storage(url: str, *, heartbeat: int = 10, grace: int | None = 30, max_r
     if url.startswith("sqlite:///"):
         db = Path(url[len("sqlite:///") :])
         db.parent.mkdir(parents=True, exist_ok=True)
-        with sqlite3.connect(
-            db, timeout=60
-        ) as con:  # WAL: readers do not block the writer (persists in the file)
+        with sqlite3.connect(db, timeout=60) as con:  # WAL: readers do not block the writer (persists in the file)
             con.execute("PRAGMA journal_mode=WAL")
         engine_kwargs = {"connect_args": {"timeout": 60}}
     hb = {}

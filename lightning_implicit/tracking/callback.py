@@ -42,9 +42,7 @@ class TrackingCallback(L.Callback):
             lg.experiment.log_text(lg.run_id, self.config_yaml, "config.yaml")
         dm = trainer.datamodule
         if dm is not None and hasattr(dm, "data_card"):
-            lg.experiment.log_text(
-                lg.run_id, json.dumps(dm.data_card(), indent=2, default=str), "data_card.json"
-            )
+            lg.experiment.log_text(lg.run_id, json.dumps(dm.data_card(), indent=2, default=str), "data_card.json")
 
     @rank_zero_only
     def on_test_end(self, trainer, pl_module) -> None:

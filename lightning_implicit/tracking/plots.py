@@ -12,16 +12,12 @@ __all__ = ["plot_shift_sweep"]
 _LOG_Y = {"mse", "mae", "mape", "qlike", "rmse"}
 
 
-def plot_shift_sweep(
-    rows: list[dict], *, task: str, shift_name: str, shift_log: bool, label: str, path
-) -> list[str]:
+def plot_shift_sweep(rows: list[dict], *, task: str, shift_name: str, shift_log: bool, label: str, path) -> list[str]:
     """One panel per metric (and solver depth when present) against the shift; saved to ``path`` (PNG).
 
     Returns the metric names plotted.
     """
-    metrics = [
-        k for k in rows[0] if k not in ("shift", "n") and not k.startswith("iters_") and k != "converged_frac"
-    ]
+    metrics = [k for k in rows[0] if k not in ("shift", "n") and not k.startswith("iters_") and k != "converged_frac"]
     depth = "iters_mean" in rows[0]
     panels = metrics + (["iters_mean"] if depth else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)

@@ -57,7 +57,8 @@ def solve_adjoint(A: torch.Tensor, d: torch.Tensor, g: torch.Tensor, cfg: Adjoin
     of the previous fixed-point adjoint solve (sizes its first block, see :func:`.solvers.blocked_iteration`).
     """
     module = None if cfg.mode == "direct" else fused.usable(g, cfg.backend)
-    mode = cfg.resolved_mode(A.shape[0], g.shape[0], g.device.type, fused=module is not None)
+    device_type = "cpu" if g.is_cpu else g.device.type
+    mode = cfg.resolved_mode(A.shape[0], g.shape[0], device_type, fused=module is not None)
     if mode == "direct":
         return (*_direct(A, d, g), mode)
     return (*_fixed_point(A, d, g, cfg, hint, module), mode)

@@ -119,12 +119,12 @@ def picard(module, A, BU, x0, tol: float, tol_mode: str, max_iter: int, compact:
 
     ``compact``: finished samples leave the batch (worth it for large problems; otherwise every sample runs until
     the last one stops and its result does not depend on the others, bit for bit)."""
-    return tuple(module.picard(A, BU, x0, float(tol), tol_mode != "abs", int(max_iter), bool(compact)))
+    return module.picard(A, BU, x0, tol, tol_mode != "abs", max_iter, compact)
 
 
 def adjoint(module, A, d, g, tol: float, tol_mode: str, max_iter: int, compact: bool):
     """``w <- g + (d * w) A`` per sample, from ``w = g``. See :mod:`.adjoint`."""
-    return tuple(module.adjoint(A, d, g, g, float(tol), tol_mode != "abs", int(max_iter), bool(compact)))
+    return module.adjoint(A, d, g, g, tol, tol_mode != "abs", max_iter, compact)
 
 
 def project_rows_l1(A: torch.Tensor, kappa: float) -> torch.Tensor | None:

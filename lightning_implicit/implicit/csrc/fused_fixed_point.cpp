@@ -26,6 +26,7 @@
 #include <cstring>
 #include <limits>
 #include <numeric>
+#include <tuple>
 #include <vector>
 
 namespace {
@@ -70,6 +71,13 @@ inline void relu_row(T* __restrict row, int64_t n) {
   for (int64_t k = 0; k < n; ++k) row[k] = row[k] < T(0) ? T(0) : row[k];
 }
 
+// v = d * w (the adjoint's input to the product).
+template <typename T>
+void multiply(T* __restrict v, const T* __restrict d, const T* __restrict w, int64_t count) {
+#pragma omp simd
+  for (int64_t k = 0; k < count; ++k) v[k] = d[k] * w[k];
+}
+
 // One pass after the product: (ReLU,) stopping test, recording of finished rows, and compaction of the running
 // rows of `next` and of the per-row constants `consts` (moved along with them).
 //
@@ -78,10 +86,13 @@ inline void relu_row(T* __restrict row, int64_t n) {
 // product's width never changes, so a row's values do not depend on when the others stop, bit for bit (BLAS may
 // round a row differently for different batch widths). Returns the rows still running (compaction: the rows
 // kept; otherwise: the rows not yet recorded).
+//
+// The adjoint (`v` given) also prepares the next product's input v = d * w for every row still running, while the
+// row is in cache (a finished row's v is left as it was: the row sits apart and is never read again).
 template <typename T, bool RELU, bool REL>
 int64_t finish_rows(T* next, const T* prev, const std::vector<T*>& consts, std::vector<int64_t>& idx, int64_t m,
                     int64_t n, int64_t t, int64_t max_iter, double tol, bool compact, std::vector<char>& recorded,
-                    T* out, T* res_out, int64_t* its_out, bool* conv_out) {
+                    T* v, const T* d, T* out, T* res_out, int64_t* its_out, bool* conv_out) {
   int64_t keep = 0;
   const size_t row_bytes = sizeof(T) * static_cast<size_t>(n);
   const T tol_t = static_cast<T>(tol);
@@ -102,25 +113,18 @@ int64_t finish_rows(T* next, const T* prev, const std::vector<T*>& consts, std::
       its_out[j] = t;
       conv_out[j] = done;
       recorded[j] = 1;
-    } else if (!compact) {
-      ++keep;
     } else {
-      if (keep != r) {
-        std::memcpy(next + keep * n, row, row_bytes);
-        for (T* c : consts) std::memcpy(c + keep * n, c + r * n, row_bytes);
-        idx[keep] = idx[r];
+      const int64_t at = compact ? keep : r;  // where the row runs on
+      if (at != r) {
+        std::memcpy(next + at * n, row, row_bytes);
+        for (T* c : consts) std::memcpy(c + at * n, c + r * n, row_bytes);
+        idx[at] = idx[r];
       }
+      if (v != nullptr) multiply(v + at * n, d + at * n, next + at * n, n);
       ++keep;
     }
   }
   return keep;
-}
-
-// v = d * w over the running rows (a pragma cannot sit inside AT_DISPATCH's macro argument).
-template <typename T>
-void multiply(T* __restrict v, const T* __restrict d, const T* __restrict w, int64_t count) {
-#pragma omp simd
-  for (int64_t k = 0; k < count; ++k) v[k] = d[k] * w[k];
 }
 
 // The BLAS torch links (MKL in the x86 wheels exports the Fortran symbols): called directly, a product skips
@@ -163,6 +167,8 @@ void add_product(T* Y, const T* X, const T* A, int64_t rows, int64_t n, bool tra
   y.addmm_(x, transpose_A ? a.t() : a);
 }
 
+using Solve = std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor>;  // x, its, res, conv
+
 struct Result {
   torch::Tensor out, its, res, conv;
   // (every row is recorded exactly once, at the latest at max_iter: no initial values needed)
@@ -171,7 +177,9 @@ struct Result {
         its(torch::empty({b}, o.dtype(torch::kInt64))),
         res(torch::empty({b}, o)),
         conv(torch::empty({b}, o.dtype(torch::kBool))) {}
-  std::vector<torch::Tensor> list() const { return {out, its, res, conv}; }
+  Solve get() const {
+    return {out, its, res, conv};
+  }
 };
 
 // A per-row tensor in the loop's dtype and layout: the caller's tensor where the loop only reads it, a private
@@ -208,23 +216,20 @@ void iterate(const torch::Tensor& A, torch::Tensor bias, torch::Tensor d, torch:
                               : (rel ? finish_rows<T, false, true> : finish_rows<T, false, false>);
   int64_t m = b;        // rows in the product
   int64_t running = b;  // rows not yet recorded
+  T* pv = forward ? nullptr : v.data_ptr<T>();
+  if (!forward) multiply(pv, pd, cur, b * n);  // later ones: in finish_rows
   for (int64_t t = 1; t <= max_iter && running > 0; ++t) {
     std::memcpy(next, pbias, bytes * m);
-    const T* in = cur;
-    if (!forward) {
-      multiply(v.data_ptr<T>(), pd, cur, m * n);
-      in = v.data_ptr<T>();
-    }
-    add_product(next, in, pA, m, n, forward, options);
-    running = finish(next, cur, consts, idx, m, n, t, max_iter, tol, compact, recorded, R.out.data_ptr<T>(),
+    add_product(next, forward ? cur : pv, pA, m, n, forward, options);
+    running = finish(next, cur, consts, idx, m, n, t, max_iter, tol, compact, recorded, pv, pd, R.out.data_ptr<T>(),
                      R.res.data_ptr<T>(), R.its.data_ptr<int64_t>(), R.conv.data_ptr<bool>());
     if (compact) m = running;
     std::swap(cur, next);
   }
 }
 
-std::vector<torch::Tensor> picard(torch::Tensor A, torch::Tensor BU, c10::optional<torch::Tensor> x0, double tol,
-                                  bool rel, int64_t max_iter, bool compact) {
+Solve picard(torch::Tensor A, torch::Tensor BU, c10::optional<torch::Tensor> x0, double tol, bool rel, int64_t max_iter,
+             bool compact) {
   check_inputs(A, BU, "picard");
   TORCH_CHECK(max_iter >= 1, "picard: max_iter must be >= 1");
   TORCH_CHECK(!x0 || x0->sizes() == BU.sizes(), "picard: x0 must have BU's shape");
@@ -236,11 +241,11 @@ std::vector<torch::Tensor> picard(torch::Tensor A, torch::Tensor BU, c10::option
   AT_DISPATCH_FLOATING_TYPES(BU.scalar_type(), "picard", [&] {
     iterate<scalar_t>(Ac, bias, torch::Tensor(), x, n, tol, rel, max_iter, compact, /*forward=*/true, R);
   });
-  return R.list();
+  return R.get();
 }
 
-std::vector<torch::Tensor> adjoint(torch::Tensor A, torch::Tensor d, torch::Tensor g, torch::Tensor w0, double tol,
-                                   bool rel, int64_t max_iter, bool compact) {
+Solve adjoint(torch::Tensor A, torch::Tensor d, torch::Tensor g, torch::Tensor w0, double tol, bool rel,
+              int64_t max_iter, bool compact) {
   check_inputs(A, g, "adjoint");
   TORCH_CHECK(max_iter >= 1, "adjoint: max_iter must be >= 1");
   TORCH_CHECK(d.sizes() == g.sizes() && w0.sizes() == g.sizes(), "adjoint: d, g and w0 must have one shape");
@@ -253,7 +258,7 @@ std::vector<torch::Tensor> adjoint(torch::Tensor A, torch::Tensor d, torch::Tens
   AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "adjoint", [&] {
     iterate<scalar_t>(Ac, bias, dd, w, n, tol, rel, max_iter, compact, /*forward=*/false, R);
   });
-  return R.list();
+  return R.get();
 }
 
 // Euclidean projection of each row onto the L1 ball of radius kappa (Duchi et al. 2008, sort and threshold), in
@@ -295,8 +300,9 @@ torch::Tensor project_rows_l1(torch::Tensor A, double kappa) {
   TORCH_CHECK(A.device().is_cpu() && A.dim() == 2, "project_rows_l1: a 2-d CPU tensor, got ", A.sizes());
   TORCH_CHECK(kappa > 0, "project_rows_l1: kappa must be positive");
   auto out = A.contiguous().clone();
-  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "project_rows_l1",
-                             [&] { project_rows<scalar_t>(out.data_ptr<scalar_t>(), out.size(0), out.size(1), kappa); });
+  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "project_rows_l1", [&] {
+    project_rows<scalar_t>(out.data_ptr<scalar_t>(), out.size(0), out.size(1), kappa);
+  });
   return out;
 }
 

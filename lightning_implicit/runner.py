@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI
@@ -135,8 +136,13 @@ def _end_process_group() -> None:
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
+        try:  # (gloo: a rank that never arrives is reported after the timeout instead of hanging the others)
+            if dist.get_backend() == "gloo":
+                dist.monitored_barrier(timeout=timedelta(minutes=10))
+            else:
+                dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 def shorthand_args(task: str, model: str, trainer: str = "cpu", seed: int | None = None,

@@ -22,7 +22,10 @@ __all__ = ["solve_adjoint"]
 
 def _fixed_point(A, d, g, cfg: AdjointConfig, hint=None, module=None):
     """The fused C++ loop (``module``, from :func:`.fused.usable`) or the blocked fixed-point iteration
-    (:func:`.solvers.blocked_iteration`), column-major: ``w^T <- g^T + A^T (d^T * w^T)``."""
+    (:func:`.solvers.blocked_iteration`), column-major: ``w^T <- g^T + A^T (d^T * w^T)``.
+
+    Returns ``(w, iterations, residual, converged, n_unconverged)`` (the count: ``None`` where it is not known
+    without a host synchronisation)."""
     if module is not None:
         large = A.shape[0] ** 2 * g.shape[0] >= solvers.LARGE_WORK
         return fused.adjoint(module, A, d, g, cfg.tol, cfg.tol_mode, cfg.max_iter, large)
@@ -32,10 +35,11 @@ def _fixed_point(A, d, g, cfg: AdjointConfig, hint=None, module=None):
         torch.addmm(cols[0], At, cols[1] * w_in, out=w_out)
 
     gt = g.t().contiguous()
-    return blocked_iteration(
+    out = blocked_iteration(
         step, gt, [gt, d.t().contiguous()], tol=cfg.tol, tol_mode=cfg.tol_mode, max_iter=cfg.max_iter,
         block=cfg.check_every, hint=hint,
     )  # fmt: skip
+    return (*out, None)
 
 
 def _direct(A, d, g):
@@ -53,12 +57,26 @@ def _direct(A, d, g):
 def solve_adjoint(A: torch.Tensor, d: torch.Tensor, g: torch.Tensor, cfg: AdjointConfig, hint=None):
     """Solve the adjoint for ``A (n, n)``, ``d (batch, n)`` (ReLU derivative at z), ``g (batch, n)``.
 
-    Returns ``(w, iterations, residual, converged, mode)``; ``w`` has shape ``(batch, n)``. ``hint``: iterations
-    of the previous fixed-point adjoint solve (sizes its first block, see :func:`.solvers.blocked_iteration`).
+    Returns ``(w, iterations, residual, converged, mode)``; ``w`` has shape ``(batch, n)``; ``mode`` is
+    ``direct``, ``fixed_point`` or ``fixed_point+direct`` (``auto``: the samples the iteration did not converge
+    within ``max_iter`` were then solved directly; their iteration count stays that of the iteration). ``hint``:
+    iterations of the previous fixed-point adjoint solve (sizes its first block, see
+    :func:`.solvers.blocked_iteration`).
     """
     module = None if cfg.mode == "direct" else fused.usable(g, cfg.backend)
     device_type = "cpu" if g.is_cpu else g.device.type
-    mode = cfg.resolved_mode(A.shape[0], g.shape[0], device_type, fused=module is not None)
+    n = A.shape[0]
+    mode = cfg.resolved_mode(n, g.shape[0], device_type, fused=module is not None)
     if mode == "direct":
         return (*_direct(A, d, g), mode)
-    return (*_fixed_point(A, d, g, cfg, hint, module), mode)
+    w, iters, residual, converged, n_bad = _fixed_point(A, d, g, cfg, hint, module)
+    # ``auto``: samples the iteration left unconverged after max_iter (a contraction close to 1) are solved
+    # exactly where a direct solve is affordable (the limits of the Python loop's rule)
+    if cfg.mode == "auto" and n <= cfg.direct_limit_n(device_type) and (n_bad is None or n_bad > 0):
+        bad = (~converged).nonzero().squeeze(1)
+        if bad.numel():
+            w_d, _, r_d, c_d = _direct(A, d[bad], g[bad])
+            w, residual = w.index_copy(0, bad, w_d), residual.index_copy(0, bad, r_d)
+            converged = converged.index_copy(0, bad, c_d)
+            mode = "fixed_point+direct"
+    return w, iters, residual, converged, mode

@@ -103,7 +103,8 @@ class AdjointConfig:
     Attributes:
         mode: ``fixed_point`` (iteration, memory O(batch x n)), ``direct`` (exact batched LU solve,
             O(batch x n^2) memory) or ``auto``: the iteration where it runs in the fused C++ loop (CPU), else
-            ``direct`` when ``n <= direct_max_n`` and ``batch * n * n <= direct_max_work``.
+            ``direct`` when ``n <= direct_max_n`` and ``batch * n * n <= direct_max_work``; samples the iteration
+            leaves unconverged are then solved directly where ``n <= direct_max_n``.
         tol, tol_mode, max_iter: stopping rule of the fixed-point iteration (per sample, as in the forward).
         direct_max_n, direct_max_work: limits of ``auto``'s direct solve; ``None``: the measured defaults of the
             device (CPU: ``CPU_DIRECT_MAX_N``, ``CPU_DIRECT_MAX_WORK``; others: ``OTHER_DIRECT_MAX_N``, no cap).
@@ -130,6 +131,12 @@ class AdjointConfig:
         if self.check_every is not None and not (isinstance(self.check_every, int) and self.check_every >= 1):
             raise ValueError(f"adjoint.check_every must be an integer >= 1, got {self.check_every!r}")
 
+    def direct_limit_n(self, device_type: str = "cpu") -> int:
+        """The largest ``n`` for which ``auto`` may solve directly (also the fallback for unconverged samples)."""
+        if self.direct_max_n is not None:
+            return self.direct_max_n
+        return CPU_DIRECT_MAX_N if device_type == "cpu" else OTHER_DIRECT_MAX_N
+
     def resolved_mode(
         self, n: int, batch: int | None = None, device_type: str = "cpu", fused: bool = False
     ) -> str:
@@ -141,11 +148,7 @@ class AdjointConfig:
         if fused and self.direct_max_n is None and self.direct_max_work is None:
             return "fixed_point"
         cpu = device_type == "cpu"
-        max_n = (
-            self.direct_max_n
-            if self.direct_max_n is not None
-            else (CPU_DIRECT_MAX_N if cpu else OTHER_DIRECT_MAX_N)
-        )
+        max_n = self.direct_limit_n(device_type)
         max_work = (
             self.direct_max_work
             if self.direct_max_work is not None

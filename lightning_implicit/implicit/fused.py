@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 import warnings
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -35,27 +35,41 @@ class FusedUnavailableWarning(RuntimeWarning):
 
 
 _NAME = "lightning_implicit_fused"
-# A build takes ~30 s; torch waits forever on the lock file of a build that was killed (Ctrl-C, OOM, a dead node).
-STALE_LOCK_SECONDS = 600
+# Products called straight through the BLAS symbols only where torch's BLAS is known to be MKL with 32-bit integer
+# arguments (the x86 wheels); elsewhere the loop calls ATen's addmm (same results, ~1 us more per product).
+_DIRECT_BLAS = bool(torch.backends.mkl.is_available())
 
 
-def _remove_stale_lock() -> None:
-    """Remove the build lock left by a killed build (older than ``STALE_LOCK_SECONDS``), saying so."""
-    from torch.utils.cpp_extension import _get_build_directory
+@contextmanager
+def _build_lock(directory: Path):
+    """An exclusive ``flock`` on ``directory/build.flock`` for the duration of a build (or a load).
 
-    lock = Path(_get_build_directory(_NAME, verbose=False)) / "lock"
+    torch's own lock file (``directory/lock``) is left behind by a build that was killed (Ctrl-C, SIGTERM from
+    torchrun, ``timeout`` or SLURM, a dead node), and every later ``load`` then waits on it forever, silently. The
+    kernel releases a ``flock`` when its process dies, so while we hold ours no other process of this package is
+    building here: a ``lock`` file found then is stale and is removed (with a warning). Ranks that start together
+    queue on the ``flock`` and then load the build the first one made."""
+    directory.mkdir(parents=True, exist_ok=True)
     try:
-        age = time.time() - lock.stat().st_mtime
-    except FileNotFoundError:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no locking beyond torch's own
+        yield
         return
-    if age > STALE_LOCK_SECONDS:
-        warnings.warn(
-            f"lightning_implicit: removing the stale build lock {lock} ({age / 60:.0f} min old: a build of the fused "
-            f"loops was interrupted); building again.",
-            RuntimeWarning,
-            stacklevel=4,
-        )
-        lock.unlink(missing_ok=True)
+    with open(directory / "build.flock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            stale = directory / "lock"
+            if stale.exists():
+                warnings.warn(
+                    f"lightning_implicit: removing the stale build lock {stale} (a build of the fused loops was "
+                    f"interrupted); building again.",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+                stale.unlink(missing_ok=True)
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @lru_cache(maxsize=1)
@@ -63,26 +77,28 @@ def _build():
     """Compile (or load the cached build of) the extension: ``(module, None)`` or ``(None, error message)``."""
     try:
         import ninja  # the pip package ships the binary; torch looks for it on PATH
-        from torch.utils.cpp_extension import load
+        from torch.utils.cpp_extension import _get_build_directory, load
     except ImportError as e:  # pragma: no cover - ninja is a dependency
         return None, f"{e} (pip install ninja)"
-    _remove_stale_lock()
-    path = os.environ.get("PATH", "")
-    os.environ["PATH"] = os.pathsep.join([ninja.BIN_DIR, os.path.dirname(sys.executable), path])
+    path = os.environ.get("PATH")
+    os.environ["PATH"] = os.pathsep.join(
+        p for p in [ninja.BIN_DIR, os.path.dirname(sys.executable), path] if p
+    )  # (torch runs ninja from PATH; restored below)
     try:
-        module = load(
-            name=_NAME,
-            sources=[str(_SOURCE)],
-            extra_cflags=["-O3", "-fopenmp-simd"],
-            verbose=False,
-        )
+        with _build_lock(Path(_get_build_directory(_NAME, verbose=False))):
+            module = load(
+                name=_NAME, sources=[str(_SOURCE)], extra_cflags=["-O3", "-fopenmp-simd"], verbose=False
+            )
         return module, None
     except Exception as e:  # compiler missing, headers missing, ...: reported, never silent
         lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [repr(e)]
         first_error = next((line for line in lines if "error:" in line.lower()), lines[-1])
         return None, f"{type(e).__name__}: {first_error[:300]}"
     finally:
-        os.environ["PATH"] = path
+        if path is None:
+            os.environ.pop("PATH", None)
+        else:
+            os.environ["PATH"] = path
 
 
 def fused_module(required: bool = False):
@@ -119,18 +135,19 @@ def picard(module, A, BU, x0, tol: float, tol_mode: str, max_iter: int, compact:
 
     ``compact``: finished samples leave the batch (worth it for large problems; otherwise every sample runs until
     the last one stops and its result does not depend on the others, bit for bit)."""
-    return module.picard(A, BU, x0, tol, tol_mode != "abs", max_iter, compact)
+    return module.picard(A, BU, x0, tol, tol_mode != "abs", max_iter, compact, _DIRECT_BLAS)[:4]
 
 
 def adjoint(module, A, d, g, tol: float, tol_mode: str, max_iter: int, compact: bool):
-    """``w <- g + (d * w) A`` per sample, from ``w = g``. See :mod:`.adjoint`."""
-    return module.adjoint(A, d, g, g, tol, tol_mode != "abs", max_iter, compact)
+    """``w <- g + (d * w) A`` per sample, from ``w = g``. See :mod:`.adjoint`. Returns ``(w, iterations, residual,
+    converged, number not converged)``."""
+    return module.adjoint(A, d, g, g, tol, tol_mode != "abs", max_iter, compact, _DIRECT_BLAS)
 
 
-def project_rows_l1(A: torch.Tensor, kappa: float) -> torch.Tensor | None:
+def project_rows_l1(A: torch.Tensor, kappa: float, backend: str = "auto") -> torch.Tensor | None:
     """The fused projection of :func:`.projection.project_rows_l1` for a 2-d CPU float32/float64 ``A`` outside
     autograd, or ``None`` where it does not apply (then the caller's torch version runs)."""
     if A.dim() != 2 or (A.requires_grad and torch.is_grad_enabled()):
         return None
-    module = usable(A, "auto")
+    module = usable(A, backend)
     return None if module is None else module.project_rows_l1(A, float(kappa))

@@ -93,7 +93,7 @@ class ImplicitLayer(nn.Module):
         ``A`` is nilpotent, so the state equation is well posed for any norm (as in the paper's ablation).
         """
         if self.feedback:
-            self.A.copy_(project_rows_l1(self.A, self.kappa))
+            self.A.copy_(project_rows_l1(self.A, self.kappa, self.solver_cfg.backend))
         else:
             self.A.copy_(torch.triu(self.A, diagonal=1))
 

@@ -18,7 +18,7 @@ def inf_norm(A: torch.Tensor) -> torch.Tensor:
     return A.abs().sum(dim=-1).amax(dim=-1)
 
 
-def project_rows_l1(A: torch.Tensor, kappa: float) -> torch.Tensor:
+def project_rows_l1(A: torch.Tensor, kappa: float, backend: str = "auto") -> torch.Tensor:
     """Euclidean projection of every row of ``A`` onto the L1 ball ``{a : ||a||_1 <= kappa}``.
 
     Sort-and-threshold algorithm of Duchi et al. (2008), vectorised over rows, on ``A``'s own device and
@@ -28,6 +28,8 @@ def project_rows_l1(A: torch.Tensor, kappa: float) -> torch.Tensor:
     Args:
         A: ``(rows, cols)`` matrix (or any ``(..., cols)`` batch of rows).
         kappa: radius of the ball, ``> 0``.
+        backend: ``auto`` (the fused loop where it applies), ``fused`` (required) or ``python`` (torch only), as
+            for the solvers (:class:`~.config.SolverConfig`).
 
     Returns:
         A new tensor of ``A``'s shape whose rows have L1 norm ``<= kappa`` (to rounding).
@@ -36,7 +38,7 @@ def project_rows_l1(A: torch.Tensor, kappa: float) -> torch.Tensor:
         raise ValueError(f"kappa must be positive, got {kappa}")
     from .fused import project_rows_l1 as fused_projection  # local: fused imports the solvers' config
 
-    out = fused_projection(A, kappa)  # one C++ call on CPU (the same algorithm), else the torch version
+    out = fused_projection(A, kappa, backend)  # one C++ call on CPU (the same algorithm), else the torch version
     return project_rows_l1_torch(A, kappa) if out is None else out
 
 

@@ -9,13 +9,14 @@
 // products cost the per-sample iteration counts, not the slowest sample's, and the loop's bookkeeping costs one
 // read of the iterate. No Python, no allocation and no host synchronisation per iteration.
 //
-//   picard(A, BU, x0, tol, rel, max_iter, compact)      x <- relu(BU + x A^T)     (the forward state equation)
-//   adjoint(A, d, g, w0, tol, rel, max_iter, compact)   w <- g + (d * w) A        (its implicit backward)
+//   picard(A, BU, x0, tol, rel, max_iter, compact, blas)      x <- relu(BU + x A^T)  (the forward state equation)
+//   adjoint(A, d, g, w0, tol, rel, max_iter, compact, blas)   w <- g + (d * w) A     (its implicit backward)
 //
 // `compact`: finished rows leave the batch (large problems, where the saved products pay); otherwise they keep
 // iterating in place (results independent of the other samples bit for bit; see finish_rows).
 //
-// Both return (x (batch, n), iterations int64 (batch,), residual (batch,), converged bool (batch,)).
+// Both return (x (batch, n), iterations int64 (batch,), residual (batch,), converged bool (batch,), and the number
+// of samples that did not converge).
 //
 //   project_rows_l1(A, kappa)   the well-posedness projection of A's rows (one call instead of ~18 dispatches)
 
@@ -88,19 +89,20 @@ void multiply(T* __restrict v, const T* __restrict d, const T* __restrict w, int
 // kept; otherwise: the rows not yet recorded).
 //
 // The adjoint (`v` given) also prepares the next product's input v = d * w for every row still running, while the
-// row is in cache (a finished row's v is left as it was: the row sits apart and is never read again).
+// row is in cache (without compaction a finished row keeps its last v: its row of the product stays constant and
+// is never read again).
 template <typename T, bool RELU, bool REL>
 int64_t finish_rows(T* next, const T* prev, const std::vector<T*>& consts, std::vector<int64_t>& idx, int64_t m,
                     int64_t n, int64_t t, int64_t max_iter, double tol, bool compact, std::vector<char>& recorded,
-                    T* v, const T* d, T* out, T* res_out, int64_t* its_out, bool* conv_out) {
+                    T* v, const T* d, T* out, T* res_out, int64_t* its_out, bool* conv_out, int64_t& unconverged) {
   int64_t keep = 0;
   const size_t row_bytes = sizeof(T) * static_cast<size_t>(n);
   const T tol_t = static_cast<T>(tol);
   for (int64_t r = 0; r < m; ++r) {
     T* row = next + r * n;
     const int64_t j = idx[r];
-    if (!compact && recorded[j]) {  // finished: only keeps its iterate current
-      if (RELU) relu_row(row, n);
+    if (!compact && recorded[j]) {  // finished earlier: its row still runs in the product, unread, isolated
+      if (RELU) relu_row(row, n);    // (rows do not mix in a product: it cannot change the others)
       continue;
     }
     T scale;
@@ -112,6 +114,7 @@ int64_t finish_rows(T* next, const T* prev, const std::vector<T*>& consts, std::
       res_out[j] = res;
       its_out[j] = t;
       conv_out[j] = done;
+      unconverged += !done;
       recorded[j] = 1;
     } else {
       const int64_t at = compact ? keep : r;  // where the row runs on
@@ -143,31 +146,38 @@ template <>
 bool blas_gemm<float>(const char* ta, int n, int rows, const float* A, const float* X, float* Y) {
   if (sgemm_ == nullptr) return false;
   const float one = 1.f;
-  sgemm_(ta, "N", &n, &rows, &n, &one, A, &n, X, &n, &one, Y, &n);
+  const int ld = std::max(n, 1);  // (BLAS rejects a leading dimension of 0)
+  sgemm_(ta, "N", &n, &rows, &n, &one, A, &ld, X, &ld, &one, Y, &ld);
   return true;
 }
 template <>
 bool blas_gemm<double>(const char* ta, int n, int rows, const double* A, const double* X, double* Y) {
   if (dgemm_ == nullptr) return false;
   const double one = 1.0;
-  dgemm_(ta, "N", &n, &rows, &n, &one, A, &n, X, &n, &one, Y, &n);
+  const int ld = std::max(n, 1);
+  dgemm_(ta, "N", &n, &rows, &n, &one, A, &ld, X, &ld, &one, Y, &ld);
   return true;
 }
 
 // Y += X A^T (transpose_A, the forward) or Y += X A (the adjoint), all row-major, X and Y (rows, n), A (n, n).
 // (In BLAS's column-major terms: Y^T += A X^T resp. A^T X^T, with row-major A read as A^T.)
+// `blas`: call the BLAS symbols directly (only where the caller knows them to be MKL's 32-bit-integer interface).
 template <typename T>
-void add_product(T* Y, const T* X, const T* A, int64_t rows, int64_t n, bool transpose_A,
+void add_product(T* Y, const T* X, const T* A, int64_t rows, int64_t n, bool transpose_A, bool blas,
                  const torch::TensorOptions& options) {
   const bool fits = rows <= std::numeric_limits<int>::max() && n <= std::numeric_limits<int>::max();
-  if (fits && blas_gemm<T>(transpose_A ? "T" : "N", static_cast<int>(n), static_cast<int>(rows), A, X, Y)) return;
+  if (blas && fits &&
+      blas_gemm<T>(transpose_A ? "T" : "N", static_cast<int>(n), static_cast<int>(rows), A, X, Y)) {
+    return;
+  }
   auto y = torch::from_blob(Y, {rows, n}, options);
   auto x = torch::from_blob(const_cast<T*>(X), {rows, n}, options);
   auto a = torch::from_blob(const_cast<T*>(A), {n, n}, options);
   y.addmm_(x, transpose_A ? a.t() : a);
 }
 
-using Solve = std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor>;  // x, its, res, conv
+// x, iterations, residual, converged, and the number of samples that did not converge
+using Solve = std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor, int64_t>;
 
 struct Result {
   torch::Tensor out, its, res, conv;
@@ -177,9 +187,8 @@ struct Result {
         its(torch::empty({b}, o.dtype(torch::kInt64))),
         res(torch::empty({b}, o)),
         conv(torch::empty({b}, o.dtype(torch::kBool))) {}
-  Solve get() const {
-    return {out, its, res, conv};
-  }
+  int64_t unconverged = 0;
+  Solve get() const { return {out, its, res, conv, unconverged}; }
 };
 
 // A per-row tensor in the loop's dtype and layout: the caller's tensor where the loop only reads it, a private
@@ -195,7 +204,7 @@ torch::Tensor rows_of(const torch::Tensor& t, const torch::Tensor& like, bool co
 //   adjoint: bias = g, pre = d * (.), op(A) = A
 template <typename T>
 void iterate(const torch::Tensor& A, torch::Tensor bias, torch::Tensor d, torch::Tensor x, int64_t n, double tol,
-             bool rel, int64_t max_iter, bool compact, bool forward, Result& R) {
+             bool rel, int64_t max_iter, bool compact, bool forward, bool blas, Result& R) {
   const int64_t b = bias.size(0);
   const auto options = bias.options();
   auto nxt = torch::empty({b, n}, options);
@@ -220,16 +229,16 @@ void iterate(const torch::Tensor& A, torch::Tensor bias, torch::Tensor d, torch:
   if (!forward) multiply(pv, pd, cur, b * n);  // later ones: in finish_rows
   for (int64_t t = 1; t <= max_iter && running > 0; ++t) {
     std::memcpy(next, pbias, bytes * m);
-    add_product(next, forward ? cur : pv, pA, m, n, forward, options);
+    add_product(next, forward ? cur : pv, pA, m, n, forward, blas, options);
     running = finish(next, cur, consts, idx, m, n, t, max_iter, tol, compact, recorded, pv, pd, R.out.data_ptr<T>(),
-                     R.res.data_ptr<T>(), R.its.data_ptr<int64_t>(), R.conv.data_ptr<bool>());
+                     R.res.data_ptr<T>(), R.its.data_ptr<int64_t>(), R.conv.data_ptr<bool>(), R.unconverged);
     if (compact) m = running;
     std::swap(cur, next);
   }
 }
 
-Solve picard(torch::Tensor A, torch::Tensor BU, c10::optional<torch::Tensor> x0, double tol, bool rel, int64_t max_iter,
-             bool compact) {
+Solve picard(torch::Tensor A, torch::Tensor BU, c10::optional<torch::Tensor> x0, double tol, bool rel,
+             int64_t max_iter, bool compact, bool blas) {
   check_inputs(A, BU, "picard");
   TORCH_CHECK(max_iter >= 1, "picard: max_iter must be >= 1");
   TORCH_CHECK(!x0 || x0->sizes() == BU.sizes(), "picard: x0 must have BU's shape");
@@ -239,13 +248,13 @@ Solve picard(torch::Tensor A, torch::Tensor BU, c10::optional<torch::Tensor> x0,
   auto bias = rows_of(BU, BU, compact);
   auto Ac = A.is_contiguous() ? A : A.contiguous();
   AT_DISPATCH_FLOATING_TYPES(BU.scalar_type(), "picard", [&] {
-    iterate<scalar_t>(Ac, bias, torch::Tensor(), x, n, tol, rel, max_iter, compact, /*forward=*/true, R);
+    iterate<scalar_t>(Ac, bias, torch::Tensor(), x, n, tol, rel, max_iter, compact, /*forward=*/true, blas, R);
   });
   return R.get();
 }
 
 Solve adjoint(torch::Tensor A, torch::Tensor d, torch::Tensor g, torch::Tensor w0, double tol, bool rel,
-              int64_t max_iter, bool compact) {
+              int64_t max_iter, bool compact, bool blas) {
   check_inputs(A, g, "adjoint");
   TORCH_CHECK(max_iter >= 1, "adjoint: max_iter must be >= 1");
   TORCH_CHECK(d.sizes() == g.sizes() && w0.sizes() == g.sizes(), "adjoint: d, g and w0 must have one shape");
@@ -256,7 +265,7 @@ Solve adjoint(torch::Tensor A, torch::Tensor d, torch::Tensor g, torch::Tensor w
   auto dd = rows_of(d, g, compact);
   auto Ac = A.is_contiguous() ? A : A.contiguous();
   AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "adjoint", [&] {
-    iterate<scalar_t>(Ac, bias, dd, w, n, tol, rel, max_iter, compact, /*forward=*/false, R);
+    iterate<scalar_t>(Ac, bias, dd, w, n, tol, rel, max_iter, compact, /*forward=*/false, blas, R);
   });
   return R.get();
 }
@@ -309,7 +318,10 @@ torch::Tensor project_rows_l1(torch::Tensor A, double kappa) {
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("picard", &picard, "Per-sample Picard iteration x <- relu(BU + x A^T) (batch-first)");
-  m.def("adjoint", &adjoint, "Per-sample adjoint iteration w <- g + (d * w) A (batch-first)");
-  m.def("project_rows_l1", &project_rows_l1, "Rows of A onto the L1 ball of radius kappa (Duchi et al.)");
+  // (the loops run without the GIL: other Python threads, e.g. data loading, go on meanwhile)
+  using release = pybind11::call_guard<pybind11::gil_scoped_release>;
+  m.def("picard", &picard, "Per-sample Picard iteration x <- relu(BU + x A^T) (batch-first)", release());
+  m.def("adjoint", &adjoint, "Per-sample adjoint iteration w <- g + (d * w) A (batch-first)", release());
+  m.def("project_rows_l1", &project_rows_l1, "Rows of A onto the L1 ball of radius kappa (Duchi et al.)",
+        release());
 }

@@ -502,3 +502,21 @@ def test_postgres_backed_sweep_with_two_workers(env, mlflow_uri, postgres_url, m
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
     (parent,) = _by_role(env.runs(), "parent")
     assert parent.data.tags["optuna.storage"].startswith("postgresql://")
+
+
+def test_ctrl_c_is_deferred_to_a_safe_point_and_a_second_one_is_immediate():
+    """The first SIGINT only sets a flag (raised by ``check`` at the next batch end: never inside a database
+    write); a second raises at once; the previous handler is back afterwards."""
+    from lightning_implicit.sweep.interrupt import DeferredInterrupt
+
+    before = signal.getsignal(signal.SIGINT)
+    with DeferredInterrupt() as interrupt:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # (the handler runs between bytecodes of the main thread)
+        assert interrupt.pending
+        with pytest.raises(KeyboardInterrupt):
+            interrupt.check()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.5)
+    assert signal.getsignal(signal.SIGINT) is before

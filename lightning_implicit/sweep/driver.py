@@ -25,6 +25,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
+from .interrupt import DeferredInterrupt
 from .objective import Objective, TrialContext
 from .records import SweepRecorder
 from .space import SearchSpace, SearchSpaceError, check_cli_keys, load_search_space, search_file_path
@@ -302,18 +303,22 @@ def _check_signature(study: optuna.Study, opts: SweepOptions, space: SearchSpace
 
 def _run_quota(study: optuna.Study, storage, ctx: TrialContext, opts: SweepOptions, quota: int, label: str,
                on_failed) -> int:  # fmt: skip
-    """Run ``quota`` trials in this process; returns how many ran."""
-    objective = Objective(ctx)
+    """Run ``quota`` trials in this process; returns how many ran. Ctrl-C is taken at the next batch end or
+    between trials (:class:`~.interrupt.DeferredInterrupt`), never inside a database write."""
     printer = _TrialPrinter(label, quota)
     t0 = time.monotonic()
     ran = 0
-    while ran < quota:
-        if opts.timeout is not None and time.monotonic() - t0 >= opts.timeout:
-            print(f"[{label}] --timeout {opts.timeout:g}s reached after {ran} trials", flush=True)
-            break
-        recover_stale_trials(study, storage, max_retry=opts.max_retry, on_failed=on_failed)
-        study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[printer], gc_after_trial=False)
-        ran += 1
+    with DeferredInterrupt() as interrupt:
+        objective = Objective(ctx, interrupt)
+        while ran < quota:
+            interrupt.check()
+            if opts.timeout is not None and time.monotonic() - t0 >= opts.timeout:
+                print(f"[{label}] --timeout {opts.timeout:g}s reached after {ran} trials", flush=True)
+                break
+            recover_stale_trials(study, storage, max_retry=opts.max_retry, on_failed=on_failed)
+            study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[printer], gc_after_trial=False)
+            ran += 1
+        interrupt.check()
     return ran
 
 

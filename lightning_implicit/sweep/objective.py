@@ -27,6 +27,7 @@ import optuna
 from optuna.trial import TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 
+from .interrupt import DeferredInterrupt, InterruptAtBatchEnd
 from .records import SweepRecorder
 from .space import ModelSpace, cli_value
 from .storage import HOST
@@ -132,8 +133,9 @@ class ConvergenceGuard(L.Callback):
 class Objective:
     """``study.optimize(Objective(ctx), ...)``: one trial = ``ctx.cv`` training runs."""
 
-    def __init__(self, ctx: TrialContext) -> None:
+    def __init__(self, ctx: TrialContext, interrupt: DeferredInterrupt | None = None) -> None:
         self.ctx = ctx
+        self.interrupt = interrupt  # a deferred Ctrl-C is raised at batch ends (see .interrupt)
 
     def __call__(self, trial: optuna.Trial) -> float:
         from lightning_implicit.runner import run_training
@@ -157,6 +159,8 @@ class Objective:
             for fold in range(max(ctx.cv, 1)):
                 probe = _Probe()
                 callbacks: list = [probe]
+                if self.interrupt is not None:
+                    callbacks.append(InterruptAtBatchEnd(self.interrupt))
                 pruning = _Pruning(trial, monitor="val/loss") if ctx.cv <= 1 else None
                 if pruning is not None:
                     callbacks.append(pruning)

@@ -10,7 +10,8 @@ Examples::
 (name ``<task>-<model>`` or ``--study``) in the same storage (``--storage``, ``$OPTUNA_STORAGE``, default
 ``sqlite:///mlruns/optuna.db``) and adds N more. Everything after ``--`` (and any other ``--a.b value``
 option) is a LightningCLI override applied to every trial; a searched parameter with the same key is then
-not searched. Ctrl-C stops cleanly (finished trials are kept, the running one is FAIL "interrupted").
+not searched. Ctrl-C stops cleanly at the end of the current batch (finished trials are kept, the running one is
+FAIL "interrupted"); a second Ctrl-C stops at once.
 """
 
 from __future__ import annotations

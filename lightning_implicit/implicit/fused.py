@@ -7,7 +7,7 @@ pass over its result (ReLU, residuals, recording and compaction of finished samp
 per-sample results (up to the rounding of the product), no per-iteration Python.
 
 The extension is compiled on first use with :func:`torch.utils.cpp_extension.load` (a C++ compiler and ``ninja``,
-a dependency of this package; ~1 min once, cached under ``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``).
+a dependency of this package; ~30 s once, cached under ``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``).
 Solvers choose it with ``backend`` (:class:`~.config.SolverConfig`): ``auto`` uses it for CPU float32/float64
 tensors when it builds, and otherwise warns once (naming the build error and the fix) and runs the Python loop;
 ``fused`` requires it; ``python`` never builds it.
@@ -108,9 +108,9 @@ def fused_module(required: bool = False):
     module, error = _build()
     if module is None:
         msg = (
-            f"lightning_implicit: the fused C++ loops (fixed-point iterations, projection) could not be built ({error}). Install a C++ "
-            f"compiler (Debian/Ubuntu: apt-get install g++) and the Python headers; until then the Python loops "
-            f"run (same results, slower at small sizes). Set backend='python' to silence this."
+            f"lightning_implicit: the fused C++ loops (fixed-point iterations, projection) could not be built "
+            f"({error}). Install a C++ compiler (Debian/Ubuntu: apt-get install g++) and the Python headers; until "
+            f"then the Python loops run (same results, slower at small sizes). Set backend='python' to silence this."
         )
         if required:
             raise RuntimeError(msg)

@@ -3,8 +3,9 @@
 // Both loops run the paper's stopping rule exactly: a sample stops at its first iterate x_{t+1} whose residual
 // ||x_{t+1} - x_t||_inf is below tol (abs) or tol * max(1, ||x_{t+1}||_inf) (rel), or at max_iter; its result is
 // that iterate, its count t + 1, its residual, and whether it met the threshold. Batch-first (row-major (batch, n)):
-// one matrix product per iteration (ATen's addmm, i.e. the BLAS torch uses) on the samples still running, then one
-// pass over the product that applies the ReLU (forward), computes every residual and records finished samples;
+// one matrix product per iteration (the BLAS torch uses: called directly where it is MKL, else through ATen's
+// addmm) on the samples still running, then one pass over the product that applies the ReLU (forward), computes
+// every residual and records finished samples;
 // finished rows leave the batch in the same pass (a stable in-place compaction of contiguous rows), so the
 // products cost the per-sample iteration counts, not the slowest sample's, and the loop's bookkeeping costs one
 // read of the iterate. No Python, no allocation and no host synchronisation per iteration.

@@ -411,18 +411,15 @@ torch::Tensor bare_adjoint(torch::Tensor A, torch::Tensor d, torch::Tensor g, in
 
 
 def _bare_cpp():
-    import ninja
     from torch.utils.cpp_extension import load_inline
 
-    path = os.environ.get("PATH", "")
-    os.environ["PATH"] = os.pathsep.join([ninja.BIN_DIR, path])
-    try:
+    from lightning_implicit.implicit.fused import ninja_on_path
+
+    with ninja_on_path():
         return load_inline(
             "bench_perf_bare", cpp_sources=[_BARE_CPP], functions=["bare_picard", "bare_adjoint"],
             extra_cflags=["-O3"],
         )  # fmt: skip
-    finally:
-        os.environ["PATH"] = path
 
 
 def _iteration_case(case: Case, model: ImplicitModel, task: Task, rounds: int, bare_cpp) -> dict:

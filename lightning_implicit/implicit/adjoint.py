@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import torch
 
-from . import fused, solvers
+from . import fused
 from .config import AdjointConfig
-from .solvers import batched_solve, blocked_iteration
+from .solvers import batched_solve, blocked_iteration, is_large
 
 __all__ = ["solve_adjoint"]
 
@@ -27,7 +27,7 @@ def _fixed_point(A, d, g, cfg: AdjointConfig, hint=None, module=None):
     Returns ``(w, iterations, residual, converged, n_unconverged)`` (the count: ``None`` where it is not known
     without a host synchronisation)."""
     if module is not None:
-        large = A.shape[0] ** 2 * g.shape[0] >= solvers.LARGE_WORK
+        large = is_large(A.shape[0], g.shape[0])
         return fused.adjoint(module, A, d, g, cfg.tol, cfg.tol_mode, cfg.max_iter, large)
     At = A.t()
 

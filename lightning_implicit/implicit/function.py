@@ -25,8 +25,7 @@ def fixed_point_solve(
 ) -> tuple[torch.Tensor, SolverStats]:
     """Run the configured solver (no autograd) and package its per-sample statistics.
 
-    ``BU (batch, n)`` (a transposed view of a column-major ``(n, batch)`` tensor is used as is); ``x0 (batch, n)``
-    or ``None`` (start at zero).
+    ``BU (batch, n)``; ``x0 (batch, n)`` or ``None`` (start at zero).
 
     ``hint`` goes to solvers that declare ``accepts_hint`` (the blocked ``picard``): see
     :func:`.solvers.blocked_iteration`."""

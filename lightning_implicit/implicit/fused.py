@@ -72,20 +72,33 @@ def _build_lock(directory: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+@contextmanager
+def ninja_on_path():
+    """PATH with the pip ``ninja`` binary (and this interpreter's bin) first, for a torch extension build; restored
+    afterwards (torch runs ``ninja`` from PATH, which need not include the virtualenv)."""
+    import ninja
+
+    path = os.environ.get("PATH")
+    os.environ["PATH"] = os.pathsep.join(p for p in [ninja.BIN_DIR, os.path.dirname(sys.executable), path] if p)
+    try:
+        yield
+    finally:
+        if path is None:
+            os.environ.pop("PATH", None)
+        else:
+            os.environ["PATH"] = path
+
+
 @lru_cache(maxsize=1)
 def _build():
     """Compile (or load the cached build of) the extension: ``(module, None)`` or ``(None, error message)``."""
     try:
-        import ninja  # the pip package ships the binary; torch looks for it on PATH
+        import ninja  # noqa: F401  (the pip package ships the binary)
         from torch.utils.cpp_extension import _get_build_directory, load
     except ImportError as e:  # pragma: no cover - ninja is a dependency
         return None, f"{e} (pip install ninja)"
-    path = os.environ.get("PATH")
-    os.environ["PATH"] = os.pathsep.join(
-        p for p in [ninja.BIN_DIR, os.path.dirname(sys.executable), path] if p
-    )  # (torch runs ninja from PATH; restored below)
     try:
-        with _build_lock(Path(_get_build_directory(_NAME, verbose=False))):
+        with ninja_on_path(), _build_lock(Path(_get_build_directory(_NAME, verbose=False))):
             module = load(
                 name=_NAME, sources=[str(_SOURCE)], extra_cflags=["-O3", "-fopenmp-simd"], verbose=False
             )
@@ -94,11 +107,6 @@ def _build():
         lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [repr(e)]
         first_error = next((line for line in lines if "error:" in line.lower()), lines[-1])
         return None, f"{type(e).__name__}: {first_error[:300]}"
-    finally:
-        if path is None:
-            os.environ.pop("PATH", None)
-        else:
-            os.environ["PATH"] = path
 
 
 def fused_module(required: bool = False):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from .fused import project_rows_l1 as fused_projection
+
 __all__ = ["inf_norm", "project_rows_l1"]
 
 
@@ -36,8 +38,6 @@ def project_rows_l1(A: torch.Tensor, kappa: float, backend: str = "auto") -> tor
     """
     if kappa <= 0:
         raise ValueError(f"kappa must be positive, got {kappa}")
-    from .fused import project_rows_l1 as fused_projection  # local: fused imports the solvers' config
-
     out = fused_projection(A, kappa, backend)  # one C++ call on CPU (the same algorithm), else the torch version
     return project_rows_l1_torch(A, kappa) if out is None else out
 

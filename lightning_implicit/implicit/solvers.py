@@ -103,6 +103,13 @@ BLOCK_BUFFER_ELEMENTS = 1 << 21
 # threshold anyway), which also makes each sample's result independent of the block schedule bit for bit (with
 # compaction, a column's matmul rounding can depend on the batch's width).
 LARGE_WORK = 1 << 21
+
+
+def is_large(n: int, batch: int) -> bool:
+    """A problem of at least ``LARGE_WORK`` multiply-adds per iteration: its loops drop finished samples."""
+    return n * n * batch >= LARGE_WORK
+
+
 # Compact once this fraction of the batch has finished (~ the share of each later product it saves).
 COMPACT_FRACTION = 1 / 16
 
@@ -183,7 +190,7 @@ def blocked_iteration(
     """
     ref = cols[0] if x0t is None else x0t
     n, b = ref.shape
-    if n * n * b >= LARGE_WORK:
+    if is_large(n, b):
         return compacting_iteration(
             step, x0t, cols, tol=tol, tol_mode=tol_mode, max_iter=max_iter, nonneg=nonneg
         )
@@ -337,8 +344,8 @@ def picard(A, BU, x0, cfg: SolverConfig, hint: list[int] | None = None):
     ``hint``: see there (:class:`~.model.ImplicitLayer` passes the iterations of its previous solve)."""
     module = fused.usable(BU, cfg.backend)
     if module is not None:
-        n, b = A.shape[0], BU.shape[0]
-        return fused.picard(module, A, BU, x0, cfg.tol, cfg.tol_mode, cfg.max_iter, n * n * b >= LARGE_WORK)
+        large = is_large(A.shape[0], BU.shape[0])
+        return fused.picard(module, A, BU, x0, cfg.tol, cfg.tol_mode, cfg.max_iter, large)
 
     def step(x_in, x_out, cols):
         torch.addmm(cols[0], A, x_in, out=x_out).relu_()

@@ -16,8 +16,9 @@ round-robin repeats, medians; the load average is printed with them.
    ``adjoint='auto'``). The fixed points must agree: ``max |x_ours - x_torchdeq| <= 10 * tol``, else exit 1.
 2. **Cost per iteration**: the solver call (forward Picard; fixed-point adjoint; the default fused C++ loop)
    against the bare loop of the batched products it needs, ``x <- relu(x A^T + BU)`` (resp.
-   ``w <- g + (d * w) A``), written in C++ with the same BLAS calls and run for as many iterations as the slowest
-   sample needs, with no residual, stopping test or recording at all. Also the Python loop
+   ``w <- g + (d * w) A``), written in C++ with the same BLAS calls (the faster of batch-first and (n, batch)
+   layouts) and run for as many iterations as the slowest sample needs, with no residual, stopping test or
+   recording at all. Also the Python loop
    (``backend='python'``) against the bare products in Python (the faster of row- and column-major).
 3. **Iterations on trained models**: per-sample iterations to the same tolerance, picard vs anderson vs newton
    (median over a batch of 1024), and their forward times.
@@ -372,37 +373,48 @@ def _adjoint_inputs(model: ImplicitModel, task: Task, u, y, x):
     return d, xg.grad
 
 
-# The bare products in C++: the same BLAS calls as the fused loop (lightning_implicit/implicit/csrc), run for a fixed
+# The bare products in C++: the BLAS calls of the fused loop (lightning_implicit/implicit/csrc), run for a fixed
 # number of iterations with no residual, no stopping test, no recording: what the fused loop's bookkeeping is
-# measured against. Built on first use (like the library's extension).
+# measured against. Both layouts: batch-first rows (`*_rows`, the fused loop's on large problems) and (n, batch)
+# columns (`*_cols`, its layout on small ones); the benchmark takes the faster. Built on first use (like the
+# library's extension).
 _BARE_CPP = r"""
 #include <torch/extension.h>
 #include <cstring>
 extern "C" void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*, const float*,
                        const int*, const float*, const int*, const float*, float*, const int*);
-torch::Tensor bare_picard(torch::Tensor A, torch::Tensor BU, int64_t K) {
-  auto x = torch::zeros_like(BU), nxt = torch::empty_like(BU);
+static void relu(float* p, int64_t count) {
+  for (int64_t k = 0; k < count; ++k) p[k] = p[k] < 0.f ? 0.f : p[k];
+}
+// x <- relu(BU + x A^T); cols: x^T <- relu(BU^T + A x^T)
+torch::Tensor bare_picard(torch::Tensor A, torch::Tensor BU, int64_t K, bool cols) {
+  auto bias = cols ? BU.t().contiguous() : BU;
+  auto x = torch::zeros_like(bias), nxt = torch::empty_like(bias);
   const int m = BU.size(0), n = BU.size(1);
   const float one = 1.f;
   float *cur = x.data_ptr<float>(), *next = nxt.data_ptr<float>();
   for (int64_t t = 0; t < K; ++t) {
-    std::memcpy(next, BU.data_ptr<float>(), sizeof(float) * m * n);
-    sgemm_("T", "N", &n, &m, &n, &one, A.data_ptr<float>(), &n, cur, &n, &one, next, &n);
-    for (int64_t k = 0; k < (int64_t)m * n; ++k) next[k] = next[k] < 0.f ? 0.f : next[k];
+    std::memcpy(next, bias.data_ptr<float>(), sizeof(float) * m * n);
+    if (cols) sgemm_("N", "N", &m, &n, &n, &one, cur, &m, A.data_ptr<float>(), &n, &one, next, &m);
+    else sgemm_("T", "N", &n, &m, &n, &one, A.data_ptr<float>(), &n, cur, &n, &one, next, &n);
+    relu(next, (int64_t)m * n);
     std::swap(cur, next);
   }
   return x;
 }
-torch::Tensor bare_adjoint(torch::Tensor A, torch::Tensor d, torch::Tensor g, int64_t K) {
-  auto w = g.clone(), nxt = torch::empty_like(g), v = torch::empty_like(g);
+// w <- g + (d * w) A; cols: w^T <- g^T + A^T (d^T * w^T)
+torch::Tensor bare_adjoint(torch::Tensor A, torch::Tensor d, torch::Tensor g, int64_t K, bool cols) {
+  auto bias = cols ? g.t().contiguous() : g, dd = cols ? d.t().contiguous() : d;
+  auto w = bias.clone(), nxt = torch::empty_like(bias), v = torch::empty_like(bias);
   const int m = g.size(0), n = g.size(1);
   const float one = 1.f;
   float *cur = w.data_ptr<float>(), *next = nxt.data_ptr<float>(), *pv = v.data_ptr<float>();
-  const float* pd = d.data_ptr<float>();
+  const float* pd = dd.data_ptr<float>();
   for (int64_t t = 0; t < K; ++t) {
     for (int64_t k = 0; k < (int64_t)m * n; ++k) pv[k] = pd[k] * cur[k];
-    std::memcpy(next, g.data_ptr<float>(), sizeof(float) * m * n);
-    sgemm_("N", "N", &n, &m, &n, &one, A.data_ptr<float>(), &n, pv, &n, &one, next, &n);
+    std::memcpy(next, bias.data_ptr<float>(), sizeof(float) * m * n);
+    if (cols) sgemm_("N", "T", &m, &n, &n, &one, pv, &m, A.data_ptr<float>(), &n, &one, next, &m);
+    else sgemm_("N", "N", &n, &m, &n, &one, A.data_ptr<float>(), &n, pv, &n, &one, next, &n);
     std::swap(cur, next);
   }
   return w;
@@ -446,14 +458,17 @@ def _iteration_case(case: Case, model: ImplicitModel, task: Task, rounds: int, b
     br, bc = bare_adjoint(A, d, g, Nb)
     fns = {
         "fused": lambda: fixed_point_solve(A, BU, x0, cfg),
-        "bare C++": lambda: bare_cpp.bare_picard(A, BU, N),
+        "bare C++ rows": lambda: bare_cpp.bare_picard(A, BU, N, False),
+        "bare C++ cols": lambda: bare_cpp.bare_picard(A, BU, N, True),
         "python": lambda: fixed_point_solve(A, BU, x0, py_cfg, hint),
         "bare row": fr,
         "bare col": fc,
         "fused 1": lambda: fixed_point_solve(A, BU, x0, one),
-        "bare C++ 1": lambda: bare_cpp.bare_picard(A, BU, 1),
+        "bare C++ rows 1": lambda: bare_cpp.bare_picard(A, BU, 1, False),
+        "bare C++ cols 1": lambda: bare_cpp.bare_picard(A, BU, 1, True),
         "adjoint fused": lambda: solve_adjoint(A, d, g, acfg),
-        "adjoint bare C++": lambda: bare_cpp.bare_adjoint(A, d, g, Nb),
+        "adjoint bare C++ rows": lambda: bare_cpp.bare_adjoint(A, d, g, Nb, False),
+        "adjoint bare C++ cols": lambda: bare_cpp.bare_adjoint(A, d, g, Nb, True),
         "adjoint python": lambda: solve_adjoint(A, d, g, py_acfg, hint=ahint),
         "adjoint bare row": br,
         "adjoint bare col": bc,
@@ -461,6 +476,8 @@ def _iteration_case(case: Case, model: ImplicitModel, task: Task, rounds: int, b
     slow = case.n >= 100
     with torch.no_grad():  # as in training, where the solvers run inside autograd.Function's forward/backward
         t = interleaved(fns, rounds=rounds, reps=2 if slow else 20, warmup=2)
+    for key in ("bare C++", "bare C++ 1", "adjoint bare C++"):  # the faster layout
+        t[key] = min(t[key.replace("C++", "C++ rows")], t[key.replace("C++", "C++ cols")])
     bare_py = min(t["bare row"], t["bare col"])
     bare_py_b = min(t["adjoint bare row"], t["adjoint bare col"])
     return dict(case=case, N=N, Nb=Nb, mean_it=float(st.iterations.float().mean()),

@@ -20,26 +20,19 @@ from .solvers import batched_solve, blocked_iteration, is_large
 __all__ = ["solve_adjoint"]
 
 
-def _fixed_point(A, d, g, cfg: AdjointConfig, hint=None, module=None):
-    """The fused C++ loop (``module``, from :func:`.fused.usable`) or the blocked fixed-point iteration
-    (:func:`.solvers.blocked_iteration`), column-major: ``w^T <- g^T + A^T (d^T * w^T)``.
-
-    Returns ``(w, iterations, residual, converged, n_unconverged)`` (the count: ``None`` where it is not known
-    without a host synchronisation)."""
-    if module is not None:
-        large = is_large(A.shape[0], g.shape[0])
-        return fused.adjoint(module, A, d, g, cfg.tol, cfg.tol_mode, cfg.max_iter, large)
+def _fixed_point(A, d, g, cfg: AdjointConfig, hint=None):
+    """The blocked fixed-point iteration (:func:`.solvers.blocked_iteration`), column-major:
+    ``w^T <- g^T + A^T (d^T * w^T)``. Returns ``(w, iterations, residual, converged)``."""
     At = A.t()
 
     def step(w_in, w_out, cols):
         torch.addmm(cols[0], At, cols[1] * w_in, out=w_out)
 
     gt = g.t().contiguous()
-    out = blocked_iteration(
+    return blocked_iteration(
         step, gt, [gt, d.t().contiguous()], tol=cfg.tol, tol_mode=cfg.tol_mode, max_iter=cfg.max_iter,
         block=cfg.check_every, hint=hint,
     )  # fmt: skip
-    return (*out, None)
 
 
 def _direct(A, d, g):
@@ -69,7 +62,12 @@ def solve_adjoint(A: torch.Tensor, d: torch.Tensor, g: torch.Tensor, cfg: Adjoin
     mode = cfg.resolved_mode(n, g.shape[0], device_type, fused=module is not None)
     if mode == "direct":
         return (*_direct(A, d, g), mode)
-    w, iters, residual, converged, n_bad = _fixed_point(A, d, g, cfg, hint, module)
+    if module is not None:  # the fused C++ loop (it counts the unconverged samples: no host sync for that)
+        w, iters, residual, converged, n_bad = fused.adjoint(
+            module, A, d, g, cfg.tol, cfg.tol_mode, cfg.max_iter, is_large(n, g.shape[0])
+        )
+    else:
+        (w, iters, residual, converged), n_bad = _fixed_point(A, d, g, cfg, hint), None
     # ``auto``: samples the iteration left unconverged after max_iter (a contraction close to 1) are solved
     # exactly where a direct solve is affordable (the limits of the Python loop's rule)
     if cfg.mode == "auto" and n <= cfg.direct_limit_n(device_type) and (n_bad is None or n_bad > 0):

@@ -3,8 +3,10 @@
 At the paper's small sizes (n = 20-36, batch 64) an iteration's product costs ~1 us of arithmetic but ~2 us of
 Python and dispatcher overhead per operation, so the Python loop (:func:`.solvers.blocked_iteration`) spends
 most of its time on dispatch and bookkeeping. The fused loop runs one BLAS product per iteration and a single
-pass over its result (ReLU, residuals, recording and compaction of finished samples): same stopping rule, same
-per-sample results (up to the rounding of the product), no per-iteration Python.
+pass over its result (ReLU, residuals, recording; compaction of finished samples on large problems): same
+stopping rule, no per-iteration Python. On small problems it keeps the Python loop's ``(n, batch)`` layout and
+products, so both give the same results bit for bit; on large ones (compaction) they agree up to the rounding
+of the products.
 
 The extension is compiled on first use with :func:`torch.utils.cpp_extension.load` (a C++ compiler and ``ninja``,
 a dependency of this package; ~30 s once, cached under ``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``).
@@ -142,7 +144,8 @@ def picard(module, A, BU, x0, tol: float, tol_mode: str, max_iter: int, compact:
     """``x <- relu(BU + x A^T)`` per sample; ``x0 = None`` starts at zero. See :func:`.solvers.picard`.
 
     ``compact``: finished samples leave the batch (worth it for large problems; otherwise every sample runs until
-    the last one stops and its result does not depend on the others, bit for bit)."""
+    the last one stops, in the ``(n, batch)`` layout, and its result does not depend on the others, bit for
+    bit)."""
     return module.picard(A, BU, x0, tol, tol_mode != "abs", max_iter, compact, _DIRECT_BLAS)[:4]
 
 

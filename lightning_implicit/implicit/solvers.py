@@ -11,10 +11,11 @@ Picard and the fixed-point adjoint have three loops with one rule (each sample's
 threshold, its count and residual), chosen by ``backend`` (:class:`~.config.SolverConfig`):
 
 - the **fused** C++ loop (:mod:`.fused`, CPU float32/float64, the default there): one BLAS product per
-  iteration and one pass over it (ReLU, residuals, recording, compaction of finished rows), no Python per
-  iteration. Profile (CPU, 1 thread, ``make bench``): at n = 20-36, batch 64 a product costs ~1 us of arithmetic
-  and ~2 us per Python dispatch, so the Python loops below spend most of their time on dispatch; the fused loop
-  costs about the bare product loop (0.9-1.0x), and with compaction at n = 190, batch 1024 less than it.
+  iteration and one pass over it (ReLU, residuals, recording; on large problems compaction of finished rows), no
+  Python per iteration. Profile (CPU, 1 thread, ``make bench``): at n = 20-36, batch 64 a product costs ~1 us of
+  arithmetic and ~2 us per Python dispatch, so the Python loops below spend most of their time on dispatch; a
+  fused call costs 1.1-1.4x the bare loop of its products (about 5 us of fixed cost per call, then ~1.1x per
+  iteration), and with compaction at n = 190, batch 1024 less than the bare loop.
 - the **blocked** Python loop (:func:`blocked_iteration`, any device; ``backend="python"``): ``k`` iterations
   write their iterates into a preallocated ``(k + 1, n, batch)`` buffer (one ``addmm(..., out=)`` and an in-place
   ReLU each); then one vectorised pass computes the ``k`` residuals of every sample and finds each sample's first
@@ -47,7 +48,8 @@ def register_solver(name: str) -> Callable[[SolverFn], SolverFn]:
     """Register ``fn(A, BU, x0, cfg) -> (x, iterations, residual, converged)`` under ``name``.
 
     ``x`` must be a ReLU image ``relu(A x' + B u)`` (as Picard's, Anderson's and Newton's are: each returns the
-    map value of its last point): the implicit backward reads ``relu'(z)`` at the fixed point as ``x > 0``."""
+    map value of its last point): the implicit backward reads ``relu'(z)`` at the fixed point as ``sign(x)``
+    (1 where ``x > 0``, else 0)."""
 
     def deco(fn: SolverFn) -> SolverFn:
         SOLVERS[name] = fn

@@ -2,19 +2,21 @@
 //
 // Both loops run the paper's stopping rule exactly: a sample stops at its first iterate x_{t+1} whose residual
 // ||x_{t+1} - x_t||_inf is below tol (abs) or tol * max(1, ||x_{t+1}||_inf) (rel), or at max_iter; its result is
-// that iterate, its count t + 1, its residual, and whether it met the threshold. Batch-first (row-major (batch, n)):
-// one matrix product per iteration (the BLAS torch uses: called directly where it is MKL, else through ATen's
-// addmm) on the samples still running, then one pass over the product that applies the ReLU (forward), computes
-// every residual and records finished samples;
-// finished rows leave the batch in the same pass (a stable in-place compaction of contiguous rows), so the
-// products cost the per-sample iteration counts, not the slowest sample's, and the loop's bookkeeping costs one
-// read of the iterate. No Python, no allocation and no host synchronisation per iteration.
+// that iterate, its count t + 1, its residual, and whether it met the threshold. One matrix product per iteration
+// (the BLAS torch uses: called directly where it is MKL, else through ATen's addmm), then one pass over the product
+// that applies the ReLU (forward), computes every residual and records finished samples. No Python, no allocation
+// and no host synchronisation per iteration. Two layouts:
+//
+// - small problems (`compact` false): every sample runs until the last one stops (a finished sample sits on its
+//   fixed point and is recorded once), so the results do not depend on the other samples, bit for bit. The
+//   iterates are kept (n, batch), samples along the contiguous dimension (the Python loop's layout and product):
+//   the pass vectorises across samples with their running maxima in registers (iterate_cols).
+// - large problems (`compact` true): batch-first rows; finished rows leave the batch in the same pass (a stable
+//   in-place compaction), so the products cost the per-sample iteration counts, not the slowest sample's
+//   (iterate).
 //
 //   picard(A, BU, x0, tol, rel, max_iter, compact, blas)      x <- relu(BU + x A^T)  (the forward state equation)
 //   adjoint(A, d, g, w0, tol, rel, max_iter, compact, blas)   w <- g + (d * w) A     (its implicit backward)
-//
-// `compact`: finished rows leave the batch (large problems, where the saved products pay); otherwise they keep
-// iterating in place (results independent of the other samples bit for bit; see finish_rows).
 //
 // Both return (x (batch, n), iterations int64 (batch,), residual (batch,), converged bool (batch,), and the number
 // of samples that did not converge).
@@ -25,10 +27,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <numeric>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -67,12 +71,6 @@ inline T row_pass(T* __restrict row, const T* __restrict prev, int64_t n, T& sca
   return bad ? std::numeric_limits<T>::quiet_NaN() : r;
 }
 
-template <typename T>
-inline void relu_row(T* __restrict row, int64_t n) {
-#pragma omp simd
-  for (int64_t k = 0; k < n; ++k) row[k] = row[k] < T(0) ? T(0) : row[k];
-}
-
 // v = d * w (the adjoint's input to the product).
 template <typename T>
 void multiply(T* __restrict v, const T* __restrict d, const T* __restrict w, int64_t count) {
@@ -80,32 +78,21 @@ void multiply(T* __restrict v, const T* __restrict d, const T* __restrict w, int
   for (int64_t k = 0; k < count; ++k) v[k] = d[k] * w[k];
 }
 
-// One pass after the product: (ReLU,) stopping test, recording of finished rows, and compaction of the running
-// rows of `next` and of the per-row constants `consts` (moved along with them).
-//
-// Without compaction (`compact` false) every row stays in place and keeps iterating until the last one finishes
-// (a finished row sits on its fixed point; it is recorded once, the first time it meets the threshold): the
-// product's width never changes, so a row's values do not depend on when the others stop, bit for bit (BLAS may
-// round a row differently for different batch widths). Returns the rows still running (compaction: the rows
-// kept; otherwise: the rows not yet recorded).
-//
-// The adjoint (`v` given) also prepares the next product's input v = d * w for every row still running, while the
-// row is in cache (without compaction a finished row keeps its last v: its row of the product stays constant and
-// is never read again).
+// ------------------------------------------------------------------------------------------ large problems
+// One pass after the product: (ReLU,) stopping test, recording of finished rows, and a stable in-place compaction
+// of the running rows of `next` and of the per-row constants `consts` (moved along with them). Returns the rows
+// still running. The adjoint (`v` given) also prepares the next product's input v = d * w for every row still
+// running, while the row is in cache.
 template <typename T, bool RELU, bool REL>
 int64_t finish_rows(T* next, const T* prev, const std::vector<T*>& consts, std::vector<int64_t>& idx, int64_t m,
-                    int64_t n, int64_t t, int64_t max_iter, double tol, bool compact, std::vector<char>& recorded,
-                    T* v, const T* d, T* out, T* res_out, int64_t* its_out, bool* conv_out, int64_t& unconverged) {
+                    int64_t n, int64_t t, int64_t max_iter, double tol, T* v, const T* d, T* out, T* res_out,
+                    int64_t* its_out, bool* conv_out, int64_t& unconverged) {
   int64_t keep = 0;
   const size_t row_bytes = sizeof(T) * static_cast<size_t>(n);
   const T tol_t = static_cast<T>(tol);
   for (int64_t r = 0; r < m; ++r) {
     T* row = next + r * n;
     const int64_t j = idx[r];
-    if (!compact && recorded[j]) {  // finished earlier: its row still runs in the product, unread, isolated
-      if (RELU) relu_row(row, n);    // (rows do not mix in a product: it cannot change the others)
-      continue;
-    }
     T scale;
     const T res = row_pass<T, RELU, REL>(row, prev + r * n, n, scale);
     const T thr = REL ? tol_t * std::max(T(1), scale) : tol_t;
@@ -116,15 +103,13 @@ int64_t finish_rows(T* next, const T* prev, const std::vector<T*>& consts, std::
       its_out[j] = t;
       conv_out[j] = done;
       unconverged += !done;
-      recorded[j] = 1;
     } else {
-      const int64_t at = compact ? keep : r;  // where the row runs on
-      if (at != r) {
-        std::memcpy(next + at * n, row, row_bytes);
-        for (T* c : consts) std::memcpy(c + at * n, c + r * n, row_bytes);
-        idx[at] = idx[r];
+      if (keep != r) {
+        std::memcpy(next + keep * n, row, row_bytes);
+        for (T* c : consts) std::memcpy(c + keep * n, c + r * n, row_bytes);
+        idx[keep] = j;
       }
-      if (v != nullptr) multiply(v + at * n, d + at * n, next + at * n, n);
+      if (v != nullptr) multiply(v + keep * n, d + keep * n, next + keep * n, n);
       ++keep;
     }
   }
@@ -192,20 +177,13 @@ struct Result {
   Solve get() const { return {out, its, res, conv, unconverged}; }
 };
 
-// A per-row tensor in the loop's dtype and layout: the caller's tensor where the loop only reads it, a private
-// copy where it writes into it (compaction moves rows; iterates are overwritten).
-torch::Tensor rows_of(const torch::Tensor& t, const torch::Tensor& like, bool compact) {
-  const bool same = t.scalar_type() == like.scalar_type() && t.is_contiguous();
-  if (same) return compact ? t.clone() : t;
-  return t.to(like.scalar_type()).contiguous();
-}
-
-// The loop shared by both iterations: x_{t+1} = bias + (pre(x_t)) op(A), then finish_rows.
+// The compacting loop shared by both iterations: x_{t+1} = bias + (pre(x_t)) op(A), then finish_rows.
 //   picard:  bias = B u, pre = identity, op(A) = A^T, ReLU after the product
 //   adjoint: bias = g, pre = d * (.), op(A) = A
+// `bias`, `d` and `x` are private copies (rows move).
 template <typename T>
 void iterate(const torch::Tensor& A, torch::Tensor bias, torch::Tensor d, torch::Tensor x, int64_t n, double tol,
-             bool rel, int64_t max_iter, bool compact, bool forward, bool blas, Result& R) {
+             bool rel, int64_t max_iter, bool forward, bool blas, Result& R) {
   const int64_t b = bias.size(0);
   const auto options = bias.options();
   auto nxt = torch::empty({b, n}, options);
@@ -219,23 +197,181 @@ void iterate(const torch::Tensor& A, torch::Tensor bias, torch::Tensor d, torch:
   if (!forward) consts.push_back(pd);
   std::vector<int64_t> idx(b);
   std::iota(idx.begin(), idx.end(), 0);
-  std::vector<char> recorded(b, 0);
   const size_t bytes = sizeof(T) * static_cast<size_t>(n);
   // the row pass, specialised once per call: ReLU (forward) and the rel scale only where needed
   const auto finish = forward ? (rel ? finish_rows<T, true, true> : finish_rows<T, true, false>)
                               : (rel ? finish_rows<T, false, true> : finish_rows<T, false, false>);
-  int64_t m = b;        // rows in the product
-  int64_t running = b;  // rows not yet recorded
+  int64_t m = b;  // rows still running (the product's height)
   T* pv = forward ? nullptr : v.data_ptr<T>();
   if (!forward) multiply(pv, pd, cur, b * n);  // later ones: in finish_rows
-  for (int64_t t = 1; t <= max_iter && running > 0; ++t) {
+  for (int64_t t = 1; t <= max_iter && m > 0; ++t) {
     std::memcpy(next, pbias, bytes * m);
     add_product(next, forward ? cur : pv, pA, m, n, forward, blas, options);
-    running = finish(next, cur, consts, idx, m, n, t, max_iter, tol, compact, recorded, pv, pd, R.out.data_ptr<T>(),
-                     R.res.data_ptr<T>(), R.its.data_ptr<int64_t>(), R.conv.data_ptr<bool>(), R.unconverged);
-    if (compact) m = running;
+    m = finish(next, cur, consts, idx, m, n, t, max_iter, tol, pv, pd, R.out.data_ptr<T>(), R.res.data_ptr<T>(),
+               R.its.data_ptr<int64_t>(), R.conv.data_ptr<bool>(), R.unconverged);
     std::swap(cur, next);
   }
+}
+
+// ------------------------------------------------------------------------------------------ small problems
+// Without compaction every sample runs until the last one stops, so the loop can keep the samples along the
+// contiguous dimension: iterates are (n, batch) row-major (the layout of the Python loop, whose products it
+// shares bit for bit), and the pass after each product vectorises across samples (one running maximum per
+// sample) instead of running n-element reductions row by row. A sample is recorded (copied out of its column)
+// once, at its first iterate below the threshold.
+
+// A 64-byte aligned scratch buffer (as torch's allocator gives: BLAS may round differently on other alignments).
+template <typename T>
+struct Scratch {
+  T* p = nullptr;
+  explicit Scratch(int64_t count) {
+    const size_t bytes = (sizeof(T) * static_cast<size_t>(std::max<int64_t>(count, 1)) + 63) / 64 * 64;
+    p = static_cast<T*>(std::aligned_alloc(64, bytes));
+    TORCH_CHECK(p != nullptr, "fused loop: out of memory (", bytes, " bytes)");
+  }
+  ~Scratch() { std::free(p); }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+};
+
+// dst (n, b) = src (b, n)^T
+template <typename T>
+void transpose_into(T* __restrict dst, const T* __restrict src, int64_t b, int64_t n) {
+  for (int64_t j = 0; j < b; ++j)
+    for (int64_t k = 0; k < n; ++k) dst[k * b + j] = src[j * n + k];
+}
+
+// Y (n, b) += op(A) X (n, b), row-major: A X (the forward, A x^T) or A^T X (the adjoint). In BLAS's column-major
+// terms Y^T (b, n) += X^T A^T resp. X^T A, with row-major A read as A^T; as ATen's addmm calls it.
+template <typename T>
+void add_product_cols(T* Y, const T* X, const T* A, int64_t b, int64_t n, bool forward, bool blas,
+                      const torch::TensorOptions& options) {
+  const bool fits = b <= std::numeric_limits<int>::max() && n <= std::numeric_limits<int>::max();
+  if (blas && fits) {
+    const int bi = static_cast<int>(b), ni = static_cast<int>(n), ldb = std::max(bi, 1), ldn = std::max(ni, 1);
+    const T one = 1;
+    if constexpr (std::is_same_v<T, float>) {
+      if (sgemm_ != nullptr) {
+        sgemm_("N", forward ? "N" : "T", &bi, &ni, &ni, &one, X, &ldb, A, &ldn, &one, Y, &ldb);
+        return;
+      }
+    } else {
+      if (dgemm_ != nullptr) {
+        dgemm_("N", forward ? "N" : "T", &bi, &ni, &ni, &one, X, &ldb, A, &ldn, &one, Y, &ldb);
+        return;
+      }
+    }
+  }
+  auto y = torch::from_blob(Y, {n, b}, options);
+  auto x = torch::from_blob(const_cast<T*>(X), {n, b}, options);
+  auto a = torch::from_blob(const_cast<T*>(A), {n, n}, options);
+  y.addmm_(forward ? a : a.t(), x);
+}
+
+// The pass after a product over W adjacent samples (columns) of the (n, ld) iterates `next` (previous: `prev`):
+// the ReLU (forward), each sample's residual max_k |next - prev| (NaN: flagged in `bad`) and, for the rel rule, its
+// scale max_k |next|; the adjoint also writes the next product's input v = d * next. Outputs r, s, bad (W each).
+template <typename T, bool FORWARD, bool REL, int64_t W>
+inline void column_pass(T* __restrict next, const T* __restrict prev, const T* __restrict d, T* __restrict v,
+                        int64_t ld, int64_t n, T* __restrict r_out, T* __restrict s_out, T* __restrict bad_out) {
+  T r[W] = {}, s[W] = {}, bad[W] = {};
+  for (int64_t k = 0; k < n; ++k) {
+    T* __restrict row = next + k * ld;
+    const T* __restrict p = prev + k * ld;
+#pragma omp simd
+    for (int64_t j = 0; j < W; ++j) {
+      T x = row[j];
+      if (FORWARD) {
+        x = x < T(0) ? T(0) : x;
+        row[j] = x;
+      } else {
+        v[k * ld + j] = d[k * ld + j] * x;
+      }
+      const T dd = std::abs(x - p[j]);
+      r[j] = r[j] < dd ? dd : r[j];
+      if (REL) {
+        const T a = FORWARD ? x : std::abs(x);
+        s[j] = s[j] < a ? a : s[j];
+      }
+      bad[j] = dd != dd ? T(1) : bad[j];
+    }
+  }
+  for (int64_t j = 0; j < W; ++j) {
+    r_out[j] = r[j];
+    s_out[j] = s[j];
+    bad_out[j] = bad[j];
+  }
+}
+
+// The loop for small problems: samples along columns, no compaction. `bias`, `d` and `x0` are (b, n) row-major
+// (`d` only for the adjoint; `x0` may be null: start at zero, or for the adjoint at `bias`).
+template <typename T, bool FORWARD, bool REL>
+void iterate_cols(const T* A, const T* bias, const T* d, const T* x0, int64_t b, int64_t n, double tol,
+                  int64_t max_iter, bool blas, const torch::TensorOptions& options, Result& R) {
+  const int64_t size = b * n;
+  Scratch<T> cur_s(size), next_s(size), bias_s(size), d_s(FORWARD ? 1 : size), v_s(FORWARD ? 1 : size);
+  Scratch<T> r_s(b), s_s(b), bad_s(b);
+  T *cur = cur_s.p, *next = next_s.p, *biasT = bias_s.p, *dT = d_s.p, *v = v_s.p;
+  T *r = r_s.p, *s = s_s.p, *bad = bad_s.p;
+  transpose_into(biasT, bias, b, n);
+  if (x0 != nullptr) transpose_into(cur, x0, b, n);
+  else if (FORWARD) std::fill(cur, cur + size, T(0));
+  else std::memcpy(cur, biasT, sizeof(T) * size);
+  if (!FORWARD) {
+    transpose_into(dT, d, b, n);
+    multiply(v, dT, cur, size);
+  }
+  std::vector<char> recorded(b, 0);
+  T* out = R.out.data_ptr<T>();
+  T* res_out = R.res.data_ptr<T>();
+  int64_t* its_out = R.its.data_ptr<int64_t>();
+  bool* conv_out = R.conv.data_ptr<bool>();
+  const T tol_t = static_cast<T>(tol);
+  int64_t running = b;
+  for (int64_t t = 1; t <= max_iter && running > 0; ++t) {
+    std::memcpy(next, biasT, sizeof(T) * size);
+    add_product_cols(next, FORWARD ? cur : v, A, b, n, FORWARD, blas, options);
+    // the ReLU, the residuals and the scales (and the adjoint's next d * w): blocks of W samples keep their
+    // running maxima in registers down the n rows; the last partial block goes through the same code at width 1
+    constexpr int64_t W = 64 / sizeof(T);  // one cache line of each row
+    int64_t j = 0;
+    for (; j + W <= b; j += W) {
+      column_pass<T, FORWARD, REL, W>(next + j, cur + j, FORWARD ? nullptr : dT + j, FORWARD ? nullptr : v + j, b,
+                                      n, r + j, s + j, bad + j);
+    }
+    for (; j < b; ++j) {
+      column_pass<T, FORWARD, REL, 1>(next + j, cur + j, FORWARD ? nullptr : dT + j, FORWARD ? nullptr : v + j, b,
+                                      n, r + j, s + j, bad + j);
+    }
+    for (int64_t j = 0; j < b; ++j) {  // the stopping test; a finished sample is copied out once
+      if (recorded[j]) continue;
+      const T res = bad[j] != T(0) ? std::numeric_limits<T>::quiet_NaN() : r[j];
+      const T thr = REL ? tol_t * std::max(T(1), s[j]) : tol_t;
+      const bool done = res < thr;
+      if (!done && t < max_iter) continue;
+      T* dst = out + j * n;
+      for (int64_t k = 0; k < n; ++k) dst[k] = next[k * b + j];
+      res_out[j] = res;
+      its_out[j] = t;
+      conv_out[j] = done;
+      R.unconverged += !done;
+      recorded[j] = 1;
+      --running;
+    }
+    std::swap(cur, next);
+  }
+}
+
+template <typename T, bool FORWARD>
+void iterate_cols(const T* A, const T* bias, const T* d, const T* x0, int64_t b, int64_t n, double tol, bool rel,
+                  int64_t max_iter, bool blas, const torch::TensorOptions& options, Result& R) {
+  if (rel) iterate_cols<T, FORWARD, true>(A, bias, d, x0, b, n, tol, max_iter, blas, options, R);
+  else iterate_cols<T, FORWARD, false>(A, bias, d, x0, b, n, tol, max_iter, blas, options, R);
+}
+
+// A read-only (b, n) input in the loop's dtype, contiguous (the caller's tensor where it already is).
+torch::Tensor input_of(const torch::Tensor& t, const torch::Tensor& like) {
+  return t.scalar_type() == like.scalar_type() && t.is_contiguous() ? t : t.to(like.scalar_type()).contiguous();
 }
 
 Solve picard(torch::Tensor A, torch::Tensor BU, c10::optional<torch::Tensor> x0, double tol, bool rel,
@@ -245,11 +381,21 @@ Solve picard(torch::Tensor A, torch::Tensor BU, c10::optional<torch::Tensor> x0,
   TORCH_CHECK(!x0 || x0->sizes() == BU.sizes(), "picard: x0 must have BU's shape");
   const int64_t b = BU.size(0), n = BU.size(1);
   Result R(b, n, BU.options());
-  auto x = x0 ? rows_of(*x0, BU, /*compact=*/true) : torch::zeros({b, n}, BU.options());
-  auto bias = rows_of(BU, BU, compact);
   auto Ac = A.is_contiguous() ? A : A.contiguous();
+  if (!compact) {
+    auto bias = input_of(BU, BU);
+    auto x = x0 ? input_of(*x0, BU) : torch::Tensor();
+    AT_DISPATCH_FLOATING_TYPES(BU.scalar_type(), "picard", [&] {
+      iterate_cols<scalar_t, true>(Ac.data_ptr<scalar_t>(), bias.data_ptr<scalar_t>(), nullptr,
+                                   x0 ? x.data_ptr<scalar_t>() : nullptr, b, n, tol, rel, max_iter, blas,
+                                   BU.options(), R);
+    });
+    return R.get();
+  }
+  auto x = x0 ? x0->to(BU.scalar_type()).contiguous().clone() : torch::zeros({b, n}, BU.options());
+  auto bias = BU.contiguous().clone();
   AT_DISPATCH_FLOATING_TYPES(BU.scalar_type(), "picard", [&] {
-    iterate<scalar_t>(Ac, bias, torch::Tensor(), x, n, tol, rel, max_iter, compact, /*forward=*/true, blas, R);
+    iterate<scalar_t>(Ac, bias, torch::Tensor(), x, n, tol, rel, max_iter, /*forward=*/true, blas, R);
   });
   return R.get();
 }
@@ -261,12 +407,22 @@ Solve adjoint(torch::Tensor A, torch::Tensor d, torch::Tensor g, torch::Tensor w
   TORCH_CHECK(d.sizes() == g.sizes() && w0.sizes() == g.sizes(), "adjoint: d, g and w0 must have one shape");
   const int64_t b = g.size(0), n = g.size(1);
   Result R(b, n, g.options());
-  auto w = rows_of(w0, g, /*compact=*/true);  // a private copy: the loop writes into it
-  auto bias = rows_of(g, g, compact);
-  auto dd = rows_of(d, g, compact);
   auto Ac = A.is_contiguous() ? A : A.contiguous();
+  if (!compact) {
+    auto bias = input_of(g, g), dd = input_of(d, g);
+    auto w = w0.is_same(g) ? torch::Tensor() : input_of(w0, g);  // (undefined: start at g)
+    AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "adjoint", [&] {
+      iterate_cols<scalar_t, false>(Ac.data_ptr<scalar_t>(), bias.data_ptr<scalar_t>(), dd.data_ptr<scalar_t>(),
+                                    w.defined() ? w.data_ptr<scalar_t>() : nullptr, b, n, tol, rel, max_iter, blas,
+                                    g.options(), R);
+    });
+    return R.get();
+  }
+  // private copies: the loop writes into them
+  auto w = w0.to(g.scalar_type()).contiguous().clone(), bias = g.contiguous().clone();
+  auto dd = d.to(g.scalar_type()).contiguous().clone();
   AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "adjoint", [&] {
-    iterate<scalar_t>(Ac, bias, dd, w, n, tol, rel, max_iter, compact, /*forward=*/false, blas, R);
+    iterate<scalar_t>(Ac, bias, dd, w, n, tol, rel, max_iter, /*forward=*/false, blas, R);
   });
   return R.get();
 }

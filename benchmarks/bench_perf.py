@@ -27,7 +27,8 @@ round-robin repeats, medians; the load average is printed with them.
 5. **Memory**: bytes autograd saves and peak memory of forward + backward at n=190, batch 1024, for K = 10 and
    200 forward iterations: implicit (fixed-point adjoint) vs the same Picard solve unrolled through autograd.
 6. **ImplicitRNN warm start** on trained RNNs (rolling average: s ~ N(3, 1); rolling argmax: s ~ U(0, 1); length
-   10): total forward iterations per sequence, warm vs cold start, and the largest output difference.
+   10): total forward iterations per sequence, warm vs cold start, the largest output difference, and the forward
+   times (interleaved).
 """
 
 from __future__ import annotations
@@ -699,16 +700,22 @@ def bench_rnn(directory: Path, steps: int = 200) -> list[dict]:
         path = directory / f"rnn-{name.replace(' ', '-')}.pt"
         torch.save(rnn.state_dict(), path)
         s, y = _rnn_batch(name, 512, gen)
-        res = {}
+        res, models = {}, {}
         for warm in (False, True):
-            m = ImplicitRNN(1, n, h, out_f, warm_start=warm, warn=False)
+            m = models[warm] = ImplicitRNN(1, n, h, out_f, warm_start=warm, warn=False)
             m.load_state_dict(torch.load(path))
             with torch.no_grad():
                 yy = m(s)
-                ms = 1e3 * _median_time(lambda m=m, s=s: m(s), reps=5)
             it = m.last_stats.iterations  # (batch, time)
             res[warm] = dict(y=yy, per_seq=float(it.sum(dim=1).float().mean()), per_step=it.float().mean(dim=0),
-                             ms=ms, ref_it=m.last_stats.extra.get("reference_iterations", 0))  # fmt: skip
+                             ref_it=m.last_stats.extra.get("reference_iterations", 0))  # fmt: skip
+            with torch.no_grad():
+                m(s)  # again: the reference solve now starts from the previous call's points
+            res[warm]["ref_it_again"] = m.last_stats.extra.get("reference_iterations", 0)
+        with torch.no_grad():  # forward times, interleaved (the reference points are solved again in each call)
+            t = interleaved({w: (lambda m=m: m(s)) for w, m in models.items()}, rounds=7, reps=5)
+        for warm in (False, True):
+            res[warm]["ms"] = 1e3 * t[warm]
         # an exact reference (float64, tol 1e-12) and the relative change of x between consecutive steps
         ref = ImplicitRNN(
             1, n, h, out_f, warm_start=False, tol=1e-12, tol_mode="rel", max_iter=5000, warn=False
@@ -724,14 +731,15 @@ def bench_rnn(directory: Path, steps: int = 200) -> list[dict]:
         err = {w: float((res[w]["y"].double() - y64).abs().max()) for w in (False, True)}
         rows.append(dict(name=name, cold=res[False]["per_seq"], warm=res[True]["per_seq"], reduction=red, dy=dy,
                          scale=scale, ms_cold=res[False]["ms"], ms_warm=res[True]["ms"], err=err, change=change,
-                         ref_it=res[True]["ref_it"], batch=s.shape[0],
+                         ref_it=res[True]["ref_it"], ref_it_again=res[True]["ref_it_again"], batch=s.shape[0],
                          steps_cold=res[False]["per_step"], steps_warm=res[True]["per_step"]))  # fmt: skip
         r = rows[-1]
         fmt = " ".join(f"{v:4.1f}" for v in r["steps_cold"].tolist())
         fmt_w = " ".join(f"{v:4.1f}" for v in r["steps_warm"].tolist())
         print(f"  {name:<16} iterations/sequence cold {r['cold']:6.1f} -> warm {r['warm']:6.1f} "
               f"({100 * red:+.1f} %; + {r['ref_it']} for the 2 first-step reference points per batch of "
-              f"{r['batch']}), forward {r['ms_cold']:.2f} -> {r['ms_warm']:.2f} ms", flush=True)  # fmt: skip
+              f"{r['batch']}, {r['ref_it_again']} in a second call), forward {r['ms_cold']:.2f} -> "
+              f"{r['ms_warm']:.2f} ms", flush=True)  # fmt: skip
         print(f"  {'':<16} per step cold: {fmt}", flush=True)
         print(f"  {'':<16} per step warm: {fmt_w}", flush=True)
         print(f"  {'':<16} outputs: max|y_warm - y_cold| {dy:.2e} (max|y| {scale:.2g}); vs float64 tol-1e-12 "
@@ -892,7 +900,8 @@ def summary(res: dict) -> int:
         rows.append(("5 memory K=200 vs K=10 (saved bytes)", "flat", f"implicit {i_s:.2f}x, unrolled {u_s:.1f}x{pk}",
                      i_s < 1.05))  # fmt: skip
     if "rnn" in res:
-        parts = [f"{r['name']} {100 * r['reduction']:.0f} % (max|dy| {r['dy']:.1e})" for r in res["rnn"]]
+        parts = [f"{r['name']} {100 * r['reduction']:.0f} % (max|dy| {r['dy']:.1e}; forward time "
+                 f"{r['ms_warm'] / r['ms_cold']:.2f}x cold's)" for r in res["rnn"]]
         for r in res["rnn"]:
             if not r["dy"] <= RNN_AGREE * max(1.0, r["scale"]):
                 fail = True

@@ -306,6 +306,25 @@ def test_rnn_first_step_starts_at_its_fixed_point(feedback):
         torch.testing.assert_close(pw.grad, pc.grad, rtol=1e-6, atol=1e-8, msg=k)
 
 
+def test_rnn_reference_points_restart_from_the_previous_call():
+    """The first step's reference points are solved from the previous call's: a second call on the same weights
+    needs (almost) no iterations for them, and after the weights move the stale start still leads to the new
+    fixed points (outputs those of the cold start, first step still one iteration)."""
+    warm, cold = _rnn_pair(kappa=0.95, tol=1e-10, max_iter=3000)
+    s = torch.randn(7, 6, 1, generator=torch.Generator().manual_seed(9), dtype=torch.float64) * 3
+    warm(s)
+    first = warm.last_stats.extra["reference_iterations"]
+    warm(s)
+    assert warm.last_stats.extra["reference_iterations"] <= 2 < first
+    with torch.no_grad():
+        for m in (warm, cold):
+            m.layer.A.mul_(-0.7)
+            m.layer.B.add_(0.1)
+    torch.testing.assert_close(warm(s), cold(s), rtol=0, atol=1e-8)
+    assert bool((warm.last_stats.iterations[:, 0] == 1).all())
+    assert warm.last_stats.extra["reference_iterations"] > 2
+
+
 def test_rnn_first_step_start_gradcheck():
     torch.manual_seed(1)
     rnn = ImplicitRNN(1, 5, 3, 2, warm_start=True, kappa=0.7, tol=1e-13, max_iter=5000, adjoint_tol=1e-13,

@@ -214,11 +214,9 @@ void iterate(const torch::Tensor& A, torch::Tensor bias, torch::Tensor d, torch:
 }
 
 // ------------------------------------------------------------------------------------------ small problems
-// Without compaction every sample runs until the last one stops, so the loop can keep the samples along the
-// contiguous dimension: iterates are (n, batch) row-major (the layout of the Python loop, whose products it
-// shares bit for bit), and the pass after each product vectorises across samples (one running maximum per
-// sample) instead of running n-element reductions row by row. A sample is recorded (copied out of its column)
-// once, at its first iterate below the threshold.
+// Iterates (n, batch) row-major, the Python loop's layout and products (same results bit for bit); the pass after
+// each product vectorises across samples instead of running n-element reductions row by row. A sample is
+// recorded (copied out of its column) once, at its first iterate below the threshold.
 
 // A 64-byte aligned scratch buffer (as torch's allocator gives: BLAS may round differently on other alignments).
 template <typename T>
@@ -334,14 +332,14 @@ void iterate_cols(const T* A, const T* bias, const T* d, const T* x0, int64_t b,
     // the ReLU, the residuals and the scales (and the adjoint's next d * w): blocks of W samples keep their
     // running maxima in registers down the n rows; the last partial block goes through the same code at width 1
     constexpr int64_t W = 64 / sizeof(T);  // one cache line of each row
-    int64_t j = 0;
-    for (; j + W <= b; j += W) {
-      column_pass<T, FORWARD, REL, W>(next + j, cur + j, FORWARD ? nullptr : dT + j, FORWARD ? nullptr : v + j, b,
-                                      n, r + j, s + j, bad + j);
+    int64_t j0 = 0;
+    for (; j0 + W <= b; j0 += W) {
+      column_pass<T, FORWARD, REL, W>(next + j0, cur + j0, FORWARD ? nullptr : dT + j0, FORWARD ? nullptr : v + j0,
+                                      b, n, r + j0, s + j0, bad + j0);
     }
-    for (; j < b; ++j) {
-      column_pass<T, FORWARD, REL, 1>(next + j, cur + j, FORWARD ? nullptr : dT + j, FORWARD ? nullptr : v + j, b,
-                                      n, r + j, s + j, bad + j);
+    for (; j0 < b; ++j0) {
+      column_pass<T, FORWARD, REL, 1>(next + j0, cur + j0, FORWARD ? nullptr : dT + j0, FORWARD ? nullptr : v + j0,
+                                      b, n, r + j0, s + j0, bad + j0);
     }
     for (int64_t j = 0; j < b; ++j) {  // the stopping test; a finished sample is copied out once
       if (recorded[j]) continue;

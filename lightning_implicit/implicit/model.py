@@ -101,19 +101,29 @@ class ImplicitLayer(nn.Module):
         """The certificate ``||A||_inf`` of the effective ``A``."""
         return float(inf_norm(self.effective_A().detach()))
 
-    def forward(self, u: torch.Tensor, x0: torch.Tensor | None = None, *, warn: bool = True) -> torch.Tensor:
+    def forward(
+        self,
+        u: torch.Tensor,
+        x0: torch.Tensor | None = None,
+        *,
+        warn: bool = True,
+        readout: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """Fixed point ``x (batch, n)`` for inputs ``u (batch, p)``; statistics go to ``self.last_stats``.
 
         ``warn=False`` leaves the non-convergence warning to the caller (an ImplicitRNN warns once per sequence).
+        ``readout=(C, D)`` returns the prediction ``y = C x + D u (batch, q)`` instead, computed in the same
+        autograd node as the solve (fewer autograd nodes per step; see :mod:`.function`).
         """
         if u.dim() != 2 or u.shape[1] != self.in_features:
             raise ValueError(f"expected input (batch, {self.in_features}), got {tuple(u.shape)}")
         sink: list[SolverStats] = []
         cfg = self.solver_cfg if warn or not self.solver_cfg.warn else self.solver_cfg.replace(warn=False)
         x0 = None if x0 is None else x0.detach()  # None: start at zero (not materialised)
-        x = ImplicitFunction.apply(self.effective_A(), self.B, u, x0, cfg, self.adjoint_cfg, sink, self._hints)
+        C, D = (None, None) if readout is None else readout
+        out = ImplicitFunction.apply(self.effective_A(), self.B, u, x0, cfg, self.adjoint_cfg, sink, self._hints, C, D)
         self.last_stats = sink[0]
-        return x
+        return out
 
 
 class ImplicitModel(nn.Module):
@@ -150,8 +160,7 @@ class ImplicitModel(nn.Module):
         return self.layer.well_posedness()
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        x = self.layer(u)
-        return torch.addmm(u @ self.D.t(), x, self.C.t())
+        return self.layer(u, readout=(self.C, self.D))  # y = C x + D u, in the solve's autograd node
 
 
 class ImplicitRNN(nn.Module):

@@ -152,7 +152,7 @@ def picard(module, A, BU, x0, tol: float, tol_mode: str, max_iter: int, compact:
 def adjoint(module, A, d, g, tol: float, tol_mode: str, max_iter: int, compact: bool):
     """``w <- g + (d * w) A`` per sample, from ``w = g``. See :mod:`.adjoint`. Returns ``(w, iterations, residual,
     converged, number not converged)``."""
-    return module.adjoint(A, d, g, g, tol, tol_mode != "abs", max_iter, compact, _DIRECT_BLAS)
+    return module.adjoint(A, d, g, tol, tol_mode != "abs", max_iter, compact, _DIRECT_BLAS)
 
 
 def project_rows_l1(A: torch.Tensor, kappa: float, backend: str = "auto") -> torch.Tensor | None:

@@ -16,7 +16,7 @@
 //   (iterate).
 //
 //   picard(A, BU, x0, tol, rel, max_iter, compact, blas)      x <- relu(BU + x A^T)  (the forward state equation)
-//   adjoint(A, d, g, w0, tol, rel, max_iter, compact, blas)   w <- g + (d * w) A     (its implicit backward)
+//   adjoint(A, d, g, tol, rel, max_iter, compact, blas)       w <- g + (d * w) A     (its implicit backward, from w = g)
 //
 // Both return (x (batch, n), iterations int64 (batch,), residual (batch,), converged bool (batch,), and the number
 // of samples that did not converge).
@@ -240,7 +240,8 @@ void transpose_into(T* __restrict dst, const T* __restrict src, int64_t b, int64
 }
 
 // Y (n, b) += op(A) X (n, b), row-major: A X (the forward, A x^T) or A^T X (the adjoint). In BLAS's column-major
-// terms Y^T (b, n) += X^T A^T resp. X^T A, with row-major A read as A^T; as ATen's addmm calls it.
+// terms Y^T (b, n) += X^T A^T resp. X^T A, with row-major A read as A^T (ATen's addmm makes the same call for the
+// Python loop's (n, b) products with b > 1; the tests check the results agree bit for bit).
 template <typename T>
 void add_product_cols(T* Y, const T* X, const T* A, int64_t b, int64_t n, bool forward, bool blas,
                       const torch::TensorOptions& options) {
@@ -372,6 +373,11 @@ torch::Tensor input_of(const torch::Tensor& t, const torch::Tensor& like) {
   return t.scalar_type() == like.scalar_type() && t.is_contiguous() ? t : t.to(like.scalar_type()).contiguous();
 }
 
+// A private contiguous copy in the loop's dtype (one copy).
+torch::Tensor private_copy(const torch::Tensor& t, const torch::Tensor& like) {
+  return torch::empty(t.sizes(), like.options()).copy_(t);
+}
+
 Solve picard(torch::Tensor A, torch::Tensor BU, c10::optional<torch::Tensor> x0, double tol, bool rel,
              int64_t max_iter, bool compact, bool blas) {
   check_inputs(A, BU, "picard");
@@ -390,35 +396,33 @@ Solve picard(torch::Tensor A, torch::Tensor BU, c10::optional<torch::Tensor> x0,
     });
     return R.get();
   }
-  auto x = x0 ? x0->to(BU.scalar_type()).contiguous().clone() : torch::zeros({b, n}, BU.options());
-  auto bias = BU.contiguous().clone();
+  // private copies (rows move)
+  auto x = x0 ? private_copy(*x0, BU) : torch::zeros({b, n}, BU.options());
+  auto bias = private_copy(BU, BU);
   AT_DISPATCH_FLOATING_TYPES(BU.scalar_type(), "picard", [&] {
     iterate<scalar_t>(Ac, bias, torch::Tensor(), x, n, tol, rel, max_iter, /*forward=*/true, blas, R);
   });
   return R.get();
 }
 
-Solve adjoint(torch::Tensor A, torch::Tensor d, torch::Tensor g, torch::Tensor w0, double tol, bool rel,
-              int64_t max_iter, bool compact, bool blas) {
+Solve adjoint(torch::Tensor A, torch::Tensor d, torch::Tensor g, double tol, bool rel, int64_t max_iter, bool compact,
+              bool blas) {
   check_inputs(A, g, "adjoint");
   TORCH_CHECK(max_iter >= 1, "adjoint: max_iter must be >= 1");
-  TORCH_CHECK(d.sizes() == g.sizes() && w0.sizes() == g.sizes(), "adjoint: d, g and w0 must have one shape");
+  TORCH_CHECK(d.sizes() == g.sizes(), "adjoint: d and g must have one shape");
   const int64_t b = g.size(0), n = g.size(1);
   Result R(b, n, g.options());
   auto Ac = A.is_contiguous() ? A : A.contiguous();
   if (!compact) {
     auto bias = input_of(g, g), dd = input_of(d, g);
-    auto w = w0.is_same(g) ? torch::Tensor() : input_of(w0, g);  // (undefined: start at g)
     AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "adjoint", [&] {
       iterate_cols<scalar_t, false>(Ac.data_ptr<scalar_t>(), bias.data_ptr<scalar_t>(), dd.data_ptr<scalar_t>(),
-                                    w.defined() ? w.data_ptr<scalar_t>() : nullptr, b, n, tol, rel, max_iter, blas,
-                                    g.options(), R);
+                                    nullptr, b, n, tol, rel, max_iter, blas, g.options(), R);
     });
     return R.get();
   }
-  // private copies: the loop writes into them
-  auto w = w0.to(g.scalar_type()).contiguous().clone(), bias = g.contiguous().clone();
-  auto dd = d.to(g.scalar_type()).contiguous().clone();
+  // private copies (rows move): the iterate (from w = g), g and d
+  auto w = private_copy(g, g), bias = private_copy(g, g), dd = private_copy(d, g);
   AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "adjoint", [&] {
     iterate<scalar_t>(Ac, bias, dd, w, n, tol, rel, max_iter, /*forward=*/false, blas, R);
   });

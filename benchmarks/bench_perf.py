@@ -716,11 +716,11 @@ def bench_rnn(directory: Path, steps: int = 200) -> list[dict]:
             with torch.no_grad():
                 m(s)  # again, same weights: the reference points are reused
             res[warm]["ref_it_again"] = m.last_stats.extra.get("reference_iterations", 0)
-        def moved(m=models[True]):  # as after an optimiser step: the reference points are solved again
+        def moved(m=models[True], s=s):  # as after an optimiser step: the reference points are solved again
             m._reference = None
             return m(s)
 
-        fns = {False: lambda: models[False](s), True: lambda: models[True](s), "moved": moved}
+        fns = {False: lambda m=models[False], s=s: m(s), True: lambda m=models[True], s=s: m(s), "moved": moved}
         with torch.no_grad():  # forward times, interleaved
             t = interleaved(fns, rounds=7, reps=5)
         for warm in (False, True):

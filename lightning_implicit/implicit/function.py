@@ -49,8 +49,9 @@ def fixed_point_solve(
 class ImplicitFunction(torch.autograd.Function):
     @staticmethod
     def forward(
-        ctx, A, B, u, x0, solver_cfg: SolverConfig, adjoint_cfg: AdjointConfig, sink: list, hints=None, C=None, D=None
-    ):
+        ctx, A, B, u, x0, solver_cfg: SolverConfig, adjoint_cfg: AdjointConfig, sink: list, hints=None, C=None,
+        D=None,
+    ):  # fmt: skip
         BU = u @ B.t()
         x, stats = fixed_point_solve(A, BU, x0, solver_cfg, None if hints is None else hints[0])
         ctx.save_for_backward(A, B, u, x, C, D)

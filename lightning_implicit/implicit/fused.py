@@ -39,6 +39,11 @@ class FusedUnavailableWarning(RuntimeWarning):
 _NAME = "lightning_implicit_fused"
 
 
+# Products called straight through the BLAS symbols only where torch's BLAS is known to be MKL with 32-bit integer
+# arguments (the x86 wheels); elsewhere the loop calls ATen's addmm (same results, ~1 us more per product).
+_DIRECT_BLAS = bool(torch.backends.mkl.is_available())
+
+
 def _isa_flags() -> tuple[str, list[str]]:
     """The build's name and compiler flags for this CPU: AVX2 where torch runs AVX2 or AVX-512 kernels (the pass
     after each product then runs 8 floats wide: ~10% less time per solve at n = 20-36, measured), else the
@@ -48,9 +53,6 @@ def _isa_flags() -> tuple[str, list[str]]:
     if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
         return f"{_NAME}_avx2", ["-mavx2", "-ffp-contract=off"]
     return _NAME, []
-# Products called straight through the BLAS symbols only where torch's BLAS is known to be MKL with 32-bit integer
-# arguments (the x86 wheels); elsewhere the loop calls ATen's addmm (same results, ~1 us more per product).
-_DIRECT_BLAS = bool(torch.backends.mkl.is_available())
 
 
 @contextmanager
@@ -113,7 +115,9 @@ def _build():
     try:
         name, isa = _isa_flags()
         with ninja_on_path(), _build_lock(Path(_get_build_directory(name, verbose=False))):
-            module = load(name=name, sources=[str(_SOURCE)], extra_cflags=["-O3", "-fopenmp-simd", *isa], verbose=False)
+            module = load(
+                name=name, sources=[str(_SOURCE)], extra_cflags=["-O3", "-fopenmp-simd", *isa], verbose=False
+            )
         return module, None
     except Exception as e:  # compiler missing, headers missing, ...: reported, never silent
         lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [repr(e)]

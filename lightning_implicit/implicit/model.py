@@ -121,7 +121,9 @@ class ImplicitLayer(nn.Module):
         cfg = self.solver_cfg if warn or not self.solver_cfg.warn else self.solver_cfg.replace(warn=False)
         x0 = None if x0 is None else x0.detach()  # None: start at zero (not materialised)
         C, D = (None, None) if readout is None else readout
-        out = ImplicitFunction.apply(self.effective_A(), self.B, u, x0, cfg, self.adjoint_cfg, sink, self._hints, C, D)
+        out = ImplicitFunction.apply(
+            self.effective_A(), self.B, u, x0, cfg, self.adjoint_cfg, sink, self._hints, C, D
+        )
         self.last_stats = sink[0]
         return out
 
@@ -262,9 +264,9 @@ class ImplicitRNN(nn.Module):
             cfg = SolverConfig(tol=tol, tol_mode="rel", max_iter=2000, warn=False, backend=layer.solver_cfg.backend)
             x_ref, st = fixed_point_solve(A, torch.stack([Be, -Be]), None, cfg)
             iterations = int(st.iterations.sum())
-            # (copies: in float64, A and Be may be views of the parameters; a point that did not converge, e.g.
-            # NaN weights, is not kept)
-            self._reference = (A.clone(), Be.clone(), tol, x_ref) if bool(st.converged.all()) else None
+            # (copies: in float64, A and Be may be views of the parameters; a non-finite point, e.g. from NaN
+            # weights, is not kept)
+            self._reference = (A.clone(), Be.clone(), tol, x_ref) if bool(x_ref.isfinite().all()) else None
         x_ref = x_ref.to(s0.dtype)
         x0 = s0.clamp(min=0) * x_ref[0] + (-s0).clamp(min=0) * x_ref[1]
         return x0, iterations

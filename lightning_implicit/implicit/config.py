@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Literal, get_args
 
 __all__ = ["SolverConfig", "AdjointConfig"]
 
 TolMode = Literal["abs", "rel"]
 Backend = Literal["auto", "fused", "python"]
-BACKENDS = ("auto", "fused", "python")
+BACKENDS = get_args(Backend)
 
 
 def _check_backend(name: str, backend: str) -> None:
@@ -81,16 +81,16 @@ class SolverConfig:
         return replace(self, **changes)
 
 
-# Where ``auto`` picks the direct (batched LU) adjoint, measured by ``make bench`` (benchmarks/bench_perf.py, [4])
-# on CPU (torch 2.13, 1 thread). With the fused C++ fixed-point loop (the CPU default) an iteration costs ~1-3 us
-# at n <= 32, batch <= 1024, and the direct solve lost at all but one point of the grid (n = 4, batch 1024, 25
-# iterations): ``auto`` then always iterates. For the Python loop (``backend='python'``): a batched LU costs ~2 us per 20 x 20 matrix and grows quickly with n, while a
-# fixed-point iteration costs a few us for the whole batch (plus ~2 n^2 flops per sample), so the direct solve
-# only wins for small n *and* small batches. The crossover lies near batch * n^2 = 4k-8k at 10 iterations and
-# 16k at 25 (trained models need ~5-25; e.g. batch 64: direct up to n = 8-16); at n = 36, batch 64 the LU
-# takes ~0.6 ms against ~0.35 ms for the iteration, at n = 190, batch 1024 0.6 s against 6 ms. Other devices
-# keep the previous default (n <= 64, any batch): not measured here (a batched LU on a GPU is far cheaper
-# relative to an iteration).
+# Where ``auto`` picks the direct (batched LU) adjoint, measured by ``make bench`` (benchmarks/bench_perf.py,
+# [4]) on CPU (torch 2.13, 1 thread). With the fused C++ fixed-point loop (the CPU default) an iteration costs
+# ~1-3 us at n <= 32, batch <= 1024, and the direct solve lost at all but one point of the grid (n = 4, batch
+# 1024, 25 iterations): ``auto`` then always iterates. For the Python loop (``backend='python'``): a batched
+# LU costs ~2 us per 20 x 20 matrix and grows quickly with n, while a fixed-point iteration costs a few us for
+# the whole batch (plus ~2 n^2 flops per sample), so the direct solve only wins for small n *and* small
+# batches. The crossover lies near batch * n^2 = 4k-8k at 10 iterations and 16k at 25 (trained models need
+# ~5-25; e.g. batch 64: direct up to n = 8-16); at n = 36, batch 64 the LU takes ~0.6 ms against ~0.35 ms for
+# the iteration, at n = 190, batch 1024 0.6 s against 6 ms. Other devices keep the previous default (n <= 64,
+# any batch): not measured here (a batched LU on a GPU is far cheaper relative to an iteration).
 CPU_DIRECT_MAX_N = 64
 CPU_DIRECT_MAX_WORK = 8192  # batch * n * n
 OTHER_DIRECT_MAX_N = 64
@@ -137,6 +137,12 @@ class AdjointConfig:
             return self.direct_max_n
         return CPU_DIRECT_MAX_N if device_type == "cpu" else OTHER_DIRECT_MAX_N
 
+    def direct_limit_work(self, device_type: str = "cpu") -> int | None:
+        """The largest ``batch * n * n`` for which ``auto`` may solve directly (``None``: no cap)."""
+        if self.direct_max_work is not None:
+            return self.direct_max_work
+        return CPU_DIRECT_MAX_WORK if device_type == "cpu" else None
+
     def resolved_mode(
         self, n: int, batch: int | None = None, device_type: str = "cpu", fused: bool = False
     ) -> str:
@@ -147,13 +153,7 @@ class AdjointConfig:
             return self.mode
         if fused and self.direct_max_n is None and self.direct_max_work is None:
             return "fixed_point"
-        cpu = device_type == "cpu"
-        max_n = self.direct_limit_n(device_type)
-        max_work = (
-            self.direct_max_work
-            if self.direct_max_work is not None
-            else (CPU_DIRECT_MAX_WORK if cpu else None)
-        )
+        max_n, max_work = self.direct_limit_n(device_type), self.direct_limit_work(device_type)
         if n > max_n or (batch is not None and max_work is not None and batch * n * n > max_work):
             return "fixed_point"
         return "direct"

@@ -144,8 +144,10 @@ def fused_module(required: bool = False):
 
 def usable(like: torch.Tensor, backend: str):
     """The module if ``backend`` and the tensor (device, dtype) call for the fused loop, else ``None``."""
-    if backend == "python" or not like.is_cpu or like.dtype not in _DTYPES:
-        if backend == "fused" and (not like.is_cpu or like.dtype not in _DTYPES):
+    if backend == "python":
+        return None
+    if not like.is_cpu or like.dtype not in _DTYPES:
+        if backend == "fused":
             raise ValueError(
                 f"backend='fused' runs on CPU float32/float64 tensors only, got {like.device.type} {like.dtype}; "
                 f"use backend='auto' (or 'python') on other devices"

@@ -14,8 +14,8 @@ threshold, its count and residual), chosen by ``backend`` (:class:`~.config.Solv
   iteration and one pass over it (ReLU, residuals, recording; on large problems compaction of finished rows), no
   Python per iteration. Profile (CPU, 1 thread, ``make bench``): at n = 20-36, batch 64 a product costs ~1 us of
   arithmetic and ~2 us per Python dispatch, so the Python loops below spend most of their time on dispatch; a
-  fused call costs 1.1-1.4x the bare loop of its products (about 5 us of fixed cost per call, then ~1.1x per
-  iteration), and with compaction at n = 190, batch 1024 less than the bare loop.
+  fused call costs 1.1-1.4x the bare loop of its products (about 3-4 us of fixed cost per call, then 1.05-1.3x
+  per iteration), and with compaction at n = 190, batch 1024 less than the bare loop.
 - the **blocked** Python loop (:func:`blocked_iteration`, any device; ``backend="python"``): ``k`` iterations
   write their iterates into a preallocated ``(k + 1, n, batch)`` buffer (one ``addmm(..., out=)`` and an in-place
   ReLU each); then one vectorised pass computes the ``k`` residuals of every sample and finds each sample's first

@@ -7,6 +7,7 @@ from typing import Literal
 import torch
 
 from lightning_implicit.implicit import ImplicitModel, ImplicitRNN
+from lightning_implicit.implicit.config import Backend
 from lightning_implicit.task import TaskSpec
 
 from .base import ShiftModule
@@ -50,7 +51,7 @@ class ImplicitModule(ShiftModule):
         adjoint: Literal["auto", "direct", "fixed_point"] = "auto",
         adjoint_tol: float = 3e-6,
         adjoint_max_iter: int = 300,
-        backend: Literal["auto", "fused", "python"] = "auto",
+        backend: Backend = "auto",
         warm_start: bool = True,
         sweep_tol_mode: Literal["abs", "rel"] = "rel",
         lr: float = 1e-2,

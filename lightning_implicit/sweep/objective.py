@@ -170,12 +170,13 @@ class Objective:
                         "fold": str(fold)}  # fmt: skip
                 name = f"{ctx.model}-t{trial.number:03d}" + (f"-f{fold}" if ctx.cv > 1 else "-fit")
                 args = [*ctx.base_args, *over, *ctx.fold_args(fold), *ctx.tracking_args(run_id, name, tags), *ctx.pinned]
+                handler = signal.getsignal(signal.SIGINT)  # (the sweep's deferring handler, or Python's)
                 try:
                     result = run_training(args, extra_callbacks=callbacks, test=False)
                 except SystemExit:
                     # Lightning turns Ctrl-C into sys.exit(1) after ignoring SIGINT: restore both
                     if probe.interrupted:
-                        signal.signal(signal.SIGINT, signal.default_int_handler)
+                        signal.signal(signal.SIGINT, handler if callable(handler) else signal.default_int_handler)
                         raise KeyboardInterrupt from None
                     raise
                 loss = result.val.get("val/loss")

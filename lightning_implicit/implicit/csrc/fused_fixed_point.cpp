@@ -126,23 +126,25 @@ void dgemm_(const char*, const char*, const int*, const int*, const int*, const 
             const double*, const int*, const double*, double*, const int*) __attribute__((weak));
 }
 
+// C += op(A) op(B) in BLAS's column-major terms (alpha = beta = 1); false where the symbol is absent.
 template <typename T>
-bool blas_gemm(const char* ta, int n, int rows, const T* A, const T* X, T* Y);
-template <>
-bool blas_gemm<float>(const char* ta, int n, int rows, const float* A, const float* X, float* Y) {
-  if (sgemm_ == nullptr) return false;
-  const float one = 1.f;
-  const int ld = std::max(n, 1);  // (BLAS rejects a leading dimension of 0)
-  sgemm_(ta, "N", &n, &rows, &n, &one, A, &ld, X, &ld, &one, Y, &ld);
+bool blas_gemm(const char* ta, const char* tb, int m, int n, int k, const T* A, int lda, const T* B, int ldb, T* C,
+               int ldc) {
+  const T one = 1;
+  lda = std::max(lda, 1), ldb = std::max(ldb, 1), ldc = std::max(ldc, 1);  // (BLAS rejects 0)
+  if constexpr (std::is_same_v<T, float>) {
+    if (sgemm_ == nullptr) return false;
+    sgemm_(ta, tb, &m, &n, &k, &one, A, &lda, B, &ldb, &one, C, &ldc);
+  } else {
+    if (dgemm_ == nullptr) return false;
+    dgemm_(ta, tb, &m, &n, &k, &one, A, &lda, B, &ldb, &one, C, &ldc);
+  }
   return true;
 }
-template <>
-bool blas_gemm<double>(const char* ta, int n, int rows, const double* A, const double* X, double* Y) {
-  if (dgemm_ == nullptr) return false;
-  const double one = 1.0;
-  const int ld = std::max(n, 1);
-  dgemm_(ta, "N", &n, &rows, &n, &one, A, &ld, X, &ld, &one, Y, &ld);
-  return true;
+
+// Whether the sizes fit BLAS's 32-bit integers.
+inline bool fits_int(int64_t a, int64_t b) {
+  return a <= std::numeric_limits<int>::max() && b <= std::numeric_limits<int>::max();
 }
 
 // Y += X A^T (transpose_A, the forward) or Y += X A (the adjoint), all row-major, X and Y (rows, n), A (n, n).
@@ -151,9 +153,8 @@ bool blas_gemm<double>(const char* ta, int n, int rows, const double* A, const d
 template <typename T>
 void add_product(T* Y, const T* X, const T* A, int64_t rows, int64_t n, bool transpose_A, bool blas,
                  const torch::TensorOptions& options) {
-  const bool fits = rows <= std::numeric_limits<int>::max() && n <= std::numeric_limits<int>::max();
-  if (blas && fits &&
-      blas_gemm<T>(transpose_A ? "T" : "N", static_cast<int>(n), static_cast<int>(rows), A, X, Y)) {
+  const int ni = static_cast<int>(n), ri = static_cast<int>(rows);
+  if (blas && fits_int(rows, n) && blas_gemm<T>(transpose_A ? "T" : "N", "N", ni, ri, ni, A, ni, X, ni, Y, ni)) {
     return;
   }
   auto y = torch::from_blob(Y, {rows, n}, options);
@@ -245,21 +246,9 @@ void transpose_into(T* __restrict dst, const T* __restrict src, int64_t b, int64
 template <typename T>
 void add_product_cols(T* Y, const T* X, const T* A, int64_t b, int64_t n, bool forward, bool blas,
                       const torch::TensorOptions& options) {
-  const bool fits = b <= std::numeric_limits<int>::max() && n <= std::numeric_limits<int>::max();
-  if (blas && fits) {
-    const int bi = static_cast<int>(b), ni = static_cast<int>(n), ldb = std::max(bi, 1), ldn = std::max(ni, 1);
-    const T one = 1;
-    if constexpr (std::is_same_v<T, float>) {
-      if (sgemm_ != nullptr) {
-        sgemm_("N", forward ? "N" : "T", &bi, &ni, &ni, &one, X, &ldb, A, &ldn, &one, Y, &ldb);
-        return;
-      }
-    } else {
-      if (dgemm_ != nullptr) {
-        dgemm_("N", forward ? "N" : "T", &bi, &ni, &ni, &one, X, &ldb, A, &ldn, &one, Y, &ldb);
-        return;
-      }
-    }
+  const int bi = static_cast<int>(b), ni = static_cast<int>(n);
+  if (blas && fits_int(b, n) && blas_gemm<T>("N", forward ? "N" : "T", bi, ni, ni, X, bi, A, ni, Y, bi)) {
+    return;
   }
   auto y = torch::from_blob(Y, {n, b}, options);
   auto x = torch::from_blob(const_cast<T*>(X), {n, b}, options);

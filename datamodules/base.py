@@ -11,6 +11,7 @@ under a distributed sampler (which pads ranks with duplicates).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import lightning as L
 import numpy as np
@@ -77,7 +78,8 @@ class ShiftDataModule(L.LightningDataModule):
 
     Args:
         seed: data seed (the generated or subsampled data depend on it alone).
-        batch_size: training batch size.  eval_batch_size: validation/test batch size.
+        batch_size: training batch size, or ``"full"``: every training sample in one batch (full-batch gradient
+            descent, as the authors' notebooks train).  eval_batch_size: validation/test batch size.
         n_folds, fold: the in-distribution data are split into ``n_folds`` seeded folds; fold ``fold`` is
             the validation set (the paper's 5-fold cross-validation runs ``fold = 0 .. n_folds - 1``).
         num_workers: DataLoader workers.
@@ -89,7 +91,7 @@ class ShiftDataModule(L.LightningDataModule):
         self,
         *,
         seed: int = 0,
-        batch_size: int = 64,
+        batch_size: int | Literal["full"] = 64,
         eval_batch_size: int = 1024,
         n_folds: int = 5,
         fold: int = 0,
@@ -100,8 +102,8 @@ class ShiftDataModule(L.LightningDataModule):
             raise ValueError(f"n_folds must be >= 2 (one fold is held out for validation), got {n_folds}")
         if not 0 <= fold < n_folds:
             raise ValueError(f"fold must be in [0, {n_folds}), got {fold}")
-        if batch_size < 1 or eval_batch_size < 1:
-            raise ValueError("batch sizes must be >= 1")
+        if (batch_size != "full" and (isinstance(batch_size, str) or batch_size < 1)) or eval_batch_size < 1:
+            raise ValueError(f"batch sizes must be >= 1 (or batch_size 'full'), got {batch_size!r}, {eval_batch_size!r}")
         self.seed, self.batch_size, self.eval_batch_size = seed, batch_size, eval_batch_size
         self.n_folds, self.fold, self.num_workers = n_folds, fold, num_workers
         self.splits: DataSplits | None = None
@@ -137,9 +139,14 @@ class ShiftDataModule(L.LightningDataModule):
             self.setup()
         return [t.shift for t in self.splits.tests]
 
+    @property
+    def train_batch_size(self) -> int:
+        """The training batch size in samples (``"full"`` resolved to the training set's size)."""
+        return len(self.train_set) if self.batch_size == "full" else int(self.batch_size)
+
     def train_dataloader(self) -> DataLoader:
         g = torch.Generator().manual_seed(self.seed)
-        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, generator=g,
+        return DataLoader(self.train_set, batch_size=self.train_batch_size, shuffle=True, generator=g,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)  # fmt: skip
 
     def val_dataloader(self) -> DataLoader:

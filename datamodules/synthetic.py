@@ -7,6 +7,8 @@ grids default to the paper's ranges, log-spaced where the paper's axis is logari
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
 from lightning_implicit.task import TaskSpec
@@ -172,16 +174,25 @@ class RollingArgmaxDataModule(SyntheticShiftDataModule):
 
     Train ``U(0, 1)``, test ``U(0, kappa)``, kappa 1e1..1e5 (log grid). Inputs ``(batch, 10, 1)``,
     targets ``(batch, 10)`` class indices.
+
+    Args:
+        objective: what a per-step model is trained on. ``last`` (default): the cross-entropy of the final
+            step's label only, the argmax of the whole sequence, as the authors' public code trains its
+            implicitRNN (implicitdl ``examples/implicitrnn_argmax.ipynb``); ``all``: every step's rolling label.
+            The paper's text admits both; evaluation is on the final step either way. Flat models (the
+            implicit model, n=36) predict the final step's logits only, so both objectives are the same for them.
     """
 
     default_shifts = tuple(log_grid(10, 100_000))
 
-    def __init__(self, *, length: int = 10, **kw) -> None:
+    def __init__(self, *, length: int = 10, objective: Literal["last", "all"] = "last", **kw) -> None:
         super().__init__(**kw)
-        self.length = length
+        if objective not in ("last", "all"):
+            raise ValueError(f"objective must be 'last' or 'all', got {objective!r}")
+        self.length, self.objective = length, objective
         self.spec = TaskSpec(
             name="rolling_argmax", kind="classification", in_shape=(length, 1), target_shape=(length,),
-            num_classes=length, eval_last_step=True, metrics=("accuracy",), shift_log=True,
+            num_classes=length, eval_last_step=True, loss_steps=objective, metrics=("accuracy",), shift_log=True,
             presets={"implicit": {"hidden_features": 36},
                      "implicit_rnn": {"hidden_features": 21, "state_features": 22},
                      "lstm": {"arch": "lstm", "hidden": [21, 21]},
@@ -201,4 +212,9 @@ class RollingArgmaxDataModule(SyntheticShiftDataModule):
         return x, labels
 
     def describe(self):
-        return {"train": "U(0,1)", "test": "U(0,kappa)", "length": self.length}
+        objective = {
+            "last": "cross-entropy of the final step's label (argmax of the whole sequence), as the authors' code",
+            "all": "cross-entropy of every step's rolling label (mean over steps)",
+        }[self.objective]
+        return {"train": "U(0,1)", "test": "U(0,kappa)", "length": self.length, "objective": self.objective,
+                "objective_text": objective, "evaluated_on": "final step"}

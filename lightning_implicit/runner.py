@@ -149,7 +149,9 @@ def shorthand_args(task: str, model: str, trainer: str = "cpu", seed: int | None
                    devices: int | None = None, nodes: int | None = None) -> list[str]:  # fmt: skip
     """``make train TASK=... MODEL=...`` as LightningCLI arguments (config files stacked in order)."""
     root = conf_dir()
-    files = [root / "trainer" / f"{trainer}.yaml", root / "tasks" / f"{task}.yaml", root / "models" / f"{model}.yaml"]
+    # the task's file comes last: its recipe (a ``model: init_args:`` block, e.g. a learning rate) overrides the
+    # model file's defaults
+    files = [root / "trainer" / f"{trainer}.yaml", root / "models" / f"{model}.yaml", root / "tasks" / f"{task}.yaml"]
     for f in files:
         if not f.exists():
             kind = f.parent.name

@@ -6,6 +6,9 @@ datamodule to the model before any data exists. Conventions (batch-first):
 * flat tasks: input ``(batch, in_features)``; sequence tasks: ``(batch, time, step_features)``.
 * regression targets have ``target_shape`` (e.g. ``(1,)`` or ``(10, 1)``); classification targets are class
   indices of shape ``target_shape`` (e.g. ``(10,)``: one label per step).
+* ``loss_steps``: which steps of a per-step sequence target the training loss reads: ``all`` (every step's
+  label) or ``last`` (the final step's only: the authors' rolling-argmax objective). Evaluation is set apart
+  by ``eval_last_step``.
 * a *flat* model sees the input flattened and predicts ``flat_out_features`` values (for a classification
   task evaluated on the last step: the ``num_classes`` logits of the last step only, as in the paper's
   Table 4 implicit model for rolling argmax); a *sequence* model predicts ``seq_out_features`` per step
@@ -32,6 +35,7 @@ class TaskSpec:
     target_shape: tuple[int, ...]
     num_classes: int = 0
     eval_last_step: bool = False
+    loss_steps: Literal["all", "last"] = "all"
     shift_name: str = "kappa"
     shift_log: bool = False
     metrics: tuple[str, ...] = ("mse",)
@@ -42,6 +46,8 @@ class TaskSpec:
             raise ValueError(f"TaskSpec.kind must be 'regression' or 'classification', got {self.kind!r}")
         if self.kind == "classification" and self.num_classes < 2:
             raise ValueError("a classification task needs num_classes >= 2")
+        if self.loss_steps not in ("all", "last"):
+            raise ValueError(f"TaskSpec.loss_steps must be 'all' or 'last', got {self.loss_steps!r}")
 
     def to_dict(self) -> dict:
         """Plain-data form (checkpoints load it with ``torch.load(weights_only=True)``)."""
@@ -116,9 +122,15 @@ class TaskSpec:
         return pred, y
 
     def loss(self, pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Training loss: MSE, or cross-entropy over every step a model predicts."""
+        """Training loss: MSE, or cross-entropy over the steps ``loss_steps`` selects.
+
+        A per-step classifier's ``(batch, time, classes)`` logits are scored at every step (``all``) or at the
+        last step only (``last``); a flat model's ``(batch, classes)`` logits already are the last step's.
+        """
         if self.kind == "regression":
             return F.mse_loss(pred.reshape(y.shape), y)
         if pred.dim() == 3:
+            if self.loss_steps == "last":
+                return F.cross_entropy(pred[:, -1], y[:, -1])
             return F.cross_entropy(pred.reshape(-1, pred.shape[-1]), y.reshape(-1))
         return F.cross_entropy(*self.align(pred, y))

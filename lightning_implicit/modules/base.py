@@ -25,7 +25,10 @@ class ShiftModule(L.LightningModule):
     Args:
         task: the task's :class:`TaskSpec` (the CLI links it from the datamodule).
         lr: learning rate.  optimizer: ``adam`` or ``sgd``.  weight_decay: L2 penalty.
-        lr_gamma: per-epoch exponential learning-rate decay (1.0: none; the authors' notebooks use 0.995).
+        lr_schedule: ``none``, ``exponential`` (``lr * lr_gamma ** t``; the authors' notebooks: 0.995 per
+            optimiser step) or ``cosine`` (to 0 over the run). ``lr_gamma < 1`` alone means ``exponential``.
+        lr_gamma: the exponential schedule's factor per ``lr_interval``.
+        lr_interval: the schedule's unit of time ``t``: an optimiser ``step`` or an ``epoch``.
     """
 
     sequence_model: bool = False  # set by subclasses: does ``net`` take (batch, time, features)?
@@ -38,6 +41,8 @@ class ShiftModule(L.LightningModule):
         optimizer: Literal["adam", "sgd"] = "adam",
         weight_decay: float = 0.0,
         lr_gamma: float = 1.0,
+        lr_schedule: Literal["none", "exponential", "cosine"] = "none",
+        lr_interval: Literal["step", "epoch"] = "epoch",
     ) -> None:
         super().__init__()
         if task is None:
@@ -46,6 +51,12 @@ class ShiftModule(L.LightningModule):
             raise ValueError(f"need lr > 0, 0 < lr_gamma <= 1, weight_decay >= 0; got {lr}, {lr_gamma}, {weight_decay}")
         if optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+        if lr_schedule not in ("none", "exponential", "cosine") or lr_interval not in ("step", "epoch"):
+            raise ValueError(f"lr_schedule must be none|exponential|cosine and lr_interval step|epoch, got "
+                             f"{lr_schedule!r}, {lr_interval!r}")
+        if lr_schedule == "none" and lr_gamma < 1:
+            lr_schedule = "exponential"
+        self.lr_schedule, self.lr_interval = lr_schedule, lr_interval
         self.task = TaskSpec.from_dict(task) if isinstance(task, dict) else task
         self.lr, self.optimizer_name, self.weight_decay, self.lr_gamma = lr, optimizer, weight_decay, lr_gamma
         if self.task.kind == "classification":
@@ -78,9 +89,14 @@ class ShiftModule(L.LightningModule):
             opt = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
         else:
             opt = torch.optim.SGD(params, lr=self.lr, weight_decay=self.weight_decay)
-        if self.lr_gamma == 1.0:
+        if self.lr_schedule == "none" or (self.lr_schedule == "exponential" and self.lr_gamma == 1.0):
             return opt
-        return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.ExponentialLR(opt, self.lr_gamma)}
+        if self.lr_schedule == "exponential":
+            sched = torch.optim.lr_scheduler.ExponentialLR(opt, self.lr_gamma)
+        else:  # cosine to 0 over the whole run, in the schedule's unit
+            total = self.trainer.estimated_stepping_batches if self.lr_interval == "step" else self.trainer.max_epochs
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(int(total), 1))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": self.lr_interval}}
 
     # ---- steps -----------------------------------------------------------------------------------
     def predict_batch(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -53,7 +53,7 @@ class BaselineModule(ShiftModule):
         teacher_forcing_eval: encoder-decoders decode from the right-shifted true targets at evaluation, as in
             the paper (which it notes gives them an inherent advantage on rolling argmax); ``False`` decodes
             autoregressively from their own predictions.
-        (lr, optimizer, weight_decay, lr_gamma: see :class:`ShiftModule`)
+        (lr, optimizer, weight_decay, lr_gamma, lr_schedule, lr_interval: see :class:`ShiftModule`)
     """
 
     def __init__(
@@ -67,8 +67,11 @@ class BaselineModule(ShiftModule):
         optimizer: Literal["adam", "sgd"] = "adam",
         weight_decay: float = 0.0,
         lr_gamma: float = 1.0,
+        lr_schedule: Literal["none", "exponential", "cosine"] = "none",
+        lr_interval: Literal["step", "epoch"] = "epoch",
     ) -> None:
-        super().__init__(task, lr=lr, optimizer=optimizer, weight_decay=weight_decay, lr_gamma=lr_gamma)
+        super().__init__(task, lr=lr, optimizer=optimizer, weight_decay=weight_decay, lr_gamma=lr_gamma,
+                         lr_schedule=lr_schedule, lr_interval=lr_interval)
         self.save_hyperparameters()
         task = self.task
         preset = task.preset(model) if model in task.presets else {"arch": model}

@@ -30,7 +30,7 @@ class ImplicitModule(ShiftModule):
             warm_start, check_every, anderson_m: see :class:`~lightning_implicit.implicit.ImplicitLayer`.
         sweep_tol_mode: tolerance mode of the shift sweep. ``rel`` by default because the absolute 3e-6 is
             unreachable in float32 once ``|x|`` is large; the converged fraction is logged either way.
-        (lr, optimizer, weight_decay, lr_gamma: see :class:`ShiftModule`)
+        (lr, optimizer, weight_decay, lr_gamma, lr_schedule, lr_interval: see :class:`ShiftModule`)
     """
 
     def __init__(
@@ -58,8 +58,11 @@ class ImplicitModule(ShiftModule):
         optimizer: Literal["adam", "sgd"] = "adam",
         weight_decay: float = 0.0,
         lr_gamma: float = 1.0,
+        lr_schedule: Literal["none", "exponential", "cosine"] = "none",
+        lr_interval: Literal["step", "epoch"] = "epoch",
     ) -> None:
-        super().__init__(task, lr=lr, optimizer=optimizer, weight_decay=weight_decay, lr_gamma=lr_gamma)
+        super().__init__(task, lr=lr, optimizer=optimizer, weight_decay=weight_decay, lr_gamma=lr_gamma,
+                         lr_schedule=lr_schedule, lr_interval=lr_interval)
         self.save_hyperparameters()
         task = self.task
         preset = task.presets.get(family, {})

@@ -7,11 +7,13 @@ points and the test part a proportionate number; spiky points follow
 
 Choices the paper leaves open (all recorded in the data card):
 
-* **Grid**: ``x_i = i * dx`` for ``i = 0 .. 9999`` with ``dx = 0.1`` (about 62.8 points per period of
-  ``sin x``; the spiky frequencies are deliberately aliased on this grid, which is what makes them spiky).
-* **Noise**: ``N(0, 0.25)`` read in the usual ``N(mean, variance)`` notation: variance 0.25, i.e.
-  **std 0.5** (``noise_std``).  The paper's MSEs (<= 0.061) are below both 0.25 and 0.25**2 = 0.0625,
-  so they must be on a rescaled target and cannot settle the reading.
+* **Grid and noise** (``generator``): ``authors`` (the default) follows the authors' public generator
+  (HoangP8/Implicit-Deep-Learning ``examples/im_rnn/spiky_data.py``): ``x = linspace(0, 100, 10000)``
+  (``dx = 100/9999``, about 628 points per period of ``sin x`` and 6.3 per period of ``sin 100x``) and noise
+  **std 0.25** (the paper's ``N(0, 0.25)`` read as ``N(mean, std)``, as that code does). ``aliased`` is this
+  project's first reading: ``x_i = i * 0.1`` (the spiky frequencies alias on that grid: ``sin 78x`` and
+  ``sin 100x`` are sampled below 1 point per period) and noise std 0.5 (``N(mean, variance)``). The paper's
+  MSEs (<= 0.061) are on a min-max scaled target (see :mod:`datamodules.spiky`), so they cannot settle it.
 * **Spiky points are noise-free** (the paper gives no noise for them), so ``|y| <= 20`` holds exactly.
 * **Regions**: 20 in the training part and ``round(20 * 3000 / 7000) = 9`` in the test part, each exactly
   100 consecutive points, placed uniformly at random (seeded) inside their part, non-overlapping and
@@ -40,6 +42,13 @@ __all__ = [
 
 SPIKE_FREQUENCIES = (2.0, 23.0, 78.0, 100.0)
 SPIKE_AMPLITUDE = 5.0
+# named generators: grid step dx and noise std of the ordinary points
+GENERATORS = {
+    "authors": {"dx": 100.0 / 9999.0, "noise_std": 0.25,
+                "source": "authors' public generator: x = linspace(0, 100, 10000), noise std 0.25"},
+    "aliased": {"dx": 0.1, "noise_std": 0.5,
+                "source": "x_i = 0.1 i (spiky frequencies aliased), noise N(0, 0.25) read as variance 0.25"},
+}  # fmt: skip
 
 
 def spike_signal(x: np.ndarray) -> np.ndarray:
@@ -99,15 +108,23 @@ def _place_regions(rng: np.random.Generator, n: int, k: int, length: int, min_ga
 
 
 def generate_spiky_series(n_train: int = 7000, n_test: int = 3000, *, n_regions_train: int = 20,
-                          n_regions_test: int | None = None, region_len: int = 100, dx: float = 0.1,
-                          noise_std: float = 0.5, min_gap: int = 10, seed: int = 0) -> SpikySeries:
+                          n_regions_test: int | None = None, region_len: int = 100, generator: str = "authors",
+                          dx: float | None = None, noise_std: float | None = None, min_gap: int = 10,
+                          seed: int = 0) -> SpikySeries:
     """Generate the seeded spiky series of paper appendix A.3 (defaults = the paper's sizes).
 
+    ``generator`` names the grid step and noise (:data:`GENERATORS`); ``dx`` / ``noise_std`` override it.
     ``x_i = i * dx`` (dimensionless); ordinary points ``sin x_i + N(0, noise_std**2)``; spiky points
     (``region_len``-point regions, ``n_regions_train`` in the first ``n_train`` points and
     ``n_regions_test`` -- default ``round(n_regions_train * n_test / n_train)`` = 9 -- in the last
     ``n_test``) follow :func:`spike_signal` without noise.  Same seed -> identical series.
     """
+    if generator not in GENERATORS:
+        raise ValueError(f"unknown spiky generator {generator!r}; choose one of {sorted(GENERATORS)}")
+    named = GENERATORS[generator]
+    custom = dx is not None or noise_std is not None
+    dx = named["dx"] if dx is None else float(dx)
+    noise_std = named["noise_std"] if noise_std is None else float(noise_std)
     if n_regions_test is None:
         n_regions_test = round(n_regions_train * n_test / n_train)
     rng = np.random.default_rng(seed)
@@ -128,11 +145,12 @@ def generate_spiky_series(n_train: int = 7000, n_test: int = 3000, *, n_regions_
         "seed": seed,
         "n": n, "n_train": n_train, "n_test": n_test,
         "split": "chronological: first n_train points train, last n_test points test",
-        "x_grid": f"x_i = i * {dx} for i = 0..{n - 1} (x in [0, {x[-1]:.6g}])",
+        "generator": generator + (" (dx/noise_std overridden)" if custom else ""),
+        "generator_source": named["source"],
+        "x_grid": f"x_i = i * {dx:.6g} for i = 0..{n - 1} (x in [0, {x[-1]:.6g}])",
         "dx": dx,
         "base_signal": "sin(x) + eps",
-        "noise": {"distribution": "normal", "mean": 0.0, "std": noise_std, "variance": noise_std ** 2,
-                  "reading": "paper's N(0, 0.25) read as N(mean, variance)" if noise_std == 0.5 else "custom"},
+        "noise": {"distribution": "normal", "mean": 0.0, "std": noise_std, "variance": noise_std ** 2},
         "spike_signal": "5*(sin(2x) + sin(23x) + sin(78x) + sin(100x)), noise-free, |y| <= 20",
         "region_len": region_len,
         "min_gap": min_gap,

@@ -26,7 +26,12 @@ def runs(mask: np.ndarray) -> list[tuple[int, int]]:
 def test_sizes_and_chronological_split(series):
     assert len(series) == 10_000 and series.split_index == 7_000
     assert len(series.train) == 7_000 and len(series.test) == 3_000
-    np.testing.assert_allclose(series.x, np.arange(10_000) * 0.1)
+    np.testing.assert_allclose(series.x, np.linspace(0, 100, 10_000), rtol=0, atol=1e-12)  # the authors' grid
+    aliased = sd.generate_spiky_series(seed=0, generator="aliased")
+    np.testing.assert_allclose(aliased.x, np.arange(10_000) * 0.1)
+    assert series.card["generator"] == "authors" and aliased.card["generator"] == "aliased"
+    with pytest.raises(ValueError, match="unknown spiky generator"):
+        sd.generate_spiky_series(generator="author")
     assert np.all(np.diff(series.x) > 0)
     assert series.train.x[-1] < series.test.x[0]
     np.testing.assert_array_equal(np.concatenate([series.train.y, series.test.y]), series.y)
@@ -54,10 +59,13 @@ def test_magnitudes(series):
                                                      + np.sin(78 * series.x[spike]) + np.sin(100 * series.x[spike])))
     assert np.abs(series.y[spike]).max() > 10  # genuinely spiky
     resid = series.y[~spike] - np.sin(series.x[~spike])
-    assert abs(resid.mean()) < 0.03 and resid.std() == pytest.approx(0.5, rel=0.05)  # noise std 0.5
-    quiet = sd.generate_spiky_series(seed=0, noise_std=0.25)
-    r2 = quiet.y[~quiet.is_spike] - np.sin(quiet.x[~quiet.is_spike])
-    assert r2.std() == pytest.approx(0.25, rel=0.05)
+    assert abs(resid.mean()) < 0.03 and resid.std() == pytest.approx(0.25, rel=0.05)  # the authors' noise std
+    loud = sd.generate_spiky_series(seed=0, generator="aliased")
+    r2 = loud.y[~loud.is_spike] - np.sin(loud.x[~loud.is_spike])
+    assert r2.std() == pytest.approx(0.5, rel=0.05)
+    custom = sd.generate_spiky_series(seed=0, noise_std=0.1)
+    r3 = custom.y[~custom.is_spike] - np.sin(custom.x[~custom.is_spike])
+    assert r3.std() == pytest.approx(0.1, rel=0.05)
 
 
 def test_seeded_determinism(series):
@@ -109,7 +117,40 @@ def test_dataset_and_card():
     card = ds.card
     json.dumps(card)
     assert card["n_regions"] == {"train": 20, "test": 9}
-    assert card["noise"]["std"] == 0.5 and card["noise"]["variance"] == 0.25
-    assert card["dx"] == 0.1 and card["synthetic"] is True
+    assert card["noise"]["std"] == 0.25 and card["noise"]["variance"] == 0.0625
+    assert card["dx"] == pytest.approx(100 / 9999) and card["synthetic"] is True
     assert card["n_windows"] == {"train": 6990, "test": 2990}
     assert card["max_abs_spike"] <= 20
+
+
+def test_task_units_and_references_against_a_direct_computation():
+    """The task trains on min-max scaled values and reports raw MSE, the paper's units and three references,
+    each recomputed here from the raw windows."""
+    import torch
+
+    from datamodules.spiky import SpikyDataModule
+
+    dm = SpikyDataModule(n_train=1400, n_test=600, n_regions_train=4)
+    dm.setup()
+    raw = sd.load_spiky_dataset(window=10, seed=0, n_train=1400, n_test=600, n_regions_train=4)
+    lo, width = raw.series.train.y.min(), np.ptp(raw.series.train.y)
+    assert dm.splits.x_train.min() == pytest.approx(0.0, abs=1e-12) and dm.splits.x_train.max() <= 1.0
+    np.testing.assert_allclose(dm.splits.tests[0].y[:, 0] * width + lo, raw.y_test, rtol=1e-12)
+    # a forecaster that repeats the window's last value, given in model units, scores the 'last' reference
+    test = dm.splits.tests[0]
+    pred = torch.as_tensor(test.x[:, -1, :])
+    out = dm.evaluate(pred, torch.as_tensor(test.y), 1)
+    last_mse = float(np.mean((raw.X_test[:, -1] - raw.y_test) ** 2))
+    assert out["mse"] == pytest.approx(last_mse, rel=1e-9) == pytest.approx(out["ref_last_mse"], rel=1e-9)
+    assert out["mse_paper"] == pytest.approx(last_mse / width**2, rel=1e-9)
+    assert out["ref_mean_mse"] == pytest.approx(float(np.mean((raw.y_train.mean() - raw.y_test) ** 2)), rel=1e-9)
+    design = np.hstack([raw.X_train, np.ones((len(raw.X_train), 1))])
+    coef = np.linalg.solve(design.T @ design, design.T @ raw.y_train)
+    linear = np.hstack([raw.X_test, np.ones((len(raw.X_test), 1))]) @ coef
+    assert out["ref_linear_mse"] == pytest.approx(float(np.mean((linear - raw.y_test) ** 2)), rel=1e-6)
+    # unscaled training gives the same raw metrics for the same raw predictions
+    flat = SpikyDataModule(n_train=1400, n_test=600, n_regions_train=4, scale="none")
+    flat.setup()
+    out_raw = flat.evaluate(torch.as_tensor(flat.splits.tests[0].x[:, -1, :]), torch.as_tensor(flat.splits.tests[0].y), 1)
+    assert out_raw["mse"] == pytest.approx(out["mse"], rel=1e-9)
+    assert dm.data_card()["scale"]["mode"] == "minmax" and "mse_paper" in dm.data_card()["metric_units"]

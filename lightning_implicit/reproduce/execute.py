@@ -157,7 +157,9 @@ def _train_eval(res) -> dict[str, float]:
             layer.solver_cfg = saved
     pred, y = spec.align(torch.cat(preds), torch.cat(ys))
     out: dict[str, float] = {}
-    if spec.kind == "regression":
+    if hasattr(dm, "train_metrics"):  # a task whose metrics need its own units (e.g. a scaled target)
+        out.update({f"train_eval/{k}": v for k, v in dm.train_metrics(pred, y).items()})
+    elif spec.kind == "regression":
         out["train_eval/mse"] = float(((pred - y) ** 2).mean())
         if spec.name == "volatility":
             from datamodules.volatility import variance_metrics

@@ -20,9 +20,11 @@ INTERVAL ?=
 PROFILE ?= quick
 FULL ?=
 PYTEST_ARGS ?=
+TUNED ?=
+TASKS ?=
 ALLOWED_HOSTS ?=
 
-.PHONY: venv test test-fast train sweep reproduce bench ui server lint clean system-deps
+.PHONY: venv test test-fast train sweep tune reproduce bench ui server lint clean system-deps
 
 venv: $(STAMP)
 
@@ -44,13 +46,19 @@ test-fast: venv
 train: venv
 	$(PY) -m lightning_implicit.cli train --task $(TASK) --model $(MODEL) --seed $(SEED) --trainer $(TRAINER) \
 		$(if $(DEVICES),--devices $(DEVICES)) $(if $(NODES),--nodes $(NODES)) \
-		$(if $(DATA),--data $(DATA)) $(if $(INTERVAL),--interval $(INTERVAL))
+		$(if $(DATA),--data $(DATA)) $(if $(INTERVAL),--interval $(INTERVAL)) $(if $(filter 0 no false,$(TUNED)),--no-tuned)
 
 sweep: venv
 	$(PY) -m lightning_implicit.cli sweep --task $(TASK) $(if $(filter command line,$(origin MODEL)),--model $(MODEL)) \
 		$(if $(TRIALS),--trials $(TRIALS)) $(if $(WORKERS),--workers $(WORKERS)) $(if $(CV),--cv $(CV)) \
 		$(if $(STUDY),--study $(STUDY)) $(if $(DATA),--data $(DATA)) $(if $(INTERVAL),--interval $(INTERVAL)) \
 		$(if $(FULL),--full)
+
+## Tune every (task, model) of PROFILE (default paper) by CV folds on in-distribution data -> conf/tuned/.
+tune: venv
+	$(PY) -m lightning_implicit.cli tune --profile $(if $(filter command line,$(origin PROFILE)),$(PROFILE),paper) \
+		$(if $(TASKS),--task $(TASKS)) $(if $(filter command line,$(origin MODEL)),--model $(MODEL)) \
+		$(if $(TRIALS),--trials $(TRIALS)) $(if $(CV),--cv $(CV)) $(if $(WORKERS),--workers $(WORKERS))
 
 reproduce: venv
 	$(PY) -m lightning_implicit.cli reproduce --profile $(PROFILE) $(if $(DATA),--data $(DATA)) $(if $(WORKERS),--workers $(WORKERS))

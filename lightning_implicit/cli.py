@@ -6,6 +6,8 @@
 * ``fit --config a.yaml --config b.yaml ...``: the same with explicit LightningCLI arguments.
 * ``sweep``: Optuna hyper-parameter search (see ``lightning_implicit.sweep``).
 * ``reproduce``: the paper's experiments and report (see ``lightning_implicit.reproduce``).
+* ``tune``: tune every (task, model) of a reproduction profile by k-fold CV, write ``conf/tuned/`` (see
+  ``lightning_implicit.sweep.tune``).
 * ``params --task T``: parameter counts of every configured model for a task.
 """
 
@@ -19,7 +21,7 @@ __all__ = ["main"]
 
 
 def _train(argv: list[str]) -> int:
-    from lightning_implicit.runner import print_sweep, run_training, shorthand_args
+    from lightning_implicit.runner import print_sweep, run_training, shorthand_args, tuned_args
 
     p = argparse.ArgumentParser(prog="lightning-implicit train", add_help=True)
     p.add_argument("--task", required=True)
@@ -30,8 +32,11 @@ def _train(argv: list[str]) -> int:
     p.add_argument("--nodes", type=int, default=None)
     p.add_argument("--data", default=None, help="data source for tasks that load data (file path or 'synthetic')")
     p.add_argument("--interval", default=None, help="download interval for market data (1d or 1m)")
+    p.add_argument("--no-tuned", dest="tuned", action="store_false",
+                   help="ignore conf/tuned/<task>/<model>.yaml (the recipe `make tune` found); make TUNED=0")
     known, rest = p.parse_known_args(argv)
     args = shorthand_args(known.task, known.model, known.trainer, known.seed, known.devices, known.nodes)
+    args += tuned_args(known.task, known.model, known.tuned)
     if known.data:
         args += ["--data.init_args.data", known.data]
     if known.interval:
@@ -50,7 +55,8 @@ def _fit(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = {"train": _train, "fit": _fit, "sweep": "lightning_implicit.sweep.cli",
-                "reproduce": "lightning_implicit.reproduce.cli", "params": "lightning_implicit.params"}  # fmt: skip
+                "reproduce": "lightning_implicit.reproduce.cli", "params": "lightning_implicit.params",
+                "tune": "lightning_implicit.sweep.tune"}  # fmt: skip
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(__doc__.strip())
         print(f"\ncommands: {', '.join(commands)}")

@@ -21,7 +21,7 @@ from datamodules.base import ShiftDataModule
 from lightning_implicit.modules.base import ShiftModule
 from lightning_implicit.tracking import TrackingCallback, git_commit, make_logger
 
-__all__ = ["ImplicitCLI", "TrackingConfig", "RunResult", "run_training", "conf_dir", "shorthand_args"]
+__all__ = ["ImplicitCLI", "TrackingConfig", "RunResult", "run_training", "conf_dir", "shorthand_args", "tuned_args"]
 
 
 def conf_dir() -> Path:
@@ -166,6 +166,24 @@ def shorthand_args(task: str, model: str, trainer: str = "cpu", seed: int | None
     if nodes is not None:
         out += ["--trainer.num_nodes", str(nodes)]
     return out
+
+
+def tuned_args(task: str, model: str, use: bool = True, stream=None) -> list[str]:
+    """The overrides of ``conf/tuned/<task>/<model>.yaml`` (applied after the config files), saying which
+    recipe a run uses; ``[]`` when none was tuned or ``use`` is false."""
+    from lightning_implicit.tuned import find_tuned, tuned_path
+
+    stream = stream or sys.stdout
+    cfg = find_tuned(task, model)
+    if cfg is None:
+        return []
+    if not use:
+        print(f"not using the tuned config {tuned_path(task, model)} (--no-tuned / TUNED=0): the task's default "
+              "recipe", file=stream)  # fmt: skip
+        return []
+    print(f"using the tuned config {cfg.path} ({cfg.summary()}); --no-tuned / TUNED=0 for the task's default "
+          "recipe", file=stream)  # fmt: skip
+    return cfg.cli_args()
 
 
 def print_sweep(result: RunResult, stream=sys.stdout) -> None:

@@ -7,6 +7,7 @@ and de-duplicated by sample index), with the metrics the datamodule defines (``d
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import lightning as L
@@ -94,7 +95,10 @@ class ShiftModule(L.LightningModule):
         if self.lr_schedule == "exponential":
             sched = torch.optim.lr_scheduler.ExponentialLR(opt, self.lr_gamma)
         else:  # cosine to 0 over the whole run, in the schedule's unit
-            total = self.trainer.estimated_stepping_batches if self.lr_interval == "step" else self.trainer.max_epochs
+            total = self.trainer.estimated_stepping_batches  # (max_steps or max_epochs, whichever ends first)
+            if self.lr_interval == "epoch":
+                per_epoch = max(1, len(self.trainer.datamodule.train_dataloader()))
+                total = math.ceil(total / per_epoch)
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(int(total), 1))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": self.lr_interval}}
 

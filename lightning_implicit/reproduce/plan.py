@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 
 from lightning_implicit.runner import conf_dir, shorthand_args
+from lightning_implicit.tuned import find_tuned
 
 from .profile import Profile
 
@@ -73,6 +74,8 @@ class Job:
     trainer: str = "cpu"
     data: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    tuned: str | None = None  # the tuned config this run trains on (conf/tuned/<task>/<model>.yaml)
+    tuned_exists: bool = False  # a tuned config exists (used or not): the rerun command must say which
 
     @property
     def name(self) -> str:
@@ -83,11 +86,14 @@ class Job:
         extra = [a for k, v in self.overrides.items() for a in (f"--{k}", format_value(v))]
         if self.task == "volatility":
             extra += ["--data.init_args.allow_download", "false"]
+        untuned = self.tuned_exists and not self.tuned  # `train` would pick the tuned recipe up: say not to
         if not extra and self.trainer == "cpu":
             cmd = f"make train TASK={self.task} MODEL={self.model} SEED={self.seed}"
-            return cmd + (f" DATA={shlex.quote(self.data)}" if self.data else "")
+            return cmd + (f" DATA={shlex.quote(self.data)}" if self.data else "") + (" TUNED=0" if untuned else "")
         parts = [".venv/bin/python", "-m", "lightning_implicit.cli", "train", "--task", self.task, "--model",
                  self.model, "--seed", str(self.seed)]  # fmt: skip
+        if untuned:
+            parts.append("--no-tuned")
         if self.trainer != "cpu":
             parts += ["--trainer", self.trainer]
         if self.data:
@@ -134,19 +140,22 @@ def build_jobs(profile: Profile, *, commit: str, data: str | None = None) -> lis
         for model in plan.models:
             model_text, _ = _yaml("models", model)
             overrides = plan.overrides_for(model)
+            tuned = find_tuned(task, model)
+            tuned_args = tuned.cli_args() if (tuned is not None and profile.tuned) else []
             task_data = data if task == "volatility" else None
             identity = {
                 "task": task, "model": model, "trainer": trainer_text, "task_config": task_text,
                 "model_config": model_text, "overrides": sorted((k, format_value(v)) for k, v in overrides.items()),
-                "data": _data_identity(task_data),
+                "data": _data_identity(task_data), "tuned": tuned_args,
             }  # fmt: skip
             config_hash = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
             cost = _estimate(task, model, overrides, trainer_cfg, task_cfg)
             for seed in profile.seeds:
                 key = hashlib.sha256(f"{config_hash}|{seed}|{commit}".encode()).hexdigest()[:24]
                 tags = {"repro_key": key, "repro_config_hash": config_hash, "repro_profile": profile.name,
-                        "repro_task": task, "repro_model": model, "repro_seed": str(seed)}  # fmt: skip
-                args = shorthand_args(task, model, trainer=profile.trainer, seed=seed)
+                        "repro_task": task, "repro_model": model, "repro_seed": str(seed),
+                        "repro_tuned": "true" if tuned_args else "false"}  # fmt: skip
+                args = shorthand_args(task, model, trainer=profile.trainer, seed=seed) + tuned_args
                 for k, v in overrides.items():
                     args += [f"--{k}", format_value(v)]
                 if task == "volatility":
@@ -158,7 +167,8 @@ def build_jobs(profile: Profile, *, commit: str, data: str | None = None) -> lis
                          f"{model}-seed{seed}", "--tracking.tags", json.dumps(tags)]  # fmt: skip
                 jobs.append(Job(task=task, model=model, seed=seed, args=args, overrides=overrides,
                                 config_hash=config_hash, key=key, experiment=profile.experiment(task), cost=cost,
-                                trainer=profile.trainer, data=task_data, tags=tags))  # fmt: skip
+                                trainer=profile.trainer, data=task_data, tags=tags,
+                                tuned=str(tuned.path) if tuned_args else None, tuned_exists=tuned is not None))  # fmt: skip
     jobs.sort(key=lambda j: -j.cost)
     return jobs
 

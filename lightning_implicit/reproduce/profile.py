@@ -9,6 +9,7 @@ A profile says which tasks and models run, over which seeds, with which Lightnin
     trainer: cpu                  # conf/trainer/<name>.yaml
     ui_url: http://127.0.0.1:5000 # MLflow UI the report links to (`make ui`)
     experiment_prefix: ""         # runs go to experiment <prefix><task>, the report run to <prefix>reproduce
+    tuned: false                  # true: a (task, model) with conf/tuned/<task>/<model>.yaml trains on that recipe
     overrides: {trainer.max_epochs: 5}          # for every task (LightningCLI keys without the leading --)
     model_overrides:                            # for a model in every task that runs it
       implicit: {model.init_args.sweep_tol_mode: abs}
@@ -39,7 +40,7 @@ from .paper_numbers import ABLATION_TASKS, TABLE4_MODELS
 __all__ = ["ProfileError", "Profile", "TaskPlan", "load_profile", "profile_path", "default_models"]
 
 TOP_KEYS = {"description", "seeds", "workers", "threads_per_worker", "trainer", "ui_url", "experiment_prefix",
-            "overrides", "model_overrides", "tasks"}  # fmt: skip
+            "tuned", "overrides", "model_overrides", "tasks"}  # fmt: skip
 TASK_KEYS = {"models", "overrides", "model_overrides"}
 ABLATION_MODEL = "implicit_nofeedback"
 
@@ -70,6 +71,7 @@ class Profile:
     trainer: str = "cpu"
     ui_url: str = "http://127.0.0.1:5000"
     experiment_prefix: str = ""
+    tuned: bool = False
     tasks: dict[str, TaskPlan] = field(default_factory=dict)
 
     def experiment(self, task: str) -> str:
@@ -200,6 +202,10 @@ def load_profile(profile: str | Path) -> Profile:
                            f"{_choices('trainer')}")  # fmt: skip
     prof.ui_url = str(raw.get("ui_url", prof.ui_url)).rstrip("/")
     prof.experiment_prefix = str(raw.get("experiment_prefix", "") or "")
+    tuned = raw.get("tuned", False)
+    if not isinstance(tuned, bool):
+        raise ProfileError(f"{path}: tuned: expected true or false, got {tuned!r}")
+    prof.tuned = tuned
     common = _mapping(f"{path}: overrides", raw.get("overrides"))
     common_models = _mapping(f"{path}: model_overrides", raw.get("model_overrides"))
     for m, ov in common_models.items():

@@ -7,6 +7,8 @@ path, exactly what ``make train`` accepts as ``--<path> <value>``)::
     models: [implicit, mlp]            # swept when no --model is given (first the implicit model)
     fixed:                             # every trial of every model
       trainer.max_epochs: 20
+    params:                            # optional: parameters of every model section (a section's own win)
+      lr: {key: model.init_args.lr, type: float, low: 1.0e-4, high: 0.1, log: true}
     quick:                             # the default budget; --full ignores this block
       fixed: {data.init_args.n_train: 2000}
       params:                          # per parameter name, merged into every model that has it
@@ -52,7 +54,7 @@ import yaml
 __all__ = ["SearchSpaceError", "ParamSpec", "ModelSpace", "SearchSpace", "load_search_space", "check_cli_keys",
            "cli_value", "search_file_path"]  # fmt: skip
 
-TOP_KEYS = ("description", "models", "fixed", "quick", "sampler", "pruner")
+TOP_KEYS = ("description", "models", "fixed", "params", "quick", "sampler", "pruner")
 MODEL_KEYS = ("fixed", "params")
 QUICK_KEYS = ("fixed", "params")
 PARAM_FIELDS = ("key", "type", "low", "high", "log", "step", "choices", "repeat", "help")
@@ -326,6 +328,7 @@ def load_search_space(path: str | Path, *, task: str, full: bool = False, model_
         if m not in sections:
             raise SearchSpaceError(f"{path}: models lists {m!r} but the file has no '{m}:' section ({sections})")
     top_fixed = _check_fixed(raw.get("fixed"), "fixed", path)
+    top_params = _params(raw.get("params"), "params", path)
     quick = _mapping(raw.get("quick"), "quick", path)
     for k in quick:
         if k not in QUICK_KEYS:
@@ -334,7 +337,9 @@ def load_search_space(path: str | Path, *, task: str, full: bool = False, model_
     quick_params = _params(quick.get("params"), "quick.params", path)
     for name, over in quick_params.items():
         _mapping(over, f"quick.params.{name}", path)
-        if not any(name in _mapping(_mapping(raw[s], s, path).get("params"), f"{s}.params", path) for s in sections):
+        if name not in top_params and not any(
+            name in _mapping(_mapping(raw[s], s, path).get("params"), f"{s}.params", path) for s in sections
+        ):
             raise SearchSpaceError(f"{path}: quick.params.{name}: no model section has a parameter {name!r}")
 
     sampler = dict(_mapping(raw.get("sampler"), "sampler", path))
@@ -355,11 +360,12 @@ def load_search_space(path: str | Path, *, task: str, full: bool = False, model_
         for k in sec:
             if k not in MODEL_KEYS:
                 raise SearchSpaceError(f"{path}: {m}: unknown key {k!r}{_suggest(str(k), MODEL_KEYS)} (allowed: fixed, params)")
-        raw_params = _params(sec.get("params"), f"{m}.params", path)
+        own_params = _params(sec.get("params"), f"{m}.params", path)
+        raw_params = {**top_params, **own_params}
         params: dict[str, ParamSpec] = {}
         for name, spec in raw_params.items():
-            merged = dict(_mapping(spec, f"{m}.params.{name}", path))
-            where = f"{m}.params.{name}"
+            where = f"{m}.params.{name}" if name in own_params else f"params.{name}"
+            merged = dict(_mapping(spec, where, path))
             if not full and name in quick_params:
                 merged.update(quick_params[name])
                 where += " (with quick.params)"

@@ -1,0 +1,280 @@
+"""``lightning-implicit tune``: tune every (task, model) of a reproduction profile, write ``conf/tuned/``.
+
+The paper (section 3): "We optimize all models using grid search and 5-fold cross-validation on
+in-distribution inputs". For each (task, model) of the profile this runs one Optuna study on the sweep
+machinery (:func:`~lightning_implicit.sweep.driver.run_sweep`):
+
+* objective: ``val/loss``, the mean over ``--cv`` folds (default 5) of the in-distribution data; the
+  trials never build a test loader, so the shifted test sets cannot enter it;
+* space: ``conf/tune/<task>.yaml`` (the search-file format of :mod:`.space`): the training recipe (learning
+  rate, schedule and its unit, batch size up to the full batch, optimiser steps, weight decay, gradient
+  clipping) for every model, plus ``kappa`` and the solver tolerance for implicit models;
+* budget: ``--trials N`` trials *in total* per (task, model), the same for every model family; running the
+  command again resumes each study (same storage) and only runs what is missing, so Ctrl-C loses at most the
+  running trial;
+* output: ``conf/tuned/<task>/<model>.yaml`` (:mod:`lightning_implicit.tuned`): the best trial's overrides
+  and their provenance (study, trials, CV score ± sd, budget, space edges hit, date, code commit), written
+  after each (task, model) so finished work is kept.
+
+Examples::
+
+    make tune PROFILE=paper TASKS=spiky TRIALS=8 CV=5
+    lightning-implicit tune --profile paper --task rolling_argmax --model implicit_rnn,lstm --trials 12 --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shlex
+import statistics
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+__all__ = ["TuneOptions", "run_tune", "main", "space_edges", "tune_space_path"]
+
+INTERRUPTED = 130
+
+
+@dataclass
+class TuneOptions:
+    profile: str = "paper"
+    tasks: list[str] | None = None
+    models: list[str] | None = None
+    trials: int = 8
+    cv: int = 5
+    workers: int = 1
+    seed: int = 0
+    storage: str | None = None
+    tracking_uri: str | None = None
+    tracking: bool = True
+    out: str | None = None  # default conf/tuned
+    space_dir: str | None = None  # default conf/tune
+    timeout: float | None = None  # per (task, model)
+    dry_run: bool = False
+    verbose: bool = False
+    extra: list[str] = field(default_factory=list)
+
+
+def tune_space_path(task: str, space_dir: str | None = None) -> Path:
+    """``<space_dir>/<task>.yaml`` when the task has its own space, else ``<space_dir>/default.yaml``."""
+    from lightning_implicit.runner import conf_dir
+
+    root = Path(space_dir) if space_dir else conf_dir() / "tune"
+    own = root / f"{task}.yaml"
+    return own if own.exists() else root / "default.yaml"
+
+
+def space_edges(params: dict, space) -> list[str]:
+    """Numeric parameters of the best trial within 5% (of the range, on its scale) of a bound."""
+    out = []
+    for name, value in params.items():
+        spec = space.params.get(name)
+        if spec is None or spec.type == "categorical" or spec.low == spec.high:
+            continue
+        lo, hi, v = float(spec.low), float(spec.high), float(value)
+        pos = (math.log(v) - math.log(lo)) / (math.log(hi) - math.log(lo)) if spec.log else (v - lo) / (hi - lo)
+        if pos <= 0.05:
+            out.append(f"{name}={value:g} at its lower bound {spec.low:g}")
+        elif pos >= 0.95:
+            out.append(f"{name}={value:g} at its upper bound {spec.high:g}")
+    return out
+
+
+def _spent(study) -> int:
+    """Trials that used budget: finished, pruned, or failed for a reason other than an interruption."""
+    from optuna.trial import TrialState
+
+    n = 0
+    for t in study.get_trials(deepcopy=False):
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
+            n += 1
+        elif t.state == TrialState.FAIL and t.user_attrs.get("fail_reason") != "interrupted":
+            n += 1
+    return n
+
+
+def _load_study(name: str, storage_url: str):
+    import optuna
+
+    try:
+        return optuna.load_study(study_name=name, storage=storage_url)
+    except KeyError:
+        return None
+
+
+def _write_tuned(opts: TuneOptions, task: str, model: str, study, space, storage_url: str, commit: str) -> Path | None:
+    """Write the best trial of ``study`` (``space``: the task's :class:`~.space.SearchSpace`) as a tuned config."""
+    from optuna.trial import TrialState
+
+    from lightning_implicit.tuned import TunedConfig, tuned_path
+
+    from .storage import mask_url
+
+    try:
+        best = study.best_trial
+    except ValueError:
+        return None
+    over = best.user_attrs.get("cli_overrides") or []
+    overrides = dict(space.space(model).fixed)  # the space's fixed settings (e.g. max_epochs -1), then the best trial's
+    for k, v in zip(over[::2], over[1::2], strict=True):
+        overrides[k[2:]] = _yaml_value(v)
+    folds = list(best.user_attrs.get("fold_values") or [best.value])
+    trials = study.get_trials(deepcopy=False)
+    counts = {s.name.lower(): sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED,
+                                                                          TrialState.FAIL)}  # fmt: skip
+    provenance = {
+        "study": study.study_name,
+        "storage": mask_url(storage_url),
+        "objective": f"val/loss, mean over {opts.cv} folds of the in-distribution data (the shift sweep never "
+                     "enters it)" if opts.cv > 1 else "val/loss on one held-out fold of the in-distribution data",
+        "trials": counts,
+        "best_trial": best.number,
+        "cv_folds": opts.cv,
+        "cv_score": {"mean": float(statistics.fmean(folds)),
+                     "sd": float(statistics.stdev(folds)) if len(folds) > 1 else 0.0,
+                     "folds": [float(v) for v in folds]},
+        "budget": f"{opts.trials} trials per (task, model), the same for every model; profile {opts.profile}'s data "
+                  f"sizes; space {space.path.name} (sha256 {space.sha256})",
+        "space_edges": space_edges(best.params, space.space(model)),
+        "best_params": {k: (float(v) if isinstance(v, float) else v) for k, v in best.params.items()},
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "git_commit": commit,
+        "command": "lightning-implicit tune " + shlex.join(
+            ["--profile", opts.profile, "--task", task, "--model", model, "--trials", str(opts.trials), "--cv",
+             str(opts.cv)]),
+    }  # fmt: skip
+    root = Path(opts.out) if opts.out else None
+    path = tuned_path(task, model, root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cfg = TunedConfig(task=task, model=model, overrides=overrides, provenance=provenance)
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(cfg.to_yaml())
+    tmp.replace(path)  # never a half-written file
+    return path
+
+
+def _yaml_value(text: str):
+    """A LightningCLI argument string back to a YAML value (numbers, booleans, null, JSON lists)."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def run_tune(opts: TuneOptions, *, say=print) -> int:
+    """Tune the profile's (task, model) pairs; returns the exit code (0; 1 if a study ended with no complete
+    trial; 130 after Ctrl-C)."""
+    from lightning_implicit.reproduce.profile import load_profile
+    from lightning_implicit.tracking import git_commit
+
+    from .driver import SweepOptions, run_sweep
+    from .space import SearchSpaceError, load_search_space
+    from .storage import resolve_storage_url
+
+    if opts.trials < 1 or opts.cv < 1 or opts.workers < 1:
+        raise SearchSpaceError("--trials, --cv and --workers must be >= 1")
+    profile = load_profile(opts.profile)
+    tasks = opts.tasks or list(profile.tasks)
+    unknown = [t for t in tasks if t not in profile.tasks]
+    if unknown:
+        raise SearchSpaceError(f"task(s) {unknown} are not in profile {profile.name!r} ({sorted(profile.tasks)})")
+    storage_url = resolve_storage_url(opts.storage)
+    commit = git_commit()
+    pairs = [(t, m) for t in tasks for m in profile.tasks[t].models if not opts.models or m in opts.models]
+    if not pairs:
+        raise SearchSpaceError(f"no (task, model) of profile {profile.name!r} matches --model {opts.models}")
+    spaces = {t: load_search_space(tune_space_path(t, opts.space_dir), task=t, full=True) for t in tasks}
+    say(f"tune {profile.name}: {len(pairs)} (task, model) pairs, {opts.trials} trials each, {opts.cv}-fold CV on "
+        f"in-distribution data; storage {storage_url}")  # fmt: skip
+    status = 0
+    for task, model in pairs:
+        space = spaces[task]
+        study_name = f"tune-{profile.name}-{task}-{model}"
+        study = _load_study(study_name, storage_url)
+        done = _spent(study) if study is not None else 0
+        missing = max(0, opts.trials - done)
+        say(f"[{task}/{model}] study {study_name}: {done} trial(s) done, {missing} to run")
+        if opts.dry_run:
+            continue
+        if missing:
+            searched = {s.key for s in space.space(model).params.values() if s.key}
+            plan = profile.tasks[task]
+            pinned = [a for k, v in plan.overrides_for(model).items() if k not in searched
+                      for a in (f"--{k}", _cli(v))]  # fmt: skip
+            sweep = SweepOptions(
+                task=task, models=[model], trials=missing, workers=opts.workers, cv=opts.cv, study=study_name,
+                seed=opts.seed, full=True, trainer=profile.trainer, search_file=str(space.path), storage=opts.storage,
+                tracking_uri=opts.tracking_uri, experiment=f"tune-{task}", tracking=opts.tracking, retrain=False,
+                timeout=opts.timeout, verbose=opts.verbose, overrides=[*pinned, *opts.extra],
+            )  # fmt: skip
+            code = run_sweep(sweep, command="lightning-implicit tune " + shlex.join(
+                ["--profile", opts.profile, "--task", task, "--model", model]))  # fmt: skip
+            if code == INTERRUPTED:
+                say(f"[{task}/{model}] interrupted: run the same command again to resume")
+                return INTERRUPTED
+            status = status or code
+            study = _load_study(study_name, storage_url)
+        path = _write_tuned(opts, task, model, study, space, storage_url, commit) if study is not None else None
+        if path is None:
+            say(f"[{task}/{model}] no complete trial: no tuned config written")
+            status = 1
+        else:
+            say(f"[{task}/{model}] wrote {path}")
+    return status
+
+
+def _cli(v) -> str:
+    from .space import cli_value
+
+    return cli_value(v)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lightning-implicit tune", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--profile", default="paper", help="reproduction profile whose (task, model) pairs are tuned "
+                   "(conf/reproduce/<name>.yaml; its data sizes are used); default paper")
+    p.add_argument("--task", default=None, help="only these tasks, comma-separated (make TASKS=)")
+    p.add_argument("--model", default=None, help="only these models, comma-separated")
+    p.add_argument("--trials", type=int, default=8, help="trials in total per (task, model) (default 8)")
+    p.add_argument("--cv", type=int, default=5, help="k-fold cross-validation on in-distribution data (default 5)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes per study (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="sampler and training seed (default 0)")
+    p.add_argument("--storage", default=None, help="Optuna storage (default $OPTUNA_STORAGE or "
+                   "sqlite:///mlruns/optuna.db; PostgreSQL for several machines)")
+    p.add_argument("--tracking-uri", dest="tracking_uri", default=None, help="MLflow tracking URI")
+    p.add_argument("--no-tracking", dest="tracking", action="store_false", help="no MLflow runs for the trials")
+    p.add_argument("--out", default=None, help="where tuned configs go (default conf/tuned)")
+    p.add_argument("--space-dir", dest="space_dir", default=None, help="search spaces (default conf/tune)")
+    p.add_argument("--timeout", type=float, default=None, help="stop starting trials of a pair after this many s")
+    p.add_argument("--dry-run", dest="dry_run", action="store_true", help="list the pairs and what is left to run")
+    p.add_argument("--verbose", action="store_true", help="Lightning/Optuna logs")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .space import SearchSpaceError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in argv:
+        i = argv.index("--")
+        argv, extra = argv[:i], argv[i + 1 :]
+    ns = build_parser().parse_args(argv)
+    split = lambda v: [x.strip() for x in v.split(",") if x.strip()] if v else None  # noqa: E731
+    kw = {k: v for k, v in vars(ns).items() if k not in ("task", "model")}
+    opts = TuneOptions(**kw, tasks=split(ns.task), models=split(ns.model), extra=extra)
+    try:
+        return run_tune(opts)
+    except (SearchSpaceError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""Tuned configs: ``conf/tuned/<task>/<model>.yaml``, the recipe a tuning study found, with its provenance.
+
+A tuned config is data, written by ``lightning-implicit tune`` (``make tune``) and read by ``train`` and
+``reproduce``. Its ``overrides`` are LightningCLI keys (what ``make train`` accepts as ``--<key> <value>``),
+applied after the trainer, model and task config files; ``provenance`` says where they came from::
+
+    task: rolling_argmax
+    model: implicit_rnn
+    overrides: {model.init_args.lr: 0.0132, data.init_args.batch_size: full, trainer.max_epochs: 600}
+    provenance:
+      study: tune-paper-rolling_argmax-implicit_rnn
+      storage: sqlite:///mlruns/optuna.db
+      objective: val/loss, mean over 5 folds of the in-distribution data (the shift sweep never enters it)
+      trials: {complete: 7, pruned: 1, fail: 0}
+      cv_folds: 5
+      cv_score: {mean: 0.083, sd: 0.004, folds: [...]}
+      budget: 8 trials per model, ...
+      space_edges: [lr at its upper bound 0.05]
+      date: 2026-12-04T03:00:00+00:00
+      git_commit: 1b99738...
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["TunedConfig", "TunedConfigError", "tuned_path", "load_tuned", "find_tuned"]
+
+KEYS = ("task", "model", "overrides", "provenance")
+
+
+class TunedConfigError(ValueError):
+    """A tuned config file that cannot be used; the message names the file and the fix."""
+
+
+@dataclass
+class TunedConfig:
+    task: str
+    model: str
+    overrides: dict[str, Any]
+    provenance: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    def cli_args(self) -> list[str]:
+        """The overrides as LightningCLI arguments (``--key value``)."""
+        from lightning_implicit.sweep.space import cli_value
+
+        return [a for k, v in self.overrides.items() for a in (f"--{k}", cli_value(v))]
+
+    def summary(self) -> str:
+        """One line for the console and the report: where the recipe came from."""
+        p = self.provenance
+        score = p.get("cv_score") or {}
+        trials = p.get("trials") or {}
+        bits = [f"study {p.get('study', '?')}", f"{trials.get('complete', '?')} complete / {trials.get('pruned', 0)} pruned trials"]
+        if score.get("mean") is not None:
+            bits.append(f"CV {p.get('cv_folds', '?')}-fold val/loss {score['mean']:.4g} ± {score.get('sd', 0):.2g}")
+        if p.get("date"):
+            bits.append(str(p["date"])[:10])
+        return ", ".join(bits)
+
+    def to_yaml(self) -> str:
+        head = (f"# Tuned recipe for {self.task} / {self.model}, written by `lightning-implicit tune`; the overrides are\n"
+                "# LightningCLI keys applied after conf/trainer, conf/models and conf/tasks (see lightning_implicit/tuned.py).\n")  # fmt: skip
+        body = {"task": self.task, "model": self.model, "overrides": dict(self.overrides), "provenance": self.provenance}
+        return head + yaml.safe_dump(body, sort_keys=False, default_flow_style=False, width=110)
+
+
+def tuned_path(task: str, model: str, root: Path | None = None) -> Path:
+    from lightning_implicit.runner import conf_dir
+
+    return (root or conf_dir() / "tuned") / task / f"{model}.yaml"
+
+
+def load_tuned(path: Path) -> TunedConfig:
+    """Read and validate one tuned config file."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise TunedConfigError(f"{path}: cannot read the tuned config ({err}); fix it, delete it, or pass "
+                               "--no-tuned (make TUNED=0) to train without it") from None  # fmt: skip
+    if not isinstance(raw, dict):
+        raise TunedConfigError(f"{path}: expected a mapping with keys {KEYS}")
+    unknown = sorted(set(raw) - set(KEYS))
+    if unknown or not isinstance(raw.get("overrides"), dict):
+        raise TunedConfigError(f"{path}: expected keys {KEYS} with 'overrides' a mapping; unknown: {unknown}")
+    return TunedConfig(task=str(raw.get("task", "")), model=str(raw.get("model", "")), overrides=raw["overrides"],
+                       provenance=dict(raw.get("provenance") or {}), path=Path(path))  # fmt: skip
+
+
+def find_tuned(task: str, model: str, root: Path | None = None) -> TunedConfig | None:
+    """The tuned config of ``(task, model)``, or ``None`` when none was written."""
+    path = tuned_path(task, model, root)
+    if not path.exists():
+        return None
+    cfg = load_tuned(path)
+    if (cfg.task, cfg.model) != (task, model):
+        raise TunedConfigError(f"{path}: written for {cfg.task}/{cfg.model}, found under {task}/{model}")
+    return cfg

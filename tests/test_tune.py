@@ -1,0 +1,156 @@
+"""``lightning-implicit tune``: CV studies per (task, model) of a profile -> conf/tuned/ configs that ``train`` and
+``reproduce`` use; the objective never reads the shifted test sets; studies resume."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import optuna
+import pytest
+import yaml
+
+from datamodules.synthetic import ArithmeticDataModule
+from lightning_implicit.runner import conf_dir
+from lightning_implicit.sweep.space import load_search_space
+from lightning_implicit.sweep.tune import TuneOptions, run_tune, space_edges
+from lightning_implicit.tuned import TunedConfigError, find_tuned, load_tuned
+
+TINY_PROFILE = """
+description: a seconds-long profile for tests
+seeds: [0]
+workers: 1
+tuned: true
+tasks:
+  addition:
+    models: [implicit, mlp]
+    overrides: {data.init_args.n_train: 200, data.init_args.n_test: 20, data.init_args.shifts: [10]}
+"""
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    """A tiny profile and a tiny copy of the tune space (a few optimiser steps per trial)."""
+    (tmp_path / "space").mkdir()
+    text = (conf_dir() / "tune" / "default.yaml").read_text()
+    text = text.replace("low: 250, high: 4000, log: true", "low: 3, high: 8")
+    text = text.replace("choices: [32, 64, 256, 1024, full]", "choices: [64, full]")
+    (tmp_path / "space" / "default.yaml").write_text(text)
+    (tmp_path / "tiny.yaml").write_text(TINY_PROFILE)
+    return tmp_path
+
+
+def _opts(tmp, **kw) -> TuneOptions:
+    base = dict(profile=str(tmp / "tiny.yaml"), trials=3, cv=2, storage=f"sqlite:///{tmp / 'optuna.db'}",
+                tracking=False, out=str(tmp / "tuned"), space_dir=str(tmp / "space"))  # fmt: skip
+    return TuneOptions(**{**base, **kw})
+
+
+def _values(storage: str, name: str) -> list:
+    study = optuna.load_study(study_name=name, storage=storage)
+    return [(t.state.name, t.value, t.params) for t in study.get_trials()]
+
+
+def test_tune_writes_a_config_with_provenance_that_train_and_reproduce_use(tiny, monkeypatch, capsys):
+    assert run_tune(_opts(tiny), say=lambda m: None) == 0
+    cfg = load_tuned(tiny / "tuned" / "addition" / "implicit.yaml")
+    assert (cfg.task, cfg.model) == ("addition", "implicit")
+    p = cfg.provenance
+    assert p["study"] == "tune-tiny-addition-implicit" and p["cv_folds"] == 2 and len(p["cv_score"]["folds"]) == 2
+    assert sum(p["trials"].values()) == 3 and p["git_commit"] and p["date"]
+    assert p["cv_score"]["mean"] == pytest.approx(np.mean(p["cv_score"]["folds"]))
+    study = optuna.load_study(study_name=p["study"], storage=f"sqlite:///{tiny / 'optuna.db'}")
+    assert p["cv_score"]["mean"] == pytest.approx(study.best_value)
+    # the space's fixed settings travel with the best trial's values
+    assert cfg.overrides["trainer.max_epochs"] == -1 and 3 <= cfg.overrides["trainer.max_steps"] <= 8
+    assert cfg.overrides["model.init_args.lr"] == pytest.approx(study.best_params["lr"])
+    assert (tiny / "tuned" / "addition" / "mlp.yaml").exists()
+
+    # train and reproduce read conf/tuned: point the conf search at a copy of conf/ holding these files
+    import shutil
+
+    conf = tiny / "conf"
+    shutil.copytree(conf_dir(), conf, ignore=shutil.ignore_patterns("tuned"))
+    shutil.copytree(tiny / "tuned", conf / "tuned")
+    monkeypatch.setenv("LIGHTNING_IMPLICIT_CONF", str(conf))
+    from lightning_implicit.runner import tuned_args
+
+    args = tuned_args("addition", "implicit")
+    assert "using the tuned config" in capsys.readouterr().out
+    assert args[args.index("--trainer.max_steps") + 1] == str(cfg.overrides["trainer.max_steps"])
+    assert tuned_args("addition", "implicit", use=False) == [] and "TUNED=0" in capsys.readouterr().out
+    assert tuned_args("identity", "implicit") == []
+
+    from lightning_implicit.reproduce.plan import build_jobs
+    from lightning_implicit.reproduce.profile import load_profile
+
+    prof = load_profile(tiny / "tiny.yaml")
+    (job,) = [j for j in build_jobs(prof, commit="c") if j.model == "implicit"]
+    assert job.tuned and job.tags["repro_tuned"] == "true"
+    assert "--trainer.max_steps" in job.args and "--no-tuned" not in job.rerun_command()
+    (tiny / "untuned.yaml").write_text(TINY_PROFILE.replace("tuned: true", "tuned: false"))
+    (plain,) = [j for j in build_jobs(load_profile(tiny / "untuned.yaml"), commit="c") if j.model == "implicit"]
+    assert "--trainer.max_steps" not in plain.args and plain.tags["repro_tuned"] == "false"
+    assert plain.config_hash != job.config_hash and "--no-tuned" in plain.rerun_command()
+
+    # the run trains on the tuned recipe: its optimiser steps are the tuned max_steps
+    from lightning_implicit.runner import run_training, shorthand_args
+
+    res = run_training([*shorthand_args("addition", "implicit"), *args, "--tracking.enabled", "false",
+                        "--data.init_args.n_train", "200", "--data.init_args.n_test", "10", "--data.init_args.shifts",
+                        "[10]", "--trainer.enable_progress_bar", "false"], test=False)  # fmt: skip
+    assert res.module.trainer.global_step == cfg.overrides["trainer.max_steps"]
+
+
+def test_objective_never_reads_the_shifted_test_sets(tiny, monkeypatch):
+    """Replacing every shifted test set by garbage leaves every trial's objective value unchanged."""
+    run_tune(_opts(tiny, models=["mlp"], trials=2), say=lambda m: None)
+    clean = _values(f"sqlite:///{tiny / 'optuna.db'}", "tune-tiny-addition-mlp")
+
+    original = ArithmeticDataModule.sample
+
+    def garbage(self, rng, n, shift):
+        x, y = original(self, rng, n, shift)
+        if shift is None:
+            return x, y
+        return np.full_like(x, np.nan), np.full_like(y, 1e30)
+
+    monkeypatch.setattr(ArithmeticDataModule, "sample", garbage)
+    other = tiny / "garbage"
+    other.mkdir()
+    run_tune(_opts(tiny, models=["mlp"], trials=2, storage=f"sqlite:///{other / 'optuna.db'}", out=str(other)),
+             say=lambda m: None)  # fmt: skip
+    dirty = _values(f"sqlite:///{other / 'optuna.db'}", "tune-tiny-addition-mlp")
+    assert clean == dirty and all(math.isfinite(v) for s, v, _ in clean if s == "COMPLETE")
+
+
+def test_tune_resumes_to_the_total_budget(tiny):
+    said: list[str] = []
+    run_tune(_opts(tiny, models=["mlp"], trials=1), say=said.append)
+    storage = f"sqlite:///{tiny / 'optuna.db'}"
+    assert len(_values(storage, "tune-tiny-addition-mlp")) == 1
+    run_tune(_opts(tiny, models=["mlp"], trials=3), say=said.append)
+    assert len(_values(storage, "tune-tiny-addition-mlp")) == 3
+    said.clear()
+    run_tune(_opts(tiny, models=["mlp"], trials=3), say=said.append)  # nothing left to do
+    assert len(_values(storage, "tune-tiny-addition-mlp")) == 3
+    assert any("3 trial(s) done, 0 to run" in m for m in said)
+
+
+def test_space_edges_and_shared_params(tmp_path):
+    space = load_search_space(conf_dir() / "tune" / "default.yaml", task="addition", full=True)
+    implicit, mlp = space.space("implicit"), space.space("mlp")
+    assert {"lr", "batch_size", "steps", "lr_schedule"} <= set(mlp.params) and "kappa" not in mlp.params
+    assert {"lr", "kappa", "tol"} <= set(implicit.params)
+    edges = space_edges({"lr": 4.9e-2, "steps": 260, "kappa": 0.75, "batch_size": "full"}, implicit)
+    assert any(e.startswith("lr=") and "upper" in e for e in edges)
+    assert any(e.startswith("steps=") and "lower" in e for e in edges)
+    assert not any(e.startswith(("kappa", "batch_size")) for e in edges)
+
+
+def test_a_broken_tuned_config_is_named(tmp_path, monkeypatch):
+    conf = tmp_path / "conf"
+    (conf / "tuned" / "addition").mkdir(parents=True)
+    (conf / "tuned" / "addition" / "implicit.yaml").write_text(yaml.safe_dump({"task": "addition", "overides": {}}))
+    with pytest.raises(TunedConfigError, match="implicit.yaml"):
+        find_tuned("addition", "implicit", conf / "tuned")

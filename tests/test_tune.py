@@ -154,3 +154,72 @@ def test_a_broken_tuned_config_is_named(tmp_path, monkeypatch):
     (conf / "tuned" / "addition" / "implicit.yaml").write_text(yaml.safe_dump({"task": "addition", "overides": {}}))
     with pytest.raises(TunedConfigError, match="implicit.yaml"):
         find_tuned("addition", "implicit", conf / "tuned")
+
+
+DEFAULT_PROFILE = """
+description: tiny default recipes
+seeds: [0]
+workers: 1
+experiment_prefix: "{prefix}"
+overrides: {{trainer.max_epochs: 1}}
+tasks:
+  addition:
+    models: [implicit, mlp]
+    overrides: {{data.init_args.n_train: 200, data.init_args.n_test: 20, data.init_args.shifts: [10, 100]}}
+  spiky:
+    models: [lstm]
+    overrides: {{data.init_args.n_train: 700, data.init_args.n_test: 300, data.init_args.n_regions_train: 2}}
+"""
+
+
+def test_report_sets_tuned_and_default_verdicts_side_by_side(tmp_path, monkeypatch, mlflow_store):
+    """A tuned profile trains the tuned pair on its recipe, reuses the untouched pair's default run, and its
+    report shows the tuning record, both profiles' verdicts and the spiky table in both units."""
+    import re
+    import shutil
+    import uuid
+
+    from lightning_implicit.reproduce.cli import reproduce
+    from lightning_implicit.runner import run_training
+    from lightning_implicit.tuned import TunedConfig
+
+    monkeypatch.chdir(tmp_path)
+    conf = tmp_path / "conf"
+    shutil.copytree(conf_dir(), conf, ignore=shutil.ignore_patterns("tuned"))
+    (conf / "tuned" / "addition").mkdir(parents=True)
+    prov = {"study": "tune-x-addition-mlp", "trials": {"complete": 5, "pruned": 2, "fail": 0}, "cv_folds": 5,
+            "cv_score": {"mean": 0.123, "sd": 0.01, "folds": [0.12] * 5}, "space_edges": ["lr=0.05 at its upper bound"],
+            "date": "2026-12-04T00:00:00+00:00", "git_commit": "abc"}  # fmt: skip
+    cfg = TunedConfig("addition", "mlp", {"model.init_args.lr": 0.02, "data.init_args.batch_size": 32}, prov)
+    (conf / "tuned" / "addition" / "mlp.yaml").write_text(cfg.to_yaml())
+    monkeypatch.setenv("LIGHTNING_IMPLICIT_CONF", str(conf))
+    prefix = f"t{uuid.uuid4().hex[:8]}-"
+    (tmp_path / "base.yaml").write_text(DEFAULT_PROFILE.format(prefix=prefix))
+    tuned_text = DEFAULT_PROFILE.format(prefix=prefix) + f"tuned: true\ncompare_with: {tmp_path / 'base.yaml'}\n"
+    (tmp_path / "tuned.yaml").write_text(tuned_text)
+
+    calls: list[list[str]] = []
+
+    def train(args, **kw):
+        calls.append(args)
+        return run_training(args, **kw)
+
+    assert reproduce(str(tmp_path / "base.yaml"), out=tmp_path / "r", train=train) == 0
+    assert len(calls) == 3
+    calls.clear()
+    assert reproduce(str(tmp_path / "tuned.yaml"), out=tmp_path / "r", train=train) == 0
+    assert len(calls) == 1 and calls[0][calls[0].index("--tracking.run_name") + 1] == "mlp-seed0"
+    assert calls[0][calls[0].index("--model.init_args.lr") + 1] == "0.02"
+
+    md = (tmp_path / "r" / "tuned" / "report.md").read_text()
+    section = md.split('<a id="tuning"></a>')[1].split("<a id=")[0]
+    assert "| addition | MLP" in section and "0.123 ± 0.01 (5 folds)" in section and "5 / 2 / 0" in section
+    assert "lr=0.05 at its upper bound" in section and "`tune-x-addition-mlp`" in section
+    assert "`base`" in section and "`tuned`" in section and "3 of 3 found" in section
+    for vid in ("F4a", "T1a", "F7a"):
+        assert re.search(rf"\| {vid} \| [^|]+ \| [^|]+ \| \*\*[^*]+\*\* \|", section)
+    table1 = md.split('<a id="table-1"></a>')[1].split("<a id=")[0]
+    assert "paper units" in table1 and "Linear fit on the window (reference)" in table1
+    assert "Training mean (reference)" in table1 and "Last value of the window (reference)" in table1
+    base_md = (tmp_path / "r" / "base" / "report.md").read_text()
+    assert "trained every model on the task configs' default recipes" in base_md

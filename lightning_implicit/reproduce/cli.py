@@ -54,6 +54,8 @@ def reproduce(profile_name: str, *, data: str | None = None, workers: int | None
     from .report import build_report, log_report_run, start_report_run
     from .results import RunRecord, load_results, run_url
 
+    from lightning_implicit.tuned import load_tuned
+
     stream = stream or sys.stdout
     t0 = time.time()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -118,7 +120,10 @@ def reproduce(profile_name: str, *, data: str | None = None, workers: int | None
         "report_run_url": run_url(profile.ui_url, exp_id, report_run_id), "trained": trained,
         "reused": len(reused), "wall_s": train_wall, "workers": profile.workers,
     }  # fmt: skip
-    path, verdicts = build_report(results, profile, out_dir, client=client, amc_skip=amc_skip, header=header)
+    tuned = {(j.task, j.model): load_tuned(Path(j.tuned)) for j in jobs if j.tuned}
+    companion = _companion(profile, commit, data, amc_skip, client) if profile.compare_with else None
+    path, verdicts = build_report(results, profile, out_dir, client=client, amc_skip=amc_skip, header=header,
+                                  tuned=tuned, companion=companion)  # fmt: skip
     stats = {"runs": len(records), "trained": trained, "reused": len(reused), "wall_s": time.time() - t0,
              "failed": sum(r.outcome in ("failed", "missing") for r in records)}  # fmt: skip
     log_report_run(client, report_run_id, out_dir, verdicts, stats)
@@ -131,6 +136,27 @@ def reproduce(profile_name: str, *, data: str | None = None, workers: int | None
     print(f"\nreport: {path} (figures in {out_dir / 'figures'}); MLflow run {report_run_id} in experiment "
           f"{profile.reproduce_experiment!r}; total {fmt_duration(time.time() - t0)}", file=stream)  # fmt: skip
     return 0
+
+
+def _companion(profile, commit: str, data: str | None, amc_skip: str | None, client) -> dict:
+    """The verdicts of ``profile.compare_with`` (e.g. the default recipes beside the tuned ones), from the runs
+    of that profile already in MLflow at this code version; nothing is trained."""
+    from . import verdicts as V
+    from .execute import find_reusable
+    from .plan import build_jobs
+    from .profile import load_profile
+    from .results import RunRecord, load_results
+
+    other = load_profile(profile.compare_with)
+    other.seeds = profile.seeds
+    jobs = [j for j in build_jobs(other, commit=commit, data=data) if not (amc_skip and j.task == "volatility")]
+    found = find_reusable(jobs, commit, client)
+    records = [RunRecord(task=j.task, model=j.model, seed=j.seed, key=j.key, command=j.rerun_command(),
+                         run_id=found[j.key].run_id if j.key in found else None,
+                         outcome=found[j.key].outcome if j.key in found else "missing") for j in jobs]  # fmt: skip
+    results = load_results(records, client, profile.ui_url)
+    return {"name": other.name, "verdicts": V.evaluate_claims(results, amc_skip=amc_skip), "found": len(found),
+            "total": len(jobs)}
 
 
 def main(argv: list[str] | None = None) -> int:

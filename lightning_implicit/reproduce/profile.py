@@ -10,6 +10,7 @@ A profile says which tasks and models run, over which seeds, with which Lightnin
     ui_url: http://127.0.0.1:5000 # MLflow UI the report links to (`make ui`)
     experiment_prefix: ""         # runs go to experiment <prefix><task>, the report run to <prefix>reproduce
     tuned: false                  # true: a (task, model) with conf/tuned/<task>/<model>.yaml trains on that recipe
+    compare_with: paper-default   # the report sets this profile's verdicts beside another's (from MLflow only)
     overrides: {trainer.max_epochs: 5}          # for every task (LightningCLI keys without the leading --)
     model_overrides:                            # for a model in every task that runs it
       implicit: {model.init_args.sweep_tol_mode: abs}
@@ -40,7 +41,7 @@ from .paper_numbers import ABLATION_TASKS, TABLE4_MODELS
 __all__ = ["ProfileError", "Profile", "TaskPlan", "load_profile", "profile_path", "default_models"]
 
 TOP_KEYS = {"description", "seeds", "workers", "threads_per_worker", "trainer", "ui_url", "experiment_prefix",
-            "tuned", "overrides", "model_overrides", "tasks"}  # fmt: skip
+            "tuned", "compare_with", "overrides", "model_overrides", "tasks"}  # fmt: skip
 TASK_KEYS = {"models", "overrides", "model_overrides"}
 ABLATION_MODEL = "implicit_nofeedback"
 
@@ -72,6 +73,7 @@ class Profile:
     ui_url: str = "http://127.0.0.1:5000"
     experiment_prefix: str = ""
     tuned: bool = False
+    compare_with: str | None = None
     tasks: dict[str, TaskPlan] = field(default_factory=dict)
 
     def experiment(self, task: str) -> str:
@@ -206,6 +208,12 @@ def load_profile(profile: str | Path) -> Profile:
     if not isinstance(tuned, bool):
         raise ProfileError(f"{path}: tuned: expected true or false, got {tuned!r}")
     prof.tuned = tuned
+    other = raw.get("compare_with")
+    if other is not None:
+        if not isinstance(other, str) or not other:
+            raise ProfileError(f"{path}: compare_with: expected a profile name, got {other!r}")
+        profile_path(other)  # exists (names the choices otherwise)
+        prof.compare_with = other
     common = _mapping(f"{path}: overrides", raw.get("overrides"))
     common_models = _mapping(f"{path}: model_overrides", raw.get("model_overrides"))
     for m, ov in common_models.items():

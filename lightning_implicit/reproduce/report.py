@@ -36,6 +36,7 @@ __all__ = ["build_report", "SECTIONS", "cell", "write_results_csv", "log_report_
 
 SECTIONS = [
     ("verdicts", "Verdicts"),
+    ("tuning", "Default and tuned recipes"),
     ("rules", "How the verdicts are computed"),
     ("figure-3", "Figure 3: identity"),
     ("figure-4", "Figure 4: addition and subtraction"),
@@ -151,7 +152,7 @@ def _sec_table1(results: Results, verdicts, amc_skip: str | None) -> list[str]:
             return "skipped" if amc_skip else "not run"
         if not results.runs(task, model):
             return "not run"
-        metric = "mse" if task == "spiky" else "mape"
+        metric = "mse_paper" if task == "spiky" else "mape"
         if kind == "train":
             return cell(results.scalar(task, model, f"train_eval/{metric}"), _links(results, task, model))
         shift = results.shifts(task)[0] if results.shifts(task) else None
@@ -187,9 +188,13 @@ def _sec_table1(results: Results, verdicts, amc_skip: str | None) -> list[str]:
                     break
             lines.append(f"| {name} | - | - | - | - | - | - | - | {cell(vals, links)} |")
     out = ["Paper's layout (Table 1 of the paper; its numbers are copied in `paper_numbers.TABLE1`) with our "
-           "measured values beside the paper's (lower is better). "
+           "measured values beside the paper's (lower is better). Spiky MSEs are in the paper's units: the target "
+           "min-max scaled by the training part's range (`mse_paper` = raw MSE / range²; raw MSEs and the reference "
+           "forecasters are in the table below it). "
            "*Train* is the metric on the training split after training; *test* on the test part "
            "(spiky: the chronological continuation; AMC: the test year).\n", "\n".join(lines) + "\n"]  # fmt: skip
+    if spiky_run:
+        out.append(_spiky_units_table(results))
     if amc_skip:
         out.append(f"**AMC volatility: skipped** — {amc_skip}\n")
     elif amc_run:
@@ -202,6 +207,70 @@ def _sec_table1(results: Results, verdicts, amc_skip: str | None) -> list[str]:
         if desc:
             out.append(f"AMC data used: `{json.dumps(desc, default=str)}`\n")
     out.append(_verdict_lines(verdicts, "table-1"))
+    return out
+
+
+SPIKY_REFERENCES = (("mean", "Training mean (reference)"), ("last", "Last value of the window (reference)"),
+                    ("linear", "Linear fit on the window (reference)"))  # fmt: skip
+
+
+def _spiky_units_table(results: Results) -> str:
+    """Spiky test MSE of every model in raw and paper units, with the reference forecasters of the same windows."""
+    shift = results.shifts("spiky")[0] if results.shifts("spiky") else None
+    lines = ["| Spiky, test part | MSE (paper units) | MSE (raw) | MSE in spiky regions (raw) | MSE elsewhere (raw) |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for m in results.models("spiky"):
+        links = _links(results, "spiky", m)
+        cols = [cell(_at(results, "spiky", m, k, shift), links) for k in ("mse_paper", "mse", "mse_spike", "mse_normal")]
+        lines.append(f"| {label(m)} | " + " | ".join(cols) + " |")
+    model = next((m for m in results.models("spiky") if any(r.usable for r in results.runs("spiky", m))), None)
+    if model is not None:
+        links = _links(results, "spiky", model)
+        for key, name in SPIKY_REFERENCES:
+            paper_units = cell(_at(results, "spiky", model, f"ref_{key}_mse_paper", shift), links)
+            raw = cell(_at(results, "spiky", model, f"ref_{key}_mse", shift), links)
+            lines.append(f"| {name} | {paper_units} | {raw} | - | - |")
+    return ("Spiky test MSE in both units, beside three reference forecasters on the same test windows (computed "
+            "by the datamodule from the data alone; a model worse than the linear fit has learned less than a "
+            "least-squares line on its 10 inputs):\n\n" + "\n".join(lines) + "\n")
+
+
+def _sec_tuning(verdicts, profile: Profile, tuned: dict, companion: dict | None) -> list[str]:
+    """Verdicts at the default and the tuned recipes side by side, and where each tuned recipe came from."""
+    out = []
+    if not tuned:
+        out.append(f"Profile `{profile.name}` trained every model on the task configs' default recipes"
+                   + (" (`tuned: false`)." if not profile.tuned else "; no tuned config exists yet (`make tune`).")
+                   + "\n")  # fmt: skip
+    else:
+        out.append(f"{len(tuned)} (task, model) pair(s) of profile `{profile.name}` trained on a tuned recipe "
+                   "(`conf/tuned/<task>/<model>.yaml`, written by `make tune`: Optuna, k-fold cross-validation on "
+                   "in-distribution data only; the shifted test sets never enter the search); the others on the "
+                   "task config's default recipe.\n")  # fmt: skip
+        rows = ["| Task | Model | CV val/loss (mean ± sd over folds) | Trials (complete / pruned / failed) | Search hit "
+                "its edges | Study | Tuned on |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for (task, model), cfg in sorted(tuned.items()):
+            p = cfg.provenance
+            sc, tr = p.get("cv_score") or {}, p.get("trials") or {}
+            edges = "; ".join(p.get("space_edges") or []) or "no"
+            score = f"{sc['mean']:.4g} ± {sc.get('sd', 0):.2g} ({p.get('cv_folds', '?')} folds)" if "mean" in sc else "-"
+            rows.append(f"| {task} | {label(model)} | {score} | {tr.get('complete', 0)} / {tr.get('pruned', 0)} / "
+                        f"{tr.get('fail', 0)} | {edges} | `{p.get('study', '?')}` | {str(p.get('date', ''))[:10]}, "
+                        f"`{str(p.get('git_commit', ''))[:10]}` |")  # fmt: skip
+        out.append("\n".join(rows) + "\n")
+    if companion is None:
+        return out
+    other = {v.id: v for v in companion["verdicts"]}
+    out.append(f"Verdicts of this profile beside profile `{companion['name']}` (every model on the task configs' "
+               f"default recipes), read from its runs in MLflow at this code version ({companion['found']} of "
+               f"{companion['total']} found; `make reproduce PROFILE={companion['name']}` trains the missing ones). "
+               "Where a claim does not hold on tuned recipes, the tuning record above is the evidence: the best "
+               "cross-validated loss the search reached and whether it stopped at the space's edges.\n")  # fmt: skip
+    rows = [f"| ID | Claim | `{companion['name']}` | `{profile.name}` |", "|---|---|---|---|"]
+    for v in verdicts:
+        o = other.get(v.id)
+        rows.append(f"| {v.id} | {v.claim} | {o.verdict if o else '-'} | **{v.verdict}** |")
+    out.append("\n".join(rows) + "\n")
     return out
 
 
@@ -419,8 +488,13 @@ def _rules_text() -> str:
 
 # ---- the whole report ---------------------------------------------------------------------------------------
 def build_report(results: Results, profile: Profile, out_dir: Path, *, client=None, amc_skip: str | None = None,
-                 header: dict | None = None, jobs_by_key: dict | None = None) -> tuple[Path, list[V.Verdict]]:  # fmt: skip
-    """Write ``out_dir/report.md``, ``out_dir/figures/*.png``, ``results.csv`` and ``verdicts.json``."""
+                 header: dict | None = None, jobs_by_key: dict | None = None, tuned: dict | None = None,
+                 companion: dict | None = None) -> tuple[Path, list[V.Verdict]]:  # fmt: skip
+    """Write ``out_dir/report.md``, ``out_dir/figures/*.png``, ``results.csv`` and ``verdicts.json``.
+
+    ``tuned``: ``{(task, model): TunedConfig}`` of the runs that trained on a tuned recipe; ``companion``: the
+    verdicts of the profile this one is compared with (``{"name", "verdicts", "found", "total"}``).
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     draw_all(results, out_dir / "figures", client)
     verdicts = V.evaluate_claims(results, amc_skip=amc_skip)
@@ -458,6 +532,7 @@ def build_report(results: Results, profile: Profile, out_dir: Path, *, client=No
     section("verdicts", "Verdicts", ["One line per claim of the paper, computed from our runs by the rules below "
                                      "(the numbers behind each are in the linked section, with links to every "
                                      "run).\n", "\n".join(vt) + "\n"])  # fmt: skip
+    section("tuning", "Default and tuned recipes", _sec_tuning(verdicts, profile, tuned or {}, companion))
     section("rules", "How the verdicts are computed", [_rules_text()])
     section("figure-3", "Figure 3: identity", _sec_sweep(
         results, verdicts, "figure-3", ["identity"], "figure3_identity.png", lambda t: "mse",

@@ -124,13 +124,13 @@ def test_dataset_and_card():
 
 
 def test_task_units_and_references_against_a_direct_computation():
-    """The task trains on min-max scaled values and reports raw MSE, the paper's units and three references,
-    each recomputed here from the raw windows."""
+    """Trained on min-max scaled (or raw) values, the task reports raw MSE, the paper's units and three
+    references, each recomputed here from the raw windows."""
     import torch
 
     from datamodules.spiky import SpikyDataModule
 
-    dm = SpikyDataModule(n_train=1400, n_test=600, n_regions_train=4)
+    dm = SpikyDataModule(n_train=1400, n_test=600, n_regions_train=4, scale="minmax")
     dm.setup()
     raw = sd.load_spiky_dataset(window=10, seed=0, n_train=1400, n_test=600, n_regions_train=4)
     lo, width = raw.series.train.y.min(), np.ptp(raw.series.train.y)
@@ -154,3 +154,4 @@ def test_task_units_and_references_against_a_direct_computation():
     out_raw = flat.evaluate(torch.as_tensor(flat.splits.tests[0].x[:, -1, :]), torch.as_tensor(flat.splits.tests[0].y), 1)
     assert out_raw["mse"] == pytest.approx(out["mse"], rel=1e-9)
     assert dm.data_card()["scale"]["mode"] == "minmax" and "mse_paper" in dm.data_card()["metric_units"]
+    assert SpikyDataModule(n_train=1400, n_test=600, n_regions_train=4).scale == "none"  # the authors' code

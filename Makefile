@@ -61,7 +61,8 @@ tune: venv
 		$(if $(TRIALS),--trials $(TRIALS)) $(if $(CV),--cv $(CV)) $(if $(WORKERS),--workers $(WORKERS))
 
 reproduce: venv
-	$(PY) -m lightning_implicit.cli reproduce --profile $(PROFILE) $(if $(DATA),--data $(DATA)) $(if $(WORKERS),--workers $(WORKERS))
+	$(PY) -m lightning_implicit.cli reproduce --profile $(PROFILE) $(if $(DATA),--data $(DATA)) $(if $(WORKERS),--workers $(WORKERS)) \
+		$(if $(TASKS),--tasks $(TASKS))
 
 bench: venv
 	$(PY) -m pip install --quiet -e '.[dev,bench]'

@@ -20,7 +20,7 @@ from lightning_implicit.runner import run_training
 # ---- profiles ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["quick", "paper"])
+@pytest.mark.parametrize("name", ["quick", "paper", "paper-default"])
 def test_shipped_profiles_are_valid(name):
     prof = load_profile(name)
     assert len(prof.seeds) >= 3
@@ -258,3 +258,23 @@ def test_interrupted_reproduction_resumes_where_it_stopped(tiny_profile, tmp_pat
     assert reproduce(str(tiny_profile), out=tmp_path / "r", train=second) == 0
     assert second.calls == 10 - 3  # the three finished runs were reused
     assert (tmp_path / "r" / "tiny" / "report.md").exists()
+
+
+def test_tasks_option_runs_and_reports_a_subset(tiny_profile, tmp_path, capsys):
+    assert reproduce(str(tiny_profile), out=tmp_path / "r", tasks=["addition"], dry_run=True) == 0
+    out = capsys.readouterr().out
+    assert "1 task(s)" in out and "rolling_argmax/" not in out and "addition/mlp seed=1" in out
+    assert reproduce(str(tiny_profile), out=tmp_path / "r", tasks=["additon"], dry_run=True) == 2
+    assert "additon" in capsys.readouterr().err
+
+
+def test_cost_estimate_counts_full_batches_as_cheaper_per_sample():
+    from lightning_implicit.reproduce.plan import _estimate
+
+    task_cfg = {"data": {"init_args": {"n_train": 10_000, "batch_size": 64}}, "trainer": {"max_epochs": 20}}
+    mini = _estimate("rolling_argmax", "implicit_rnn", {}, {}, task_cfg)
+    full = _estimate("rolling_argmax", "implicit_rnn", {"data.init_args.batch_size": "full", "trainer.max_epochs": 1000},
+                     {}, task_cfg)  # fmt: skip
+    steps = _estimate("rolling_argmax", "implicit_rnn", {"trainer.max_epochs": -1, "trainer.max_steps": 3000}, {}, task_cfg)
+    assert mini < full < 50 * mini  # 40x the samples, far cheaper per sample
+    assert steps == pytest.approx(_estimate("rolling_argmax", "implicit_rnn", {"trainer.max_epochs": 19.2}, {}, task_cfg))

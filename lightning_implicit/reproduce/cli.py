@@ -42,7 +42,8 @@ def amc_availability(data: str | None) -> str | None:
 
 def reproduce(profile_name: str, *, data: str | None = None, workers: int | None = None,
               seeds: list[int] | None = None, out: str | Path = "reports", dry_run: bool = False,
-              report_only: bool = False, retrain: bool = False, train=None, stream=None) -> int:  # fmt: skip
+              report_only: bool = False, retrain: bool = False, train=None, stream=None,
+              tasks: list[str] | None = None) -> int:  # fmt: skip
     """The whole pipeline (the CLI's body; ``train`` replaces ``run_training`` in tests)."""
     import mlflow
 
@@ -68,6 +69,13 @@ def reproduce(profile_name: str, *, data: str | None = None, workers: int | None
         profile.workers = workers
     if seeds is not None:
         profile.seeds = seeds
+    if tasks:
+        unknown = sorted(set(tasks) - set(profile.tasks))
+        if unknown:
+            print(f"error: --tasks {','.join(unknown)}: not in profile {profile.name!r} (its tasks: "
+                  f"{', '.join(profile.tasks)})", file=sys.stderr)  # fmt: skip
+            return 2
+        profile.tasks = {t: plan for t, plan in profile.tasks.items() if t in tasks}
     commit = git_commit()
     jobs = build_jobs(profile, commit=commit, data=data)
     amc_skip = amc_availability(data) if "volatility" in profile.tasks else None
@@ -166,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
                    "synthetic data); without it the task is skipped")  # fmt: skip
     p.add_argument("--workers", type=int, default=None, help="parallel worker processes (default: the profile's)")
     p.add_argument("--seeds", default=None, help="comma-separated seeds (default: the profile's)")
+    p.add_argument("--tasks", default=None, help="comma-separated tasks of the profile to run and report "
+                   "(default: all; make TASKS=)")
     p.add_argument("--out", default="reports", help="report folder root (default: reports)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (reuse/train per run) and stop")
     p.add_argument("--report-only", action="store_true", help="train nothing; report the runs found in MLflow")
@@ -179,8 +189,9 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--seeds: expected comma-separated integers, got {a.seeds!r}")
     if a.workers is not None and a.workers < 1:
         p.error("--workers must be >= 1")
+    tasks = [t.strip() for t in a.tasks.split(",") if t.strip()] if a.tasks else None
     return reproduce(a.profile, data=a.data, workers=a.workers, seeds=seeds, out=a.out, dry_run=a.dry_run,
-                     report_only=a.report_only, retrain=a.retrain)  # fmt: skip
+                     report_only=a.report_only, retrain=a.retrain, tasks=tasks)  # fmt: skip
 
 
 if __name__ == "__main__":

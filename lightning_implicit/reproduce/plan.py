@@ -110,17 +110,25 @@ def _yaml(kind: str, name: str) -> tuple[str, dict]:
 
 
 def _estimate(task: str, model: str, overrides: dict, trainer_cfg: dict, task_cfg: dict) -> float:
+    """Rough seconds of one run: samples processed x per-sample cost, cheaper per sample in large batches
+    (measured: 1,000 full-batch steps on 8,000 sequences cost about as much as 200,000 samples in batches of 64)."""
+    init = ((task_cfg.get("data") or {}).get("init_args")) or {}
     epochs = overrides.get("trainer.max_epochs") or (task_cfg.get("trainer") or {}).get("max_epochs") or (
         (trainer_cfg.get("trainer") or {}).get("max_epochs") or 20
     )
-    init = ((task_cfg.get("data") or {}).get("init_args")) or {}
     if task == "earthquake":
         coarsen = int(overrides.get("data.init_args.coarsen", init.get("coarsen", 1)))
         n = 720_576 / coarsen**3
     else:
         n = overrides.get("data.init_args.n_train", init.get("n_train", _DEFAULT_N.get(task, 10_000)))
-    per = _COST.get(model, 0.5) * _TASK_SCALE.get(task, 1.0)
-    return _OVERHEAD_S + float(epochs) * float(n) / 1000.0 * per
+    batch = overrides.get("data.init_args.batch_size", init.get("batch_size", 64))
+    batch = 0.8 * float(n) if batch == "full" else float(batch)
+    samples = float(epochs) * float(n) if float(epochs) > 0 else 0.0
+    steps = overrides.get("trainer.max_steps")
+    if steps is not None and float(steps) > 0:
+        samples = min(samples, float(steps) * batch) if samples else float(steps) * batch
+    per = _COST.get(model, 0.5) * _TASK_SCALE.get(task, 1.0) * min(1.0, (64.0 / max(batch, 1.0)) ** 0.75)
+    return _OVERHEAD_S + samples / 1000.0 * per
 
 
 def _data_identity(data: str | None) -> str | None:

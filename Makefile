@@ -22,9 +22,13 @@ FULL ?=
 PYTEST_ARGS ?=
 TUNED ?=
 TASKS ?=
+MODELS ?= implicit,eikonet
+EPOCHS ?= 4,8,16,32
+SEEDS ?=
+ARGS ?=
 ALLOWED_HOSTS ?=
 
-.PHONY: venv test test-fast train sweep tune reproduce bench ui server lint clean system-deps
+.PHONY: venv test test-fast train sweep tune budget reproduce bench ui server lint clean system-deps
 
 venv: $(STAMP)
 
@@ -59,6 +63,11 @@ tune: venv
 	$(PY) -m lightning_implicit.cli tune --profile $(if $(filter command line,$(origin PROFILE)),$(PROFILE),paper) \
 		$(if $(TASKS),--task $(TASKS)) $(if $(filter command line,$(origin MODEL)),--model $(MODEL)) \
 		$(if $(TRIALS),--trials $(TRIALS)) $(if $(CV),--cv $(CV)) $(if $(WORKERS),--workers $(WORKERS))
+
+## How a comparison moves with the training epochs (reports/budget/<TASK>/budget.md).
+budget: venv
+	$(PY) -m lightning_implicit.cli budget --task $(TASK) --model $(MODELS) --epochs $(EPOCHS) \
+		$(if $(SEEDS),--seeds $(SEEDS)) $(if $(ARGS),-- $(ARGS))
 
 reproduce: venv
 	$(PY) -m lightning_implicit.cli reproduce --profile $(PROFILE) $(if $(DATA),--data $(DATA)) $(if $(WORKERS),--workers $(WORKERS)) \

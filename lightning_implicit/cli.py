@@ -6,6 +6,7 @@
 * ``fit --config a.yaml --config b.yaml ...``: the same with explicit LightningCLI arguments.
 * ``sweep``: Optuna hyper-parameter search (see ``lightning_implicit.sweep``).
 * ``reproduce``: the paper's experiments and report (see ``lightning_implicit.reproduce``).
+* ``budget --task T --model a,b --epochs 4,8,16``: how a comparison moves with the training epochs.
 * ``tune``: tune every (task, model) of a reproduction profile by k-fold CV, write ``conf/tuned/`` (see
   ``lightning_implicit.sweep.tune``).
 * ``params --task T``: parameter counts of every configured model for a task.
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = {"train": _train, "fit": _fit, "sweep": "lightning_implicit.sweep.cli",
                 "reproduce": "lightning_implicit.reproduce.cli", "params": "lightning_implicit.params",
-                "tune": "lightning_implicit.sweep.tune"}  # fmt: skip
+                "tune": "lightning_implicit.sweep.tune", "budget": "lightning_implicit.reproduce.budget"}  # fmt: skip
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(__doc__.strip())
         print(f"\ncommands: {', '.join(commands)}")

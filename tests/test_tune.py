@@ -223,3 +223,19 @@ def test_report_sets_tuned_and_default_verdicts_side_by_side(tmp_path, monkeypat
     assert "Training mean (reference)" in table1 and "Last value of the window (reference)" in table1
     base_md = (tmp_path / "r" / "base" / "report.md").read_text()
     assert "trained every model on the task configs' default recipes" in base_md
+
+
+def test_an_interrupted_trial_is_not_spent_budget():
+    """After Ctrl-C the running trial is FAIL 'interrupted': the next `make tune` runs it again."""
+    from optuna.trial import TrialState
+
+    from lightning_implicit.sweep.tune import _spent
+
+    study = optuna.create_study()
+    for state, reason in ((TrialState.COMPLETE, None), (TrialState.PRUNED, None), (TrialState.FAIL, "interrupted"),
+                          (TrialState.FAIL, "non-finite loss")):  # fmt: skip
+        t = study.ask()
+        if reason:
+            study._storage.set_trial_user_attr(t._trial_id, "fail_reason", reason)
+        study.tell(t, 1.0 if state == TrialState.COMPLETE else None, state=state)
+    assert _spent(study) == 3

@@ -60,7 +60,7 @@ def budget_curve(task: str, models: list[str], epochs: list[int], seeds: list[in
     mean = {m: {e: tuple(statistics.fmean(v[i] for v in vals) for i in (0, 1)) for e, vals in per.items()}
             for m, per in results.items()}  # fmt: skip
     ref = models[0]
-    lines = [f"| epochs | " + " | ".join(f"{m}: in-dist. / shifted" for m in models)
+    lines = ["| epochs | " + " | ".join(f"{m}: in-dist. / shifted" for m in models)
              + "".join(f" | {m} / {ref} (shifted)" for m in models[1:]) + " |",
              "|---" * (1 + len(models) + len(models) - 1) + "|"]  # fmt: skip
     for e in epochs:

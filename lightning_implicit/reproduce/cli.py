@@ -48,14 +48,13 @@ def reproduce(profile_name: str, *, data: str | None = None, workers: int | None
     import mlflow
 
     from lightning_implicit.tracking import git_commit, resolve_tracking_uri
+    from lightning_implicit.tuned import load_tuned
 
     from .execute import Interrupted, Outcome, Progress, find_reusable, fmt_duration, run_jobs
     from .plan import build_jobs
     from .profile import ProfileError, load_profile
     from .report import build_report, log_report_run, start_report_run
     from .results import RunRecord, load_results, run_url
-
-    from lightning_implicit.tuned import load_tuned
 
     stream = stream or sys.stdout
     t0 = time.time()

@@ -173,7 +173,7 @@ def run_tune(opts: TuneOptions, *, say=print) -> int:
     from lightning_implicit.tracking import git_commit
 
     from .driver import SweepOptions, run_sweep
-    from .space import SearchSpaceError, load_search_space
+    from .space import SearchSpaceError, cli_value, load_search_space
     from .storage import resolve_storage_url
 
     if opts.trials < 1 or opts.cv < 1 or opts.workers < 1:
@@ -205,7 +205,7 @@ def run_tune(opts: TuneOptions, *, say=print) -> int:
             searched = {s.key for s in space.space(model).params.values() if s.key}
             plan = profile.tasks[task]
             pinned = [a for k, v in plan.overrides_for(model).items() if k not in searched
-                      for a in (f"--{k}", _cli(v))]  # fmt: skip
+                      for a in (f"--{k}", cli_value(v))]  # fmt: skip
             sweep = SweepOptions(
                 task=task, models=[model], trials=missing, workers=opts.workers, cv=opts.cv, study=study_name,
                 seed=opts.seed, full=True, trainer=profile.trainer, search_file=str(space.path), storage=opts.storage,
@@ -226,12 +226,6 @@ def run_tune(opts: TuneOptions, *, say=print) -> int:
         else:
             say(f"[{task}/{model}] wrote {path}")
     return status
-
-
-def _cli(v) -> str:
-    from .space import cli_value
-
-    return cli_value(v)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -127,7 +127,7 @@ def _write_tuned(opts: TuneOptions, task: str, model: str, study, space, storage
                                                                           TrialState.FAIL)}  # fmt: skip
     provenance = {
         "study": study.study_name,
-        "storage": mask_url(storage_url),
+        "storage": mask_url(storage_url).replace(f"sqlite:///{Path.cwd()}/", "sqlite:///"),  # (relative to the repo)
         "objective": f"val/loss, mean over {opts.cv} folds of the in-distribution data (the shift sweep never "
                      "enters it)" if opts.cv > 1 else "val/loss on one held-out fold of the in-distribution data",
         "trials": counts,

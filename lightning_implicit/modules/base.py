@@ -110,13 +110,54 @@ class ShiftModule(L.LightningModule):
     def training_step(self, batch, batch_idx):
         x, y, _ = batch
         loss = self.task.loss(self.predict_batch(x, y), y)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"non-finite training loss ({float(loss)}) at epoch {self.current_epoch}, step {self.global_step}: "
-                "lower the learning rate or check the data scaling"
-            )
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=len(x))
+        self._accumulate_loss(loss.detach(), len(x))
         return loss
+
+    # ---- training statistics: accumulated on the device, read and logged at the logging interval ---------------
+    # A ``self.log`` call costs ~1 ms of Lightning bookkeeping and a host read stalls an accelerator, so nothing is
+    # read or logged per step: the epoch's summed loss (and subclasses' solver statistics) stay on the device;
+    # every ``trainer.log_every_n_steps`` steps (when Lightning writes step metrics) and at the end of an epoch
+    # the loss is checked for non-finite values and the statistics are logged.
+    _loss_acc: torch.Tensor | None = None
+    _loss_window_start: int = 0
+
+    def _accumulate_loss(self, loss: torch.Tensor, n: int) -> None:
+        if self._loss_acc is None:
+            self._loss_acc = torch.zeros(2, dtype=torch.float64, device=loss.device)
+            self._loss_window_start = self.global_step
+        self._loss_acc[0] += loss.to(torch.float64) * n  # a NaN or inf in any step stays in the sum
+        self._loss_acc[1] += n
+
+    def on_train_epoch_start(self) -> None:
+        self._loss_acc = None
+
+    def _at_logging_interval(self) -> bool:
+        connector = getattr(self.trainer, "_logger_connector", None)
+        return bool(getattr(connector, "should_update_logs", True))
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        if self._at_logging_interval():
+            self.check_finite_loss()
+            self.log_train_statistics()
+
+    def on_train_epoch_end(self) -> None:
+        self.check_finite_loss()
+        acc = self._loss_acc
+        if acc is not None and float(acc[1]) > 0:
+            self.log("train/loss", acc[0] / acc[1], on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
+
+    def check_finite_loss(self) -> None:
+        """Raise :class:`FloatingPointError` if a training loss since the epoch's start was NaN or infinite (one
+        host read; called at the logging interval and at the end of each epoch)."""
+        acc = self._loss_acc
+        if acc is not None and not bool(torch.isfinite(acc[0])):
+            raise FloatingPointError(
+                f"non-finite training loss at epoch {self.current_epoch}, between steps {self._loss_window_start} and "
+                f"{self.global_step}: lower the learning rate or check the data scaling"
+            )
+
+    def log_train_statistics(self) -> None:
+        """Log what subclasses accumulated since the last logging interval (solver statistics)."""
 
     def validation_step(self, batch, batch_idx):
         x, y, _ = batch

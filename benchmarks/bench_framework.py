@@ -1,0 +1,177 @@
+"""Framework overhead: ``lightning-implicit train`` per epoch against a plain PyTorch loop, and start-up time.
+
+For each case (the implicit model on addition, the implicitRNN on rolling average, the depth-encoder Transformer
+on addition; Table 4 sizes, batch 64, Adam, one thread) the same module is built twice from the same config
+files: once trained by the framework (``run_training``: Lightning, torchmetrics, MLflow logging into a temporary
+store, the module's own ``training_step`` and hooks), once by a plain loop (random batches by index, the task's
+loss, ``Adam``, the implicit models' projection after each step, a validation pass per epoch). Epochs of the two
+alternate within this process; the printed ratio is the median framework epoch over the median plain epoch.
+
+Start-up: a fresh ``python -m lightning_implicit.cli train`` process, from ``Popen`` to its first training batch
+(reported by a callback added with ``--trainer.callbacks+``), and ``lightning-implicit --help``.
+
+Run alone: ``python -m benchmarks.bench_framework [--epochs 4] [--repeats 3] [--samples 10000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+CASES = [("addition", "implicit"), ("rolling_average", "implicit_rnn"), ("addition", "depth_encoder")]
+
+
+class EpochTimer(L.Callback):
+    """Wall time of each training epoch (its validation included)."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self._t0 = 0.0
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.times.append(time.perf_counter() - self._t0)
+
+
+class FirstStep(L.Callback):
+    """Writes the wall-clock time of the first training batch to ``$BENCH_FIRST_STEP_FILE`` (start-up probe)."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        path = os.environ.get("BENCH_FIRST_STEP_FILE")
+        if path and batch_idx == 0 and trainer.current_epoch == 0:
+            Path(path).write_text(repr(time.time()))
+
+
+def _args(task: str, model: str, samples: int, epochs: int, uri: str) -> list[str]:
+    from lightning_implicit.runner import shorthand_args
+
+    return shorthand_args(task, model) + [
+        "--trainer.max_epochs", str(epochs), "--data.init_args.n_train", str(samples),
+        "--data.init_args.n_test", "200", "--trainer.enable_checkpointing", "false",
+        "--tracking.uri", uri, "--tracking.experiment", "bench-framework",
+    ]  # fmt: skip
+
+
+def _plain_epochs(task: str, model: str, samples: int, epochs: int, uri: str) -> list[float]:
+    """A plain PyTorch loop over the same module and data (no Lightning Trainer)."""
+    from lightning_implicit.runner import ImplicitCLI
+
+    cli = ImplicitCLI(args=_args(task, model, samples, epochs, uri) + ["--tracking.enabled", "false"])
+    module, dm = cli.model, cli.datamodule
+    dm.setup("fit")
+    xt, yt, _ = dm.train_set.tensors
+    xv, yv, _ = dm.val_set.tensors
+    opt = torch.optim.Adam(module.parameters(), lr=module.lr)
+    project = getattr(module.net, "project_", None)
+    bs, loss_fn = dm.train_batch_size, module.task.loss
+    g = torch.Generator().manual_seed(0)
+    times = []
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        module.train()
+        perm = torch.randperm(len(xt), generator=g)
+        for i in range(0, len(xt), bs):
+            idx = perm[i : i + bs]
+            x, y = xt[idx], yt[idx]
+            loss = loss_fn(module.predict_batch(x, y), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if project is not None:
+                project()
+        module.eval()
+        with torch.no_grad():
+            for i in range(0, len(xv), dm.eval_batch_size):
+                x, y = xv[i : i + dm.eval_batch_size], yv[i : i + dm.eval_batch_size]
+                loss_fn(module.predict_batch(x, y), y)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def _framework_epochs(task: str, model: str, samples: int, epochs: int, uri: str) -> list[float]:
+    from lightning_implicit.runner import run_training
+
+    timer = EpochTimer()
+    run_training(_args(task, model, samples, epochs, uri), extra_callbacks=[timer], test=False)
+    return timer.times
+
+
+def startup(uri: str, repeats: int = 3) -> tuple[list[float], list[float]]:
+    """Seconds from ``Popen`` to the first training batch of ``train``, and of ``lightning-implicit --help``."""
+    first, helps = [], []
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "OMP_NUM_THREADS": "1"}
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            probe = Path(tmp) / "first"
+            env["BENCH_FIRST_STEP_FILE"] = str(probe)
+            cmd = [sys.executable, "-m", "lightning_implicit.cli", "train", "--task", "addition", "--model",
+                   "implicit", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+                   "--trainer.limit_val_batches", "1", "--data.init_args.n_test", "100",
+                   "--trainer.enable_checkpointing", "false", "--tracking.experiment", "bench-startup",
+                   "--trainer.callbacks+", "benchmarks.bench_framework.FirstStep"]  # fmt: skip
+            t0 = time.time()
+            proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+            if proc.returncode != 0 or not probe.exists():
+                print(proc.stdout[-2000:], proc.stderr[-4000:], sep="\n")
+                raise RuntimeError("start-up probe failed")
+            first.append(float(probe.read_text()) - t0)
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "lightning_implicit.cli", "--help"], cwd=ROOT, env=env,
+                       capture_output=True, check=True)  # fmt: skip
+        helps.append(time.perf_counter() - t0)
+    return first, helps
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="bench_framework")
+    p.add_argument("--epochs", type=int, default=4, help="epochs per framework run (the first is dropped)")
+    p.add_argument("--repeats", type=int, default=2, help="interleaved plain/framework rounds per case")
+    p.add_argument("--samples", type=int, default=10_000, help="in-distribution samples (80 %% train)")
+    p.add_argument("--cases", nargs="*", default=None, help="task:model pairs (default: all three)")
+    p.add_argument("--skip-startup", action="store_true")
+    a = p.parse_args(argv)
+    torch.set_num_threads(1)
+    import warnings
+    import logging
+
+    warnings.filterwarnings("ignore")
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    cases = [tuple(c.split(":")) for c in a.cases] if a.cases else CASES
+    print(f"[framework] per-epoch time, framework (`run_training`) / plain loop; {a.samples} samples, batch 64, "
+          f"1 thread, {a.repeats} interleaved rounds of {a.epochs} epochs (first epoch of each dropped); "
+          f"load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        uri = f"sqlite:///{tmp}/mlflow.db"
+        ratios = {}
+        for task, model in cases:
+            plain, frame = [], []
+            for _ in range(a.repeats):
+                plain += _plain_epochs(task, model, a.samples, a.epochs, uri)[1:]
+                frame += _framework_epochs(task, model, a.samples, a.epochs, uri)[1:]
+            mp, mf = statistics.median(plain), statistics.median(frame)
+            ratios[(task, model)] = mf / mp
+            print(f"  {task}/{model:<14} plain {mp * 1e3:7.1f} ms/epoch   framework {mf * 1e3:7.1f} ms/epoch   "
+                  f"ratio {mf / mp:5.2f}x   (target <= 1.3x)", flush=True)  # fmt: skip
+        if not a.skip_startup:
+            first, helps = startup(uri)
+            print(f"  start-up: process start to first training step {statistics.median(first):.2f} s "
+                  f"(min {min(first):.2f}; target <= 2 s); `lightning-implicit --help` "
+                  f"{statistics.median(helps):.2f} s", flush=True)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -143,8 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-startup", action="store_true")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
-    import warnings
     import logging
+    import warnings
 
     warnings.filterwarnings("ignore")
     for name in ("lightning", "lightning.pytorch", "lightning.fabric", "mlflow", "alembic"):

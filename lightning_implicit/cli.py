@@ -65,13 +65,19 @@ def main(argv: list[str] | None = None) -> int:
     command = commands[argv[0]]
     if isinstance(command, str):  # imported only when it runs (optuna, the report stack)
         command = importlib.import_module(command).main
-    try:
-        return command(argv[1:]) or 0
-    except Exception as err:  # data problems are the user's to fix: say what and how, without a traceback
-        if type(err).__name__ in ("DataUnavailableError", "DataValidationError"):
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        raise
+    from lightning_implicit.lifecycle import ExitOnSignal, Terminated
+
+    with ExitOnSignal() as signals:  # SIGTERM/SIGINT: runs closed, exit 128 + signal (lightning_implicit.lifecycle)
+        try:
+            return signals.exit_code(command(argv[1:]) or 0)
+        except Terminated as err:
+            print(f"\nstopped: {err} (exit {err.exit_code})", file=sys.stderr)
+            return err.exit_code
+        except Exception as err:  # data problems are the user's to fix: say what and how, without a traceback
+            if type(err).__name__ in ("DataUnavailableError", "DataValidationError", "ConfigError", "StoreError"):
+                print(f"error: {err}", file=sys.stderr)
+                return 2
+            raise
 
 
 if __name__ == "__main__":

@@ -63,6 +63,11 @@ class ImplicitCLI(LightningCLI):
             args=args, **kwargs,
         )  # fmt: skip
 
+    def before_instantiate_classes(self) -> None:
+        from lightning_implicit.validate import check_config
+
+        check_config(self.config)  # numeric options: one named error before any data or run exists
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_class_arguments(TrackingConfig, "tracking")
         parser.link_arguments("data", "model.init_args.task", apply_on="instantiate", compute_fn=_spec_of)
@@ -86,13 +91,19 @@ class ImplicitCLI(LightningCLI):
             }  # fmt: skip
             if tracking.parent_run_id:
                 tags["mlflow.parentRunId"] = tracking.parent_run_id
-            logger = make_logger(tracking.experiment or spec.name, tracking.run_name or f"{label}-seed{seed}",
-                                 tags, tracking.uri)  # fmt: skip
+            name = tracking.run_name or f"{label}-seed{seed}"
+            logger = lambda: make_logger(tracking.experiment or spec.name, name, tags, tracking.uri)  # noqa: E731
         trainer = self._get(self.config_init, "trainer", default={})
         user_callbacks = trainer.get("callbacks") or []
-        kwargs.setdefault("logger", logger)
         kwargs.setdefault("callbacks", [*user_callbacks, *callbacks])
-        return super().instantiate_trainer(**kwargs)
+        if not callable(logger) or "logger" in kwargs:
+            kwargs.setdefault("logger", logger)
+            return super().instantiate_trainer(**kwargs)
+        # The Trainer is built (and its options checked) before the MLflow run is opened: a Trainer that cannot
+        # be built (no GPU for --trainer gpu, a bad option) leaves no run behind, let alone a RUNNING one.
+        built = super().instantiate_trainer(**kwargs, logger=False)
+        built.loggers = [logger()]
+        return built
 
 
 def _spec_of(dm):
@@ -113,14 +124,24 @@ class RunResult:
 
 def run_training(args: list[str], *, extra_callbacks: list | None = None, test: bool = True) -> RunResult:
     """Fit + shift sweep from LightningCLI arguments (``--config`` files and ``--key value`` overrides)."""
+    from lightning_implicit.lifecycle import end_failed_run, terminated_cause
+
     cli = ImplicitCLI(args=args)
     trainer, model, dm = cli.trainer, cli.model, cli.datamodule
     if extra_callbacks:
         trainer.callbacks.extend(extra_callbacks)
-    trainer.fit(model, datamodule=dm)
-    val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-    if test:
-        trainer.test(model, datamodule=dm, verbose=False)
+    try:
+        trainer.fit(model, datamodule=dm)
+        val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        if test:
+            trainer.test(model, datamodule=dm, verbose=False)
+    except BaseException as err:  # the run ends FAILED (KILLED after a signal) with the error as a tag, never RUNNING
+        if trainer.is_global_zero:
+            end_failed_run(trainer.logger, err)
+        signalled = terminated_cause(err)
+        if signalled is not None and signalled is not err:
+            raise signalled from None  # Lightning's sys.exit(1) after a signal: keep the signal (exit 128 + n)
+        raise
     run_id = trainer.logger.run_id if trainer.logger is not None and trainer.is_global_zero else None
     if trainer.logger is not None and trainer.is_global_zero:
         trainer.logger.finalize("success")

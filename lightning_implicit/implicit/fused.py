@@ -10,6 +10,11 @@ of the products.
 
 The extension is compiled on first use with :func:`torch.utils.cpp_extension.load` (a C++ compiler and ``ninja``,
 a dependency of this package; ~30 s once, cached under ``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``).
+The build's name carries a key of the source, the compiler flags, the torch version and the interpreter
+(:func:`build_key`), so two checkouts or two virtualenvs on one machine each keep their own build and never
+rebuild each other's. A build is verified before it is loaded (:func:`damaged`: the ELF file complete, its
+SHA-256 the one recorded when it was built): a truncated or overwritten ``.so`` would otherwise kill the process
+with "Bus error" at ``dlopen``, so a damaged one is removed and rebuilt, with a warning.
 Solvers choose it with ``backend`` (:class:`~.config.SolverConfig`): ``auto`` uses it for CPU float32/float64
 tensors when it builds, and otherwise warns once (naming the build error and the fix) and runs the Python loop;
 ``fused`` requires it; ``python`` never builds it.
@@ -17,7 +22,10 @@ tensors when it builds, and otherwise warns once (naming the build error and the
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
+import struct
 import sys
 import warnings
 from contextlib import contextmanager
@@ -42,6 +50,77 @@ _NAME = "lightning_implicit_fused"
 # Products called straight through the BLAS symbols only where torch's BLAS is known to be MKL with 32-bit integer
 # arguments (the x86 wheels); elsewhere the loop calls ATen's addmm (same results, ~1 us more per product).
 _DIRECT_BLAS = bool(torch.backends.mkl.is_available())
+
+
+def build_key(isa: list[str], source: Path = _SOURCE, torch_version: str | None = None,
+              interpreter: str | None = None) -> str:
+    """12 hex digits of SHA-256 over the source, the flags, the torch version and the interpreter (its version and
+    prefix): the part of the build's name that separates environments."""
+    h = hashlib.sha256(source.read_bytes())
+    for part in (*_CFLAGS, *isa, torch_version or f"{torch.__version__}+{torch.version.git_version}",
+                 interpreter or f"{sys.version}|{sys.prefix}"):  # fmt: skip
+        h.update(b"\0" + part.encode())
+    return h.hexdigest()[:12]
+
+
+_CFLAGS = ("-O3", "-fopenmp-simd")
+
+
+def _digest(path: Path) -> str:
+    return f"{path.stat().st_size}:{hashlib.sha256(path.read_bytes()).hexdigest()}"
+
+
+def damaged(so: Path) -> str | None:
+    """Why the built library ``so`` must not be loaded (``None``: it looks whole). Checks that its ELF section
+    table lies inside the file (a truncated file fails this) and, where the build recorded one, its size and
+    SHA-256 (``<so>.sha256``)."""
+    try:
+        data = so.read_bytes()
+    except OSError as e:
+        return f"unreadable ({e})"
+    record = so.with_name(so.name + ".sha256")
+    if record.exists():
+        expected = record.read_text().strip()
+        actual = f"{len(data)}:{hashlib.sha256(data).hexdigest()}"
+        if expected != actual:
+            return f"size/SHA-256 {actual[:20]}... differs from the build's record {expected[:20]}..."
+    if data[:4] != b"\x7fELF":
+        return "not an ELF shared library"
+    if data[4] == 2 and len(data) >= 64:  # 64-bit: e_shoff (u64 at 40), e_shentsize, e_shnum (u16 at 58, 60)
+        (shoff,), (shentsize, shnum) = struct.unpack_from("<Q", data, 40), struct.unpack_from("<HH", data, 58)
+    elif data[4] == 1 and len(data) >= 52:
+        (shoff,), (shentsize, shnum) = struct.unpack_from("<I", data, 32), struct.unpack_from("<HH", data, 46)
+    else:
+        return "truncated ELF header"
+    if shoff + shentsize * shnum > len(data):
+        return f"truncated ({len(data)} bytes; its section table ends at byte {shoff + shentsize * shnum})"
+    return None
+
+
+def _heal(directory: Path, name: str) -> None:
+    """Remove a damaged build of ``name`` in ``directory`` (with a warning) so that ``load`` builds it again."""
+    so = directory / f"{name}.so"
+    if not so.exists():
+        return
+    why = damaged(so)
+    if why is None:
+        return
+    warnings.warn(
+        f"lightning_implicit: the cached build of the fused loops {so} is damaged ({why}); removing it and "
+        f"rebuilding (~30 s).",
+        RuntimeWarning,
+        stacklevel=4,
+    )
+    for f in directory.iterdir():
+        if f.name not in ("build.flock",):
+            shutil.rmtree(f) if f.is_dir() else f.unlink(missing_ok=True)
+
+
+def _record(directory: Path, name: str) -> None:
+    so = directory / f"{name}.so"
+    record = so.with_name(so.name + ".sha256")
+    if so.exists() and not record.exists():
+        record.write_text(_digest(so))
 
 
 def _isa_flags() -> tuple[str, list[str]]:
@@ -114,15 +193,27 @@ def _build():
         return None, f"{e} (pip install ninja)"
     try:
         name, isa = _isa_flags()
-        with ninja_on_path(), _build_lock(Path(_get_build_directory(name, verbose=False))):
-            module = load(
-                name=name, sources=[str(_SOURCE)], extra_cflags=["-O3", "-fopenmp-simd", *isa], verbose=False
-            )
+        name = f"{name}_{build_key(isa)}"
+        directory = Path(_get_build_directory(name, verbose=False))
+        with ninja_on_path(), _build_lock(directory):
+            _heal(directory, name)
+            module = load(name=name, sources=[str(_SOURCE)], extra_cflags=[*_CFLAGS, *isa], verbose=False)
+            _record(directory, name)
         return module, None
     except Exception as e:  # compiler missing, headers missing, ...: reported, never silent
         lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [repr(e)]
         first_error = next((line for line in lines if "error:" in line.lower()), lines[-1])
         return None, f"{type(e).__name__}: {first_error[:300]}"
+
+
+def _advice() -> str:
+    """What to do about a failed build: a compiler only where none is found."""
+    if not any(shutil.which(c) for c in (os.environ.get("CXX", "c++"), "c++", "g++", "clang++")):
+        return "Install a C++ compiler (Debian/Ubuntu: apt-get install g++) and the Python headers"
+    return (
+        "A C++ compiler is installed, so the cause is the error above: if it names a file in the build cache, "
+        "delete that folder ($TORCH_EXTENSIONS_DIR or ~/.cache/torch_extensions) and run again"
+    )
 
 
 def fused_module(required: bool = False):
@@ -133,8 +224,7 @@ def fused_module(required: bool = False):
     if module is None:
         msg = (
             f"lightning_implicit: the fused C++ loops (fixed-point iterations, projection) could not be built "
-            f"({error}). Install a C++ compiler (Debian/Ubuntu: apt-get install g++) and the Python headers; until "
-            f"then the Python loops run (same results, slower at small sizes). Set backend='python' to silence this."
+            f"({error}). {_advice()}; until then the Python loops run (same results, slower at small sizes). Set backend='python' to silence this."
         )
         if required:
             raise RuntimeError(msg)

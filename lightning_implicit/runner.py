@@ -77,7 +77,9 @@ class ImplicitCLI(LightningCLI):
         seed = self.config_init["seed_everything"]
         spec = self.datamodule.spec
         label = tracking.model_name
-        callbacks = [TrackingCallback(config_yaml=self.parser.dump(self.config), label=label)]
+        from lightning_implicit.redact import redact
+
+        callbacks = [TrackingCallback(config_yaml=redact(self.parser.dump(self.config)), label=label)]
         logger = False
         if tracking.enabled and rank_zero_only.rank != 0:
             # Only global rank 0 opens the store and logs. Under torchrun/SLURM every rank starts at once, and

@@ -94,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     from .space import SearchSpaceError
 
     try:
-        return run_sweep(opts, command="lightning-implicit sweep " + shlex.join(argv))
+        from .storage import mask_url
+
+        return run_sweep(opts, command=mask_url("lightning-implicit sweep " + shlex.join(argv)))
     except SearchSpaceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -92,6 +92,8 @@ class SweepOptions:
             v = getattr(o, f.name)
             if f.name in ("task", "overrides") or v is None:
                 continue
+            if f.name in _SECRET_ENV and mask_url(str(v)) != str(v):
+                continue  # a URL with a password goes by environment (worker_env), never on a command line
             name = flag.get(f.name, "--" + f.name.replace("_", "-"))
             if f.name == "models":
                 out += ["--model", ",".join(v)]
@@ -104,6 +106,19 @@ class SweepOptions:
             else:
                 out += [name, str(v)]
         return out + (["--", *o.overrides] if o.overrides else [])
+
+    def worker_env(self) -> dict[str, str]:
+        """The workers' environment: this one plus the URLs with a password that :meth:`worker_argv` leaves out."""
+        env = dict(os.environ)
+        for name, var in _SECRET_ENV.items():
+            v = getattr(self, name)
+            if v is not None and mask_url(str(v)) != str(v):
+                env[var] = str(v)
+        return env
+
+
+# options whose value may hold a password, and the variable that hands it to a worker instead of its argv
+_SECRET_ENV = {"storage": "OPTUNA_STORAGE", "tracking_uri": "MLFLOW_TRACKING_URI"}
 
 
 @dataclass
@@ -487,7 +502,9 @@ def _run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) 
                 k = min(opts.workers, max(opts.trials, 1))
                 quotas = [opts.trials // k + (1 if i < opts.trials % k else 0) for i in range(k)]
                 cmd = [sys.executable, "-m", "lightning_implicit.cli", "sweep"]
-                procs = [subprocess.Popen([*cmd, *opts.worker_argv(m, i, q, parent)]) for i, q in enumerate(quotas) if q > 0]
+                env = opts.worker_env()
+                procs = [subprocess.Popen([*cmd, *opts.worker_argv(m, i, q, parent)], env=env)
+                         for i, q in enumerate(quotas) if q > 0]  # fmt: skip
                 say(f"[{m}] started {len(procs)} worker process(es): pids {' '.join(str(p.pid) for p in procs)}")
                 try:
                     for p in procs:

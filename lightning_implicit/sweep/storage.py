@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import socket
 import sqlite3
 import warnings
@@ -54,7 +53,9 @@ def resolve_storage_url(url: str | None = None, root: str | os.PathLike | None =
 
 def mask_url(url: str) -> str:
     """The URL without its password (for tags and messages)."""
-    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+    from lightning_implicit.redact import redact
+
+    return redact(url)
 
 
 def _journal_path(url: str) -> Path | None:

@@ -19,13 +19,23 @@ __all__ = ["resolve_tracking_uri", "make_logger", "git_commit"]
 def resolve_tracking_uri(uri: str | None = None, root: str | os.PathLike | None = None) -> str:
     """``uri`` if given, else ``$MLFLOW_TRACKING_URI``, else the local sqlite store under ``root/mlruns``."""
     if uri:
-        return _reject_file_store(uri)
+        return _absolute_sqlite(_reject_file_store(uri))
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
-        return _reject_file_store(env)
+        return _absolute_sqlite(_reject_file_store(env))
     folder = Path(root or os.getcwd()).resolve() / "mlruns"
     folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{folder / 'mlflow.db'}"
+
+
+def _absolute_sqlite(uri: str) -> str:
+    """``sqlite:///mlruns/mlflow.db`` (relative to the working directory, as SQLAlchemy reads it) made absolute, so
+    that the artifact location next to it can be a file URI; its folder is created."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////") and uri != "sqlite:///:memory:":
+        path = Path(uri[len("sqlite:///") :]).resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{path}"
+    return uri
 
 
 def _reject_file_store(uri: str) -> str:

@@ -34,6 +34,13 @@ log = logging.getLogger(__name__)
 PARENT_ATTR = "mlflow_parent_run_id"
 
 
+def _store_key(uri: str) -> str:
+    """A short stable name of a tracking store (no credentials: a hash of the URI)."""
+    import hashlib
+
+    return hashlib.sha1(uri.encode()).hexdigest()[:10]
+
+
 def _finite(v: float | None) -> float | None:
     return v if v is not None and math.isfinite(v) else None
 
@@ -63,25 +70,48 @@ class SweepRecorder:
 
     # ---- parent --------------------------------------------------------------------------------------
     def parent_run(self, study: optuna.Study, tags: dict[str, str]) -> str:
-        """The study's parent run (reused on resume), marked RUNNING, with ``tags`` updated."""
-        run_id = study.user_attrs.get(PARENT_ATTR)
-        if run_id:
-            try:
-                run = self.client.get_run(run_id)
-                if run.info.lifecycle_stage != "active" or run.info.experiment_id != self.experiment_id:
-                    run_id = None
-            except Exception:  # noqa: BLE001 - another tracking store, or deleted
-                run_id = None
+        """The study's parent run (reused on resume), marked RUNNING, with ``tags`` updated.
+
+        One parent per study and tracking store, whichever worker or machine created it: the pointer is kept
+        per store (``mlflow_parent_run_id:<store hash>``, so a worker on another store never overwrites it), the
+        store itself is searched for the study's parent, and of two workers that create one at the same moment
+        the later deletes its own and joins the earlier.
+        """
+        key = f"{PARENT_ATTR}:{_store_key(self.uri)}"
+        run_id = study.user_attrs.get(key) or study.user_attrs.get(PARENT_ATTR)
+        if run_id and not self._usable_parent(run_id):
+            run_id = None
+        run_id = run_id or self._find_parent(study.study_name)
         if not run_id:
             run = self.client.create_run(self.experiment_id, run_name=f"sweep-{study.study_name}",
-                                         tags={"sweep.role": "parent"})  # fmt: skip
-            run_id = run.info.run_id
-            study.set_user_attr(PARENT_ATTR, run_id)
+                                         tags={"sweep.role": "parent", "optuna.study": study.study_name})  # fmt: skip
+            run_id = self._find_parent(study.study_name) or run.info.run_id
+            if run_id != run.info.run_id:  # another worker won the race
+                self.client.delete_run(run.info.run_id)
         else:
             self.client.update_run(run_id, status="RUNNING")
+        if study.user_attrs.get(key) != run_id:
+            study.set_user_attr(key, run_id)
         for k, v in tags.items():
             self.client.set_tag(run_id, k, str(v))
         return run_id
+
+    def _usable_parent(self, run_id: str) -> bool:
+        try:
+            run = self.client.get_run(run_id)
+        except Exception:  # noqa: BLE001 - another tracking store, or deleted
+            return False
+        return run.info.lifecycle_stage == "active" and run.info.experiment_id == self.experiment_id
+
+    def _find_parent(self, study_name: str) -> str | None:
+        """The earliest active parent run of ``study_name`` in this store's experiment."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`sweep.role` = 'parent' and tags.`optuna.study` = '{study_name}'",
+            order_by=["attributes.start_time ASC"], max_results=50,
+        )
+        runs = sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id))
+        return runs[0].info.run_id if runs else None
 
     def close_parent(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status)

@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nstopped: {err} (exit {err.exit_code})", file=sys.stderr)
             return err.exit_code
         except Exception as err:  # data problems are the user's to fix: say what and how, without a traceback
-            if type(err).__name__ in ("DataUnavailableError", "DataValidationError", "ConfigError", "StoreError"):
+            if type(err).__name__ in ("DataUnavailableError", "DataValidationError", "ConfigError", "StoreError",
+                                       "MisconfigurationException"):
                 print(f"error: {err}", file=sys.stderr)
                 return 2
             raise

@@ -83,13 +83,14 @@ def end_failed_run(logger, err: BaseException) -> None:
     client = getattr(logger, "_mlflow_client", None)
     if not run_id or client is None:
         return
-    killed = terminated_cause(err) is not None or isinstance(err, KeyboardInterrupt)
-    message = str(terminated_cause(err) or err) or type(err).__name__
+    cause = terminated_cause(err) or err
+    killed = isinstance(cause, KeyboardInterrupt)
+    message = f"{type(cause).__name__}: {cause}"
     try:
         flush = getattr(logger, "finalize", None)
         if flush is not None and client.get_run(run_id).info.status == "RUNNING":
             flush("failed")
-        client.set_tag(run_id, "error", f"{type(err).__name__}: {message}"[:5000])
+        client.set_tag(run_id, "error", message[:5000])
         client.set_terminated(run_id, "KILLED" if killed else "FAILED")
     except Exception:  # noqa: BLE001 - a store that is itself the problem must not hide the error
         pass

@@ -89,7 +89,7 @@ class ImplicitCLI(LightningCLI):
         elif tracking.enabled:
             tags = {
                 "task": spec.name, "model": label, "model_family": type(self.model).__name__,
-                "seed": str(seed), "git_commit": git_commit(), **tracking.tags,
+                "seed": str(seed), "git_commit": git_commit(), **{k: redact(str(v)) for k, v in tracking.tags.items()},
             }  # fmt: skip
             if tracking.parent_run_id:
                 tags["mlflow.parentRunId"] = tracking.parent_run_id

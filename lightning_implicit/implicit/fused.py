@@ -107,13 +107,12 @@ def _heal(directory: Path, name: str) -> None:
         return
     warnings.warn(
         f"lightning_implicit: the cached build of the fused loops {so} is damaged ({why}); removing it and "
-        f"rebuilding (~30 s).",
+        f"building it again.",
         RuntimeWarning,
         stacklevel=4,
     )
-    for f in directory.iterdir():
-        if f.name not in ("build.flock",):
-            shutil.rmtree(f) if f.is_dir() else f.unlink(missing_ok=True)
+    for f in (so, so.with_name(so.name + ".sha256")):  # ninja links it again from the objects (a few seconds)
+        f.unlink(missing_ok=True)
 
 
 def _record(directory: Path, name: str) -> None:

@@ -233,3 +233,21 @@ def test_sigterm_during_train_exits_143_and_run_killed(store, tmp_path):
     assert "stopped: received SIGTERM (exit 143)" in output
     statuses = [r[0] for r in store()]
     assert statuses and all(s in ("KILLED", "FAILED") for s in statuses), statuses
+
+
+@pytest.mark.slow
+def test_sigterm_during_sweep_exits_143_no_run_running(store, tmp_path):
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store.uri}
+    cmd = [sys.executable, "-m", "lightning_implicit.cli", "sweep", "--task", "addition", "--model", "implicit",
+           "--trials", "50", "--storage", f"sqlite:///{tmp_path / 'optuna.db'}"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and len(store()) < 2:  # the parent run and a first trial's
+        time.sleep(0.5)
+    started = time.time()
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=180)[0]
+    assert proc.returncode == 143, output[-2000:]
+    statuses = [r[0] for r in store()]
+    assert "RUNNING" not in statuses and "KILLED" in statuses, statuses
+    assert time.time() - started < 60, "the sweep took more than a minute to stop after SIGTERM"

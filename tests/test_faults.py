@@ -251,3 +251,22 @@ def test_sigterm_during_sweep_exits_143_no_run_running(store, tmp_path):
     statuses = [r[0] for r in store()]
     assert "RUNNING" not in statuses and "KILLED" in statuses, statuses
     assert time.time() - started < 60, "the sweep took more than a minute to stop after SIGTERM"
+
+
+def test_corrupt_mlflow_store_one_named_error(tmp_path, monkeypatch, capsys):
+    db = tmp_path / "mlflow.db"
+    db.write_bytes(os.urandom(4096))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+    assert main(["train", "--task", "addition", "--model", "implicit", *TINY, "--trainer.max_epochs", "1"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(f"error: the MLflow store {db} is damaged") and f"mv {db} {db}.bad" in last
+
+
+def test_corrupt_optuna_store_one_named_error(tmp_path):
+    from lightning_implicit.sweep.storage import open_storage
+    from lightning_implicit.tracking.store import StoreError
+
+    db = tmp_path / "optuna.db"
+    db.write_bytes(os.urandom(4096))
+    with pytest.raises(StoreError, match=r"the Optuna store .*optuna.db is damaged .*\.recover"):
+        open_storage(f"sqlite:///{db}", heartbeat=0)

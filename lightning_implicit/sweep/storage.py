@@ -90,8 +90,11 @@ def open_storage(url: str, *, heartbeat: int = 10, grace: int | None = 30, max_r
     if url.startswith("sqlite:///"):
         db = Path(url[len("sqlite:///") :])
         db.parent.mkdir(parents=True, exist_ok=True)
-        with sqlite3.connect(db, timeout=60) as con:  # WAL: readers do not block the writer (persists in the file)
-            con.execute("PRAGMA journal_mode=WAL")
+        try:
+            with sqlite3.connect(db, timeout=60) as con:  # WAL: readers do not block the writer (persists in the file)
+                con.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.DatabaseError as err:
+            _raise_named(err, url)
         engine_kwargs = {"connect_args": {"timeout": 60}}
     hb = {}
     if heartbeat and heartbeat > 0:
@@ -105,7 +108,21 @@ def open_storage(url: str, *, heartbeat: int = 10, grace: int | None = 30, max_r
         hb = dict(heartbeat_interval=heartbeat, grace_period=grace, heartbeat_stale_trial_callback=stale)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat_interval
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **hb)
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **hb)
+        except Exception as err:
+            _raise_named(err, url)
+
+
+def _raise_named(err: Exception, url: str):
+    """Re-raise ``err`` as a :class:`~lightning_implicit.tracking.store.StoreError` when it says the sqlite file
+    is damaged (what to delete or how to repair), else as it is."""
+    from lightning_implicit.tracking.store import store_error
+
+    named = store_error(err, url, "Optuna")
+    if named is None:
+        raise err
+    raise named from None
 
 
 def _driver(url: str) -> str:

@@ -13,7 +13,28 @@ import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["resolve_tracking_uri", "make_logger", "git_commit"]
+__all__ = ["resolve_tracking_uri", "make_logger", "git_commit", "StoreError", "store_error"]
+
+
+class StoreError(RuntimeError):
+    """A tracking or study store that cannot be opened (a damaged sqlite file): says which file and what to do."""
+
+
+def store_error(err: Exception, uri: str, kind: str) -> StoreError | None:
+    """A :class:`StoreError` naming the file when ``err`` says that the sqlite file behind ``uri`` is damaged."""
+    text = str(err).lower()
+    if not uri.startswith("sqlite:///") or not any(
+        s in text for s in ("file is not a database", "malformed", "database disk image", "no such table")
+    ):  # fmt: skip
+        return None
+    from lightning_implicit.redact import redact
+
+    path = uri[len("sqlite:///") :]
+    return StoreError(
+        f"the {kind} store {path} is damaged ({str(err).splitlines()[0][:200]}). Repair it with "
+        f"`sqlite3 {path} .recover | sqlite3 {path}.recovered` and move the result in its place, or move it aside "
+        f"(`mv {path} {path}.bad`) to start a new one; uri {redact(uri)}"
+    )
 
 
 def resolve_tracking_uri(uri: str | None = None, root: str | os.PathLike | None = None) -> str:
@@ -57,10 +78,21 @@ def artifact_location(uri: str) -> str | None:
 
 def make_logger(experiment: str, run_name: str, tags: dict[str, str], uri: str | None = None):
     """An ``MLFlowLogger`` on the resolved store; one experiment per task, one run per (model, seed)."""
+
+    tracking_uri = resolve_tracking_uri(uri)
+    try:
+        return _make_logger(experiment, run_name, tags, tracking_uri)
+    except Exception as err:
+        named = store_error(err, tracking_uri, "MLflow")
+        if named is None:
+            raise
+        raise named from None
+
+
+def _make_logger(experiment: str, run_name: str, tags: dict[str, str], tracking_uri: str):
     import mlflow
     from lightning.pytorch.loggers import MLFlowLogger
 
-    tracking_uri = resolve_tracking_uri(uri)
     location = artifact_location(tracking_uri)
     if location is not None:
         client = mlflow.MlflowClient(tracking_uri)

@@ -50,7 +50,7 @@ test-fast: venv
 train: venv
 	$(PY) -m lightning_implicit.cli train --task $(TASK) --model $(MODEL) --seed $(SEED) --trainer $(TRAINER) \
 		$(if $(DEVICES),--devices $(DEVICES)) $(if $(NODES),--nodes $(NODES)) \
-		$(if $(DATA),--data $(DATA)) $(if $(INTERVAL),--interval $(INTERVAL)) $(if $(filter 0 no false,$(TUNED)),--no-tuned)
+		$(if $(DATA),--data $(DATA)) $(if $(INTERVAL),--interval $(INTERVAL)) $(if $(filter 0 no false,$(TUNED)),--no-tuned) $(ARGS)
 
 sweep: venv
 	$(PY) -m lightning_implicit.cli sweep --task $(TASK) $(if $(filter command line,$(origin MODEL)),--model $(MODEL)) \
@@ -80,7 +80,7 @@ bench: venv
 ui: venv
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui \
 		--backend-store-uri sqlite:///mlruns/mlflow.db --default-artifact-root ./mlruns \
-		--host 127.0.0.1 --port 5000 --workers 1
+		--host 127.0.0.1 --port $${PORT:-5000} --workers 1
 
 server: venv
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow server \

@@ -22,14 +22,15 @@ __all__ = ["main"]
 
 
 def _train(argv: list[str]) -> int:
-    from lightning_implicit.runner import print_sweep, run_training, shorthand_args, tuned_args
+    from lightning_implicit.runner import run_training, shorthand_args, tuned_args
 
     p = argparse.ArgumentParser(prog="lightning-implicit train", add_help=True)
     p.add_argument("--task", required=True)
     p.add_argument("--model", required=True)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--trainer", default="cpu")
-    p.add_argument("--devices", type=int, default=None)
+    p.add_argument("--devices", default=None,
+                   help="devices per node: a count (4) or a GPU list (0,2); make DEVICES=")
     p.add_argument("--nodes", type=int, default=None)
     p.add_argument("--data", default=None, help="data source for tasks that load data (file path or 'synthetic')")
     p.add_argument("--interval", default=None, help="download interval for market data (1d or 1m)")
@@ -42,14 +43,24 @@ def _train(argv: list[str]) -> int:
         args += ["--data.init_args.data", known.data]
     if known.interval:
         args += ["--data.init_args.interval", known.interval]
-    print_sweep(run_training(args + rest))
+    _report(run_training(args + rest))
     return 0
 
 
-def _fit(argv: list[str]) -> int:
-    from lightning_implicit.runner import print_sweep, run_training
+def _report(result) -> None:
+    from lightning_implicit.console import print_run_summary
+    from lightning_implicit.runner import print_sweep
 
-    print_sweep(run_training(argv))
+    print_sweep(result)
+    if result.run_id:
+        val = ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.val.items()))
+        print_run_summary(result.run_id, headline=val or None)
+
+
+def _fit(argv: list[str]) -> int:
+    from lightning_implicit.runner import run_training
+
+    _report(run_training(argv))
     return 0
 
 
@@ -63,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ncommands: {', '.join(commands)}")
         return 0 if (not argv or argv[0] in ("-h", "--help")) else 2
     command = commands[argv[0]]
+    from lightning_implicit.console import quiet_third_party
+
+    quiet_third_party()  # the CLI boundary: known third-party warnings and tips, never in library code
     if isinstance(command, str):  # imported only when it runs (optuna, the report stack)
         command = importlib.import_module(command).main
     from lightning_implicit.lifecycle import ExitOnSignal, Terminated

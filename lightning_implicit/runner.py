@@ -169,7 +169,7 @@ def _end_process_group() -> None:
 
 
 def shorthand_args(task: str, model: str, trainer: str = "cpu", seed: int | None = None,
-                   devices: int | None = None, nodes: int | None = None) -> list[str]:  # fmt: skip
+                   devices: int | str | None = None, nodes: int | None = None) -> list[str]:  # fmt: skip
     """``make train TASK=... MODEL=...`` as LightningCLI arguments (config files stacked in order)."""
     root = conf_dir()
     # the task's file comes last: its recipe (a ``model: init_args:`` block, e.g. a learning rate) overrides the
@@ -185,7 +185,8 @@ def shorthand_args(task: str, model: str, trainer: str = "cpu", seed: int | None
     if seed is not None:
         out += ["--seed_everything", str(seed)]
     if devices is not None:
-        out += ["--trainer.devices", str(devices)]
+        devices = str(devices)  # a count ("4") or a GPU list ("0,2" -> [0, 2])
+        out += ["--trainer.devices", f"[{devices}]" if "," in devices else devices]
     if nodes is not None:
         out += ["--trainer.num_nodes", str(nodes)]
     return out

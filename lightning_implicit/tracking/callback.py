@@ -43,6 +43,10 @@ class TrackingCallback(L.Callback):
         dm = trainer.datamodule
         if dm is not None and hasattr(dm, "data_card"):
             lg.experiment.log_text(lg.run_id, json.dumps(dm.data_card(), indent=2, default=str), "data_card.json")
+        from mlflow.entities import Param
+
+        params = resolved_params(trainer, pl_module)
+        lg.experiment.log_batch(lg.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
 
     @rank_zero_only
     def on_test_end(self, trainer, pl_module) -> None:
@@ -58,3 +62,46 @@ class TrackingCallback(L.Callback):
             with tempfile.TemporaryDirectory() as tmp:
                 for path in dm.write_artifacts(pl_module.sweep_outputs, Path(tmp), rows):
                     lg.experiment.log_artifact(lg.run_id, str(path), artifact_path="figures")
+
+
+def resolved_params(trainer, pl_module) -> dict[str, object]:
+    """What this run actually trains, as flat MLflow params (logged once at fit start, never per step): the
+    model's resolved sizes (its Table 4 preset plus overrides, only this model's), its parameter count, the
+    data and trainer settings the UI filters by, and the environment."""
+    import platform
+
+    import lightning
+    import torch
+
+    hp = dict(getattr(pl_module, "hparams", {}) or {})
+    spec = getattr(pl_module, "task", None)
+    presets = getattr(spec, "presets", {}) or {}
+    name = getattr(pl_module, "family", None) or hp.get("model")
+    out: dict[str, object] = {}
+    if isinstance(name, str) and name in presets:
+        out.update({f"model.{k}": v for k, v in dict(presets[name]).items()})
+    for key in ("hidden_features", "state_features", "arch_kwargs"):
+        if hp.get(key) is not None:
+            out[f"model.{key}"] = hp[key]
+    if name == "implicit_rnn" and "model.state_features" not in out and "model.hidden_features" in out:
+        out["model.state_features"] = out["model.hidden_features"]
+    net = getattr(pl_module, "net", pl_module)
+    out["model.class"] = type(net).__name__
+    out["model.n_parameters"] = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    dm = trainer.datamodule
+    for key in ("n_train", "n_val", "n_test", "batch_size", "shifts", "data", "interval"):
+        value = getattr(dm, key, None) if dm is not None else None
+        if value is None and dm is not None:
+            value = getattr(dm, "hparams", {}).get(key) if hasattr(dm, "hparams") else None
+        if value is not None:
+            out[f"data.{key}"] = value
+    out.update({
+        "trainer.max_epochs": trainer.max_epochs, "trainer.max_steps": trainer.max_steps,
+        "trainer.accumulate_grad_batches": trainer.accumulate_grad_batches,
+        "trainer.gradient_clip_val": trainer.gradient_clip_val, "trainer.precision": trainer.precision,
+        "trainer.accelerator": type(trainer.accelerator).__name__, "trainer.strategy": type(trainer.strategy).__name__,
+        "trainer.num_devices": trainer.num_devices, "trainer.num_nodes": trainer.num_nodes,
+        "env.python": platform.python_version(), "env.torch": torch.__version__,
+        "env.lightning": lightning.__version__, "env.platform": platform.platform(),
+    })  # fmt: skip
+    return out

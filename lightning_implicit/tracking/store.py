@@ -91,7 +91,6 @@ def make_logger(experiment: str, run_name: str, tags: dict[str, str], uri: str |
 
 def _make_logger(experiment: str, run_name: str, tags: dict[str, str], tracking_uri: str):
     import mlflow
-    from lightning.pytorch.loggers import MLFlowLogger
 
     location = artifact_location(tracking_uri)
     if location is not None:
@@ -103,7 +102,7 @@ def _make_logger(experiment: str, run_name: str, tags: dict[str, str], tracking_
                 pass  # created concurrently by another process
     # synchronous=False: step metrics are queued and written by MLflow's background thread (a sqlite commit costs
     # ~25 ms, as much as an epoch's training at the paper's sizes); ``finalize`` (set_terminated) flushes the queue.
-    logger = MLFlowLogger(
+    logger = _OwnParamsLogger(
         experiment_name=experiment, run_name=run_name, tracking_uri=tracking_uri, tags=tags, log_model=False,
         synchronous=False,
     )
@@ -112,6 +111,29 @@ def _make_logger(experiment: str, run_name: str, tags: dict[str, str], tracking_
     with _process_tracking_uri_unchanged():
         _ = logger.experiment
     return logger
+
+
+def _own_params(params) -> dict:
+    """Hyper-parameters without the task's Table 4 presets of every other model (issue 20: only this model's
+    resolved sizes are logged, by the tracking callback)."""
+    from lightning.fabric.utilities.logger import _convert_params, _flatten_dict
+
+    flat = _flatten_dict(_convert_params(params))
+    return {k: v for k, v in flat.items() if "presets" not in k}
+
+
+def _own_params_logger_class():
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    class OwnParamsMLFlowLogger(MLFlowLogger):
+        def log_hyperparams(self, params) -> None:
+            super().log_hyperparams(_own_params(params))
+
+    return OwnParamsMLFlowLogger
+
+
+def _OwnParamsLogger(**kwargs):
+    return _own_params_logger_class()(**kwargs)
 
 
 @contextmanager

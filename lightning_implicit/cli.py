@@ -10,6 +10,7 @@
 * ``tune``: tune every (task, model) of a reproduction profile by k-fold CV, write ``conf/tuned/`` (see
   ``lightning_implicit.sweep.tune``).
 * ``params --task T``: parameter counts of every configured model for a task.
+* ``list``: the tasks and models in ``conf/`` and their parameter counts at the Table 4 sizes.
 """
 
 from __future__ import annotations
@@ -57,6 +58,18 @@ def _report(result) -> None:
         print_run_summary(result.run_id, headline=val or None)
 
 
+def _list(argv: list[str]) -> int:
+    """Tasks and models available in ``conf/``, then each task's models with their parameter counts."""
+    from lightning_implicit import params
+    from lightning_implicit.runner import conf_dir
+
+    root = conf_dir()
+    print("tasks: ", ", ".join(sorted(f.stem for f in (root / "tasks").glob("*.yaml"))))
+    print("models:", ", ".join(sorted(f.stem for f in (root / "models").glob("*.yaml"))))
+    print("\nparameter counts at each task's Table 4 sizes (lightning-implicit params --task T for one task):")
+    return params.main(argv)
+
+
 def _fit(argv: list[str]) -> int:
     from lightning_implicit.runner import run_training
 
@@ -66,7 +79,7 @@ def _fit(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"train": _train, "fit": _fit, "sweep": "lightning_implicit.sweep.cli",
+    commands = {"train": _train, "fit": _fit, "list": _list, "sweep": "lightning_implicit.sweep.cli",
                 "reproduce": "lightning_implicit.reproduce.cli", "params": "lightning_implicit.params",
                 "tune": "lightning_implicit.sweep.tune", "budget": "lightning_implicit.reproduce.budget"}  # fmt: skip
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:

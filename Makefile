@@ -27,6 +27,18 @@ EPOCHS ?= 4,8,16,32
 SEEDS ?=
 ARGS ?=
 ALLOWED_HOSTS ?=
+# Market data files (TASK=volatility): the ticker's rows, the zone of naive times, the split (see README).
+TICKER ?=
+DATA_TZ ?=
+SPLIT ?=
+TRAIN_RANGE ?=
+TEST_RANGE ?=
+comma := ,
+range_json = '["$(subst ..,"$(comma)",$(1))"]'
+DATA_ARGS = $(if $(TICKER),--data.init_args.ticker $(TICKER)) $(if $(DATA_TZ),--data.init_args.assume_tz $(DATA_TZ)) \
+	$(if $(SPLIT),--data.init_args.test_fraction $(SPLIT)) \
+	$(if $(TRAIN_RANGE),--data.init_args.train_range $(call range_json,$(TRAIN_RANGE))) \
+	$(if $(TEST_RANGE),--data.init_args.test_range $(call range_json,$(TEST_RANGE)))
 
 .PHONY: venv test test-fast train sweep tune budget reproduce bench ui server lint clean system-deps
 
@@ -50,13 +62,13 @@ test-fast: venv
 train: venv
 	$(PY) -m lightning_implicit.cli train --task $(TASK) --model $(MODEL) --seed $(SEED) --trainer $(TRAINER) \
 		$(if $(DEVICES),--devices $(DEVICES)) $(if $(NODES),--nodes $(NODES)) \
-		$(if $(DATA),--data $(DATA)) $(if $(INTERVAL),--interval $(INTERVAL)) $(if $(filter 0 no false,$(TUNED)),--no-tuned) $(ARGS)
+		$(if $(DATA),--data $(DATA)) $(if $(INTERVAL),--interval $(INTERVAL)) $(if $(filter 0 no false,$(TUNED)),--no-tuned) $(strip $(DATA_ARGS)) $(ARGS)
 
 sweep: venv
 	$(PY) -m lightning_implicit.cli sweep --task $(TASK) $(if $(filter command line,$(origin MODEL)),--model $(MODEL)) \
 		$(if $(TRIALS),--trials $(TRIALS)) $(if $(WORKERS),--workers $(WORKERS)) $(if $(CV),--cv $(CV)) \
 		$(if $(STUDY),--study $(STUDY)) $(if $(DATA),--data $(DATA)) $(if $(INTERVAL),--interval $(INTERVAL)) \
-		$(if $(FULL),--full)
+		$(if $(FULL),--full) $(if $(strip $(DATA_ARGS)),-- $(strip $(DATA_ARGS)))
 
 ## Tune every (task, model) of PROFILE (default paper) by CV folds on in-distribution data -> conf/tuned/.
 tune: venv
@@ -71,7 +83,7 @@ budget: venv
 
 reproduce: venv
 	$(PY) -m lightning_implicit.cli reproduce --profile $(PROFILE) $(if $(DATA),--data $(DATA)) $(if $(WORKERS),--workers $(WORKERS)) \
-		$(if $(TASKS),--tasks $(TASKS))
+		$(if $(TASKS),--tasks $(TASKS)) $(if $(strip $(DATA_ARGS)),-- $(strip $(DATA_ARGS)))
 
 bench: venv
 	$(PY) -m pip install --quiet -e '.[dev,bench]'

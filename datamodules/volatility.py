@@ -11,6 +11,9 @@ run, because MAPE rewards under-prediction (predicting zero scores exactly 1.0).
 
 from __future__ import annotations
 
+import functools
+import sys
+
 import numpy as np
 import pandas as pd
 
@@ -20,6 +23,12 @@ from .base import DataSplits, ShiftDataModule, TestSet
 from .market import PAPER_TEST_RANGE, PAPER_TRAIN_RANGE, load_volatility_dataset
 
 __all__ = ["VolatilityDataModule", "variance_metrics"]
+
+
+@functools.lru_cache(maxsize=8)
+def _say_once(notice: str) -> None:
+    """Print a notice once per process (a sweep builds the same data for every trial)."""
+    print(notice, file=sys.stderr, flush=True)
 
 
 def variance_metrics(pred: np.ndarray, y: np.ndarray, prefix: str = "") -> dict[str, float]:
@@ -53,7 +62,10 @@ class VolatilityDataModule(ShiftDataModule):
             ~30 days of minute bars, accumulated in the cache; split by ``test_fraction``).
         cache_dir, allow_download, ticker, price_basis: see ``market.load_volatility_dataset``.
         train_range, test_range: inclusive session-date ranges (the paper: 2015-02-01..2020-12-31, 2021).
-        test_fraction: split the last fraction of sessions off as test instead of date ranges.
+        test_fraction: split the last fraction of sessions off as test instead of date ranges (``SPLIT=``). Without
+            it a file that does not cover both date ranges is split chronologically (last 20% of sessions), with
+            a notice; the data card says which rule was used.
+        assume_tz: the zone of naive timestamps (``DATA_TZ=``); default the vendor's (Alpha Vantage: New York).
         input_len, horizon: minutes (or days in the daily variant) in and out.  stride: between window starts.
         synthetic_range: dates of the ``data="synthetic"`` series (its regime change is at ``test_range[0]``).
     """
@@ -70,6 +82,7 @@ class VolatilityDataModule(ShiftDataModule):
         train_range: tuple[str, str] = PAPER_TRAIN_RANGE,
         test_range: tuple[str, str] = PAPER_TEST_RANGE,
         test_fraction: float | None = None,
+        assume_tz: str | None = None,
         input_len: int = 60,
         horizon: int = 10,
         stride: int = 1,
@@ -82,6 +95,9 @@ class VolatilityDataModule(ShiftDataModule):
         self.data, self.interval, self.cache_dir, self.allow_download = data, interval, cache_dir, allow_download
         self.ticker, self.price_basis = ticker, price_basis
         self.train_range, self.test_range, self.test_fraction = tuple(train_range), tuple(test_range), test_fraction
+        if test_fraction is not None and not 0.0 < test_fraction < 1.0:
+            raise ValueError(f"test_fraction (SPLIT=) must be in (0, 1), got {test_fraction}")
+        self.assume_tz = assume_tz
         self.input_len, self.horizon, self.stride = input_len, horizon, stride
         self.synthetic_range = tuple(synthetic_range)
         self.spec = TaskSpec(
@@ -101,7 +117,12 @@ class VolatilityDataModule(ShiftDataModule):
             interval=self.interval, train_range=self.train_range, test_range=self.test_range,
             test_fraction=self.test_fraction, input_len=self.input_len, horizon=self.horizon, stride=self.stride,
             price_basis=self.price_basis, seed=self.seed, synthetic_range=self.synthetic_range,
+            assume_tz=self.assume_tz,
+            explicit_ranges=(self.train_range, self.test_range) != (tuple(PAPER_TRAIN_RANGE), tuple(PAPER_TEST_RANGE)),
         )  # fmt: skip
+        rule = d.card["splits"]["rule"]
+        if rule.startswith("chronological, automatic"):
+            _say_once(f"note: split {rule}")
         self.x_mean, self.x_std = float(d.X_train.mean()), float(d.X_train.std()) or 1.0
         self.y_scale = float(np.sqrt(np.mean(d.y_train**2))) or 1.0
         self.raw_test = (d.X_test, d.y_test)

@@ -104,6 +104,8 @@ class ImplicitCLI(LightningCLI):
         # The Trainer is built (and its options checked) before the MLflow run is opened: a Trainer that cannot
         # be built (no GPU for --trainer gpu, a bad option) leaves no run behind, let alone a RUNNING one.
         built = super().instantiate_trainer(**kwargs, logger=False)
+        # Likewise the data: a file that cannot be loaded stops here with its one error, before any run exists.
+        self.datamodule.setup("fit")
         built.loggers = [logger()]
         return built
 

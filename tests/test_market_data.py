@@ -291,24 +291,32 @@ def test_nan_rows_rejected(tmp_path):
         md.validate(bars)
 
 
-def test_duplicate_timestamps_rejected(tmp_path):
+def test_exact_duplicates_dropped_conflicting_duplicates_rejected(tmp_path):
     df = two_sessions()
-    df = pd.concat([df.iloc[:11], df.iloc[10:11], df.iloc[11:]])
-    path = write_layout(df, tmp_path / "dup.csv", "yfinance_csv")
-    with pytest.raises(md.DataValidationError, match=r"duplicate timestamps: 1 row\(s\); first: row 10 @ "
-                                                     r"2021-03-01 09:40:00-05:00"):
+    path = write_layout(pd.concat([df.iloc[:11], df.iloc[10:11], df.iloc[11:]]), tmp_path / "dup.csv", "yfinance_csv")
+    d = md.load_volatility_dataset(str(path), test_fraction=0.5)
+    assert d.card["file"]["exact_duplicates_dropped"] == 1
+    other = df.iloc[10:11].copy()
+    other["close"] += 1.0
+    path = write_layout(pd.concat([df.iloc[:11], other, df.iloc[11:]]), tmp_path / "conflict.csv", "yfinance_csv")
+    with pytest.raises(md.DataValidationError, match=r"(?s)conflicting duplicate timestamps.*1 row\(s\).*"
+                                                     r"2021-03-01 09:40:00-05:00.*TICKER="):
         md.load_volatility_dataset(str(path))
 
 
-def test_unsorted_rows_rejected(tmp_path):
+def test_unsorted_rows_are_sorted_and_said_but_validate_still_checks_order(tmp_path):
     df = two_sessions()
     order = np.arange(len(df))
     order[[20, 21]] = [21, 20]
     path = write_layout(df.iloc[order], tmp_path / "unsorted.csv", "generic")
-    bars, _ = md.load_minute_file(path)
+    bars, info = md.load_minute_file(path)
+    assert bars.index.is_monotonic_increasing and info["row_order"].startswith("unordered")
+    newest_first, info = md.load_minute_file(write_layout(df.iloc[::-1], tmp_path / "rev.csv", "generic"))
+    assert info["row_order"].startswith("newest first") and newest_first.equals(bars)
+    raw, _ = md.normalize_bars(pd.read_csv(path))
     with pytest.raises(md.DataValidationError, match=r"rows not sorted by time: 1 row\(s\); first: row 21 @ "
                                                      r"2021-03-01 09:50:00-05:00 is earlier than row 20"):
-        md.validate(bars)
+        md.validate(raw)
 
 
 def test_split_like_jump_rejected_unless_basis_declared(tmp_path):
@@ -332,13 +340,18 @@ def test_split_like_jump_rejected_unless_basis_declared(tmp_path):
     assert md.validate(two_sessions())["split_like_jumps"] == []
 
 
-def test_naive_timestamps_rejected_unless_assume_tz(tmp_path):
+def test_naive_timestamps_take_the_vendor_zone_or_need_data_tz(tmp_path):
     path = write_layout(two_sessions(), tmp_path / "av.csv", "alphavantage")
+    df, info = md.load_minute_file(path)  # Alpha Vantage documents US/Eastern
+    assert df.index[0] == pd.Timestamp("2021-03-01 09:30", tz=NY) and "alphavantage default" in info["tz_source"]
+    df, info = md.load_minute_file(path, assume_tz="UTC")
+    assert df.index[0] == pd.Timestamp("2021-03-01 09:30", tz="UTC") and "DATA_TZ" in info["tz_source"]
+    generic = tmp_path / "naive.csv"
+    generic.write_text(path.read_text().replace("1. open,2. high,3. low,4. close,5. volume",
+                                                "open,high,low,close,volume"))
     with pytest.raises(md.DataValidationError, match=r"(?s)naive timestamps .*: 780 row\(s\); first: row 0: "
-                                                     r"'2021-03-01 09:30:00'.*assume_tz="):
-        md.load_minute_file(path)
-    df, info = md.load_minute_file(path, assume_tz=NY)
-    assert df.index[0] == pd.Timestamp("2021-03-01 09:30", tz=NY) and info["tz_source"].startswith("naive")
+                                                     r"'2021-03-01 09:30:00'.*DATA_TZ="):
+        md.load_minute_file(generic)
 
 
 def test_unparseable_timestamps_and_bad_values(tmp_path):
@@ -555,10 +568,15 @@ def test_no_data_no_network_names_layouts_and_hint(tmp_path):
         md.resolve_source(str(tmp_path / "missing.csv"))
 
 
-def test_file_outside_split_ranges_is_a_clear_error(tmp_path):
+def test_file_outside_the_paper_ranges_is_split_chronologically_and_said(tmp_path):
     path = write_layout(two_sessions(), tmp_path / "bars.csv", "generic")
-    with pytest.raises(md.DataUnavailableError, match=r"(?s)no minute windows in the train split.*test_fraction"):
-        md.load_volatility_dataset(str(path))
+    d = md.load_volatility_dataset(str(path))
+    assert d.card["splits"]["rule"].startswith("chronological, automatic") and "SPLIT=" in d.card["splits"]["rule"]
+    assert d.card["splits"]["sessions"] == {"train": 1, "test": 1}
+    assert d.t_train.max() < d.t_test.min()
+    # explicit ranges that miss the file remain an error that names the fix
+    with pytest.raises(md.DataUnavailableError, match=r"(?s)no minute windows in the train split.*SPLIT="):
+        md.load_volatility_dataset(str(path), train_range=("2015-01-01", "2015-12-31"), explicit_ranges=True)
 
 
 def test_synthetic_is_labelled_and_seeded():

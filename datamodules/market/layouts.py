@@ -16,31 +16,70 @@ import pandas as pd
 
 from .errors import DataValidationError, accepted_layouts_text
 from .provenance import _file_sha256
+from .tidy import select_ticker, tidy_bars
 from .timestamps import _infer_interval, _parse_timestamps
 
 __all__ = ["load_minute_file", "normalize_bars"]
 
 # name, time-column candidates, required {canonical: source}, optional {canonical: source}
 # (source names are matched case-insensitively after stripping whitespace)
+_TIME_NAMES = ("timestamp", "time", "datetime", "date")  # what vendors and pandas call the time column
 _LAYOUT_SPECS: tuple[tuple[str, tuple[str, ...], dict[str, str], dict[str, str]], ...] = (
-    ("alphavantage", ("timestamp", "time"),
+    ("alphavantage", _TIME_NAMES,
      {"open": "1. open", "high": "2. high", "low": "3. low", "close": "4. close", "volume": "5. volume"}, {}),
-    ("polygon", ("t", "timestamp"),
+    ("polygon", ("t", *_TIME_NAMES),
      {"open": "o", "high": "h", "low": "l", "close": "c", "volume": "v"}, {"vwap": "vw"}),
     ("yfinance", ("datetime", "date"),
      {"open": "open", "high": "high", "low": "low", "close": "close", "volume": "volume"}, {"vwap": "vwap"}),
-    ("generic", ("timestamp",),
+    ("generic", _TIME_NAMES,
      {"open": "open", "high": "high", "low": "low", "close": "close", "volume": "volume"},
      {"vwap": "vwap"}),
 )
-_INDEX_FALLBACK = ("index", "unnamed: 0", "level_0")
+_INDEX_FALLBACK = ("index", "unnamed: 0", "level_0", "")
+# naive timestamps of these layouts are in this zone unless DATA_TZ says otherwise (the vendor documents it)
+VENDOR_TZ = {"alphavantage": "America/New_York"}
 
 
 def _read_raw(path: Path) -> tuple[pd.DataFrame, str]:
+    """Read a CSV or parquet file; unreadable files raise one :class:`DataValidationError` naming the file."""
+    try:
+        return _read_raw_unchecked(path)
+    except DataValidationError:
+        raise
+    except pd.errors.EmptyDataError:
+        raise DataValidationError(f"{path} is empty (no header, no rows); pass a CSV or parquet file of "
+                                  "minute bars with DATA=") from None
+    except UnicodeDecodeError:
+        raise DataValidationError(f"{path} is not a text CSV file (binary content); pass a CSV or a .parquet "
+                                  "file with DATA=") from None
+    except (pd.errors.ParserError, ValueError, OSError) as err:
+        kind = "parquet" if path.suffix.lower() in (".parquet", ".pq") else "CSV"
+        first = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        raise DataValidationError(f"{path} cannot be read as {kind} ({first}); is the file complete?") from None
+    except Exception as err:  # noqa: BLE001 - pyarrow raises its own types for corrupt files
+        raise DataValidationError(f"{path} cannot be read ({type(err).__name__}: {str(err)[:200]})") from None
+
+
+def _looks_binary(path: Path) -> bool:
+    """NUL bytes or invalid UTF-8 in the first 4 KiB (a multi-byte character cut at the end is allowed)."""
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    if b"\x00" in head:
+        return True
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return err.start < len(head) - 3
+    return False
+
+
+def _read_raw_unchecked(path: Path) -> tuple[pd.DataFrame, str]:
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
         return pd.read_parquet(path), "parquet"
     if suffix in (".csv", ".txt", ".gz") or suffix == "":
+        if suffix != ".gz" and _looks_binary(path):
+            raise UnicodeDecodeError("utf-8", b"", 0, 1, "binary content")
         raw = pd.read_csv(path)
         # yf.download(...).to_csv() with multi-level columns: "Price,..." / "Ticker,AMC,..." / "Datetime,,,"
         if len(raw.columns) and str(raw.columns[0]).strip() == "Price" and len(raw) >= 2 \
@@ -67,7 +106,7 @@ def _detect_layout(frame: pd.DataFrame) -> tuple[str, str, dict[str, str]]:
         time_col = next((lower[c] for c in time_cands if c in lower), None)
         if time_col is None:
             for c in _INDEX_FALLBACK:
-                if c in lower and (name in ("yfinance", "generic")):
+                if c in lower:
                     time_col = lower[c]
                     break
         if time_col is None:
@@ -80,6 +119,11 @@ def _detect_layout(frame: pd.DataFrame) -> tuple[str, str, dict[str, str]]:
                 mapping[canon] = lower["vwap"]
         return name, time_col, mapping
     cols = ", ".join(repr(str(c)) for c in list(frame.columns)[:12])
+    for name, _, required, _ in reversed(_LAYOUT_SPECS):  # one column short of a layout: name it
+        absent = [src for src in required.values() if src not in lower]
+        if len(absent) == 1 and len(required) > 2:
+            raise DataValidationError(f"the file looks like the {name} layout but has no {absent[0]!r} column "
+                                      f"(columns: {cols}); the task needs {', '.join(required.values())}")
     raise DataValidationError(
         [{"problem": f"unknown file layout (columns: {cols})", "count": 0, "rows": [],
           "hint": accepted_layouts_text().replace("\n", "\n    ")}],
@@ -105,7 +149,12 @@ def normalize_bars(frame: pd.DataFrame, *, assume_tz: str | None = None) -> tupl
     if not isinstance(frame.index, pd.RangeIndex):
         frame = frame.reset_index()
     layout, time_col, mapping = _detect_layout(frame)
-    idx, tz_source = _parse_timestamps(frame[time_col], assume_tz)
+    tz = assume_tz if assume_tz is not None else VENDOR_TZ.get(layout)
+    idx, tz_source = _parse_timestamps(frame[time_col], tz)
+    if assume_tz is None and tz is not None and tz_source.startswith("naive"):
+        tz_source += f" (the {layout} default; DATA_TZ= / --data.init_args.assume_tz to change)"
+    elif assume_tz is not None and tz_source.startswith("naive"):
+        tz_source += " (DATA_TZ / assume_tz)"
     out = pd.DataFrame(index=idx.as_unit("ns").rename("timestamp"))
     for canon in ("open", "high", "low", "close", "volume", "vwap"):
         if canon in mapping:
@@ -120,7 +169,8 @@ def normalize_bars(frame: pd.DataFrame, *, assume_tz: str | None = None) -> tupl
     return out, info
 
 
-def load_minute_file(path: str | os.PathLike, *, assume_tz: str | None = None) -> tuple[pd.DataFrame, dict]:
+def load_minute_file(path: str | os.PathLike, *, assume_tz: str | None = None,
+                     ticker: str = "AMC") -> tuple[pd.DataFrame, dict]:
     """Load a CSV or parquet bar file in any accepted vendor layout (see :data:`ACCEPTED_LAYOUTS`).
 
     Parameters
@@ -137,9 +187,15 @@ def load_minute_file(path: str | os.PathLike, *, assume_tz: str | None = None) -
     Not validated: call :func:`validate`.
     """
     p = Path(path)
+    if p.is_dir():
+        raise DataValidationError(f"{p} is a directory; DATA= takes one CSV or parquet file")
     if not p.is_file():
         raise FileNotFoundError(f"price file not found: {p}")
     raw, fmt = _read_raw(p)
+    if raw.empty:
+        raise DataValidationError(f"{p} has a header but no rows")
+    raw, ticker_info = select_ticker(raw, ticker)
     df, info = normalize_bars(raw, assume_tz=assume_tz)
-    info = {"path": str(p), "format": fmt, "sha256": _file_sha256(p)} | info
+    df, tidy_info = tidy_bars(df)
+    info = {"path": str(p), "format": fmt, "sha256": _file_sha256(p)} | info | ticker_info | tidy_info
     return df, info

@@ -79,9 +79,11 @@ def resolve_source(data: str | os.PathLike | None = None, cache_dir: str | os.Pa
     # 1. explicit file
     if data is not None and str(data).strip().lower() != "synthetic":
         p = Path(data)
+        if p.is_dir():
+            raise DataValidationError(f"DATA={str(p)!r} is a directory; DATA= takes one CSV or parquet file")
         if not p.is_file():
             raise _unavailable(f"DATA file {str(p)!r} does not exist.", ticker=ticker, interval=interval)
-        df, info = load_minute_file(p, assume_tz=assume_tz)
+        df, info = load_minute_file(p, assume_tz=assume_tz, ticker=ticker)
         if df.empty:
             raise _unavailable(f"DATA file {str(p)!r} has no rows.", ticker=ticker, interval=interval)
         return Source("file", df, _file_interval(info), info)

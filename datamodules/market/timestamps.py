@@ -15,6 +15,7 @@ from .errors import DataValidationError
 
 _OFFSET_RE = r"(?:[zZ]|[+-]\d{2}:?\d{2}|\s?UTC|\s?GMT)$"
 _DATE_ONLY_RE = r"\d{4}-\d{2}-\d{2}"
+_SLASH_RE = r"^(\d{1,2})/(\d{1,2})/(\d{4})(?:[ T](\d{1,2}:\d{2}(?::\d{2})?))?$"
 
 
 def _epoch_unit(values: np.ndarray) -> str:
@@ -49,6 +50,9 @@ def _parse_timestamps(col: pd.Series, assume_tz: str | None) -> tuple[pd.Datetim
         _raise_unparseable(col, null)
     if bool(s.str.fullmatch(r"\d{9,19}").all()):
         return _parse_timestamps(pd.to_numeric(s).astype("int64"), assume_tz)
+    slash = s.str.extract(_SLASH_RE)
+    if bool(slash[0].notna().all()):  # M/D/YYYY or D/M/YYYY: never guessed silently
+        return _parse_slash_dates(s, slash, col, assume_tz)
     has_offset = np.asarray(s.str.contains(_OFFSET_RE, regex=True), dtype=bool)
     aware = _to_datetime(s[has_offset], utc=True)
     naive = _to_datetime(s[~has_offset], utc=False)
@@ -68,6 +72,33 @@ def _parse_timestamps(col: pd.Series, assume_tz: str | None) -> tuple[pd.Datetim
     return _localize_naive(pd.DatetimeIndex(naive), col, assume_tz, date_only=date_only)
 
 
+def _parse_slash_dates(s: pd.Series, parts: pd.DataFrame, col: pd.Series,
+                       assume_tz: str | None) -> tuple[pd.DatetimeIndex, str]:
+    """``M/D/YYYY[ H:MM[:SS]]`` (US, a spreadsheet's export) or ``D/M/YYYY``: decided by a field above 12.
+
+    A first field above 12 anywhere means day first; a second field above 12 means month first (US); with
+    neither the order cannot be read from the data and the US order is taken, which the data card says."""
+    first, second = parts[0].astype(int), parts[1].astype(int)
+    if bool((first > 12).any()) and bool((second > 12).any()):
+        raise DataValidationError("slash dates with fields above 12 in both positions: neither M/D/YYYY nor "
+                                  "D/M/YYYY; repair the file's dates")
+    day_first = bool((first > 12).any())
+    if day_first:
+        order = "D/M/YYYY (a first field above 12 seen)"
+    elif bool((second > 12).any()):
+        order = "M/D/YYYY (US; a second field above 12 seen)"
+    else:
+        order = "M/D/YYYY assumed (US order; no field above 12 to tell day from month)"
+    month, day = (second, first) if day_first else (first, second)
+    iso = parts[2] + "-" + month.map("{:02d}".format) + "-" + day.map("{:02d}".format) + " " + parts[3].fillna("00:00")
+    parsed = pd.to_datetime(iso, format="mixed", errors="coerce")
+    bad = np.asarray(parsed.isna())
+    if bad.any():
+        _raise_unparseable(col, bad)
+    idx, source = _localize_naive(pd.DatetimeIndex(parsed), col, assume_tz, date_only=bool(parts[3].isna().all()))
+    return idx, f"{source}; dates {order}"
+
+
 def _to_datetime(s: pd.Series, *, utc: bool) -> pd.Series:
     """Fast ISO-8601 parse, falling back to per-element parsing; unparseable -> NaT."""
     parsed = pd.to_datetime(s, utc=utc, format="ISO8601", errors="coerce")
@@ -85,8 +116,8 @@ def _localize_naive(idx: pd.DatetimeIndex, col: pd.Series, assume_tz: str | None
         rows = [f"row {i}: {col.iloc[i]!r}" for i in range(min(3, len(col)))]
         raise DataValidationError([{
             "problem": "naive timestamps (no UTC offset or timezone)", "count": len(col), "rows": rows,
-            "hint": "pass assume_tz='America/New_York' (Alpha Vantage and most US vendors) or the file's "
-                    "zone to load_minute_file(..., assume_tz=...)",
+            "hint": "say which zone the times are in: DATA_TZ=America/New_York (make) or "
+                    "--data.init_args.assume_tz America/New_York (Alpha Vantage and most US vendors: New York)",
         }])
     try:
         local = idx.tz_localize(assume_tz, ambiguous="raise", nonexistent="raise")

@@ -43,7 +43,7 @@ def amc_availability(data: str | None) -> str | None:
 def reproduce(profile_name: str, *, data: str | None = None, workers: int | None = None,
               seeds: list[int] | None = None, out: str | Path = "reports", dry_run: bool = False,
               report_only: bool = False, retrain: bool = False, train=None, stream=None,
-              tasks: list[str] | None = None) -> int:  # fmt: skip
+              tasks: list[str] | None = None, data_args: list[str] | None = None) -> int:  # fmt: skip
     """The whole pipeline (the CLI's body; ``train`` replaces ``run_training`` in tests)."""
     import mlflow
 
@@ -76,8 +76,10 @@ def reproduce(profile_name: str, *, data: str | None = None, workers: int | None
             return 2
         profile.tasks = {t: plan for t, plan in profile.tasks.items() if t in tasks}
     commit = git_commit()
-    jobs = build_jobs(profile, commit=commit, data=data)
     amc_skip = amc_availability(data) if "volatility" in profile.tasks else None
+    if "volatility" in profile.tasks and not amc_skip:
+        _preflight_market(data, data_args or [], stream)  # a bad file stops here, before any run
+    jobs = build_jobs(profile, commit=commit, data=data, data_args=data_args)
     skipped = [j for j in jobs if amc_skip and j.task == "volatility"]
     jobs = [j for j in jobs if j not in skipped]
     uri = resolve_tracking_uri()
@@ -142,7 +144,23 @@ def reproduce(profile_name: str, *, data: str | None = None, workers: int | None
         print(f"\n{len(failed)} run(s) failed; see the report's Runs section and {out_dir / 'logs'}", file=stream)
     print(f"\nreport: {path} (figures in {out_dir / 'figures'}); MLflow run {report_run_id} in experiment "
           f"{profile.reproduce_experiment!r}; total {fmt_duration(time.time() - t0)}", file=stream)  # fmt: skip
+    dead = sorted({r.task for r in records if r.outcome != "skipped"}
+                  - {r.task for r in records if r.outcome in ("ok", "diverged")})
+    if dead:
+        print(f"error: every run of task(s) {', '.join(dead)} failed; see {out_dir / 'logs'}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _preflight_market(data: str, data_args: list[str], stream) -> None:
+    """Load and validate the market file once (raises the data error, which the CLI prints as one line)."""
+    from lightning_implicit.runner import ImplicitCLI, shorthand_args
+
+    cli = ImplicitCLI(args=[*shorthand_args("volatility", "linear"), "--data.init_args.data", data,
+                            "--data.init_args.allow_download", "false", *data_args, "--tracking.enabled", "false"])
+    cli.datamodule.setup("fit")
+    rule = cli.datamodule.data_card()["splits"]["rule"]
+    print(f"  AMC volatility data: {cli.datamodule.data_card()['n_windows']} windows; split {rule}", file=stream)
 
 
 def _companion(profile, commit: str, data: str | None, amc_skip: str | None, client) -> dict:
@@ -179,6 +197,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true", help="print the plan (reuse/train per run) and stop")
     p.add_argument("--report-only", action="store_true", help="train nothing; report the runs found in MLflow")
     p.add_argument("--retrain", action="store_true", help="ignore finished runs in MLflow and train everything")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    data_args: list[str] = []
+    if "--" in argv:
+        i = argv.index("--")
+        argv, data_args = argv[:i], argv[i + 1 :]
+    bad = [a for a in data_args if a.startswith("--") and not a.startswith("--data.init_args.")]
+    if bad:
+        p.error(f"after '--' only --data.init_args.* options of the volatility task are taken, got {bad[0]}")
     a = p.parse_args(argv)
     seeds = None
     if a.seeds:
@@ -190,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--workers must be >= 1")
     tasks = [t.strip() for t in a.tasks.split(",") if t.strip()] if a.tasks else None
     return reproduce(a.profile, data=a.data, workers=a.workers, seeds=seeds, out=a.out, dry_run=a.dry_run,
-                     report_only=a.report_only, retrain=a.retrain, tasks=tasks)  # fmt: skip
+                     report_only=a.report_only, retrain=a.retrain, tasks=tasks, data_args=data_args)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -139,8 +139,12 @@ def _data_identity(data: str | None) -> str | None:
     return f"{p.resolve()}:{size}"
 
 
-def build_jobs(profile: Profile, *, commit: str, data: str | None = None) -> list[Job]:
-    """One :class:`Job` per (task, model, seed) of ``profile``, heaviest first."""
+def build_jobs(profile: Profile, *, commit: str, data: str | None = None,
+               data_args: list[str] | None = None) -> list[Job]:
+    """One :class:`Job` per (task, model, seed) of ``profile``, heaviest first.
+
+    ``data`` and ``data_args`` (``--data.init_args.*`` overrides: ticker, time zone, split) go to the task that
+    reads a data file (volatility) and are part of its runs' identity."""
     trainer_text, trainer_cfg = _yaml("trainer", profile.trainer)
     jobs: list[Job] = []
     for task, plan in profile.tasks.items():
@@ -155,6 +159,7 @@ def build_jobs(profile: Profile, *, commit: str, data: str | None = None) -> lis
                 "task": task, "model": model, "trainer": trainer_text, "task_config": task_text,
                 "model_config": model_text, "overrides": sorted((k, format_value(v)) for k, v in overrides.items()),
                 "data": _data_identity(task_data), "tuned": tuned_args,
+                "data_args": list(data_args or []) if task == "volatility" else [],
             }  # fmt: skip
             config_hash = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
             cost = _estimate(task, model, overrides, trainer_cfg, task_cfg)
@@ -169,6 +174,7 @@ def build_jobs(profile: Profile, *, commit: str, data: str | None = None) -> lis
                 if task == "volatility":
                     if task_data:
                         args += ["--data.init_args.data", task_data]
+                    args += list(data_args or [])
                     args += ["--data.init_args.allow_download", "false"]
                 args += QUIET_ARGS
                 args += ["--tracking.experiment", profile.experiment(task), "--tracking.run_name",

@@ -223,6 +223,24 @@ def _contexts(opts: SweepOptions, space: SearchSpace, models: list[str], say) ->
     return out
 
 
+def _preflight_data(ctx: TrialContext) -> None:
+    """Load and validate the task's data once, before any study or MLflow run exists: a bad data file stops
+    the sweep in seconds with one error (raised as is), instead of failing inside every trial."""
+    from lightning_implicit.runner import ImplicitCLI
+
+    cli = ImplicitCLI(args=[*ctx.base_args, *ctx.pinned, "--tracking.enabled", "false"])
+    cli.datamodule.setup("fit")
+
+
+def _all_failed(study: optuna.Study) -> str | None:
+    """The first failure reason when the study has failed trials and none that completed or was pruned."""
+    trials = study.get_trials(deepcopy=False)
+    if any(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials):
+        return None
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    return (failed[0].user_attrs.get("fail_reason") or "failed") if failed else None
+
+
 def _sampler(space: SearchSpace, opts: SweepOptions, n_existing: int) -> optuna.samplers.TPESampler:
     kw = dict(space.sampler)
     if opts.workers > 1 or opts.worker_index is not None:
@@ -445,6 +463,8 @@ def _run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) 
     if opts.cv < 1 or opts.workers < 1 or opts.trials < 0:
         raise SearchSpaceError("--cv and --workers must be >= 1 and --trials >= 0")
     ctxs = _contexts(opts, space, models, say)
+    if opts.worker_index is None:
+        _preflight_data(ctxs[models[0]])
     url = resolve_storage_url(opts.storage)
     experiment = opts.experiment or opts.task
     recorder = SweepRecorder(opts.tracking_uri, experiment) if opts.tracking else None
@@ -528,6 +548,11 @@ def _run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) 
             status = 1
         n_after = len([t for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING])
         out = _outcome(study, m, n_after - n_before, parent)
+        reason = _all_failed(study) if n_after > n_before else None
+        if reason is not None and not interrupted:
+            out.notes.append(f"every trial failed; the first: {reason}")
+            say(f"[{m}] error: every trial failed (first reason: {reason})")
+            status = 1
         if out.best_number is not None:
             out.reproduce = _reproduce(opts, ctx, out.best_overrides)
         outcomes.append(out)

@@ -26,9 +26,11 @@ ACCEPTED_LAYOUTS: tuple[tuple[str, str, str], ...] = (
     ("yfinance", "Datetime,Open,High,Low,Close,Volume[,Dividends,Stock Splits]",
      "'Date' instead of 'Datetime' for daily bars; timestamps with UTC offsets"),
     ("Alpha Vantage", "timestamp,1. open,2. high,3. low,4. close,5. volume",
-     "'time' instead of 'timestamp' also accepted; naive times need assume_tz"),
+     "'date'/'time' also accepted; naive times are New York (DATA_TZ= to change)"),
     ("Polygon", "t,o,h,l,c,v,vw", "'t' in epoch milliseconds (UTC) or 'timestamp'; 'vw' = VWAP"),
-    ("generic", "timestamp,open,high,low,close,volume[,vwap]", "lower-case; timestamps with UTC offsets"),
+    ("generic", "timestamp,open,high,low,close,volume[,vwap]",
+     "any case; time column timestamp/time/date/datetime; naive times need DATA_TZ="),
+    ("any of these", "...,Stock (or symbol/ticker)", "several tickers stacked: TICKER= picks the rows (default AMC)"),
 )
 
 

@@ -127,3 +127,9 @@ def test_make_sweep_on_a_vendor_file_and_a_bad_file(tmp_path):
     exp = client.get_experiment_by_name("volatility")
     runs = client.search_runs([exp.experiment_id], filter_string="tags.`sweep.role` = 'parent'")
     assert len(runs) == 1  # the good sweep's parent; the bad file left none
+
+
+def test_a_damaged_market_cache_names_the_file_to_delete(tmp_path):
+    (tmp_path / "AMC_1d.parquet").write_bytes(b"PAR1" + b"\x00" * 100)
+    with pytest.raises(md.DataValidationError, match=r"market cache .*AMC_1d.parquet is damaged.*rm .*AMC_1d.parquet"):
+        md.resolve_source(None, tmp_path, allow_download=False, ticker="AMC", interval="1d")

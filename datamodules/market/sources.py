@@ -101,7 +101,11 @@ def resolve_source(data: str | os.PathLike | None = None, cache_dir: str | os.Pa
     cache_info: dict[str, Any] = {}
     cache_path = next((c for c in _cache_candidates(cache_dir, ticker, interval) if c.is_file()), None)
     if cache_path is not None:
-        cached, cache_info = load_minute_file(cache_path, assume_tz=assume_tz)
+        try:
+            cached, cache_info = load_minute_file(cache_path, assume_tz=assume_tz)
+        except DataValidationError as err:
+            raise DataValidationError(f"the market cache {cache_path} is damaged ({str(err).splitlines()[-1].strip()}); "
+                                      f"delete it (rm {cache_path}) and run again to rebuild it") from None
         if cached.empty:
             cached = None
         elif not allow_download or (interval == "1d" and not refresh):

@@ -55,7 +55,12 @@ def _report(result) -> None:
     print_sweep(result)
     if result.run_id:
         val = ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.val.items()))
-        print_run_summary(result.run_id, headline=val or None)
+        logger = getattr(getattr(result.module, "trainer", None), "logger", None)
+        uri = getattr(logger, "_tracking_uri", None)  # the run's own store (--tracking.uri), not the default
+        try:
+            print_run_summary(result.run_id, uri=uri, headline=val or None)
+        except Exception as err:  # noqa: BLE001 - the run is trained and logged; the summary is a courtesy
+            print(f"MLflow run: {result.run_id} (no summary: {type(err).__name__}: {err})")
 
 
 def _list(argv: list[str]) -> int:

@@ -34,6 +34,7 @@ def test_fused_backend_refuses_what_it_cannot_run():
 def test_failed_build_warns_and_falls_back(monkeypatch):
     """No compiler: ``auto`` warns (naming the error and the fix) and runs the Python loop; ``fused`` raises."""
     monkeypatch.setattr(fused, "_build", lambda: (None, "CalledProcessError: c++: not found"))
+    monkeypatch.setattr(fused.shutil, "which", lambda name: None)  # this machine has no compiler
     A, B, u = make_problem(6, 3, 0.9, 1.0, 4, seed=0)
     BU = u @ B.t()
     with pytest.warns(fused.FusedUnavailableWarning, match="c\\+\\+: not found.*apt-get install g\\+\\+"):

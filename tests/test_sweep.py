@@ -209,7 +209,7 @@ def test_cv_objective_is_the_fold_mean_and_prunes_between_folds(env):
 # ---- failures -----------------------------------------------------------------------------------------------
 def test_diverging_trial_fails_with_reason_and_the_sweep_finishes(env, capsys):
     search = env.search(DIVERGE)
-    assert main(env.args(search, "--model", "mlp", "--trials", "2")) == 0
+    assert main(env.args(search, "--model", "mlp", "--trials", "2")) == 1  # finished, every trial failed: exit 1
     trials = env.study("addition-mlp").trials
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL]
     assert all(t.user_attrs["fail_reason"].startswith("non-finite") for t in trials)
@@ -220,7 +220,7 @@ def test_diverging_trial_fails_with_reason_and_the_sweep_finishes(env, capsys):
     arts = {a.path for a in env.client().list_artifacts(parent.info.run_id, "summary")}
     assert "summary/param_importances.png" in arts  # a placeholder: no completed trial
     out = capsys.readouterr().out
-    assert "FAIL" in out and "non-finite" in out
+    assert "FAIL" in out and "non-finite" in out and "every trial failed (first reason: non-finite" in out
 
 
 BAD_FILES = {

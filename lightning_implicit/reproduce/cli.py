@@ -174,6 +174,7 @@ def _companion(profile, commit: str, data: str | None, amc_skip: str | None, cli
 
     other = load_profile(profile.compare_with)
     other.seeds = profile.seeds
+    other.tasks = {t: plan for t, plan in other.tasks.items() if t in profile.tasks}  # (the same --tasks subset)
     jobs = [j for j in build_jobs(other, commit=commit, data=data) if not (amc_skip and j.task == "volatility")]
     found = find_reusable(jobs, commit, client)
     records = [RunRecord(task=j.task, model=j.model, seed=j.seed, key=j.key, command=j.rerun_command(),

@@ -228,7 +228,9 @@ def _preflight_data(ctx: TrialContext) -> None:
     the sweep in seconds with one error (raised as is), instead of failing inside every trial."""
     from lightning_implicit.runner import ImplicitCLI
 
-    cli = ImplicitCLI(args=[*ctx.base_args, *ctx.pinned, "--tracking.enabled", "false"])
+    # (only the data matters here: any training budget the space leaves to the trials is set to one epoch)
+    budget = ["--trainer.max_epochs", "1", "--trainer.max_steps", "-1"]
+    cli = ImplicitCLI(args=[*ctx.base_args, *ctx.pinned, *budget, "--tracking.enabled", "false"])
     cli.datamodule.setup("fit")
 
 

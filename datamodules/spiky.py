@@ -96,24 +96,26 @@ class SpikyDataModule(ShiftDataModule):
         """Model units -> raw series units."""
         return v * self._width + self._offset
 
-    def _metrics(self, pred: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    def _squared_errors(self, pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``(N,)`` squared errors in raw units of predictions ``pred`` for targets ``y`` (model units)."""
         p, t = self.spec.align(pred, y)
-        err = (self.to_raw(p.double()) - self.to_raw(t.double())).pow(2).reshape(-1).cpu()
+        return (self.to_raw(p.double()) - self.to_raw(t.double())).pow(2).reshape(-1).cpu()
+
+    def _mse_metrics(self, err: torch.Tensor) -> dict[str, float]:
         mse = float(err.mean())
         return {"mse": mse, "mse_paper": mse / self.range**2}
 
     def train_metrics(self, pred: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         """Metrics on the training windows (``pred`` and ``y`` in model units), as :meth:`evaluate` names them."""
-        return self._metrics(pred, y)
+        return self._mse_metrics(self._squared_errors(pred, y))
 
     def evaluate(self, pred, y, shift, idx=None):
-        out = self._metrics(pred, y)
+        err = self._squared_errors(pred, y)
+        out = self._mse_metrics(err)
         extras = self.splits.tests[0].extras
         spike = torch.as_tensor(extras["is_spike"])
         sel = slice(None) if idx is None else np.asarray(idx)
         spike = spike if idx is None else spike[idx]
-        p, t = self.spec.align(pred, y)
-        err = (self.to_raw(p.double()) - self.to_raw(t.double())).pow(2).reshape(-1).cpu()
         out["mse_spike"] = float(err[spike].mean()) if spike.any() else float("nan")
         out["mse_normal"] = float(err[~spike].mean()) if (~spike).any() else float("nan")
         y_raw = extras["y_raw"][sel]

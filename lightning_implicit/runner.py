@@ -21,7 +21,8 @@ from datamodules.base import ShiftDataModule
 from lightning_implicit.modules.base import ShiftModule
 from lightning_implicit.tracking import TrackingCallback, git_commit, make_logger
 
-__all__ = ["ImplicitCLI", "TrackingConfig", "RunResult", "run_training", "conf_dir", "shorthand_args", "tuned_args"]
+__all__ = ["ImplicitCLI", "TrackingConfig", "RunResult", "run_training", "load_data", "conf_dir", "shorthand_args",
+           "tuned_args"]
 
 
 def conf_dir() -> Path:
@@ -108,6 +109,17 @@ class ImplicitCLI(LightningCLI):
         self.datamodule.setup("fit")
         built.loggers = [logger()]
         return built
+
+
+def load_data(args: list[str]) -> ShiftDataModule:
+    """The datamodule of a run's arguments, loaded and validated (``setup("fit")``), with nothing trained or
+    tracked: sweeps and reproductions call it once so that a bad data file stops them before any trial or run.
+    Raises the datamodule's own error (e.g. ``DataValidationError``)."""
+    # only the data matters: a training budget left to the trials (max_epochs -1 + max_steps) is set to one epoch
+    budget = ["--trainer.max_epochs", "1", "--trainer.max_steps", "-1", "--tracking.enabled", "false"]
+    dm = ImplicitCLI(args=[*args, *budget]).datamodule
+    dm.setup("fit")
+    return dm
 
 
 def _spec_of(dm):

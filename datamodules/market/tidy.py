@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataValidationError
+from .validation import _fmt_rows
 
 __all__ = ["TICKER_COLUMNS", "TICK_FACTOR", "select_ticker", "tidy_bars"]
 
@@ -50,10 +51,6 @@ def select_ticker(raw: pd.DataFrame, ticker: str) -> tuple[pd.DataFrame, dict[st
     return out, {"ticker_column": str(col), "tickers_in_file": found, "rows_other_tickers": int((~keep).sum())}
 
 
-def _fmt(df: pd.DataFrame, positions, limit: int = 3) -> list[str]:
-    return [f"{df.index[int(i)]} close={df['close'].iloc[int(i)]:g}" for i in list(positions)[:limit]]
-
-
 def tidy_bars(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Sort, drop exact duplicates and isolated bad ticks; raise on conflicts, non-finite or constant prices.
 
@@ -64,7 +61,7 @@ def tidy_bars(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
     inf = np.isinf(df[prices].to_numpy()).any(axis=1)
     if inf.any():
         raise DataValidationError([{"problem": "infinite prices", "count": int(inf.sum()),
-                                    "rows": _fmt(df, np.flatnonzero(inf)),
+                                    "rows": _fmt_rows(df, np.flatnonzero(inf)),
                                     "hint": "remove or repair those rows in the file"}])
     if not df.index.is_monotonic_increasing:
         newest_first = bool(df.index.is_monotonic_decreasing)
@@ -83,7 +80,7 @@ def tidy_bars(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
         if conflict.any():
             raise DataValidationError([{
                 "problem": "conflicting duplicate timestamps (same minute, different prices or volume)",
-                "count": int(df.index.duplicated().sum()), "rows": _fmt(df, np.flatnonzero(conflict)),
+                "count": int(df.index.duplicated().sum()), "rows": _fmt_rows(df, np.flatnonzero(conflict)),
                 "hint": "two tickers interleaved? add a ticker column (Stock/symbol/ticker) and choose one with "
                         "TICKER=, or save one ticker per file",
             }])

@@ -48,12 +48,11 @@ def budget_curve(task: str, models: list[str], epochs: list[int], seeds: list[in
                         "--trainer.enable_checkpointing", "false", "--tracking.experiment", f"budget-{task}",
                         "--tracking.run_name", f"{model}-e{e}-seed{seed}", *(overrides or [])]  # fmt: skip
                 res = train(args)
-                name = metric or next(k for k in res.sweep[0] if k not in ("shift", "n"))
-                metric = name
-                ind, ood = _summary(res.sweep, name, in_dist)
+                metric = metric or next(k for k in res.sweep[0] if k not in ("shift", "n"))
+                ind, ood = _summary(res.sweep, metric, in_dist)
                 results[model].setdefault(e, []).append((ind, ood))
                 runs.append(f"{model} epochs={e} seed={seed}: run {res.run_id}")
-                say(f"[budget {task}] {model} epochs={e} seed={seed}: {name} in-distribution {ind:.4g}, "
+                say(f"[budget {task}] {model} epochs={e} seed={seed}: {metric} in-distribution {ind:.4g}, "
                     f"shifted mean {ood:.4g}")  # fmt: skip
     folder = Path(out) / task
     folder.mkdir(parents=True, exist_ok=True)
@@ -106,11 +105,9 @@ def _plot(mean, models, epochs, metric, path: Path, task: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra: list[str] = []
-    if "--" in argv:
-        i = argv.index("--")
-        argv, extra = argv[:i], argv[i + 1 :]
+    from lightning_implicit.cliargs import comma_list, split_passthrough
+
+    argv, extra = split_passthrough(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(prog="lightning-implicit budget", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--task", required=True, help="task config name (conf/tasks/<task>.yaml)")
@@ -121,13 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="reports/budget", help="output folder root (default reports/budget)")
     a = p.parse_args(argv)
     try:
-        epochs = [int(e) for e in a.epochs.split(",") if e.strip()]
-        seeds = [int(s) for s in a.seeds.split(",") if s.strip()]
+        epochs = comma_list(a.epochs, int) or []
+        seeds = comma_list(a.seeds, int) or [0]
     except ValueError:
         p.error("--epochs and --seeds take comma-separated integers")
     if not epochs or min(epochs) < 1:
         p.error("--epochs: give at least one epoch count >= 1")
-    models = [m.strip() for m in a.model.split(",") if m.strip()]
+    models = comma_list(a.model) or []
     path = budget_curve(a.task, models, epochs, seeds, metric=a.metric, overrides=extra, out=Path(a.out))
     print(f"wrote {path}")
     return 0

@@ -154,13 +154,11 @@ def reproduce(profile_name: str, *, data: str | None = None, workers: int | None
 
 def _preflight_market(data: str, data_args: list[str], stream) -> None:
     """Load and validate the market file once (raises the data error, which the CLI prints as one line)."""
-    from lightning_implicit.runner import ImplicitCLI, shorthand_args
+    from lightning_implicit.runner import load_data, shorthand_args
 
-    cli = ImplicitCLI(args=[*shorthand_args("volatility", "linear"), "--data.init_args.data", data,
-                            "--data.init_args.allow_download", "false", *data_args, "--tracking.enabled", "false"])
-    cli.datamodule.setup("fit")
-    rule = cli.datamodule.data_card()["splits"]["rule"]
-    print(f"  AMC volatility data: {cli.datamodule.data_card()['n_windows']} windows; split {rule}", file=stream)
+    card = load_data([*shorthand_args("volatility", "linear"), "--data.init_args.data", data,
+                      "--data.init_args.allow_download", "false", *data_args]).data_card()
+    print(f"  AMC volatility data: {card['n_windows']} windows; split {card['splits']['rule']}", file=stream)
 
 
 def _companion(profile, commit: str, data: str | None, amc_skip: str | None, client) -> dict:
@@ -198,11 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true", help="print the plan (reuse/train per run) and stop")
     p.add_argument("--report-only", action="store_true", help="train nothing; report the runs found in MLflow")
     p.add_argument("--retrain", action="store_true", help="ignore finished runs in MLflow and train everything")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    data_args: list[str] = []
-    if "--" in argv:
-        i = argv.index("--")
-        argv, data_args = argv[:i], argv[i + 1 :]
+    from lightning_implicit.cliargs import comma_list, split_passthrough
+
+    argv, data_args = split_passthrough(sys.argv[1:] if argv is None else argv)
     bad = [a for a in data_args if a.startswith("--") and not a.startswith("--data.init_args.")]
     if bad:
         p.error(f"after '--' only --data.init_args.* options of the volatility task are taken, got {bad[0]}")
@@ -210,12 +206,12 @@ def main(argv: list[str] | None = None) -> int:
     seeds = None
     if a.seeds:
         try:
-            seeds = [int(s) for s in a.seeds.split(",") if s.strip()]
+            seeds = comma_list(a.seeds, int)
         except ValueError:
             p.error(f"--seeds: expected comma-separated integers, got {a.seeds!r}")
     if a.workers is not None and a.workers < 1:
         p.error("--workers must be >= 1")
-    tasks = [t.strip() for t in a.tasks.split(",") if t.strip()] if a.tasks else None
+    tasks = comma_list(a.tasks)
     return reproduce(a.profile, data=a.data, workers=a.workers, seeds=seeds, out=a.out, dry_run=a.dry_run,
                      report_only=a.report_only, retrain=a.retrain, tasks=tasks, data_args=data_args)  # fmt: skip
 

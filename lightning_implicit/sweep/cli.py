@@ -68,13 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def options_from_args(argv: list[str]):
     """Parse the command line into :class:`~lightning_implicit.sweep.driver.SweepOptions`."""
+    from lightning_implicit.cliargs import comma_list, split_passthrough
+
     from .driver import SweepOptions
 
-    argv = list(argv)
-    passthrough: list[str] = []
-    if "--" in argv:
-        i = argv.index("--")
-        argv, passthrough = argv[:i], argv[i + 1 :]
+    argv, passthrough = split_passthrough(argv)
     parser = build_parser()
     ns, unknown = parser.parse_known_args(argv)
     for a in unknown:
@@ -82,7 +80,7 @@ def options_from_args(argv: list[str]):
             parser.error(f"unrecognized argument {a!r} (LightningCLI overrides look like --trainer.max_epochs 5)")
     if unknown and not unknown[0].startswith("--"):
         parser.error(f"unrecognized argument {unknown[0]!r}")
-    models = [m.strip() for m in ns.model.split(",") if m.strip()] if ns.model else None
+    models = comma_list(ns.model)
     kw = {k: v for k, v in vars(ns).items() if k != "model"}
     return SweepOptions(models=models, overrides=[*unknown, *passthrough], **kw)
 

@@ -223,17 +223,6 @@ def _contexts(opts: SweepOptions, space: SearchSpace, models: list[str], say) ->
     return out
 
 
-def _preflight_data(ctx: TrialContext) -> None:
-    """Load and validate the task's data once, before any study or MLflow run exists: a bad data file stops
-    the sweep in seconds with one error (raised as is), instead of failing inside every trial."""
-    from lightning_implicit.runner import ImplicitCLI
-
-    # (only the data matters here: any training budget the space leaves to the trials is set to one epoch)
-    budget = ["--trainer.max_epochs", "1", "--trainer.max_steps", "-1"]
-    cli = ImplicitCLI(args=[*ctx.base_args, *ctx.pinned, *budget, "--tracking.enabled", "false"])
-    cli.datamodule.setup("fit")
-
-
 def _all_failed(study: optuna.Study) -> str | None:
     """The first failure reason when the study has failed trials and none that completed or was pruned."""
     trials = study.get_trials(deepcopy=False)
@@ -465,8 +454,11 @@ def _run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) 
     if opts.cv < 1 or opts.workers < 1 or opts.trials < 0:
         raise SearchSpaceError("--cv and --workers must be >= 1 and --trials >= 0")
     ctxs = _contexts(opts, space, models, say)
-    if opts.worker_index is None:
-        _preflight_data(ctxs[models[0]])
+    if opts.worker_index is None:  # the data once, before any study or MLflow run: a bad file fails here, not per trial
+        from lightning_implicit.runner import load_data
+
+        first = ctxs[models[0]]
+        load_data([*first.base_args, *first.pinned])
     url = resolve_storage_url(opts.storage)
     experiment = opts.experiment or opts.task
     recorder = SweepRecorder(opts.tracking_uri, experiment) if opts.tracking else None

@@ -117,10 +117,8 @@ def _write_tuned(opts: TuneOptions, task: str, model: str, study, space, storage
         best = study.best_trial
     except ValueError:
         return None
-    over = best.user_attrs.get("cli_overrides") or []
-    overrides = dict(space.space(model).fixed)  # the space's fixed settings (e.g. max_epochs -1), then the best trial's
-    for k, v in zip(over[::2], over[1::2], strict=True):
-        overrides[k[2:]] = _yaml_value(v)
+    ms = space.space(model)
+    overrides = {**ms.fixed, **ms.overrides(best.params)}  # the space's fixed settings (max_epochs -1), the best trial's
     folds = list(best.user_attrs.get("fold_values") or [best.value])
     trials = study.get_trials(deepcopy=False)
     counts = {s.name.lower(): sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED,
@@ -138,7 +136,7 @@ def _write_tuned(opts: TuneOptions, task: str, model: str, study, space, storage
                      "folds": [float(v) for v in folds]},
         "budget": f"{opts.trials} trials per (task, model), the same for every model; profile {opts.profile}'s data "
                   f"sizes; space {space.path.name} (sha256 {space.sha256})",
-        "space_edges": space_edges(best.params, space.space(model)),
+        "space_edges": space_edges(best.params, ms),
         "best_params": {k: (float(v) if isinstance(v, float) else v) for k, v in best.params.items()},
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "git_commit": commit,
@@ -154,16 +152,6 @@ def _write_tuned(opts: TuneOptions, task: str, model: str, study, space, storage
     tmp.write_text(cfg.to_yaml())
     tmp.replace(path)  # never a half-written file
     return path
-
-
-def _yaml_value(text: str):
-    """A LightningCLI argument string back to a YAML value (numbers, booleans, null, JSON lists)."""
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
 
 
 def run_tune(opts: TuneOptions, *, say=print) -> int:
@@ -252,17 +240,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from lightning_implicit.cliargs import comma_list, split_passthrough
+
     from .space import SearchSpaceError
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra: list[str] = []
-    if "--" in argv:
-        i = argv.index("--")
-        argv, extra = argv[:i], argv[i + 1 :]
+    argv, extra = split_passthrough(sys.argv[1:] if argv is None else argv)
     ns = build_parser().parse_args(argv)
-    split = lambda v: [x.strip() for x in v.split(",") if x.strip()] if v else None  # noqa: E731
     kw = {k: v for k, v in vars(ns).items() if k not in ("task", "model")}
-    opts = TuneOptions(**kw, tasks=split(ns.task), models=split(ns.model), extra=extra)
+    opts = TuneOptions(**kw, tasks=comma_list(ns.task), models=comma_list(ns.model), extra=extra)
     try:
         return run_tune(opts)
     except (SearchSpaceError, ValueError) as exc:

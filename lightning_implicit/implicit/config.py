@@ -5,10 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal, get_args
 
+from .activations import get_activation
+from .registry import SOLVERS
+
 __all__ = ["SolverConfig", "AdjointConfig"]
 
 TolMode = Literal["abs", "rel"]
-Backend = Literal["auto", "fused", "python"]
+Backend = Literal["auto", "fused", "python", "reference"]
 BACKENDS = get_args(Backend)
 
 
@@ -45,11 +48,16 @@ class SolverConfig:
             ``check_every`` iterations (1 when ``None``); ``newton`` every iteration.
         anderson_m, anderson_beta, anderson_lam: Anderson memory, mixing and Tikhonov regularisation.
         warn: emit a :class:`ConvergenceWarning` (once per call) when some sample did not converge.
-        backend: where ``picard`` runs its loop: ``auto`` (the default) the fused C++ loop
-            (:mod:`~lightning_implicit.implicit.fused`) for CPU float32/float64 tensors when it builds, else the
-            Python loop (after one warning); ``fused`` requires the C++ loop; ``python`` the blocked Python loop
-            (any device and dtype; the only one that uses ``check_every`` and the block-size hint). Same stopping
-            rule and per-sample results either way (up to the rounding of the products).
+        backend: where ``picard`` runs its loop (:data:`~lightning_implicit.implicit.solvers.BACKENDS`):
+            ``auto`` (the default) the fused C++ loop (:mod:`~lightning_implicit.implicit.fused`) for CPU
+            float32/float64 tensors and ReLU when it builds, else the Python loop (after one warning if the
+            build failed); ``fused`` requires the C++ loop; ``python`` the blocked Python loop (any device,
+            dtype and activation; the only one that uses ``check_every`` and the block-size hint);
+            ``reference`` the paper's iteration as written (:mod:`~lightning_implicit.implicit.reference`).
+            Same stopping rule and per-sample results either way (up to the rounding of the products); a
+            backend that does not support the activation says so and the reference runs.
+        activation: ``phi`` of ``x = phi(A x + B u)``, a name in
+            :data:`~lightning_implicit.implicit.activations.ACTIVATIONS` (the paper: ``relu``).
     """
 
     solver: str = "picard"
@@ -62,13 +70,16 @@ class SolverConfig:
     anderson_lam: float = 1e-6
     warn: bool = True
     backend: Backend = "auto"
+    activation: str = "relu"
 
     def __post_init__(self) -> None:
-        from .solvers import SOLVERS  # local import: the registry lives with the solvers
-
         _check_backend("solver", self.backend)
+        get_activation(self.activation)  # an unknown name lists the registered ones
         if self.solver not in SOLVERS:
             raise ValueError(f"unknown solver {self.solver!r}; choose one of {sorted(SOLVERS)}")
+        if self.solver == "newton" and self.activation != "relu":
+            raise ValueError(f"solver 'newton' solves ReLU's linear pieces exactly and supports activation 'relu' "
+                             f"only, got {self.activation!r}: use solver 'picard' or 'anderson'")
         _check_common("solver", self.tol, self.tol_mode, self.max_iter)
         if self.check_every is not None and not (isinstance(self.check_every, int) and self.check_every >= 1):
             raise ValueError(f"solver.check_every must be an integer >= 1, got {self.check_every!r}")
@@ -110,7 +121,8 @@ class AdjointConfig:
             device (CPU: ``CPU_DIRECT_MAX_N``, ``CPU_DIRECT_MAX_WORK``; others: ``OTHER_DIRECT_MAX_N``, no cap).
         check_every: iterations per block of the fixed-point iteration (``None``: adaptive), as in
             :class:`SolverConfig`.
-        backend: ``auto`` / ``fused`` / ``python`` for the fixed-point iteration, as in :class:`SolverConfig`.
+        backend: ``auto`` / ``fused`` / ``python`` for the fixed-point iteration, as in :class:`SolverConfig`
+            (``reference``: the Python loop).
     """
 
     mode: Literal["fixed_point", "direct", "auto"] = "auto"

@@ -233,7 +233,7 @@ def fused_module(required: bool = False):
 
 def usable(like: torch.Tensor, backend: str):
     """The module if ``backend`` and the tensor (device, dtype) call for the fused loop, else ``None``."""
-    if backend == "python":
+    if backend in ("python", "reference"):
         return None
     if not like.is_cpu or like.dtype not in _DTYPES:
         if backend == "fused":

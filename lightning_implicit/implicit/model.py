@@ -17,6 +17,7 @@ import math
 import torch
 from torch import nn
 
+from .activations import Activation, get_activation
 from .config import AdjointConfig, SolverConfig
 from .function import ImplicitFunction, fixed_point_solve
 from .projection import inf_norm, project_rows_l1
@@ -26,12 +27,15 @@ __all__ = ["ImplicitLayer", "ImplicitModel", "ImplicitRNN", "count_parameters"]
 
 
 class ImplicitLayer(nn.Module):
-    """The state equation ``x = relu(A x + B u)`` with its solver settings (per instance).
+    """The state equation ``x = phi(A x + B u)`` (``phi`` = ReLU in the paper) with its solver settings.
 
     Args:
         in_features: p.  hidden_features: n.
         kappa: radius of the row-wise L1 ball for ``A`` (``||A||_inf <= kappa < 1``).
         feedback: ``False`` keeps ``A`` strictly upper triangular (no closed-loop feedback).
+        activation: ``phi`` of ``x = phi(A x + B u)``: a name in
+            :data:`~lightning_implicit.implicit.activations.ACTIVATIONS` (the paper's ``relu``; ``leaky_relu``,
+            ``tanh``, or one added with :func:`~lightning_implicit.implicit.register_activation`).
         solver, tol, tol_mode, max_iter, check_every, anderson_m: see :class:`SolverConfig`.
         adjoint, adjoint_tol, adjoint_max_iter: see :class:`AdjointConfig`.
         backend: ``auto`` | ``fused`` | ``python``: where the Picard and fixed-point adjoint loops run (the fused
@@ -45,6 +49,7 @@ class ImplicitLayer(nn.Module):
         *,
         kappa: float = 0.95,
         feedback: bool = True,
+        activation: str = "relu",
         solver: str = "picard",
         tol: float = 3e-6,
         tol_mode: str = "abs",
@@ -64,14 +69,11 @@ class ImplicitLayer(nn.Module):
             raise ValueError(f"in_features and hidden_features must be >= 1, got {in_features}, {hidden_features}")
         self.in_features, self.hidden_features = in_features, hidden_features
         self.kappa, self.feedback = kappa, feedback
-        self.solver_cfg = SolverConfig(
-            solver=solver, tol=tol, tol_mode=tol_mode, max_iter=max_iter, check_every=check_every,
-            anderson_m=anderson_m, warn=warn, backend=backend,
-        )  # fmt: skip
-        self.adjoint_cfg = AdjointConfig(
-            mode=adjoint, tol=adjoint_tol, max_iter=adjoint_max_iter, warn=warn, check_every=check_every,
-            backend=backend,
-        )  # fmt: skip
+        self.solver_cfg = SolverConfig(solver=solver, tol=tol, tol_mode=tol_mode, max_iter=max_iter,
+                                       check_every=check_every, anderson_m=anderson_m, warn=warn, backend=backend,
+                                       activation=activation)
+        self.adjoint_cfg = AdjointConfig(mode=adjoint, tol=adjoint_tol, max_iter=adjoint_max_iter, warn=warn,
+                                         check_every=check_every, backend=backend)
         n, p = hidden_features, in_features
         self.A = nn.Parameter(torch.empty(n, n).uniform_(-1, 1) / n)
         self.B = nn.Parameter(torch.empty(n, p).uniform_(-1, 1) / math.sqrt(p))
@@ -80,6 +82,11 @@ class ImplicitLayer(nn.Module):
         # Iterations of the previous forward / adjoint solve: they size the first block of the next blocked
         # solve (a speed-up only; results do not depend on them). Per instance, never shared.
         self._hints: tuple[list[int], list[int]] = ([], [])
+
+    @property
+    def activation(self) -> Activation:
+        """``phi`` of the state equation."""
+        return get_activation(self.solver_cfg.activation)
 
     def effective_A(self) -> torch.Tensor:
         """``A`` as used in the state equation (strictly upper triangular without feedback)."""
@@ -108,22 +115,24 @@ class ImplicitLayer(nn.Module):
         *,
         warn: bool = True,
         readout: tuple[torch.Tensor, torch.Tensor] | None = None,
+        solver_cfg: SolverConfig | None = None,
     ) -> torch.Tensor:
         """Fixed point ``x (batch, n)`` for inputs ``u (batch, p)``; statistics go to ``self.last_stats``.
 
         ``warn=False`` leaves the non-convergence warning to the caller (an ImplicitRNN warns once per sequence).
         ``readout=(C, D)`` returns the prediction ``y = C x + D u (batch, q)`` instead, computed in the same
-        autograd node as the solve (fewer autograd nodes per step; see :mod:`.function`).
+        autograd node as the solve (fewer autograd nodes per step; see :mod:`.function`). ``solver_cfg``: solve
+        with these settings instead of the layer's (e.g. an evaluation's tolerance; the layer is not changed).
         """
         if u.dim() != 2 or u.shape[1] != self.in_features:
             raise ValueError(f"expected input (batch, {self.in_features}), got {tuple(u.shape)}")
         sink: list[SolverStats] = []
-        cfg = self.solver_cfg if warn or not self.solver_cfg.warn else self.solver_cfg.replace(warn=False)
+        cfg = self.solver_cfg if solver_cfg is None else solver_cfg
+        if not warn and cfg.warn:
+            cfg = cfg.replace(warn=False)
         x0 = None if x0 is None else x0.detach()  # None: start at zero (not materialised)
         C, D = (None, None) if readout is None else readout
-        out = ImplicitFunction.apply(
-            self.effective_A(), self.B, u, x0, cfg, self.adjoint_cfg, sink, self._hints, C, D
-        )
+        out = ImplicitFunction.apply(self.effective_A(), self.B, u, x0, cfg, self.adjoint_cfg, sink, self._hints, C, D)
         self.last_stats = sink[0]
         return out
 
@@ -161,8 +170,10 @@ class ImplicitModel(nn.Module):
     def well_posedness(self) -> float:
         return self.layer.well_posedness()
 
-    def forward(self, u: torch.Tensor) -> torch.Tensor:
-        return self.layer(u, readout=(self.C, self.D))  # y = C x + D u, in the solve's autograd node
+    def forward(self, u: torch.Tensor, solver_cfg: SolverConfig | None = None) -> torch.Tensor:
+        """``y (batch, q)``; ``solver_cfg``: solve with these settings instead of the layer's."""
+        # y = C x + D u, in the solve's autograd node
+        return self.layer(u, readout=(self.C, self.D), solver_cfg=solver_cfg)
 
 
 class ImplicitRNN(nn.Module):
@@ -216,24 +227,25 @@ class ImplicitRNN(nn.Module):
     def well_posedness(self) -> float:
         return self.layer.well_posedness()
 
-    def forward(self, s: torch.Tensor) -> torch.Tensor:
+    def forward(self, s: torch.Tensor, solver_cfg: SolverConfig | None = None) -> torch.Tensor:
+        """``(batch, time, out_features)``; ``solver_cfg``: solve with these settings instead of the layer's."""
         if s.dim() != 3 or s.shape[2] != self.in_features:
             raise ValueError(f"expected input (batch, time, {self.in_features}), got {tuple(s.shape)}")
         b, T, _ = s.shape
         h = s.new_zeros(b, self.state_features)
         x, ref_iters = None, 0
-        if self.warm_start and self.in_features == 1 and T > 0:
+        if self.warm_start and self.in_features == 1 and T > 0 and self.layer.activation.homogeneous:
             x, ref_iters = self._first_step_start(s[:, 0])
         hs, steps = [], []
         for i in range(T):
             u = torch.cat([s[:, i], h], dim=1)
-            x = self.layer(u, x0=x if self.warm_start else None, warn=False)
+            x = self.layer(u, x0=x if self.warm_start else None, warn=False, solver_cfg=solver_cfg)
             steps.append(self.layer.last_stats)
             h = x @ self.C.t() + u @ self.D.t()
             hs.append(h)
         self.last_stats = SolverStats.stack(steps)
         self.last_stats.extra["reference_iterations"] = ref_iters
-        cfg = self.layer.solver_cfg
+        cfg = self.layer.solver_cfg if solver_cfg is None else solver_cfg
         if cfg.warn:  # once per call, not once per time step
             warn_if_unconverged(self.last_stats.converged, self.last_stats.residual, f"forward solve ({cfg.solver}, "
                                 f"{T} time steps)", cfg.max_iter)  # fmt: skip
@@ -261,7 +273,8 @@ class ImplicitRNN(nn.Module):
         ):
             x_ref, iterations = kept[3], 0
         else:
-            cfg = SolverConfig(tol=tol, tol_mode="rel", max_iter=2000, warn=False, backend=layer.solver_cfg.backend)
+            cfg = layer.solver_cfg.replace(solver="picard", tol=tol, tol_mode="rel", max_iter=2000, warn=False,
+                                           check_every=None)
             x_ref, st = fixed_point_solve(A, torch.stack([Be, -Be]), None, cfg)
             iterations = int(st.iterations.sum())
             # (copies: in float64, A and Be may be views of the parameters; a non-finite point, e.g. from NaN

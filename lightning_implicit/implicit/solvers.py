@@ -1,14 +1,17 @@
-"""Fixed-point solvers for the state equation ``x = relu(A x + B u)``, batch-first.
+"""Fixed-point solvers for the state equation ``x = phi(A x + B u)``, batch-first.
 
-Every solver stops **per sample**: once a sample's residual ``||f(x) - x||_inf`` (``f(x) = relu(x A^T + BU)``)
+Every solver stops **per sample**: once a sample's residual ``||f(x) - x||_inf`` (``f(x) = phi(x A^T + BU)``)
 is below tolerance, that sample stops changing, and the solver reports for each sample the iterations it took,
 its final residual and whether it converged. Solvers are registered by name in :data:`SOLVERS` (as in
 torchdeq's registry); add one with :func:`register_solver`.
 
 Shapes: ``A (n, n)``, ``BU (batch, n)`` (the input term ``B u``, computed once), ``x0 (batch, n)``.
 
-Picard and the fixed-point adjoint have three loops with one rule (each sample's first iterate below the
-threshold, its count and residual), chosen by ``backend`` (:class:`~.config.SolverConfig`):
+Picard is the paper's iteration, written out in :func:`.reference.picard` (one screen). The loops below are
+backends of it (:data:`BACKENDS`, add one with :func:`register_backend`) with the same rule (each sample's
+first iterate below the threshold, its count and residual), chosen by ``backend``
+(:class:`~.config.SolverConfig`); ``tests/test_solvers.py`` checks each against the reference. The fixed-point
+adjoint uses the same loops:
 
 - the **fused** C++ loop (:mod:`.fused`, CPU float32/float64, the default there): one BLAS product per
   iteration and one pass over it (ReLU, residuals, recording; on large problems compaction of finished rows), no
@@ -29,38 +32,34 @@ threshold, its count and residual), chosen by ``backend`` (:class:`~.config.Solv
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 
-from . import fused
+from . import fused, reference
+from .activations import get_activation
 from .config import SolverConfig
+from .registry import SOLVERS, register_solver
 
 __all__ = [
-    "SOLVERS", "register_solver", "fixed_point_map", "threshold", "batched_solve", "blocked_iteration",
-]  # fmt: skip
-
-SolverFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, SolverConfig], tuple[torch.Tensor, ...]]
-SOLVERS: dict[str, SolverFn] = {}
-
-
-def register_solver(name: str) -> Callable[[SolverFn], SolverFn]:
-    """Register ``fn(A, BU, x0, cfg) -> (x, iterations, residual, converged)`` under ``name``.
-
-    ``x`` must be a ReLU image ``relu(A x' + B u)`` (as Picard's, Anderson's and Newton's are: each returns the
-    map value of its last point): the implicit backward reads ``relu'(z)`` at the fixed point as ``sign(x)``
-    (1 where ``x > 0``, else 0)."""
-
-    def deco(fn: SolverFn) -> SolverFn:
-        SOLVERS[name] = fn
-        return fn
-
-    return deco
+    "SOLVERS",
+    "register_solver",
+    "BACKENDS",
+    "register_backend",
+    "select_backend",
+    "BackendFallbackWarning",
+    "fixed_point_map",
+    "threshold",
+    "batched_solve",
+    "blocked_iteration",
+]
 
 
-def fixed_point_map(A: torch.Tensor, BU: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``f(x) = relu(A x + B u)`` for a batch of row vectors: ``relu(x A^T + BU)``."""
-    return torch.relu(torch.addmm(BU, x, A.t()))
+def fixed_point_map(A: torch.Tensor, BU: torch.Tensor, x: torch.Tensor, phi=torch.relu) -> torch.Tensor:
+    """``f(x) = phi(A x + B u)`` for a batch of row vectors: ``phi(x A^T + BU)``."""
+    return phi(torch.addmm(BU, x, A.t()))
 
 
 def threshold(fx: torch.Tensor, tol: float, tol_mode: str) -> torch.Tensor | float:
@@ -337,25 +336,89 @@ def _init(BU: torch.Tensor):
     return iters, active, residual
 
 
-@register_solver("picard")
-def picard(A, BU, x0, cfg: SolverConfig, hint: list[int] | None = None):
-    """The paper's iteration ``x_t = relu(A x_{t-1} + B u)``; residual ``||x_t - x_{t-1}||_inf``.
+# ----------------------------------------------------------------------------------------- picard backends
 
-    On CPU (float32/float64, ``cfg.backend`` ``auto`` or ``fused``) the fused C++ loop of :mod:`.fused`;
-    otherwise blocked (:func:`blocked_iteration`), in the transposed form ``x^T <- relu(A x^T + (B u)^T)``;
-    ``hint``: see there (:class:`~.model.ImplicitLayer` passes the iterations of its previous solve)."""
-    module = fused.usable(BU, cfg.backend)
-    if module is not None:
-        large = is_large(A.shape[0], BU.shape[0])
-        return fused.picard(module, A, BU, x0, cfg.tol, cfg.tol_mode, cfg.max_iter, large)
+BackendFn = Callable[..., tuple[torch.Tensor, ...]]
+
+
+class BackendFallbackWarning(RuntimeWarning):
+    """The backend asked for does not support a choice (e.g. the activation); the reference loop runs."""
+
+
+@dataclass(frozen=True)
+class PicardBackend:
+    """Where Picard's loop runs: ``fn(A, BU, x0, cfg, hint) -> (x, iterations, residual, converged)`` (the
+    rule of :func:`.reference.picard`); ``unsupported(BU, cfg)`` says why it cannot run a case (``None``: it can)."""
+
+    fn: BackendFn
+    unsupported: Callable[[torch.Tensor, SolverConfig], str | None] = lambda BU, cfg: None
+
+
+BACKENDS: dict[str, PicardBackend] = {}
+
+
+def register_backend(name: str, unsupported: Callable[[torch.Tensor, SolverConfig], str | None] | None = None):
+    """Register a Picard backend ``fn(A, BU, x0, cfg, hint)`` under ``name`` (see :class:`PicardBackend`)."""
+
+    def deco(fn: BackendFn) -> BackendFn:
+        BACKENDS[name] = PicardBackend(fn, unsupported or PicardBackend.unsupported)
+        return fn
+
+    return deco
+
+
+@register_backend("reference")
+def _reference(A, BU, x0, cfg: SolverConfig, hint=None):
+    return reference.picard(A, BU, x0, phi=get_activation(cfg.activation).fn, tol=cfg.tol, tol_mode=cfg.tol_mode,
+                            max_iter=cfg.max_iter)
+
+
+@register_backend("python")
+def _blocked(A, BU, x0, cfg: SolverConfig, hint=None):
+    """The blocked loop (:func:`blocked_iteration`) in the transposed form ``x^T <- phi(A x^T + (B u)^T)``."""
+    act = get_activation(cfg.activation)
+    relu = act.name == "relu"
 
     def step(x_in, x_out, cols):
-        torch.addmm(cols[0], A, x_in, out=x_out).relu_()
+        torch.addmm(cols[0], A, x_in, out=x_out)
+        x_out.relu_() if relu else x_out.copy_(act.fn(x_out))
 
-    return blocked_iteration(
-        step, None if x0 is None else x0.t(), [BU.t().contiguous()], tol=cfg.tol, tol_mode=cfg.tol_mode, max_iter=cfg.max_iter,
-        block=cfg.check_every, hint=hint, nonneg=True,
-    )  # fmt: skip
+    x0t = None if x0 is None else x0.t()
+    return blocked_iteration(step, x0t, [BU.t().contiguous()], tol=cfg.tol, tol_mode=cfg.tol_mode,
+                             max_iter=cfg.max_iter, block=cfg.check_every, hint=hint, nonneg=act.nonneg)
+
+
+def _fused_unsupported(BU, cfg: SolverConfig) -> str | None:
+    return None if cfg.activation == "relu" else f"implements activation 'relu' only, not {cfg.activation!r}"
+
+
+@register_backend("fused", _fused_unsupported)
+def _fused(A, BU, x0, cfg: SolverConfig, hint=None):
+    module = fused.usable(BU, "fused")
+    return fused.picard(module, A, BU, x0, cfg.tol, cfg.tol_mode, cfg.max_iter, is_large(A.shape[0], BU.shape[0]))
+
+
+def select_backend(BU: torch.Tensor, cfg: SolverConfig) -> str:
+    """The backend that runs Picard for ``cfg``: ``auto`` picks the fused loop where it applies (CPU
+    float32/float64, ReLU, the extension builds), else ``python``; a named backend that does not support the
+    case warns (:class:`BackendFallbackWarning`) and the ``reference`` loop runs."""
+    if cfg.backend == "auto":
+        if _fused_unsupported(BU, cfg) is None and fused.usable(BU, "auto") is not None:
+            return "fused"
+        return "python"
+    reason = BACKENDS[cfg.backend].unsupported(BU, cfg)
+    if reason is not None:
+        warnings.warn(f"backend {cfg.backend!r} {reason}: the reference loop runs (slower, same results)",
+                      BackendFallbackWarning, stacklevel=3)
+        return "reference"
+    return cfg.backend
+
+
+@register_solver("picard")
+def picard(A, BU, x0, cfg: SolverConfig, hint: list[int] | None = None):
+    """The paper's iteration ``x_t = phi(A x_{t-1} + B u)`` (:func:`.reference.picard`), run by the backend
+    :func:`select_backend` picks; ``hint``: see :func:`blocked_iteration`."""
+    return BACKENDS[select_backend(BU, cfg)].fn(A, BU, x0, cfg, hint)
 
 
 picard.accepts_hint = True
@@ -384,13 +447,14 @@ def anderson(A, BU, x0, cfg: SolverConfig):
     iters, active, residual = _init(BU)
     b, n = BU.shape
     m = cfg.anderson_m
+    phi = get_activation(cfg.activation).fn
     X = torch.zeros(b, m, n, dtype=BU.dtype, device=BU.device)
     F = torch.zeros_like(X)
     x = x0
     out = x0
     check_every = cfg.check_every or 1
     for t in range(cfg.max_iter):
-        fx = fixed_point_map(A, BU, x)
+        fx = fixed_point_map(A, BU, x, phi)
         g = fx - x
         r = g.abs().amax(dim=1)
         done = r < threshold(fx, cfg.tol, cfg.tol_mode)

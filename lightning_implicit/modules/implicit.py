@@ -28,10 +28,11 @@ class ImplicitModule(ShiftModule):
     Args:
         family: ``implicit`` (flattened input) or ``implicit_rnn`` (one implicit solve per time step).
         hidden_features: n.  state_features: size of the RNN state h (``implicit_rnn`` only).
-        kappa, feedback, solver, tol, tol_mode, max_iter, adjoint, adjoint_tol, adjoint_max_iter, backend,
-            warm_start, check_every, anderson_m: see :class:`~lightning_implicit.implicit.ImplicitLayer`.
-        sweep_tol_mode: tolerance mode of the shift sweep. ``rel`` by default because the absolute 3e-6 is
-            unreachable in float32 once ``|x|`` is large; the converged fraction is logged either way.
+        kappa, feedback, activation, solver, tol, tol_mode, max_iter, adjoint, adjoint_tol, adjoint_max_iter,
+            backend, warm_start, check_every, anderson_m: see :class:`~lightning_implicit.implicit.ImplicitLayer`.
+        sweep_tol_mode: tolerance mode of the shift sweep (a setting of the test loop: the sweep solves with
+            :attr:`sweep_solver_cfg`; the layer is never changed). ``rel`` by default because the absolute 3e-6
+            is unreachable in float32 once ``|x|`` is large; the converged fraction is logged either way.
         (lr, optimizer, weight_decay, lr_gamma, lr_schedule, lr_interval: see :class:`ShiftModule`)
     """
 
@@ -44,6 +45,7 @@ class ImplicitModule(ShiftModule):
         state_features: int | None = None,
         kappa: float = 0.95,
         feedback: bool = True,
+        activation: str = "relu",
         solver: str = "picard",
         tol: float = 3e-6,
         tol_mode: Literal["abs", "rel"] = "abs",
@@ -72,11 +74,10 @@ class ImplicitModule(ShiftModule):
         if n is None:
             raise ValueError(f"task {task.name!r} has no Table 4 size for {family!r}: give "
                              f"--model.init_args.hidden_features (known presets: {sorted(task.presets)})")
-        layer_kwargs = dict(
-            kappa=kappa, feedback=feedback, solver=solver, tol=tol, tol_mode=tol_mode, max_iter=max_iter,
-            check_every=check_every, anderson_m=anderson_m, adjoint=adjoint, adjoint_tol=adjoint_tol,
-            adjoint_max_iter=adjoint_max_iter, backend=backend,
-        )  # fmt: skip
+        layer_kwargs = dict(kappa=kappa, feedback=feedback, activation=activation, solver=solver, tol=tol,
+                            tol_mode=tol_mode, max_iter=max_iter, check_every=check_every, anderson_m=anderson_m,
+                            adjoint=adjoint, adjoint_tol=adjoint_tol, adjoint_max_iter=adjoint_max_iter,
+                            backend=backend)
         if family == "implicit":
             self.net = ImplicitModel(task.in_features, n, task.flat_out_features, **layer_kwargs)
         elif family == "implicit_rnn":
@@ -84,18 +85,29 @@ class ImplicitModule(ShiftModule):
                 raise ValueError(f"implicit_rnn needs a sequence task; {task.name!r} has flat inputs")
             h = state_features or preset.get("state_features") or n
             self.net = ImplicitRNN(task.step_features, n, h, task.seq_out_features, warm_start=warm_start,
-                                   **layer_kwargs)  # fmt: skip
+                                   **layer_kwargs)
             self.sequence_model = True
         else:
             raise ValueError(f"family must be 'implicit' or 'implicit_rnn', got {family!r}")
         self.family = family
         self.sweep_tol_mode = sweep_tol_mode
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = super().forward(x)
+    def forward(self, x: torch.Tensor, solver_cfg=None) -> torch.Tensor:
+        if self.task.is_sequence and not self.sequence_model:
+            x = x.reshape(x.shape[0], -1)
+        out = self.net(x, solver_cfg=solver_cfg)
         if self.family == "implicit_rnn" and self.task.many_to_one:
             out = out[:, -1]
         return out
+
+    def sweep_solver_cfg(self, tol_mode: str | None = None):
+        """The solver settings of the shift sweep: the layer's, at ``tol_mode`` (default ``sweep_tol_mode``),
+        without convergence warnings (the converged fraction is logged instead)."""
+        return self.layer.solver_cfg.replace(tol_mode=tol_mode or self.sweep_tol_mode, warn=False)
+
+    def evaluate_batch(self, x: torch.Tensor, y: torch.Tensor, tol_mode: str | None = None) -> torch.Tensor:
+        """The output in the shift sweep, solved with :meth:`sweep_solver_cfg` (``tol_mode``: another one)."""
+        return self(x, solver_cfg=self.sweep_solver_cfg(tol_mode))
 
     @property
     def layer(self):
@@ -145,11 +157,6 @@ class ImplicitModule(ShiftModule):
         self.log_dict(maxima, on_step=True, on_epoch=False, batch_size=1, sync_dist=True, reduce_fx="max")
 
     # ---- shift sweep: per-sample depth ------------------------------------------------------------
-    def on_test_epoch_start(self) -> None:
-        super().on_test_epoch_start()
-        self._train_solver_cfg = self.layer.solver_cfg
-        self.layer.solver_cfg = self.layer.solver_cfg.replace(tol_mode=self.sweep_tol_mode, warn=False)
-
     def collect_test(self, pred, y, idx):
         out = super().collect_test(pred, y, idx)
         st = self.net.last_stats
@@ -159,20 +166,6 @@ class ImplicitModule(ShiftModule):
         conv = st.converged
         out["converged"] = conv.all(dim=1) if conv.dim() == 2 else conv
         return out
-
-    def on_test_epoch_end(self) -> None:
-        try:
-            super().on_test_epoch_end()
-        finally:
-            self._restore_solver_cfg()
-
-    def teardown(self, stage: str) -> None:
-        self._restore_solver_cfg()  # also after a test that failed or was interrupted
-
-    def _restore_solver_cfg(self) -> None:
-        cfg = self.__dict__.pop("_train_solver_cfg", None)
-        if cfg is not None:
-            self.layer.solver_cfg = cfg
 
     def sweep_extras(self, out):
         it = out["iters"].float()

@@ -138,23 +138,14 @@ def _train_eval(res) -> dict[str, float]:
 
     module, dm = res.module, res.datamodule
     spec = module.task
-    layer = getattr(module, "layer", None) if hasattr(module, "family") else None
-    saved = None
-    if layer is not None:
-        saved = layer.solver_cfg
-        layer.solver_cfg = saved.replace(tol_mode=module.sweep_tol_mode, warn=False)
     module.eval()
     preds, ys = [], []
-    try:
-        with torch.no_grad():
-            ds = dm.train_set
-            for i in range(0, len(ds), 1024):
-                x, y, _ = ds[i : i + 1024]
-                preds.append(module.predict_batch(x, y))
-                ys.append(y)
-    finally:
-        if layer is not None:
-            layer.solver_cfg = saved
+    with torch.no_grad():  # the shift sweep's settings (evaluate_batch), on the training split
+        ds = dm.train_set
+        for i in range(0, len(ds), 1024):
+            x, y, _ = ds[i : i + 1024]
+            preds.append(module.evaluate_batch(x, y))
+            ys.append(y)
     pred, y = spec.align(torch.cat(preds), torch.cat(ys))
     out: dict[str, float] = {}
     if hasattr(dm, "train_metrics"):  # a task whose metrics need its own units (e.g. a scaled target)
@@ -186,29 +177,23 @@ def _alt_tolerance_depth(res) -> list:
 
     module, dm = res.module, res.datamodule
     other = "rel" if module.sweep_tol_mode == "abs" else "abs"
-    layer = module.layer
-    saved = layer.solver_cfg
-    layer.solver_cfg = saved.replace(tol_mode=other, warn=False)
     module.eval()
     now = int(time.time() * 1000)
     metrics = []
-    try:
-        with torch.no_grad():
-            for shift, ds in zip(dm.shifts, dm.test_sets, strict=True):
-                its, conv = [], []
-                for i in range(0, len(ds), 1024):
-                    x, y, _ = ds[i : i + 1024]
-                    module.predict_batch(x, y)
-                    st = module.net.last_stats
-                    it = st.iterations.float()
-                    its.append(it.mean(dim=1) if it.dim() == 2 else it)
-                    c = st.converged
-                    conv.append(c.all(dim=1) if c.dim() == 2 else c)
-                it, c = torch.cat(its), torch.cat(conv)
-                metrics.append(Metric(f"ood_{other}/iters_mean", float(it.mean()), now, int(shift)))
-                metrics.append(Metric(f"ood_{other}/converged_frac", float(c.float().mean()), now, int(shift)))
-    finally:
-        layer.solver_cfg = saved
+    with torch.no_grad():
+        for shift, ds in zip(dm.shifts, dm.test_sets, strict=True):
+            its, conv = [], []
+            for i in range(0, len(ds), 1024):
+                x, y, _ = ds[i : i + 1024]
+                module.evaluate_batch(x, y, tol_mode=other)
+                st = module.net.last_stats
+                it = st.iterations.float()
+                its.append(it.mean(dim=1) if it.dim() == 2 else it)
+                c = st.converged
+                conv.append(c.all(dim=1) if c.dim() == 2 else c)
+            it, c = torch.cat(its), torch.cat(conv)
+            metrics.append(Metric(f"ood_{other}/iters_mean", float(it.mean()), now, int(shift)))
+            metrics.append(Metric(f"ood_{other}/converged_frac", float(c.float().mean()), now, int(shift)))
     return metrics
 
 

@@ -107,6 +107,10 @@ class ShiftModule(L.LightningModule):
         """The model's output for a batch (``y`` is there for decoders trained with teacher forcing)."""
         return self(x)
 
+    def evaluate_batch(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The model's output in the shift sweep (subclasses evaluate with their test-time settings)."""
+        return self.predict_batch(x, y)
+
     def training_step(self, batch, batch_idx):
         x, y, _ = batch
         loss = self.task.loss(self.predict_batch(x, y), y)
@@ -168,7 +172,7 @@ class ShiftModule(L.LightningModule):
 
     def test_step(self, batch, batch_idx, dataloader_idx: int = 0):
         x, y, idx = batch
-        pred = self.predict_batch(x, y)
+        pred = self.evaluate_batch(x, y)
         self._test_outputs.setdefault(dataloader_idx, []).append(self.collect_test(pred, y, idx))
 
     def collect_test(self, pred, y, idx) -> dict[str, torch.Tensor]:

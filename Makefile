@@ -20,6 +20,8 @@ INTERVAL ?=
 PROFILE ?= quick
 FULL ?=
 PYTEST_ARGS ?=
+RUN_ID ?=
+CKPT ?=
 TUNED ?=
 TASKS ?=
 MODELS ?= implicit,eikonet
@@ -40,7 +42,7 @@ DATA_ARGS = $(if $(TICKER),--data.init_args.ticker $(TICKER)) $(if $(DATA_TZ),--
 	$(if $(TRAIN_RANGE),--data.init_args.train_range $(call range_json,$(TRAIN_RANGE))) \
 	$(if $(TEST_RANGE),--data.init_args.test_range $(call range_json,$(TEST_RANGE)))
 
-.PHONY: venv test test-fast train sweep tune budget reproduce bench ui server lint clean system-deps
+.PHONY: venv test test-fast train evaluate sweep tune budget reproduce bench ui server lint clean system-deps
 
 venv: $(STAMP)
 
@@ -63,6 +65,13 @@ train: venv
 	$(PY) -m lightning_implicit.cli train --task $(TASK) --model $(MODEL) --seed $(SEED) --trainer $(TRAINER) \
 		$(if $(DEVICES),--devices $(DEVICES)) $(if $(NODES),--nodes $(NODES)) \
 		$(if $(DATA),--data $(DATA)) $(if $(INTERVAL),--interval $(INTERVAL)) $(if $(filter 0 no false,$(TUNED)),--no-tuned) $(strip $(DATA_ARGS)) $(ARGS)
+
+## The shift sweep of a trained model again: RUN_ID= (a logged MLflow run) or CKPT= (a Lightning checkpoint;
+## with TASK= MODEL= when it is not under mlruns/lightning/<experiment>/<run>/checkpoints/); ARGS= overrides.
+evaluate: venv
+	$(PY) -m lightning_implicit.cli test $(if $(RUN_ID),--run-id $(RUN_ID)) $(if $(CKPT),--ckpt_path $(CKPT)) \
+		$(if $(filter command line,$(origin TASK)),--task $(TASK)) $(if $(filter command line,$(origin MODEL)),--model $(MODEL)) \
+		$(if $(filter command line,$(origin TRAINER)),--trainer $(TRAINER)) $(ARGS)
 
 sweep: venv
 	$(PY) -m lightning_implicit.cli sweep --task $(TASK) $(if $(filter command line,$(origin MODEL)),--model $(MODEL)) \

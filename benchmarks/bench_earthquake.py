@@ -36,8 +36,8 @@ def _peak_rss_mib() -> float:
 
 def _child_generate(cache_dir: str, seed: int) -> None:
     """Child mode: load the cached table, generate every split (no data cache), print a JSON line."""
-    from datamodules.earthquake_data import EarthquakeSpec, generate_all, split_counts
-    from datamodules.traveltime import TravelTimeTable
+    from lightning_implicit.datamodules.earthquake_data import EarthquakeSpec, generate_all, split_counts
+    from lightning_implicit.datamodules.traveltime import TravelTimeTable
 
     rss0 = _peak_rss_mib()
     t0 = time.perf_counter()
@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from obspy.taup import TauPyModel
 
-    from datamodules.earthquake_data import EarthquakeSpec, generate_all
-    from datamodules.traveltime import TravelTimeTable, exact_first_arrival, obspy_version
+    from lightning_implicit.datamodules.earthquake_data import EarthquakeSpec, generate_all
+    from lightning_implicit.datamodules.traveltime import TravelTimeTable, exact_first_arrival, obspy_version
 
     tmp = None
     if args.keep is None:

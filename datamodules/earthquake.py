@@ -1,6 +1,6 @@
 """Earthquake location (paper section 2.2, Figure 7, appendix A.4): geographic extrapolation k = 1..9.
 
-The physics and the generator are :mod:`datamodules.traveltime` and :mod:`datamodules.earthquake_data`
+The physics and the generator are :mod:`lightning_implicit.datamodules.traveltime` and :mod:`lightning_implicit.datamodules.earthquake_data`
 (ak135 first-arrival P times from obspy; a jittered global source mesh; 5 stations per event). This module
 makes it a task: 30 standardised features -> 4 standardised labels (longitude, latitude, depth, origin time
 relative to the anchor pick), statistics from the training split only. Shifts: ``0`` is the in-distribution
@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lightning_implicit.data import DataSplits, ShiftDataModule, Standardizer, TestSet
 from lightning_implicit.task import TaskSpec
 
-from .base import DataSplits, ShiftDataModule, Standardizer, TestSet
 from .earthquake_data import (
     EarthquakeSpec,
     epicentral_distance_km,

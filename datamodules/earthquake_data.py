@@ -2,7 +2,7 @@
 
 Every event is a source (longitude, latitude, depth) on a jittered mesh, observed by ``n_stations`` stations
 placed at random epicentral distances and azimuths on a spherical Earth (R = 6371 km). First-arrival P travel
-times come from the ak135 table of :mod:`datamodules.traveltime`. The stations are sorted by arrival time; the
+times come from the ak135 table of :mod:`lightning_implicit.datamodules.traveltime`. The stations are sorted by arrival time; the
 first is the anchor and ``p_i = tt_i - tt_1`` are the relative times (``p_1 = 0``).
 
 Features, shape ``(N, 6 * n_stations)`` float32 (30 for the paper), per station in arrival order:
@@ -33,8 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from datamodules.traveltime import (
+from lightning_implicit.datamodules.traveltime import (
     TravelTimeTable,
     _sha256,
     atomic_savez,
@@ -429,7 +428,7 @@ def dataset_key(spec: EarthquakeSpec, table: TravelTimeTable) -> str:
 
 
 def dataset_cache_path(spec: EarthquakeSpec, table: TravelTimeTable, cache_dir=None) -> Path:
-    """``<cache_dir>/earthquake_<key>.npz`` (see :func:`datamodules.traveltime.default_cache_dir`)."""
+    """``<cache_dir>/earthquake_<key>.npz`` (see :func:`lightning_implicit.datamodules.traveltime.default_cache_dir`)."""
     return default_cache_dir(cache_dir) / f"earthquake_{dataset_key(spec, table)}.npz"
 
 

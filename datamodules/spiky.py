@@ -1,6 +1,6 @@
 """Spiky time series (paper appendix A.3, Table 1): one-step forecasts of a sine series with spiky regions.
 
-The data layer (generation, windows, spike masks) is :mod:`datamodules.spiky_data`. This module turns it
+The data layer (generation, windows, spike masks) is :mod:`lightning_implicit.datamodules.spiky_data`. This module turns it
 into a task: inputs ``(batch, window, 1)``, targets ``(batch, 1)``; the chronological test part is the single
 "shift" of the sweep (``shift = 1``). A Figure 6-style plot of prediction vs truth over a test stretch with spikes.
 
@@ -27,9 +27,9 @@ from typing import Literal
 import numpy as np
 import torch
 
+from lightning_implicit.data import DataSplits, ShiftDataModule, TestSet
 from lightning_implicit.task import TaskSpec
 
-from .base import DataSplits, ShiftDataModule, TestSet
 from .spiky_data import GENERATORS, load_spiky_dataset
 
 __all__ = ["SpikyDataModule"]
@@ -41,7 +41,7 @@ class SpikyDataModule(ShiftDataModule):
         n_train, n_test, n_regions_train: series lengths and spiky regions of 100 points in the training part
             (the paper: 7,000, 3,000, 20; the test part gets a proportional number of regions).
         generator: ``authors`` (grid and noise of the authors' public generator) or ``aliased`` (this
-            project's first reading: grid step 0.1, noise std 0.5); see :mod:`datamodules.spiky_data`.
+            project's first reading: grid step 0.1, noise std 0.5); see :mod:`lightning_implicit.datamodules.spiky_data`.
         scale: ``none`` (models see raw values, as the authors' code) or ``minmax`` (scaled to [0, 1] by the
             training part's min and max).
         (others: ShiftDataModule)

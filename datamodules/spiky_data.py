@@ -13,7 +13,7 @@ Choices the paper leaves open (all recorded in the data card):
   **std 0.25** (the paper's ``N(0, 0.25)`` read as ``N(mean, std)``, as that code does). ``aliased`` is this
   project's first reading: ``x_i = i * 0.1`` (the spiky frequencies alias on that grid: ``sin 78x`` and
   ``sin 100x`` are sampled below 1 point per period) and noise std 0.5 (``N(mean, variance)``). The paper's
-  MSEs (<= 0.061) are on a min-max scaled target (see :mod:`datamodules.spiky`), so they cannot settle it.
+  MSEs (<= 0.061) are on a min-max scaled target (see :mod:`lightning_implicit.datamodules.spiky`), so they cannot settle it.
 * **Spiky points are noise-free** (the paper gives no noise for them), so ``|y| <= 20`` holds exactly.
 * **Regions**: 20 in the training part and ``round(20 * 3000 / 7000) = 9`` in the test part, each exactly
   100 consecutive points, placed uniformly at random (seeded) inside their part, non-overlapping and

@@ -11,57 +11,13 @@ from typing import Literal
 
 import numpy as np
 
+from lightning_implicit.data import SyntheticShiftDataModule, log_grid
 from lightning_implicit.task import TaskSpec
-
-from .base import DataSplits, ShiftDataModule, TestSet
 
 __all__ = [
     "SyntheticShiftDataModule", "IdentityDataModule", "ArithmeticDataModule", "RollingAverageDataModule",
     "RollingArgmaxDataModule", "log_grid",
 ]  # fmt: skip
-
-
-def log_grid(lo: float, hi: float, per_decade: int = 2) -> list[int]:
-    """Integer log-spaced grid from ``lo`` to ``hi`` (inclusive), ``per_decade`` points per decade."""
-    n = int(round(np.log10(hi / lo) * per_decade)) + 1
-    return sorted({int(round(v)) for v in np.logspace(np.log10(lo), np.log10(hi), n)})
-
-
-class SyntheticShiftDataModule(ShiftDataModule):
-    """A task defined by two samplers: ``sample(rng, n, shift=None)`` -> ``(x, y)``.
-
-    Args:
-        n_train: in-distribution samples (split into train/validation folds).
-        n_test: samples per shift.
-        shifts: the kappa grid (integers; the MLflow step of the sweep). ``None``: the paper's range.
-        (others: see :class:`ShiftDataModule`)
-    """
-
-    default_shifts: tuple[int, ...] = ()
-
-    def __init__(self, *, n_train: int = 10_000, n_test: int = 3_000, shifts: list[int] | None = None, **kw) -> None:
-        super().__init__(**kw)
-        if n_train < self.n_folds or n_test < 1:
-            raise ValueError(f"n_train must be >= n_folds and n_test >= 1, got {n_train}, {n_test}")
-        shifts = list(self.default_shifts if shifts is None else shifts)
-        if not shifts or any(int(s) != s or s <= 0 for s in shifts):
-            raise ValueError(f"shifts must be a non-empty list of positive integers, got {shifts}")
-        self.n_train, self.n_test, self.shift_grid = n_train, n_test, [int(s) for s in shifts]
-
-    def sample(self, rng: np.random.Generator, n: int, shift: int | None) -> tuple[np.ndarray, np.ndarray]:
-        raise NotImplementedError
-
-    def describe(self) -> dict:
-        """Distribution text for the data card."""
-        return {}
-
-    def build(self) -> DataSplits:
-        x, y = self.sample(self.rng(0), self.n_train, None)
-        tests = []
-        for k in self.shift_grid:
-            xt, yt = self.sample(self.rng(1, k), self.n_test, k)
-            tests.append(TestSet(shift=k, x=xt, y=yt))
-        return DataSplits(x_train=x, y_train=y, tests=tests, card={"source": "generated", **self.describe()})
 
 
 class IdentityDataModule(SyntheticShiftDataModule):

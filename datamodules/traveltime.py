@@ -64,7 +64,7 @@ _DEFAULT_PHASES = ("P", "p")
 
 
 # ----------------------------------------------------------------------------------------------------------
-# small shared helpers (also used by datamodules.earthquake_data)
+# small shared helpers (also used by lightning_implicit.datamodules.earthquake_data)
 # ----------------------------------------------------------------------------------------------------------
 
 

@@ -1,6 +1,6 @@
 """AMC volatility (paper section 2.2, Table 1): from 60 minute-VWAPs, predict the variance of the next 10.
 
-The data layer (sources, validation, sessions, windows, data card) is :mod:`datamodules.market`.
+The data layer (sources, validation, sessions, windows, data card) is :mod:`lightning_implicit.datamodules.market`.
 This module makes it a task: inputs ``(batch, 60, 1)``, targets ``(batch, 1)``; the temporal shift is the
 test period (``shift`` = its first year, 2021 in the paper). Inputs are standardised with one scalar mean/std
 of the training prices, targets divided by one training scale (positive, so the variance stays a variance);
@@ -17,9 +17,9 @@ import sys
 import numpy as np
 import pandas as pd
 
+from lightning_implicit.data import DataSplits, ShiftDataModule, TestSet
 from lightning_implicit.task import TaskSpec
 
-from .base import DataSplits, ShiftDataModule, TestSet
 from .market import PAPER_TEST_RANGE, PAPER_TRAIN_RANGE, load_volatility_dataset
 
 __all__ = ["VolatilityDataModule", "variance_metrics"]

@@ -11,18 +11,20 @@ import importlib
 
 import yaml
 
+from lightning_implicit import confpath
 from lightning_implicit.implicit import count_parameters
-from lightning_implicit.runner import conf_dir
+from lightning_implicit.validate import ConfigError
 
 __all__ = ["task_spec", "build_module", "parameter_table", "main"]
 
 
 def task_datamodule(task: str):
     """The task's datamodule as configured in ``conf/tasks/<task>.yaml`` (no data are generated)."""
-    path = conf_dir() / "tasks" / f"{task}.yaml"
-    if not path.exists():
-        choices = sorted(p.stem for p in path.parent.glob("*.yaml"))
-        raise SystemExit(f"error: no task config {task!r}; choose one of {choices}")
+    try:
+        path = confpath.find("tasks", task)
+    except ConfigError as err:
+        raise SystemExit(f"error: {err}") from None
+    confpath.add_user_modules()
     data = yaml.safe_load(path.read_text())["data"]
     module, _, name = data["class_path"].rpartition(".")
     return getattr(importlib.import_module(module), name)(**(data.get("init_args") or {}))
@@ -56,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="lightning-implicit params", description=__doc__)
     p.add_argument("--task", action="append", help="task name (repeatable); default: every task")
     args = p.parse_args(argv)
-    tasks = args.task or sorted(f.stem for f in (conf_dir() / "tasks").glob("*.yaml"))
+    tasks = args.task or confpath.names("tasks")
     for task in tasks:
         rows = parameter_table(task)
         ref = dict(rows).get("implicit")

@@ -7,7 +7,6 @@ plus overrides, and is repeatable from the command line.
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -17,18 +16,20 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers.logger import DummyLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from datamodules.base import ShiftDataModule
+from lightning_implicit import confpath
+from lightning_implicit.data import ShiftDataModule
 from lightning_implicit.modules.base import ShiftModule
 from lightning_implicit.tracking import TrackingCallback, git_commit, make_logger
+from lightning_implicit.validate import ConfigError
 
 __all__ = ["ImplicitCLI", "TrackingConfig", "RunResult", "run_training", "load_data", "conf_dir", "shorthand_args",
            "tuned_args"]
 
 
 def conf_dir() -> Path:
-    """The ``conf/`` folder (``$LIGHTNING_IMPLICIT_CONF`` overrides)."""
-    env = os.environ.get("LIGHTNING_IMPLICIT_CONF")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "conf"
+    """The built-in ``conf/`` folder (``$LIGHTNING_IMPLICIT_CONF`` replaces it; user directories are added in
+    front of it by ``$LIGHTNING_IMPLICIT_CONF_PATH``: see :mod:`lightning_implicit.confpath`)."""
+    return confpath.builtin_root()
 
 
 @dataclass
@@ -43,6 +44,8 @@ class TrackingConfig:
         model_name: the model's label in tags, tables and plots (the config file's name by default).
         parent_run_id: nest this run under another (sweeps, reproduction).
         tags: extra tags.
+        log_model: log the trained model after the shift sweep (``mlflow.pytorch.load_model("runs:/<id>/model")``
+            loads it; ``lightning-implicit test --run-id <id>`` re-runs its sweep).
     """
 
     enabled: bool = True
@@ -52,6 +55,7 @@ class TrackingConfig:
     model_name: str = "model"
     parent_run_id: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    log_model: bool = True
 
 
 class ImplicitCLI(LightningCLI):
@@ -117,6 +121,7 @@ def load_data(args: list[str]) -> ShiftDataModule:
     Raises the datamodule's own error (e.g. ``DataValidationError``)."""
     # only the data matters: a training budget left to the trials (max_epochs -1 + max_steps) is set to one epoch
     budget = ["--trainer.max_epochs", "1", "--trainer.max_steps", "-1", "--tracking.enabled", "false"]
+    confpath.add_user_modules()  # a user task's class_path module
     dm = ImplicitCLI(args=[*args, *budget]).datamodule
     dm.setup("fit")
     return dm
@@ -140,10 +145,13 @@ class RunResult:
 
 def run_training(args: list[str], *, extra_callbacks: list | None = None, test: bool = True) -> RunResult:
     """Fit + shift sweep from LightningCLI arguments (``--config`` files and ``--key value`` overrides)."""
+    from lightning_implicit.console import summary_without_flops
     from lightning_implicit.lifecycle import end_failed_run, terminated_cause
 
+    confpath.add_user_modules()  # a user task's class_path module
     cli = ImplicitCLI(args=args)
     trainer, model, dm = cli.trainer, cli.model, cli.datamodule
+    trainer.callbacks = summary_without_flops(trainer.callbacks)  # (FLOPs: 0 for every implicit model)
     if extra_callbacks:
         trainer.callbacks.extend(extra_callbacks)
     try:
@@ -159,10 +167,25 @@ def run_training(args: list[str], *, extra_callbacks: list | None = None, test: 
             raise signalled from None  # Lightning's sys.exit(1) after a signal: keep the signal (exit 128 + n)
         raise
     run_id = trainer.logger.run_id if trainer.logger is not None and trainer.is_global_zero else None
+    if run_id and test and cli.config_init["tracking"].log_model:
+        _log_model(trainer.logger, model, dm)
     if trainer.logger is not None and trainer.is_global_zero:
         trainer.logger.finalize("success")
     _end_process_group()
     return RunResult(run_id=run_id, sweep=model.sweep_results, val=val, module=model, datamodule=dm)
+
+
+def _log_model(logger, model, dm) -> None:
+    """The trained model into the run (:func:`lightning_implicit.evaluate.log_trained_model`); a failure is said
+    and tagged, never fails the trained run."""
+    from lightning_implicit.evaluate import log_trained_model
+
+    try:
+        log_trained_model(logger, model, dm)
+    except Exception as err:  # noqa: BLE001
+        print(f"warning: the model was not logged to MLflow ({type(err).__name__}: {err}); its checkpoint is "
+              "still tested by lightning-implicit test --ckpt_path", file=sys.stderr)  # fmt: skip
+        logger.experiment.set_tag(logger.run_id, "logged_model_error", f"{type(err).__name__}: {err}"[:5000])
 
 
 def _end_process_group() -> None:
@@ -185,17 +208,14 @@ def _end_process_group() -> None:
 def shorthand_args(task: str, model: str, trainer: str = "cpu", seed: int | None = None,
                    devices: int | str | None = None, nodes: int | None = None) -> list[str]:  # fmt: skip
     """``make train TASK=... MODEL=...`` as LightningCLI arguments (config files stacked in order)."""
-    root = conf_dir()
     # the task's file comes last: its recipe (a ``model: init_args:`` block, e.g. a learning rate) overrides the
-    # model file's defaults
-    files = [root / "trainer" / f"{trainer}.yaml", root / "models" / f"{model}.yaml", root / "tasks" / f"{task}.yaml"]
-    for f in files:
-        if not f.exists():
-            kind = f.parent.name
-            choices = sorted(p.stem for p in f.parent.glob("*.yaml"))
-            raise SystemExit(f"error: no {kind} config {f.stem!r} (looked for {f}); choose one of {choices}")
+    # model file's defaults. Each is found on the config search path (user directories, then conf/).
+    try:
+        files = [confpath.find("trainer", trainer), confpath.find("models", model), confpath.find("tasks", task)]
+    except ConfigError as err:
+        raise SystemExit(f"error: {err}") from None
     out = [a for f in files for a in ("--config", str(f))]
-    out += ["--tracking.model_name", model]
+    out += ["--tracking.model_name", confpath.name_of(model)]
     if seed is not None:
         out += ["--seed_everything", str(seed)]
     if devices is not None:

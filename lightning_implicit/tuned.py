@@ -71,9 +71,11 @@ class TunedConfig:
 
 
 def tuned_path(task: str, model: str, root: Path | None = None) -> Path:
-    from lightning_implicit.runner import conf_dir
+    """``<root>/<task>/<model>.yaml``; by default under ``tuned/`` of the config directory that holds the task
+    (a user's task: its own directory, never the repo's)."""
+    from lightning_implicit import confpath
 
-    return (root or conf_dir() / "tuned") / task / f"{model}.yaml"
+    return (root or confpath.home_of("tasks", task) / "tuned") / confpath.name_of(task) / f"{model}.yaml"
 
 
 def load_tuned(path: Path) -> TunedConfig:
@@ -94,10 +96,12 @@ def load_tuned(path: Path) -> TunedConfig:
 
 def find_tuned(task: str, model: str, root: Path | None = None) -> TunedConfig | None:
     """The tuned config of ``(task, model)``, or ``None`` when none was written."""
+    from lightning_implicit import confpath
+
     path = tuned_path(task, model, root)
     if not path.exists():
         return None
     cfg = load_tuned(path)
-    if (cfg.task, cfg.model) != (task, model):
+    if (cfg.task, cfg.model) != (confpath.name_of(task), model):
         raise TunedConfigError(f"{path}: written for {cfg.task}/{cfg.model}, found under {task}/{model}")
     return cfg

@@ -6,8 +6,8 @@ import json
 import math
 
 import pytest
+from lightning_implicit_paper.budget import budget_curve
 
-from lightning_implicit.reproduce.budget import budget_curve
 from lightning_implicit.runner import run_training
 
 

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from datamodules.earthquake_data import (
+from lightning_implicit.datamodules.earthquake_data import (
     EARTH_RADIUS_KM,
     EarthquakeSpec,
     dataset_cache_path,
@@ -26,7 +25,7 @@ from datamodules.earthquake_data import (
     split_names,
     wrap_longitude,
 )
-from datamodules.traveltime import (
+from lightning_implicit.datamodules.traveltime import (
     TravelTimeTable,
     default_depth_grid,
     default_distance_grid,

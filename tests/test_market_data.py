@@ -1,4 +1,4 @@
-"""Tests for datamodules.market (AMC volatility data layer).
+"""Tests for lightning_implicit.datamodules.market (AMC volatility data layer).
 
 Fixture files are generated here in tmp_path.  Expected window counts are worked out by hand from
 each construction: a session of L consecutive usable minutes gives L - (60 + 10) + 1 windows.
@@ -13,9 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yfinance
+from lightning_implicit.datamodules import market as md
 from yfinance.exceptions import YFRateLimitError
-
-from datamodules import market as md
 
 NY = "America/New_York"
 IN, H = 60, 10

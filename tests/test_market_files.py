@@ -9,9 +9,8 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from lightning_implicit.datamodules import market as md
 from market_fixtures import GOOD, bars, write_fixture
-
-from datamodules import market as md
 
 WINDOWS_PER_SESSION = 100 - (60 + 10) + 1  # 31
 

@@ -9,9 +9,9 @@ import lightning as L
 import pytest
 import torch
 from conftest import tiny_args
+from lightning_implicit.datamodules.synthetic import RollingArgmaxDataModule
 from torch.nn import functional as F
 
-from datamodules.synthetic import RollingArgmaxDataModule
 from lightning_implicit.runner import run_training
 
 

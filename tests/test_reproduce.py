@@ -8,13 +8,13 @@ import uuid
 
 import mlflow
 import pytest
+from lightning_implicit_paper import verdicts as V
+from lightning_implicit_paper.cli import reproduce
+from lightning_implicit_paper.plan import build_jobs
+from lightning_implicit_paper.profile import ProfileError, load_profile
+from lightning_implicit_paper.report import SECTIONS
+from lightning_implicit_paper.results import Results, RunRecord
 
-from lightning_implicit.reproduce import verdicts as V
-from lightning_implicit.reproduce.cli import reproduce
-from lightning_implicit.reproduce.plan import build_jobs
-from lightning_implicit.reproduce.profile import ProfileError, load_profile
-from lightning_implicit.reproduce.report import SECTIONS
-from lightning_implicit.reproduce.results import Results, RunRecord
 from lightning_implicit.runner import run_training
 
 # ---- profiles ---------------------------------------------------------------------------------------------
@@ -269,7 +269,7 @@ def test_tasks_option_runs_and_reports_a_subset(tiny_profile, tmp_path, capsys):
 
 
 def test_cost_estimate_counts_full_batches_as_cheaper_per_sample():
-    from lightning_implicit.reproduce.plan import _estimate
+    from lightning_implicit_paper.plan import _estimate
 
     task_cfg = {"data": {"init_args": {"n_train": 10_000, "batch_size": 64}}, "trainer": {"max_epochs": 20}}
     mini = _estimate("rolling_argmax", "implicit_rnn", {}, {}, task_cfg)

@@ -1,4 +1,4 @@
-"""Tests for datamodules.spiky_data (paper appendix A.3)."""
+"""Tests for lightning_implicit.datamodules.spiky_data (paper appendix A.3)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import json
 
 import numpy as np
 import pytest
-
-from datamodules import spiky_data as sd
+from lightning_implicit.datamodules import spiky_data as sd
 
 
 @pytest.fixture(scope="module")
@@ -127,8 +126,7 @@ def test_task_units_and_references_against_a_direct_computation():
     """Trained on min-max scaled (or raw) values, the task reports raw MSE, the paper's units and three
     references, each recomputed here from the raw windows."""
     import torch
-
-    from datamodules.spiky import SpikyDataModule
+    from lightning_implicit.datamodules.spiky import SpikyDataModule
 
     dm = SpikyDataModule(n_train=1400, n_test=600, n_regions_train=4, scale="minmax")
     dm.setup()

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from datamodules.synthetic import (
+from lightning_implicit.datamodules.synthetic import (
     ArithmeticDataModule,
     IdentityDataModule,
     RollingArgmaxDataModule,

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import tiny_args
+from lightning_implicit.datamodules.market import DataUnavailableError
+from lightning_implicit.datamodules.volatility import VolatilityDataModule, variance_metrics
 
-from datamodules.market import DataUnavailableError
-from datamodules.volatility import VolatilityDataModule, variance_metrics
 from lightning_implicit.cli import main as cli_main
 from lightning_implicit.runner import run_training, shorthand_args
 

@@ -9,8 +9,8 @@ import numpy as np
 import optuna
 import pytest
 import yaml
+from lightning_implicit.datamodules.synthetic import ArithmeticDataModule
 
-from datamodules.synthetic import ArithmeticDataModule
 from lightning_implicit.runner import conf_dir
 from lightning_implicit.sweep.space import load_search_space
 from lightning_implicit.sweep.tune import TuneOptions, run_tune, space_edges
@@ -81,8 +81,8 @@ def test_tune_writes_a_config_with_provenance_that_train_and_reproduce_use(tiny,
     assert tuned_args("addition", "implicit", use=False) == [] and "TUNED=0" in capsys.readouterr().out
     assert tuned_args("identity", "implicit") == []
 
-    from lightning_implicit.reproduce.plan import build_jobs
-    from lightning_implicit.reproduce.profile import load_profile
+    from lightning_implicit_paper.plan import build_jobs
+    from lightning_implicit_paper.profile import load_profile
 
     prof = load_profile(tiny / "tiny.yaml")
     (job,) = [j for j in build_jobs(prof, commit="c") if j.model == "implicit"]
@@ -179,7 +179,8 @@ def test_report_sets_tuned_and_default_verdicts_side_by_side(tmp_path, monkeypat
     import shutil
     import uuid
 
-    from lightning_implicit.reproduce.cli import reproduce
+    from lightning_implicit_paper.cli import reproduce
+
     from lightning_implicit.runner import run_training
     from lightning_implicit.tuned import TunedConfig
 

@@ -1,7 +1,7 @@
 """Reading bar files (CSV/parquet) and normalising vendor layouts (yfinance, Alpha Vantage, Polygon, generic).
 
 :func:`load_minute_file` reads a file, :func:`normalize_bars` maps any accepted layout (see
-:data:`~datamodules.market.errors.ACCEPTED_LAYOUTS`) to the canonical frame: tz-aware New York index
+:data:`~lightning_implicit.datamodules.market.errors.ACCEPTED_LAYOUTS`) to the canonical frame: tz-aware New York index
 named ``timestamp`` and float64 ``open, high, low, close, volume[, vwap]`` columns.
 """
 

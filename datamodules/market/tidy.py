@@ -1,7 +1,7 @@
 """Tidying a vendor file before validation: one ticker's rows, time order, duplicates, isolated bad ticks.
 
 Each step says what it did (``info`` keys, shown in the data card) or raises one
-:class:`~datamodules.market.errors.DataValidationError` that names the problem and the fix:
+:class:`~lightning_implicit.datamodules.market.errors.DataValidationError` that names the problem and the fix:
 
 * **ticker**: a ticker column (``Stock``, ``symbol``, ``ticker``, any case) selects the rows of ``ticker``
   (``TICKER=`` / ``--data.init_args.ticker``; default AMC); a file without AMC rows names the tickers it has.

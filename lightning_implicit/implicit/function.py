@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import torch
 
+from .activations import get_activation
 from .adjoint import solve_adjoint
 from .config import AdjointConfig, SolverConfig
-from .activations import get_activation
 from .solvers import SOLVERS
 from .stats import SolverStats, warn_if_unconverged
 

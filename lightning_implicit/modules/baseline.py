@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 
 from lightning_implicit.baselines import build_baseline
 from lightning_implicit.task import TaskSpec
@@ -77,7 +78,12 @@ class BaselineModule(ShiftModule):
         preset = task.preset(model) if model in task.presets else {"arch": model}
         arch = preset.pop("arch", model)
         self.arch = arch
-        self.net = build_baseline(arch, **baseline_kwargs(task, arch, {**preset, **(arch_kwargs or {})}))
+        kwargs = baseline_kwargs(task, arch, {**preset, **(arch_kwargs or {})})
+        self.net = build_baseline(arch, **kwargs)
+        if model not in task.presets and not arch_kwargs:
+            rank_zero_warn(f"task {task.name!r} has no Table 4 size for model {model!r}: built with the defaults "
+                           f"of {arch!r} ({kwargs}); give sizes with --model.init_args.arch_kwargs '{{...}}' or add "
+                           f"a preset to the task's TaskSpec(presets=...)", category=UserWarning)
         self.sequence_model = arch in SEQUENCE_ARCHS
         self.needs_targets = bool(getattr(self.net, "needs_targets", False))
         self.teacher_forcing_eval = teacher_forcing_eval

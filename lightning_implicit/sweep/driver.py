@@ -25,6 +25,8 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
+from lightning_implicit.confpath import name_of
+
 from .interrupt import DeferredInterrupt
 from .objective import Objective, TrialContext
 from .records import SweepRecorder
@@ -143,7 +145,7 @@ def study_name_for(opts: SweepOptions, model: str, n_models: int) -> str:
     """``--study S``: ``S`` (one model) or ``S-<model>``; default ``<task>-<model>``."""
     if opts.study:
         return opts.study if n_models == 1 else f"{opts.study}-{model}"
-    return f"{opts.task}-{model}"
+    return f"{name_of(opts.task)}-{model}"
 
 
 def _quiet(verbose: bool):
@@ -460,7 +462,7 @@ def _run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) 
         first = ctxs[models[0]]
         load_data([*first.base_args, *first.pinned])
     url = resolve_storage_url(opts.storage)
-    experiment = opts.experiment or opts.task
+    experiment = opts.experiment or name_of(opts.task)
     recorder = SweepRecorder(opts.tracking_uri, experiment) if opts.tracking else None
     on_failed = _on_failed(recorder)
     storage = open_storage(url, heartbeat=opts.heartbeat, grace=opts.grace, max_retry=opts.max_retry,
@@ -484,8 +486,8 @@ def _run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) 
     kind = "JournalStorage (no heartbeats: dead workers found by process id)" if "://" not in url else "RDBStorage"
     say(f"sweep {opts.task}: models {', '.join(models)}; {opts.trials} more trial(s) each"
         f"{f' on {opts.workers} workers' if opts.workers > 1 else ''}; objective val/loss"
-        f"{f' (mean of {opts.cv} folds)' if opts.cv > 1 else ''}; budget {space.budget}; storage {mask_url(url)} "
-        f"[{kind}]")  # fmt: skip
+        f"{f' (mean of {opts.cv} folds)' if opts.cv > 1 else ''}; budget {space.budget}; space {space.path}; "
+        f"storage {mask_url(url)} [{kind}]")  # fmt: skip
     outcomes: list[ModelOutcome] = []
     studies: dict[str, optuna.Study] = {}
     interrupted = False
@@ -578,4 +580,11 @@ def _run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) 
         except Exception as exc:  # noqa: BLE001
             o.notes.append(f"could not log the summary to MLflow: {exc}")
     print_summary(console, opts, outcomes, experiment=experiment if recorder else None)
+    from lightning_implicit.console import print_sweep_summary
+
+    try:  # where the results are: best values, studies, experiment, UI links (or the make ui hint)
+        print_sweep_summary(outcomes, experiment=experiment if recorder else None,
+                            uri=recorder.uri if recorder else None, storage=mask_url(url))  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - the sweep is done and recorded; the summary is a courtesy
+        say(f"(no sweep summary: {type(exc).__name__}: {exc})")
     return INTERRUPTED if interrupted else status

@@ -67,9 +67,13 @@ class SearchSpaceError(ValueError):
 
 
 def search_file_path(task: str, conf: Path | None = None) -> Path:
-    from lightning_implicit.runner import conf_dir
+    """The task's search file: ``<conf>/search/<task>.yaml``, by default the first on the config search path, or
+    the generic recipe space ``search/default.yaml`` for a task without one."""
+    from lightning_implicit import confpath
 
-    return (conf or conf_dir()) / "search" / f"{task}.yaml"
+    if conf is not None:
+        return conf / "search" / f"{task}.yaml"
+    return confpath.find("search", confpath.name_of(task), required=False) or confpath.find("search", "default")
 
 
 def _suggest(word: str, options) -> str:
@@ -297,9 +301,9 @@ def load_search_space(path: str | Path, *, task: str, full: bool = False, model_
 
     path = Path(path)
     if not path.exists():
-        from lightning_implicit.runner import conf_dir
+        from lightning_implicit import confpath
 
-        have = sorted(p.stem for p in (conf_dir() / "search").glob("*.yaml"))
+        have = confpath.names("search")
         raise SearchSpaceError(f"no search space for task {task!r}: {path} does not exist (search files: {have})")
     text = path.read_text()
     try:
@@ -308,9 +312,9 @@ def load_search_space(path: str | Path, *, task: str, full: bool = False, model_
         raise SearchSpaceError(f"{path}: not valid YAML: {exc}") from None
     raw = _mapping(raw, "the file", path)
     if model_names is None:
-        from lightning_implicit.runner import conf_dir
+        from lightning_implicit import confpath
 
-        model_names = sorted(p.stem for p in (conf_dir() / "models").glob("*.yaml"))
+        model_names = confpath.names("models")
     model_names = set(model_names)
     for k in raw:
         if k not in TOP_KEYS and k not in model_names:

@@ -60,11 +60,12 @@ class TuneOptions:
 
 def tune_space_path(task: str, space_dir: str | None = None) -> Path:
     """``<space_dir>/<task>.yaml`` when the task has its own space, else ``<space_dir>/default.yaml``."""
-    from lightning_implicit.runner import conf_dir
+    from lightning_implicit import confpath
 
-    root = Path(space_dir) if space_dir else conf_dir() / "tune"
-    own = root / f"{task}.yaml"
-    return own if own.exists() else root / "default.yaml"
+    if space_dir:
+        own = Path(space_dir) / f"{task}.yaml"
+        return own if own.exists() else Path(space_dir) / "default.yaml"
+    return confpath.find("tune", task, required=False) or confpath.find("tune", "default")
 
 
 def space_edges(params: dict, space) -> list[str]:
@@ -157,7 +158,8 @@ def _write_tuned(opts: TuneOptions, task: str, model: str, study, space, storage
 def run_tune(opts: TuneOptions, *, say=print) -> int:
     """Tune the profile's (task, model) pairs; returns the exit code (0; 1 if a study ended with no complete
     trial; 130 after Ctrl-C)."""
-    from lightning_implicit.reproduce.profile import load_profile
+    from lightning_implicit_paper.profile import load_profile
+
     from lightning_implicit.tracking import git_commit
 
     from .driver import SweepOptions, run_sweep

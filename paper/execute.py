@@ -153,7 +153,7 @@ def _train_eval(res) -> dict[str, float]:
     elif spec.kind == "regression":
         out["train_eval/mse"] = float(((pred - y) ** 2).mean())
         if spec.name == "volatility":
-            from datamodules.volatility import variance_metrics
+            from lightning_implicit.datamodules.volatility import variance_metrics
 
             scale = float(getattr(dm, "y_scale", 1.0))
             m = variance_metrics(pred.double().numpy() * scale, y.double().numpy() * scale)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import yaml
 
-from lightning_implicit.runner import conf_dir
+from lightning_implicit import confpath
 
 from .paper_numbers import ABLATION_TASKS, TABLE4_MODELS
 
@@ -97,16 +97,16 @@ def profile_path(profile: str) -> Path:
     p = Path(profile)
     if p.suffix in (".yaml", ".yml") and p.exists():
         return p
-    cand = conf_dir() / "reproduce" / f"{profile}.yaml"
-    if cand.exists():
+    cand = confpath.find("reproduce", profile, required=False)
+    if cand is not None:
         return cand
-    choices = sorted(q.stem for q in (conf_dir() / "reproduce").glob("*.yaml"))
-    raise ProfileError(f"no reproduction profile {profile!r} (looked for {cand}); choose one of {choices} "
-                       "or give a path to a .yaml file")  # fmt: skip
+    looked = ", ".join(str(r / "reproduce") for r in confpath.search_path())
+    raise ProfileError(f"no reproduction profile {profile!r} (looked in {looked}); choose one of "
+                       f"{confpath.names('reproduce')} or give a path to a .yaml file")
 
 
 def _choices(kind: str) -> list[str]:
-    return sorted(p.stem for p in (conf_dir() / kind).glob("*.yaml"))
+    return confpath.names(kind)
 
 
 def _class_params(cls) -> set[str]:
@@ -131,7 +131,7 @@ def _class_params(cls) -> set[str]:
 
 
 def _config_class(kind: str, name: str, section: str):
-    cfg = yaml.safe_load((conf_dir() / kind / f"{name}.yaml").read_text()) or {}
+    cfg = yaml.safe_load(confpath.find(kind, name).read_text()) or {}
     path = ((cfg.get(section) or {}).get("class_path")) or ""
     module, _, attr = path.rpartition(".")
     return getattr(importlib.import_module(module), attr)

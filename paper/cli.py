@@ -27,7 +27,11 @@ __all__ = ["main", "reproduce", "amc_availability"]
 
 def amc_availability(data: str | None) -> str | None:
     """``None`` when the volatility task has data to run on, else the reason it is skipped."""
-    from datamodules.market import DataUnavailableError, DataValidationError, resolve_source
+    from lightning_implicit.datamodules.market import (
+        DataUnavailableError,
+        DataValidationError,
+        resolve_source,
+    )
 
     try:
         resolve_source(data, cache_dir="data/market", allow_download=False, ticker="AMC", interval="1d")

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import yaml
 
-from lightning_implicit.runner import conf_dir, shorthand_args
+from lightning_implicit import confpath
+from lightning_implicit.runner import shorthand_args
 from lightning_implicit.tuned import find_tuned
 
 from .profile import Profile
@@ -105,7 +106,7 @@ class Job:
 
 
 def _yaml(kind: str, name: str) -> tuple[str, dict]:
-    text = (conf_dir() / kind / f"{name}.yaml").read_text()
+    text = confpath.find(kind, name).read_text()
     return text, (yaml.safe_load(text) or {})
 
 

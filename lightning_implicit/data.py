@@ -1,7 +1,9 @@
-"""The shared base of every task: in-distribution train/val loaders and one test loader per shift.
+"""The public API for tasks: the base datamodule (in-distribution train/val loaders, one test loader per shift)
+and :class:`~lightning_implicit.task.TaskSpec`.
 
 A task subclasses :class:`ShiftDataModule`, sets :attr:`spec` (a :class:`~lightning_implicit.task.TaskSpec`)
-and implements :meth:`build`, returning the training data and the shifted test sets. The base does the
+and implements :meth:`build`, returning the training data and the shifted test sets; a task defined by a
+sampler subclasses :class:`SyntheticShiftDataModule` and implements ``sample``. The base does the
 rest: seeded k-fold train/validation split, loaders, shift bookkeeping and the data card.
 
 Every dataset yields ``(x, y, index)``; the index lets the shift sweep count every test sample exactly once
@@ -21,7 +23,8 @@ from torchmetrics import functional as tmf
 
 from lightning_implicit.task import TaskSpec
 
-__all__ = ["ShiftDataModule", "DataSplits", "TestSet", "Standardizer"]
+__all__ = ["TaskSpec", "ShiftDataModule", "SyntheticShiftDataModule", "DataSplits", "TestSet", "Standardizer",
+           "log_grid"]
 
 
 @dataclass
@@ -223,3 +226,46 @@ class ShiftDataModule(L.LightningDataModule):
         }
         card.update(s.card)
         return card
+
+
+def log_grid(lo: float, hi: float, per_decade: int = 2) -> list[int]:
+    """Integer log-spaced grid from ``lo`` to ``hi`` (inclusive), ``per_decade`` points per decade."""
+    n = int(round(np.log10(hi / lo) * per_decade)) + 1
+    return sorted({int(round(v)) for v in np.logspace(np.log10(lo), np.log10(hi), n)})
+
+
+class SyntheticShiftDataModule(ShiftDataModule):
+    """A task defined by two samplers: ``sample(rng, n, shift=None)`` -> ``(x, y)``.
+
+    Args:
+        n_train: in-distribution samples (split into train/validation folds).
+        n_test: samples per shift.
+        shifts: the kappa grid (integers; the MLflow step of the sweep). ``None``: the paper's range.
+        (others: see :class:`ShiftDataModule`)
+    """
+
+    default_shifts: tuple[int, ...] = ()
+
+    def __init__(self, *, n_train: int = 10_000, n_test: int = 3_000, shifts: list[int] | None = None, **kw) -> None:
+        super().__init__(**kw)
+        if n_train < self.n_folds or n_test < 1:
+            raise ValueError(f"n_train must be >= n_folds and n_test >= 1, got {n_train}, {n_test}")
+        shifts = list(self.default_shifts if shifts is None else shifts)
+        if not shifts or any(int(s) != s or s <= 0 for s in shifts):
+            raise ValueError(f"shifts must be a non-empty list of positive integers, got {shifts}")
+        self.n_train, self.n_test, self.shift_grid = n_train, n_test, [int(s) for s in shifts]
+
+    def sample(self, rng: np.random.Generator, n: int, shift: int | None) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        """Distribution text for the data card."""
+        return {}
+
+    def build(self) -> DataSplits:
+        x, y = self.sample(self.rng(0), self.n_train, None)
+        tests = []
+        for k in self.shift_grid:
+            xt, yt = self.sample(self.rng(1, k), self.n_test, k)
+            tests.append(TestSet(shift=k, x=xt, y=yt))
+        return DataSplits(x_train=x, y_train=y, tests=tests, card={"source": "generated", **self.describe()})

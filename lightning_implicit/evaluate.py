@@ -1,0 +1,398 @@
+"""The trained model in MLflow, and ``lightning-implicit test``: the shift sweep of a logged model, again.
+
+* :func:`log_trained_model`: after the shift sweep, :func:`~lightning_implicit.runner.run_training` logs the
+  trained LightningModule with ``mlflow.pytorch.log_model`` (an input example from the first test set and the
+  signature inferred from it), so ``mlflow.pytorch.load_model("runs:/<run id>/model")`` loads it back.
+* ``lightning-implicit test --run-id ID`` (or ``--ckpt_path PATH``): rebuilds the run's data and model from the
+  ``config.yaml`` it logged, loads the logged weights (or a Lightning checkpoint's), runs the same shift sweep
+  as ``train`` does after fitting, prints it beside the trained run's numbers, and logs it as a new MLflow run
+  nested under the trained one (``--no-log``: print only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import re
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["log_trained_model", "MODEL_NAME", "main", "build_parser", "EvaluationError"]
+
+MODEL_NAME = "model"  # the logged model's name: runs:/<run id>/model
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+class EvaluationError(RuntimeError):
+    """What ``lightning-implicit test`` cannot do, and what to pass instead (printed without a traceback)."""
+
+
+# ---- logging the trained model ---------------------------------------------------------------------------------
+def _detached_copy(module):
+    """A CPU copy of ``module`` in eval mode without its Trainer and the sweep's outputs (what gets pickled)."""
+    trainer = module.__dict__.get("_trainer")
+    saved = {k: module.__dict__.get(k) for k in ("sweep_results", "sweep_outputs", "_test_outputs")}
+    module._trainer = None
+    module.sweep_results, module.sweep_outputs, module._test_outputs = [], {}, {}
+    try:
+        out = copy.deepcopy(module)
+    finally:
+        module._trainer = trainer
+        for k, v in saved.items():
+            setattr(module, k, v)
+    for key in ("_loss_acc", "_stats_acc", "_train_solver_cfg"):
+        out.__dict__.pop(key, None)
+    return out.cpu().eval()
+
+
+def _example_input(datamodule, n: int = 4):
+    """``n`` inputs of the first test set (the in-distribution shift), as the model reads them."""
+    ds = datamodule.test_sets[0] if getattr(datamodule, "test_sets", None) else datamodule.val_set
+    return ds[0 : min(n, len(ds))][0].detach().cpu()
+
+
+@contextmanager
+def _fluent_uri(uri: str):
+    """MLflow's fluent API on ``uri`` for the duration (the process's tracking URI and environment restored)."""
+    import mlflow
+
+    from lightning_implicit.tracking.store import _process_tracking_uri_unchanged
+
+    with _process_tracking_uri_unchanged():
+        mlflow.set_tracking_uri(uri)
+        yield
+
+
+def _mlflow_pytorch():
+    """``mlflow.pytorch``, imported without its side effects on logging. Importing it imports the standalone
+    ``pytorch_lightning`` when installed, which points lightning_utilities' rank-zero logger at
+    ``pytorch_lightning.utilities.rank_zero``, and calls ``logging.basicConfig``: every later Lightning info line
+    of the process (a reproduction's next runs) would then print a second way, past the CLI's filters."""
+    if "mlflow.pytorch" in sys.modules:
+        return sys.modules["mlflow.pytorch"]
+    import lightning.pytorch  # noqa: F401 - (sets the rank-zero logger kept below)
+    import lightning_utilities.core.rank_zero as rank_zero
+
+    root = logging.getLogger()
+    handlers, level, log = list(root.handlers), root.level, rank_zero.log
+    try:
+        import mlflow.pytorch
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        rank_zero.log = log
+    return mlflow.pytorch
+
+
+class _DropPickleAdvice(logging.Filter):
+    # pickle is chosen on purpose: torch.export (MLflow's pt2 default) cannot trace the fused solver's C++ kernel
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Pickle or CloudPickle" not in record.getMessage()
+
+
+def log_trained_model(logger, module, datamodule) -> str:
+    """Log ``module`` (trained, after the shift sweep) to ``logger``'s MLflow run as ``runs:/<run id>/model``;
+    returns that URI and tags the run ``logged_model`` with it. Raises what MLflow raises."""
+    import lightning
+    import mlflow
+    import torch
+    from mlflow.models import infer_signature
+
+    run_id, uri = logger.run_id, logger._tracking_uri
+    model = _detached_copy(module)
+    x = _example_input(datamodule)
+    with torch.no_grad():
+        y = model(x)
+    signature = infer_signature(x.numpy(), y.detach().numpy())
+    requirements = [f"torch=={torch.__version__.split('+')[0]}", f"lightning=={lightning.__version__}",
+                    f"mlflow=={mlflow.__version__}"]  # fmt: skip
+    quiet, flt = logging.getLogger("mlflow.pytorch"), _DropPickleAdvice()
+    quiet.addFilter(flt)
+    client = logger.experiment
+    run = client.get_run(run_id)
+    # created here, in the run's experiment: left to itself MLflow 3.17 files a model logged by run id (no active
+    # fluent run) under the Default experiment, where runs:/<id>/model does not find it
+    logged = client.create_logged_model(experiment_id=run.info.experiment_id, name=MODEL_NAME, source_run_id=run_id,
+                                        params=dict(run.data.params), model_type="pytorch")  # fmt: skip
+    try:
+        with _fluent_uri(uri):
+            _mlflow_pytorch().log_model(model, name=MODEL_NAME, run_id=run_id, model_id=logged.model_id,
+                                     input_example=x.numpy(), signature=signature, pip_requirements=requirements,
+                                     serialization_format="pickle")  # fmt: skip
+    finally:
+        quiet.removeFilter(flt)
+    model_uri = f"runs:/{run_id}/{MODEL_NAME}"
+    client.set_tag(run_id, "logged_model", model_uri)
+    return model_uri
+
+
+# ---- lightning-implicit test ---------------------------------------------------------------------------------
+EPILOG = """\
+examples:
+  lightning-implicit test --run-id 3f2a...e1                 # the run's logged model, config and store
+  lightning-implicit test --run-id 3f2a...e1 --data.init_args.shifts "[10, 100, 1000, 10000]" --trainer cpu
+  lightning-implicit test --ckpt_path mlruns/lightning/1/3f2a...e1/checkpoints/epoch=19-step=100.ckpt
+  lightning-implicit test --ckpt_path my.ckpt --task addition --model implicit --no-log
+  make evaluate RUN_ID=3f2a...e1        (or CKPT=path/to/file.ckpt)
+
+The run id is printed in the summary of `lightning-implicit train` (and shown in the MLflow UI). The results
+go to a new MLflow run "test-<run name>" nested under the trained run, in its experiment; the table printed
+puts them beside the trained run's own ood/ metrics. Any other --a.b value option is a LightningCLI override
+of the run's config (e.g. --data.init_args.n_test 2000, --model.init_args.max_iter 1000)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="lightning-implicit test", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Re-run the shift sweep (the out-of-distribution evaluation `train` runs after fitting) of "
+                    "a trained model: a logged MLflow run or a Lightning checkpoint.",
+    )  # fmt: skip
+    p.add_argument("--run-id", "--run_id", dest="run_id", default=None,
+                   help="MLflow run to re-test: its config.yaml and logged model (runs:/ID/model)")
+    p.add_argument("--ckpt_path", "--ckpt-path", dest="ckpt_path", default=None,
+                   help="Lightning checkpoint whose weights to test (default: the run's logged model)")
+    p.add_argument("--task", default=None, help="without a run: the task config (conf/tasks/<task>.yaml)")
+    p.add_argument("--model", default=None, help="without a run: the model config (conf/models/<model>.yaml)")
+    p.add_argument("--seed", type=int, default=None, help="without a run: the seed the checkpoint was trained with")
+    p.add_argument("--trainer", default=None,
+                   help="trainer config to test with (conf/trainer/<name>.yaml, e.g. cpu); default: the run's own")
+    p.add_argument("--tracking-uri", dest="tracking_uri", default=None,
+                   help="MLflow store of the run and of the test run (default $MLFLOW_TRACKING_URI or "
+                        "sqlite:///mlruns/mlflow.db)")  # fmt: skip
+    p.add_argument("--no-log", dest="log", action="store_false", help="print the sweep only; no MLflow run")
+    return p
+
+
+def _run_from_ckpt_path(path: Path) -> str | None:
+    """The run id in a checkpoint path that Lightning's MLFlowLogger laid out (``<root>/<exp>/<run>/checkpoints``)."""
+    parts = path.resolve().parts
+    if len(parts) >= 3 and parts[-2] == "checkpoints" and _RUN_ID.match(parts[-3]):
+        return parts[-3]
+    return None
+
+
+def _source_run(client, run_id: str, uri: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_run(run_id)
+    except MlflowException as err:
+        from lightning_implicit.redact import redact
+
+        raise EvaluationError(
+            f"no MLflow run {run_id!r} in the store {redact(uri)} ({str(err).splitlines()[0][:160]}); "
+            "copy the id from the train summary or the MLflow UI, or pass --tracking-uri of the store that holds it"
+        ) from None
+
+
+def _download(run_id: str, path: str, uri: str, dst: str) -> Path | None:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, tracking_uri=uri,
+                                                        dst_path=dst))  # fmt: skip
+    except (MlflowException, OSError):
+        return None
+
+
+def _logged_weights(run_id: str, uri: str) -> dict | None:
+    """The state dict of the run's logged model; ``None`` when the run has none."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        with _fluent_uri(uri):
+            model = _mlflow_pytorch().load_model(f"runs:/{run_id}/{MODEL_NAME}", map_location="cpu")
+    except (MlflowException, OSError):
+        return None
+    return model.state_dict()
+
+
+def _run_checkpoint(config: dict, experiment_id: str, run_id: str) -> Path | None:
+    """The newest checkpoint Lightning wrote for the run (``<default_root_dir>/<exp id>/<run id>/checkpoints``)."""
+    root = Path((config.get("trainer") or {}).get("default_root_dir") or "mlruns/lightning")
+    found = sorted((root / experiment_id / run_id / "checkpoints").glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def _ood_history(client, run_id: str, metric: str) -> dict[int, float]:
+    try:
+        return {m.step: m.value for m in client.get_metric_history(run_id, f"ood/{metric}")}
+    except Exception:  # noqa: BLE001 - the comparison is a courtesy
+        return {}
+
+
+def _plan(ns, overrides: list[str], uri: str, tmp: str):
+    """``(LightningCLI args, source run or None, state dict or None, ckpt path or None, weights label)``."""
+    import mlflow
+    import yaml
+
+    from lightning_implicit import confpath
+    from lightning_implicit.runner import shorthand_args
+
+    ckpt = Path(ns.ckpt_path) if ns.ckpt_path else None
+    if ckpt is not None and not ckpt.is_file():
+        raise EvaluationError(f"no checkpoint file {ckpt} (--ckpt_path): give the path of a .ckpt that "
+                              "Lightning wrote (by default under mlruns/lightning/<experiment id>/<run id>/checkpoints/)")  # fmt: skip
+    run_id = ns.run_id
+    if run_id is None and ckpt is not None and ns.task is None:
+        run_id = _run_from_ckpt_path(ckpt)
+        if run_id is None:
+            raise EvaluationError(
+                f"cannot tell which run trained {ckpt}: give --run-id of that run (its config is used), or "
+                "--task and --model (and --seed) as for train"
+            )
+    if run_id is None:
+        if ckpt is None:
+            raise EvaluationError("nothing to test: give --run-id ID (a logged run) or --ckpt_path PATH (a checkpoint)")
+        if not ns.model:
+            raise EvaluationError("--ckpt_path with --task needs --model too (the config the checkpoint was trained with)")
+        args = shorthand_args(ns.task, ns.model, ns.trainer or "cpu", ns.seed)
+        return args + overrides, None, None, ckpt, str(ckpt)
+
+    client = mlflow.MlflowClient(uri)
+    source = _source_run(client, run_id, uri)
+    config_path = _download(run_id, "config.yaml", uri, tmp)
+    if config_path is None:
+        raise EvaluationError(f"run {run_id} has no config.yaml artifact (it was not logged by lightning-implicit "
+                              "train): test its checkpoint with --ckpt_path PATH --task T --model M instead")  # fmt: skip
+    config = yaml.safe_load(config_path.read_text()) or {}
+    for key in ("logger", "callbacks"):  # the trained run's own objects are not the test's
+        (config.get("trainer") or {}).pop(key, None)
+    config.pop("tracking", None)
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    args = ["--config", str(config_path)]
+    if ns.trainer:  # (an unknown name: ConfigError naming the choices)
+        args += ["--config", str(confpath.find("trainer", ns.trainer))]
+    state, label = None, None
+    if ckpt is None:
+        state = _logged_weights(run_id, uri)
+        label = f"runs:/{run_id}/{MODEL_NAME}"
+        if state is None:
+            ckpt = _run_checkpoint(config, source.info.experiment_id, run_id)
+            if ckpt is None:
+                raise EvaluationError(
+                    f"run {run_id} has no logged model (trained before models were logged, or with "
+                    "--tracking.log_model false) and no checkpoint under its default_root_dir: pass "
+                    "--ckpt_path PATH of its checkpoint"
+                )
+            print(f"run {run_id} has no logged model; testing its checkpoint {ckpt}")
+    if ckpt is not None:
+        label = str(ckpt)
+    label_name = source.data.tags.get("model") or "model"
+    args += ["--tracking.model_name", label_name]
+    return args + overrides, source, state, ckpt, label
+
+
+def run_test(args: list[str], *, state_dict: dict | None = None, ckpt_path: Path | None = None):
+    """The shift sweep of a model built from LightningCLI ``args`` with ``state_dict`` (or ``ckpt_path``) loaded,
+    tracked like a training run (config, data card, params; ``ood/`` metrics and figures). Returns a
+    :class:`~lightning_implicit.runner.RunResult` (``val`` empty)."""
+    from lightning_implicit import confpath
+    from lightning_implicit.console import summary_without_flops
+    from lightning_implicit.lifecycle import end_failed_run, terminated_cause
+    from lightning_implicit.runner import ImplicitCLI, RunResult
+    from lightning_implicit.tracking import TrackingCallback
+
+    confpath.add_user_modules()  # a user task's class_path module
+    cli = ImplicitCLI(args=args)
+    trainer, model, dm = cli.trainer, cli.model, cli.datamodule
+    trainer.callbacks = summary_without_flops(trainer.callbacks)
+    if state_dict is not None:
+        try:
+            model.load_state_dict(state_dict)
+        except RuntimeError as err:
+            if trainer.is_global_zero:
+                end_failed_run(trainer.logger, err)
+            raise EvaluationError(
+                f"the logged weights do not fit the model built from the run's config and your overrides "
+                f"({str(err).splitlines()[0][:200]}): drop the --model.init_args.* size overrides"
+            ) from None
+    try:
+        trainer.test(model, datamodule=dm, verbose=False, ckpt_path=str(ckpt_path) if ckpt_path else None)
+        if trainer.is_global_zero:  # the config, data card and resolved params, as a training run logs them
+            for cb in trainer.callbacks:
+                if isinstance(cb, TrackingCallback):
+                    cb.on_fit_start(trainer, model)
+    except BaseException as err:
+        if trainer.is_global_zero:
+            end_failed_run(trainer.logger, err)
+        signalled = terminated_cause(err)
+        if signalled is not None and signalled is not err:
+            raise signalled from None
+        raise
+    run_id = trainer.logger.run_id if trainer.logger is not None and trainer.is_global_zero else None
+    if trainer.logger is not None and trainer.is_global_zero:
+        trainer.logger.finalize("success")
+    return RunResult(run_id=run_id, sweep=model.sweep_results, val={}, module=model, datamodule=dm)
+
+
+def _print_comparison(rows: list[dict], reference: dict[int, float], metric: str, stream=None) -> None:
+    stream = stream or sys.stdout
+    print(f"\n{metric} per shift: this test vs the trained run's own sweep", file=stream)
+    print(f"{'shift':>10}  {'test':>14}  {'trained run':>14}", file=stream)
+    for r in rows:
+        ref = reference.get(int(r["shift"]))
+        print(f"{r['shift']:>10}  {r[metric]:>14.6g}  {(f'{ref:.6g}' if ref is not None else '-'):>14}", file=stream)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import mlflow
+
+    from lightning_implicit.runner import print_sweep
+    from lightning_implicit.tracking import resolve_tracking_uri
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    ns, overrides = parser.parse_known_args(argv)
+    for a in overrides:
+        if a.startswith("--") and "." not in a.split("=", 1)[0]:
+            parser.error(f"unrecognized argument {a!r} (LightningCLI overrides look like --data.init_args.n_test 2000)")
+    uri = resolve_tracking_uri(ns.tracking_uri)
+    with tempfile.TemporaryDirectory(prefix="lightning-implicit-test-") as tmp:
+        try:
+            args, source, state, ckpt, weights = _plan(ns, overrides, uri, tmp)
+        except EvaluationError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        tags = {"eval.weights": weights, "sweep.role": "test"}
+        if source is not None:
+            exp = mlflow.MlflowClient(uri).get_experiment(source.info.experiment_id)
+            tags["eval.source_run_id"] = source.info.run_id
+            args += ["--tracking.experiment", exp.name, "--tracking.parent_run_id", source.info.run_id,
+                     "--tracking.run_name", f"test-{source.info.run_name}"]  # fmt: skip
+        else:
+            args += ["--tracking.run_name", f"test-{ns.model}-seed{ns.seed if ns.seed is not None else 0}"]
+        import json
+
+        args += ["--tracking.uri", uri, "--tracking.tags", json.dumps(tags), "--tracking.log_model", "false"]
+        if not ns.log:
+            args += ["--tracking.enabled", "false"]
+        print(f"testing {weights}" + (f" (trained in run {source.info.run_id})" if source is not None else ""))
+        try:
+            result = run_test(args, state_dict=state, ckpt_path=ckpt)
+        except EvaluationError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+    print_sweep(result)
+    metrics = [k for k in (result.sweep[0] if result.sweep else {}) if k not in ("shift", "n")]
+    if source is not None and metrics:
+        metric = next((m for m in getattr(result.module.task, "metrics", ()) if m in metrics), metrics[0])
+        _print_comparison(result.sweep, _ood_history(mlflow.MlflowClient(uri), source.info.run_id, metric), metric)
+    if result.run_id:
+        from lightning_implicit.console import print_run_summary
+
+        row = result.sweep[0] if result.sweep else {}
+        headline = ", ".join(f"ood/{m}@{row['shift']}={row[m]:.4g}" for m in metrics[:2]) if row else None
+        try:
+            print_run_summary(result.run_id, uri=uri, headline=headline)
+        except Exception as err:  # noqa: BLE001 - the test ran and was logged; the summary is a courtesy
+            print(f"MLflow run: {result.run_id} (no summary: {type(err).__name__}: {err})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""A task added from a directory outside the repo (one Python file + one YAML, found through
+``LIGHTNING_IMPLICIT_CONF_PATH``) trains, sweeps and appears in reproduce with a profile that names it, with no
+file of the repo edited (the issue's acceptance test, run through the real command line)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from lightning_implicit import confpath
+from lightning_implicit.validate import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+TASK_PY = '''
+import numpy as np
+from lightning_implicit.data import SyntheticShiftDataModule, TaskSpec
+
+
+class MaximumDataModule(SyntheticShiftDataModule):
+    """y = max(u) over U(0, 1)^4, tested on U(0, kappa)^4."""
+
+    default_shifts = (2, 10)
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.spec = TaskSpec(name="maximum", kind="regression", in_shape=(4,), target_shape=(1,),
+                             metrics=("mse",), presets={"implicit": {"hidden_features": 6}})
+
+    def sample(self, rng, n, shift):
+        x = rng.uniform(0, 1.0 if shift is None else shift, size=(n, 4))
+        return x, x.max(axis=1, keepdims=True)
+'''
+
+TASK_YAML = '''
+data:
+  class_path: maximum_task.MaximumDataModule
+  init_args: {n_train: 200, n_test: 50, batch_size: 50}
+trainer:
+  max_epochs: 1
+'''
+
+PROFILE_YAML = '''
+description: my task only
+seeds: [0]
+workers: 1
+tasks:
+  maximum:
+    models: [implicit, mlp]
+'''
+
+
+@pytest.fixture
+def user_dir(tmp_path):
+    d = tmp_path / "mine"
+    (d / "tasks").mkdir(parents=True)
+    (d / "reproduce").mkdir()
+    (d / "maximum_task.py").write_text(textwrap.dedent(TASK_PY))
+    (d / "tasks" / "maximum.yaml").write_text(textwrap.dedent(TASK_YAML))
+    (d / "reproduce" / "mine.yaml").write_text(textwrap.dedent(PROFILE_YAML))
+    return d
+
+
+def _git_status() -> str:
+    return subprocess.run(["git", "status", "--porcelain", "--", "conf", "datamodules", "lightning_implicit", "paper"],
+                          cwd=REPO, capture_output=True, text=True).stdout
+
+
+def _cli(args, env, cwd):
+    return subprocess.run([sys.executable, "-m", "lightning_implicit.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_search_path_adds_user_directories_before_the_builtin_ones(user_dir, monkeypatch):
+    monkeypatch.setenv(confpath.ENV_PATH, str(user_dir))
+    assert confpath.search_path()[0] == user_dir.resolve()
+    assert confpath.find("tasks", "maximum") == user_dir.resolve() / "tasks" / "maximum.yaml"
+    assert confpath.find("tasks", "addition").parent.parent == confpath.builtin_root()  # added, not replaced
+    assert {"maximum", "addition"} <= set(confpath.names("tasks"))
+    assert confpath.name_of(str(user_dir / "tasks" / "maximum.yaml")) == "maximum"
+    with pytest.raises(ConfigError, match="no tasks config 'maximun'.*maximum.*CONF_PATH"):
+        confpath.find("tasks", "maximun")
+    monkeypatch.setenv(confpath.ENV_PATH, str(user_dir / "missing"))
+    with pytest.raises(ConfigError, match="not a directory"):
+        confpath.search_path()
+
+
+@pytest.mark.slow
+def test_a_task_from_outside_the_repo_trains_sweeps_and_is_reproduced(user_dir, tmp_path):
+    before = _git_status()
+    work = tmp_path / "work"  # not the repo: nothing may depend on the current directory
+    work.mkdir()
+    env = {**os.environ, confpath.ENV_PATH: str(user_dir), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
+           "OPTUNA_STORAGE": f"sqlite:///{tmp_path}/optuna.db", "PYTHONPATH": ""}
+
+    train = _cli(["train", "--task", "maximum", "--model", "implicit"], env, work)
+    assert train.returncode == 0, train.stderr[-3000:]
+    sweep = _cli(["sweep", "--task", str(user_dir / "tasks" / "maximum.yaml"), "--model", "implicit", "--trials", "1",
+                  "--no-retrain"], env, work)
+    assert sweep.returncode == 0, sweep.stderr[-3000:] + sweep.stdout[-3000:]
+    assert "search/default.yaml" in sweep.stdout + sweep.stderr  # the generic space: the task brought none
+    repro = _cli(["reproduce", "--profile", "mine", "--out", str(tmp_path / "reports")], env, work)
+    assert repro.returncode == 0, repro.stderr[-3000:] + repro.stdout[-3000:]
+
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    exp = mlflow.get_experiment_by_name("maximum")  # named from the task, also when the sweep got a path
+    assert exp is not None
+    assert {e.name for e in mlflow.search_experiments()} >= {"maximum"}
+    assert not [e for e in mlflow.search_experiments() if "/" in e.name]
+    runs = mlflow.search_runs([exp.experiment_id], output_format="list")
+    models = {r.data.tags.get("model") for r in runs}
+    assert {"implicit", "mlp"} <= models, models
+    import optuna
+
+    assert "maximum-implicit" in optuna.get_all_study_names(env["OPTUNA_STORAGE"])
+    report = next((tmp_path / "reports").rglob("report.md")).read_text()
+    assert "maximum" in report
+    assert _git_status() == before  # no file of the repo was edited

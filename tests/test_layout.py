@@ -1,0 +1,94 @@
+"""The house rules the redesign promised (issue 19), checked on the source: the library names none of the paper's
+tasks, the package list installs every package folder under the project's names, and the configs ship with it."""
+
+from __future__ import annotations
+
+import ast
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from lightning_implicit import confpath
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _string_constants(path: Path) -> list[tuple[int, str]]:
+    """String constants of a module, docstrings excluded."""
+    tree = ast.parse(path.read_text())
+    docstrings = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                docstrings.add(id(first.value))
+    return [(n.lineno, n.value) for n in ast.walk(tree)
+            if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docstrings]
+
+
+def test_the_library_names_none_of_the_papers_tasks():
+    tasks = set(confpath.names("tasks"))
+    assert {"addition", "rolling_argmax", "earthquake"} <= tasks
+    found = [f"{p.relative_to(REPO)}:{line}: {value!r}"
+             for p in sorted((REPO / "lightning_implicit").rglob("*.py"))
+             for line, value in _string_constants(p) if value in tasks]
+    assert not found, "task names in the library (they belong in conf/, datamodules/ or paper/):\n" + "\n".join(found)
+
+
+def test_every_package_folder_is_installed_under_the_projects_names():
+    cfg = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    mapping = {v: k for k, v in cfg["package-dir"].items()}  # folder -> package name
+    expected = set()
+    for init in REPO.glob("*/**/__init__.py"):
+        folder = init.parent.relative_to(REPO)
+        top, rest = folder.parts[0], folder.parts[1:]
+        if top in ("tests", "benchmarks", ".venv") or top.startswith("."):
+            continue
+        base = mapping.get(top, top)
+        expected.add(".".join([base, *rest]))
+    packages = set(cfg["packages"])
+    assert expected <= packages, f"not installed: {sorted(expected - packages)}"
+    assert not any(p.split(".")[0] in ("datamodules", "paper") for p in packages)  # no generic top-level names
+    assert mapping["conf"] == "lightning_implicit.conf"
+    assert cfg["package-data"]["lightning_implicit.conf"]
+    # the shipped conf has no file the package data would miss (one or two folder levels below conf/)
+    for f in (REPO / "conf").rglob("*.yaml"):
+        assert len(f.relative_to(REPO / "conf").parts) in (2, 3), f
+
+
+@pytest.mark.slow
+def test_a_plain_install_trains_outside_the_repo(tmp_path):
+    """``pip install .`` ships conf/, the tasks and the paper: trains from another folder with the repo hidden.
+    (Dependencies come from the test's environment; the package itself from the wheel, put first on the path.)"""
+    import os
+    import subprocess
+    import sys
+
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", str(REPO), "-w", str(tmp_path / "whl")],
+                   check=True, capture_output=True, timeout=300)
+    wheel = next((tmp_path / "whl").glob("*.whl"))
+    site = tmp_path / "site"
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True,
+                   capture_output=True, timeout=300)
+    assert (site / "lightning_implicit" / "conf" / "tasks" / "addition.yaml").is_file()
+    code = ("import lightning_implicit, lightning_implicit.datamodules, lightning_implicit_paper;"
+            "from lightning_implicit import confpath;"
+            "print(lightning_implicit.__file__, confpath.builtin_root(), lightning_implicit_paper.__file__)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIGHTNING_IMPLICIT")}
+    env |= {"PYTHONPATH": str(site), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert all(p.startswith(str(site)) for p in out), out
+    train = subprocess.run([sys.executable, "-m", "lightning_implicit.cli", "train", "--task", "addition", "--model",
+                            "implicit", "--trainer.max_epochs", "1", "--data.init_args.n_train", "200",
+                            "--data.init_args.n_test", "50"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                           timeout=600)
+    assert train.returncode == 0, train.stderr[-3000:]
+    import mlflow
+
+    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    exp = client.get_experiment_by_name("addition")
+    (run,) = client.search_runs([exp.experiment_id])
+    assert run.info.status == "FINISHED"

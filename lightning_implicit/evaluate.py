@@ -368,7 +368,8 @@ def main(argv: list[str] | None = None) -> int:
             args += ["--tracking.run_name", f"test-{ns.model}-seed{ns.seed if ns.seed is not None else 0}"]
         import json
 
-        args += ["--tracking.uri", uri, "--tracking.tags", json.dumps(tags), "--tracking.log_model", "false"]
+        args += ["--tracking.uri", uri, "--tracking.tags", json.dumps(tags), "--tracking.log_model", "false",
+                 "--trainer.enable_checkpointing", "false"]  # (testing writes no checkpoint)
         if not ns.log:
             args += ["--tracking.enabled", "false"]
         print(f"testing {weights}" + (f" (trained in run {source.info.run_id})" if source is not None else ""))

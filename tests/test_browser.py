@@ -1,5 +1,9 @@
 """The MLflow UI in a headless browser: two runs of one task, their compare view and the OOD curve chart.
 
+``LIGHTNING_IMPLICIT_SCREENSHOTS=docs/figures`` also copies the OOD chart of the two compared runs there as
+``mlflow_compare.png``, the README's screenshot:
+``LIGHTNING_IMPLICIT_SCREENSHOTS=docs/figures .venv/bin/python -m pytest tests/test_browser.py``.
+
 Needs Debian's ``chromium`` and ``chromium-driver`` (``scripts/install-system-deps.sh`` installs them);
 selenium talks to ``/usr/bin/chromedriver`` directly (no browser or driver downloads). Without them the
 test fails, naming the script; ``LIGHTNING_IMPLICIT_SKIP_BROWSER=1`` skips it instead.
@@ -162,6 +166,11 @@ def test_mlflow_ui_compares_two_runs_and_charts_ood_metric(tmp_path):
         page.wait_text("Step")
         path = page.shot("ood_mse.png")
         assert path.stat().st_size > 10_000
+        docs = os.environ.get("LIGHTNING_IMPLICIT_SCREENSHOTS")
+        if docs:  # the compare view's OOD chart, for the README
+            Path(docs).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, Path(docs) / "mlflow_compare.png")
+            print(f"screenshot copied to {Path(docs) / 'mlflow_compare.png'}")
     finally:
         if driver is not None:
             driver.quit()

@@ -46,3 +46,191 @@ def test_devices_list_becomes_a_gpu_list():
     assert args[args.index("--trainer.devices") + 1] == "[0,2]"
     args = shorthand_args("addition", "implicit", devices=4)
     assert args[args.index("--trainer.devices") + 1] == "4"
+
+
+# ---- help: fast, one line per option, conf/ listed, examples, the override pointer -------------------------------
+def _help(argv: list[str], capsys) -> str:
+    from lightning_implicit.cli import main
+
+    try:
+        rc = main(argv)
+    except SystemExit as exc:  # argparse's --help
+        rc = exc.code
+    out = capsys.readouterr().out
+    assert rc in (0, None), out
+    return out
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"]])
+def test_top_level_and_train_help_do_not_import_torch(argv):
+    code = (f"import sys\nfrom lightning_implicit.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+            "print('torch imported:', 'torch' in sys.modules)")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "torch imported: False" in out.stdout
+    assert "examples:" in out.stdout and "--trainer.max_epochs 5" in out.stdout
+
+
+def test_top_level_help_describes_every_command(capsys):
+    from lightning_implicit.clihelp import COMMANDS
+
+    out = _help(["--help"], capsys)
+    for name, text in COMMANDS.items():
+        assert f"  {name:<9}  {text}" in out
+    assert set(COMMANDS) == {"train", "fit", "test", "sweep", "tune", "budget", "reproduce", "params", "list"}
+
+
+def test_train_help_lists_the_configs_and_describes_every_option(capsys):
+    from lightning_implicit import confpath
+    from lightning_implicit.clihelp import train_parser
+
+    out = " ".join(_help(["train", "--help"], capsys).split())  # (wrapped lines joined)
+    for kind in ("tasks", "models"):
+        names = confpath.names(kind)
+        assert len(names) >= 5
+        assert f"{kind}: {', '.join(names)}" in out
+    assert "LightningCLI overrides" in out and "--print_config" in out
+    for action in train_parser()._actions:
+        assert action.help and len(action.help) > 10, action.option_strings
+
+
+def test_each_command_parser_describes_every_option():
+    from lightning_implicit.clihelp import list_parser
+    from lightning_implicit.evaluate import build_parser as test_parser
+    from lightning_implicit.sweep.cli import build_parser as sweep_parser
+
+    for parser in (list_parser(), test_parser(), sweep_parser()):
+        for action in parser._actions:
+            assert action.help, (parser.prog, action.option_strings)
+
+
+@pytest.mark.parametrize("command", ["fit", "test", "sweep", "tune", "budget", "reproduce", "params", "list"])
+def test_every_subcommand_help_has_examples(command, capsys):
+    out = _help([command, "--help"], capsys)
+    assert f"lightning-implicit {command}" in out
+    assert "examples:" in out.lower().replace("examples::", "examples:")
+    examples = out.lower().split("examples:", 1)[1]
+    assert examples.count(f" {command}") + examples.count(f"make {command}") >= 2, examples
+    if command in ("test", "sweep", "budget", "reproduce"):
+        assert "--trainer." in out or "--data.init_args" in out  # where LightningCLI overrides go
+
+
+def test_unknown_command_prints_help_and_exits_2(capsys):
+    from lightning_implicit.cli import main
+
+    assert main(["trian"]) == 2
+    captured = capsys.readouterr()
+    assert "unknown command 'trian'" in captured.err and "commands:" in captured.out
+
+
+# ---- noise: Lightning's FLOPs count (0 for implicit models) ----------------------------------------------------------
+def _tiny_summary():
+    import lightning as L
+    import torch
+    from lightning.pytorch.utilities.model_summary import summarize
+
+    class Tiny(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(3, 2)
+
+    s = summarize(Tiny(), max_depth=1)
+    return (s._get_summary_data(), s.total_parameters, s.trainable_parameters, s.model_size, s.total_training_modes,
+            0)  # fmt: skip
+
+
+def test_model_summary_keeps_parameters_and_drops_flops():
+    import logging
+
+    from lightning.pytorch.callbacks import ModelSummary, RichModelSummary
+    from rich import get_console
+
+    from lightning_implicit.console import summary_without_flops
+
+    other = object()
+    plain, rich, kept = summary_without_flops([ModelSummary(max_depth=2), RichModelSummary(), other])
+    assert isinstance(plain, ModelSummary) and type(plain) is not ModelSummary and plain._max_depth == 2
+    assert isinstance(rich, RichModelSummary) and type(rich) is not RichModelSummary and kept is other
+    args = _tiny_summary()
+    with get_console().capture() as cap:
+        rich.summarize(*args)
+    text = cap.get()
+    assert "Linear" in text and "Total params" in text and "8" in text and "FLOPs" not in text
+
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda r: records.append(r.getMessage())
+    log = logging.getLogger("lightning.pytorch.callbacks.model_summary")
+    log.addHandler(handler)
+    level = log.level
+    log.setLevel(logging.INFO)
+    try:
+        plain.summarize(*args)
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+    (msg,) = records
+    assert "Linear" in msg and "Total params" in msg and "FLOPs" not in msg
+
+
+def test_log_filter_cuts_the_flops_line_and_drops_tips():
+    import logging
+
+    from lightning_implicit.console import _DropSnippets
+
+    flt = _DropSnippets()
+    rec = logging.LogRecord("lightning.pytorch", logging.INFO, __file__, 1, "%s", ("table\nTotal FLOPs: 0\nTotal params: 8",),
+                            None)  # fmt: skip
+    assert flt.filter(rec) and rec.getMessage() == "table\nTotal params: 8"
+    tip = logging.LogRecord("lightning.pytorch", logging.INFO, __file__, 1, "try installing [litlogger](x)", (), None)
+    assert not flt.filter(tip)
+
+
+# ---- the end of a sweep ----------------------------------------------------------------------------------------------
+def test_sweep_summary_names_best_values_studies_experiment_and_ui(mlflow_store, monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from lightning_implicit.console import print_sweep_summary
+
+    monkeypatch.setenv("PORT", "1")  # nothing listens there
+    exp_id = mlflow.MlflowClient(mlflow_store).create_experiment("sweep-summary-test")
+    outcomes = [
+        SimpleNamespace(model="implicit", study_name="addition-implicit", best_value=0.012345, best_number=4,
+                        parent_run_id="p" * 32, retrain_run_id="a" * 32),
+        SimpleNamespace(model="mlp", study_name="addition-mlp", best_value=0.5, best_number=0, parent_run_id="q" * 32,
+                        retrain_run_id="b" * 32),
+    ]  # fmt: skip
+    print_sweep_summary(outcomes, experiment="sweep-summary-test", storage="sqlite:///x/optuna.db")
+    out = capsys.readouterr().out
+    assert "implicit:    best val/loss 0.01235 (trial #4); study 'addition-implicit'" in out
+    assert "mlp:         best val/loss 0.5 (trial #0); study 'addition-mlp'" in out
+    assert f"experiment:  sweep-summary-test (id {exp_id})" in out
+    assert f"http://127.0.0.1:1/#/experiments/{exp_id}/runs/{'p' * 32}" in out
+    assert f"best retrained http://127.0.0.1:1/#/experiments/{exp_id}/runs/{'a' * 32}" in out
+    assert f'compare-runs?runs=["{"a" * 32}","{"b" * 32}"]' in out
+    assert "not running; start it with `make ui`" in out and "studies:     sqlite:///x/optuna.db" in out
+
+
+def test_sweep_ends_with_the_summary(tmp_path, mlflow_store, monkeypatch, capsys):
+    from lightning_implicit.sweep.cli import main as sweep
+
+    monkeypatch.setenv("PORT", "1")
+    space = tmp_path / "space.yaml"
+    space.write_text("""
+fixed:
+  data.init_args.n_train: 200
+  data.init_args.n_test: 40
+  data.init_args.shifts: [10, 100]
+  trainer.max_epochs: 1
+mlp:
+  params:
+    lr: {key: model.init_args.lr, type: float, low: 1.0e-3, high: 3.0e-2, log: true}
+""")
+    argv = ["--task", "addition", "--model", "mlp", "--trials", "1", "--search-file", str(space), "--storage",
+            f"sqlite:///{tmp_path / 'optuna.db'}", "--experiment", "sweep-end-test", "--no-retrain"]  # fmt: skip
+    assert sweep(argv) == 0
+    out = capsys.readouterr().out
+    summary = out.split("== sweep summary ==", 1)[1]
+    assert "mlp:         best val/loss" in summary and "study 'addition-mlp'" in summary
+    assert "experiment:  sweep-end-test" in summary and "parent run http://127.0.0.1:1/#/experiments/" in summary
+    assert "`make ui`" in summary

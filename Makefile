@@ -29,6 +29,11 @@ EPOCHS ?= 4,8,16,32
 SEEDS ?=
 ARGS ?=
 ALLOWED_HOSTS ?=
+# Your own tasks, models and profiles: directories searched before conf/ (colon-separated; see README).
+CONF_PATH ?=
+ifneq ($(strip $(CONF_PATH)),)
+export LIGHTNING_IMPLICIT_CONF_PATH := $(CONF_PATH)
+endif
 # Market data files (TASK=volatility): the ticker's rows, the zone of naive times, the split (see README).
 TICKER ?=
 DATA_TZ ?=

@@ -4,6 +4,8 @@ tasks, the package list installs every package folder under the project's names,
 from __future__ import annotations
 
 import ast
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -40,8 +42,9 @@ def test_every_package_folder_is_installed_under_the_projects_names():
     cfg = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
     mapping = {v: k for k, v in cfg["package-dir"].items()}  # folder -> package name
     expected = set()
-    for init in REPO.glob("*/**/__init__.py"):
-        folder = init.parent.relative_to(REPO)
+    tracked = subprocess.run(["git", "ls-files", "*__init__.py"], cwd=REPO, capture_output=True, text=True).stdout
+    for init in map(Path, tracked.split()):
+        folder = init.parent
         top, rest = folder.parts[0], folder.parts[1:]
         if top in ("tests", "benchmarks", ".venv") or top.startswith("."):
             continue
@@ -62,11 +65,17 @@ def test_a_plain_install_trains_outside_the_repo(tmp_path):
     """``pip install .`` ships conf/, the tasks and the paper: trains from another folder with the repo hidden.
     (Dependencies come from the test's environment; the package itself from the wheel, put first on the path.)"""
     import os
-    import subprocess
     import sys
 
+    src = tmp_path / "src"  # the tracked files (as a clean clone has them): the build leaves nothing in the repo
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
+                           text=True, check=True).stdout.split("\n")
+    for name in filter(None, files):
+        if (REPO / name).is_file():
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, src / name)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", str(REPO), "-w", str(tmp_path / "whl")],
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", str(src), "-w", str(tmp_path / "whl")],
                    check=True, capture_output=True, timeout=300)
     wheel = next((tmp_path / "whl").glob("*.whl"))
     site = tmp_path / "site"

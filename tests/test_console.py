@@ -21,7 +21,7 @@ def test_train_prints_summary_without_third_party_noise(tmp_path):
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PORT": "1"}  # nothing listens on port 1
     cmd = [sys.executable, "-m", "lightning_implicit.cli", "train", "--task", "addition", "--model", "implicit",
            "--trainer.max_epochs", "1", "--data.init_args.n_train", "400", "--data.init_args.n_test", "100",
-           "--data.init_args.shifts", "[10, 100]", "--trainer.enable_model_summary", "false"]  # fmt: skip
+           "--data.init_args.shifts", "[10, 100]"]  # fmt: skip
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     text = out.stdout + out.stderr
     assert out.returncode == 0, text[-3000:]
@@ -32,6 +32,9 @@ def test_train_prints_summary_without_third_party_noise(tmp_path):
     assert "not running; start it with `make ui`" in out.stdout
     run_id = next(line for line in out.stdout.splitlines() if line.startswith("run:")).split("(")[-1].rstrip(")")
     assert f"/runs/{run_id}" in out.stdout
+    assert f"model:       mlflow.pytorch.load_model('runs:/{run_id}/model')" in out.stdout
+    assert f"re-test:     lightning-implicit test --run-id {run_id}" in out.stdout
+    assert "Total params" in out.stdout and "FLOPs" not in text  # the model summary stays, without FLOPs
     run = mlflow.MlflowClient(uri).get_run(run_id)
     assert run.data.params["model.hidden_features"] == str(run.data.params["model.hidden_features"])
     assert int(run.data.params["model.hidden_features"]) > 0

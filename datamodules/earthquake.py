@@ -53,9 +53,6 @@ class EarthquakeDataModule(ShiftDataModule):
         self.spec = TaskSpec(
             name="earthquake", kind="regression", in_shape=(6 * self.eq.n_stations,), target_shape=(4,),
             shift_name="region k (0 = in-distribution)", metrics=("mse",),
-            presets={"implicit": {"hidden_features": 190},
-                     "eikonet": {"arch": "mlp", "hidden": [32, 128, 128, 128, 32], "activation": "elu"},
-                     "mlp": {"arch": "mlp", "hidden": [32, 128, 128, 128, 32]}},
         )  # fmt: skip
 
     def prepare_data(self) -> None:

@@ -62,11 +62,6 @@ class SpikyDataModule(ShiftDataModule):
         self.spec = TaskSpec(
             name="spiky", kind="regression", in_shape=(window, 1), target_shape=(1,),
             shift_name="split (1 = chronological test part)", metrics=("mse",),
-            presets={"implicit_rnn": {"hidden_features": 20, "state_features": 20},
-                     "implicit": {"hidden_features": 20},
-                     "lstm": {"arch": "lstm", "hidden": [20, 20]},
-                     "masked_decoder": {"arch": "masked_decoder", "d_model": 10, "nhead": 2,
-                                        "dim_feedforward": 2048}},
         )  # fmt: skip
 
     def build(self) -> DataSplits:

@@ -31,9 +31,6 @@ class IdentityDataModule(SyntheticShiftDataModule):
         self.spec = TaskSpec(
             name="identity", kind="regression", in_shape=(dim,), target_shape=(dim,),
             metrics=("mse", "mae"), shift_log=False,
-            presets={"implicit": {"hidden_features": 4},
-                     "mlp": {"arch": "mlp", "hidden": [9, 9]},
-                     "encdec": {"arch": "encdec", "d_model": 10, "nhead": 5, "dim_feedforward": 5}},
         )  # fmt: skip
 
     def sample(self, rng, n, shift):
@@ -66,13 +63,6 @@ class ArithmeticDataModule(SyntheticShiftDataModule):
         self.spec = TaskSpec(
             name="addition" if operation == "add" else "subtraction", kind="regression",
             in_shape=(dim,), target_shape=(1,), metrics=("mse", "mae"), shift_log=True,
-            presets={"implicit": {"hidden_features": 20},
-                     "mlp": {"arch": "mlp", "hidden": [10, 10]},
-                     "nalu": {"arch": "nalu", "hidden": [10, 10]},
-                     "nac": {"arch": "nac", "hidden": [10, 10]},
-                     "seq_encoder": {"arch": "seq_encoder", "nhead": 10, "dim_feedforward": 50},
-                     "depth_encoder": {"arch": "depth_encoder", "d_model": 10, "nhead": 1,
-                                       "dim_feedforward": 500}},
         )  # fmt: skip
 
     def target(self, x: np.ndarray) -> np.ndarray:
@@ -106,10 +96,6 @@ class RollingAverageDataModule(SyntheticShiftDataModule):
         self.spec = TaskSpec(
             name="rolling_average", kind="regression", in_shape=(length, 1), target_shape=(length, 1),
             metrics=("mse", "mae"), shift_log=False,
-            presets={"implicit": {"hidden_features": 32},
-                     "implicit_rnn": {"hidden_features": 32, "state_features": 10},
-                     "lstm": {"arch": "lstm", "hidden": [18, 18]},
-                     "encdec": {"arch": "encdec", "d_model": 10, "nhead": 5, "dim_feedforward": 5}},
         )  # fmt: skip
 
     def sample(self, rng, n, shift):
@@ -129,7 +115,6 @@ class RollingAverageDataModule(SyntheticShiftDataModule):
 _TABLE3_ONLY = "paper Table 3 (the authors' public code has no generator for this task)"
 
 # Table 4: 1 encoder layer, 1 decoder layer, 2 heads, feed-forward 10, max PE length 10 (d_model: not stated).
-_ARGMAX_ENCDEC = {"d_model": 10, "nhead": 2, "dim_feedforward": 10}
 
 
 class RollingArgmaxDataModule(SyntheticShiftDataModule):
@@ -156,13 +141,6 @@ class RollingArgmaxDataModule(SyntheticShiftDataModule):
         self.spec = TaskSpec(
             name="rolling_argmax", kind="classification", in_shape=(length, 1), target_shape=(length,),
             num_classes=length, eval_last_step=True, loss_steps=objective, metrics=("accuracy",), shift_log=True,
-            presets={"implicit": {"hidden_features": 36},
-                     "implicit_rnn": {"hidden_features": 21, "state_features": 22},
-                     "lstm": {"arch": "lstm", "hidden": [21, 21]},
-                     "encdec_masked": {"arch": "encdec", **_ARGMAX_ENCDEC},
-                     "encdec_unmasked": {"arch": "encdec", **_ARGMAX_ENCDEC, "causal_mask": False},
-                     "encdec_nope": {"arch": "encdec", **_ARGMAX_ENCDEC, "causal_mask": False,
-                                     "positional_encoding": False}},
         )  # fmt: skip
 
     def sample(self, rng, n, shift):

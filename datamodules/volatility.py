@@ -103,12 +103,6 @@ class VolatilityDataModule(ShiftDataModule):
         self.spec = TaskSpec(
             name="volatility", kind="regression", in_shape=(input_len, 1), target_shape=(1,),
             shift_name="test period (first year)", metrics=("mse_scaled",),
-            presets={"implicit": {"hidden_features": 53},
-                     "implicit_rnn": {"hidden_features": 37, "state_features": 40},
-                     "lstm": {"arch": "lstm", "hidden": [38, 38]},
-                     "linear": {"arch": "linear"},
-                     "mlp": {"arch": "mlp", "hidden": [50, 27, 27, 27, 10]},
-                     "seq_encoder": {"arch": "seq_encoder", "nhead": 1, "dim_feedforward": 2048}},
         )  # fmt: skip
 
     def build(self) -> DataSplits:

@@ -130,7 +130,7 @@ def print_sweep_summary(outcomes, *, experiment: str | None, uri: str | None = N
     if storage:
         print(f"studies:     {storage}", file=stream)
     if not experiment:
-        print("MLflow:      not tracked (--no-tracking)", file=stream)
+        print("tracking:    off (--no-tracking): no runs logged", file=stream)
         return
     import mlflow
 

@@ -12,7 +12,7 @@ under a distributed sampler (which pads ranks with duplicates).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import lightning as L
@@ -23,8 +23,21 @@ from torchmetrics import functional as tmf
 
 from lightning_implicit.task import TaskSpec
 
-__all__ = ["TaskSpec", "ShiftDataModule", "SyntheticShiftDataModule", "DataSplits", "TestSet", "Standardizer",
+__all__ = ["table4_sizes", "TaskSpec", "ShiftDataModule", "SyntheticShiftDataModule", "DataSplits", "TestSet", "Standardizer",
            "log_grid"]
+
+
+def table4_sizes(task: str) -> dict[str, dict]:
+    """The ``data.init_args.sizes`` of the task config ``task`` on the config search path (``{}`` if none)."""
+    import yaml
+
+    from lightning_implicit import confpath
+
+    path = confpath.find("tasks", task, required=False)
+    if path is None:
+        return {}
+    data = (yaml.safe_load(path.read_text()) or {}).get("data") or {}
+    return {str(m): dict(v or {}) for m, v in ((data.get("init_args") or {}).get("sizes") or {}).items()}
 
 
 @dataclass
@@ -101,13 +114,14 @@ class ShiftDataModule(L.LightningDataModule):
         n_folds, fold: the in-distribution data are split into ``n_folds`` seeded folds; fold ``fold`` is
             the validation set (the paper's 5-fold cross-validation runs ``fold = 0 .. n_folds - 1``).
         num_workers: DataLoader workers.
+        sizes: model sizes for this task, ``{model: {argument: value}}`` (the paper's Table 4 sizes are the
+            ``sizes`` of each conf/tasks/<task>.yaml); a model's module takes its size from here unless given.
     """
-
-    spec: TaskSpec
 
     def __init__(
         self,
         *,
+        sizes: dict[str, dict] | None = None,
         seed: int = 0,
         batch_size: int | Literal["full"] = 64,
         eval_batch_size: int = 1024,
@@ -125,6 +139,20 @@ class ShiftDataModule(L.LightningDataModule):
         self.seed, self.batch_size, self.eval_batch_size = seed, batch_size, eval_batch_size
         self.n_folds, self.fold, self.num_workers = n_folds, fold, num_workers
         self.splits: DataSplits | None = None
+        self._sizes = None if sizes is None else {str(m): dict(v or {}) for m, v in dict(sizes).items()}
+
+    @property
+    def spec(self) -> TaskSpec:
+        """The task's :class:`TaskSpec`; its ``presets`` are the model sizes (see :meth:`ShiftDataModule`)."""
+        return self._spec
+
+    @spec.setter
+    def spec(self, spec: TaskSpec) -> None:
+        # Model sizes, in order: the ``sizes`` argument (the task config's ``data.init_args.sizes``), the
+        # TaskSpec's own presets (a task written in Python), the ``sizes`` of the task config of that name
+        # (conf/tasks/<name>.yaml: where the paper's Table 4 sizes live, also for a datamodule built in Python).
+        sizes = self._sizes if self._sizes is not None else (spec.presets or table4_sizes(spec.name))
+        self._spec = replace(spec, presets=sizes)
 
     # ---- to implement by a task -------------------------------------------------------------------
     def build(self) -> DataSplits:

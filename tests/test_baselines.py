@@ -22,63 +22,45 @@ from lightning_implicit.baselines import (
     count_parameters,
     shift_right,
 )
+from lightning_implicit.modules.baseline import baseline_kwargs
+from lightning_implicit.params import task_spec
 
-# Table 4 sizes of the raw nn.Modules (the framework takes them from each task's TaskSpec.presets;
-# tests/test_params.py checks those through the training modules).
-TABLE4 = {
-    "identity/mlp": ("mlp", dict(in_features=10, out_features=10, hidden=(9, 9))),
-    "identity/encdec": ("encdec", dict(d_model=10, nhead=5, dim_feedforward=5, max_len=10)),
-    "arithmetic/mlp": ("mlp", dict(in_features=50, out_features=1, hidden=(10, 10))),
-    "arithmetic/nalu": ("nalu", dict(in_features=50, out_features=1, hidden=(10, 10))),
-    "arithmetic/nac": ("nac", dict(in_features=50, out_features=1, hidden=(10, 10))),
-    "arithmetic/seq_encoder": ("seq_encoder", dict(seq_len=50, nhead=10, dim_feedforward=50)),
-    "arithmetic/depth_encoder": ("depth_encoder", dict(d_model=10, nhead=1, dim_feedforward=500, max_len=50)),
-    "rolling_average/lstm": ("lstm", dict(in_features=1, hidden=(18, 18), out_features=1)),
-    "rolling_average/encdec": ("encdec", dict(d_model=10, nhead=5, dim_feedforward=5, max_len=10)),
-    "rolling_argmax/lstm": ("lstm", dict(in_features=1, hidden=(21, 21), out_features=10)),
-    "rolling_argmax/encdec_masked": (
-        "encdec",
-        dict(out_features=10, classification=True, d_model=10, nhead=2, dim_feedforward=10, max_len=10),
-    ),
-    "rolling_argmax/encdec_unmasked": (
-        "encdec",
-        dict(
-            out_features=10,
-            classification=True,
-            d_model=10,
-            nhead=2,
-            dim_feedforward=10,
-            max_len=10,
-            causal_mask=False,
-        ),
-    ),
-    "rolling_argmax/encdec_unmasked_nope": (
-        "encdec",
-        dict(
-            out_features=10,
-            classification=True,
-            d_model=10,
-            nhead=2,
-            dim_feedforward=10,
-            max_len=10,
-            causal_mask=False,
-            positional_encoding=False,
-        ),
-    ),
-    "spiky/lstm": ("lstm", dict(in_features=1, hidden=(20, 20), out_features=1, many_to_one=True)),
-    "spiky/masked_decoder": ("masked_decoder", dict(d_model=10, nhead=2, dim_feedforward=2048, max_len=10)),
-    "volatility/lstm": ("lstm", dict(in_features=1, hidden=(38, 38), out_features=1, many_to_one=True)),
-    "volatility/linear": ("linear", dict(in_features=60, out_features=1)),
-    "volatility/mlp": ("mlp", dict(in_features=60, out_features=1, hidden=(50, 27, 27, 27, 10))),
-    "volatility/seq_encoder": ("seq_encoder", dict(seq_len=60, nhead=1, dim_feedforward=2048, max_len=60)),
-    "volatility/zero": ("zero", dict()),
-    "volatility/persistence": ("persistence", dict(window=10)),
-    "earthquake/mlp": (
-        "mlp",
-        dict(in_features=30, out_features=4, hidden=(32, 128, 128, 128, 32), activation="elu"),
-    ),
+
+# Table 4 sizes of the raw nn.Modules, read from the task configs (conf/tasks/<task>.yaml, ``sizes``: the one
+# place they live) with the input/output sizes the task dictates; test_parameter_counts checks them against
+# hand-computed counts.
+def _from_conf(task: str, model: str) -> tuple[str, dict]:
+    spec = task_spec(task)
+    preset = spec.preset(model)
+    arch = preset.pop("arch")
+    return arch, baseline_kwargs(spec, arch, preset)
+
+
+_CONF_KEYS = {
+    "identity/mlp": ("identity", "mlp"),
+    "identity/encdec": ("identity", "encdec"),
+    "arithmetic/mlp": ("addition", "mlp"),
+    "arithmetic/nalu": ("addition", "nalu"),
+    "arithmetic/nac": ("addition", "nac"),
+    "arithmetic/seq_encoder": ("addition", "seq_encoder"),
+    "arithmetic/depth_encoder": ("addition", "depth_encoder"),
+    "rolling_average/lstm": ("rolling_average", "lstm"),
+    "rolling_average/encdec": ("rolling_average", "encdec"),
+    "rolling_argmax/lstm": ("rolling_argmax", "lstm"),
+    "rolling_argmax/encdec_masked": ("rolling_argmax", "encdec_masked"),
+    "rolling_argmax/encdec_unmasked": ("rolling_argmax", "encdec_unmasked"),
+    "rolling_argmax/encdec_unmasked_nope": ("rolling_argmax", "encdec_nope"),
+    "spiky/lstm": ("spiky", "lstm"),
+    "spiky/masked_decoder": ("spiky", "masked_decoder"),
+    "volatility/lstm": ("volatility", "lstm"),
+    "volatility/linear": ("volatility", "linear"),
+    "volatility/mlp": ("volatility", "mlp"),
+    "volatility/seq_encoder": ("volatility", "seq_encoder"),
+    "earthquake/mlp": ("earthquake", "eikonet"),
 }
-
+TABLE4 = {key: _from_conf(*where) for key, where in _CONF_KEYS.items()}
+TABLE4["volatility/zero"] = ("zero", dict(out_features=1))
+TABLE4["volatility/persistence"] = ("persistence", dict(window=10))
 
 
 def build_table4(key: str, **overrides):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import json
+
 import math
 import re
 import uuid
@@ -233,6 +236,20 @@ def test_report_has_every_section_and_links_and_resume_trains_nothing(tiny_profi
     assert md.count("| addition | implicit | 0 |") == 1  # the runs table, one row per run
     for v in ("F4a", "F5c", "T1b", "T2", "F8"):
         assert f"| {v} |" in md
+    # every claim the verdict rules evaluated has its row, with the verdict the rules gave
+    verdicts = json.loads((folder / "verdicts.json").read_text())
+    assert len(verdicts) >= 15
+    for v in verdicts:
+        row = next(line for line in md.splitlines() if line.startswith(f"| {v['id']} |"))
+        assert v["verdict"] in row, (v["id"], row)
+    # every number of results.csv is a metric logged to the run it names (the report reads MLflow only)
+    with (folder / "results.csv").open() as fh:
+        rows = [r for r in csv.DictReader(fh) if r["run_id"] and r.get("mse")]
+    assert rows
+    for r in rows[:: max(1, len(rows) // 8)]:
+        history = client.get_metric_history(r["run_id"], "ood/mse")
+        logged = {m.step: m.value for m in history}
+        assert float(r["mse"]) == pytest.approx(logged[int(float(r["shift"]))], rel=1e-9), r
     # the reproduce run in MLflow holds the same files
     exp = client.get_experiment_by_name(tiny_profile.read_text().split('"')[1] + "reproduce")
     (run,) = client.search_runs([exp.experiment_id])

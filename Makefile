@@ -47,7 +47,7 @@ DATA_ARGS = $(if $(TICKER),--data.init_args.ticker $(TICKER)) $(if $(DATA_TZ),--
 	$(if $(TRAIN_RANGE),--data.init_args.train_range $(call range_json,$(TRAIN_RANGE))) \
 	$(if $(TEST_RANGE),--data.init_args.test_range $(call range_json,$(TEST_RANGE)))
 
-.PHONY: venv test test-fast train evaluate sweep tune budget reproduce bench ui server lint clean system-deps
+.PHONY: venv test test-fast train evaluate sweep tune budget reproduce bench ui server lint format clean system-deps
 
 venv: $(STAMP)
 
@@ -120,6 +120,11 @@ system-deps:
 
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 clean:
 	rm -rf .pytest_cache .ruff_cache .hypothesis

@@ -170,19 +170,40 @@ def bench_training_step(device: torch.device, seed: int = 0) -> list[dict]:
 
                 key = f"{solver}/{adjoint}"
                 steps[key] = step
-                info[key] = dict(model=f"implicit n={case.n}", solver=solver, adjoint=adjoint, iters=iters,
-                                 params=count_parameters(model))  # fmt: skip
+                info[key] = dict(
+                    model=f"implicit n={case.n}",
+                    solver=solver,
+                    adjoint=adjoint,
+                    iters=iters,
+                    params=count_parameters(model),
+                )
         for label, widths, act in case.mlps:
             torch.manual_seed(seed)
             net = mlp(widths, act).to(device)
             y_m = y if widths[-1] == case.q else torch.randn(case.batch, widths[-1], device=device)
             steps[label] = make_train_step(net, u[:, : widths[0]], y_m)
-            info[label] = dict(model=label, solver="-", adjoint="-", iters=[float("nan")],
-                               params=sum(p.numel() for p in net.parameters()))  # fmt: skip
+            info[label] = dict(
+                model=label,
+                solver="-",
+                adjoint="-",
+                iters=[float("nan")],
+                params=sum(p.numel() for p in net.parameters()),
+            )
         for key, (ms, ms_min, reps) in interleaved_timing(steps, device).items():
             r = info[key]
-            rows.append(dict(case=case.name, model=r["model"], solver=r["solver"], adjoint=r["adjoint"], ms=ms,
-                             ms_min=ms_min, iters=r["iters"][0], reps=reps, params=r["params"]))  # fmt: skip
+            rows.append(
+                dict(
+                    case=case.name,
+                    model=r["model"],
+                    solver=r["solver"],
+                    adjoint=r["adjoint"],
+                    ms=ms,
+                    ms_min=ms_min,
+                    iters=r["iters"][0],
+                    reps=reps,
+                    params=r["params"],
+                )
+            )
             _print_row(rows[-1])
     return rows
 
@@ -331,8 +352,14 @@ def fit(model: ImplicitModel, sampler, steps: int, lr: float) -> float:
 def solver_iterations(model: ImplicitModel, u: torch.Tensor, device: torch.device) -> list[dict]:
     probes = {}
     for solver in SOLVERS:
-        probe = ImplicitModel(model.in_features, model.hidden_features, model.out_features, solver=solver,
-                              kappa=model.layer.kappa, warn=False).to(device)  # fmt: skip
+        probe = ImplicitModel(
+            model.in_features,
+            model.hidden_features,
+            model.out_features,
+            solver=solver,
+            kappa=model.layer.kappa,
+            warn=False,
+        ).to(device)
         probe.load_state_dict(model.state_dict())
         probes[solver] = probe
     with torch.no_grad():
@@ -349,8 +376,17 @@ def solver_iterations(model: ImplicitModel, u: torch.Tensor, device: torch.devic
             y = probe(u)
             st = probe.last_stats
             it = st.iterations.float()
-            rows.append(dict(solver=solver, median=float(it.median()), mean=float(it.mean()), max=int(it.max()),
-                             conv=st.converged_fraction, ms=timing[solver][0], dy=float((y - ref).abs().max())))  # fmt: skip
+            rows.append(
+                dict(
+                    solver=solver,
+                    median=float(it.median()),
+                    mean=float(it.mean()),
+                    max=int(it.max()),
+                    conv=st.converged_fraction,
+                    ms=timing[solver][0],
+                    dy=float((y - ref).abs().max()),
+                )
+            )
     return rows
 
 
@@ -381,8 +417,14 @@ def bench_trained(device: torch.device, seed: int = 0) -> list[tuple[str, float,
     loss = fit(model, lambda: (u, y), steps=100, lr=0.02)
     u_eval = (torch.rand(1024, 30, generator=g) * 2 - 1).to(device)
     for scale in (1.0, 10.0):
-        out.append((f"random targets n=190, |u|<={scale:g}", model.well_posedness(), loss,
-                    solver_iterations(model, u_eval * scale, device)))  # fmt: skip
+        out.append(
+            (
+                f"random targets n=190, |u|<={scale:g}",
+                model.well_posedness(),
+                loss,
+                solver_iterations(model, u_eval * scale, device),
+            )
+        )
     return out
 
 
@@ -441,8 +483,10 @@ def main(argv: list[str] | None = None) -> int:
             impl = [r for r in rows if r["case"] == case.name and r["solver"] != "-"]
             best = min(impl, key=lambda r: r["ms"])
             mlps = [r for r in rows if r["case"] == case.name and r["solver"] == "-"]
-            print(f"    {case.name:<12} {best['solver']}/{best['adjoint']}: {best['ms']:.2f} ms "
-                  f"({best['ms'] / mlps[0]['ms']:.2f}x the time of {mlps[0]['model']})")  # fmt: skip
+            print(
+                f"    {case.name:<12} {best['solver']}/{best['adjoint']}: {best['ms']:.2f} ms "
+                f"({best['ms'] / mlps[0]['ms']:.2f}x the time of {mlps[0]['model']})"
+            )
 
     if "memory" not in args.skip:
         print("\n[2] memory, n=190 batch 1024 float32, K forward iterations (tol 0)")
@@ -470,8 +514,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"    {'solver':<9} {'median it':>9} {'mean it':>8} {'max it':>7} {'converged':>9} {'fwd ms':>8} {'max|dy| vs picard':>18}"
             )
             for r in rows:
-                print(f"    {r['solver']:<9} {r['median']:>9.1f} {r['mean']:>8.1f} {r['max']:>7} "
-                      f"{r['conv']:>9.3f} {r['ms']:>8.2f} {r['dy']:>18.2e}", flush=True)  # fmt: skip
+                print(
+                    f"    {r['solver']:<9} {r['median']:>9.1f} {r['mean']:>8.1f} {r['max']:>7} "
+                    f"{r['conv']:>9.3f} {r['ms']:>8.2f} {r['dy']:>18.2e}",
+                    flush=True,
+                )
 
     print(f"\nbench_core done in {time.perf_counter() - t_start:.0f} s")
     return 0

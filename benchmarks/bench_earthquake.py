@@ -74,10 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         _child_generate(args.child_generate, args.seed)
         return 0
 
-    from obspy.taup import TauPyModel
-
     from lightning_implicit.datamodules.earthquake_data import EarthquakeSpec, generate_all
     from lightning_implicit.datamodules.traveltime import TravelTimeTable, exact_first_arrival, obspy_version
+    from obspy.taup import TauPyModel
 
     tmp = None
     if args.keep is None:

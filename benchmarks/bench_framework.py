@@ -58,10 +58,19 @@ def _args(task: str, model: str, samples: int, epochs: int, uri: str) -> list[st
     from lightning_implicit.runner import shorthand_args
 
     return shorthand_args(task, model) + [
-        "--trainer.max_epochs", str(epochs), "--data.init_args.n_train", str(samples),
-        "--data.init_args.n_test", "200", "--trainer.enable_checkpointing", "false",
-        "--tracking.uri", uri, "--tracking.experiment", "bench-framework",
-    ]  # fmt: skip
+        "--trainer.max_epochs",
+        str(epochs),
+        "--data.init_args.n_train",
+        str(samples),
+        "--data.init_args.n_test",
+        "200",
+        "--trainer.enable_checkpointing",
+        "false",
+        "--tracking.uri",
+        uri,
+        "--tracking.experiment",
+        "bench-framework",
+    ]
 
 
 def _plain_epochs(task: str, model: str, samples: int, epochs: int, uri: str) -> list[float]:
@@ -116,11 +125,30 @@ def startup(uri: str, repeats: int = 3) -> tuple[list[float], list[float]]:
         with tempfile.TemporaryDirectory() as tmp:
             probe = Path(tmp) / "first"
             env["BENCH_FIRST_STEP_FILE"] = str(probe)
-            cmd = [sys.executable, "-m", "lightning_implicit.cli", "train", "--task", "addition", "--model",
-                   "implicit", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
-                   "--trainer.limit_val_batches", "1", "--data.init_args.n_test", "100",
-                   "--trainer.enable_checkpointing", "false", "--tracking.experiment", "bench-startup",
-                   "--trainer.callbacks+", "benchmarks.bench_framework.FirstStep"]  # fmt: skip
+            cmd = [
+                sys.executable,
+                "-m",
+                "lightning_implicit.cli",
+                "train",
+                "--task",
+                "addition",
+                "--model",
+                "implicit",
+                "--trainer.max_epochs",
+                "1",
+                "--trainer.limit_train_batches",
+                "2",
+                "--trainer.limit_val_batches",
+                "1",
+                "--data.init_args.n_test",
+                "100",
+                "--trainer.enable_checkpointing",
+                "false",
+                "--tracking.experiment",
+                "bench-startup",
+                "--trainer.callbacks+",
+                "benchmarks.bench_framework.FirstStep",
+            ]
             t0 = time.time()
             proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
             if proc.returncode != 0 or not probe.exists():
@@ -128,8 +156,13 @@ def startup(uri: str, repeats: int = 3) -> tuple[list[float], list[float]]:
                 raise RuntimeError("start-up probe failed")
             first.append(float(probe.read_text()) - t0)
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "lightning_implicit.cli", "--help"], cwd=ROOT, env=env,
-                       capture_output=True, check=True)  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-m", "lightning_implicit.cli", "--help"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            check=True,
+        )
         helps.append(time.perf_counter() - t0)
     return first, helps
 
@@ -150,9 +183,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("lightning", "lightning.pytorch", "lightning.fabric", "mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.ERROR)
     cases = [tuple(c.split(":")) for c in a.cases] if a.cases else CASES
-    print(f"[framework] per-epoch time, framework (`run_training`) / plain loop; {a.samples} samples, batch 64, "
-          f"1 thread, {a.repeats} interleaved rounds of {a.epochs} epochs (first epoch of each dropped); "
-          f"load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
+    print(
+        f"[framework] per-epoch time, framework (`run_training`) / plain loop; {a.samples} samples, batch 64, "
+        f"1 thread, {a.repeats} interleaved rounds of {a.epochs} epochs (first epoch of each dropped); "
+        f"load {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         uri = f"sqlite:///{tmp}/mlflow.db"
         ratios = {}
@@ -163,13 +199,19 @@ def main(argv: list[str] | None = None) -> int:
                 frame += _framework_epochs(task, model, a.samples, a.epochs, uri)[1:]
             mp, mf = statistics.median(plain), statistics.median(frame)
             ratios[(task, model)] = mf / mp
-            print(f"  {task}/{model:<14} plain {mp * 1e3:7.1f} ms/epoch   framework {mf * 1e3:7.1f} ms/epoch   "
-                  f"ratio {mf / mp:5.2f}x   (target <= 1.3x)", flush=True)  # fmt: skip
+            print(
+                f"  {task}/{model:<14} plain {mp * 1e3:7.1f} ms/epoch   framework {mf * 1e3:7.1f} ms/epoch   "
+                f"ratio {mf / mp:5.2f}x   (target <= 1.3x)",
+                flush=True,
+            )
         if not a.skip_startup:
             first, helps = startup(uri)
-            print(f"  start-up: process start to first training step {statistics.median(first):.2f} s "
-                  f"(min {min(first):.2f}; target <= 2 s); `lightning-implicit --help` "
-                  f"{statistics.median(helps):.2f} s", flush=True)  # fmt: skip
+            print(
+                f"  start-up: process start to first training step {statistics.median(first):.2f} s "
+                f"(min {min(first):.2f}; target <= 2 s); `lightning-implicit --help` "
+                f"{statistics.median(helps):.2f} s",
+                flush=True,
+            )
     return 0
 
 

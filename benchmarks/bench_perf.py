@@ -187,9 +187,16 @@ class TorchDEQModel(nn.Module):
         self.D = nn.Parameter(src.D.detach().clone())
         self.kappa = src.layer.kappa
         self.deq = get_deq(
-            f_solver=solver, b_solver=solver, f_tol=TOL, b_tol=TOL, f_max_iter=MAX_ITER, b_max_iter=MAX_ITER,
-            f_stop_mode="abs", b_stop_mode="abs", ift=True,
-        )  # fmt: skip
+            f_solver=solver,
+            b_solver=solver,
+            f_tol=TOL,
+            b_tol=TOL,
+            f_max_iter=MAX_ITER,
+            b_max_iter=MAX_ITER,
+            f_stop_mode="abs",
+            b_stop_mode="abs",
+            ift=True,
+        )
         self.info = None
 
     def fixed_point(self, u: torch.Tensor) -> torch.Tensor:
@@ -259,7 +266,9 @@ def bench_step(paths: dict[str, Path], tasks: dict[str, Task], rounds: int) -> l
         )
         slow = case.n >= 100
         # (small cases: 3x the rounds, cheap there, so that a load burst cannot decide a median of ~0.4 ms steps)
-        t = interleaved(steps, rounds=rounds if slow else 3 * rounds, reps=1 if slow else 5, warmup=1 if slow else 3)
+        t = interleaved(
+            steps, rounds=rounds if slow else 3 * rounds, reps=1 if slow else 5, warmup=1 if slow else 3
+        )
         st = ours.last_stats  # of our last training step
         rows.append(
             dict(
@@ -271,7 +280,7 @@ def bench_step(paths: dict[str, Path], tasks: dict[str, Task], rounds: int) -> l
                 fwd=(float(st.iterations.float().median()), int(st.iterations.max())),
                 bwd=(float(st.backward_iterations.float().median()), int(st.backward_iterations.max())),
                 adjoint=st.adjoint_mode,
-            )  # fmt: skip
+            )
         )
         r = rows[-1]
         r["floor"] = _products_floor(ours, task, u, y, st, r["phases"]["ours"][2])
@@ -320,8 +329,10 @@ def _products_floor(model: ImplicitModel, task: Task, u, y, st, adam_ms: float) 
     slow = A.shape[0] >= 100
     t = interleaved(
         {"fr": fr, "fc": fc, "br": br, "bc": bc, "grads": lambda: (v.t() @ x, v.t() @ u)},
-        rounds=3, reps=2 if slow else 20, warmup=1,
-    )  # fmt: skip
+        rounds=3,
+        reps=2 if slow else 20,
+        warmup=1,
+    )
     products = 1e3 * (min(t["fr"], t["fc"]) + min(t["br"], t["bc"]) + t["grads"])
     return dict(products=products, adam=adam_ms, ms=products + adam_ms, n_fwd=n_fwd, n_bwd=n_bwd)
 
@@ -432,9 +443,11 @@ def _bare_cpp():
     name, isa = _isa_flags()  # the library build's instruction set, so both loops vectorise alike
     with ninja_on_path():
         return load_inline(
-            name.replace("lightning_implicit_fused", "bench_perf_bare"), cpp_sources=[_BARE_CPP],
-            functions=["bare_picard", "bare_adjoint"], extra_cflags=["-O3", "-fopenmp-simd", *isa],
-        )  # fmt: skip
+            name.replace("lightning_implicit_fused", "bench_perf_bare"),
+            cpp_sources=[_BARE_CPP],
+            functions=["bare_picard", "bare_adjoint"],
+            extra_cflags=["-O3", "-fopenmp-simd", *isa],
+        )
 
 
 def _iteration_case(case: Case, model: ImplicitModel, task: Task, rounds: int, bare_cpp) -> dict:
@@ -485,15 +498,25 @@ def _iteration_case(case: Case, model: ImplicitModel, task: Task, rounds: int, b
     t["adjoint bare C++"] = min(t["adjoint bare C++ rows"], t["adjoint bare C++ cols"])
     bare_py = min(t["bare row"], t["bare col"])
     bare_py_b = min(t["adjoint bare row"], t["adjoint bare col"])
-    return dict(case=case, N=N, Nb=Nb, mean_it=float(st.iterations.float().mean()),
-                fwd=t["fused"] / t["bare C++"], bwd=t["adjoint fused"] / t["adjoint bare C++"],
-                fwd_py=t["python"] / bare_py, bwd_py=t["adjoint python"] / bare_py_b,
-                us=1e6 * t["fused"] / N, us_bare=1e6 * t["bare C++"] / N,
-                us_b=1e6 * t["adjoint fused"] / max(Nb, 1), us_bare_b=1e6 * t["adjoint bare C++"] / max(Nb, 1),
-                us_py=1e6 * t["python"] / N, us_bare_py=1e6 * bare_py / N,
-                fixed=1e6 * (t["fused 1"] - t["bare C++ 1"]),
-                marginal=(t["fused"] - t["fused 1"]) / max(t["bare C++"] - t["bare C++ 1"], 1e-12),
-                dx=float((x - x_py).abs().max()))  # fmt: skip
+    return dict(
+        case=case,
+        N=N,
+        Nb=Nb,
+        mean_it=float(st.iterations.float().mean()),
+        fwd=t["fused"] / t["bare C++"],
+        bwd=t["adjoint fused"] / t["adjoint bare C++"],
+        fwd_py=t["python"] / bare_py,
+        bwd_py=t["adjoint python"] / bare_py_b,
+        us=1e6 * t["fused"] / N,
+        us_bare=1e6 * t["bare C++"] / N,
+        us_b=1e6 * t["adjoint fused"] / max(Nb, 1),
+        us_bare_b=1e6 * t["adjoint bare C++"] / max(Nb, 1),
+        us_py=1e6 * t["python"] / N,
+        us_bare_py=1e6 * bare_py / N,
+        fixed=1e6 * (t["fused 1"] - t["bare C++ 1"]),
+        marginal=(t["fused"] - t["fused 1"]) / max(t["bare C++"] - t["bare C++ 1"], 1e-12),
+        dx=float((x - x_py).abs().max()),
+    )
 
 
 def bench_iteration(paths, tasks, rounds: int) -> list[dict]:
@@ -544,9 +567,14 @@ def bench_iterations(paths, tasks) -> list[dict]:
             st = model.last_stats
             ms = _time_layer(model, u, slow=case.n >= 100 and solver == "newton")
             it = st.iterations.float()
-            out[solver] = dict(median=float(it.median()), mean=float(it.mean()), max=int(it.max()),
-                               conv=st.converged_fraction, ms=ms,
-                               dx=float((xs[solver] - xs["picard"]).abs().max()))  # fmt: skip
+            out[solver] = dict(
+                median=float(it.median()),
+                mean=float(it.mean()),
+                max=int(it.max()),
+                conv=st.converged_fraction,
+                ms=ms,
+                dx=float((xs[solver] - xs["picard"]).abs().max()),
+            )
         rows.append(dict(case=case, solvers=out))
         pic = out["picard"]["median"]
         line = " | ".join(
@@ -562,8 +590,12 @@ def bench_iterations(paths, tasks) -> list[dict]:
 
 
 def _adjoint_times(A, d, g, cfgs: dict, rounds: int, reps: int) -> dict[str, float]:
-    return interleaved({k: (lambda c=c: solve_adjoint(A, d, g, c)) for k, c in cfgs.items()}, rounds=rounds,
-                       reps=reps, warmup=1)  # fmt: skip
+    return interleaved(
+        {k: (lambda c=c: solve_adjoint(A, d, g, c)) for k, c in cfgs.items()},
+        rounds=rounds,
+        reps=reps,
+        warmup=1,
+    )
 
 
 def bench_adjoint(paths, tasks) -> dict:
@@ -580,15 +612,20 @@ def bench_adjoint(paths, tasks) -> dict:
         auto = AdjointConfig().resolved_mode(case.n, case.batch, "cpu", fused=True)
         best = min(t, key=t.get)
         trained.append(dict(case=case, ms={k: 1e3 * v for k, v in t.items()}, auto=auto, best=best))
-        print(f"  trained {case.name:<16} direct {1e3 * t['direct']:9.3f} ms, fixed_point {1e3 * t['fixed_point']:8.3f} ms"
-              f" -> faster: {best:<11} auto: {auto:<11} {'ok' if auto == best else 'MISMATCH'}", flush=True)  # fmt: skip
+        print(
+            f"  trained {case.name:<16} direct {1e3 * t['direct']:9.3f} ms, fixed_point {1e3 * t['fixed_point']:8.3f} ms"
+            f" -> faster: {best:<11} auto: {auto:<11} {'ok' if auto == best else 'MISMATCH'}",
+            flush=True,
+        )
     grid = []
     ns, batches = (4, 8, 12, 16, 20, 24, 32), (16, 64, 256, 1024)
     for backend in ("auto", "python"):  # the fused loop (the CPU default), then the Python loop
         gen = torch.Generator().manual_seed(3)
         loop = "fused C++ loop" if backend == "auto" else "Python loop (backend='python')"
-        print(f"  grid, fixed point in the {loop} (direct vs fixed-point at K iterations; cell: faster mode at "
-              f"K=10/K=25, * = auto disagrees at both):")  # fmt: skip
+        print(
+            f"  grid, fixed point in the {loop} (direct vs fixed-point at K iterations; cell: faster mode at "
+            f"K=10/K=25, * = auto disagrees at both):"
+        )
         print("  " + f"{'batch':>7} " + " ".join(f"{'n=' + str(n):>9}" for n in ns))
         for b in batches:
             cells = []
@@ -606,7 +643,7 @@ def bench_adjoint(paths, tasks) -> dict:
                             warn=False,
                             check_every=K,
                             backend=backend,
-                        )  # fmt: skip
+                        )
                         for K in (10, 25)
                     }
                 )
@@ -615,8 +652,20 @@ def bench_adjoint(paths, tasks) -> dict:
                 f25 = "d" if t["direct"] < t["fp25"] else "f"
                 auto = AdjointConfig().resolved_mode(n, b, "cpu", fused=backend == "auto")[0]
                 ok = auto in (f10, f25)
-                grid.append(dict(n=n, b=b, backend=backend, f10=f10, f25=f25, auto=auto, ok=ok,
-                                 direct=t["direct"], fp10=t["fp10"], fp25=t["fp25"]))  # fmt: skip
+                grid.append(
+                    dict(
+                        n=n,
+                        b=b,
+                        backend=backend,
+                        f10=f10,
+                        f25=f25,
+                        auto=auto,
+                        ok=ok,
+                        direct=t["direct"],
+                        fp10=t["fp10"],
+                        fp25=t["fp25"],
+                    )
+                )
                 cells.append(f"{f10}/{f25}{'' if ok else '*'}")
             print("  " + f"{b:>7} " + " ".join(f"{c:>9}" for c in cells), flush=True)
     print(
@@ -655,8 +704,11 @@ def bench_memory() -> dict:
         unrolled_peak = peak_bytes(lambda unrolled=unrolled: unrolled().sum().backward(), torch.device("cpu"))
         out[K] = dict(implicit=(implicit_saved, implicit_peak), unrolled=(unrolled_saved, unrolled_peak))
         mib = 2.0**20
-        print(f"  K={K:<4} implicit: saved {implicit_saved / mib:7.2f} MiB, peak {_mib(implicit_peak)} | unrolled "
-              f"autograd: saved {unrolled_saved / mib:7.2f} MiB, peak {_mib(unrolled_peak)}", flush=True)  # fmt: skip
+        print(
+            f"  K={K:<4} implicit: saved {implicit_saved / mib:7.2f} MiB, peak {_mib(implicit_peak)} | unrolled "
+            f"autograd: saved {unrolled_saved / mib:7.2f} MiB, peak {_mib(unrolled_peak)}",
+            flush=True,
+        )
     return out
 
 
@@ -711,16 +763,25 @@ def bench_rnn(directory: Path, steps: int = 200) -> list[dict]:
             with torch.no_grad():
                 yy = m(s)
             it = m.last_stats.iterations  # (batch, time)
-            res[warm] = dict(y=yy, per_seq=float(it.sum(dim=1).float().mean()), per_step=it.float().mean(dim=0),
-                             ref_it=m.last_stats.extra.get("reference_iterations", 0))  # fmt: skip
+            res[warm] = dict(
+                y=yy,
+                per_seq=float(it.sum(dim=1).float().mean()),
+                per_step=it.float().mean(dim=0),
+                ref_it=m.last_stats.extra.get("reference_iterations", 0),
+            )
             with torch.no_grad():
                 m(s)  # again, same weights: the reference points are reused
             res[warm]["ref_it_again"] = m.last_stats.extra.get("reference_iterations", 0)
+
         def moved(m=models[True], s=s):  # as after an optimiser step: the reference points are solved again
             m._reference = None
             return m(s)
 
-        fns = {False: lambda m=models[False], s=s: m(s), True: lambda m=models[True], s=s: m(s), "moved": moved}
+        fns = {
+            False: lambda m=models[False], s=s: m(s),
+            True: lambda m=models[True], s=s: m(s),
+            "moved": moved,
+        }
         with torch.no_grad():  # forward times, interleaved
             t = interleaved(fns, rounds=7, reps=5)
         for warm in (False, True):
@@ -739,25 +800,49 @@ def bench_rnn(directory: Path, steps: int = 200) -> list[dict]:
         dy = float((res[True]["y"] - res[False]["y"]).abs().max())
         scale = float(res[False]["y"].abs().max())
         err = {w: float((res[w]["y"].double() - y64).abs().max()) for w in (False, True)}
-        rows.append(dict(name=name, cold=res[False]["per_seq"], warm=res[True]["per_seq"], reduction=red, dy=dy,
-                         scale=scale, ms_cold=res[False]["ms"], ms_warm=res[True]["ms"], err=err, change=change,
-                         ref_it=res[True]["ref_it"], ref_it_again=res[True]["ref_it_again"], batch=s.shape[0],
-                         ms_moved=res[True]["ms_moved"],
-                         steps_cold=res[False]["per_step"], steps_warm=res[True]["per_step"]))  # fmt: skip
+        rows.append(
+            dict(
+                name=name,
+                cold=res[False]["per_seq"],
+                warm=res[True]["per_seq"],
+                reduction=red,
+                dy=dy,
+                scale=scale,
+                ms_cold=res[False]["ms"],
+                ms_warm=res[True]["ms"],
+                err=err,
+                change=change,
+                ref_it=res[True]["ref_it"],
+                ref_it_again=res[True]["ref_it_again"],
+                batch=s.shape[0],
+                ms_moved=res[True]["ms_moved"],
+                steps_cold=res[False]["per_step"],
+                steps_warm=res[True]["per_step"],
+            )
+        )
         r = rows[-1]
         fmt = " ".join(f"{v:4.1f}" for v in r["steps_cold"].tolist())
         fmt_w = " ".join(f"{v:4.1f}" for v in r["steps_warm"].tolist())
-        print(f"  {name:<16} iterations/sequence cold {r['cold']:6.1f} -> warm {r['warm']:6.1f} "
-              f"({100 * red:+.1f} %; + {r['ref_it']} for the 2 first-step reference points per batch of "
-              f"{r['batch']}, {r['ref_it_again']} in a second call on the same weights), forward "
-              f"{r['ms_cold']:.2f} -> {r['ms_warm']:.2f} ms ({r['ms_moved']:.2f} ms with the reference points "
-              f"solved again, as after an optimiser step)", flush=True)  # fmt: skip
+        print(
+            f"  {name:<16} iterations/sequence cold {r['cold']:6.1f} -> warm {r['warm']:6.1f} "
+            f"({100 * red:+.1f} %; + {r['ref_it']} for the 2 first-step reference points per batch of "
+            f"{r['batch']}, {r['ref_it_again']} in a second call on the same weights), forward "
+            f"{r['ms_cold']:.2f} -> {r['ms_warm']:.2f} ms ({r['ms_moved']:.2f} ms with the reference points "
+            f"solved again, as after an optimiser step)",
+            flush=True,
+        )
         print(f"  {'':<16} per step cold: {fmt}", flush=True)
         print(f"  {'':<16} per step warm: {fmt_w}", flush=True)
-        print(f"  {'':<16} outputs: max|y_warm - y_cold| {dy:.2e} (max|y| {scale:.2g}); vs float64 tol-1e-12 "
-              f"reference: cold {err[False]:.2e}, warm {err[True]:.2e}", flush=True)  # fmt: skip
-        print(f"  {'':<16} median relative change of x between steps ||x_i - x_i-1|| / ||x_i||, steps 2..10: "
-              + " ".join(f"{c:.2f}" for c in change), flush=True)  # fmt: skip
+        print(
+            f"  {'':<16} outputs: max|y_warm - y_cold| {dy:.2e} (max|y| {scale:.2g}); vs float64 tol-1e-12 "
+            f"reference: cold {err[False]:.2e}, warm {err[True]:.2e}",
+            flush=True,
+        )
+        print(
+            f"  {'':<16} median relative change of x between steps ||x_i - x_i-1|| / ||x_i||, steps 2..10: "
+            + " ".join(f"{c:.2f}" for c in change),
+            flush=True,
+        )
     return rows
 
 
@@ -792,8 +877,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["step", "iteration", "iterations", "adjoint",
-                                                               "memory", "rnn"])  # fmt: skip
+    ap.add_argument(
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=["step", "iteration", "iterations", "adjoint", "memory", "rnn"],
+    )
     args = ap.parse_args(argv)
     try:
         import torchdeq  # noqa: F401
@@ -812,8 +901,11 @@ def main(argv: list[str] | None = None) -> int:
         directory = Path(tmp)
         t0 = time.perf_counter()
         paths = {c.name: fit_and_save(c, tasks[c.name], directory) for c in CASES}
-        print(f"[0] short fits ({', '.join(f'{c.name}: {c.fit_steps} Adam steps' for c in CASES)}): "
-              f"{time.perf_counter() - t0:.1f} s; weights saved and reloaded", flush=True)  # fmt: skip
+        print(
+            f"[0] short fits ({', '.join(f'{c.name}: {c.fit_steps} Adam steps' for c in CASES)}): "
+            f"{time.perf_counter() - t0:.1f} s; weights saved and reloaded",
+            flush=True,
+        )
         res: dict = {}
         if "step" not in args.skip:
             print(
@@ -821,8 +913,10 @@ def main(argv: list[str] | None = None) -> int:
             )
             res["step"] = bench_step(paths, tasks, args.rounds)
         if "iteration" not in args.skip:
-            print("\n[2] cost per iteration: solver call vs the bare loop of its products (slowest sample's count)",
-                  flush=True)  # fmt: skip
+            print(
+                "\n[2] cost per iteration: solver call vs the bare loop of its products (slowest sample's count)",
+                flush=True,
+            )
             res["iteration"] = bench_iteration(paths, tasks, args.rounds)
         if "iterations" not in args.skip:
             print("\n[3] iterations on trained weights, batch of 1024, tol 3e-6 abs", flush=True)
@@ -866,14 +960,28 @@ def summary(res: dict) -> int:
         ceil = "/".join(
             f"{r['ms']['torchdeq fixed_point_iter'] / r['floor']['ms']:.1f}x" for r in res["step"]
         )
-        rows.append(("1 training step vs torchdeq (fp/anderson)", ">= 10x", "; ".join(parts) +
-                     f"; max|dx| {agree:.1e}; products-floor bound vs fp {ceil}", worst >= 10))  # fmt: skip
+        rows.append(
+            (
+                "1 training step vs torchdeq (fp/anderson)",
+                ">= 10x",
+                "; ".join(parts) + f"; max|dx| {agree:.1e}; products-floor bound vs fp {ceil}",
+                worst >= 10,
+            )
+        )
     if "iteration" in res:
         parts = [f"{r['case'].name} fwd {r['fwd']:.2f}x bwd {r['bwd']:.2f}x" for r in res["iteration"]]
         py = "/".join(f"{r['fwd_py']:.1f}x" for r in res["iteration"])
         worst = max(max(r["fwd"], r["bwd"]) for r in res["iteration"])
-        rows.append(("2 cost per iteration vs bare products", "<= 1.5x", "fused vs bare C++: " + "; ".join(parts) +
-                     f" (Python loop vs bare Python products, forward: {py})", worst <= 1.5))  # fmt: skip
+        rows.append(
+            (
+                "2 cost per iteration vs bare products",
+                "<= 1.5x",
+                "fused vs bare C++: "
+                + "; ".join(parts)
+                + f" (Python loop vs bare Python products, forward: {py})",
+                worst <= 1.5,
+            )
+        )
     if "iterations" in res:
         parts, ok = [], True
         for r in res["iterations"]:
@@ -898,29 +1006,52 @@ def summary(res: dict) -> int:
         parts = "; ".join(f"{r['case'].name} {r['auto']}" for r in tr)
         ok_f = sum(r["ok"] for r in grid if r["backend"] == "auto")
         n_f = sum(r["backend"] == "auto" for r in grid)
-        rows.append(("4 adjoint auto picks the faster", "all", f"trained {ok_t}/{len(tr)} ({parts}); grid "
-                     f"{ok_f}/{n_f} (fused loop), {ok_g - ok_f}/{len(grid) - n_f} (Python loop)",
-                     ok_t == len(tr)))  # fmt: skip
+        rows.append(
+            (
+                "4 adjoint auto picks the faster",
+                "all",
+                f"trained {ok_t}/{len(tr)} ({parts}); grid "
+                f"{ok_f}/{n_f} (fused loop), {ok_g - ok_f}/{len(grid) - n_f} (Python loop)",
+                ok_t == len(tr),
+            )
+        )
     if "memory" in res:
         m = res["memory"]
         i_s = m[200]["implicit"][0] / m[10]["implicit"][0]
         u_s = m[200]["unrolled"][0] / m[10]["unrolled"][0]
         pk = ""
         if m[10]["implicit"][1] and m[200]["implicit"][1]:
-            pk = (f"; peak K=200/K=10: implicit {m[200]['implicit'][1] / m[10]['implicit'][1]:.2f}x, "
-                  f"unrolled {m[200]['unrolled'][1] / m[10]['unrolled'][1]:.1f}x")  # fmt: skip
-        rows.append(("5 memory K=200 vs K=10 (saved bytes)", "flat", f"implicit {i_s:.2f}x, unrolled {u_s:.1f}x{pk}",
-                     i_s < 1.05))  # fmt: skip
+            pk = (
+                f"; peak K=200/K=10: implicit {m[200]['implicit'][1] / m[10]['implicit'][1]:.2f}x, "
+                f"unrolled {m[200]['unrolled'][1] / m[10]['unrolled'][1]:.1f}x"
+            )
+        rows.append(
+            (
+                "5 memory K=200 vs K=10 (saved bytes)",
+                "flat",
+                f"implicit {i_s:.2f}x, unrolled {u_s:.1f}x{pk}",
+                i_s < 1.05,
+            )
+        )
     if "rnn" in res:
-        parts = [f"{r['name']} {100 * r['reduction']:.0f} % (max|dy| {r['dy']:.1e}; forward time "
-                 f"{r['ms_warm'] / r['ms_cold']:.2f}x cold's, {r['ms_moved'] / r['ms_cold']:.2f}x after a weight "
-                 f"update)" for r in res["rnn"]]
+        parts = [
+            f"{r['name']} {100 * r['reduction']:.0f} % (max|dy| {r['dy']:.1e}; forward time "
+            f"{r['ms_warm'] / r['ms_cold']:.2f}x cold's, {r['ms_moved'] / r['ms_cold']:.2f}x after a weight "
+            f"update)"
+            for r in res["rnn"]
+        ]
         for r in res["rnn"]:
             if not r["dy"] <= RNN_AGREE * max(1.0, r["scale"]):
                 fail = True
                 print(f"RNN OUTPUTS DISAGREE (warm vs cold start): {r['name']}: {r['dy']:.2e}")
-        rows.append(("6 RNN warm start: fewer iterations/seq", ">= 30 %", "; ".join(parts),
-                     all(r["reduction"] >= 0.3 for r in res["rnn"])))  # fmt: skip
+        rows.append(
+            (
+                "6 RNN warm start: fewer iterations/seq",
+                ">= 30 %",
+                "; ".join(parts),
+                all(r["reduction"] >= 0.3 for r in res["rnn"]),
+            )
+        )
     w = max(len(r[0]) for r in rows) if rows else 10
     print(f"{'figure':<{w}}  {'target':<8}  {'met':<4}  measured")
     for name, target, measured, ok in rows:

@@ -34,26 +34,38 @@ __all__ = ["EarthquakeDataModule"]
 
 class EarthquakeDataModule(ShiftDataModule):
     """Args:
-        coarsen: mesh coarsening factor (1: the paper's 720,576 training samples; 4: a quick profile of
-            ~11k with the same code path).
-        region_fraction: fraction of each region's mesh kept (paper: 0.25 -> 20,016 per region).
-        region_size: explicit samples per region (overrides ``region_fraction``).
-        cache_dir: where the travel-time table and generated datasets are cached (default
-            ``$LIGHTNING_IMPLICIT_CACHE`` or ``~/.cache/lightning-implicit``).
-        (others: ShiftDataModule; ``seed`` seeds the generator)
+    coarsen: mesh coarsening factor (1: the paper's 720,576 training samples; 4: a quick profile of
+        ~11k with the same code path).
+    region_fraction: fraction of each region's mesh kept (paper: 0.25 -> 20,016 per region).
+    region_size: explicit samples per region (overrides ``region_fraction``).
+    cache_dir: where the travel-time table and generated datasets are cached (default
+        ``$LIGHTNING_IMPLICIT_CACHE`` or ``~/.cache/lightning-implicit``).
+    (others: ShiftDataModule; ``seed`` seeds the generator)
     """
 
-    def __init__(self, *, coarsen: int = 1, region_fraction: float = 0.25, region_size: int | None = None,
-                 cache_dir: str | None = None, **kw) -> None:  # fmt: skip
+    def __init__(
+        self,
+        *,
+        coarsen: int = 1,
+        region_fraction: float = 0.25,
+        region_size: int | None = None,
+        cache_dir: str | None = None,
+        **kw,
+    ) -> None:
         kw.setdefault("batch_size", 1024)
         super().__init__(**kw)
-        self.eq = EarthquakeSpec(coarsen=coarsen, region_fraction=region_fraction, region_size=region_size,
-                                 seed=self.seed)  # fmt: skip
+        self.eq = EarthquakeSpec(
+            coarsen=coarsen, region_fraction=region_fraction, region_size=region_size, seed=self.seed
+        )
         self.cache_dir = cache_dir
         self.spec = TaskSpec(
-            name="earthquake", kind="regression", in_shape=(6 * self.eq.n_stations,), target_shape=(4,),
-            shift_name="region k (0 = in-distribution)", metrics=("mse",),
-        )  # fmt: skip
+            name="earthquake",
+            kind="regression",
+            in_shape=(6 * self.eq.n_stations,),
+            target_shape=(4,),
+            shift_name="region k (0 = in-distribution)",
+            metrics=("mse",),
+        )
 
     def prepare_data(self) -> None:
         """Build the travel-time table and the datasets once (rank 0), into the on-disk cache."""
@@ -63,19 +75,29 @@ class EarthquakeDataModule(ShiftDataModule):
         data = generate_all(self.eq, cache_dir=self.cache_dir)
         x_tr, y_tr = data["train"]
         self.x_scaler, self.y_scaler = Standardizer.fit(x_tr), Standardizer.fit(y_tr.astype(np.float64))
-        tests = [TestSet(shift=0, x=self.x_scaler.transform(data["id_test"][0]),
-                         y=self.y_scaler.transform(data["id_test"][1]))]  # fmt: skip
+        tests = [
+            TestSet(
+                shift=0,
+                x=self.x_scaler.transform(data["id_test"][0]),
+                y=self.y_scaler.transform(data["id_test"][1]),
+            )
+        ]
         for k in range(1, self.eq.n_regions + 1):
             x, y = data[k]
             tests.append(TestSet(shift=k, x=self.x_scaler.transform(x), y=self.y_scaler.transform(y)))
         card = {
-            "source": "generated (ak135 via obspy.taup)", "spec": self.eq.to_dict(),
+            "source": "generated (ak135 via obspy.taup)",
+            "spec": self.eq.to_dict(),
             "split_counts": {str(k): v for k, v in split_counts(self.eq).items()},
             "standardisation": "features and labels, statistics of the in-distribution training split (all folds)",
             "labels": ["longitude_deg", "latitude_deg", "depth_km", "origin_time_rel_anchor_s"],
-        }  # fmt: skip
-        return DataSplits(x_train=self.x_scaler.transform(x_tr), y_train=self.y_scaler.transform(y_tr), tests=tests,
-                          card=card)  # fmt: skip
+        }
+        return DataSplits(
+            x_train=self.x_scaler.transform(x_tr),
+            y_train=self.y_scaler.transform(y_tr),
+            tests=tests,
+            card=card,
+        )
 
     def physical(self, v: torch.Tensor) -> np.ndarray:
         """Standardised labels back to (longitude deg, latitude deg, depth km, time s)."""
@@ -90,7 +112,9 @@ class EarthquakeDataModule(ShiftDataModule):
         out["depth_mae_km"] = float(np.mean(np.abs(p[:, 2] - t[:, 2])))
         out["time_mae_s"] = float(np.mean(np.abs(p[:, 3] - t[:, 3])))
         lat_p = np.clip(p[:, 1], -90, 90)
-        out["epicentral_median_km"] = float(np.median(epicentral_distance_km(lat_p, p[:, 0], t[:, 1], t[:, 0])))
+        out["epicentral_median_km"] = float(
+            np.median(epicentral_distance_km(lat_p, p[:, 0], t[:, 1], t[:, 0]))
+        )
         return out
 
     def write_artifacts(self, outputs, folder: Path, rows):
@@ -104,9 +128,16 @@ class EarthquakeDataModule(ShiftDataModule):
         paths = []
         # Figure 7 (right): per-label error vs k
         fig, axes = plt.subplots(1, 4, figsize=(15, 3.3))
-        for ax, (key, label) in zip(axes, [("lon_wrapped_mae_deg", "longitude MAE (deg, wrapped)"),
-                                           ("lat_mae_deg", "latitude MAE (deg)"), ("depth_mae_km", "depth MAE (km)"),
-                                           ("time_mae_s", "origin time MAE (s)")], strict=True):  # fmt: skip
+        for ax, (key, label) in zip(
+            axes,
+            [
+                ("lon_wrapped_mae_deg", "longitude MAE (deg, wrapped)"),
+                ("lat_mae_deg", "latitude MAE (deg)"),
+                ("depth_mae_km", "depth MAE (km)"),
+                ("time_mae_s", "origin time MAE (s)"),
+            ],
+            strict=True,
+        ):
             ax.plot(ks, [rows[k][key] for k in ks], marker="o")
             if 0 in rows:
                 ax.axhline(rows[0][key], ls="--", c="grey", label="in-distribution")
@@ -121,7 +152,9 @@ class EarthquakeDataModule(ShiftDataModule):
         plt.close(fig)
         # Map of training and test regions coloured by standardised MSE
         fig, ax = plt.subplots(figsize=(10, 4.2))
-        ax.axvspan(-self.eq.train_lon_max, self.eq.train_lon_max, color="tab:green", alpha=0.15, label="training")
+        ax.axvspan(
+            -self.eq.train_lon_max, self.eq.train_lon_max, color="tab:green", alpha=0.15, label="training"
+        )
         vals = [rows[k]["mse"] for k in ks]
         cmap = plt.get_cmap("magma_r")
         vmax = max(vals) if vals else 1.0

@@ -37,19 +37,27 @@ __all__ = ["SpikyDataModule"]
 
 class SpikyDataModule(ShiftDataModule):
     """Args:
-        window: past values per input (Table 4's sequence models read 10).
-        n_train, n_test, n_regions_train: series lengths and spiky regions of 100 points in the training part
-            (the paper: 7,000, 3,000, 20; the test part gets a proportional number of regions).
-        generator: ``authors`` (grid and noise of the authors' public generator) or ``aliased`` (this
-            project's first reading: grid step 0.1, noise std 0.5); see :mod:`lightning_implicit.datamodules.spiky_data`.
-        scale: ``none`` (models see raw values, as the authors' code) or ``minmax`` (scaled to [0, 1] by the
-            training part's min and max).
-        (others: ShiftDataModule)
+    window: past values per input (Table 4's sequence models read 10).
+    n_train, n_test, n_regions_train: series lengths and spiky regions of 100 points in the training part
+        (the paper: 7,000, 3,000, 20; the test part gets a proportional number of regions).
+    generator: ``authors`` (grid and noise of the authors' public generator) or ``aliased`` (this
+        project's first reading: grid step 0.1, noise std 0.5); see :mod:`lightning_implicit.datamodules.spiky_data`.
+    scale: ``none`` (models see raw values, as the authors' code) or ``minmax`` (scaled to [0, 1] by the
+        training part's min and max).
+    (others: ShiftDataModule)
     """
 
-    def __init__(self, *, window: int = 10, n_train: int = 7000, n_test: int = 3000, n_regions_train: int = 20,
-                 generator: Literal["authors", "aliased"] = "authors", scale: Literal["none", "minmax"] = "none",
-                 **kw) -> None:  # fmt: skip
+    def __init__(
+        self,
+        *,
+        window: int = 10,
+        n_train: int = 7000,
+        n_test: int = 3000,
+        n_regions_train: int = 20,
+        generator: Literal["authors", "aliased"] = "authors",
+        scale: Literal["none", "minmax"] = "none",
+        **kw,
+    ) -> None:
         super().__init__(**kw)
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
@@ -57,16 +65,31 @@ class SpikyDataModule(ShiftDataModule):
             raise ValueError(f"generator must be one of {sorted(GENERATORS)}, got {generator!r}")
         if scale not in ("minmax", "none"):
             raise ValueError(f"scale must be 'minmax' or 'none', got {scale!r}")
-        self.window, self.n_train, self.n_test, self.n_regions_train = window, n_train, n_test, n_regions_train
+        self.window, self.n_train, self.n_test, self.n_regions_train = (
+            window,
+            n_train,
+            n_test,
+            n_regions_train,
+        )
         self.generator, self.scale = generator, scale
         self.spec = TaskSpec(
-            name="spiky", kind="regression", in_shape=(window, 1), target_shape=(1,),
-            shift_name="split (1 = chronological test part)", metrics=("mse",),
-        )  # fmt: skip
+            name="spiky",
+            kind="regression",
+            in_shape=(window, 1),
+            target_shape=(1,),
+            shift_name="split (1 = chronological test part)",
+            metrics=("mse",),
+        )
 
     def build(self) -> DataSplits:
-        d = load_spiky_dataset(window=self.window, seed=self.seed, n_train=self.n_train, n_test=self.n_test,
-                               n_regions_train=self.n_regions_train, generator=self.generator)  # fmt: skip
+        d = load_spiky_dataset(
+            window=self.window,
+            seed=self.seed,
+            n_train=self.n_train,
+            n_test=self.n_test,
+            n_regions_train=self.n_regions_train,
+            generator=self.generator,
+        )
         train_y = d.series.train.y
         self.lo, self.range = float(train_y.min()), float(np.ptp(train_y))
         if self.scale == "none":
@@ -75,17 +98,33 @@ class SpikyDataModule(ShiftDataModule):
             offset, width = self.lo, self.range
         self._offset, self._width = offset, width
         refs = _reference_forecasts(d.X_train, d.y_train, d.X_test)
-        test = TestSet(shift=1, x=(d.X_test[..., None] - offset) / width, y=(d.y_test[:, None] - offset) / width,
-                       extras={"is_spike": d.spike_test, "y_raw": d.y_test, "refs": refs})  # fmt: skip
-        card = {"source": "generated", **d.card,
-                "scale": {"mode": self.scale, "train_min": self.lo, "train_range": self.range,
-                          "note": "models see (v - train_min) / train_range" if self.scale == "minmax" else
-                          "models see raw values"},
-                "metric_units": "mse, mse_spike, mse_normal: raw units; mse_paper: mse / train_range**2 (the "
-                                "target min-max scaled by the training part, the paper's Table 1 units)",
-                "reference_test_mse": {name: _mse(p, d.y_test) for name, p in refs.items()}}  # fmt: skip
-        return DataSplits(x_train=(d.X_train[..., None] - offset) / width,
-                          y_train=(d.y_train[:, None] - offset) / width, tests=[test], card=card)  # fmt: skip
+        test = TestSet(
+            shift=1,
+            x=(d.X_test[..., None] - offset) / width,
+            y=(d.y_test[:, None] - offset) / width,
+            extras={"is_spike": d.spike_test, "y_raw": d.y_test, "refs": refs},
+        )
+        card = {
+            "source": "generated",
+            **d.card,
+            "scale": {
+                "mode": self.scale,
+                "train_min": self.lo,
+                "train_range": self.range,
+                "note": "models see (v - train_min) / train_range"
+                if self.scale == "minmax"
+                else "models see raw values",
+            },
+            "metric_units": "mse, mse_spike, mse_normal: raw units; mse_paper: mse / train_range**2 (the "
+            "target min-max scaled by the training part, the paper's Table 1 units)",
+            "reference_test_mse": {name: _mse(p, d.y_test) for name, p in refs.items()},
+        }
+        return DataSplits(
+            x_train=(d.X_train[..., None] - offset) / width,
+            y_train=(d.y_train[:, None] - offset) / width,
+            tests=[test],
+            card=card,
+        )
 
     def to_raw(self, v: torch.Tensor) -> torch.Tensor:
         """Model units -> raw series units."""
@@ -153,7 +192,9 @@ def _mse(pred: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean((np.asarray(pred, dtype=np.float64) - y) ** 2))
 
 
-def _reference_forecasts(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray) -> dict[str, np.ndarray]:
+def _reference_forecasts(
+    X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray
+) -> dict[str, np.ndarray]:
     """Raw-unit forecasts of the test targets by three references (``X``: ``(N, window)`` raw windows).
 
     ``mean``: the training targets' mean; ``last``: the window's last value; ``linear``: least squares of the

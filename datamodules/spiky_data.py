@@ -44,11 +44,17 @@ SPIKE_FREQUENCIES = (2.0, 23.0, 78.0, 100.0)
 SPIKE_AMPLITUDE = 5.0
 # named generators: grid step dx and noise std of the ordinary points
 GENERATORS = {
-    "authors": {"dx": 100.0 / 9999.0, "noise_std": 0.25,
-                "source": "authors' public generator: x = linspace(0, 100, 10000), noise std 0.25"},
-    "aliased": {"dx": 0.1, "noise_std": 0.5,
-                "source": "x_i = 0.1 i (spiky frequencies aliased), noise N(0, 0.25) read as variance 0.25"},
-}  # fmt: skip
+    "authors": {
+        "dx": 100.0 / 9999.0,
+        "noise_std": 0.25,
+        "source": "authors' public generator: x = linspace(0, 100, 10000), noise std 0.25",
+    },
+    "aliased": {
+        "dx": 0.1,
+        "noise_std": 0.5,
+        "source": "x_i = 0.1 i (spiky frequencies aliased), noise N(0, 0.25) read as variance 0.25",
+    },
+}
 
 
 def spike_signal(x: np.ndarray) -> np.ndarray:
@@ -107,10 +113,19 @@ def _place_regions(rng: np.random.Generator, n: int, k: int, length: int, min_ga
     return (slots - np.arange(k) + np.arange(k) * (length + min_gap)).astype(np.int64)
 
 
-def generate_spiky_series(n_train: int = 7000, n_test: int = 3000, *, n_regions_train: int = 20,
-                          n_regions_test: int | None = None, region_len: int = 100, generator: str = "authors",
-                          dx: float | None = None, noise_std: float | None = None, min_gap: int = 10,
-                          seed: int = 0) -> SpikySeries:
+def generate_spiky_series(
+    n_train: int = 7000,
+    n_test: int = 3000,
+    *,
+    n_regions_train: int = 20,
+    n_regions_test: int | None = None,
+    region_len: int = 100,
+    generator: str = "authors",
+    dx: float | None = None,
+    noise_std: float | None = None,
+    min_gap: int = 10,
+    seed: int = 0,
+) -> SpikySeries:
     """Generate the seeded spiky series of paper appendix A.3 (defaults = the paper's sizes).
 
     ``generator`` names the grid step and noise (:data:`GENERATORS`); ``dx`` / ``noise_std`` override it.
@@ -136,21 +151,23 @@ def generate_spiky_series(n_train: int = 7000, n_test: int = 3000, *, n_regions_
     starts = np.concatenate([starts_train, starts_test])
     is_spike = np.zeros(n, dtype=bool)
     for s in starts:
-        is_spike[s:s + region_len] = True
+        is_spike[s : s + region_len] = True
     y[is_spike] = spike_signal(x[is_spike])
     card = {
         "task": "spiky",
         "source": "synthetic (paper appendix A.3)",
         "synthetic": True,
         "seed": seed,
-        "n": n, "n_train": n_train, "n_test": n_test,
+        "n": n,
+        "n_train": n_train,
+        "n_test": n_test,
         "split": "chronological: first n_train points train, last n_test points test",
         "generator": generator + (" (dx/noise_std overridden)" if custom else ""),
         "generator_source": named["source"],
         "x_grid": f"x_i = i * {dx:.6g} for i = 0..{n - 1} (x in [0, {x[-1]:.6g}])",
         "dx": dx,
         "base_signal": "sin(x) + eps",
-        "noise": {"distribution": "normal", "mean": 0.0, "std": noise_std, "variance": noise_std ** 2},
+        "noise": {"distribution": "normal", "mean": 0.0, "std": noise_std, "variance": noise_std**2},
         "spike_signal": "5*(sin(2x) + sin(23x) + sin(78x) + sin(100x)), noise-free, |y| <= 20",
         "region_len": region_len,
         "min_gap": min_gap,
@@ -170,8 +187,9 @@ def _segment_windows(y: np.ndarray, spike: np.ndarray, window: int):
     return X, y[window:].copy(), spike[window:].copy()
 
 
-def make_spiky_windows(series: SpikySeries | np.ndarray, window: int = 10
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def make_spiky_windows(
+    series: SpikySeries | np.ndarray, window: int = 10
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One-step-ahead windows: ``X[j] = y[j : j + window]``, target ``y[j + window]``.
 
     Windows never cross ``series.split_index`` (a full series is windowed per part, train windows
@@ -189,8 +207,11 @@ def make_spiky_windows(series: SpikySeries | np.ndarray, window: int = 10
         y = np.asarray(series, dtype=np.float64)
         spike = np.zeros(len(y), dtype=bool)
         cuts = [0, len(y)]
-    parts = [_segment_windows(y[a:b], spike[a:b], window) for a, b in zip(cuts[:-1], cuts[1:], strict=True)
-             if b > a]
+    parts = [
+        _segment_windows(y[a:b], spike[a:b], window)
+        for a, b in zip(cuts[:-1], cuts[1:], strict=True)
+        if b > a
+    ]
     if not parts:
         return np.zeros((0, window)), np.zeros(0), np.zeros(0, dtype=bool)
     X, t, s = (np.concatenate(p) for p in zip(*parts, strict=True))

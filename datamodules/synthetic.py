@@ -15,9 +15,13 @@ from lightning_implicit.data import SyntheticShiftDataModule, log_grid
 from lightning_implicit.task import TaskSpec
 
 __all__ = [
-    "SyntheticShiftDataModule", "IdentityDataModule", "ArithmeticDataModule", "RollingAverageDataModule",
-    "RollingArgmaxDataModule", "log_grid",
-]  # fmt: skip
+    "SyntheticShiftDataModule",
+    "IdentityDataModule",
+    "ArithmeticDataModule",
+    "RollingAverageDataModule",
+    "RollingArgmaxDataModule",
+    "log_grid",
+]
 
 
 class IdentityDataModule(SyntheticShiftDataModule):
@@ -29,9 +33,13 @@ class IdentityDataModule(SyntheticShiftDataModule):
         super().__init__(**kw)
         self.dim = dim
         self.spec = TaskSpec(
-            name="identity", kind="regression", in_shape=(dim,), target_shape=(dim,),
-            metrics=("mse", "mae"), shift_log=False,
-        )  # fmt: skip
+            name="identity",
+            kind="regression",
+            in_shape=(dim,),
+            target_shape=(dim,),
+            metrics=("mse", "mae"),
+            shift_log=False,
+        )
 
     def sample(self, rng, n, shift):
         a = 5.0 if shift is None else float(shift)
@@ -39,7 +47,11 @@ class IdentityDataModule(SyntheticShiftDataModule):
         return x, x.copy()
 
     def describe(self):
-        return {"train": f"U(-5,5)^{self.dim}", "test": f"U(-kappa,kappa)^{self.dim}", "definition": _TABLE3_ONLY}
+        return {
+            "train": f"U(-5,5)^{self.dim}",
+            "test": f"U(-kappa,kappa)^{self.dim}",
+            "definition": _TABLE3_ONLY,
+        }
 
 
 class ArithmeticDataModule(SyntheticShiftDataModule):
@@ -61,9 +73,13 @@ class ArithmeticDataModule(SyntheticShiftDataModule):
         k, l = sorted(r.choice(np.arange(1, dim + 1), size=2, replace=False))
         self.indices = (int(i), int(j), int(k), int(l))
         self.spec = TaskSpec(
-            name="addition" if operation == "add" else "subtraction", kind="regression",
-            in_shape=(dim,), target_shape=(1,), metrics=("mse", "mae"), shift_log=True,
-        )  # fmt: skip
+            name="addition" if operation == "add" else "subtraction",
+            kind="regression",
+            in_shape=(dim,),
+            target_shape=(1,),
+            metrics=("mse", "mae"),
+            shift_log=True,
+        )
 
     def target(self, x: np.ndarray) -> np.ndarray:
         i, j, k, l = self.indices
@@ -77,9 +93,13 @@ class ArithmeticDataModule(SyntheticShiftDataModule):
         return x, self.target(x)
 
     def describe(self):
-        return {"train": f"U(-1,1)^{self.dim}", "test": f"U(-kappa/2,kappa/2)^{self.dim}",
-                "indices_ijkl": list(self.indices), "operation": self.operation,
-                "definition": _TABLE3_ONLY + "; the summed ranges are drawn once per data seed, as Trask et al."}  # fmt: skip
+        return {
+            "train": f"U(-1,1)^{self.dim}",
+            "test": f"U(-kappa/2,kappa/2)^{self.dim}",
+            "indices_ijkl": list(self.indices),
+            "operation": self.operation,
+            "definition": _TABLE3_ONLY + "; the summed ranges are drawn once per data seed, as Trask et al.",
+        }
 
 
 class RollingAverageDataModule(SyntheticShiftDataModule):
@@ -94,9 +114,13 @@ class RollingAverageDataModule(SyntheticShiftDataModule):
         super().__init__(**kw)
         self.length = length
         self.spec = TaskSpec(
-            name="rolling_average", kind="regression", in_shape=(length, 1), target_shape=(length, 1),
-            metrics=("mse", "mae"), shift_log=False,
-        )  # fmt: skip
+            name="rolling_average",
+            kind="regression",
+            in_shape=(length, 1),
+            target_shape=(length, 1),
+            metrics=("mse", "mae"),
+            shift_log=False,
+        )
 
     def sample(self, rng, n, shift):
         mu = 3.0 + (0.0 if shift is None else float(shift))
@@ -105,8 +129,13 @@ class RollingAverageDataModule(SyntheticShiftDataModule):
         return x, y
 
     def describe(self):
-        return {"train": "N(3,1)", "test": "N(3+kappa,1)", "length": self.length, "definition": _TABLE3_ONLY,
-                "objective": "MSE of the running mean at every step"}
+        return {
+            "train": "N(3,1)",
+            "test": "N(3+kappa,1)",
+            "length": self.length,
+            "definition": _TABLE3_ONLY,
+            "objective": "MSE of the running mean at every step",
+        }
 
 
 # Where each definition comes from (in every data card): the paper's Table 3 for all four tasks; the authors'
@@ -139,9 +168,16 @@ class RollingArgmaxDataModule(SyntheticShiftDataModule):
             raise ValueError(f"objective must be 'last' or 'all', got {objective!r}")
         self.length, self.objective = length, objective
         self.spec = TaskSpec(
-            name="rolling_argmax", kind="classification", in_shape=(length, 1), target_shape=(length,),
-            num_classes=length, eval_last_step=True, loss_steps=objective, metrics=("accuracy",), shift_log=True,
-        )  # fmt: skip
+            name="rolling_argmax",
+            kind="classification",
+            in_shape=(length, 1),
+            target_shape=(length,),
+            num_classes=length,
+            eval_last_step=True,
+            loss_steps=objective,
+            metrics=("accuracy",),
+            shift_log=True,
+        )
 
     def sample(self, rng, n, shift):
         hi = 1.0 if shift is None else float(shift)
@@ -157,7 +193,13 @@ class RollingArgmaxDataModule(SyntheticShiftDataModule):
             "last": "cross-entropy of the final step's label (argmax of the whole sequence), as the authors' code",
             "all": "cross-entropy of every step's rolling label (mean over steps)",
         }[self.objective]
-        return {"train": "U(0,1)", "test": "U(0,kappa)", "length": self.length, "objective": self.objective,
-                "objective_text": objective, "evaluated_on": "final step",
-                "definition": "paper Table 3 for the data (the notebook draws U(-1,1)); the objective and the "
-                              "recipe (conf/tasks/rolling_argmax.yaml) from implicitdl's implicitrnn_argmax notebook"}
+        return {
+            "train": "U(0,1)",
+            "test": "U(0,kappa)",
+            "length": self.length,
+            "objective": self.objective,
+            "objective_text": objective,
+            "evaluated_on": "final step",
+            "definition": "paper Table 3 for the data (the notebook draws U(-1,1)); the objective and the "
+            "recipe (conf/tasks/rolling_argmax.yaml) from implicitdl's implicitrnn_argmax notebook",
+        }

@@ -92,28 +92,52 @@ class VolatilityDataModule(ShiftDataModule):
         super().__init__(**kw)
         if interval not in ("1d", "1m"):
             raise ValueError(f"interval must be '1d' or '1m', got {interval!r}")
-        self.data, self.interval, self.cache_dir, self.allow_download = data, interval, cache_dir, allow_download
+        self.data, self.interval, self.cache_dir, self.allow_download = (
+            data,
+            interval,
+            cache_dir,
+            allow_download,
+        )
         self.ticker, self.price_basis = ticker, price_basis
-        self.train_range, self.test_range, self.test_fraction = tuple(train_range), tuple(test_range), test_fraction
+        self.train_range, self.test_range, self.test_fraction = (
+            tuple(train_range),
+            tuple(test_range),
+            test_fraction,
+        )
         if test_fraction is not None and not 0.0 < test_fraction < 1.0:
             raise ValueError(f"test_fraction (SPLIT=) must be in (0, 1), got {test_fraction}")
         self.assume_tz = assume_tz
         self.input_len, self.horizon, self.stride = input_len, horizon, stride
         self.synthetic_range = tuple(synthetic_range)
         self.spec = TaskSpec(
-            name="volatility", kind="regression", in_shape=(input_len, 1), target_shape=(1,),
-            shift_name="test period (first year)", metrics=("mse_scaled",),
-        )  # fmt: skip
+            name="volatility",
+            kind="regression",
+            in_shape=(input_len, 1),
+            target_shape=(1,),
+            shift_name="test period (first year)",
+            metrics=("mse_scaled",),
+        )
 
     def build(self) -> DataSplits:
         d = load_volatility_dataset(
-            self.data, cache_dir=self.cache_dir, allow_download=self.allow_download, ticker=self.ticker,
-            interval=self.interval, train_range=self.train_range, test_range=self.test_range,
-            test_fraction=self.test_fraction, input_len=self.input_len, horizon=self.horizon, stride=self.stride,
-            price_basis=self.price_basis, seed=self.seed, synthetic_range=self.synthetic_range,
+            self.data,
+            cache_dir=self.cache_dir,
+            allow_download=self.allow_download,
+            ticker=self.ticker,
+            interval=self.interval,
+            train_range=self.train_range,
+            test_range=self.test_range,
+            test_fraction=self.test_fraction,
+            input_len=self.input_len,
+            horizon=self.horizon,
+            stride=self.stride,
+            price_basis=self.price_basis,
+            seed=self.seed,
+            synthetic_range=self.synthetic_range,
             assume_tz=self.assume_tz,
-            explicit_ranges=(self.train_range, self.test_range) != (tuple(PAPER_TRAIN_RANGE), tuple(PAPER_TEST_RANGE)),
-        )  # fmt: skip
+            explicit_ranges=(self.train_range, self.test_range)
+            != (tuple(PAPER_TRAIN_RANGE), tuple(PAPER_TEST_RANGE)),
+        )
         rule = d.card["splits"]["rule"]
         if rule.startswith("chronological, automatic"):
             _say_once(f"note: split {rule}")
@@ -123,11 +147,16 @@ class VolatilityDataModule(ShiftDataModule):
         year = int(pd.Timestamp(d.t_test[0]).year) if len(d.t_test) else 1
         test = TestSet(shift=year, x=self._x(d.X_test), y=d.y_test[:, None] / self.y_scale)
         card = dict(d.card)
-        card["scaling"] = {"x": "(price - mean) / std, one scalar each from training prices",
-                           "x_mean": self.x_mean, "x_std": self.x_std,
-                           "y": "variance / rms(training variance)", "y_scale": self.y_scale}  # fmt: skip
-        return DataSplits(x_train=self._x(d.X_train), y_train=d.y_train[:, None] / self.y_scale, tests=[test],
-                          card=card)  # fmt: skip
+        card["scaling"] = {
+            "x": "(price - mean) / std, one scalar each from training prices",
+            "x_mean": self.x_mean,
+            "x_std": self.x_std,
+            "y": "variance / rms(training variance)",
+            "y_scale": self.y_scale,
+        }
+        return DataSplits(
+            x_train=self._x(d.X_train), y_train=d.y_train[:, None] / self.y_scale, tests=[test], card=card
+        )
 
     def _x(self, X: np.ndarray) -> np.ndarray:
         return ((X - self.x_mean) / self.x_std)[..., None].astype(np.float32)
@@ -150,4 +179,3 @@ class VolatilityDataModule(ShiftDataModule):
         if card.get("synthetic"):
             card["label"] = "SYNTHETIC DATA — not AMC market data"
         return card
-

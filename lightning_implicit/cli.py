@@ -66,7 +66,9 @@ def _list(argv: list[str]) -> int:
     print("tasks: ", ", ".join(confpath.names("tasks")))
     print("models:", ", ".join(confpath.names("models")))
     print("config directories:", ", ".join(str(d) for d in confpath.search_path()))
-    print("\nparameter counts at each task's Table 4 sizes (lightning-implicit params --task T for one task):")
+    print(
+        "\nparameter counts at each task's Table 4 sizes (lightning-implicit params --task T for one task):"
+    )
     return params.main(argv)
 
 
@@ -99,16 +101,25 @@ def _module_help(name: str, module: str, argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"train": _train, "fit": _fit, "list": _list, "sweep": "lightning_implicit.sweep.cli",
-                "reproduce": "lightning_implicit_paper.cli", "params": "lightning_implicit.params",
-                "tune": "lightning_implicit.sweep.tune", "budget": "lightning_implicit_paper.budget"}  # fmt: skip
+    commands = {
+        "train": _train,
+        "fit": _fit,
+        "list": _list,
+        "sweep": "lightning_implicit.sweep.cli",
+        "reproduce": "lightning_implicit_paper.cli",
+        "params": "lightning_implicit.params",
+        "tune": "lightning_implicit.sweep.tune",
+        "budget": "lightning_implicit_paper.budget",
+    }
     commands["test"] = "lightning_implicit.evaluate"
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         from lightning_implicit.clihelp import top_help
 
         print(top_help())
         if argv and argv[0] not in ("-h", "--help"):
-            print(f"\nerror: unknown command {argv[0]!r}; choose one of {', '.join(commands)}", file=sys.stderr)
+            print(
+                f"\nerror: unknown command {argv[0]!r}; choose one of {', '.join(commands)}", file=sys.stderr
+            )
             return 2
         return 0
     if isinstance(commands[argv[0]], str) and any(a in ("-h", "--help") for a in argv[1:]):
@@ -124,15 +135,22 @@ def main(argv: list[str] | None = None) -> int:
         command = importlib.import_module(command).main
     from lightning_implicit.lifecycle import ExitOnSignal, Terminated
 
-    with ExitOnSignal() as signals:  # SIGTERM/SIGINT: runs closed, exit 128 + signal (lightning_implicit.lifecycle)
+    with (
+        ExitOnSignal() as signals
+    ):  # SIGTERM/SIGINT: runs closed, exit 128 + signal (lightning_implicit.lifecycle)
         try:
             return signals.exit_code(command(argv[1:]) or 0)
         except Terminated as err:
             print(f"\nstopped: {err} (exit {err.exit_code})", file=sys.stderr)
             return err.exit_code
         except Exception as err:  # data problems are the user's to fix: say what and how, without a traceback
-            if type(err).__name__ in ("DataUnavailableError", "DataValidationError", "ConfigError", "StoreError",
-                                       "MisconfigurationException"):
+            if type(err).__name__ in (
+                "DataUnavailableError",
+                "DataValidationError",
+                "ConfigError",
+                "StoreError",
+                "MisconfigurationException",
+            ):
                 print(f"error: {err}", file=sys.stderr)
                 return 2
             raise

@@ -10,8 +10,16 @@ from __future__ import annotations
 import argparse
 import textwrap
 
-__all__ = ["COMMANDS", "OVERRIDES", "EXAMPLES", "top_help", "train_parser", "list_parser", "fit_parser_kwargs",
-           "footer"]  # fmt: skip
+__all__ = [
+    "COMMANDS",
+    "OVERRIDES",
+    "EXAMPLES",
+    "top_help",
+    "train_parser",
+    "list_parser",
+    "fit_parser_kwargs",
+    "footer",
+]
 
 # one line per subcommand, in the order of `lightning-implicit --help`
 COMMANDS = {
@@ -73,24 +81,36 @@ def footer(command: str) -> str:
     if command in EXAMPLES:
         parts.append("examples:\n" + EXAMPLES[command])
     if command in ("reproduce", "budget"):
-        parts.append("Options after -- are LightningCLI overrides applied to every run it trains, e.g.\n"
-                     "  -- --trainer.max_epochs 5 --data.init_args.n_train 2000 (make ... ARGS=\"...\")")
+        parts.append(
+            "Options after -- are LightningCLI overrides applied to every run it trains, e.g.\n"
+            '  -- --trainer.max_epochs 5 --data.init_args.n_train 2000 (make ... ARGS="...")'
+        )
     return "\n\n".join(parts)
 
 
 def top_help() -> str:
     width = max(map(len, COMMANDS))
-    lines = ["usage: lightning-implicit <command> [options] [--a.b value ...]", "",
-             "Implicit deep learning models with PyTorch Lightning, tracked in MLflow.", "", "commands:"]  # fmt: skip
+    lines = [
+        "usage: lightning-implicit <command> [options] [--a.b value ...]",
+        "",
+        "Implicit deep learning models with PyTorch Lightning, tracked in MLflow.",
+        "",
+        "commands:",
+    ]
     lines += [f"  {name:<{width}}  {text}" for name, text in COMMANDS.items()]
-    lines += ["", "examples:",
-              "  lightning-implicit list                                   # tasks and models",
-              "  lightning-implicit train --task addition --model implicit # fit, shift sweep, MLflow run",
-              "  lightning-implicit test --run-id <run id>                 # the shift sweep of a logged model again",
-              "  lightning-implicit sweep --task addition --model implicit --trials 10",
-              "  make ui                                                   # the MLflow UI on port 5000 (PORT=)",
-              "", OVERRIDES, "",
-              "`lightning-implicit <command> --help` for a command's options."]  # fmt: skip
+    lines += [
+        "",
+        "examples:",
+        "  lightning-implicit list                                   # tasks and models",
+        "  lightning-implicit train --task addition --model implicit # fit, shift sweep, MLflow run",
+        "  lightning-implicit test --run-id <run id>                 # the shift sweep of a logged model again",
+        "  lightning-implicit sweep --task addition --model implicit --trials 10",
+        "  make ui                                                   # the MLflow UI on port 5000 (PORT=)",
+        "",
+        OVERRIDES,
+        "",
+        "`lightning-implicit <command> --help` for a command's options.",
+    ]
     return "\n".join(lines)
 
 
@@ -116,48 +136,79 @@ def train_parser() -> argparse.ArgumentParser:
         where = ", ".join(str(d) for d in confpath.search_path())
     except Exception as err:  # noqa: BLE001
         where = f"(cannot list: {err})"
-    epilog = "\n".join([
-        f"available (config directories: {where}):",
-        _wrap("tasks:", _conf_choices("tasks")),
-        _wrap("models:", _conf_choices("models")),
-        _wrap("trainers:", _conf_choices("trainer")),
-        "(`lightning-implicit list` adds each model's parameter count per task)",
-        "", "examples:", EXAMPLES["train"], "", OVERRIDES, "",
-        textwrap.fill("The run ends with a summary: its MLflow experiment and run, the UI links (`make ui`), the "
-                      "artifacts; `lightning-implicit test --run-id <run id>` re-runs its shift sweep later.", width=110),
-    ])  # fmt: skip
+    epilog = "\n".join(
+        [
+            f"available (config directories: {where}):",
+            _wrap("tasks:", _conf_choices("tasks")),
+            _wrap("models:", _conf_choices("models")),
+            _wrap("trainers:", _conf_choices("trainer")),
+            "(`lightning-implicit list` adds each model's parameter count per task)",
+            "",
+            "examples:",
+            EXAMPLES["train"],
+            "",
+            OVERRIDES,
+            "",
+            textwrap.fill(
+                "The run ends with a summary: its MLflow experiment and run, the UI links (`make ui`), the "
+                "artifacts; `lightning-implicit test --run-id <run id>` re-runs its shift sweep later.",
+                width=110,
+            ),
+        ]
+    )
     p = argparse.ArgumentParser(
-        prog="lightning-implicit train", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=epilog,
+        prog="lightning-implicit train",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=epilog,
         usage="lightning-implicit train --task TASK --model MODEL [options] [--a.b value ...]",
         description=textwrap.fill(
             "Fit MODEL on TASK (in-distribution data), run the shift sweep (the out-of-distribution test sets), and "
             "log the config, data card, metrics, figures and trained model to MLflow. The config stacks "
             "conf/trainer/<trainer>.yaml, conf/models/<model>.yaml, conf/tasks/<task>.yaml and "
-            "conf/tuned/<task>/<model>.yaml when tuned.", width=110),
-    )  # fmt: skip
-    p.add_argument("--task", required=True, help="task config name (conf/tasks/<task>.yaml, or a path to a YAML file)")
+            "conf/tuned/<task>/<model>.yaml when tuned.",
+            width=110,
+        ),
+    )
+    p.add_argument(
+        "--task", required=True, help="task config name (conf/tasks/<task>.yaml, or a path to a YAML file)"
+    )
     p.add_argument("--model", required=True, help="model config name (conf/models/<model>.yaml, or a path)")
-    p.add_argument("--seed", type=int, default=None, help="seed of the data and the initialisation (default 0)")
-    p.add_argument("--trainer", default="cpu",
-                   help="trainer config: cpu (default), gpu, ddp, multinode (conf/trainer/<name>.yaml)")
-    p.add_argument("--devices", default=None,
-                   help="devices per node: a count (4) or a GPU list (0,2); make DEVICES=")
+    p.add_argument(
+        "--seed", type=int, default=None, help="seed of the data and the initialisation (default 0)"
+    )
+    p.add_argument(
+        "--trainer",
+        default="cpu",
+        help="trainer config: cpu (default), gpu, ddp, multinode (conf/trainer/<name>.yaml)",
+    )
+    p.add_argument(
+        "--devices", default=None, help="devices per node: a count (4) or a GPU list (0,2); make DEVICES="
+    )
     p.add_argument("--nodes", type=int, default=None, help="number of nodes (multi-node DDP; make NODES=)")
-    p.add_argument("--data", default=None, help="data source for tasks that load data (file path or 'synthetic')")
+    p.add_argument(
+        "--data", default=None, help="data source for tasks that load data (file path or 'synthetic')"
+    )
     p.add_argument("--interval", default=None, help="download interval for market data (1d or 1m)")
-    p.add_argument("--no-tuned", dest="tuned", action="store_false",
-                   help="ignore conf/tuned/<task>/<model>.yaml (the recipe `make tune` found); make TUNED=0")
+    p.add_argument(
+        "--no-tuned",
+        dest="tuned",
+        action="store_false",
+        help="ignore conf/tuned/<task>/<model>.yaml (the recipe `make tune` found); make TUNED=0",
+    )
     return p
 
 
 def list_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="lightning-implicit list", formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="lightning-implicit list",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="The tasks and models on the config search path, then each task's models with their "
-                    "trainable parameter counts at the task's Table 4 sizes.",
+        "trainable parameter counts at the task's Table 4 sizes.",
         epilog="examples:\n" + EXAMPLES["list"],
-    )  # fmt: skip
-    p.add_argument("--task", action="append", help="only this task's parameter table (repeatable); default: every task")
+    )
+    p.add_argument(
+        "--task", action="append", help="only this task's parameter table (repeatable); default: every task"
+    )
     return p
 
 
@@ -172,6 +223,6 @@ def fit_parser_kwargs() -> dict:
         "formatter_class": RawEpilog,
         "prog": "lightning-implicit fit",
         "description": "Fit + shift sweep + MLflow run from explicit LightningCLI config files and --a.b value "
-                       "overrides (`train` builds the same arguments from --task/--model).",
+        "overrides (`train` builds the same arguments from --task/--model).",
         "epilog": "examples:\n" + EXAMPLES["fit"],
-    }  # fmt: skip
+    }

@@ -23,8 +23,18 @@ from pathlib import Path
 
 from lightning_implicit.validate import ConfigError
 
-__all__ = ["ENV_PATH", "ENV_ROOT", "builtin_root", "user_dirs", "search_path", "find", "names", "name_of",
-           "add_user_modules", "home_of"]
+__all__ = [
+    "ENV_PATH",
+    "ENV_ROOT",
+    "builtin_root",
+    "user_dirs",
+    "search_path",
+    "find",
+    "names",
+    "name_of",
+    "add_user_modules",
+    "home_of",
+]
 
 ENV_PATH = "LIGHTNING_IMPLICIT_CONF_PATH"
 ENV_ROOT = "LIGHTNING_IMPLICIT_CONF"
@@ -39,15 +49,21 @@ def builtin_root() -> Path:
     for cand in (here / "conf", here.parent / "conf"):  # an installed wheel; a source checkout
         if (cand / "tasks").is_dir():
             return cand
-    raise ConfigError(f"no built-in conf/ next to {here}: reinstall the package (pip install .), or set {ENV_ROOT}")
+    raise ConfigError(
+        f"no built-in conf/ next to {here}: reinstall the package (pip install .), or set {ENV_ROOT}"
+    )
 
 
 def user_dirs() -> list[Path]:
     """The directories of ``$LIGHTNING_IMPLICIT_CONF_PATH``, in order; each must exist."""
-    dirs = [Path(p).expanduser().resolve() for p in os.environ.get(ENV_PATH, "").split(os.pathsep) if p.strip()]
+    dirs = [
+        Path(p).expanduser().resolve() for p in os.environ.get(ENV_PATH, "").split(os.pathsep) if p.strip()
+    ]
     for d in dirs:
         if not d.is_dir():
-            raise ConfigError(f"{ENV_PATH} names {d}, which is not a directory: fix the path (make CONF_PATH=)")
+            raise ConfigError(
+                f"{ENV_PATH} names {d}, which is not a directory: fix the path (make CONF_PATH=)"
+            )
     return dirs
 
 
@@ -88,8 +104,10 @@ def find(kind: str, name: str, *, required: bool = True) -> Path | None:
     if not required:
         return None
     looked = ", ".join(str(r / kind) for r in search_path())
-    raise ConfigError(f"no {kind} config {name!r} (looked in {looked}); choose one of {names(kind)}, or add a "
-                      f"directory holding {kind}/{name}.yaml with {ENV_PATH}= (make CONF_PATH=)")
+    raise ConfigError(
+        f"no {kind} config {name!r} (looked in {looked}); choose one of {names(kind)}, or add a "
+        f"directory holding {kind}/{name}.yaml with {ENV_PATH}= (make CONF_PATH=)"
+    )
 
 
 def home_of(kind: str, name: str) -> Path:

@@ -19,8 +19,12 @@ _WARNINGS = [
     r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",
     r".*smaller than the logging interval Trainer\(log_every_n_steps.*",
 ]
-_LOG_SNIPPETS = ("litlogger", "litmodels", "Creating initial MLflow database tables",
-                 "Updating database tables")  # fmt: skip
+_LOG_SNIPPETS = (
+    "litlogger",
+    "litmodels",
+    "Creating initial MLflow database tables",
+    "Updating database tables",
+)
 # Lines cut out of a message that is otherwise the user's (the model summary table keeps its parameter counts;
 # its "Total FLOPs: 0" is Lightning's FLOP counter, which cannot see through the implicit layers' solver).
 _LINE_SNIPPETS = ("Total FLOPs",)
@@ -45,10 +49,17 @@ def quiet_third_party() -> None:
         warnings.filterwarnings("ignore", message=pattern)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     flt = _DropSnippets()
-    for name in ("lightning.pytorch", "lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
-                 "lightning.pytorch.trainer.connectors.logger_connector.logger_connector",
-                 "lightning.pytorch.callbacks.model_summary", "pytorch_lightning",
-                 "mlflow", "mlflow.store.db.utils", "alembic"):  # fmt: skip
+    for name in (
+        "lightning.pytorch",
+        "lightning.pytorch.utilities.rank_zero",
+        "lightning.fabric.utilities.rank_zero",
+        "lightning.pytorch.trainer.connectors.logger_connector.logger_connector",
+        "lightning.pytorch.callbacks.model_summary",
+        "pytorch_lightning",
+        "mlflow",
+        "mlflow.store.db.utils",
+        "alembic",
+    ):
         logger = logging.getLogger(name)
         logger.addFilter(flt)
         for h in logger.handlers:
@@ -60,7 +71,7 @@ def _ui_base(uri: str) -> str:
     return uri.rstrip("/") if uri.startswith("http") else f"http://127.0.0.1:{os.environ.get('PORT', '5000')}"
 
 
-def _ui_up(base: str) -> bool:
+def ui_running(base: str) -> bool:
     import urllib.request
 
     try:
@@ -78,12 +89,13 @@ def ui_urls(uri: str, experiment_id: str, run_ids: list[str]) -> tuple[str, str 
         url = f"{base}/#/experiments/{experiment_id}/runs/{run_ids[0]}"
     else:
         ids = ",".join(f'"{r}"' for r in run_ids)
-        url = f"{base}/#/compare-runs?runs=[{ids}]&experiments=[\"{experiment_id}\"]"
-    return base, url, _ui_up(base)
+        url = f'{base}/#/compare-runs?runs=[{ids}]&experiments=["{experiment_id}"]'
+    return base, url, ui_running(base)
 
 
-def print_run_summary(run_id: str | None, uri: str | None = None, headline: str | None = None,
-                      stream=None) -> None:  # fmt: skip
+def print_run_summary(
+    run_id: str | None, uri: str | None = None, headline: str | None = None, stream=None
+) -> None:
     """Where the run is: experiment, run, UI URLs (or the ``make ui`` hint), artifacts."""
     stream = stream or sys.stdout
     if not run_id:
@@ -114,8 +126,15 @@ def print_run_summary(run_id: str | None, uri: str | None = None, headline: str 
         print(f"re-test:     lightning-implicit test --run-id {run_id}", file=stream)
 
 
-def print_sweep_summary(outcomes, *, experiment: str | None, uri: str | None = None, storage: str | None = None,
-                        objective: str = "val/loss", stream=None) -> None:  # fmt: skip
+def print_sweep_summary(
+    outcomes,
+    *,
+    experiment: str | None,
+    uri: str | None = None,
+    storage: str | None = None,
+    objective: str = "val/loss",
+    stream=None,
+) -> None:
     """The end of ``lightning-implicit sweep``: per model the best value, trial and study; the MLflow experiment,
     the parent and best-retrain runs with their UI URLs (or the ``make ui`` hint). ``outcomes`` are the sweep's
     per-model results (``model, study_name, best_value, best_number, parent_run_id, retrain_run_id``)."""
@@ -124,8 +143,11 @@ def print_sweep_summary(outcomes, *, experiment: str | None, uri: str | None = N
         return
     print("\n== sweep summary ==", file=stream)
     for o in outcomes:
-        best = (f"{objective} {o.best_value:.4g} (trial #{o.best_number})" if o.best_value is not None
-                else "no finished trial")  # fmt: skip
+        best = (
+            f"{objective} {o.best_value:.4g} (trial #{o.best_number})"
+            if o.best_value is not None
+            else "no finished trial"
+        )
         print(f"{o.model + ':':<12} best {best}; study {o.study_name!r}", file=stream)
     if storage:
         print(f"studies:     {storage}", file=stream)
@@ -142,19 +164,26 @@ def print_sweep_summary(outcomes, *, experiment: str | None, uri: str | None = N
         print(f"experiment:  {experiment} (not created: no run was logged)", file=stream)
         return
     base = _ui_base(uri)
-    up = _ui_up(base)
+    up = ui_running(base)
     print(f"experiment:  {exp.name} (id {exp.experiment_id}) in {uri}", file=stream)
     for o in outcomes:
         if o.parent_run_id:
-            print(f"{o.model + ':':<12} parent run {base}/#/experiments/{exp.experiment_id}/runs/{o.parent_run_id}",
-                  file=stream)  # fmt: skip
+            print(
+                f"{o.model + ':':<12} parent run {base}/#/experiments/{exp.experiment_id}/runs/{o.parent_run_id}",
+                file=stream,
+            )
         if o.retrain_run_id:
-            print(f"{'':<12} best retrained {base}/#/experiments/{exp.experiment_id}/runs/{o.retrain_run_id}",
-                  file=stream)  # fmt: skip
+            print(
+                f"{'':<12} best retrained {base}/#/experiments/{exp.experiment_id}/runs/{o.retrain_run_id}",
+                file=stream,
+            )
     retrained = [o.retrain_run_id for o in outcomes if o.retrain_run_id]
     if len(retrained) > 1:
         ids = ",".join(f'"{r}"' for r in retrained)
-        print(f"compare:     {base}/#/compare-runs?runs=[{ids}]&experiments=[\"{exp.experiment_id}\"]", file=stream)
+        print(
+            f'compare:     {base}/#/compare-runs?runs=[{ids}]&experiments=["{exp.experiment_id}"]',
+            file=stream,
+        )
     else:
         print(f"compare:     {base}/#/experiments/{exp.experiment_id} (tick runs, then Compare)", file=stream)
     if not up:
@@ -189,18 +218,33 @@ def _summary_classes():
 
     class ParamsSummary(ModelSummary):
         @staticmethod
-        def summarize(summary_data, total_parameters, trainable_parameters, model_size, total_training_modes,
-                      total_flops, **summarize_kwargs) -> None:  # fmt: skip
+        def summarize(
+            summary_data,
+            total_parameters,
+            trainable_parameters,
+            model_size,
+            total_training_modes,
+            total_flops,
+            **summarize_kwargs,
+        ) -> None:
             data = [col for col in summary_data if col[0] != "FLOPs"]
-            table = _format_summary_table(total_parameters, trainable_parameters, model_size, total_training_modes,
-                                          total_flops, *data)  # fmt: skip
+            table = _format_summary_table(
+                total_parameters, trainable_parameters, model_size, total_training_modes, total_flops, *data
+            )
             lines = [line for line in table.splitlines() if "Total FLOPs" not in line]
             logging.getLogger("lightning.pytorch.callbacks.model_summary").info("\n" + "\n".join(lines))
 
     class RichParamsSummary(RichModelSummary):
         @staticmethod
-        def summarize(summary_data, total_parameters, trainable_parameters, model_size, total_training_modes,
-                      total_flops, **summarize_kwargs) -> None:  # fmt: skip
+        def summarize(
+            summary_data,
+            total_parameters,
+            trainable_parameters,
+            model_size,
+            total_training_modes,
+            total_flops,
+            **summarize_kwargs,
+        ) -> None:
             from rich import get_console
             from rich.table import Table
 
@@ -208,8 +252,11 @@ def _summary_classes():
             table = Table(header_style=summarize_kwargs.get("header_style", "bold magenta"))
             table.add_column(" ", style="dim")
             for name, _ in data[1:]:
-                table.add_column(name, justify="left" if name in ("Name", "Type", "Mode") else "right",
-                                 no_wrap=name == "Name")  # fmt: skip
+                table.add_column(
+                    name,
+                    justify="left" if name in ("Name", "Type", "Mode") else "right",
+                    no_wrap=name == "Name",
+                )
             for row in zip(*(values for _, values in data), strict=True):
                 table.add_row(*row)
             console = get_console()
@@ -220,7 +267,9 @@ def _summary_classes():
             grid.add_row(f"[bold]Trainable params[/]: {get_human_readable_count(trainable)}")
             grid.add_row(f"[bold]Non-trainable params[/]: {get_human_readable_count(total - trainable)}")
             grid.add_row(f"[bold]Total params[/]: {get_human_readable_count(total)}")
-            grid.add_row(f"[bold]Total estimated model params size (MB)[/]: {get_formatted_model_size(model_size)}")
+            grid.add_row(
+                f"[bold]Total estimated model params size (MB)[/]: {get_formatted_model_size(model_size)}"
+            )
             grid.add_row(f"[bold]Modules in train mode[/]: {total_training_modes['train']}")
             grid.add_row(f"[bold]Modules in eval mode[/]: {total_training_modes['eval']}")
             console.print(grid)

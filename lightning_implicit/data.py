@@ -23,8 +23,16 @@ from torchmetrics import functional as tmf
 
 from lightning_implicit.task import TaskSpec
 
-__all__ = ["table4_sizes", "TaskSpec", "ShiftDataModule", "SyntheticShiftDataModule", "DataSplits", "TestSet", "Standardizer",
-           "log_grid"]
+__all__ = [
+    "table4_sizes",
+    "TaskSpec",
+    "ShiftDataModule",
+    "SyntheticShiftDataModule",
+    "DataSplits",
+    "TestSet",
+    "Standardizer",
+    "log_grid",
+]
 
 
 def table4_sizes(task: str) -> dict[str, dict]:
@@ -135,7 +143,9 @@ class ShiftDataModule(L.LightningDataModule):
         if not 0 <= fold < n_folds:
             raise ValueError(f"fold must be in [0, {n_folds}), got {fold}")
         if (batch_size != "full" and (isinstance(batch_size, str) or batch_size < 1)) or eval_batch_size < 1:
-            raise ValueError(f"batch sizes must be >= 1 (or batch_size 'full'), got {batch_size!r}, {eval_batch_size!r}")
+            raise ValueError(
+                f"batch sizes must be >= 1 (or batch_size 'full'), got {batch_size!r}, {eval_batch_size!r}"
+            )
         self.seed, self.batch_size, self.eval_batch_size = seed, batch_size, eval_batch_size
         self.n_folds, self.fold, self.num_workers = n_folds, fold, num_workers
         self.splits: DataSplits | None = None
@@ -192,21 +202,36 @@ class ShiftDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         g = torch.Generator().manual_seed(self.seed)
-        return DataLoader(self.train_set, batch_size=self.train_batch_size, shuffle=True, generator=g,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-                          collate_fn=_batch_collate)  # fmt: skip
+        return DataLoader(
+            self.train_set,
+            batch_size=self.train_batch_size,
+            shuffle=True,
+            generator=g,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=_batch_collate,
+        )
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, batch_size=self.eval_batch_size, num_workers=self.num_workers,
-                          collate_fn=_batch_collate)  # fmt: skip
+        return DataLoader(
+            self.val_set,
+            batch_size=self.eval_batch_size,
+            num_workers=self.num_workers,
+            collate_fn=_batch_collate,
+        )
 
     def test_dataloader(self) -> list[DataLoader]:
-        return [DataLoader(ds, batch_size=self.eval_batch_size, num_workers=self.num_workers, collate_fn=_batch_collate)
-                for ds in self.test_sets]  # fmt: skip
+        return [
+            DataLoader(
+                ds, batch_size=self.eval_batch_size, num_workers=self.num_workers, collate_fn=_batch_collate
+            )
+            for ds in self.test_sets
+        ]
 
     # ---- evaluation and tracking --------------------------------------------------------------------
-    def evaluate(self, pred: torch.Tensor, y: torch.Tensor, shift: int, idx: torch.Tensor | None = None
-                 ) -> dict[str, float]:  # fmt: skip
+    def evaluate(
+        self, pred: torch.Tensor, y: torch.Tensor, shift: int, idx: torch.Tensor | None = None
+    ) -> dict[str, float]:
         """Metrics of one test split from raw model outputs ``pred`` and targets ``y``.
 
         ``idx`` (ascending) are the rows of the split that ``pred`` covers (``None``: all of them, in order);
@@ -274,7 +299,9 @@ class SyntheticShiftDataModule(ShiftDataModule):
 
     default_shifts: tuple[int, ...] = ()
 
-    def __init__(self, *, n_train: int = 10_000, n_test: int = 3_000, shifts: list[int] | None = None, **kw) -> None:
+    def __init__(
+        self, *, n_train: int = 10_000, n_test: int = 3_000, shifts: list[int] | None = None, **kw
+    ) -> None:
         super().__init__(**kw)
         if n_train < self.n_folds or n_test < 1:
             raise ValueError(f"n_train must be >= n_folds and n_test >= 1, got {n_train}, {n_test}")

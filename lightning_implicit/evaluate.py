@@ -107,21 +107,36 @@ def log_trained_model(logger, module, datamodule) -> str:
     with torch.no_grad():
         y = model(x)
     signature = infer_signature(x.numpy(), y.detach().numpy())
-    requirements = [f"torch=={torch.__version__.split('+')[0]}", f"lightning=={lightning.__version__}",
-                    f"mlflow=={mlflow.__version__}"]  # fmt: skip
+    requirements = [
+        f"torch=={torch.__version__.split('+')[0]}",
+        f"lightning=={lightning.__version__}",
+        f"mlflow=={mlflow.__version__}",
+    ]
     quiet, flt = logging.getLogger("mlflow.pytorch"), _DropPickleAdvice()
     quiet.addFilter(flt)
     client = logger.experiment
     run = client.get_run(run_id)
     # created here, in the run's experiment: left to itself MLflow 3.17 files a model logged by run id (no active
     # fluent run) under the Default experiment, where runs:/<id>/model does not find it
-    logged = client.create_logged_model(experiment_id=run.info.experiment_id, name=MODEL_NAME, source_run_id=run_id,
-                                        params=dict(run.data.params), model_type="pytorch")  # fmt: skip
+    logged = client.create_logged_model(
+        experiment_id=run.info.experiment_id,
+        name=MODEL_NAME,
+        source_run_id=run_id,
+        params=dict(run.data.params),
+        model_type="pytorch",
+    )
     try:
         with _fluent_uri(uri):
-            _mlflow_pytorch().log_model(model, name=MODEL_NAME, run_id=run_id, model_id=logged.model_id,
-                                     input_example=x.numpy(), signature=signature, pip_requirements=requirements,
-                                     serialization_format="pickle")  # fmt: skip
+            _mlflow_pytorch().log_model(
+                model,
+                name=MODEL_NAME,
+                run_id=run_id,
+                model_id=logged.model_id,
+                input_example=x.numpy(),
+                signature=signature,
+                pip_requirements=requirements,
+                serialization_format="pickle",
+            )
     finally:
         quiet.removeFilter(flt)
     model_uri = f"runs:/{run_id}/{MODEL_NAME}"
@@ -146,22 +161,43 @@ of the run's config (e.g. --data.init_args.n_test 2000, --model.init_args.max_it
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="lightning-implicit test", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="lightning-implicit test",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Re-run the shift sweep (the out-of-distribution evaluation `train` runs after fitting) of "
-                    "a trained model: a logged MLflow run or a Lightning checkpoint.",
-    )  # fmt: skip
-    p.add_argument("--run-id", "--run_id", dest="run_id", default=None,
-                   help="MLflow run to re-test: its config.yaml and logged model (runs:/ID/model)")
-    p.add_argument("--ckpt_path", "--ckpt-path", dest="ckpt_path", default=None,
-                   help="Lightning checkpoint whose weights to test (default: the run's logged model)")
+        "a trained model: a logged MLflow run or a Lightning checkpoint.",
+    )
+    p.add_argument(
+        "--run-id",
+        "--run_id",
+        dest="run_id",
+        default=None,
+        help="MLflow run to re-test: its config.yaml and logged model (runs:/ID/model)",
+    )
+    p.add_argument(
+        "--ckpt_path",
+        "--ckpt-path",
+        dest="ckpt_path",
+        default=None,
+        help="Lightning checkpoint whose weights to test (default: the run's logged model)",
+    )
     p.add_argument("--task", default=None, help="without a run: the task config (conf/tasks/<task>.yaml)")
     p.add_argument("--model", default=None, help="without a run: the model config (conf/models/<model>.yaml)")
-    p.add_argument("--seed", type=int, default=None, help="without a run: the seed the checkpoint was trained with")
-    p.add_argument("--trainer", default=None,
-                   help="trainer config to test with (conf/trainer/<name>.yaml, e.g. cpu); default: the run's own")
-    p.add_argument("--tracking-uri", dest="tracking_uri", default=None,
-                   help="MLflow store of the run and of the test run (default $MLFLOW_TRACKING_URI or "
-                        "sqlite:///mlruns/mlflow.db)")  # fmt: skip
+    p.add_argument(
+        "--seed", type=int, default=None, help="without a run: the seed the checkpoint was trained with"
+    )
+    p.add_argument(
+        "--trainer",
+        default=None,
+        help="trainer config to test with (conf/trainer/<name>.yaml, e.g. cpu); default: the run's own",
+    )
+    p.add_argument(
+        "--tracking-uri",
+        dest="tracking_uri",
+        default=None,
+        help="MLflow store of the run and of the test run (default $MLFLOW_TRACKING_URI or "
+        "sqlite:///mlruns/mlflow.db)",
+    )
     p.add_argument("--no-log", dest="log", action="store_false", help="print the sweep only; no MLflow run")
     return p
 
@@ -193,8 +229,11 @@ def _download(run_id: str, path: str, uri: str, dst: str) -> Path | None:
     from mlflow.exceptions import MlflowException
 
     try:
-        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, tracking_uri=uri,
-                                                        dst_path=dst))  # fmt: skip
+        return Path(
+            mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=path, tracking_uri=uri, dst_path=dst
+            )
+        )
     except (MlflowException, OSError):
         return None
 
@@ -214,7 +253,9 @@ def _logged_weights(run_id: str, uri: str) -> dict | None:
 def _run_checkpoint(config: dict, experiment_id: str, run_id: str) -> Path | None:
     """The newest checkpoint Lightning wrote for the run (``<default_root_dir>/<exp id>/<run id>/checkpoints``)."""
     root = Path((config.get("trainer") or {}).get("default_root_dir") or "mlruns/lightning")
-    found = sorted((root / experiment_id / run_id / "checkpoints").glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+    found = sorted(
+        (root / experiment_id / run_id / "checkpoints").glob("*.ckpt"), key=lambda p: p.stat().st_mtime
+    )
     return found[-1] if found else None
 
 
@@ -235,8 +276,10 @@ def _plan(ns, overrides: list[str], uri: str, tmp: str):
 
     ckpt = Path(ns.ckpt_path) if ns.ckpt_path else None
     if ckpt is not None and not ckpt.is_file():
-        raise EvaluationError(f"no checkpoint file {ckpt} (--ckpt_path): give the path of a .ckpt that "
-                              "Lightning wrote (by default under mlruns/lightning/<experiment id>/<run id>/checkpoints/)")  # fmt: skip
+        raise EvaluationError(
+            f"no checkpoint file {ckpt} (--ckpt_path): give the path of a .ckpt that "
+            "Lightning wrote (by default under mlruns/lightning/<experiment id>/<run id>/checkpoints/)"
+        )
     run_id = ns.run_id
     if run_id is None and ckpt is not None and ns.task is None:
         run_id = _run_from_ckpt_path(ckpt)
@@ -247,9 +290,13 @@ def _plan(ns, overrides: list[str], uri: str, tmp: str):
             )
     if run_id is None:
         if ckpt is None:
-            raise EvaluationError("nothing to test: give --run-id ID (a logged run) or --ckpt_path PATH (a checkpoint)")
+            raise EvaluationError(
+                "nothing to test: give --run-id ID (a logged run) or --ckpt_path PATH (a checkpoint)"
+            )
         if not ns.model:
-            raise EvaluationError("--ckpt_path with --task needs --model too (the config the checkpoint was trained with)")
+            raise EvaluationError(
+                "--ckpt_path with --task needs --model too (the config the checkpoint was trained with)"
+            )
         args = shorthand_args(ns.task, ns.model, ns.trainer or "cpu", ns.seed)
         return args + overrides, None, None, ckpt, str(ckpt)
 
@@ -257,8 +304,10 @@ def _plan(ns, overrides: list[str], uri: str, tmp: str):
     source = _source_run(client, run_id, uri)
     config_path = _download(run_id, "config.yaml", uri, tmp)
     if config_path is None:
-        raise EvaluationError(f"run {run_id} has no config.yaml artifact (it was not logged by lightning-implicit "
-                              "train): test its checkpoint with --ckpt_path PATH --task T --model M instead")  # fmt: skip
+        raise EvaluationError(
+            f"run {run_id} has no config.yaml artifact (it was not logged by lightning-implicit "
+            "train): test its checkpoint with --ckpt_path PATH --task T --model M instead"
+        )
     config = yaml.safe_load(config_path.read_text()) or {}
     for key in ("logger", "callbacks"):  # the trained run's own objects are not the test's
         (config.get("trainer") or {}).pop(key, None)
@@ -336,7 +385,10 @@ def _print_comparison(rows: list[dict], reference: dict[int, float], metric: str
     print(f"{'shift':>10}  {'test':>14}  {'trained run':>14}", file=stream)
     for r in rows:
         ref = reference.get(int(r["shift"]))
-        print(f"{r['shift']:>10}  {r[metric]:>14.6g}  {(f'{ref:.6g}' if ref is not None else '-'):>14}", file=stream)
+        print(
+            f"{r['shift']:>10}  {r[metric]:>14.6g}  {(f'{ref:.6g}' if ref is not None else '-'):>14}",
+            file=stream,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -350,7 +402,9 @@ def main(argv: list[str] | None = None) -> int:
     ns, overrides = parser.parse_known_args(argv)
     for a in overrides:
         if a.startswith("--") and "." not in a.split("=", 1)[0]:
-            parser.error(f"unrecognized argument {a!r} (LightningCLI overrides look like --data.init_args.n_test 2000)")
+            parser.error(
+                f"unrecognized argument {a!r} (LightningCLI overrides look like --data.init_args.n_test 2000)"
+            )
     uri = resolve_tracking_uri(ns.tracking_uri)
     with tempfile.TemporaryDirectory(prefix="lightning-implicit-test-") as tmp:
         try:
@@ -362,17 +416,33 @@ def main(argv: list[str] | None = None) -> int:
         if source is not None:
             exp = mlflow.MlflowClient(uri).get_experiment(source.info.experiment_id)
             tags["eval.source_run_id"] = source.info.run_id
-            args += ["--tracking.experiment", exp.name, "--tracking.parent_run_id", source.info.run_id,
-                     "--tracking.run_name", f"test-{source.info.run_name}"]  # fmt: skip
+            args += [
+                "--tracking.experiment",
+                exp.name,
+                "--tracking.parent_run_id",
+                source.info.run_id,
+                "--tracking.run_name",
+                f"test-{source.info.run_name}",
+            ]
         else:
             args += ["--tracking.run_name", f"test-{ns.model}-seed{ns.seed if ns.seed is not None else 0}"]
         import json
 
-        args += ["--tracking.uri", uri, "--tracking.tags", json.dumps(tags), "--tracking.log_model", "false",
-                 "--trainer.enable_checkpointing", "false"]  # (testing writes no checkpoint)
+        args += [
+            "--tracking.uri",
+            uri,
+            "--tracking.tags",
+            json.dumps(tags),
+            "--tracking.log_model",
+            "false",
+            "--trainer.enable_checkpointing",
+            "false",
+        ]  # (testing writes no checkpoint)
         if not ns.log:
             args += ["--tracking.enabled", "false"]
-        print(f"testing {weights}" + (f" (trained in run {source.info.run_id})" if source is not None else ""))
+        print(
+            f"testing {weights}" + (f" (trained in run {source.info.run_id})" if source is not None else "")
+        )
         try:
             result = run_test(args, state_dict=state, ckpt_path=ckpt)
         except EvaluationError as err:
@@ -382,7 +452,9 @@ def main(argv: list[str] | None = None) -> int:
     metrics = [k for k in (result.sweep[0] if result.sweep else {}) if k not in ("shift", "n")]
     if source is not None and metrics:
         metric = next((m for m in getattr(result.module.task, "metrics", ()) if m in metrics), metrics[0])
-        _print_comparison(result.sweep, _ood_history(mlflow.MlflowClient(uri), source.info.run_id, metric), metric)
+        _print_comparison(
+            result.sweep, _ood_history(mlflow.MlflowClient(uri), source.info.run_id, metric), metric
+        )
     if result.run_id:
         from lightning_implicit.console import print_run_summary
 

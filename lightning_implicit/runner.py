@@ -22,8 +22,16 @@ from lightning_implicit.modules.base import ShiftModule
 from lightning_implicit.tracking import TrackingCallback, git_commit, make_logger
 from lightning_implicit.validate import ConfigError
 
-__all__ = ["ImplicitCLI", "TrackingConfig", "RunResult", "run_training", "load_data", "conf_dir", "shorthand_args",
-           "tuned_args"]
+__all__ = [
+    "ImplicitCLI",
+    "TrackingConfig",
+    "RunResult",
+    "run_training",
+    "load_data",
+    "conf_dir",
+    "shorthand_args",
+    "tuned_args",
+]
 
 
 def conf_dir() -> Path:
@@ -63,10 +71,17 @@ class ImplicitCLI(LightningCLI):
 
     def __init__(self, args: list[str] | None = None, **kwargs) -> None:
         super().__init__(
-            ShiftModule, ShiftDataModule, subclass_mode_model=True, subclass_mode_data=True, run=False,
-            save_config_callback=None, auto_configure_optimizers=False, seed_everything_default=0,
-            args=args, **kwargs,
-        )  # fmt: skip
+            ShiftModule,
+            ShiftDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            run=False,
+            save_config_callback=None,
+            auto_configure_optimizers=False,
+            seed_everything_default=0,
+            args=args,
+            **kwargs,
+        )
 
     def before_instantiate_classes(self) -> None:
         from lightning_implicit.validate import check_config
@@ -93,9 +108,13 @@ class ImplicitCLI(LightningCLI):
             logger = DummyLogger()
         elif tracking.enabled:
             tags = {
-                "task": spec.name, "model": label, "model_family": type(self.model).__name__,
-                "seed": str(seed), "git_commit": git_commit(), **{k: redact(str(v)) for k, v in tracking.tags.items()},
-            }  # fmt: skip
+                "task": spec.name,
+                "model": label,
+                "model_family": type(self.model).__name__,
+                "seed": str(seed),
+                "git_commit": git_commit(),
+                **{k: redact(str(v)) for k, v in tracking.tags.items()},
+            }
             if tracking.parent_run_id:
                 tags["mlflow.parentRunId"] = tracking.parent_run_id
             name = tracking.run_name or f"{label}-seed{seed}"
@@ -159,7 +178,9 @@ def run_training(args: list[str], *, extra_callbacks: list | None = None, test: 
         val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         if test:
             trainer.test(model, datamodule=dm, verbose=False)
-    except BaseException as err:  # the run ends FAILED (KILLED after a signal) with the error as a tag, never RUNNING
+    except (
+        BaseException
+    ) as err:  # the run ends FAILED (KILLED after a signal) with the error as a tag, never RUNNING
         if trainer.is_global_zero:
             end_failed_run(trainer.logger, err)
         signalled = terminated_cause(err)
@@ -183,8 +204,11 @@ def _log_model(logger, model, dm) -> None:
     try:
         log_trained_model(logger, model, dm)
     except Exception as err:  # noqa: BLE001
-        print(f"warning: the model was not logged to MLflow ({type(err).__name__}: {err}); its checkpoint is "
-              "still tested by lightning-implicit test --ckpt_path", file=sys.stderr)  # fmt: skip
+        print(
+            f"warning: the model was not logged to MLflow ({type(err).__name__}: {err}); its checkpoint is "
+            "still tested by lightning-implicit test --ckpt_path",
+            file=sys.stderr,
+        )
         logger.experiment.set_tag(logger.run_id, "logged_model_error", f"{type(err).__name__}: {err}"[:5000])
 
 
@@ -205,13 +229,23 @@ def _end_process_group() -> None:
             dist.destroy_process_group()
 
 
-def shorthand_args(task: str, model: str, trainer: str = "cpu", seed: int | None = None,
-                   devices: int | str | None = None, nodes: int | None = None) -> list[str]:  # fmt: skip
+def shorthand_args(
+    task: str,
+    model: str,
+    trainer: str = "cpu",
+    seed: int | None = None,
+    devices: int | str | None = None,
+    nodes: int | None = None,
+) -> list[str]:
     """``make train TASK=... MODEL=...`` as LightningCLI arguments (config files stacked in order)."""
     # the task's file comes last: its recipe (a ``model: init_args:`` block, e.g. a learning rate) overrides the
     # model file's defaults. Each is found on the config search path (user directories, then conf/).
     try:
-        files = [confpath.find("trainer", trainer), confpath.find("models", model), confpath.find("tasks", task)]
+        files = [
+            confpath.find("trainer", trainer),
+            confpath.find("models", model),
+            confpath.find("tasks", task),
+        ]
     except ConfigError as err:
         raise SystemExit(f"error: {err}") from None
     out = [a for f in files for a in ("--config", str(f))]
@@ -236,11 +270,17 @@ def tuned_args(task: str, model: str, use: bool = True, stream=None) -> list[str
     if cfg is None:
         return []
     if not use:
-        print(f"not using the tuned config {tuned_path(task, model)} (--no-tuned / TUNED=0): the task's default "
-              "recipe", file=stream)  # fmt: skip
+        print(
+            f"not using the tuned config {tuned_path(task, model)} (--no-tuned / TUNED=0): the task's default "
+            "recipe",
+            file=stream,
+        )
         return []
-    print(f"using the tuned config {cfg.path} ({cfg.summary()}); --no-tuned / TUNED=0 for the task's default "
-          "recipe", file=stream)  # fmt: skip
+    print(
+        f"using the tuned config {cfg.path} ({cfg.summary()}); --no-tuned / TUNED=0 for the task's default "
+        "recipe",
+        file=stream,
+    )
     return cfg.cli_args()
 
 
@@ -251,6 +291,9 @@ def print_sweep(result: RunResult, stream=sys.stdout) -> None:
     keys = [k for k in result.sweep[0] if k != "n"]
     print("  ".join(f"{k:>14}" for k in keys), file=stream)
     for r in result.sweep:
-        print("  ".join(f"{r[k]:>14.4g}" if isinstance(r[k], float) else f"{r[k]:>14}" for k in keys), file=stream)
+        print(
+            "  ".join(f"{r[k]:>14.4g}" if isinstance(r[k], float) else f"{r[k]:>14}" for k in keys),
+            file=stream,
+        )
     if result.run_id:
         print(f"MLflow run: {result.run_id}", file=stream)

@@ -86,8 +86,10 @@ class TaskSpec:
     @property
     def flat_out_features(self) -> int:
         if self.kind == "classification":
-            return self.num_classes if (self.eval_last_step or len(self.target_shape) == 0) else (
-                self.num_classes * math.prod(self.target_shape)
+            return (
+                self.num_classes
+                if (self.eval_last_step or len(self.target_shape) == 0)
+                else (self.num_classes * math.prod(self.target_shape))
             )
         return math.prod(self.target_shape)
 

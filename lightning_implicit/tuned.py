@@ -56,17 +56,29 @@ class TunedConfig:
         p = self.provenance
         score = p.get("cv_score") or {}
         trials = p.get("trials") or {}
-        bits = [f"study {p.get('study', '?')}", f"{trials.get('complete', '?')} complete / {trials.get('pruned', 0)} pruned trials"]
+        bits = [
+            f"study {p.get('study', '?')}",
+            f"{trials.get('complete', '?')} complete / {trials.get('pruned', 0)} pruned trials",
+        ]
         if score.get("mean") is not None:
-            bits.append(f"CV {p.get('cv_folds', '?')}-fold val/loss {score['mean']:.4g} ± {score.get('sd', 0):.2g}")
+            bits.append(
+                f"CV {p.get('cv_folds', '?')}-fold val/loss {score['mean']:.4g} ± {score.get('sd', 0):.2g}"
+            )
         if p.get("date"):
             bits.append(str(p["date"])[:10])
         return ", ".join(bits)
 
     def to_yaml(self) -> str:
-        head = (f"# Tuned recipe for {self.task} / {self.model}, written by `lightning-implicit tune`; the overrides are\n"
-                "# LightningCLI keys applied after conf/trainer, conf/models and conf/tasks (see lightning_implicit/tuned.py).\n")  # fmt: skip
-        body = {"task": self.task, "model": self.model, "overrides": dict(self.overrides), "provenance": self.provenance}
+        head = (
+            f"# Tuned recipe for {self.task} / {self.model}, written by `lightning-implicit tune`; the overrides are\n"
+            "# LightningCLI keys applied after conf/trainer, conf/models and conf/tasks (see lightning_implicit/tuned.py).\n"
+        )
+        body = {
+            "task": self.task,
+            "model": self.model,
+            "overrides": dict(self.overrides),
+            "provenance": self.provenance,
+        }
         return head + yaml.safe_dump(body, sort_keys=False, default_flow_style=False, width=110)
 
 
@@ -83,15 +95,22 @@ def load_tuned(path: Path) -> TunedConfig:
     try:
         raw = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as err:
-        raise TunedConfigError(f"{path}: cannot read the tuned config ({err}); fix it, delete it, or pass "
-                               "--no-tuned (make TUNED=0) to train without it") from None  # fmt: skip
+        raise TunedConfigError(
+            f"{path}: cannot read the tuned config ({err}); fix it, delete it, or pass "
+            "--no-tuned (make TUNED=0) to train without it"
+        ) from None
     if not isinstance(raw, dict):
         raise TunedConfigError(f"{path}: expected a mapping with keys {KEYS}")
     unknown = sorted(set(raw) - set(KEYS))
     if unknown or not isinstance(raw.get("overrides"), dict):
         raise TunedConfigError(f"{path}: expected keys {KEYS} with 'overrides' a mapping; unknown: {unknown}")
-    return TunedConfig(task=str(raw.get("task", "")), model=str(raw.get("model", "")), overrides=raw["overrides"],
-                       provenance=dict(raw.get("provenance") or {}), path=Path(path))  # fmt: skip
+    return TunedConfig(
+        task=str(raw.get("task", "")),
+        model=str(raw.get("model", "")),
+        overrides=raw["overrides"],
+        provenance=dict(raw.get("provenance") or {}),
+        path=Path(path),
+    )
 
 
 def find_tuned(task: str, model: str, root: Path | None = None) -> TunedConfig | None:

@@ -46,7 +46,9 @@ def check_config(cfg) -> None:
             raise ConfigError(f"--data.init_args.{key} {v!r}: must be {allowed}")
     kappa = _get(cfg, "model.init_args.kappa")
     if kappa is not None and (not _number(kappa) or kappa <= 0):
-        raise ConfigError(f"--model.init_args.kappa {kappa!r}: must be a finite number > 0 (the row-sum bound of A)")
+        raise ConfigError(
+            f"--model.init_args.kappa {kappa!r}: must be a finite number > 0 (the row-sum bound of A)"
+        )
     lr = _get(cfg, "model.init_args.lr")
     if lr is not None and (not _number(lr) or lr <= 0):
         raise ConfigError(f"--model.init_args.lr {lr!r}: must be a finite number > 0")
@@ -58,5 +60,6 @@ def check_config(cfg) -> None:
                 raise ConfigError(f"--data.init_args.{key} []: give at least one shift")
             bad = [x for x in v if not _number(x)]
             if bad:
-                raise ConfigError(f"--data.init_args.{key} {list(v)!r}: every shift must be a finite number, not "
-                                  f"{bad[0]!r}")  # fmt: skip
+                raise ConfigError(
+                    f"--data.init_args.{key} {list(v)!r}: every shift must be a finite number, not {bad[0]!r}"
+                )

@@ -31,9 +31,19 @@ def _summary(rows: list[dict], metric: str, in_dist) -> tuple[float, float]:
     return (ind[0] if ind else float("nan")), (statistics.fmean(ood) if ood else float("nan"))
 
 
-def budget_curve(task: str, models: list[str], epochs: list[int], seeds: list[int], *, metric: str | None = None,
-                 in_dist=None, overrides: list[str] | None = None, out: Path = Path("reports/budget"),
-                 train=None, say=print) -> Path:  # fmt: skip
+def budget_curve(
+    task: str,
+    models: list[str],
+    epochs: list[int],
+    seeds: list[int],
+    *,
+    metric: str | None = None,
+    in_dist=None,
+    overrides: list[str] | None = None,
+    out: Path = Path("reports/budget"),
+    train=None,
+    say=print,
+) -> Path:
     """Train every (model, epochs, seed), write the table and figure; returns the markdown file's path."""
     from lightning_implicit.runner import run_training, shorthand_args
 
@@ -43,43 +53,87 @@ def budget_curve(task: str, models: list[str], epochs: list[int], seeds: list[in
     for model in models:
         for e in epochs:
             for seed in seeds:
-                args = [*shorthand_args(task, model, seed=seed), "--trainer.max_epochs", str(e),
-                        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-                        "--trainer.enable_checkpointing", "false", "--tracking.experiment", f"budget-{task}",
-                        "--tracking.run_name", f"{model}-e{e}-seed{seed}", *(overrides or [])]  # fmt: skip
+                args = [
+                    *shorthand_args(task, model, seed=seed),
+                    "--trainer.max_epochs",
+                    str(e),
+                    "--trainer.enable_progress_bar",
+                    "false",
+                    "--trainer.enable_model_summary",
+                    "false",
+                    "--trainer.enable_checkpointing",
+                    "false",
+                    "--tracking.experiment",
+                    f"budget-{task}",
+                    "--tracking.run_name",
+                    f"{model}-e{e}-seed{seed}",
+                    *(overrides or []),
+                ]
                 res = train(args)
                 metric = metric or next(k for k in res.sweep[0] if k not in ("shift", "n"))
                 ind, ood = _summary(res.sweep, metric, in_dist)
                 results[model].setdefault(e, []).append((ind, ood))
                 runs.append(f"{model} epochs={e} seed={seed}: run {res.run_id}")
-                say(f"[budget {task}] {model} epochs={e} seed={seed}: {metric} in-distribution {ind:.4g}, "
-                    f"shifted mean {ood:.4g}")  # fmt: skip
+                say(
+                    f"[budget {task}] {model} epochs={e} seed={seed}: {metric} in-distribution {ind:.4g}, "
+                    f"shifted mean {ood:.4g}"
+                )
     folder = Path(out) / task
     folder.mkdir(parents=True, exist_ok=True)
-    mean = {m: {e: tuple(statistics.fmean(v[i] for v in vals) for i in (0, 1)) for e, vals in per.items()}
-            for m, per in results.items()}  # fmt: skip
+    mean = {
+        m: {e: tuple(statistics.fmean(v[i] for v in vals) for i in (0, 1)) for e, vals in per.items()}
+        for m, per in results.items()
+    }
     ref = models[0]
-    lines = ["| epochs | " + " | ".join(f"{m}: in-dist. / shifted" for m in models)
-             + "".join(f" | {m} / {ref} (shifted)" for m in models[1:]) + " |",
-             "|---" * (1 + len(models) + len(models) - 1) + "|"]  # fmt: skip
+    lines = [
+        "| epochs | "
+        + " | ".join(f"{m}: in-dist. / shifted" for m in models)
+        + "".join(f" | {m} / {ref} (shifted)" for m in models[1:])
+        + " |",
+        "|---" * (1 + len(models) + len(models) - 1) + "|",
+    ]
     for e in epochs:
         cells = [f"{mean[m][e][0]:.4g} / {mean[m][e][1]:.4g}" for m in models]
         ratios = [f"{mean[m][e][1] / mean[ref][e][1]:.3g}" for m in models[1:]]
         lines.append(f"| {e} | " + " | ".join(cells) + "".join(f" | {r}" for r in ratios) + " |")
     _plot(mean, models, epochs, metric, folder / "budget.png", task)
     cmd = "lightning-implicit budget " + shlex.join(
-        ["--task", task, "--model", ",".join(models), "--epochs", ",".join(map(str, epochs)), "--seeds",
-         ",".join(map(str, seeds)), *(["--"] + overrides if overrides else [])])  # fmt: skip
-    md = [f"# Budget curve: {task}, {metric} against training epochs\n",
-          f"Command: `{cmd}`; seed means over {seeds}; every run is in the MLflow experiment `budget-{task}`.\n",
-          "In-distribution: the first shift of the sweep; shifted: the mean over the other shifts. A ratio above 1 "
-          f"means that model's shifted {metric} is higher than {ref}'s.\n", "\n".join(lines) + "\n",
-          "![budget](budget.png)\n", "Runs:\n", "\n".join(f"- {r}" for r in runs) + "\n"]  # fmt: skip
+        [
+            "--task",
+            task,
+            "--model",
+            ",".join(models),
+            "--epochs",
+            ",".join(map(str, epochs)),
+            "--seeds",
+            ",".join(map(str, seeds)),
+            *(["--"] + overrides if overrides else []),
+        ]
+    )
+    md = [
+        f"# Budget curve: {task}, {metric} against training epochs\n",
+        f"Command: `{cmd}`; seed means over {seeds}; every run is in the MLflow experiment `budget-{task}`.\n",
+        "In-distribution: the first shift of the sweep; shifted: the mean over the other shifts. A ratio above 1 "
+        f"means that model's shifted {metric} is higher than {ref}'s.\n",
+        "\n".join(lines) + "\n",
+        "![budget](budget.png)\n",
+        "Runs:\n",
+        "\n".join(f"- {r}" for r in runs) + "\n",
+    ]
     path = folder / "budget.md"
     path.write_text("\n".join(md))
-    (folder / "budget.json").write_text(json.dumps({"task": task, "metric": metric, "epochs": epochs, "seeds": seeds,
-                                                     "mean": {m: {str(e): v for e, v in per.items()}
-                                                              for m, per in mean.items()}}, indent=2))  # fmt: skip
+    (folder / "budget.json").write_text(
+        json.dumps(
+            {
+                "task": task,
+                "metric": metric,
+                "epochs": epochs,
+                "seeds": seeds,
+                "mean": {m: {str(e): v for e, v in per.items()} for m, per in mean.items()},
+            },
+            indent=2,
+        )
+    )
     return path
 
 
@@ -108,8 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     from lightning_implicit.cliargs import comma_list, split_passthrough
 
     argv, extra = split_passthrough(sys.argv[1:] if argv is None else argv)
-    p = argparse.ArgumentParser(prog="lightning-implicit budget", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = argparse.ArgumentParser(
+        prog="lightning-implicit budget",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--task", required=True, help="task config name (conf/tasks/<task>.yaml)")
     p.add_argument("--model", required=True, help="models, comma-separated; ratios are against the first")
     p.add_argument("--epochs", required=True, help="epoch counts, comma-separated (e.g. 4,8,16,32)")

@@ -73,8 +73,12 @@ def find_reusable(jobs: list[Job], commit: str, client=None) -> dict[str, Outcom
             continue
         token = None
         while True:
-            page = client.search_runs([exp.experiment_id], filter_string=f"tags.git_commit = '{commit}'",
-                                      max_results=1000, page_token=token)  # fmt: skip
+            page = client.search_runs(
+                [exp.experiment_id],
+                filter_string=f"tags.git_commit = '{commit}'",
+                max_results=1000,
+                page_token=token,
+            )
             for run in page:
                 tags = run.data.tags
                 key, outcome = tags.get("repro_key"), tags.get("repro_outcome")
@@ -87,8 +91,10 @@ def find_reusable(jobs: list[Job], commit: str, client=None) -> dict[str, Outcom
                 start = run.info.start_time or 0
                 if key not in found or start > found[key][0]:
                     wall = run.data.metrics.get("repro/wall_s", 0.0)
-                    found[key] = (start, Outcome(key, run.info.run_id, outcome, "reused", wall,
-                                                 tags.get("repro_error")))  # fmt: skip
+                    found[key] = (
+                        start,
+                        Outcome(key, run.info.run_id, outcome, "reused", wall, tags.get("repro_error")),
+                    )
             token = page.token
             if not token:
                 break
@@ -254,8 +260,14 @@ def run_job(job: dict, train: Callable | None = None) -> dict:
             client.set_tag(run_id, "repro_outcome", outcome)
         except Exception:  # noqa: BLE001 - tagging is best effort; the outcome is still reported
             traceback.print_exc()
-    return {"key": job["key"], "run_id": run_id, "outcome": outcome, "source": "trained", "wall_s": wall,
-            "error": error}  # fmt: skip
+    return {
+        "key": job["key"],
+        "run_id": run_id,
+        "outcome": outcome,
+        "source": "trained",
+        "wall_s": wall,
+        "error": error,
+    }
 
 
 # ---- workers ------------------------------------------------------------------------------------------------
@@ -314,15 +326,24 @@ class Progress:
         self.done_cost += c
         elapsed = time.time() - self.t0
         tag = {"ok": "trained", "diverged": "DIVERGED", "failed": "FAILED"}.get(out.outcome, out.outcome)
-        line = (f"[{self.done:>{len(str(self.total))}}/{self.total}] {tag:<8} {self.names.get(out.key, out.key):<44} "
-                f"{out.wall_s:6.1f}s | elapsed {fmt_duration(elapsed)} | ETA {fmt_duration(self.eta())}")  # fmt: skip
+        line = (
+            f"[{self.done:>{len(str(self.total))}}/{self.total}] {tag:<8} {self.names.get(out.key, out.key):<44} "
+            f"{out.wall_s:6.1f}s | elapsed {fmt_duration(elapsed)} | ETA {fmt_duration(self.eta())}"
+        )
         if out.error and out.outcome != "ok":
             line += f"\n      {out.error.splitlines()[0][:200]}"
         print(line, file=self.stream, flush=True)
 
 
-def run_jobs(jobs: list[Job], *, workers: int = 1, threads: int = 1, log_dir: Path | None = None,
-             on_done: Callable[[Outcome], None] | None = None, train: Callable | None = None) -> list[Outcome]:  # fmt: skip
+def run_jobs(
+    jobs: list[Job],
+    *,
+    workers: int = 1,
+    threads: int = 1,
+    log_dir: Path | None = None,
+    on_done: Callable[[Outcome], None] | None = None,
+    train: Callable | None = None,
+) -> list[Outcome]:
     """Train ``jobs`` (heaviest first) and return their outcomes; raises :class:`Interrupted` on Ctrl-C."""
     on_done = on_done or (lambda o: None)
     if not jobs:
@@ -359,8 +380,9 @@ def _run_pool(jobs, workers, threads, log_dir, on_done) -> list[Outcome]:
     log_dir.mkdir(parents=True, exist_ok=True)
     procs = []
     for i in range(n):
-        p = ctx.Process(target=_worker_main, args=(i, jobq, resq, threads, str(log_dir / f"worker-{i}.log")),
-                        daemon=True)  # fmt: skip
+        p = ctx.Process(
+            target=_worker_main, args=(i, jobq, resq, threads, str(log_dir / f"worker-{i}.log")), daemon=True
+        )
         p.start()
         procs.append(p)
     by_key = {j.key: j for j in jobs}
@@ -375,7 +397,9 @@ def _run_pool(jobs, workers, threads, log_dir, on_done) -> list[Outcome]:
                 for i, p in enumerate(procs):
                     if not p.is_alive() and i in inflight:  # a worker died mid-run (killed, out of memory)
                         key = inflight.pop(i)
-                        out = Outcome(key, None, "failed", "trained", 0.0, f"worker {i} died (exit code {p.exitcode})")
+                        out = Outcome(
+                            key, None, "failed", "trained", 0.0, f"worker {i} died (exit code {p.exitcode})"
+                        )
                         pending.discard(key)
                         outs.append(out)
                         on_done(out)
@@ -405,7 +429,9 @@ def _run_pool(jobs, workers, threads, log_dir, on_done) -> list[Outcome]:
             p.join(timeout=5)
         keys = list(inflight.values())
         killed = mark_killed(keys, [by_key[k].experiment for k in keys])
-        raise Interrupted(f"stopped {len(procs)} worker(s); marked {len(killed)} unfinished run(s) KILLED") from err
+        raise Interrupted(
+            f"stopped {len(procs)} worker(s); marked {len(killed)} unfinished run(s) KILLED"
+        ) from err
     finally:
         jobq.cancel_join_thread()
         for p in procs:

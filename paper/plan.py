@@ -34,17 +34,34 @@ __all__ = ["Job", "build_jobs", "format_value", "QUIET_ARGS"]
 # Settings that change neither the result nor the identity of a run (no progress bars or checkpoints in
 # workers); left out of the hash and of the rerun command.
 QUIET_ARGS = [
-    "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-    "--trainer.enable_checkpointing", "false",
-]  # fmt: skip
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.enable_model_summary",
+    "false",
+    "--trainer.enable_checkpointing",
+    "false",
+]
 
 # Rough single-thread seconds per 1,000 training samples per epoch (measured on a 2-core CPU), for ordering
 # the runs heaviest first and for the first ETA; the ETA then follows the measured pace.
 _COST = {
-    "implicit": 0.35, "implicit_nofeedback": 0.35, "implicit_rnn": 1.0, "mlp": 0.2, "nalu": 0.3, "nac": 0.3,
-    "seq_encoder": 0.3, "depth_encoder": 2.0, "encdec": 0.9, "encdec_masked": 0.6, "encdec_unmasked": 0.5,
-    "encdec_nope": 0.5, "lstm": 0.3, "masked_decoder": 1.2, "linear": 0.05, "eikonet": 0.25,
-}  # fmt: skip
+    "implicit": 0.35,
+    "implicit_nofeedback": 0.35,
+    "implicit_rnn": 1.0,
+    "mlp": 0.2,
+    "nalu": 0.3,
+    "nac": 0.3,
+    "seq_encoder": 0.3,
+    "depth_encoder": 2.0,
+    "encdec": 0.9,
+    "encdec_masked": 0.6,
+    "encdec_unmasked": 0.5,
+    "encdec_nope": 0.5,
+    "lstm": 0.3,
+    "masked_decoder": 1.2,
+    "linear": 0.05,
+    "eikonet": 0.25,
+}
 _TASK_SCALE = {"earthquake": 0.6, "spiky": 0.6, "volatility": 1.0}
 _DEFAULT_N = {"spiky": 7_000, "volatility": 10_000}
 _OVERHEAD_S = 4.0
@@ -90,9 +107,23 @@ class Job:
         untuned = self.tuned_exists and not self.tuned  # `train` would pick the tuned recipe up: say not to
         if not extra and self.trainer == "cpu":
             cmd = f"make train TASK={self.task} MODEL={self.model} SEED={self.seed}"
-            return cmd + (f" DATA={shlex.quote(self.data)}" if self.data else "") + (" TUNED=0" if untuned else "")
-        parts = [".venv/bin/python", "-m", "lightning_implicit.cli", "train", "--task", self.task, "--model",
-                 self.model, "--seed", str(self.seed)]  # fmt: skip
+            return (
+                cmd
+                + (f" DATA={shlex.quote(self.data)}" if self.data else "")
+                + (" TUNED=0" if untuned else "")
+            )
+        parts = [
+            ".venv/bin/python",
+            "-m",
+            "lightning_implicit.cli",
+            "train",
+            "--task",
+            self.task,
+            "--model",
+            self.model,
+            "--seed",
+            str(self.seed),
+        ]
         if untuned:
             parts.append("--no-tuned")
         if self.trainer != "cpu":
@@ -114,8 +145,10 @@ def _estimate(task: str, model: str, overrides: dict, trainer_cfg: dict, task_cf
     """Rough seconds of one run: samples processed x per-sample cost, cheaper per sample in large batches
     (measured: 1,000 full-batch steps on 8,000 sequences cost about as much as 200,000 samples in batches of 64)."""
     init = ((task_cfg.get("data") or {}).get("init_args")) or {}
-    epochs = overrides.get("trainer.max_epochs") or (task_cfg.get("trainer") or {}).get("max_epochs") or (
-        (trainer_cfg.get("trainer") or {}).get("max_epochs") or 20
+    epochs = (
+        overrides.get("trainer.max_epochs")
+        or (task_cfg.get("trainer") or {}).get("max_epochs")
+        or ((trainer_cfg.get("trainer") or {}).get("max_epochs") or 20)
     )
     if task == "earthquake":
         coarsen = int(overrides.get("data.init_args.coarsen", init.get("coarsen", 1)))
@@ -140,8 +173,9 @@ def _data_identity(data: str | None) -> str | None:
     return f"{p.resolve()}:{size}"
 
 
-def build_jobs(profile: Profile, *, commit: str, data: str | None = None,
-               data_args: list[str] | None = None) -> list[Job]:
+def build_jobs(
+    profile: Profile, *, commit: str, data: str | None = None, data_args: list[str] | None = None
+) -> list[Job]:
     """One :class:`Job` per (task, model, seed) of ``profile``, heaviest first.
 
     ``data`` and ``data_args`` (``--data.init_args.*`` overrides: ticker, time zone, split) go to the task that
@@ -157,18 +191,29 @@ def build_jobs(profile: Profile, *, commit: str, data: str | None = None,
             tuned_args = tuned.cli_args() if (tuned is not None and profile.tuned) else []
             task_data = data if task == "volatility" else None
             identity = {
-                "task": task, "model": model, "trainer": trainer_text, "task_config": task_text,
-                "model_config": model_text, "overrides": sorted((k, format_value(v)) for k, v in overrides.items()),
-                "data": _data_identity(task_data), "tuned": tuned_args,
+                "task": task,
+                "model": model,
+                "trainer": trainer_text,
+                "task_config": task_text,
+                "model_config": model_text,
+                "overrides": sorted((k, format_value(v)) for k, v in overrides.items()),
+                "data": _data_identity(task_data),
+                "tuned": tuned_args,
                 "data_args": list(data_args or []) if task == "volatility" else [],
-            }  # fmt: skip
+            }
             config_hash = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
             cost = _estimate(task, model, overrides, trainer_cfg, task_cfg)
             for seed in profile.seeds:
                 key = hashlib.sha256(f"{config_hash}|{seed}|{commit}".encode()).hexdigest()[:24]
-                tags = {"repro_key": key, "repro_config_hash": config_hash, "repro_profile": profile.name,
-                        "repro_task": task, "repro_model": model, "repro_seed": str(seed),
-                        "repro_tuned": "true" if tuned_args else "false"}  # fmt: skip
+                tags = {
+                    "repro_key": key,
+                    "repro_config_hash": config_hash,
+                    "repro_profile": profile.name,
+                    "repro_task": task,
+                    "repro_model": model,
+                    "repro_seed": str(seed),
+                    "repro_tuned": "true" if tuned_args else "false",
+                }
                 args = shorthand_args(task, model, trainer=profile.trainer, seed=seed) + tuned_args
                 for k, v in overrides.items():
                     args += [f"--{k}", format_value(v)]
@@ -178,12 +223,32 @@ def build_jobs(profile: Profile, *, commit: str, data: str | None = None,
                     args += list(data_args or [])
                     args += ["--data.init_args.allow_download", "false"]
                 args += QUIET_ARGS
-                args += ["--tracking.experiment", profile.experiment(task), "--tracking.run_name",
-                         f"{model}-seed{seed}", "--tracking.tags", json.dumps(tags)]  # fmt: skip
-                jobs.append(Job(task=task, model=model, seed=seed, args=args, overrides=overrides,
-                                config_hash=config_hash, key=key, experiment=profile.experiment(task), cost=cost,
-                                trainer=profile.trainer, data=task_data, tags=tags,
-                                tuned=str(tuned.path) if tuned_args else None, tuned_exists=tuned is not None))  # fmt: skip
+                args += [
+                    "--tracking.experiment",
+                    profile.experiment(task),
+                    "--tracking.run_name",
+                    f"{model}-seed{seed}",
+                    "--tracking.tags",
+                    json.dumps(tags),
+                ]
+                jobs.append(
+                    Job(
+                        task=task,
+                        model=model,
+                        seed=seed,
+                        args=args,
+                        overrides=overrides,
+                        config_hash=config_hash,
+                        key=key,
+                        experiment=profile.experiment(task),
+                        cost=cost,
+                        trainer=profile.trainer,
+                        data=task_data,
+                        tags=tags,
+                        tuned=str(tuned.path) if tuned_args else None,
+                        tuned_exists=tuned is not None,
+                    )
+                )
     jobs.sort(key=lambda j: -j.cost)
     return jobs
 

@@ -40,8 +40,20 @@ from .paper_numbers import ABLATION_TASKS, TABLE4_MODELS
 
 __all__ = ["ProfileError", "Profile", "TaskPlan", "load_profile", "profile_path", "default_models"]
 
-TOP_KEYS = {"description", "seeds", "workers", "threads_per_worker", "trainer", "ui_url", "experiment_prefix",
-            "tuned", "compare_with", "overrides", "model_overrides", "tasks"}  # fmt: skip
+TOP_KEYS = {
+    "description",
+    "seeds",
+    "workers",
+    "threads_per_worker",
+    "trainer",
+    "ui_url",
+    "experiment_prefix",
+    "tuned",
+    "compare_with",
+    "overrides",
+    "model_overrides",
+    "tasks",
+}
 TASK_KEYS = {"models", "overrides", "model_overrides"}
 ABLATION_MODEL = "implicit_nofeedback"
 
@@ -101,8 +113,10 @@ def profile_path(profile: str) -> Path:
     if cand is not None:
         return cand
     looked = ", ".join(str(r / "reproduce") for r in confpath.search_path())
-    raise ProfileError(f"no reproduction profile {profile!r} (looked in {looked}); choose one of "
-                       f"{confpath.names('reproduce')} or give a path to a .yaml file")
+    raise ProfileError(
+        f"no reproduction profile {profile!r} (looked in {looked}); choose one of "
+        f"{confpath.names('reproduce')} or give a path to a .yaml file"
+    )
 
 
 def _choices(kind: str) -> list[str]:
@@ -151,17 +165,23 @@ def _check_override_keys(where: str, overrides: dict, task: str, models: list[st
                 raise ProfileError(f"{where}: unknown override key {key!r} (the Trainer has no {parts[1]!r})")
         elif parts[:2] == ["data", "init_args"] and len(parts) == 3:
             if parts[2] not in data_params:
-                raise ProfileError(f"{where}: unknown override key {key!r} (the {task!r} datamodule accepts "
-                                   f"{sorted(data_params)})")  # fmt: skip
+                raise ProfileError(
+                    f"{where}: unknown override key {key!r} (the {task!r} datamodule accepts "
+                    f"{sorted(data_params)})"
+                )
         elif parts[:2] == ["model", "init_args"] and len(parts) == 3:
             for model in models:
                 mp = _class_params(_config_class("models", model, "model"))
                 if parts[2] not in mp:
-                    raise ProfileError(f"{where}: unknown override key {key!r} for model {model!r} (it accepts "
-                                       f"{sorted(mp - {'task'})})")  # fmt: skip
+                    raise ProfileError(
+                        f"{where}: unknown override key {key!r} for model {model!r} (it accepts "
+                        f"{sorted(mp - {'task'})})"
+                    )
         else:
-            raise ProfileError(f"{where}: unknown override key {key!r}; use trainer.<arg>, data.init_args.<arg> "
-                               "or model.init_args.<arg> (seeds come from 'seeds', tracking from the profile)")  # fmt: skip
+            raise ProfileError(
+                f"{where}: unknown override key {key!r}; use trainer.<arg>, data.init_args.<arg> "
+                "or model.init_args.<arg> (seeds come from 'seeds', tracking from the profile)"
+            )
 
 
 def _mapping(where: str, value, allowed: set[str] | None = None) -> dict:
@@ -200,8 +220,9 @@ def load_profile(profile: str | Path) -> Profile:
     prof.threads_per_worker = _int(f"{path}: threads_per_worker", raw.get("threads_per_worker", 1))
     prof.trainer = str(raw.get("trainer", prof.trainer))
     if prof.trainer not in _choices("trainer"):
-        raise ProfileError(f"{path}: trainer: unknown trainer config {prof.trainer!r}; choose one of "
-                           f"{_choices('trainer')}")  # fmt: skip
+        raise ProfileError(
+            f"{path}: trainer: unknown trainer config {prof.trainer!r}; choose one of {_choices('trainer')}"
+        )
     prof.ui_url = str(raw.get("ui_url", prof.ui_url)).rstrip("/")
     prof.experiment_prefix = str(raw.get("experiment_prefix", "") or "")
     tuned = raw.get("tuned", False)
@@ -218,7 +239,9 @@ def load_profile(profile: str | Path) -> Profile:
     common_models = _mapping(f"{path}: model_overrides", raw.get("model_overrides"))
     for m, ov in common_models.items():
         if m not in _choices("models"):
-            raise ProfileError(f"{path}: model_overrides: unknown model {m!r}; choose from {_choices('models')}")
+            raise ProfileError(
+                f"{path}: model_overrides: unknown model {m!r}; choose from {_choices('models')}"
+            )
         _mapping(f"{path}: model_overrides.{m}", ov)
     tasks = _mapping(f"{path}: tasks", raw.get("tasks"))
     if not tasks:
@@ -231,7 +254,9 @@ def load_profile(profile: str | Path) -> Profile:
         models = spec.get("models")
         models = default_models(task) if models is None else models
         if not isinstance(models, list) or not models or len(set(models)) != len(models):
-            raise ProfileError(f"{where}.models: expected a non-empty list of distinct model names, got {models!r}")
+            raise ProfileError(
+                f"{where}.models: expected a non-empty list of distinct model names, got {models!r}"
+            )
         for m in models:
             if m not in _choices("models"):
                 raise ProfileError(f"{where}.models: unknown model {m!r}; choose from {_choices('models')}")
@@ -240,13 +265,16 @@ def load_profile(profile: str | Path) -> Profile:
         own = _mapping(f"{where}.model_overrides", spec.get("model_overrides"))
         for m in own:
             if m not in models:
-                raise ProfileError(f"{where}.model_overrides: model {m!r} is not in this task's models {models}")
+                raise ProfileError(
+                    f"{where}.model_overrides: model {m!r} is not in this task's models {models}"
+                )
         model_overrides = {}
         for m in models:
             ov = {**(common_models.get(m) or {}), **_mapping(f"{where}.model_overrides.{m}", own.get(m))}
             if ov:
                 _check_override_keys(f"{where}.model_overrides.{m}", ov, task, [m])
                 model_overrides[m] = ov
-        prof.tasks[task] = TaskPlan(task=task, models=list(models), overrides=overrides,
-                                    model_overrides=model_overrides)  # fmt: skip
+        prof.tasks[task] = TaskPlan(
+            task=task, models=list(models), overrides=overrides, model_overrides=model_overrides
+        )
     return prof

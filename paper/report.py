@@ -80,8 +80,14 @@ def _links(results: Results, task: str, model: str) -> dict[int, str | None]:
     return {r.seed: r.url(results.ui_url) for r in results.runs(task, model)}
 
 
-def _at(results: Results, task: str, model: str, metric: str, shift, *, diverged=math.inf) -> dict[int, float]:
-    return {s: per[shift] for s, per in results.series(task, model, metric, diverged=diverged).items() if shift in per}
+def _at(
+    results: Results, task: str, model: str, metric: str, shift, *, diverged=math.inf
+) -> dict[int, float]:
+    return {
+        s: per[shift]
+        for s, per in results.series(task, model, metric, diverged=diverged).items()
+        if shift in per
+    }
 
 
 def _sweep_table(results: Results, task: str, models: list[str], metric: str, pct: bool = False) -> str:
@@ -131,14 +137,20 @@ def _sec_sweep(results, verdicts, section, tasks, fig, metric_of, paper_text) ->
             metric = metric_of(task)
             models = list(dict.fromkeys([*TABLE4_MODELS[task], *results.models(task)]))
             models = [m for m in models if m != "implicit_nofeedback"]
-            out.append(_details(f"{task}: test {metric} per shift (mean ± std over seeds, per-seed runs)",
-                                _sweep_table(results, task, models, metric, pct=metric == "accuracy")))  # fmt: skip
+            out.append(
+                _details(
+                    f"{task}: test {metric} per shift (mean ± std over seeds, per-seed runs)",
+                    _sweep_table(results, task, models, metric, pct=metric == "accuracy"),
+                )
+            )
     return out
 
 
 def _sec_table1(results: Results, verdicts, amc_skip: str | None) -> list[str]:
-    head = ("| Model | Spiky train MSE (paper) | Spiky train MSE (ours) | Spiky test MSE (paper) | Spiky test MSE (ours) "
-            "| AMC train MAPE (paper) | AMC train MAPE (ours) | AMC test MAPE (paper) | AMC test MAPE (ours) |")
+    head = (
+        "| Model | Spiky train MSE (paper) | Spiky train MSE (ours) | Spiky test MSE (paper) | Spiky test MSE (ours) "
+        "| AMC train MAPE (paper) | AMC train MAPE (ours) | AMC test MAPE (paper) | AMC test MAPE (ours) |"
+    )
     lines = [head, "|---" * 9 + "|"]
     spiky_run = "spiky" in results.tasks()
     amc_run = "volatility" in results.tasks() and not amc_skip
@@ -175,11 +187,16 @@ def _sec_table1(results: Results, verdicts, amc_skip: str | None) -> list[str]:
                 continue
             s = ours(task, m, "train"), ours(task, m, "test")
             cols = [*s, "-", "-"] if task == "spiky" else ["-", "-", *s]
-            lines.append(f"| {label(m)} (Table 4, no Table 1 row) | - | {cols[0]} | - | {cols[1]} | - | {cols[2]} | - | "
-                         f"{cols[3]} |")  # fmt: skip
+            lines.append(
+                f"| {label(m)} (Table 4, no Table 1 row) | - | {cols[0]} | - | {cols[1]} | - | {cols[2]} | - | "
+                f"{cols[3]} |"
+            )
     if amc_run:
         shift = results.shifts("volatility")[0] if results.shifts("volatility") else None
-        for prefix, name in (("naive_zero_", "Zero forecast (naive)"), ("naive_persistence_", "Persistence (naive)")):
+        for prefix, name in (
+            ("naive_zero_", "Zero forecast (naive)"),
+            ("naive_persistence_", "Persistence (naive)"),
+        ):
             vals, links = {}, {}
             for m in results.models("volatility"):
                 v = _at(results, "volatility", m, f"{prefix}mape", shift)
@@ -187,85 +204,122 @@ def _sec_table1(results: Results, verdicts, amc_skip: str | None) -> list[str]:
                     vals, links = v, _links(results, "volatility", m)
                     break
             lines.append(f"| {name} | - | - | - | - | - | - | - | {cell(vals, links)} |")
-    out = ["Paper's layout (Table 1 of the paper; its numbers are copied in `paper_numbers.TABLE1`) with our "
-           "measured values beside the paper's (lower is better). Spiky MSEs are in the paper's units: the target "
-           "min-max scaled by the training part's range (`mse_paper` = raw MSE / range²; raw MSEs and the reference "
-           "forecasters are in the table below it). "
-           "*Train* is the metric on the training split after training; *test* on the test part "
-           "(spiky: the chronological continuation; AMC: the test year).\n", "\n".join(lines) + "\n"]  # fmt: skip
+    out = [
+        "Paper's layout (Table 1 of the paper; its numbers are copied in `paper_numbers.TABLE1`) with our "
+        "measured values beside the paper's (lower is better). Spiky MSEs are in the paper's units: the target "
+        "min-max scaled by the training part's range (`mse_paper` = raw MSE / range²; raw MSEs and the reference "
+        "forecasters are in the table below it). "
+        "*Train* is the metric on the training split after training; *test* on the test part "
+        "(spiky: the chronological continuation; AMC: the test year).\n",
+        "\n".join(lines) + "\n",
+    ]
     if spiky_run:
         out.append(_spiky_units_table(results))
     if amc_skip:
         out.append(f"**AMC volatility: skipped** — {amc_skip}\n")
     elif amc_run:
-        card = next((r.data_card for r in results.records if r.task == "volatility" and r.data_card), None) or {}
+        card = (
+            next((r.data_card for r in results.records if r.task == "volatility" and r.data_card), None) or {}
+        )
         if card.get("synthetic"):
-            out.append("**AMC volatility ran on SYNTHETIC data (DATA=synthetic), not AMC market data**; its numbers "
-                       "are not comparable with the paper's.\n")  # fmt: skip
-        desc = {k: card.get(k) for k in ("source", "interval", "variant", "ticker", "train_range", "test_range")
-                if card.get(k) is not None}  # fmt: skip
+            out.append(
+                "**AMC volatility ran on SYNTHETIC data (DATA=synthetic), not AMC market data**; its numbers "
+                "are not comparable with the paper's.\n"
+            )
+        desc = {
+            k: card.get(k)
+            for k in ("source", "interval", "variant", "ticker", "train_range", "test_range")
+            if card.get(k) is not None
+        }
         if desc:
             out.append(f"AMC data used: `{json.dumps(desc, default=str)}`\n")
     out.append(_verdict_lines(verdicts, "table-1"))
     return out
 
 
-SPIKY_REFERENCES = (("mean", "Training mean (reference)"), ("last", "Last value of the window (reference)"),
-                    ("linear", "Linear fit on the window (reference)"))  # fmt: skip
+SPIKY_REFERENCES = (
+    ("mean", "Training mean (reference)"),
+    ("last", "Last value of the window (reference)"),
+    ("linear", "Linear fit on the window (reference)"),
+)
 
 
 def _spiky_units_table(results: Results) -> str:
     """Spiky test MSE of every model in raw and paper units, with the reference forecasters of the same windows."""
     shift = results.shifts("spiky")[0] if results.shifts("spiky") else None
-    lines = ["| Spiky, test part | MSE (paper units) | MSE (raw) | MSE in spiky regions (raw) | MSE elsewhere (raw) |",
-             "|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| Spiky, test part | MSE (paper units) | MSE (raw) | MSE in spiky regions (raw) | MSE elsewhere (raw) |",
+        "|---|---|---|---|---|",
+    ]
     for m in results.models("spiky"):
         links = _links(results, "spiky", m)
-        cols = [cell(_at(results, "spiky", m, k, shift), links) for k in ("mse_paper", "mse", "mse_spike", "mse_normal")]
+        cols = [
+            cell(_at(results, "spiky", m, k, shift), links)
+            for k in ("mse_paper", "mse", "mse_spike", "mse_normal")
+        ]
         lines.append(f"| {label(m)} | " + " | ".join(cols) + " |")
-    model = next((m for m in results.models("spiky") if any(r.usable for r in results.runs("spiky", m))), None)
+    model = next(
+        (m for m in results.models("spiky") if any(r.usable for r in results.runs("spiky", m))), None
+    )
     if model is not None:
         links = _links(results, "spiky", model)
         for key, name in SPIKY_REFERENCES:
             paper_units = cell(_at(results, "spiky", model, f"ref_{key}_mse_paper", shift), links)
             raw = cell(_at(results, "spiky", model, f"ref_{key}_mse", shift), links)
             lines.append(f"| {name} | {paper_units} | {raw} | - | - |")
-    return ("Spiky test MSE in both units, beside three reference forecasters on the same test windows (computed "
-            "by the datamodule from the data alone; a model worse than the linear fit has learned less than a "
-            "least-squares line on its 10 inputs):\n\n" + "\n".join(lines) + "\n")
+    return (
+        "Spiky test MSE in both units, beside three reference forecasters on the same test windows (computed "
+        "by the datamodule from the data alone; a model worse than the linear fit has learned less than a "
+        "least-squares line on its 10 inputs):\n\n" + "\n".join(lines) + "\n"
+    )
 
 
 def _sec_tuning(verdicts, profile: Profile, tuned: dict, companion: dict | None) -> list[str]:
     """Verdicts at the default and the tuned recipes side by side, and where each tuned recipe came from."""
     out = []
     if not tuned:
-        out.append(f"Profile `{profile.name}` trained every model on the task configs' default recipes"
-                   + (" (`tuned: false`)." if not profile.tuned else "; no tuned config exists yet (`make tune`).")
-                   + "\n")  # fmt: skip
+        out.append(
+            f"Profile `{profile.name}` trained every model on the task configs' default recipes"
+            + (" (`tuned: false`)." if not profile.tuned else "; no tuned config exists yet (`make tune`).")
+            + "\n"
+        )
     else:
-        out.append(f"{len(tuned)} (task, model) pair(s) of profile `{profile.name}` trained on a tuned recipe "
-                   "(`conf/tuned/<task>/<model>.yaml`, written by `make tune`: Optuna, k-fold cross-validation on "
-                   "in-distribution data only; the shifted test sets never enter the search); the others on the "
-                   "task config's default recipe.\n")  # fmt: skip
-        rows = ["| Task | Model | CV val/loss (mean ± sd over folds) | Trials (complete / pruned / failed) | Search hit "
-                "its edges | Study | Tuned on |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+        out.append(
+            f"{len(tuned)} (task, model) pair(s) of profile `{profile.name}` trained on a tuned recipe "
+            "(`conf/tuned/<task>/<model>.yaml`, written by `make tune`: Optuna, k-fold cross-validation on "
+            "in-distribution data only; the shifted test sets never enter the search); the others on the "
+            "task config's default recipe.\n"
+        )
+        rows = [
+            "| Task | Model | CV val/loss (mean ± sd over folds) | Trials (complete / pruned / failed) | Search hit "
+            "its edges | Study | Tuned on |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for (task, model), cfg in sorted(tuned.items()):
             p = cfg.provenance
             sc, tr = p.get("cv_score") or {}, p.get("trials") or {}
             edges = "; ".join(p.get("space_edges") or []) or "no"
-            score = f"{sc['mean']:.4g} ± {sc.get('sd', 0):.2g} ({p.get('cv_folds', '?')} folds)" if "mean" in sc else "-"
-            rows.append(f"| {task} | {label(model)} | {score} | {tr.get('complete', 0)} / {tr.get('pruned', 0)} / "
-                        f"{tr.get('fail', 0)} | {edges} | `{p.get('study', '?')}` | {str(p.get('date', ''))[:10]}, "
-                        f"`{str(p.get('git_commit', ''))[:10]}` |")  # fmt: skip
+            score = (
+                f"{sc['mean']:.4g} ± {sc.get('sd', 0):.2g} ({p.get('cv_folds', '?')} folds)"
+                if "mean" in sc
+                else "-"
+            )
+            rows.append(
+                f"| {task} | {label(model)} | {score} | {tr.get('complete', 0)} / {tr.get('pruned', 0)} / "
+                f"{tr.get('fail', 0)} | {edges} | `{p.get('study', '?')}` | {str(p.get('date', ''))[:10]}, "
+                f"`{str(p.get('git_commit', ''))[:10]}` |"
+            )
         out.append("\n".join(rows) + "\n")
     if companion is None:
         return out
     other = {v.id: v for v in companion["verdicts"]}
-    out.append(f"Verdicts of this profile beside profile `{companion['name']}` (every model on the task configs' "
-               f"default recipes), read from its runs in MLflow at this code version ({companion['found']} of "
-               f"{companion['total']} found; `make reproduce PROFILE={companion['name']}` trains the missing ones). "
-               "Where a claim does not hold on tuned recipes, the tuning record above is the evidence: the best "
-               "cross-validated loss the search reached and whether it stopped at the space's edges.\n")  # fmt: skip
+    out.append(
+        f"Verdicts of this profile beside profile `{companion['name']}` (every model on the task configs' "
+        f"default recipes), read from its runs in MLflow at this code version ({companion['found']} of "
+        f"{companion['total']} found; `make reproduce PROFILE={companion['name']}` trains the missing ones). "
+        "Where a claim does not hold on tuned recipes, the tuning record above is the evidence: the best "
+        "cross-validated loss the search reached and whether it stopped at the space's edges.\n"
+    )
     rows = [f"| ID | Claim | `{companion['name']}` | `{profile.name}` |", "|---|---|---|---|"]
     for v in verdicts:
         o = other.get(v.id)
@@ -275,32 +329,47 @@ def _sec_tuning(verdicts, profile: Profile, tuned: dict, companion: dict | None)
 
 
 def _sec_fig7(results, verdicts) -> list[str]:
-    out = [_figure("figure7_earthquake.png"),
-           "Paper (Section 3.2): the implicit model improves the in-distribution test loss by 0.25e-3 over EikoNet, "
-           "surpasses it from k = 2 on and is 1.59e-2 better at k = 9 (11° longitude, 2° latitude), but is worse in "
-           "depth (409 km) and origin time (9.2 s) at k = 9.\n"]  # fmt: skip
+    out = [
+        _figure("figure7_earthquake.png"),
+        "Paper (Section 3.2): the implicit model improves the in-distribution test loss by 0.25e-3 over EikoNet, "
+        "surpasses it from k = 2 on and is 1.59e-2 better at k = 9 (11° longitude, 2° latitude), but is worse in "
+        "depth (409 km) and origin time (9.2 s) at k = 9.\n",
+    ]
     nr = _not_run(results, ["earthquake"])
     if nr:
         return [*out, nr]
     out.append(_verdict_lines(verdicts, "figure-7"))
     models = [m for m in dict.fromkeys([*TABLE4_MODELS["earthquake"], *results.models("earthquake")])]
-    for metric, _ in (("mse", ""), ("lon_wrapped_mae_deg", ""), ("lat_mae_deg", ""), ("depth_mae_km", ""),
-                      ("time_mae_s", "")):  # fmt: skip
-        out.append(_details(f"earthquake: {metric} per region k (k = 0: in-distribution)",
-                            _sweep_table(results, "earthquake", models, metric)))
+    for metric, _ in (
+        ("mse", ""),
+        ("lon_wrapped_mae_deg", ""),
+        ("lat_mae_deg", ""),
+        ("depth_mae_km", ""),
+        ("time_mae_s", ""),
+    ):
+        out.append(
+            _details(
+                f"earthquake: {metric} per region k (k = 0: in-distribution)",
+                _sweep_table(results, "earthquake", models, metric),
+            )
+        )
     return out
 
 
 def _sec_fig8(results, verdicts) -> list[str]:
     paper = TEXT_NUMBERS["fig8_iterations"]["value"]
-    out = [_figure("figure8_depth.png"),
-           "Paper (Section 4): implicit models converge in about 15 iterations on addition, 30 on subtraction and "
-           "175 on rolling argmax, and need more iterations as the input moves away from the training "
-           "distribution.\n"]  # fmt: skip
-    rows = ["| task | model | paper (iterations) | ours: in-distribution, end of training (`train/iters_mean`) | "
-            "ours: smallest shift (`ood/iters_mean`) | ours: largest shift | converged fraction at the largest shift "
-            "| other tolerance: smallest shift | other tolerance: largest shift |",
-            "|---" * 9 + "|"]  # fmt: skip
+    out = [
+        _figure("figure8_depth.png"),
+        "Paper (Section 4): implicit models converge in about 15 iterations on addition, 30 on subtraction and "
+        "175 on rolling argmax, and need more iterations as the input moves away from the training "
+        "distribution.\n",
+    ]
+    rows = [
+        "| task | model | paper (iterations) | ours: in-distribution, end of training (`train/iters_mean`) | "
+        "ours: smallest shift (`ood/iters_mean`) | ours: largest shift | converged fraction at the largest shift "
+        "| other tolerance: smallest shift | other tolerance: largest shift |",
+        "|---" * 9 + "|",
+    ]
     any_row = False
     for task in ("addition", "subtraction", "rolling_argmax", "identity", "rolling_average", "earthquake"):
         for model in ("implicit", "implicit_rnn", "implicit_nofeedback"):
@@ -322,18 +391,28 @@ def _sec_fig8(results, verdicts) -> list[str]:
     for task in ("addition", "subtraction", "rolling_argmax"):
         models = [m for m in ("implicit", "implicit_rnn", "implicit_nofeedback") if results.runs(task, m)]
         if models:
-            out.append(_details(f"{task}: mean / 95th-percentile iterations and converged fraction per shift",
-                                "Mean iterations per sample (`ood/iters_mean`):\n\n"
-                                + _sweep_table(results, task, models, "iters_mean")
-                                + "\n95th percentile (`ood/iters_p95`):\n\n"
-                                + _sweep_table(results, task, models, "iters_p95")
-                                + "\nConverged fraction (`ood/converged_frac`):\n\n"
-                                + _sweep_table(results, task, models, "converged_frac", pct=True)
-                                + "".join(f"\nMean iterations with the {m} tolerance (`ood_{m}/iters_mean`):\n\n"
-                                          + _sweep_table(results, task, models, f"iters_mean_{m}")
-                                          for m in ("rel", "abs")
-                                          if any(f"iters_mean_{m}" in row for r in results.records
-                                                 if r.task == task for row in r.rows))))  # fmt: skip
+            out.append(
+                _details(
+                    f"{task}: mean / 95th-percentile iterations and converged fraction per shift",
+                    "Mean iterations per sample (`ood/iters_mean`):\n\n"
+                    + _sweep_table(results, task, models, "iters_mean")
+                    + "\n95th percentile (`ood/iters_p95`):\n\n"
+                    + _sweep_table(results, task, models, "iters_p95")
+                    + "\nConverged fraction (`ood/converged_frac`):\n\n"
+                    + _sweep_table(results, task, models, "converged_frac", pct=True)
+                    + "".join(
+                        f"\nMean iterations with the {m} tolerance (`ood_{m}/iters_mean`):\n\n"
+                        + _sweep_table(results, task, models, f"iters_mean_{m}")
+                        for m in ("rel", "abs")
+                        if any(
+                            f"iters_mean_{m}" in row
+                            for r in results.records
+                            if r.task == task
+                            for row in r.rows
+                        )
+                    ),
+                )
+            )
     return out
 
 
@@ -346,9 +425,12 @@ def _alt_cell(results, task, model, shift, links) -> str:
 
 
 def _sec_table2(results, verdicts) -> list[str]:
-    lines = ["| Task | Feedback (paper) | Feedback (ours, test at the smallest shift) | No feedback (paper) | "
-             "No feedback (ours, test at the smallest shift) | Feedback (ours, in-distribution validation) | "
-             "No feedback (ours, in-distribution validation) |", "|---" * 7 + "|"]  # fmt: skip
+    lines = [
+        "| Task | Feedback (paper) | Feedback (ours, test at the smallest shift) | No feedback (paper) | "
+        "No feedback (ours, test at the smallest shift) | Feedback (ours, in-distribution validation) | "
+        "No feedback (ours, in-distribution validation) |",
+        "|---" * 7 + "|",
+    ]
     for task in ABLATION_TASKS:
         acc = task == "rolling_argmax"
         metric = "accuracy" if acc else "mse"
@@ -358,25 +440,40 @@ def _sec_table2(results, verdicts) -> list[str]:
             ours = ["not run"] * 4
         else:
             k = V.table2_shift(results, task)
-            ours = [cell(_at(results, task, m, metric, k), _links(results, task, m), acc)
-                    for m in ("implicit", "implicit_nofeedback")]  # fmt: skip
-            ours += [cell(results.scalar(task, m, f"val/{metric}"), _links(results, task, m), acc)
-                     for m in ("implicit", "implicit_nofeedback")]  # fmt: skip
+            ours = [
+                cell(_at(results, task, m, metric, k), _links(results, task, m), acc)
+                for m in ("implicit", "implicit_nofeedback")
+            ]
+            ours += [
+                cell(results.scalar(task, m, f"val/{metric}"), _links(results, task, m), acc)
+                for m in ("implicit", "implicit_nofeedback")
+            ]
             ours[0] = f"κ={k}: {ours[0]}"
-        lines.append(f"| {TABLE2_ROWS[task]} | {pf(p['feedback'])} | {ours[0]} | {pf(p['no_feedback'])} | {ours[1]} | "
-                     f"{ours[2]} | {ours[3]} |")  # fmt: skip
-    out = ["Paper's Table 2 (test loss; R. Max.: test accuracy; copied in `paper_numbers.TABLE2`) beside ours. The paper does not say at which shift "
-           "Table 2 is measured: we read it at the smallest OOD shift of each grid and also give the in-distribution "
-           "validation metric.\n", "\n".join(lines) + "\n", _figure("figure10_feedback.png"),
-           "Paper (Section 4, Figure 10): feedback helps on subtraction, rolling argmax and rolling average but not "
-           "on addition, and with feedback the loss grows more slowly with the shift.\n"]  # fmt: skip
+        lines.append(
+            f"| {TABLE2_ROWS[task]} | {pf(p['feedback'])} | {ours[0]} | {pf(p['no_feedback'])} | {ours[1]} | "
+            f"{ours[2]} | {ours[3]} |"
+        )
+    out = [
+        "Paper's Table 2 (test loss; R. Max.: test accuracy; copied in `paper_numbers.TABLE2`) beside ours. The paper does not say at which shift "
+        "Table 2 is measured: we read it at the smallest OOD shift of each grid and also give the in-distribution "
+        "validation metric.\n",
+        "\n".join(lines) + "\n",
+        _figure("figure10_feedback.png"),
+        "Paper (Section 4, Figure 10): feedback helps on subtraction, rolling argmax and rolling average but not "
+        "on addition, and with feedback the loss grows more slowly with the shift.\n",
+    ]
     out.append(_verdict_lines(verdicts, "table-2"))
     for task in ABLATION_TASKS:
         if task in results.tasks():
             metric = "accuracy" if task == "rolling_argmax" else "mse"
-            out.append(_details(f"{task}: test {metric} per shift, with and without feedback",
-                                _sweep_table(results, task, ["implicit", "implicit_nofeedback"], metric,
-                                             pct=metric == "accuracy")))  # fmt: skip
+            out.append(
+                _details(
+                    f"{task}: test {metric} per shift, with and without feedback",
+                    _sweep_table(
+                        results, task, ["implicit", "implicit_nofeedback"], metric, pct=metric == "accuracy"
+                    ),
+                )
+            )
     return out
 
 
@@ -384,7 +481,9 @@ def _budget_table(profile: Profile) -> str:
     lines = ["| task | models | overrides of the profile (beyond `make train`) |", "|---|---|---|"]
     for task, plan in profile.tasks.items():
         ov = ", ".join(f"`{k}={v}`" for k, v in plan.overrides.items()) or "none"
-        mo = "; ".join(f"{m}: " + ", ".join(f"`{k}={v}`" for k, v in o.items()) for m, o in plan.model_overrides.items())
+        mo = "; ".join(
+            f"{m}: " + ", ".join(f"`{k}={v}`" for k, v in o.items()) for m, o in plan.model_overrides.items()
+        )
         lines.append(f"| {task} | {', '.join(plan.models)} | {ov}{'; ' + mo if mo else ''} |")
     return "\n".join(lines) + "\n"
 
@@ -400,8 +499,10 @@ def _nonconvergence(results: Results) -> str:
                 bad.append((r, row["shift"], cf))
     if not bad:
         if any("converged_frac" in row for r in results.records for row in r.rows):
-            return ("Every implicit model converged on every test sample at every shift (`converged_frac` = 1; "
-                    "the sweep uses the relative tolerance 3e-6·max(1, ‖x‖∞), max 300 iterations).")  # fmt: skip
+            return (
+                "Every implicit model converged on every test sample at every shift (`converged_frac` = 1; "
+                "the sweep uses the relative tolerance 3e-6·max(1, ‖x‖∞), max 300 iterations)."
+            )
         return "No implicit runs."
     by: dict[tuple[str, str], list] = {}
     for r, k, cf in bad:
@@ -409,22 +510,32 @@ def _nonconvergence(results: Results) -> str:
     parts = []
     for (task, model), items in sorted(by.items()):
         worst = min(items, key=lambda t: t[2])
-        parts.append(f"{task}/{label(model)}: {len(items)} (seed, shift) pairs below 100%, worst "
-                     f"[{100 * worst[2]:.1f}% at shift {worst[1]}, seed {worst[0].seed}]({worst[0].url(results.ui_url)})")
-    return ("Solver non-convergence in the shift sweep (`ood/converged_frac` < 1; samples stop at 300 iterations): "
-            + "; ".join(parts) + ".")  # fmt: skip
+        parts.append(
+            f"{task}/{label(model)}: {len(items)} (seed, shift) pairs below 100%, worst "
+            f"[{100 * worst[2]:.1f}% at shift {worst[1]}, seed {worst[0].seed}]({worst[0].url(results.ui_url)})"
+        )
+    return (
+        "Solver non-convergence in the shift sweep (`ood/converged_frac` < 1; samples stop at 300 iterations): "
+        + "; ".join(parts)
+        + "."
+    )
 
 
 def _tolerance_note(profile: Profile) -> str:
-    modes = {ov.get("model.init_args.sweep_tol_mode") for plan in profile.tasks.values()
-             for ov in plan.model_overrides.values()} - {None}  # fmt: skip
+    modes = {
+        ov.get("model.init_args.sweep_tol_mode")
+        for plan in profile.tasks.values()
+        for ov in plan.model_overrides.values()
+    } - {None}
     sweep = ", ".join(sorted(modes)) if modes else "rel (the framework's default)"
-    return (f"The shift sweep of the implicit models stops at the `{sweep}` tolerance (`abs`: the paper's "
-            "‖x_t - x_(t-1)‖∞ < 3e-6; `rel`: 3e-6·max(1, ‖x‖∞)), at most 300 iterations. In float32 the absolute "
-            "tolerance becomes unreachable once ‖x‖ is large, so at large shifts some samples stop at 300 "
-            "iterations (converged fraction below); a bias-free ReLU implicit model is positively homogeneous, so "
-            "under the relative tolerance its iteration count does not depend on the input scale. Each implicit "
-            "run also logs its depth under the other tolerance (`ood_rel/*` or `ood_abs/*`; claim F8b).")
+    return (
+        f"The shift sweep of the implicit models stops at the `{sweep}` tolerance (`abs`: the paper's "
+        "‖x_t - x_(t-1)‖∞ < 3e-6; `rel`: 3e-6·max(1, ‖x‖∞)), at most 300 iterations. In float32 the absolute "
+        "tolerance becomes unreachable once ‖x‖ is large, so at large shifts some samples stop at 300 "
+        "iterations (converged fraction below); a bias-free ReLU implicit model is positively homogeneous, so "
+        "under the relative tolerance its iteration count does not depend on the input scale. Each implicit "
+        "run also logs its depth under the other tolerance (`ood_rel/*` or `ood_abs/*`; claim F8b)."
+    )
 
 
 def _sec_notes(results: Results, profile: Profile, amc_skip: str | None) -> list[str]:
@@ -436,19 +547,26 @@ def _sec_notes(results: Results, profile: Profile, amc_skip: str | None) -> list
         "**Seeds.** A seed is `make train SEED=` (`seed_everything`: initialisation, dropout). The data of a task "
         "are generated from the task's own data seed, identical for all seeds and models, so models are compared "
         "on the same samples; the bands show training variability, not data variability.",
-        "**AMC volatility.** " + (f"Skipped: {amc_skip}" if amc_skip else
-                                  "Run on the data given (see Table 1 for the data card). The paper used AMC minute "
-                                  "VWAPs 2015-2021; a daily file is the *daily variant* (60 days in, the variance of "
-                                  "the next 10 days), not the paper's minute task."),  # fmt: skip
+        "**AMC volatility.** "
+        + (
+            f"Skipped: {amc_skip}"
+            if amc_skip
+            else "Run on the data given (see Table 1 for the data card). The paper used AMC minute "
+            "VWAPs 2015-2021; a daily file is the *daily variant* (60 days in, the variance of "
+            "the next 10 days), not the paper's minute task."
+        ),
         "**MAPE.** MAPE rewards under-prediction: forecasting zero scores exactly 1.0 whatever the truth, and "
         "naive forecasters are scored on the same windows in every volatility run (Table 1, naive rows). "
         "Read the AMC MAPE numbers against those naive rows.",
         "**Earthquake data.** Reconstructed from the paper's description (ak135 first-arrival P times via obspy, a "
         "jittered global source mesh, 5 stations): 30 input features (6 per station), as Table 3 says, not the 270 "
         "of Table 4's layer sizes; EikoNet and the implicit model keep Table 4's hidden sizes. "
-        + ("The profile coarsens the mesh (`data.init_args.coarsen`), so far fewer than 720,576 training samples."
-           if "data.init_args.coarsen" in (profile.tasks.get("earthquake").overrides if profile.tasks.get("earthquake")
-                                            else {}) else ""),  # fmt: skip
+        + (
+            "The profile coarsens the mesh (`data.init_args.coarsen`), so far fewer than 720,576 training samples."
+            if "data.init_args.coarsen"
+            in (profile.tasks.get("earthquake").overrides if profile.tasks.get("earthquake") else {})
+            else ""
+        ),
         "**Encoder-decoders** decode from the right-shifted *true* targets at evaluation too (teacher forcing), as in "
         "the paper, which notes the inherent advantage on rolling argmax (≈ 1 - 1/L = 90% by copying the last "
         "target).",
@@ -465,18 +583,24 @@ def _sec_notes(results: Results, profile: Profile, amc_skip: str | None) -> list
 
 
 def _sec_runs(results: Results, jobs_by_key: dict) -> list[str]:
-    lines = ["| task | model | seed | MLflow run | outcome | this invocation | wall (s) | rerun command |",
-             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| task | model | seed | MLflow run | outcome | this invocation | wall (s) | rerun command |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in sorted(results.records, key=lambda r: (r.task, r.model, r.seed)):
         url = r.url(results.ui_url)
         run = f"[{r.run_id[:8]}]({url})" if url else (r.run_id or "-")
         outcome = r.outcome + (f": {r.error.splitlines()[0][:120]}" if r.error and r.outcome != "ok" else "")
         outcome = outcome.replace("|", "\\|")
-        lines.append(f"| {r.task} | {r.model} | {r.seed} | {run} | {outcome} | {r.source or '-'} | "
-                     f"{r.wall_s:.1f} | `{r.command}` |")  # fmt: skip
-    return ["Each run is `make train` with the profile's overrides (the command below); its MLflow page has the "
-            "config, the data card, the shift sweep (`ood/*` metrics, `sweep/` artifacts) and the task figures.\n",
-            "\n".join(lines) + "\n"]  # fmt: skip
+        lines.append(
+            f"| {r.task} | {r.model} | {r.seed} | {run} | {outcome} | {r.source or '-'} | "
+            f"{r.wall_s:.1f} | `{r.command}` |"
+        )
+    return [
+        "Each run is `make train` with the profile's overrides (the command below); its MLflow page has the "
+        "config, the data card, the shift sweep (`ood/*` metrics, `sweep/` artifacts) and the task figures.\n",
+        "\n".join(lines) + "\n",
+    ]
 
 
 def _rules_text() -> str:
@@ -487,9 +611,18 @@ def _rules_text() -> str:
 
 
 # ---- the whole report ---------------------------------------------------------------------------------------
-def build_report(results: Results, profile: Profile, out_dir: Path, *, client=None, amc_skip: str | None = None,
-                 header: dict | None = None, jobs_by_key: dict | None = None, tuned: dict | None = None,
-                 companion: dict | None = None) -> tuple[Path, list[V.Verdict]]:  # fmt: skip
+def build_report(
+    results: Results,
+    profile: Profile,
+    out_dir: Path,
+    *,
+    client=None,
+    amc_skip: str | None = None,
+    header: dict | None = None,
+    jobs_by_key: dict | None = None,
+    tuned: dict | None = None,
+    companion: dict | None = None,
+) -> tuple[Path, list[V.Verdict]]:
     """Write ``out_dir/report.md``, ``out_dir/figures/*.png``, ``results.csv`` and ``verdicts.json``.
 
     ``tuned``: ``{(task, model): TunedConfig}`` of the runs that trained on a tuned recipe; ``companion``: the
@@ -504,19 +637,27 @@ def build_report(results: Results, profile: Profile, out_dir: Path, *, client=No
         counts[r.outcome] = counts.get(r.outcome, 0) + 1
     vcounts = {v: sum(x.verdict == v for x in verdicts) for v in (V.HOLDS, V.PARTLY, V.NOT, V.NA)}
     md = [f"# Reproduction report: *{CITATION}*, profile `{profile.name}`\n"]
-    meta = [f"- generated: {_dt.datetime.now().isoformat(timespec='seconds')}",
-            f"- command: `{header.get('command', 'make reproduce PROFILE=' + profile.name)}`",
-            f"- code version (`git_commit`): `{header.get('commit', '?')}`",
-            f"- MLflow store: `{header.get('tracking_uri', '?')}` (browse with `make ui`: {profile.ui_url})"]  # fmt: skip
+    meta = [
+        f"- generated: {_dt.datetime.now().isoformat(timespec='seconds')}",
+        f"- command: `{header.get('command', 'make reproduce PROFILE=' + profile.name)}`",
+        f"- code version (`git_commit`): `{header.get('commit', '?')}`",
+        f"- MLflow store: `{header.get('tracking_uri', '?')}` (browse with `make ui`: {profile.ui_url})",
+    ]
     if header.get("report_run_url"):
-        meta.append(f"- this report in MLflow: [{header.get('report_run_id', '')[:8]}]({header['report_run_url']}) "
-                    f"(experiment `{profile.reproduce_experiment}`)")  # fmt: skip
-    meta.append(f"- runs: {len(results.records)} ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}); "
-                f"trained now: {header.get('trained', 0)}, reused from MLflow: {header.get('reused', 0)}")
+        meta.append(
+            f"- this report in MLflow: [{header.get('report_run_id', '')[:8]}]({header['report_run_url']}) "
+            f"(experiment `{profile.reproduce_experiment}`)"
+        )
+    meta.append(
+        f"- runs: {len(results.records)} ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}); "
+        f"trained now: {header.get('trained', 0)}, reused from MLflow: {header.get('reused', 0)}"
+    )
     if header.get("wall_s") is not None:
         w = int(round(header["wall_s"]))
-        meta.append(f"- wall time of this invocation until the report: {w // 60}:{w % 60:02d} (min:s) with "
-                    f"{header.get('workers', 1)} worker(s)")  # fmt: skip
+        meta.append(
+            f"- wall time of this invocation until the report: {w // 60}:{w % 60:02d} (min:s) with "
+            f"{header.get('workers', 1)} worker(s)"
+        )
     meta.append("- verdicts: " + ", ".join(f"{n} {k}" for k, n in vcounts.items()))
     md.append("\n".join(meta) + "\n")
     md.append("Contents: " + " · ".join(f"[{t}](#{a})" for a, t in SECTIONS) + "\n")
@@ -527,41 +668,89 @@ def build_report(results: Results, profile: Profile, out_dir: Path, *, client=No
 
     vt = ["| ID | Paper | Claim | Verdict | Evidence (our numbers) |", "|---|---|---|---|---|"]
     for v in verdicts:
-        vt.append(f"| {v.id} | [{v.source}](#{v.section}) | {v.claim} | **{v.verdict}** | "
-                  f"{v.evidence.replace('|', '/')} |")  # fmt: skip
-    section("verdicts", "Verdicts", ["One line per claim of the paper, computed from our runs by the rules below "
-                                     "(the numbers behind each are in the linked section, with links to every "
-                                     "run).\n", "\n".join(vt) + "\n"])  # fmt: skip
+        vt.append(
+            f"| {v.id} | [{v.source}](#{v.section}) | {v.claim} | **{v.verdict}** | "
+            f"{v.evidence.replace('|', '/')} |"
+        )
+    section(
+        "verdicts",
+        "Verdicts",
+        [
+            "One line per claim of the paper, computed from our runs by the rules below "
+            "(the numbers behind each are in the linked section, with links to every "
+            "run).\n",
+            "\n".join(vt) + "\n",
+        ],
+    )
     section("tuning", "Default and tuned recipes", _sec_tuning(verdicts, profile, tuned or {}, companion))
     section("rules", "How the verdicts are computed", [_rules_text()])
-    section("figure-3", "Figure 3: identity", _sec_sweep(
-        results, verdicts, "figure-3", ["identity"], "figure3_identity.png", lambda t: "mse",
-        f"Paper (Section 3.1): the implicit model keeps the lowest test MSE (below 5 for shifts 0-25) and at shift "
-        f"200 beats the Transformer by 1e5 and the MLP by 1e3. Our grid is Table 3's (kappa {TABLE3['identity']['shifts']})."))
-    section("figure-4", "Figure 4: addition and subtraction", _sec_sweep(
-        results, verdicts, "figure-4", ["addition", "subtraction"], "figure4_arithmetic.png", lambda t: "mse",
-        "Paper (Section 3.1): the implicit model outperforms the Transformer encoders and NALU, with test loss < 1 "
-        "for shifts < 100; NALU is worst (> 1e10 at shift 10)."))
-    section("figure-5", "Figure 5: rolling average and rolling argmax", _sec_sweep(
-        results, verdicts, "figure-5", ["rolling_average", "rolling_argmax"], "figure5_rolling.png",
-        lambda t: "accuracy" if t == "rolling_argmax" else "mse",
-        "Paper (Section 3.1): on rolling average the implicit loss stays close to constant while LSTM and "
-        "Transformer degrade; on rolling argmax implicit and implicitRNN beat the LSTM and Transformers, "
-        "implicitRNN beats implicit, and the Transformer without positional encodings is the best Transformer "
-        "(~90%)."))
+    section(
+        "figure-3",
+        "Figure 3: identity",
+        _sec_sweep(
+            results,
+            verdicts,
+            "figure-3",
+            ["identity"],
+            "figure3_identity.png",
+            lambda t: "mse",
+            f"Paper (Section 3.1): the implicit model keeps the lowest test MSE (below 5 for shifts 0-25) and at shift "
+            f"200 beats the Transformer by 1e5 and the MLP by 1e3. Our grid is Table 3's (kappa {TABLE3['identity']['shifts']}).",
+        ),
+    )
+    section(
+        "figure-4",
+        "Figure 4: addition and subtraction",
+        _sec_sweep(
+            results,
+            verdicts,
+            "figure-4",
+            ["addition", "subtraction"],
+            "figure4_arithmetic.png",
+            lambda t: "mse",
+            "Paper (Section 3.1): the implicit model outperforms the Transformer encoders and NALU, with test loss < 1 "
+            "for shifts < 100; NALU is worst (> 1e10 at shift 10).",
+        ),
+    )
+    section(
+        "figure-5",
+        "Figure 5: rolling average and rolling argmax",
+        _sec_sweep(
+            results,
+            verdicts,
+            "figure-5",
+            ["rolling_average", "rolling_argmax"],
+            "figure5_rolling.png",
+            lambda t: "accuracy" if t == "rolling_argmax" else "mse",
+            "Paper (Section 3.1): on rolling average the implicit loss stays close to constant while LSTM and "
+            "Transformer degrade; on rolling argmax implicit and implicitRNN beat the LSTM and Transformers, "
+            "implicitRNN beats implicit, and the Transformer without positional encodings is the best Transformer "
+            "(~90%).",
+        ),
+    )
     section("table-1", "Table 1: spiky series and AMC volatility", _sec_table1(results, verdicts, amc_skip))
-    section("figure-6", "Figure 6: spiky forecasts", [
-        _figure("figure6_spiky.png"),
-        "Paper: the implicitRNN captures the spikes' locations and magnitudes; the Transformer decoder and LSTM "
-        "tend to output the series' average. (Qualitative: no verdict.)\n",
-        _not_run(results, ["spiky"]) or ""])
+    section(
+        "figure-6",
+        "Figure 6: spiky forecasts",
+        [
+            _figure("figure6_spiky.png"),
+            "Paper: the implicitRNN captures the spikes' locations and magnitudes; the Transformer decoder and LSTM "
+            "tend to output the series' average. (Qualitative: no verdict.)\n",
+            _not_run(results, ["spiky"]) or "",
+        ],
+    )
     section("figure-7", "Figure 7: earthquake location", _sec_fig7(results, verdicts))
     section("figure-8", "Figure 8: depth adaptability", _sec_fig8(results, verdicts))
-    section("figure-9", "Figure 9: feedback weights in A", [
-        _figure("figure9_feedback_A.png"),
-        "Paper: Figure 9 is a diagram of one iteration; the feedback weights are those on and below the diagonal "
-        "of A. Here: the learned A of our addition models (qualitative: no verdict).\n",
-        _not_run(results, ["addition"]) or ""])
+    section(
+        "figure-9",
+        "Figure 9: feedback weights in A",
+        [
+            _figure("figure9_feedback_A.png"),
+            "Paper: Figure 9 is a diagram of one iteration; the feedback weights are those on and below the diagonal "
+            "of A. Here: the learned A of our addition models (qualitative: no verdict).\n",
+            _not_run(results, ["addition"]) or "",
+        ],
+    )
     section("table-2", "Table 2 and Figure 10: feedback ablation", _sec_table2(results, verdicts))
     section("notes", "Conditions that differ from the paper", _sec_notes(results, profile, amc_skip))
     section("runs", "Runs and how to rerun them", _sec_runs(results, jobs_by_key or {}))
@@ -578,7 +767,14 @@ def write_results_csv(results: Results, path: Path) -> Path:
     rows = []
     for r in results.records:
         for row in r.rows or [{}]:
-            d = {"task": r.task, "model": r.model, "seed": r.seed, "run_id": r.run_id, "outcome": r.outcome, **row}
+            d = {
+                "task": r.task,
+                "model": r.model,
+                "seed": r.seed,
+                "run_id": r.run_id,
+                "outcome": r.outcome,
+                **row,
+            }
             rows.append(d)
             keys += [k for k in d if k not in keys]
     with path.open("w", newline="") as fh:
@@ -597,13 +793,18 @@ def start_report_run(client, profile: Profile, commit: str) -> tuple[str, str]:
     if exp is None:
         location = artifact_location(resolve_tracking_uri())
         try:
-            exp_id = client.create_experiment(name, artifact_location=(location + f"/{name}") if location else None)
+            exp_id = client.create_experiment(
+                name, artifact_location=(location + f"/{name}") if location else None
+            )
         except Exception:  # noqa: BLE001 - created concurrently
             exp_id = client.get_experiment_by_name(name).experiment_id
     else:
         exp_id = exp.experiment_id
-    run = client.create_run(exp_id, run_name=f"reproduce-{profile.name}",
-                            tags={"repro_profile": profile.name, "git_commit": commit})  # fmt: skip
+    run = client.create_run(
+        exp_id,
+        run_name=f"reproduce-{profile.name}",
+        tags={"repro_profile": profile.name, "git_commit": commit},
+    )
     return run.info.run_id, exp_id
 
 
@@ -611,7 +812,12 @@ def log_report_run(client, run_id: str, out_dir: Path, verdicts: list[V.Verdict]
     """Log the report, figures, tables and verdict counts to the reproduce run, and end it."""
     for k, v in stats.items():
         client.log_metric(run_id, k, float(v))
-    for name, key in ((V.HOLDS, "holds"), (V.PARTLY, "partly"), (V.NOT, "does_not_hold"), (V.NA, "not_evaluated")):
+    for name, key in (
+        (V.HOLDS, "holds"),
+        (V.PARTLY, "partly"),
+        (V.NOT, "does_not_hold"),
+        (V.NA, "not_evaluated"),
+    ):
         client.log_metric(run_id, f"verdicts/{key}", sum(v.verdict == name for v in verdicts))
     for f in ("report.md", "results.csv", "verdicts.json"):
         if (out_dir / f).exists():

@@ -87,7 +87,11 @@ class Results:
         out: Series = {}
         for r in self.runs(task, model):
             if r.usable:
-                vals = {row["shift"]: float(row[metric]) for row in r.rows if metric in row and row[metric] is not None}
+                vals = {
+                    row["shift"]: float(row[metric])
+                    for row in r.rows
+                    if metric in row and row[metric] is not None
+                }
                 if vals:
                     out[r.seed] = vals
             elif r.outcome == "diverged" and not math.isnan(diverged):

@@ -42,10 +42,25 @@ from .paper_numbers import TABLE4_MODELS, TEXT_NUMBERS, label
 from .results import Results, Series
 
 __all__ = [
-    "HOLDS", "PARTLY", "NOT", "NA", "HOLD_FRAC", "FLAT_MAX_GROWTH", "GROW_MIN", "RuleResult", "Verdict", "rule_best",
-    "rule_all_below", "rule_factor", "rule_grows", "rule_flat", "rule_slower_growth", "combine",
-    "evaluate_claims", "table2_shift",
-]  # fmt: skip
+    "HOLDS",
+    "PARTLY",
+    "NOT",
+    "NA",
+    "HOLD_FRAC",
+    "FLAT_MAX_GROWTH",
+    "GROW_MIN",
+    "RuleResult",
+    "Verdict",
+    "rule_best",
+    "rule_all_below",
+    "rule_factor",
+    "rule_grows",
+    "rule_flat",
+    "rule_slower_growth",
+    "combine",
+    "evaluate_claims",
+    "table2_shift",
+]
 
 HOLDS = "holds"
 PARTLY = "holds partly"
@@ -54,7 +69,10 @@ NA = "not evaluated"
 HOLD_FRAC = 0.8
 FLAT_MAX_GROWTH = 10.0
 GROW_MIN = 0.05
-ALT_TOL_MODES = ("rel", "abs")  # sweep rows carry ``iters_mean_<mode>`` for the tolerance the sweep did not use
+ALT_TOL_MODES = (
+    "rel",
+    "abs",
+)  # sweep rows carry ``iters_mean_<mode>`` for the tolerance the sweep did not use
 
 
 @dataclass
@@ -97,8 +115,14 @@ def _fmt(v: float) -> str:
 
 
 # ---- rules ------------------------------------------------------------------------------------------------
-def rule_best(ours: Series, others: dict[str, Series], *, higher_is_better: bool = False, keys=None,
-              hold_frac: float = HOLD_FRAC) -> RuleResult:  # fmt: skip
+def rule_best(
+    ours: Series,
+    others: dict[str, Series],
+    *,
+    higher_is_better: bool = False,
+    keys=None,
+    hold_frac: float = HOLD_FRAC,
+) -> RuleResult:
     """See the module doc. ``keys``: restrict to these shifts."""
     others = {k: v for k, v in others.items() if v}
     if not ours or not others:
@@ -115,7 +139,10 @@ def rule_best(ours: Series, others: dict[str, Series], *, higher_is_better: bool
         if all(_better(ours[s][k], o[s][k], higher_is_better) for s in seeds for o in others.values()):
             robust += 1
         m = _mean(per[k] for per in ours.values() if k in per)
-        if all(_better(m, _mean(per[k] for per in o.values() if k in per), higher_is_better) for o in others.values()):
+        if all(
+            _better(m, _mean(per[k] for per in o.values() if k in per), higher_is_better)
+            for o in others.values()
+        ):
             on_mean += 1
     if n == 0:
         return RuleResult(NA, "no shift measured for every model")
@@ -142,8 +169,13 @@ def rule_all_below(values: dict[str, float], threshold: float) -> RuleResult:
     return RuleResult(PARTLY if below else NOT, ev)
 
 
-def rule_factor(ours: dict[int, float], others: dict[str, dict[int, float]], factor: float, *,
-                higher_is_better: bool = False) -> RuleResult:  # fmt: skip
+def rule_factor(
+    ours: dict[int, float],
+    others: dict[str, dict[int, float]],
+    factor: float,
+    *,
+    higher_is_better: bool = False,
+) -> RuleResult:
     others = {k: v for k, v in others.items() if v}
     if not ours or not others:
         return RuleResult(NA, "no measurements to compare")
@@ -154,8 +186,10 @@ def rule_factor(ours: dict[int, float], others: dict[str, dict[int, float]], fac
     best_name = (max if higher_is_better else min)(means, key=lambda k: means[k])
     best = means[best_name]
     ratio = (m / best if higher_is_better else best / m) if m and not math.isnan(m) and m != 0 else math.nan
-    ev = (f"{_fmt(m)} vs best other {_fmt(best)} ({label(best_name)}): ratio {_fmt(ratio)} "
-          f"(paper: {factor:.3g}); better than every other model at {wins}/{len(seeds)} seeds")  # fmt: skip
+    ev = (
+        f"{_fmt(m)} vs best other {_fmt(best)} ({label(best_name)}): ratio {_fmt(ratio)} "
+        f"(paper: {factor:.3g}); better than every other model at {wins}/{len(seeds)} seeds"
+    )
     if seeds and wins == len(seeds) and ratio >= factor:
         return RuleResult(HOLDS, ev)
     if (not math.isnan(ratio) and ratio > 1) or wins:
@@ -196,8 +230,10 @@ def rule_grows(runs: dict[str, dict[object, float]], hold_frac: float = HOLD_FRA
         lasts.append(ys[-1])
         if ys[-1] >= ys[0] * (1 + GROW_MIN) and ys[-1] > ys[0] and _spearman(list(range(len(ks))), ys) > 0:
             grows += 1
-    ev = (f"iterations grow with the shift in {grows}/{len(runs)} runs (mean over runs: {_fmt(_mean(firsts))} at "
-          f"the smallest shift -> {_fmt(_mean(lasts))} at the largest)")  # fmt: skip
+    ev = (
+        f"iterations grow with the shift in {grows}/{len(runs)} runs (mean over runs: {_fmt(_mean(firsts))} at "
+        f"the smallest shift -> {_fmt(_mean(lasts))} at the largest)"
+    )
     if grows >= hold_frac * len(runs):
         return RuleResult(HOLDS, ev)
     return RuleResult(PARTLY if grows else NOT, ev)
@@ -221,8 +257,10 @@ def rule_flat(ours: Series, others: dict[str, Series], max_growth: float = FLAT_
     og = {name: _growth(s) for name, s in others.items() if _growth(s)}
     med = float(np.median(list(g.values())))
     meds = {name: float(np.median(list(v.values()))) for name, v in og.items()}
-    ev = (f"loss(largest shift)/loss(smallest shift) = {_fmt(med)} (median over seeds; max {_fmt(max(g.values()))})"
-          + ("; others: " + ", ".join(f"{label(k)} {_fmt(v)}" for k, v in meds.items()) if meds else ""))  # fmt: skip
+    ev = (
+        f"loss(largest shift)/loss(smallest shift) = {_fmt(med)} (median over seeds; max {_fmt(max(g.values()))})"
+        + ("; others: " + ", ".join(f"{label(k)} {_fmt(v)}" for k, v in meds.items()) if meds else "")
+    )
     if all(v <= max_growth for v in g.values()):
         return RuleResult(HOLDS, ev)
     if meds and all(med < v for v in meds.values()):
@@ -271,8 +309,17 @@ def _missing(results: Results, task: str, models) -> str | None:
     return None
 
 
-def _best_claim(results: Results, task: str, ours: str, others, metric: str, higher: bool = False, keys=None,
-                pool_tasks: tuple[str, ...] | None = None, reverse: bool = False) -> RuleResult:  # fmt: skip
+def _best_claim(
+    results: Results,
+    task: str,
+    ours: str,
+    others,
+    metric: str,
+    higher: bool = False,
+    keys=None,
+    pool_tasks: tuple[str, ...] | None = None,
+    reverse: bool = False,
+) -> RuleResult:
     """:func:`rule_best` on a task's sweep metric (``higher``: the metric is higher-is-better; ``reverse``: the
     claim is that ``ours`` is the *worst*). ``pool_tasks``: treat (task, shift) pairs of several tasks as shifts."""
     tasks = pool_tasks or (task,)
@@ -280,7 +327,9 @@ def _best_claim(results: Results, task: str, ours: str, others, metric: str, hig
     if len(absent) == len(tasks):
         return RuleResult(NA, _missing(results, tasks[0], [ours]))
     tasks = tuple(t for t in tasks if t not in absent)
-    missing = sorted({m for t in tasks for m in others if not results.has(t, m)}) + [f"task {t}" for t in absent]
+    missing = sorted({m for t in tasks for m in others if not results.has(t, m)}) + [
+        f"task {t}" for t in absent
+    ]
     others = [m for m in others if m not in missing]
     if not others:
         return RuleResult(NA, f"no usable runs of {', '.join(missing)}")
@@ -323,8 +372,14 @@ def evaluate_claims(results: Results, *, amc_skip: str | None = None) -> list[Ve
     T4 = TABLE4_MODELS
     base = lambda task, *extra: [m for m in T4[task] if m not in ("implicit", *extra)]  # noqa: E731
 
-    add("F3", "Figure 3", "figure-3", "Identity: the implicit model has the lowest OOD test MSE (vs MLP, Transformer).",
-        "best", lambda: _best_claim(results, "identity", "implicit", base("identity"), "mse"))
+    add(
+        "F3",
+        "Figure 3",
+        "figure-3",
+        "Identity: the implicit model has the lowest OOD test MSE (vs MLP, Transformer).",
+        "best",
+        lambda: _best_claim(results, "identity", "implicit", base("identity"), "mse"),
+    )
     lim = TEXT_NUMBERS["fig3_identity_implicit_mse_below"]
 
     def f3b():
@@ -332,15 +387,32 @@ def evaluate_claims(results: Results, *, amc_skip: str | None = None) -> list[Ve
         if why:
             return RuleResult(NA, why)
         s = results.series("identity", "implicit", "mse")
-        vals = {f"k={k},seed={seed}": v for seed, per in s.items() for k, v in per.items() if k <= lim["shifts"][1]}
+        vals = {
+            f"k={k},seed={seed}": v
+            for seed, per in s.items()
+            for k, v in per.items()
+            if k <= lim["shifts"][1]
+        }
         return rule_all_below(vals, lim["value"]) if vals else RuleResult(NA, "no shift <= 25 in the grid")
 
-    add("F3b", "Figure 3 (text)", "figure-3", "Identity: implicit test MSE below 5 for shifts up to 25.", "all below",
-        f3b)
+    add(
+        "F3b",
+        "Figure 3 (text)",
+        "figure-3",
+        "Identity: implicit test MSE below 5 for shifts up to 25.",
+        "all below",
+        f3b,
+    )
     for task, cid in (("addition", "F4a"), ("subtraction", "F4b")):
-        add(cid, "Figure 4", "figure-4", f"{task.capitalize()}: the implicit model has the lowest OOD test MSE "
-            "(vs MLP, NALU, sequential and depth-wise encoders).", "best",
-            lambda task=task: _best_claim(results, task, "implicit", base(task), "mse"))  # fmt: skip
+        add(
+            cid,
+            "Figure 4",
+            "figure-4",
+            f"{task.capitalize()}: the implicit model has the lowest OOD test MSE "
+            "(vs MLP, NALU, sequential and depth-wise encoders).",
+            "best",
+            lambda task=task: _best_claim(results, task, "implicit", base(task), "mse"),
+        )
     lim4 = TEXT_NUMBERS["fig4_implicit_loss_below"]
 
     def absent(tasks, model="implicit"):
@@ -350,53 +422,123 @@ def evaluate_claims(results: Results, *, amc_skip: str | None = None) -> list[Ve
         vals = {}
         for task in ("addition", "subtraction"):
             for seed, per in results.series(task, "implicit", "mse").items():
-                vals.update({f"{task},k={k},seed={seed}": v for k, v in per.items() if k < lim4["shift_below"]})
+                vals.update(
+                    {f"{task},k={k},seed={seed}": v for k, v in per.items() if k < lim4["shift_below"]}
+                )
         if not vals:
             return RuleResult(NA, "no implicit arithmetic runs")
         return _cap_partial(rule_all_below(vals, lim4["value"]), absent(("addition", "subtraction")))
 
-    add("F4c", "Figure 4 (text)", "figure-4", "Arithmetic: implicit test loss < 1 for shifts < 100.", "all below", f4c)
-    add("F4d", "Figure 4 (text)", "figure-4", "Arithmetic: NALU has the worst OOD test loss of all models.",
-        "best (reversed: worst)", lambda: _best_claim(
-            results, "addition", "nalu", [m for m in T4["addition"] if m != "nalu"], "mse", reverse=True,
-            pool_tasks=("addition", "subtraction")))  # fmt: skip
-    add("F5a", "Figure 5", "figure-5", "Rolling average: the implicit model has the lowest OOD test MSE "
-        "(vs LSTM, Transformer).", "best",
-        lambda: _best_claim(results, "rolling_average", "implicit", base("rolling_average"), "mse"))  # fmt: skip
+    add(
+        "F4c",
+        "Figure 4 (text)",
+        "figure-4",
+        "Arithmetic: implicit test loss < 1 for shifts < 100.",
+        "all below",
+        f4c,
+    )
+    add(
+        "F4d",
+        "Figure 4 (text)",
+        "figure-4",
+        "Arithmetic: NALU has the worst OOD test loss of all models.",
+        "best (reversed: worst)",
+        lambda: _best_claim(
+            results,
+            "addition",
+            "nalu",
+            [m for m in T4["addition"] if m != "nalu"],
+            "mse",
+            reverse=True,
+            pool_tasks=("addition", "subtraction"),
+        ),
+    )
+    add(
+        "F5a",
+        "Figure 5",
+        "figure-5",
+        "Rolling average: the implicit model has the lowest OOD test MSE (vs LSTM, Transformer).",
+        "best",
+        lambda: _best_claim(results, "rolling_average", "implicit", base("rolling_average"), "mse"),
+    )
 
     def f5b():
         why = _missing(results, "rolling_average", ["implicit"])
         if why:
             return RuleResult(NA, why)
-        return rule_flat(results.series("rolling_average", "implicit", "mse"),
-                         {m: results.series("rolling_average", m, "mse") for m in base("rolling_average")})  # fmt: skip
+        return rule_flat(
+            results.series("rolling_average", "implicit", "mse"),
+            {m: results.series("rolling_average", m, "mse") for m in base("rolling_average")},
+        )
 
-    add("F5b", "Figure 5", "figure-5", "Rolling average: the implicit loss stays close to constant across shifts.",
-        "flat", f5b)
+    add(
+        "F5b",
+        "Figure 5",
+        "figure-5",
+        "Rolling average: the implicit loss stays close to constant across shifts.",
+        "flat",
+        f5b,
+    )
     argmax_base = [m for m in T4["rolling_argmax"] if not m.startswith("implicit")]
-    add("F5c", "Figure 5", "figure-5", "Rolling argmax: implicit and implicitRNN are both more accurate OOD than "
-        "the LSTM and every Transformer.", "best (both parts, combined)", lambda: combine([
-            ("implicit", _best_claim(results, "rolling_argmax", "implicit", argmax_base, "accuracy", True)),
-            ("implicitRNN", _best_claim(results, "rolling_argmax", "implicit_rnn", argmax_base, "accuracy", True)),
-        ]))  # fmt: skip
-    add("F5d", "Figure 5", "figure-5", "Rolling argmax: implicitRNN is more accurate than the standard implicit "
-        "model.", "best", lambda: _best_claim(results, "rolling_argmax", "implicit_rnn", ["implicit"], "accuracy",
-                                              True))  # fmt: skip
-    add("F5e", "Figure 5 (text)", "figure-5", "Rolling argmax: the Transformer without positional encodings is the "
-        "most accurate Transformer.", "best", lambda: _best_claim(
-            results, "rolling_argmax", "encdec_nope", ["encdec_masked", "encdec_unmasked"], "accuracy", True))
+    add(
+        "F5c",
+        "Figure 5",
+        "figure-5",
+        "Rolling argmax: implicit and implicitRNN are both more accurate OOD than "
+        "the LSTM and every Transformer.",
+        "best (both parts, combined)",
+        lambda: combine(
+            [
+                (
+                    "implicit",
+                    _best_claim(results, "rolling_argmax", "implicit", argmax_base, "accuracy", True),
+                ),
+                (
+                    "implicitRNN",
+                    _best_claim(results, "rolling_argmax", "implicit_rnn", argmax_base, "accuracy", True),
+                ),
+            ]
+        ),
+    )
+    add(
+        "F5d",
+        "Figure 5",
+        "figure-5",
+        "Rolling argmax: implicitRNN is more accurate than the standard implicit model.",
+        "best",
+        lambda: _best_claim(results, "rolling_argmax", "implicit_rnn", ["implicit"], "accuracy", True),
+    )
+    add(
+        "F5e",
+        "Figure 5 (text)",
+        "figure-5",
+        "Rolling argmax: the Transformer without positional encodings is the most accurate Transformer.",
+        "best",
+        lambda: _best_claim(
+            results, "rolling_argmax", "encdec_nope", ["encdec_masked", "encdec_unmasked"], "accuracy", True
+        ),
+    )
 
     def t1_spiky():
         why = _missing(results, "spiky", T4["spiky"])
         if why:
             return RuleResult(NA, why)
         ours = {s: per[1] for s, per in results.series("spiky", "implicit_rnn", "mse").items() if 1 in per}
-        others = {m: {s: per[1] for s, per in results.series("spiky", m, "mse").items() if 1 in per}
-                  for m in T4["spiky"] if m != "implicit_rnn"}  # fmt: skip
+        others = {
+            m: {s: per[1] for s, per in results.series("spiky", m, "mse").items() if 1 in per}
+            for m in T4["spiky"]
+            if m != "implicit_rnn"
+        }
         return rule_factor(ours, others, TEXT_NUMBERS["table1_spiky_factor"]["value"])
 
-    add("T1a", "Table 1", "table-1", "Spiky series: implicitRNN has the lowest test MSE, about 3x lower than the "
-        "non-implicit models.", "factor (F = 2.75, the paper's LSTM/ImplicitRNN ratio)", t1_spiky)
+    add(
+        "T1a",
+        "Table 1",
+        "table-1",
+        "Spiky series: implicitRNN has the lowest test MSE, about 3x lower than the non-implicit models.",
+        "factor (F = 2.75, the paper's LSTM/ImplicitRNN ratio)",
+        t1_spiky,
+    )
 
     def t1_amc():
         if amc_skip:
@@ -404,35 +546,70 @@ def evaluate_claims(results: Results, *, amc_skip: str | None = None) -> list[Ve
         why = _missing(results, "volatility", T4["volatility"])
         if why:
             return RuleResult(NA, why)
-        series = {m: {s: per[k] for s, per in results.series("volatility", m, "mape").items() for k in per}
-                  for m in T4["volatility"]}  # fmt: skip
+        series = {
+            m: {s: per[k] for s, per in results.series("volatility", m, "mape").items() for k in per}
+            for m in T4["volatility"]
+        }
         best_implicit = min(("implicit", "implicit_rnn"), key=lambda m: _mean(series[m].values()))
         others = {m: v for m, v in series.items() if not m.startswith("implicit")}
         return rule_factor(series[best_implicit], others, TEXT_NUMBERS["table1_amc_factor"]["value"])
 
-    add("T1b", "Table 1", "table-1", "AMC volatility: the implicit model's test MAPE beats every baseline by a "
-        "factor of 1.67.", "factor (F = 1.67; the better of implicit / implicitRNN)", t1_amc)
+    add(
+        "T1b",
+        "Table 1",
+        "table-1",
+        "AMC volatility: the implicit model's test MAPE beats every baseline by a factor of 1.67.",
+        "factor (F = 1.67; the better of implicit / implicitRNN)",
+        t1_amc,
+    )
     from_k = TEXT_NUMBERS["fig7_surpass_from_k"]["value"]
-    add("F7a", "Figure 7", "figure-7", "Earthquake: from region k = 2 on, the implicit model's OOD test MSE is below "
-        "EikoNet's.", "best", lambda: _best_claim(results, "earthquake", "implicit", ["eikonet"], "mse",
-                                                  keys=[k for k in range(from_k, 100)]))  # fmt: skip
-    add("F7b", "Figure 7 (text)", "figure-7", "Earthquake: the implicit model's in-distribution test MSE is below "
-        "EikoNet's.", "best (one shift: k = 0)", lambda: _best_claim(results, "earthquake", "implicit", ["eikonet"],
-                                                                     "mse", keys=[0]))  # fmt: skip
+    add(
+        "F7a",
+        "Figure 7",
+        "figure-7",
+        "Earthquake: from region k = 2 on, the implicit model's OOD test MSE is below EikoNet's.",
+        "best",
+        lambda: _best_claim(
+            results, "earthquake", "implicit", ["eikonet"], "mse", keys=[k for k in range(from_k, 100)]
+        ),
+    )
+    add(
+        "F7b",
+        "Figure 7 (text)",
+        "figure-7",
+        "Earthquake: the implicit model's in-distribution test MSE is below EikoNet's.",
+        "best (one shift: k = 0)",
+        lambda: _best_claim(results, "earthquake", "implicit", ["eikonet"], "mse", keys=[0]),
+    )
 
     def f7c():
         ood = list(range(1, 100))
         parts = []
         for metric, name in (("lon_wrapped_mae_deg", "longitude"), ("lat_mae_deg", "latitude")):
-            parts.append((f"implicit better in {name}",
-                          _best_claim(results, "earthquake", "implicit", ["eikonet"], metric, keys=ood)))
+            parts.append(
+                (
+                    f"implicit better in {name}",
+                    _best_claim(results, "earthquake", "implicit", ["eikonet"], metric, keys=ood),
+                )
+            )
         for metric, name in (("depth_mae_km", "depth"), ("time_mae_s", "time")):
-            parts.append((f"EikoNet better in {name}",
-                          _best_claim(results, "earthquake", "eikonet", ["implicit"], metric, keys=ood)))
+            parts.append(
+                (
+                    f"EikoNet better in {name}",
+                    _best_claim(results, "earthquake", "eikonet", ["implicit"], metric, keys=ood),
+                )
+            )
         return combine(parts)
 
-    add("F7c", "Figure 7 (right)", "figure-7", "Earthquake: the implicit model beats EikoNet only in longitude and "
-        "latitude, not in depth and origin time.", "best per label, combined", f7c)
+    add(
+        "F7c",
+        "Figure 7 (right)",
+        "figure-7",
+        "Earthquake: the implicit model beats EikoNet only in longitude and "
+        "latitude, not in depth and origin time.",
+        "best per label, combined",
+        f7c,
+    )
 
     def f8():
         runs = {}
@@ -441,8 +618,15 @@ def evaluate_claims(results: Results, *, amc_skip: str | None = None) -> list[Ve
                 runs[f"{task} seed {seed}"] = per
         return _cap_partial(rule_grows(runs), absent(("addition", "subtraction", "rolling_argmax")))
 
-    add("F8", "Figure 8", "figure-8", "Depth adaptability: the implicit model needs more solver iterations as the "
-        "input moves away from the training distribution (addition, subtraction, rolling argmax).", "grows", f8)
+    add(
+        "F8",
+        "Figure 8",
+        "figure-8",
+        "Depth adaptability: the implicit model needs more solver iterations as the "
+        "input moves away from the training distribution (addition, subtraction, rolling argmax).",
+        "grows",
+        f8,
+    )
 
     def f8b():
         runs, mode = {}, None
@@ -456,41 +640,87 @@ def evaluate_claims(results: Results, *, amc_skip: str | None = None) -> list[Ve
         r = RuleResult(r.verdict, f"with the {mode} tolerance: {r.evidence}")
         return _cap_partial(r, absent(("addition", "subtraction", "rolling_argmax")))
 
-    add("F8b", "Figure 8 (our check)", "figure-8", "Depth adaptability, measured with the other stopping tolerance "
+    add(
+        "F8b",
+        "Figure 8 (our check)",
+        "figure-8",
+        "Depth adaptability, measured with the other stopping tolerance "
         "(relative 3e-6·max(1, ‖x‖∞) when the sweep used the paper's absolute 3e-6): iterations still grow with "
-        "the shift.", "grows", f8b)
+        "the shift.",
+        "grows",
+        f8b,
+    )
 
     def t2():
         parts = []
         for task in ("addition", "subtraction", "rolling_argmax", "rolling_average"):
             k = table2_shift(results, task)
             metric, higher = ("accuracy", True) if task == "rolling_argmax" else ("mse", False)
-            parts.append((task, _best_claim(results, task, "implicit", ["implicit_nofeedback"], metric, higher,
-                                            keys=None if k is None else [k])))  # fmt: skip
+            parts.append(
+                (
+                    task,
+                    _best_claim(
+                        results,
+                        task,
+                        "implicit",
+                        ["implicit_nofeedback"],
+                        metric,
+                        higher,
+                        keys=None if k is None else [k],
+                    ),
+                )
+            )
         return combine(parts)
 
-    add("T2", "Table 2", "table-2", "Feedback: the implicit model with feedback has a lower test loss (higher "
-        "accuracy) than without, on all four tasks.", "best per task at the Table 2 shift, combined", t2)
+    add(
+        "T2",
+        "Table 2",
+        "table-2",
+        "Feedback: the implicit model with feedback has a lower test loss (higher "
+        "accuracy) than without, on all four tasks.",
+        "best per task at the Table 2 shift, combined",
+        t2,
+    )
 
     def f10a():
         parts = []
         for task in ("subtraction", "rolling_argmax", "rolling_average"):
             metric, higher = ("accuracy", True) if task == "rolling_argmax" else ("mse", False)
-            parts.append((task, _best_claim(results, task, "implicit", ["implicit_nofeedback"], metric, higher)))
+            parts.append(
+                (task, _best_claim(results, task, "implicit", ["implicit_nofeedback"], metric, higher))
+            )
         return combine(parts)
 
-    add("F10a", "Figure 10", "table-2", "Feedback helps across shifts on the harder tasks (subtraction, rolling "
-        "argmax, rolling average).", "best per task across shifts, combined", f10a)
+    add(
+        "F10a",
+        "Figure 10",
+        "table-2",
+        "Feedback helps across shifts on the harder tasks (subtraction, rolling argmax, rolling average).",
+        "best per task across shifts, combined",
+        f10a,
+    )
 
     def f10b():
         parts = []
         for task in ("subtraction", "rolling_average"):
             why = _missing(results, task, ["implicit", "implicit_nofeedback"])
-            r = RuleResult(NA, why) if why else rule_slower_growth(
-                results.series(task, "implicit", "mse"), results.series(task, "implicit_nofeedback", "mse"))
+            r = (
+                RuleResult(NA, why)
+                if why
+                else rule_slower_growth(
+                    results.series(task, "implicit", "mse"),
+                    results.series(task, "implicit_nofeedback", "mse"),
+                )
+            )
             parts.append((task, r))
         return combine(parts)
 
-    add("F10b", "Figure 10 (text)", "table-2", "With feedback the loss grows more slowly with the shift "
-        "(subtraction, rolling average).", "slower growth per task, combined", f10b)
+    add(
+        "F10b",
+        "Figure 10 (text)",
+        "table-2",
+        "With feedback the loss grows more slowly with the shift (subtraction, rolling average).",
+        "slower growth per task, combined",
+        f10b,
+    )
     return out

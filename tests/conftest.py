@@ -26,18 +26,37 @@ def mlflow_store(tmp_path_factory):
         os.environ["MLFLOW_TRACKING_URI"] = old
 
 
-def tiny_args(task: str, model: str, *, epochs: int = 1, n_train: int = 400, n_test: int = 100,
-              shifts: list[int] | None = None, seed: int = 0, extra: list[str] | None = None) -> list[str]:  # fmt: skip
+def tiny_args(
+    task: str,
+    model: str,
+    *,
+    epochs: int = 1,
+    n_train: int = 400,
+    n_test: int = 100,
+    shifts: list[int] | None = None,
+    seed: int = 0,
+    extra: list[str] | None = None,
+) -> list[str]:
     """LightningCLI arguments for a seconds-long run of ``task`` x ``model``."""
     from lightning_implicit.runner import shorthand_args
 
     args = shorthand_args(task, model, seed=seed)
     args += [
-        "--trainer.max_epochs", str(epochs), "--trainer.enable_progress_bar", "false",
-        "--trainer.enable_model_summary", "false", "--trainer.enable_checkpointing", "false",
-        "--trainer.log_every_n_steps", "1",
-        "--data.init_args.n_train", str(n_train), "--data.init_args.n_test", str(n_test),
-    ]  # fmt: skip
+        "--trainer.max_epochs",
+        str(epochs),
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
+        "--trainer.enable_checkpointing",
+        "false",
+        "--trainer.log_every_n_steps",
+        "1",
+        "--data.init_args.n_train",
+        str(n_train),
+        "--data.init_args.n_test",
+        str(n_test),
+    ]
     if shifts is not None:
         args += ["--data.init_args.shifts", str(shifts)]
     return args + (extra or [])

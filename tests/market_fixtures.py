@@ -29,8 +29,18 @@ def bars(seed: int = 0, days=DAYS, base: float = 20.0, extended: bool = False) -
             idx = idx.append(pd.date_range(f"{day} 08:00", periods=30, freq="1min", tz=NY))
             idx = idx.append(pd.date_range(f"{day} 16:30", periods=30, freq="1min", tz=NY)).sort_values()
         close = base + np.cumsum(rng.normal(0.0, 0.02, len(idx)))
-        frames.append(pd.DataFrame({"open": close + 0.01, "high": close + 0.03, "low": close - 0.03, "close": close,
-                                    "volume": rng.integers(1_000, 5_000, len(idx)).astype(float)}, index=idx))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "open": close + 0.01,
+                    "high": close + 0.03,
+                    "low": close - 0.03,
+                    "close": close,
+                    "volume": rng.integers(1_000, 5_000, len(idx)).astype(float),
+                },
+                index=idx,
+            )
+        )
     return pd.concat(frames)
 
 
@@ -47,9 +57,19 @@ def write_fixture(kind: str, folder: Path) -> Path:
         parts = []
         for ticker, seed, base in (("AMC", 0, 20.0), ("GME", 1, 90.0)):
             t = bars(seed, base=base, extended=True).iloc[::-1]
-            parts.append(pd.DataFrame({"date": _us(t.index), "1. open": t["open"].round(4), "2. high": t["high"].round(4),
-                                       "3. low": t["low"].round(4), "4. close": t["close"].round(4),
-                                       "5. volume": t["volume"], "Stock": ticker}))
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "date": _us(t.index),
+                        "1. open": t["open"].round(4),
+                        "2. high": t["high"].round(4),
+                        "3. low": t["low"].round(4),
+                        "4. close": t["close"].round(4),
+                        "5. volume": t["volume"],
+                        "Stock": ticker,
+                    }
+                )
+            )
         path = folder / "amc_gme_alphavantage.csv"
         pd.concat(parts).to_csv(path, index=False)
     elif kind == "yfinance_recent":
@@ -60,9 +80,17 @@ def write_fixture(kind: str, folder: Path) -> Path:
         t.to_csv(path)
     elif kind == "polygon":
         path = folder / "amc_polygon.csv"
-        pd.DataFrame({"t": (b.index.tz_convert("UTC").as_unit("ms").asi8).astype(np.int64), "o": b["open"],
-                      "h": b["high"], "l": b["low"], "c": b["close"], "v": b["volume"],
-                      "vw": (b["high"] + b["low"] + b["close"]) / 3}).to_csv(path, index=False)
+        pd.DataFrame(
+            {
+                "t": (b.index.tz_convert("UTC").as_unit("ms").asi8).astype(np.int64),
+                "o": b["open"],
+                "h": b["high"],
+                "l": b["low"],
+                "c": b["close"],
+                "v": b["volume"],
+                "vw": (b["high"] + b["low"] + b["close"]) / 3,
+            }
+        ).to_csv(path, index=False)
     elif kind == "duplicates":
         t = pd.concat([b, b.iloc[50:60]]).sort_index(kind="stable")
         t.index.name = "timestamp"
@@ -71,7 +99,9 @@ def write_fixture(kind: str, folder: Path) -> Path:
     elif kind == "one_ticker_not_amc":
         t = bars(2, base=90.0)
         path = folder / "gme_only.csv"
-        pd.DataFrame({"timestamp": t.index, **{c: t[c] for c in t.columns}, "symbol": "GME"}).to_csv(path, index=False)
+        pd.DataFrame({"timestamp": t.index, **{c: t[c] for c in t.columns}, "symbol": "GME"}).to_csv(
+            path, index=False
+        )
     else:
         raise ValueError(f"unknown fixture {kind!r}")
     return path

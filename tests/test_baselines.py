@@ -72,7 +72,6 @@ def build_table4(key: str, **overrides):
     return build_baseline(name, **{**kwargs, **overrides})
 
 
-
 B = 4
 
 # preset -> (input shape, expected output shape)

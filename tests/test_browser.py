@@ -53,12 +53,25 @@ def _store_with_two_runs(root: Path) -> tuple[str, str, list[tuple[str, str]]]:
     runs = []
     for seed in (0, 1):
         args = shorthand_args("addition", "implicit", seed=seed) + [
-            "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
-            "--trainer.enable_model_summary", "false", "--trainer.enable_checkpointing", "false",
-            "--data.init_args.n_train", "200", "--data.init_args.n_test", "50",
-            "--data.init_args.shifts", "[10, 100, 1000]",
-            "--tracking.uri", uri, "--tracking.experiment", EXPERIMENT,
-        ]  # fmt: skip
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.enable_model_summary",
+            "false",
+            "--trainer.enable_checkpointing",
+            "false",
+            "--data.init_args.n_train",
+            "200",
+            "--data.init_args.n_test",
+            "50",
+            "--data.init_args.shifts",
+            "[10, 100, 1000]",
+            "--tracking.uri",
+            uri,
+            "--tracking.experiment",
+            EXPERIMENT,
+        ]
         res = run_training(args)
         runs.append((res.run_id, f"implicit-seed{seed}"))
     exp = mlflow.MlflowClient(uri).get_experiment_by_name(EXPERIMENT)
@@ -71,9 +84,19 @@ def _driver(profile: Path):
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1600,1000", f"--user-data-dir={profile}"):  # fmt: skip
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1600,1000",
+        f"--user-data-dir={profile}",
+    ):
         opts.add_argument(flag)
     service = Service(executable_path=CHROMEDRIVER, log_output=str(profile.parent / "chromedriver.log"))
     driver = webdriver.Chrome(service=service, options=opts)
@@ -102,8 +125,11 @@ class Page:
             shot = self.shots / "timeout.png"
             self.d.save_screenshot(str(shot))
             (self.shots / "timeout.html").write_text(self.d.page_source)
-            pytest.fail(f"MLflow UI: timed out after {timeout} s waiting for {what} at {self.d.current_url}; "
-                        f"screenshot {shot}", pytrace=False)  # fmt: skip
+            pytest.fail(
+                f"MLflow UI: timed out after {timeout} s waiting for {what} at {self.d.current_url}; "
+                f"screenshot {shot}",
+                pytrace=False,
+            )
 
     def wait_text(self, *texts: str) -> None:
         self.wait(lambda d: all(t in self.body_text() for t in texts), f"text {texts}")
@@ -160,8 +186,12 @@ def test_mlflow_ui_compares_two_runs_and_charts_ood_metric(tmp_path):
 
         # following the metric: the OOD curve (step = shift) of both runs in one chart
         driver.get(metric_links[0].get_attribute("href"))
-        page.wait(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .scatterlayer g.trace")) >= len(ids),
-                  "one curve per run")  # fmt: skip
+        page.wait(
+            lambda d: (
+                len(d.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .scatterlayer g.trace")) >= len(ids)
+            ),
+            "one curve per run",
+        )
         page.wait_text(*(f"{name} (ood/mse)" for _, name in runs))
         page.wait_text("Step")
         path = page.shot("ood_mse.png")

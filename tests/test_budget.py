@@ -16,15 +16,34 @@ def test_budget_curve_trains_each_cell_and_reports_seed_means(tmp_path):
 
     def train(args):
         res = run_training(args)
-        sweeps[(args[args.index("--tracking.run_name") + 1], args[args.index("--trainer.max_epochs") + 1])] = res.sweep
+        sweeps[
+            (args[args.index("--tracking.run_name") + 1], args[args.index("--trainer.max_epochs") + 1])
+        ] = res.sweep
         return res
 
-    small = ["--data.init_args.n_train", "200", "--data.init_args.n_test", "20", "--data.init_args.shifts", "[10, 100]",
-             "--tracking.enabled", "false"]  # fmt: skip
-    path = budget_curve("addition", ["implicit", "mlp"], [1, 2], [0, 1], overrides=small, out=tmp_path, train=train,
-                        say=lambda m: None)  # fmt: skip
-    assert sorted(sweeps) == sorted((f"{m}-e{e}-seed{s}", str(e)) for m in ("implicit", "mlp") for e in (1, 2)
-                                    for s in (0, 1))  # fmt: skip
+    small = [
+        "--data.init_args.n_train",
+        "200",
+        "--data.init_args.n_test",
+        "20",
+        "--data.init_args.shifts",
+        "[10, 100]",
+        "--tracking.enabled",
+        "false",
+    ]
+    path = budget_curve(
+        "addition",
+        ["implicit", "mlp"],
+        [1, 2],
+        [0, 1],
+        overrides=small,
+        out=tmp_path,
+        train=train,
+        say=lambda m: None,
+    )
+    assert sorted(sweeps) == sorted(
+        (f"{m}-e{e}-seed{s}", str(e)) for m in ("implicit", "mlp") for e in (1, 2) for s in (0, 1)
+    )
     data = json.loads((tmp_path / "addition" / "budget.json").read_text())
     assert data["metric"] == "mse" and data["epochs"] == [1, 2]
     for model in ("implicit", "mlp"):
@@ -35,5 +54,8 @@ def test_budget_curve_trains_each_cell_and_reports_seed_means(tmp_path):
             assert data["mean"][model][str(e)] == pytest.approx([ind, ood], rel=1e-12)
             assert math.isfinite(ind) and math.isfinite(ood)
     imp, mlp = data["mean"]["implicit"]["2"], data["mean"]["mlp"]["2"]
-    assert f"| 2 | {imp[0]:.4g} / {imp[1]:.4g} | {mlp[0]:.4g} / {mlp[1]:.4g} | {mlp[1] / imp[1]:.3g} |" in path.read_text()
+    assert (
+        f"| 2 | {imp[0]:.4g} / {imp[1]:.4g} | {mlp[0]:.4g} / {mlp[1]:.4g} | {mlp[1] / imp[1]:.3g} |"
+        in path.read_text()
+    )
     assert (tmp_path / "addition" / "budget.png").stat().st_size > 1000

@@ -11,17 +11,38 @@ import pytest
 
 from lightning_implicit.runner import shorthand_args
 
-NOISE = ["LightningCLI's args parameter is intended", "litlogger", "litmodels", "LeafSpec", "Total FLOPs",
-         "log_every_n_steps"]  # fmt: skip
+NOISE = [
+    "LightningCLI's args parameter is intended",
+    "litlogger",
+    "litmodels",
+    "LeafSpec",
+    "Total FLOPs",
+    "log_every_n_steps",
+]
 
 
 @pytest.mark.slow
 def test_train_prints_summary_without_third_party_noise(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PORT": "1"}  # nothing listens on port 1
-    cmd = [sys.executable, "-m", "lightning_implicit.cli", "train", "--task", "addition", "--model", "implicit",
-           "--trainer.max_epochs", "1", "--data.init_args.n_train", "400", "--data.init_args.n_test", "100",
-           "--data.init_args.shifts", "[10, 100]"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "lightning_implicit.cli",
+        "train",
+        "--task",
+        "addition",
+        "--model",
+        "implicit",
+        "--trainer.max_epochs",
+        "1",
+        "--data.init_args.n_train",
+        "400",
+        "--data.init_args.n_test",
+        "100",
+        "--data.init_args.shifts",
+        "[10, 100]",
+    ]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     text = out.stdout + out.stderr
     assert out.returncode == 0, text[-3000:]
@@ -30,7 +51,9 @@ def test_train_prints_summary_without_third_party_noise(tmp_path):
     assert "experiment:  addition" in out.stdout
     assert "run:         implicit-seed0" in out.stdout
     assert "not running; start it with `make ui`" in out.stdout
-    run_id = next(line for line in out.stdout.splitlines() if line.startswith("run:")).split("(")[-1].rstrip(")")
+    run_id = (
+        next(line for line in out.stdout.splitlines() if line.startswith("run:")).split("(")[-1].rstrip(")")
+    )
     assert f"/runs/{run_id}" in out.stdout
     assert f"model:       mlflow.pytorch.load_model('runs:/{run_id}/model')" in out.stdout
     assert f"re-test:     lightning-implicit test --run-id {run_id}" in out.stdout
@@ -66,8 +89,10 @@ def _help(argv: list[str], capsys) -> str:
 
 @pytest.mark.parametrize("argv", [["--help"], ["train", "--help"]])
 def test_top_level_and_train_help_do_not_import_torch(argv):
-    code = (f"import sys\nfrom lightning_implicit.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
-            "print('torch imported:', 'torch' in sys.modules)")  # fmt: skip
+    code = (
+        f"import sys\nfrom lightning_implicit.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        "print('torch imported:', 'torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "torch imported: False" in out.stdout
@@ -138,8 +163,14 @@ def _tiny_summary():
             self.layer = torch.nn.Linear(3, 2)
 
     s = summarize(Tiny(), max_depth=1)
-    return (s._get_summary_data(), s.total_parameters, s.trainable_parameters, s.model_size, s.total_training_modes,
-            0)  # fmt: skip
+    return (
+        s._get_summary_data(),
+        s.total_parameters,
+        s.trainable_parameters,
+        s.model_size,
+        s.total_training_modes,
+        0,
+    )
 
 
 def test_model_summary_keeps_parameters_and_drops_flops():
@@ -182,10 +213,19 @@ def test_log_filter_cuts_the_flops_line_and_drops_tips():
     from lightning_implicit.console import _DropSnippets
 
     flt = _DropSnippets()
-    rec = logging.LogRecord("lightning.pytorch", logging.INFO, __file__, 1, "%s", ("table\nTotal FLOPs: 0\nTotal params: 8",),
-                            None)  # fmt: skip
+    rec = logging.LogRecord(
+        "lightning.pytorch",
+        logging.INFO,
+        __file__,
+        1,
+        "%s",
+        ("table\nTotal FLOPs: 0\nTotal params: 8",),
+        None,
+    )
     assert flt.filter(rec) and rec.getMessage() == "table\nTotal params: 8"
-    tip = logging.LogRecord("lightning.pytorch", logging.INFO, __file__, 1, "try installing [litlogger](x)", (), None)
+    tip = logging.LogRecord(
+        "lightning.pytorch", logging.INFO, __file__, 1, "try installing [litlogger](x)", (), None
+    )
     assert not flt.filter(tip)
 
 
@@ -198,11 +238,23 @@ def test_sweep_summary_names_best_values_studies_experiment_and_ui(mlflow_store,
     monkeypatch.setenv("PORT", "1")  # nothing listens there
     exp_id = mlflow.MlflowClient(mlflow_store).create_experiment("sweep-summary-test")
     outcomes = [
-        SimpleNamespace(model="implicit", study_name="addition-implicit", best_value=0.012345, best_number=4,
-                        parent_run_id="p" * 32, retrain_run_id="a" * 32),
-        SimpleNamespace(model="mlp", study_name="addition-mlp", best_value=0.5, best_number=0, parent_run_id="q" * 32,
-                        retrain_run_id="b" * 32),
-    ]  # fmt: skip
+        SimpleNamespace(
+            model="implicit",
+            study_name="addition-implicit",
+            best_value=0.012345,
+            best_number=4,
+            parent_run_id="p" * 32,
+            retrain_run_id="a" * 32,
+        ),
+        SimpleNamespace(
+            model="mlp",
+            study_name="addition-mlp",
+            best_value=0.5,
+            best_number=0,
+            parent_run_id="q" * 32,
+            retrain_run_id="b" * 32,
+        ),
+    ]
     print_sweep_summary(outcomes, experiment="sweep-summary-test", storage="sqlite:///x/optuna.db")
     out = capsys.readouterr().out
     assert "implicit:    best val/loss 0.01235 (trial #4); study 'addition-implicit'" in out
@@ -229,11 +281,26 @@ mlp:
   params:
     lr: {key: model.init_args.lr, type: float, low: 1.0e-3, high: 3.0e-2, log: true}
 """)
-    argv = ["--task", "addition", "--model", "mlp", "--trials", "1", "--search-file", str(space), "--storage",
-            f"sqlite:///{tmp_path / 'optuna.db'}", "--experiment", "sweep-end-test", "--no-retrain"]  # fmt: skip
+    argv = [
+        "--task",
+        "addition",
+        "--model",
+        "mlp",
+        "--trials",
+        "1",
+        "--search-file",
+        str(space),
+        "--storage",
+        f"sqlite:///{tmp_path / 'optuna.db'}",
+        "--experiment",
+        "sweep-end-test",
+        "--no-retrain",
+    ]
     assert sweep(argv) == 0
     out = capsys.readouterr().out
     summary = out.split("== sweep summary ==", 1)[1]
     assert "mlp:         best val/loss" in summary and "study 'addition-mlp'" in summary
-    assert "experiment:  sweep-end-test" in summary and "parent run http://127.0.0.1:1/#/experiments/" in summary
+    assert (
+        "experiment:  sweep-end-test" in summary and "parent run http://127.0.0.1:1/#/experiments/" in summary
+    )
     assert "`make ui`" in summary

@@ -25,8 +25,20 @@ REPO = Path(__file__).resolve().parents[1]
 KAPPA = 0.95
 N_TEST = 101  # odd: the distributed sampler pads one rank with a duplicate, which the sweep must drop
 SHIFTS = [10, 1000]
-DIST_ENV = ("MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK", "GROUP_RANK",
-            "LOCAL_WORLD_SIZE", "TORCHELASTIC_RUN_ID", "SLURM_JOB_ID", "SLURM_NTASKS", "SLURM_PROCID")  # fmt: skip
+DIST_ENV = (
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "RANK",
+    "LOCAL_RANK",
+    "WORLD_SIZE",
+    "NODE_RANK",
+    "GROUP_RANK",
+    "LOCAL_WORLD_SIZE",
+    "TORCHELASTIC_RUN_ID",
+    "SLURM_JOB_ID",
+    "SLURM_NTASKS",
+    "SLURM_PROCID",
+)
 
 
 def free_port() -> int:
@@ -46,8 +58,10 @@ class RankProbe(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         st = pl_module.net.last_stats
-        self.local_last_step = {"iters_mean": float(st.iterations.float().mean()),
-                                "iters_max": float(st.iterations.max())}  # fmt: skip
+        self.local_last_step = {
+            "iters_mean": float(st.iterations.float().mean()),
+            "iters_max": float(st.iterations.max()),
+        }
 
     def on_fit_end(self, trainer, pl_module) -> None:
         record = {
@@ -56,9 +70,10 @@ class RankProbe(L.Callback):
             "A_inf": pl_module.net.well_posedness(),
             "local_last_step": self.local_last_step,
             # on-step values of the last step as logged, i.e. after the cross-rank reduction
-            "logged_last_step": {k: float(trainer.callback_metrics[f"train/{k}"])
-                                 for k in ("iters_mean", "iters_max", "A_inf")},
-        }  # fmt: skip
+            "logged_last_step": {
+                k: float(trainer.callback_metrics[f"train/{k}"]) for k in ("iters_mean", "iters_max", "A_inf")
+            },
+        }
         torch.save(record, self.folder / f"fit_rank{trainer.global_rank}.pt")
 
     def on_test_end(self, trainer, pl_module) -> None:
@@ -69,16 +84,37 @@ def _ddp_args(strategy: str, root: Path) -> list[str]:
     from lightning_implicit.runner import shorthand_args
 
     return shorthand_args("addition", "implicit", trainer="ddp", seed=0, devices=2) + [
-        "--trainer.strategy", strategy, "--trainer.accelerator", "cpu",
-        "--trainer.max_epochs", "2", "--trainer.log_every_n_steps", "1",
-        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-        "--trainer.enable_checkpointing", "false",
-        "--data.init_args.n_train", "320", "--data.init_args.n_test", str(N_TEST),
-        "--data.init_args.shifts", str(SHIFTS), "--data.init_args.batch_size", "32",
-        "--data.init_args.eval_batch_size", "16",
-        "--model.init_args.kappa", str(KAPPA), "--tracking.enabled", "false",
-        "--trainer.default_root_dir", str(root / "lightning"),
-    ]  # fmt: skip
+        "--trainer.strategy",
+        strategy,
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.max_epochs",
+        "2",
+        "--trainer.log_every_n_steps",
+        "1",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
+        "--trainer.enable_checkpointing",
+        "false",
+        "--data.init_args.n_train",
+        "320",
+        "--data.init_args.n_test",
+        str(N_TEST),
+        "--data.init_args.shifts",
+        str(SHIFTS),
+        "--data.init_args.batch_size",
+        "32",
+        "--data.init_args.eval_batch_size",
+        "16",
+        "--model.init_args.kappa",
+        str(KAPPA),
+        "--tracking.enabled",
+        "false",
+        "--trainer.default_root_dir",
+        str(root / "lightning"),
+    ]
 
 
 @pytest.fixture
@@ -122,8 +158,14 @@ def test_ddp_two_cpu_ranks_match_single_process(tmp_path, dist_env):
     assert all(row["n"] == N_TEST for row in ddp_rows)
 
     # ... and equal to a single-process evaluation of the same weights
-    single = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                       enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    single = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     single.test(res.module, datamodule=res.datamodule, verbose=False)
     ref = res.module.sweep_results
     assert [row["shift"] for row in ref] == SHIFTS
@@ -158,19 +200,56 @@ def _wait_group_gone(pgid: int, timeout: float) -> bool:
 def _run_two_ranks(launcher: list[str], tmp_path: Path, uri: str, shifts: list[int], experiment: str) -> str:
     """Run the CLI's ``train`` with 2 CPU ranks under ``launcher`` in its own process group; its output."""
     cmd = launcher + [
-        "-m", "lightning_implicit.cli", "train", "--task", "addition", "--model", "implicit",
-        "--trainer", "ddp", "--devices", "2", "--trainer.accelerator", "cpu",
-        "--trainer.max_epochs", "2", "--trainer.log_every_n_steps", "1", "--trainer.enable_progress_bar", "false",
-        "--trainer.enable_model_summary", "false", "--trainer.default_root_dir", str(tmp_path / "lightning"),
-        "--data.init_args.n_train", "200", "--data.init_args.n_test", "51",
-        "--data.init_args.shifts", json.dumps(shifts),
-        "--tracking.uri", uri, "--tracking.experiment", experiment,
-    ]  # fmt: skip
+        "-m",
+        "lightning_implicit.cli",
+        "train",
+        "--task",
+        "addition",
+        "--model",
+        "implicit",
+        "--trainer",
+        "ddp",
+        "--devices",
+        "2",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.max_epochs",
+        "2",
+        "--trainer.log_every_n_steps",
+        "1",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
+        "--trainer.default_root_dir",
+        str(tmp_path / "lightning"),
+        "--data.init_args.n_train",
+        "200",
+        "--data.init_args.n_test",
+        "51",
+        "--data.init_args.shifts",
+        json.dumps(shifts),
+        "--tracking.uri",
+        uri,
+        "--tracking.experiment",
+        experiment,
+    ]
     env = {k: v for k, v in os.environ.items() if k not in DIST_ENV and k != "MLFLOW_TRACKING_URI"}
-    env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), PYTHONUNBUFFERED="1",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])))  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)  # fmt: skip
+    env.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(free_port()),
+        PYTHONUNBUFFERED="1",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
+    )
+    proc = subprocess.Popen(
+        cmd,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, _ = proc.communicate(timeout=180)
     except subprocess.TimeoutExpired:

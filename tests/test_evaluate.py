@@ -21,9 +21,15 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("evaluate")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     args = tiny_args("addition", "implicit", n_train=300, n_test=60, shifts=SHIFTS) + [
-        "--trainer.enable_checkpointing", "true", "--trainer.default_root_dir", str(root / "lightning"),
-        "--tracking.uri", uri, "--tracking.experiment", "evaluate-test",
-    ]  # fmt: skip
+        "--trainer.enable_checkpointing",
+        "true",
+        "--trainer.default_root_dir",
+        str(root / "lightning"),
+        "--tracking.uri",
+        uri,
+        "--tracking.experiment",
+        "evaluate-test",
+    ]
     res = run_training(args)
     return uri, res, root
 
@@ -85,7 +91,9 @@ def test_checkpoint_path_of_a_run_is_tested_without_logging(trained, capsys):
     rows = [line.split() for line in out.splitlines() if line.strip().split(" ")[0] in ("10", "10000")]
     assert [r[0] for r in rows[:2]] == ["10", "10000"]  # the override's shifts, not the run's
     before = {m.step: m.value for m in client.get_metric_history(res.run_id, "ood/mse")}
-    assert float(rows[0][1]) == pytest.approx(before[10], rel=1e-3)  # the checkpoint holds the trained weights
+    assert float(rows[0][1]) == pytest.approx(
+        before[10], rel=1e-3
+    )  # the checkpoint holds the trained weights
     assert len(client.search_runs([client.get_experiment_by_name("evaluate-test").experiment_id])) == n_runs
 
 

@@ -38,22 +38,22 @@ class MaximumDataModule(SyntheticShiftDataModule):
         return x, x.max(axis=1, keepdims=True)
 '''
 
-TASK_YAML = '''
+TASK_YAML = """
 data:
   class_path: maximum_task.MaximumDataModule
   init_args: {n_train: 200, n_test: 50, batch_size: 50}
 trainer:
   max_epochs: 1
-'''
+"""
 
-PROFILE_YAML = '''
+PROFILE_YAML = """
 description: my task only
 seeds: [0]
 workers: 1
 tasks:
   maximum:
     models: [implicit, mlp]
-'''
+"""
 
 
 @pytest.fixture
@@ -68,13 +68,23 @@ def user_dir(tmp_path):
 
 
 def _git_status() -> str:
-    return subprocess.run(["git", "status", "--porcelain", "--", "conf", "datamodules", "lightning_implicit", "paper"],
-                          cwd=REPO, capture_output=True, text=True).stdout
+    return subprocess.run(
+        ["git", "status", "--porcelain", "--", "conf", "datamodules", "lightning_implicit", "paper"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    ).stdout
 
 
 def _cli(args, env, cwd):
-    return subprocess.run([sys.executable, "-m", "lightning_implicit.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "lightning_implicit.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_search_path_adds_user_directories_before_the_builtin_ones(user_dir, monkeypatch):
@@ -96,24 +106,40 @@ def test_a_task_from_outside_the_repo_trains_sweeps_and_is_reproduced(user_dir, 
     before = _git_status()
     work = tmp_path / "work"  # not the repo: nothing may depend on the current directory
     work.mkdir()
-    env = {**os.environ, confpath.ENV_PATH: str(user_dir), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
-           "OPTUNA_STORAGE": f"sqlite:///{tmp_path}/optuna.db", "PYTHONPATH": ""}
+    env = {
+        **os.environ,
+        confpath.ENV_PATH: str(user_dir),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
+        "OPTUNA_STORAGE": f"sqlite:///{tmp_path}/optuna.db",
+        "PYTHONPATH": "",
+    }
 
     train = _cli(["train", "--task", "maximum", "--model", "implicit"], env, work)
     assert train.returncode == 0, train.stderr[-3000:]
-    sweep = _cli(["sweep", "--task", str(user_dir / "tasks" / "maximum.yaml"), "--model", "implicit", "--trials", "1",
-                  "--no-retrain"], env, work)
+    sweep = _cli(
+        [
+            "sweep",
+            "--task",
+            str(user_dir / "tasks" / "maximum.yaml"),
+            "--model",
+            "implicit",
+            "--trials",
+            "1",
+            "--no-retrain",
+        ],
+        env,
+        work,
+    )
     assert sweep.returncode == 0, sweep.stderr[-3000:] + sweep.stdout[-3000:]
     assert "search/default.yaml" in sweep.stdout + sweep.stderr  # the generic space: the task brought none
     repro = _cli(["reproduce", "--profile", "mine", "--out", str(tmp_path / "reports")], env, work)
     assert repro.returncode == 0, repro.stderr[-3000:] + repro.stdout[-3000:]
 
-    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
-    exp = mlflow.get_experiment_by_name("maximum")  # named from the task, also when the sweep got a path
+    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])  # (never the process-wide tracking URI)
+    exp = client.get_experiment_by_name("maximum")  # named from the task, also when the sweep got a path
     assert exp is not None
-    assert {e.name for e in mlflow.search_experiments()} >= {"maximum"}
-    assert not [e for e in mlflow.search_experiments() if "/" in e.name]
-    runs = mlflow.search_runs([exp.experiment_id], output_format="list")
+    assert not [e for e in client.search_experiments() if "/" in e.name]
+    runs = client.search_runs([exp.experiment_id])
     models = {r.data.tags.get("model") for r in runs}
     assert {"implicit", "mlp"} <= models, models
     import optuna

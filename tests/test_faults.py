@@ -30,15 +30,25 @@ def store(tmp_path, monkeypatch):
         client = mlflow.MlflowClient(uri)
         out = []
         for e in client.search_experiments():
-            out += [(r.info.status, r.data.tags, r.data.params) for r in client.search_runs([e.experiment_id])]
+            out += [
+                (r.info.status, r.data.tags, r.data.params) for r in client.search_runs([e.experiment_id])
+            ]
         return out
 
     runs.uri = uri
     return runs
 
 
-TINY = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-        "--data.init_args.n_train", "200", "--data.init_args.n_test", "50"]  # fmt: skip
+TINY = [
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.enable_model_summary",
+    "false",
+    "--data.init_args.n_train",
+    "200",
+    "--data.init_args.n_test",
+    "50",
+]
 
 
 @pytest.mark.parametrize(
@@ -84,8 +94,10 @@ def test_failure_during_fit_ends_run_failed_with_error_tag(store):
             raise Boom("injected fault")
 
     with pytest.raises(Boom):
-        run_training(tiny_args("addition", "implicit", n_train=200, n_test=50), extra_callbacks=[Explode()], test=False)
-    (status, tags, _), = store()
+        run_training(
+            tiny_args("addition", "implicit", n_train=200, n_test=50), extra_callbacks=[Explode()], test=False
+        )
+    ((status, tags, _),) = store()
     assert status == "FAILED" and tags["error"] == "Boom: injected fault"
 
 
@@ -99,7 +111,7 @@ def test_end_failed_run_killed_on_signal(store):
     except SystemExit as exit_:
         exit_.__context__ = Terminated(signal.SIGTERM)
         end_failed_run(logger, exit_)
-    (status, tags, _), = store()
+    ((status, tags, _),) = store()
     assert status == "KILLED" and tags["error"] == "Terminated: received SIGTERM"
     assert Terminated(signal.SIGTERM).exit_code == 143 and Terminated(signal.SIGINT).exit_code == 130
 
@@ -118,7 +130,9 @@ def test_redaction_in_worker_argv_env_and_command():
     from lightning_implicit.sweep.driver import SweepOptions
 
     url = "postgresql://alice:s3cr3t@db.example:5432/optuna"
-    opts = SweepOptions(task="addition", models=["implicit"], storage=url, tracking_uri=url.replace("optuna", "ml"))
+    opts = SweepOptions(
+        task="addition", models=["implicit"], storage=url, tracking_uri=url.replace("optuna", "ml")
+    )
     argv = opts.worker_argv("implicit", 0, 2, None)
     assert not any("s3cr3t" in a for a in argv)
     env = opts.worker_env()
@@ -137,7 +151,13 @@ def test_password_never_in_tags_params_or_config(store):
     from tests.conftest import tiny_args
 
     secret = "postgresql://carol:hunter2@db.example/x"
-    args = tiny_args("addition", "implicit", n_train=200, n_test=50, extra=["--tracking.tags", f'{{"storage": "{secret}"}}'])
+    args = tiny_args(
+        "addition",
+        "implicit",
+        n_train=200,
+        n_test=50,
+        extra=["--tracking.tags", f'{{"storage": "{secret}"}}'],
+    )
     result = run_training(args, test=False)
     client = mlflow.MlflowClient(store.uri)
     run = client.get_run(result.run_id)
@@ -192,7 +212,9 @@ def _fused_build_dir():
     return Path(_get_build_directory(name, verbose=False)), name
 
 
-_LOAD = "from lightning_implicit.implicit.fused import fused_module; print(fused_module(required=True).__file__)"
+_LOAD = (
+    "from lightning_implicit.implicit.fused import fused_module; print(fused_module(required=True).__file__)"
+)
 
 
 @pytest.mark.slow
@@ -203,8 +225,14 @@ def test_truncated_extension_is_rebuilt(tmp_path):
     so = cache / name / f"{name}.so"
     so.write_bytes(so.read_bytes()[:20000])  # a build killed mid-copy: "Bus error" at dlopen before the fix
     env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(cache)}
-    out = subprocess.run([sys.executable, "-W", "always", "-c", _LOAD], env=env, cwd=ROOT, capture_output=True,
-                         text=True, timeout=600)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-W", "always", "-c", _LOAD],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "is damaged" in out.stderr and "truncated" not in so.name
     from lightning_implicit.implicit.fused import damaged
@@ -212,17 +240,32 @@ def test_truncated_extension_is_rebuilt(tmp_path):
     assert damaged(so) is None and so.stat().st_size > 20000
     # a second environment's process loads the healed build as is: no rebuild (the file is untouched)
     mtime = so.stat().st_mtime_ns
-    again = subprocess.run([sys.executable, "-c", _LOAD], env=env, cwd=ROOT, capture_output=True, text=True,
-                           timeout=600)  # fmt: skip
+    again = subprocess.run(
+        [sys.executable, "-c", _LOAD], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
     assert again.returncode == 0 and so.stat().st_mtime_ns == mtime and "damaged" not in again.stderr
 
 
 @pytest.mark.slow
 def test_sigterm_during_train_exits_143_and_run_killed(store, tmp_path):
     env = {**os.environ, "MLFLOW_TRACKING_URI": store.uri}
-    cmd = [sys.executable, "-m", "lightning_implicit.cli", "train", "--task", "addition", "--model", "implicit",
-           "--trainer.max_epochs", "500", "--trainer.enable_progress_bar", "false"]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "lightning_implicit.cli",
+        "train",
+        "--task",
+        "addition",
+        "--model",
+        "implicit",
+        "--trainer.max_epochs",
+        "500",
+        "--trainer.enable_progress_bar",
+        "false",
+    ]
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     deadline = time.time() + 240
     while time.time() < deadline and not [r for r in store() if r[0] == "RUNNING"]:
         time.sleep(0.5)
@@ -238,9 +281,23 @@ def test_sigterm_during_train_exits_143_and_run_killed(store, tmp_path):
 @pytest.mark.slow
 def test_sigterm_during_sweep_exits_143_no_run_running(store, tmp_path):
     env = {**os.environ, "MLFLOW_TRACKING_URI": store.uri}
-    cmd = [sys.executable, "-m", "lightning_implicit.cli", "sweep", "--task", "addition", "--model", "implicit",
-           "--trials", "50", "--storage", f"sqlite:///{tmp_path / 'optuna.db'}"]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "lightning_implicit.cli",
+        "sweep",
+        "--task",
+        "addition",
+        "--model",
+        "implicit",
+        "--trials",
+        "50",
+        "--storage",
+        f"sqlite:///{tmp_path / 'optuna.db'}",
+    ]
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     deadline = time.time() + 240
     while time.time() < deadline and len(store()) < 2:  # the parent run and a first trial's
         time.sleep(0.5)
@@ -258,7 +315,9 @@ def test_corrupt_mlflow_store_one_named_error(tmp_path, monkeypatch, capsys):
     db = tmp_path / "mlflow.db"
     db.write_bytes(os.urandom(4096))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
-    assert main(["train", "--task", "addition", "--model", "implicit", *TINY, "--trainer.max_epochs", "1"]) == 2
+    assert (
+        main(["train", "--task", "addition", "--model", "implicit", *TINY, "--trainer.max_epochs", "1"]) == 2
+    )
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith(f"error: the MLflow store {db} is damaged") and f"mv {db} {db}.bad" in last
 

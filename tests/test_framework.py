@@ -48,8 +48,9 @@ def test_same_seed_gives_identical_metrics():
     args = tiny_args("addition", "implicit", shifts=[10, 100], extra=["--tracking.enabled", "false"])
     a = run_training(args).sweep
     b = run_training(args).sweep
-    c = run_training(tiny_args("addition", "implicit", shifts=[10, 100], seed=1,
-                               extra=["--tracking.enabled", "false"])).sweep  # fmt: skip
+    c = run_training(
+        tiny_args("addition", "implicit", shifts=[10, 100], seed=1, extra=["--tracking.enabled", "false"])
+    ).sweep
     assert a == b
     assert a != c
 
@@ -65,9 +66,20 @@ class _CertificateProbe(L.Callback):
 def test_projection_keeps_A_well_posed_after_every_step():
     probe = _CertificateProbe()
     kappa = 0.5
-    args = tiny_args("addition", "implicit", epochs=2, shifts=[10],
-                     extra=["--tracking.enabled", "false", "--model.init_args.kappa", str(kappa),
-                            "--model.init_args.lr", "0.2"])  # fmt: skip
+    args = tiny_args(
+        "addition",
+        "implicit",
+        epochs=2,
+        shifts=[10],
+        extra=[
+            "--tracking.enabled",
+            "false",
+            "--model.init_args.kappa",
+            str(kappa),
+            "--model.init_args.lr",
+            "0.2",
+        ],
+    )
     run_training(args, extra_callbacks=[probe], test=False)
     assert len(probe.values) == 2 * 5  # 320 training samples / batch 64, two epochs
     assert max(probe.values) <= kappa + 1e-6
@@ -106,9 +118,19 @@ def test_checkpoint_loads_back_with_plain_weights(tmp_path):
 
     from lightning_implicit.modules import ImplicitModule
 
-    args = tiny_args("addition", "implicit", shifts=[10],
-                     extra=["--tracking.enabled", "false", "--trainer.enable_checkpointing", "true",
-                            "--trainer.default_root_dir", str(tmp_path)])  # fmt: skip
+    args = tiny_args(
+        "addition",
+        "implicit",
+        shifts=[10],
+        extra=[
+            "--tracking.enabled",
+            "false",
+            "--trainer.enable_checkpointing",
+            "true",
+            "--trainer.default_root_dir",
+            str(tmp_path),
+        ],
+    )
     res = run_training(args, test=False)
     (ckpt,) = tmp_path.rglob("*.ckpt")
     torch.load(ckpt, weights_only=True)  # plain data only

@@ -25,24 +25,34 @@ def _string_constants(path: Path) -> list[tuple[int, str]]:
             first = node.body[0]
             if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
                 docstrings.add(id(first.value))
-    return [(n.lineno, n.value) for n in ast.walk(tree)
-            if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docstrings]
+    return [
+        (n.lineno, n.value)
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docstrings
+    ]
 
 
 def test_the_library_names_none_of_the_papers_tasks():
     tasks = set(confpath.names("tasks"))
     assert {"addition", "rolling_argmax", "earthquake"} <= tasks
-    found = [f"{p.relative_to(REPO)}:{line}: {value!r}"
-             for p in sorted((REPO / "lightning_implicit").rglob("*.py"))
-             for line, value in _string_constants(p) if value in tasks]
-    assert not found, "task names in the library (they belong in conf/, datamodules/ or paper/):\n" + "\n".join(found)
+    found = [
+        f"{p.relative_to(REPO)}:{line}: {value!r}"
+        for p in sorted((REPO / "lightning_implicit").rglob("*.py"))
+        for line, value in _string_constants(p)
+        if value in tasks
+    ]
+    assert not found, (
+        "task names in the library (they belong in conf/, datamodules/ or paper/):\n" + "\n".join(found)
+    )
 
 
 def test_every_package_folder_is_installed_under_the_projects_names():
     cfg = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
     mapping = {v: k for k, v in cfg["package-dir"].items()}  # folder -> package name
     expected = set()
-    tracked = subprocess.run(["git", "ls-files", "*__init__.py"], cwd=REPO, capture_output=True, text=True).stdout
+    tracked = subprocess.run(
+        ["git", "ls-files", "*__init__.py"], cwd=REPO, capture_output=True, text=True
+    ).stdout
     for init in map(Path, tracked.split()):
         folder = init.parent
         top, rest = folder.parts[0], folder.parts[1:]
@@ -52,7 +62,9 @@ def test_every_package_folder_is_installed_under_the_projects_names():
         expected.add(".".join([base, *rest]))
     packages = set(cfg["packages"])
     assert expected <= packages, f"not installed: {sorted(expected - packages)}"
-    assert not any(p.split(".")[0] in ("datamodules", "paper") for p in packages)  # no generic top-level names
+    assert not any(
+        p.split(".")[0] in ("datamodules", "paper") for p in packages
+    )  # no generic top-level names
     assert mapping["conf"] == "lightning_implicit.conf"
     assert cfg["package-data"]["lightning_implicit.conf"]
     # the shipped conf has no file the package data would miss (one or two folder levels below conf/)
@@ -67,33 +79,66 @@ def test_a_plain_install_trains_outside_the_repo(tmp_path):
     import os
     import sys
 
-    src = tmp_path / "src"  # the tracked files (as a clean clone has them): the build leaves nothing in the repo
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
-                           text=True, check=True).stdout.split("\n")
+    src = (
+        tmp_path / "src"
+    )  # the tracked files (as a clean clone has them): the build leaves nothing in the repo
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split("\n")
     for name in filter(None, files):
         if (REPO / name).is_file():
             (src / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, src / name)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", str(src), "-w", str(tmp_path / "whl")],
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", str(src), "-w", str(tmp_path / "whl")],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     wheel = next((tmp_path / "whl").glob("*.whl"))
     site = tmp_path / "site"
-    subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True,
-                   capture_output=True, timeout=300)
+    subprocess.run(
+        [*pip, "install", "--no-deps", "--target", str(site), str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     assert (site / "lightning_implicit" / "conf" / "tasks" / "addition.yaml").is_file()
-    code = ("import lightning_implicit, lightning_implicit.datamodules, lightning_implicit_paper;"
-            "from lightning_implicit import confpath;"
-            "print(lightning_implicit.__file__, confpath.builtin_root(), lightning_implicit_paper.__file__)")
+    code = (
+        "import lightning_implicit, lightning_implicit.datamodules, lightning_implicit_paper;"
+        "from lightning_implicit import confpath;"
+        "print(lightning_implicit.__file__, confpath.builtin_root(), lightning_implicit_paper.__file__)"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIGHTNING_IMPLICIT")}
     env |= {"PYTHONPATH": str(site), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
-                         check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
     assert all(p.startswith(str(site)) for p in out), out
-    train = subprocess.run([sys.executable, "-m", "lightning_implicit.cli", "train", "--task", "addition", "--model",
-                            "implicit", "--trainer.max_epochs", "1", "--data.init_args.n_train", "200",
-                            "--data.init_args.n_test", "50"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                           timeout=600)
+    train = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lightning_implicit.cli",
+            "train",
+            "--task",
+            "addition",
+            "--model",
+            "implicit",
+            "--trainer.max_epochs",
+            "1",
+            "--data.init_args.n_train",
+            "200",
+            "--data.init_args.n_test",
+            "50",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert train.returncode == 0, train.stderr[-3000:]
     import mlflow
 

@@ -50,8 +50,9 @@ def level(s_no: int) -> float:
     return 100.0 + 10.0 * s_no
 
 
-def session_bars(day: str, s_no: int, *, end: str = "16:00", missing=(), zero_vol=(), extended=False,
-                 extended_only=False) -> pd.DataFrame:
+def session_bars(
+    day: str, s_no: int, *, end: str = "16:00", missing=(), zero_vol=(), extended=False, extended_only=False
+) -> pd.DataFrame:
     """Canonical bars whose price encodes (session, minute): p = 100 + 10 * s_no + 0.01 * k."""
     t0 = pd.Timestamp(f"{day} 09:30", tz=NY)
     n = int((pd.Timestamp(f"{day} {end}", tz=NY) - t0) / pd.Timedelta("1min"))
@@ -59,35 +60,59 @@ def session_bars(day: str, s_no: int, *, end: str = "16:00", missing=(), zero_vo
     p = level(s_no) + 0.01 * k
     vol = np.full(n, 1000.0)
     vol[list(zero_vol)] = 0.0
-    df = pd.DataFrame({"open": p, "high": p + 0.005, "low": p - 0.005, "close": p, "volume": vol, "vwap": p},
-                      index=t0 + pd.to_timedelta(k, unit="min"))
+    df = pd.DataFrame(
+        {"open": p, "high": p + 0.005, "low": p - 0.005, "close": p, "volume": vol, "vwap": p},
+        index=t0 + pd.to_timedelta(k, unit="min"),
+    )
     df = df[~np.isin(k, list(missing))]
     parts = []
     if extended or extended_only:
         pre = pd.date_range(f"{day} 08:00", periods=60 if extended_only else 90, freq="1min", tz=NY)
-        parts.append(pd.DataFrame({"open": level(s_no), "high": level(s_no) + 0.005, "low": level(s_no) - 0.005,
-                                   "close": level(s_no), "volume": 100.0, "vwap": level(s_no)}, index=pre))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "open": level(s_no),
+                    "high": level(s_no) + 0.005,
+                    "low": level(s_no) - 0.005,
+                    "close": level(s_no),
+                    "volume": 100.0,
+                    "vwap": level(s_no),
+                },
+                index=pre,
+            )
+        )
     if extended_only:
         return parts[0]
     parts.append(df)
     if extended:
         post = pd.date_range(f"{day} 16:00", periods=30, freq="1min", tz=NY)
         last = p[-1]
-        parts.append(pd.DataFrame({"open": last, "high": last + 0.005, "low": last - 0.005, "close": last,
-                                   "volume": 100.0, "vwap": last}, index=post))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "open": last,
+                    "high": last + 0.005,
+                    "low": last - 0.005,
+                    "close": last,
+                    "volume": 100.0,
+                    "vwap": last,
+                },
+                index=post,
+            )
+        )
     return pd.concat(parts)
 
 
 # (date, kwargs, expected windows computed by hand, filled minutes {grid position: source minute})
 GOOD_SESSIONS = [
-    ("2020-12-24", {"end": "13:00"}, 210 - 70 + 1, {}),                      # early close: 210 minutes
-    ("2020-12-28", {}, FULL, {}),                                            # regular session
-    ("2020-12-29", {"missing": (50, 51)}, FULL, {50: 49, 51: 49}),            # 2-minute gap: filled
+    ("2020-12-24", {"end": "13:00"}, 210 - 70 + 1, {}),  # early close: 210 minutes
+    ("2020-12-28", {}, FULL, {}),  # regular session
+    ("2020-12-29", {"missing": (50, 51)}, FULL, {50: 49, 51: 49}),  # 2-minute gap: filled
     ("2020-12-30", {"missing": range(100, 105)}, (100 - 69) + (285 - 69), {}),  # 5-minute gap: 31 + 216
     ("2021-01-04", {"zero_vol": (200,), "extended": True}, FULL, {200: 199}),  # zero-volume minute filled
     ("2021-01-05", {"zero_vol": (300, 301, 302)}, (300 - 69) + (87 - 69), {}),  # 3 zero-volume: 231 + 18
-    ("2021-01-06", {"extended_only": True}, 0, {}),                           # pre-market only: dropped
-    ("2021-01-07", {"end": "10:19"}, 0, {}),                                  # 49 minutes: dropped
+    ("2021-01-06", {"extended_only": True}, 0, {}),  # pre-market only: dropped
+    ("2021-01-07", {"end": "10:19"}, 0, {}),  # 49 minutes: dropped
 ]
 TRAIN_RANGE = ("2020-12-01", "2020-12-31")
 TEST_RANGE = ("2021-01-01", "2021-01-31")
@@ -102,24 +127,47 @@ def good_frame() -> pd.DataFrame:
 def write_layout(df: pd.DataFrame, path, layout: str, *, with_vwap: bool = True):
     """Write canonical bars in a vendor layout."""
     if layout == "yfinance_csv" or layout == "yfinance_parquet":
-        out = pd.DataFrame({"Open": df["open"], "High": df["high"], "Low": df["low"], "Close": df["close"],
-                            "Volume": df["volume"], "Dividends": 0.0, "Stock Splits": 0.0},
-                           index=df.index.rename("Datetime"))
+        out = pd.DataFrame(
+            {
+                "Open": df["open"],
+                "High": df["high"],
+                "Low": df["low"],
+                "Close": df["close"],
+                "Volume": df["volume"],
+                "Dividends": 0.0,
+                "Stock Splits": 0.0,
+            },
+            index=df.index.rename("Datetime"),
+        )
         if layout == "yfinance_csv":
             out.to_csv(path)
         else:
             out.to_parquet(path)
     elif layout == "alphavantage":
-        out = pd.DataFrame({"timestamp": df.index.tz_localize(None).strftime("%Y-%m-%d %H:%M:%S"),
-                            "1. open": df["open"].to_numpy(), "2. high": df["high"].to_numpy(),
-                            "3. low": df["low"].to_numpy(), "4. close": df["close"].to_numpy(),
-                            "5. volume": df["volume"].to_numpy()})
+        out = pd.DataFrame(
+            {
+                "timestamp": df.index.tz_localize(None).strftime("%Y-%m-%d %H:%M:%S"),
+                "1. open": df["open"].to_numpy(),
+                "2. high": df["high"].to_numpy(),
+                "3. low": df["low"].to_numpy(),
+                "4. close": df["close"].to_numpy(),
+                "5. volume": df["volume"].to_numpy(),
+            }
+        )
         out.to_csv(path, index=False)
     elif layout == "polygon":
         ms = (df.index.tz_convert("UTC") - pd.Timestamp("1970-01-01", tz="UTC")) // pd.Timedelta("1ms")
-        out = pd.DataFrame({"t": np.asarray(ms, dtype=np.int64), "o": df["open"].to_numpy(),
-                            "h": df["high"].to_numpy(), "l": df["low"].to_numpy(), "c": df["close"].to_numpy(),
-                            "v": df["volume"].to_numpy(), "vw": df["vwap"].to_numpy()})
+        out = pd.DataFrame(
+            {
+                "t": np.asarray(ms, dtype=np.int64),
+                "o": df["open"].to_numpy(),
+                "h": df["high"].to_numpy(),
+                "l": df["low"].to_numpy(),
+                "c": df["close"].to_numpy(),
+                "v": df["volume"].to_numpy(),
+                "vw": df["vwap"].to_numpy(),
+            }
+        )
         out.to_parquet(path, index=False)
     elif layout == "generic":
         out = df[["open", "high", "low", "close", "volume"] + (["vwap"] if with_vwap else [])]
@@ -185,8 +233,10 @@ def test_good_file_window_counts_and_no_crossing(tmp_path, layout):
     assert card["variance_definition"] == "population (ddof=0)"
     assert len(card["file_sha256"]) == 64
     assert card["sessions"]["in_data"] == 8 and card["sessions"]["kept"] == 6
-    assert card["sessions"]["dropped_reasons"] == {"only extended-hours bars": 1,
-                                                   "shorter than one window (70 minutes)": 1}
+    assert card["sessions"]["dropped_reasons"] == {
+        "only extended-hours bars": 1,
+        "shorter than one window (70 minutes)": 1,
+    }
     assert card["bars"]["bars_outside_regular_session"] == 90 + 30 + 60
     assert card["bars"]["zero_volume_minutes"] == 4
     assert card["bars"]["forward_filled_minutes"] == 3 and card["bars"]["unfilled_gap_minutes"] == 8
@@ -210,8 +260,17 @@ def random_session(day: str, seed: int = 0, n: int = 390) -> pd.DataFrame:
     low = close - rng.uniform(0.0, 0.1, n)
     vwap = low + (high - low) * rng.uniform(0, 1, n)  # inside the bar, different from (H+L+C)/3
     idx = pd.date_range(f"{day} 09:30", periods=n, freq="1min", tz=NY)
-    return pd.DataFrame({"open": close, "high": high, "low": low, "close": close,
-                         "volume": rng.integers(1, 5000, n).astype(float), "vwap": vwap}, index=idx)
+    return pd.DataFrame(
+        {
+            "open": close,
+            "high": high,
+            "low": low,
+            "close": close,
+            "volume": rng.integers(1, 5000, n).astype(float),
+            "vwap": vwap,
+        },
+        index=idx,
+    )
 
 
 def windows_from_file(path, **kw):
@@ -229,10 +288,10 @@ def test_targets_are_population_variance_of_next_10_typical_prices(tmp_path):
     typical = (bars["high"].to_numpy() + bars["low"].to_numpy() + bars["close"].to_numpy()) / 3.0
     assert method == "typical price (H+L+C)/3"
     assert X.shape == (FULL, IN) and y.shape == (FULL,) and len(t) == FULL
-    expected = np.array([np.var(typical[j + IN:j + IN + H]) for j in range(FULL)])
+    expected = np.array([np.var(typical[j + IN : j + IN + H]) for j in range(FULL)])
     np.testing.assert_allclose(y, expected, rtol=1e-10, atol=0)
-    np.testing.assert_allclose(X[17], typical[17:17 + IN], rtol=1e-12)
-    assert not np.allclose(y, [np.var(typical[j + IN:j + IN + H], ddof=1) for j in range(FULL)])
+    np.testing.assert_allclose(X[17], typical[17 : 17 + IN], rtol=1e-12)
+    assert not np.allclose(y, [np.var(typical[j + IN : j + IN + H], ddof=1) for j in range(FULL)])
     assert t[0] == pd.Timestamp("2021-03-01 10:30", tz=NY)
 
 
@@ -243,9 +302,9 @@ def test_vwap_column_preferred_over_typical_price(tmp_path):
     v = bars["vwap"].to_numpy()
     typical = (bars["high"] + bars["low"] + bars["close"]).to_numpy() / 3.0
     assert method == "vwap column"
-    np.testing.assert_allclose(y, [np.var(v[j + IN:j + IN + H]) for j in range(FULL)], rtol=1e-10)
+    np.testing.assert_allclose(y, [np.var(v[j + IN : j + IN + H]) for j in range(FULL)], rtol=1e-10)
     np.testing.assert_allclose(X[0], v[:IN], rtol=1e-12)
-    assert not np.allclose(y, [np.var(typical[j + IN:j + IN + H]) for j in range(FULL)])
+    assert not np.allclose(y, [np.var(typical[j + IN : j + IN + H]) for j in range(FULL)])
     s, m = md.minute_vwap(bars.drop(columns="vwap"))
     assert m == "typical price (H+L+C)/3"
     np.testing.assert_allclose(s.to_numpy(), typical)
@@ -285,21 +344,31 @@ def test_nan_rows_rejected(tmp_path):
     df.iloc[7, df.columns.get_loc("high")] = np.nan
     path = write_layout(df, tmp_path / "nan.csv", "yfinance_csv")
     bars, _ = md.load_minute_file(path)
-    with pytest.raises(md.DataValidationError, match=r"NaN/missing prices or volume.*: 2 row\(s\); first: row 5 @ "
-                                                     r"2021-03-01 09:35:00-05:00"):
+    with pytest.raises(
+        md.DataValidationError,
+        match=r"NaN/missing prices or volume.*: 2 row\(s\); first: row 5 @ "
+        r"2021-03-01 09:35:00-05:00",
+    ):
         md.validate(bars)
 
 
 def test_exact_duplicates_dropped_conflicting_duplicates_rejected(tmp_path):
     df = two_sessions()
-    path = write_layout(pd.concat([df.iloc[:11], df.iloc[10:11], df.iloc[11:]]), tmp_path / "dup.csv", "yfinance_csv")
+    path = write_layout(
+        pd.concat([df.iloc[:11], df.iloc[10:11], df.iloc[11:]]), tmp_path / "dup.csv", "yfinance_csv"
+    )
     d = md.load_volatility_dataset(str(path), test_fraction=0.5)
     assert d.card["file"]["exact_duplicates_dropped"] == 1
     other = df.iloc[10:11].copy()
     other["close"] += 1.0
-    path = write_layout(pd.concat([df.iloc[:11], other, df.iloc[11:]]), tmp_path / "conflict.csv", "yfinance_csv")
-    with pytest.raises(md.DataValidationError, match=r"(?s)conflicting duplicate timestamps.*1 row\(s\).*"
-                                                     r"2021-03-01 09:40:00-05:00.*TICKER="):
+    path = write_layout(
+        pd.concat([df.iloc[:11], other, df.iloc[11:]]), tmp_path / "conflict.csv", "yfinance_csv"
+    )
+    with pytest.raises(
+        md.DataValidationError,
+        match=r"(?s)conflicting duplicate timestamps.*1 row\(s\).*"
+        r"2021-03-01 09:40:00-05:00.*TICKER=",
+    ):
         md.load_volatility_dataset(str(path))
 
 
@@ -313,8 +382,11 @@ def test_unsorted_rows_are_sorted_and_said_but_validate_still_checks_order(tmp_p
     newest_first, info = md.load_minute_file(write_layout(df.iloc[::-1], tmp_path / "rev.csv", "generic"))
     assert info["row_order"].startswith("newest first") and newest_first.equals(bars)
     raw, _ = md.normalize_bars(pd.read_csv(path))
-    with pytest.raises(md.DataValidationError, match=r"rows not sorted by time: 1 row\(s\); first: row 21 @ "
-                                                     r"2021-03-01 09:50:00-05:00 is earlier than row 20"):
+    with pytest.raises(
+        md.DataValidationError,
+        match=r"rows not sorted by time: 1 row\(s\); first: row 21 @ "
+        r"2021-03-01 09:50:00-05:00 is earlier than row 20",
+    ):
         md.validate(raw)
 
 
@@ -324,8 +396,11 @@ def test_split_like_jump_rejected_unless_basis_declared(tmp_path):
     df.loc[second, ["open", "high", "low", "close", "vwap"]] *= 10.0
     path = write_layout(df, tmp_path / "split.csv", "yfinance_csv")
     bars, _ = md.load_minute_file(path)
-    with pytest.raises(md.DataValidationError, match=r"(?s)split-like overnight jumps.*1 row\(s\); first: 2021-03-02 "
-                                                     r"open 1100 vs 2021-03-01 close 103\.89 .*near x10"):
+    with pytest.raises(
+        md.DataValidationError,
+        match=r"(?s)split-like overnight jumps.*1 row\(s\); first: 2021-03-02 "
+        r"open 1100 vs 2021-03-01 close 103\.89 .*near x10",
+    ):
         md.validate(bars)
     with pytest.raises(md.DataValidationError, match="price_basis="):
         md.validate(bars)
@@ -342,23 +417,31 @@ def test_split_like_jump_rejected_unless_basis_declared(tmp_path):
 def test_naive_timestamps_take_the_vendor_zone_or_need_data_tz(tmp_path):
     path = write_layout(two_sessions(), tmp_path / "av.csv", "alphavantage")
     df, info = md.load_minute_file(path)  # Alpha Vantage documents US/Eastern
-    assert df.index[0] == pd.Timestamp("2021-03-01 09:30", tz=NY) and "alphavantage default" in info["tz_source"]
+    assert (
+        df.index[0] == pd.Timestamp("2021-03-01 09:30", tz=NY) and "alphavantage default" in info["tz_source"]
+    )
     df, info = md.load_minute_file(path, assume_tz="UTC")
     assert df.index[0] == pd.Timestamp("2021-03-01 09:30", tz="UTC") and "DATA_TZ" in info["tz_source"]
     generic = tmp_path / "naive.csv"
-    generic.write_text(path.read_text().replace("1. open,2. high,3. low,4. close,5. volume",
-                                                "open,high,low,close,volume"))
-    with pytest.raises(md.DataValidationError, match=r"(?s)naive timestamps .*: 780 row\(s\); first: row 0: "
-                                                     r"'2021-03-01 09:30:00'.*DATA_TZ="):
+    generic.write_text(
+        path.read_text().replace("1. open,2. high,3. low,4. close,5. volume", "open,high,low,close,volume")
+    )
+    with pytest.raises(
+        md.DataValidationError,
+        match=r"(?s)naive timestamps .*: 780 row\(s\); first: row 0: "
+        r"'2021-03-01 09:30:00'.*DATA_TZ=",
+    ):
         md.load_minute_file(generic)
 
 
 def test_unparseable_timestamps_and_bad_values(tmp_path):
     path = write_layout(two_sessions(), tmp_path / "bad.csv", "generic")
     lines = path.read_text().splitlines()
-    lines[4] = "not a time" + lines[4][lines[4].index(","):]
+    lines[4] = "not a time" + lines[4][lines[4].index(",") :]
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(md.DataValidationError, match=r"unparseable timestamps: 1 row\(s\); first: row 3: 'not a time'"):
+    with pytest.raises(
+        md.DataValidationError, match=r"unparseable timestamps: 1 row\(s\); first: row 3: 'not a time'"
+    ):
         md.load_minute_file(path)
 
     df = two_sessions()
@@ -371,7 +454,11 @@ def test_unparseable_timestamps_and_bad_values(tmp_path):
     assert "non-positive prices: 1 row(s); first: row 3" in msg
     assert "high < low: 1 row(s); first: row 4" in msg
     assert "negative volume: 1 row(s); first: row 6" in msg
-    assert {p["problem"] for p in exc.value.problems} == {"non-positive prices", "high < low", "negative volume"}
+    assert {p["problem"] for p in exc.value.problems} == {
+        "non-positive prices",
+        "high < low",
+        "negative volume",
+    }
 
 
 def test_unknown_layout_lists_accepted_layouts(tmp_path):
@@ -381,8 +468,12 @@ def test_unknown_layout_lists_accepted_layouts(tmp_path):
         md.load_minute_file(path)
     msg = str(exc.value)
     assert "unknown file layout" in msg and "'when'" in msg
-    for header in ("Datetime,Open,High,Low,Close,Volume", "timestamp,1. open,2. high,3. low,4. close,5. volume",
-                   "t,o,h,l,c,v,vw", "timestamp,open,high,low,close,volume[,vwap]"):
+    for header in (
+        "Datetime,Open,High,Low,Close,Volume",
+        "timestamp,1. open,2. high,3. low,4. close,5. volume",
+        "t,o,h,l,c,v,vw",
+        "timestamp,open,high,low,close,volume[,vwap]",
+    ):
         assert header in msg
 
 
@@ -394,8 +485,19 @@ def recorded_daily(start="2020-06-01", end="2021-06-30") -> pd.DataFrame:
     days = pd.bdate_range(start, end)
     p = 50.0 + 0.01 * np.arange(len(days))
     idx = pd.DatetimeIndex(days).tz_localize(NY).rename("Date")
-    return pd.DataFrame({"Open": p, "High": p + 0.005, "Low": p - 0.005, "Close": p, "Adj Close": p,
-                         "Volume": 1e6, "Dividends": 0.0, "Stock Splits": 0.0}, index=idx)
+    return pd.DataFrame(
+        {
+            "Open": p,
+            "High": p + 0.005,
+            "Low": p - 0.005,
+            "Close": p,
+            "Adj Close": p,
+            "Volume": 1e6,
+            "Dividends": 0.0,
+            "Stock Splits": 0.0,
+        },
+        index=idx,
+    )
 
 
 def fake_ticker(monkeypatch, behaviour):
@@ -423,9 +525,14 @@ def window_range(frame: pd.DataFrame, start, end) -> pd.DataFrame:
 def test_yfinance_daily_variant(monkeypatch, tmp_path):
     recorded = recorded_daily()
     calls = fake_ticker(monkeypatch, lambda start, end, **k: window_range(recorded, start, end))
-    ds = md.load_volatility_dataset(None, cache_dir=tmp_path, allow_download=True, interval="1d",
-                                    train_range=("2020-06-01", "2020-12-31"),
-                                    test_range=("2021-01-01", "2021-06-30"))
+    ds = md.load_volatility_dataset(
+        None,
+        cache_dir=tmp_path,
+        allow_download=True,
+        interval="1d",
+        train_range=("2020-06-01", "2020-12-31"),
+        test_range=("2021-01-01", "2021-06-30"),
+    )
     assert len(calls) == 1
     assert calls[0]["interval"] == "1d" and calls[0]["auto_adjust"] is False
     assert (calls[0]["start"], calls[0]["end"]) == ("2020-06-01", "2021-07-01")
@@ -440,7 +547,7 @@ def test_yfinance_daily_variant(monkeypatch, tmp_path):
     assert idx_train.max() + H <= first_test - 1 and idx_test.min() >= first_test
     day = np.rint((ds.X_train[5] - 50.0) / 0.01).astype(int)
     p = 50.0 + 0.01 * np.arange(n_train_days)
-    assert ds.y_train[5] == pytest.approx(np.var(p[day[-1] + 1:day[-1] + 1 + H]), rel=1e-9)
+    assert ds.y_train[5] == pytest.approx(np.var(p[day[-1] + 1 : day[-1] + 1 + H]), rel=1e-9)
     card = ds.card
     assert card["variant"] == "daily" and card["source"] == "yfinance" and card["synthetic"] is False
     assert "split-adjusted by Yahoo" in card["price_basis"]
@@ -458,9 +565,21 @@ def recorded_minutes(days) -> pd.DataFrame:
     frames = []
     for i, d in enumerate(days):
         b = session_bars(str(d.date()), i % 3)
-        frames.append(pd.DataFrame({"Open": b["open"], "High": b["high"], "Low": b["low"], "Close": b["close"],
-                                    "Adj Close": b["close"], "Volume": b["volume"], "Dividends": 0.0,
-                                    "Stock Splits": 0.0}, index=b.index))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "Open": b["open"],
+                    "High": b["high"],
+                    "Low": b["low"],
+                    "Close": b["close"],
+                    "Adj Close": b["close"],
+                    "Volume": b["volume"],
+                    "Dividends": 0.0,
+                    "Stock Splits": 0.0,
+                },
+                index=b.index,
+            )
+        )
     out = pd.concat(frames)
     out.index.name = "Datetime"
     return out
@@ -516,8 +635,9 @@ def test_yfinance_empty_frame_is_a_clear_error(monkeypatch, tmp_path):
     with pytest.raises(md.DataUnavailableError, match="yfinance returned no rows for AMC interval=1d"):
         md.resolve_source(None, tmp_path, allow_download=True, interval="1d")
     with pytest.raises(md.DataUnavailableError, match="returned no 1-minute rows"):
-        md.resolve_source(None, tmp_path, allow_download=True, interval="1m",
-                          now=pd.Timestamp("2024-05-10", tz="UTC"))
+        md.resolve_source(
+            None, tmp_path, allow_download=True, interval="1m", now=pd.Timestamp("2024-05-10", tz="UTC")
+        )
 
 
 def test_yfinance_rate_limit_bounded_backoff(monkeypatch, tmp_path):
@@ -534,8 +654,15 @@ def test_yfinance_rate_limit_bounded_backoff(monkeypatch, tmp_path):
     calls.clear()
     slept.clear()
     with pytest.raises(md.DataUnavailableError, match="rate-limited"):
-        md.resolve_source(None, tmp_path, allow_download=True, interval="1d", sleep=slept.append,
-                          max_tries=10, max_total_wait_s=5.0)
+        md.resolve_source(
+            None,
+            tmp_path,
+            allow_download=True,
+            interval="1d",
+            sleep=slept.append,
+            max_tries=10,
+            max_total_wait_s=5.0,
+        )
     assert sum(slept) <= 5.0 and slept == [1.0, 2.0] and len(calls) == 3
 
 
@@ -557,9 +684,12 @@ def test_no_data_no_network_names_layouts_and_hint(tmp_path):
     with pytest.raises(md.DataUnavailableError) as exc:
         md.load_volatility_dataset(None, cache_dir=tmp_path, allow_download=False)
     msg = str(exc.value)
-    for header in ("Datetime,Open,High,Low,Close,Volume[,Dividends,Stock Splits]",
-                   "timestamp,1. open,2. high,3. low,4. close,5. volume", "t,o,h,l,c,v,vw",
-                   "timestamp,open,high,low,close,volume[,vwap]"):
+    for header in (
+        "Datetime,Open,High,Low,Close,Volume[,Dividends,Stock Splits]",
+        "timestamp,1. open,2. high,3. low,4. close,5. volume",
+        "t,o,h,l,c,v,vw",
+        "timestamp,open,high,low,close,volume[,vwap]",
+    ):
         assert header in msg
     assert "make sweep TASK=volatility DATA=path/to/amc_1min.csv" in msg and "DATA=synthetic" in msg
     assert "AMC_1d.parquet" in msg
@@ -570,7 +700,10 @@ def test_no_data_no_network_names_layouts_and_hint(tmp_path):
 def test_file_outside_the_paper_ranges_is_split_chronologically_and_said(tmp_path):
     path = write_layout(two_sessions(), tmp_path / "bars.csv", "generic")
     d = md.load_volatility_dataset(str(path))
-    assert d.card["splits"]["rule"].startswith("chronological, automatic") and "SPLIT=" in d.card["splits"]["rule"]
+    assert (
+        d.card["splits"]["rule"].startswith("chronological, automatic")
+        and "SPLIT=" in d.card["splits"]["rule"]
+    )
     assert d.card["splits"]["sessions"] == {"train": 1, "test": 1}
     assert d.t_train.max() < d.t_test.min()
     # explicit ranges that miss the file remain an error that names the fix

@@ -24,14 +24,18 @@ def test_vendor_files_load_with_what_they_are_in_the_data_card(kind, tmp_path):
     # four 100-minute sessions, the last 20% (one) is the test period: the file does not cover the paper's years
     assert card["n_windows"] == {"train": 3 * WINDOWS_PER_SESSION, "test": WINDOWS_PER_SESSION}
     assert card["splits"]["sessions"] == {"train": 3, "test": 1}
-    assert card["splits"]["rule"].startswith("chronological, automatic") and "SPLIT=" in card["splits"]["rule"]
+    assert (
+        card["splits"]["rule"].startswith("chronological, automatic") and "SPLIT=" in card["splits"]["rule"]
+    )
     assert d.t_train.max() < d.t_test.min()
     f = card["file"]
     if kind == "alphavantage_pandas":
         assert f["layout"] == "alphavantage" and f["tickers_in_file"] == ["AMC", "GME"]
         assert f["row_order"].startswith("newest first") and "America/New_York" in f["tz_source"]
         assert "M/D/YYYY" in f["tz_source"]
-        assert card["bars"]["bars_outside_regular_session"] == 4 * 60  # pre/post-market minutes left out, counted
+        assert (
+            card["bars"]["bars_outside_regular_session"] == 4 * 60
+        )  # pre/post-market minutes left out, counted
         # the AMC rows, not GME's (prices near 20, not 90)
         assert 10 < d.X_train.mean() < 30
     if kind == "duplicates":
@@ -42,13 +46,17 @@ def test_vendor_files_load_with_what_they_are_in_the_data_card(kind, tmp_path):
 
 def test_same_prices_whatever_the_layout(tmp_path):
     """yfinance, Polygon and the stacked Alpha Vantage file hold the same AMC minutes: the same windows."""
-    got = {k: md.load_volatility_dataset(str(write_fixture(k, tmp_path))) for k in ("yfinance_recent", "polygon")}
+    got = {
+        k: md.load_volatility_dataset(str(write_fixture(k, tmp_path))) for k in ("yfinance_recent", "polygon")
+    }
     np.testing.assert_allclose(got["yfinance_recent"].y_train, got["polygon"].y_train, rtol=1e-12)
 
 
 def test_a_file_without_the_ticker_lists_the_tickers_it_has(tmp_path):
     path = write_fixture("one_ticker_not_amc", tmp_path)
-    with pytest.raises(md.DataValidationError, match=r"(?s)no rows for ticker 'AMC'.*tickers in the file: GME.*TICKER="):
+    with pytest.raises(
+        md.DataValidationError, match=r"(?s)no rows for ticker 'AMC'.*tickers in the file: GME.*TICKER="
+    ):
         md.load_volatility_dataset(str(path))
 
 
@@ -110,12 +118,31 @@ def test_make_sweep_on_a_vendor_file_and_a_bad_file(tmp_path):
 
     env_store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     good = write_fixture("alphavantage_pandas", tmp_path)
-    cmd = [sys.executable, "-m", "lightning_implicit.cli", "sweep", "--task", "volatility", "--data", str(good),
-           "--trials", "2", "--model", "linear", "--no-retrain", "--storage", f"sqlite:///{tmp_path / 'optuna.db'}",
-           "--tracking-uri", env_store]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "lightning_implicit.cli",
+        "sweep",
+        "--task",
+        "volatility",
+        "--data",
+        str(good),
+        "--trials",
+        "2",
+        "--model",
+        "linear",
+        "--no-retrain",
+        "--storage",
+        f"sqlite:///{tmp_path / 'optuna.db'}",
+        "--tracking-uri",
+        env_store,
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
-    assert res.stdout.count("COMPLETE") + res.stdout.count("PRUNED") >= 2 and "split chronological" in res.stdout + res.stderr
+    assert (
+        res.stdout.count("COMPLETE") + res.stdout.count("PRUNED") >= 2
+        and "split chronological" in res.stdout + res.stderr
+    )
     bad = _write(bars().drop(columns="volume"), tmp_path / "novol.csv")
     t0 = time.monotonic()
     res = subprocess.run([*cmd[:7], str(bad), *cmd[8:]], capture_output=True, text=True, timeout=120)
@@ -130,5 +157,7 @@ def test_make_sweep_on_a_vendor_file_and_a_bad_file(tmp_path):
 
 def test_a_damaged_market_cache_names_the_file_to_delete(tmp_path):
     (tmp_path / "AMC_1d.parquet").write_bytes(b"PAR1" + b"\x00" * 100)
-    with pytest.raises(md.DataValidationError, match=r"market cache .*AMC_1d.parquet is damaged.*rm .*AMC_1d.parquet"):
+    with pytest.raises(
+        md.DataValidationError, match=r"market cache .*AMC_1d.parquet is damaged.*rm .*AMC_1d.parquet"
+    ):
         md.resolve_source(None, tmp_path, allow_download=False, ticker="AMC", interval="1d")

@@ -47,15 +47,31 @@ class MlflowServer:
 
     def start(self) -> MlflowServer:
         cmd = [
-            str(MLFLOW), "server", "--backend-store-uri", f"sqlite:///{self.db}",
-            "--artifacts-destination", str(self.artifacts), "--serve-artifacts",
-            "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-        ]  # fmt: skip
+            str(MLFLOW),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{self.db}",
+            "--artifacts-destination",
+            str(self.artifacts),
+            "--serve-artifacts",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+        ]
         env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         env.pop("MLFLOW_TRACKING_URI", None)
         self._log = self.log_path.open("w")
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env,
-                                     cwd=self.db.parent, start_new_session=True)  # fmt: skip
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=self.db.parent,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -114,8 +130,12 @@ class MlflowServer:
             return json.loads(r.read())
 
     def post(self, path: str, body: dict) -> dict:
-        req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})  # fmt: skip
+        req = urllib.request.Request(
+            self.url + path,
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(req, timeout=30) as r:
             return json.loads(r.read())
 
@@ -140,13 +160,27 @@ def test_fit_against_tracking_server_and_read_back_over_rest(tmp_path):
     try:
         shifts = [10, 100, 1000]
         args = shorthand_args("addition", "implicit", seed=0) + [
-            "--trainer.max_epochs", "1", "--trainer.log_every_n_steps", "1",
-            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-            "--trainer.enable_checkpointing", "false",
-            "--data.init_args.n_train", "200", "--data.init_args.n_test", "50",
-            "--data.init_args.shifts", json.dumps(shifts),
-            "--tracking.uri", server.url, "--tracking.experiment", "server-addition",
-        ]  # fmt: skip
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.log_every_n_steps",
+            "1",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.enable_model_summary",
+            "false",
+            "--trainer.enable_checkpointing",
+            "false",
+            "--data.init_args.n_train",
+            "200",
+            "--data.init_args.n_test",
+            "50",
+            "--data.init_args.shifts",
+            json.dumps(shifts),
+            "--tracking.uri",
+            server.url,
+            "--tracking.experiment",
+            "server-addition",
+        ]
         res = run_training(args)
         assert res.run_id
 

@@ -88,11 +88,25 @@ class _LrProbe(L.Callback):
 )
 def test_learning_rate_schedules_follow_their_formula(schedule, interval, expected):
     probe = _LrProbe()
-    extra = ["--model.init_args.lr", "0.02", "--model.init_args.lr_schedule", schedule,
-             "--model.init_args.lr_gamma", "0.9", "--model.init_args.lr_interval", interval,
-             "--data.init_args.batch_size", "100", "--tracking.enabled", "false"]  # fmt: skip
-    run_training(tiny_args("rolling_argmax", "lstm", epochs=3, n_train=500, shifts=[10], extra=extra),
-                 extra_callbacks=[probe], test=False)  # fmt: skip
+    extra = [
+        "--model.init_args.lr",
+        "0.02",
+        "--model.init_args.lr_schedule",
+        schedule,
+        "--model.init_args.lr_gamma",
+        "0.9",
+        "--model.init_args.lr_interval",
+        interval,
+        "--data.init_args.batch_size",
+        "100",
+        "--tracking.enabled",
+        "false",
+    ]
+    run_training(
+        tiny_args("rolling_argmax", "lstm", epochs=3, n_train=500, shifts=[10], extra=extra),
+        extra_callbacks=[probe],
+        test=False,
+    )
     per_epoch, n_steps = 4, 12  # 400 training samples in batches of 100, 3 epochs
     assert len(probe.lrs) == n_steps
     for t, lr in enumerate(probe.lrs):

@@ -10,8 +10,12 @@ from lightning_implicit.params import build_module, parameter_table, task_spec
 from lightning_implicit.runner import conf_dir
 
 TASKS = sorted(p.stem for p in (conf_dir() / "tasks").glob("*.yaml"))
-CASES = [(t, m) for t in TASKS for m in [*task_spec(t).presets, "implicit_nofeedback"] if m != "implicit_nofeedback"
-         or "implicit" in task_spec(t).presets]  # fmt: skip
+CASES = [
+    (t, m)
+    for t in TASKS
+    for m in [*task_spec(t).presets, "implicit_nofeedback"]
+    if m != "implicit_nofeedback" or "implicit" in task_spec(t).presets
+]
 
 
 def _batch(spec, b=3):

@@ -167,9 +167,14 @@ def test_compacting_picard_is_the_step_by_step_rule(n, batch, log_scale, tol_mod
         torch.addmm(cols[0], A, x_in, out=x_out).relu_()
 
     x, its, res, conv = solvers_mod.compacting_iteration(
-        step, x0.t().contiguous() if warm else None, [BU.t().contiguous()], tol=tol, tol_mode=tol_mode,
-        max_iter=max_iter, nonneg=True,
-    )  # fmt: skip
+        step,
+        x0.t().contiguous() if warm else None,
+        [BU.t().contiguous()],
+        tol=tol,
+        tol_mode=tol_mode,
+        max_iter=max_iter,
+        nonneg=True,
+    )
     assert its.tolist() == it_ref.tolist()
     assert conv.tolist() == c_ref.tolist()
     # compaction: a column's matmul rounding can depend on the batch's width (float64 rounding of the iterates)
@@ -238,12 +243,16 @@ def test_adjoint_is_the_step_by_step_rule(monkeypatch, large, tol_mode, backend)
     )
     w_ref, it_ref, c_ref = reference_adjoint(A, d, grad, 1e-11, tol_mode, 2000)
     w, iters, _, conv, mode = solve_adjoint(
-        A, d, grad,
+        A,
+        d,
+        grad,
         AdjointConfig(mode="fixed_point", tol=1e-11, tol_mode=tol_mode, max_iter=2000, backend=backend),
-    )  # fmt: skip
+    )
     assert mode == "fixed_point"
     assert iters.tolist() == it_ref.tolist() and conv.tolist() == c_ref.tolist()
-    if large:  # compaction: a sample's rounding may depend on the batch width (and the fused loop is row-major)
+    if (
+        large
+    ):  # compaction: a sample's rounding may depend on the batch width (and the fused loop is row-major)
         torch.testing.assert_close(w, w_ref, rtol=1e-11, atol=1e-13)
     else:
         assert torch.equal(w, w_ref)
@@ -340,7 +349,17 @@ def test_rnn_reference_points_are_reused_only_for_the_same_weights():
 
 def test_rnn_first_step_start_gradcheck():
     torch.manual_seed(1)
-    rnn = ImplicitRNN(1, 5, 3, 2, warm_start=True, kappa=0.7, tol=1e-13, max_iter=5000, adjoint_tol=1e-13,
-                      adjoint_max_iter=5000).double()  # fmt: skip
+    rnn = ImplicitRNN(
+        1,
+        5,
+        3,
+        2,
+        warm_start=True,
+        kappa=0.7,
+        tol=1e-13,
+        max_iter=5000,
+        adjoint_tol=1e-13,
+        adjoint_max_iter=5000,
+    ).double()
     s = torch.randn(3, 4, 1, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda s: rnn(s), (s,), atol=1e-6, rtol=1e-4)

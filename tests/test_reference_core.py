@@ -34,17 +34,26 @@ def test_every_backend_agrees_with_the_reference(activation, tol_mode, seed):
     BU = u @ B.t()
     phi = ACTIVATIONS[activation].fn
     for max_iter in (3, 500):
-        x_ref, it_ref, r_ref, c_ref = reference_picard(A, BU, None, phi=phi, tol=1e-10, tol_mode=tol_mode,
-                                                       max_iter=max_iter)
+        x_ref, it_ref, r_ref, c_ref = reference_picard(
+            A, BU, None, phi=phi, tol=1e-10, tol_mode=tol_mode, max_iter=max_iter
+        )
         backends = ["reference", "python"] + (["fused"] if activation == "relu" else [])
         for backend in backends:
-            cfg = SolverConfig(tol=1e-10, tol_mode=tol_mode, max_iter=max_iter, warn=False, backend=backend,
-                               activation=activation)
+            cfg = SolverConfig(
+                tol=1e-10,
+                tol_mode=tol_mode,
+                max_iter=max_iter,
+                warn=False,
+                backend=backend,
+                activation=activation,
+            )
             x, st = fixed_point_solve(A, BU, None, cfg)
             assert st.iterations.tolist() == it_ref.tolist(), backend
             assert st.converged.tolist() == c_ref.tolist(), backend
             torch.testing.assert_close(x, x_ref, rtol=1e-12, atol=1e-13)
-            torch.testing.assert_close(st.residual, r_ref, rtol=1e-6, atol=1e-13)  # a difference of near-equal iterates
+            torch.testing.assert_close(
+                st.residual, r_ref, rtol=1e-6, atol=1e-13
+            )  # a difference of near-equal iterates
         assert bool(c_ref.all()) == (max_iter == 500)
 
 
@@ -57,7 +66,10 @@ def test_reference_point_satisfies_the_state_equation(activation):
     x, it, r, conv = reference_picard(A, u @ B.t(), phi=phi, tol=1e-13)
     assert bool(conv.all()) and float(r.max()) < 1e-13
     torch.testing.assert_close(x, phi(x @ A.t() + u @ B.t()), rtol=0, atol=1e-12)
-    U = torch.triu(torch.randn(10, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(3)), 1) * 5
+    U = (
+        torch.triu(torch.randn(10, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(3)), 1)
+        * 5
+    )
     x, it, _, conv = reference_picard(U, u @ B.t(), phi=phi, tol=1e-300, max_iter=11)
     exact = torch.zeros(9, 10, dtype=torch.float64)
     for i in reversed(range(10)):
@@ -71,8 +83,9 @@ def test_activation_is_one_argument_and_the_gradient_is_exact(activation):
     """``ImplicitModel(..., activation=...)``: the implicit backward (adjoint with ``phi'``) against finite
     differences (torch.autograd.gradcheck, float64)."""
     torch.manual_seed(0)
-    model = ImplicitModel(3, 6, 2, activation=activation, tol=1e-13, adjoint_tol=1e-13, max_iter=2000,
-                          adjoint_max_iter=2000).double()
+    model = ImplicitModel(
+        3, 6, 2, activation=activation, tol=1e-13, adjoint_tol=1e-13, max_iter=2000, adjoint_max_iter=2000
+    ).double()
     assert model.layer.activation.name == activation
     u = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
     params = (model.A, model.B, model.C, model.D)
@@ -111,8 +124,9 @@ def test_a_registered_activation_trains_an_rnn_without_the_homogeneous_warm_star
     """A new activation is one registration and one argument; a non-homogeneous one skips the implicitRNN's
     first-step warm start (which needs ``phi(c z) = c phi(z)``) and still gives the same outputs as cold
     starts."""
-    register_activation(Activation("hardtanh_test", torch.nn.functional.hardtanh,
-                                   lambda z: ((z > -1) & (z < 1)).to(z.dtype)))
+    register_activation(
+        Activation("hardtanh_test", torch.nn.functional.hardtanh, lambda z: ((z > -1) & (z < 1)).to(z.dtype))
+    )
     try:
         torch.manual_seed(0)
         rnn = ImplicitRNN(1, 8, 4, 3, activation="hardtanh_test", tol=1e-12).double()

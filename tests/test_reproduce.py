@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-
 import math
 import re
 import uuid
@@ -27,8 +26,16 @@ from lightning_implicit.runner import run_training
 def test_shipped_profiles_are_valid(name):
     prof = load_profile(name)
     assert len(prof.seeds) >= 3
-    assert {"identity", "addition", "subtraction", "rolling_average", "rolling_argmax", "spiky", "volatility",
-            "earthquake"} <= set(prof.tasks)  # fmt: skip
+    assert {
+        "identity",
+        "addition",
+        "subtraction",
+        "rolling_average",
+        "rolling_argmax",
+        "spiky",
+        "volatility",
+        "earthquake",
+    } <= set(prof.tasks)
     for task in ("addition", "subtraction", "rolling_average", "rolling_argmax"):
         assert "implicit_nofeedback" in prof.tasks[task].models
     jobs = build_jobs(prof, commit="abc")
@@ -60,11 +67,17 @@ def test_profile_errors_name_the_key(tmp_path, text, needle):
 
 def test_rerun_command_is_make_train_without_overrides(tmp_path):
     p = tmp_path / "p.yaml"
-    p.write_text("seeds: [0, 1]\ntasks:\n  addition: {models: [mlp]}\n  identity:\n    models: [mlp]\n"
-                 "    overrides: {trainer.max_epochs: 2}\n")  # fmt: skip
+    p.write_text(
+        "seeds: [0, 1]\ntasks:\n  addition: {models: [mlp]}\n  identity:\n    models: [mlp]\n"
+        "    overrides: {trainer.max_epochs: 2}\n"
+    )
     jobs = {(j.task, j.seed): j for j in build_jobs(load_profile(str(p)), commit="c")}
     assert jobs[("addition", 1)].rerun_command() == "make train TASK=addition MODEL=mlp SEED=1"
-    assert jobs[("identity", 0)].rerun_command().endswith("--task identity --model mlp --seed 0 --trainer.max_epochs 2")
+    assert (
+        jobs[("identity", 0)]
+        .rerun_command()
+        .endswith("--task identity --model mlp --seed 0 --trainer.max_epochs 2")
+    )
     assert jobs[("addition", 0)].key != jobs[("addition", 1)].key  # the seed is part of the identity
     other = {(j.task, j.seed): j for j in build_jobs(load_profile(str(p)), commit="d")}
     assert other[("addition", 0)].key != jobs[("addition", 0)].key  # and so is the code version
@@ -86,7 +99,9 @@ def test_rule_best_holds_partly_not():
     better = _series({0: [0.1, 0.1, 0.1], 1: [0.1, 0.1, 0.1]})
     assert V.rule_best(ours, {"a": worse, "b": worse}).verdict == V.HOLDS
     r = V.rule_best(ours, {"a": worse, "b": mixed})
-    assert r.verdict == V.PARTLY and "0/3 shifts" in r.evidence and "at 1/3" in r.evidence  # mean-only win at k=10
+    assert (
+        r.verdict == V.PARTLY and "0/3 shifts" in r.evidence and "at 1/3" in r.evidence
+    )  # mean-only win at k=10
     assert V.rule_best(ours, {"a": better}).verdict == V.NOT
     # accuracy: higher is better
     assert V.rule_best(worse, {"a": ours}, higher_is_better=True).verdict == V.HOLDS
@@ -113,7 +128,9 @@ def test_rule_all_below_factor_grows_flat_slower_combine():
     assert V.rule_all_below({"a": 2.0, "b": 5.0}, 1.0).verdict == V.NOT
 
     ours = {0: 0.004, 1: 0.005}
-    assert V.rule_factor(ours, {"lstm": {0: 0.011, 1: 0.02}, "tr": {0: 0.012, 1: 0.03}}, 2.75).verdict == V.HOLDS
+    assert (
+        V.rule_factor(ours, {"lstm": {0: 0.011, 1: 0.02}, "tr": {0: 0.012, 1: 0.03}}, 2.75).verdict == V.HOLDS
+    )
     assert V.rule_factor(ours, {"lstm": {0: 0.006, 1: 0.007}}, 2.75).verdict == V.PARTLY  # better, not 2.75x
     assert V.rule_factor(ours, {"lstm": {0: 0.001, 1: 0.001}}, 2.75).verdict == V.NOT
 
@@ -143,16 +160,32 @@ def test_rule_all_below_factor_grows_flat_slower_combine():
 
 def _record(task, model, seed, metric, values: dict, outcome="ok", extra=None):
     rows = [{"shift": k, "n": 10, metric: v, **(extra(k) if extra else {})} for k, v in values.items()]
-    return RunRecord(task=task, model=model, seed=seed, key=f"{task}-{model}-{seed}", command="make train",
-                     run_id=f"{seed:032x}", experiment_id="1", outcome=outcome,
-                     rows=rows if outcome == "ok" else [])  # fmt: skip
+    return RunRecord(
+        task=task,
+        model=model,
+        seed=seed,
+        key=f"{task}-{model}-{seed}",
+        command="make train",
+        run_id=f"{seed:032x}",
+        experiment_id="1",
+        outcome=outcome,
+        rows=rows if outcome == "ok" else [],
+    )
 
 
 def test_evaluate_claims_on_a_hand_made_table():
     recs = []
     for seed in (0, 1, 2):
-        recs.append(_record("addition", "implicit", seed, "mse", {10: 0.5, 100: 5.0, 1000: 50.0},
-                            extra=lambda k: {"iters_mean": 10 + k / 100, "iters_p95": 20.0, "converged_frac": 1.0}))
+        recs.append(
+            _record(
+                "addition",
+                "implicit",
+                seed,
+                "mse",
+                {10: 0.5, 100: 5.0, 1000: 50.0},
+                extra=lambda k: {"iters_mean": 10 + k / 100, "iters_p95": 20.0, "converged_frac": 1.0},
+            )
+        )
         recs.append(_record("addition", "implicit_nofeedback", seed, "mse", {10: 1.0, 100: 9.0, 1000: 99.0}))
         recs.append(_record("addition", "mlp", seed, "mse", {10: 3.0, 100: 300.0, 1000: 3e4}))
         recs.append(_record("addition", "seq_encoder", seed, "mse", {10: 2.0, 100: 200.0, 1000: 2e4}))
@@ -212,7 +245,9 @@ def tiny_profile(tmp_path, monkeypatch):
     return p
 
 
-def test_report_has_every_section_and_links_and_resume_trains_nothing(tiny_profile, tmp_path, mlflow_store, capsys):
+def test_report_has_every_section_and_links_and_resume_trains_nothing(
+    tiny_profile, tmp_path, mlflow_store, capsys
+):
     first = _Counter()
     assert reproduce(str(tiny_profile), out=tmp_path / "reports", train=first) == 0
     assert first.calls == 10  # 2 tasks x (3 + 2 models) x 2 seeds; volatility skipped
@@ -228,8 +263,16 @@ def test_report_has_every_section_and_links_and_resume_trains_nothing(tiny_profi
     client = mlflow.MlflowClient(mlflow_store)
     for run_id in set(links):
         client.get_run(run_id)  # every link points at a real run
-    for name in ("figure3_identity.png", "figure4_arithmetic.png", "figure5_rolling.png", "figure6_spiky.png",
-                 "figure7_earthquake.png", "figure8_depth.png", "figure9_feedback_A.png", "figure10_feedback.png"):
+    for name in (
+        "figure3_identity.png",
+        "figure4_arithmetic.png",
+        "figure5_rolling.png",
+        "figure6_spiky.png",
+        "figure7_earthquake.png",
+        "figure8_depth.png",
+        "figure9_feedback_A.png",
+        "figure10_feedback.png",
+    ):
         assert (folder / "figures" / name).stat().st_size > 1000
         assert f"figures/{name}" in md
     assert "make train TASK=" in md or "lightning_implicit.cli train --task" in md
@@ -290,8 +333,17 @@ def test_cost_estimate_counts_full_batches_as_cheaper_per_sample():
 
     task_cfg = {"data": {"init_args": {"n_train": 10_000, "batch_size": 64}}, "trainer": {"max_epochs": 20}}
     mini = _estimate("rolling_argmax", "implicit_rnn", {}, {}, task_cfg)
-    full = _estimate("rolling_argmax", "implicit_rnn", {"data.init_args.batch_size": "full", "trainer.max_epochs": 1000},
-                     {}, task_cfg)  # fmt: skip
-    steps = _estimate("rolling_argmax", "implicit_rnn", {"trainer.max_epochs": -1, "trainer.max_steps": 3000}, {}, task_cfg)
+    full = _estimate(
+        "rolling_argmax",
+        "implicit_rnn",
+        {"data.init_args.batch_size": "full", "trainer.max_epochs": 1000},
+        {},
+        task_cfg,
+    )
+    steps = _estimate(
+        "rolling_argmax", "implicit_rnn", {"trainer.max_epochs": -1, "trainer.max_steps": 3000}, {}, task_cfg
+    )
     assert mini < full < 50 * mini  # 40x the samples, far cheaper per sample
-    assert steps == pytest.approx(_estimate("rolling_argmax", "implicit_rnn", {"trainer.max_epochs": 19.2}, {}, task_cfg))
+    assert steps == pytest.approx(
+        _estimate("rolling_argmax", "implicit_rnn", {"trainer.max_epochs": 19.2}, {}, task_cfg)
+    )

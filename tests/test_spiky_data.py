@@ -54,8 +54,16 @@ def test_region_counts_lengths_and_separation(series):
 def test_magnitudes(series):
     spike = series.is_spike
     assert np.all(np.abs(series.y[spike]) <= 20.0)
-    np.testing.assert_allclose(series.y[spike], 5 * (np.sin(2 * series.x[spike]) + np.sin(23 * series.x[spike])
-                                                     + np.sin(78 * series.x[spike]) + np.sin(100 * series.x[spike])))
+    np.testing.assert_allclose(
+        series.y[spike],
+        5
+        * (
+            np.sin(2 * series.x[spike])
+            + np.sin(23 * series.x[spike])
+            + np.sin(78 * series.x[spike])
+            + np.sin(100 * series.x[spike])
+        ),
+    )
     assert np.abs(series.y[spike]).max() > 10  # genuinely spiky
     resid = series.y[~spike] - np.sin(series.x[~spike])
     assert abs(resid.mean()) < 0.03 and resid.std() == pytest.approx(0.25, rel=0.05)  # the authors' noise std
@@ -84,7 +92,7 @@ def test_window_target_alignment(series):
     assert X.shape == (7000 - w, w) and y.shape == (7000 - w,) and spike.shape == (7000 - w,)
     assert X.dtype == np.float64 and spike.dtype == bool
     for j in (0, 1, 500, 6989):
-        np.testing.assert_array_equal(X[j], series.y[j:j + w])
+        np.testing.assert_array_equal(X[j], series.y[j : j + w])
         assert y[j] == series.y[j + w]
         assert spike[j] == series.is_spike[j + w]
     # consecutive windows shift by one point
@@ -96,14 +104,14 @@ def test_windows_do_not_cross_split(series):
     w = 10
     Xte, yte, ste = sd.make_spiky_windows(series.test, window=w)
     assert Xte.shape == (3000 - w, w)
-    np.testing.assert_array_equal(Xte[0], series.y[7000:7000 + w])  # no training context
+    np.testing.assert_array_equal(Xte[0], series.y[7000 : 7000 + w])  # no training context
     assert yte[0] == series.y[7000 + w]
     Xall, yall, sall = sd.make_spiky_windows(series, window=w)  # whole series: windowed per part
     assert len(yall) == (7000 - w) + (3000 - w)
-    np.testing.assert_array_equal(Xall[7000 - w:], Xte)
+    np.testing.assert_array_equal(Xall[7000 - w :], Xte)
     # no window contains both a train and a test point: no row matches the straddling slices
     for start in range(7000 - w, 7000):
-        assert not np.any(np.all(Xall == series.y[start:start + w], axis=1))
+        assert not np.any(np.all(Xall == series.y[start : start + w], axis=1))
     plain = sd.make_spiky_windows(series.y[:50], window=w)
     assert plain[0].shape == (40, w) and not plain[2].any()
 
@@ -141,7 +149,9 @@ def test_task_units_and_references_against_a_direct_computation():
     last_mse = float(np.mean((raw.X_test[:, -1] - raw.y_test) ** 2))
     assert out["mse"] == pytest.approx(last_mse, rel=1e-9) == pytest.approx(out["ref_last_mse"], rel=1e-9)
     assert out["mse_paper"] == pytest.approx(last_mse / width**2, rel=1e-9)
-    assert out["ref_mean_mse"] == pytest.approx(float(np.mean((raw.y_train.mean() - raw.y_test) ** 2)), rel=1e-9)
+    assert out["ref_mean_mse"] == pytest.approx(
+        float(np.mean((raw.y_train.mean() - raw.y_test) ** 2)), rel=1e-9
+    )
     design = np.hstack([raw.X_train, np.ones((len(raw.X_train), 1))])
     coef = np.linalg.solve(design.T @ design, design.T @ raw.y_train)
     linear = np.hstack([raw.X_test, np.ones((len(raw.X_test), 1))]) @ coef
@@ -149,7 +159,9 @@ def test_task_units_and_references_against_a_direct_computation():
     # unscaled training gives the same raw metrics for the same raw predictions
     flat = SpikyDataModule(n_train=1400, n_test=600, n_regions_train=4, scale="none")
     flat.setup()
-    out_raw = flat.evaluate(torch.as_tensor(flat.splits.tests[0].x[:, -1, :]), torch.as_tensor(flat.splits.tests[0].y), 1)
+    out_raw = flat.evaluate(
+        torch.as_tensor(flat.splits.tests[0].x[:, -1, :]), torch.as_tensor(flat.splits.tests[0].y), 1
+    )
     assert out_raw["mse"] == pytest.approx(out["mse"], rel=1e-9)
     assert dm.data_card()["scale"]["mode"] == "minmax" and "mse_paper" in dm.data_card()["metric_units"]
     assert SpikyDataModule(n_train=1400, n_test=600, n_regions_train=4).scale == "none"  # the authors' code

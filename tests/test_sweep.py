@@ -34,7 +34,9 @@ fixed:
   trainer.max_epochs: 2
 """
 
-TINY = TINY_FIXED + """
+TINY = (
+    TINY_FIXED
+    + """
 models: [implicit]
 sampler: {n_startup_trials: 2}
 pruner: {n_startup_trials: 2, n_warmup_steps: 1}
@@ -48,29 +50,39 @@ mlp:
     width: {key: model.init_args.arch_kwargs.hidden, type: int, low: 4, high: 12, repeat: depth}
     depth: {type: int, low: 1, high: 2}
 """
+)
 
 # a deterministic pruning setup: the first trial completes, the second (enqueued with a useless lr) is
 # compared with it from the first step on
-PRUNE = TINY_FIXED + """
+PRUNE = (
+    TINY_FIXED
+    + """
 pruner: {n_startup_trials: 1, n_warmup_steps: 0}
 mlp:
   params:
     lr: {key: model.init_args.lr, type: float, low: 1.0e-7, high: 3.0e-2, log: true}
 """
+)
 
-DIVERGE = TINY_FIXED + """
+DIVERGE = (
+    TINY_FIXED
+    + """
 mlp:
   fixed: {model.init_args.optimizer: sgd}
   params:
     lr: {key: model.init_args.lr, type: categorical, choices: [1.0e6]}
 """
+)
 
 # slow enough to be killed mid-trial
-SLOW = TINY_FIXED.replace("trainer.max_epochs: 2", "trainer.max_epochs: 200") + """
+SLOW = (
+    TINY_FIXED.replace("trainer.max_epochs: 2", "trainer.max_epochs: 200")
+    + """
 mlp:
   params:
     lr: {key: model.init_args.lr, type: float, low: 1.0e-3, high: 3.0e-2, log: true}
 """
+)
 
 
 @pytest.fixture(scope="session")
@@ -93,9 +105,23 @@ def env(tmp_path, mlflow_uri):
             return p
 
         def args(self, search: Path, *extra: str) -> list[str]:
-            return ["--task", "addition", "--search-file", str(search), "--storage", self.storage,
-                    "--tracking-uri", mlflow_uri, "--experiment", self.experiment, "--heartbeat", "2",
-                    "--grace", "4", *extra]  # fmt: skip
+            return [
+                "--task",
+                "addition",
+                "--search-file",
+                str(search),
+                "--storage",
+                self.storage,
+                "--tracking-uri",
+                mlflow_uri,
+                "--experiment",
+                self.experiment,
+                "--heartbeat",
+                "2",
+                "--grace",
+                "4",
+                *extra,
+            ]
 
         def study(self, name: str) -> optuna.Study:
             return optuna.load_study(study_name=name, storage=self.storage)
@@ -145,12 +171,19 @@ def test_sweep_logs_parent_and_nested_runs_then_resumes(env, capsys):
     assert {r.data.tags["optuna.state"] for r in trials} <= {"COMPLETE", "PRUNED"}
     assert all("lr" in r.data.params for r in trials)
     folds = _by_role(runs, "fold")  # the Lightning training runs, nested under their trial run
-    assert len(folds) == 2 and {r.data.tags["mlflow.parentRunId"] for r in folds} == {r.info.run_id for r in trials}
+    assert len(folds) == 2 and {r.data.tags["mlflow.parentRunId"] for r in folds} == {
+        r.info.run_id for r in trials
+    }
     (best,) = _by_role(runs, "best_retrain")
     assert best.data.tags["mlflow.parentRunId"] == pid and "ood/mse" in best.data.metrics
     arts = {a.path for a in env.client().list_artifacts(pid, "summary")}
-    assert {"summary/best_params.json", "summary/trials.csv", "summary/optimization_history.png",
-            "summary/param_importances.png", "summary/best_ood.csv"} <= arts  # fmt: skip
+    assert {
+        "summary/best_params.json",
+        "summary/trials.csv",
+        "summary/optimization_history.png",
+        "summary/param_importances.png",
+        "summary/best_ood.csv",
+    } <= arts
 
     # the same command again resumes: N more trials, same study and parent run, no duplicated numbers
     assert main(env.args(search, "--model", "implicit", "--trials", "1", "--no-retrain")) == 0
@@ -194,7 +227,12 @@ def test_bad_trial_is_pruned_with_step_and_reason(env):
 def test_cv_objective_is_the_fold_mean_and_prunes_between_folds(env):
     search = env.search(PRUNE)
     _enqueued_study(env, "cv", [0.02, 1e-7])
-    assert main(env.args(search, "--model", "mlp", "--study", "cv", "--trials", "2", "--cv", "2", "--no-retrain")) == 0
+    assert (
+        main(
+            env.args(search, "--model", "mlp", "--study", "cv", "--trials", "2", "--cv", "2", "--no-retrain")
+        )
+        == 0
+    )
     good, bad = env.study("cv").trials
     assert good.state == TrialState.COMPLETE
     folds = good.user_attrs["fold_values"]
@@ -209,7 +247,9 @@ def test_cv_objective_is_the_fold_mean_and_prunes_between_folds(env):
 # ---- failures -----------------------------------------------------------------------------------------------
 def test_diverging_trial_fails_with_reason_and_the_sweep_finishes(env, capsys):
     search = env.search(DIVERGE)
-    assert main(env.args(search, "--model", "mlp", "--trials", "2")) == 1  # finished, every trial failed: exit 1
+    assert (
+        main(env.args(search, "--model", "mlp", "--trials", "2")) == 1
+    )  # finished, every trial failed: exit 1
     trials = env.study("addition-mlp").trials
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL]
     assert all(t.user_attrs["fail_reason"].startswith("non-finite") for t in trials)
@@ -241,7 +281,10 @@ BAD_FILES = {
         "implicit:\n  params:\n    lr: {key: model.init_args.lrr, type: float, low: 0.001, high: 0.1}\n",
         "implicit.params.lr: key 'model.init_args.lrr' is not a LightningCLI option",
     ),
-    "fixed key typo": ("fixed: {trainer.max_epoch: 2}\nimplicit:\n  params: {}\n", "did you mean 'trainer.max_epochs'"),
+    "fixed key typo": (
+        "fixed: {trainer.max_epoch: 2}\nimplicit:\n  params: {}\n",
+        "did you mean 'trainer.max_epochs'",
+    ),
     "bad value": (
         "implicit:\n  params:\n    e: {key: trainer.max_epochs, type: categorical, choices: [2, many]}\n",
         "implicit.params.e: value 'many' for key 'trainer.max_epochs' is rejected",
@@ -263,8 +306,16 @@ def test_every_search_file_validates():
     from lightning_implicit.sweep.driver import SweepOptions, _contexts
 
     files = sorted((ROOT / "conf" / "search").glob("*.yaml"))
-    assert {"addition", "subtraction", "identity", "rolling_average", "rolling_argmax", "spiky", "volatility",
-            "earthquake"} <= {f.stem for f in files}  # fmt: skip
+    assert {
+        "addition",
+        "subtraction",
+        "identity",
+        "rolling_average",
+        "rolling_argmax",
+        "spiky",
+        "volatility",
+        "earthquake",
+    } <= {f.stem for f in files}
     for f in files:
         for full in (False, True):
             space = load_search_space(f, task=f.stem, full=full)
@@ -281,22 +332,63 @@ def test_search_space_merges_budgets_and_repeat():
     assert space.space("mlp").params["epochs"].high < full.space("mlp").params["epochs"].high
     mlp = space.space("mlp")
     assert mlp.overrides({"lr": 0.01, "batch_size": 32, "epochs": 3, "width": 8, "depth": 3}) == {
-        "model.init_args.lr": 0.01, "data.init_args.batch_size": 32, "trainer.max_epochs": 3,
+        "model.init_args.lr": 0.01,
+        "data.init_args.batch_size": 32,
+        "trainer.max_epochs": 3,
         "model.init_args.arch_kwargs.hidden": [8, 8, 8],
-    }  # fmt: skip
+    }
     with pytest.raises(SearchSpaceError, match="no search space for model 'lstm'"):
         space.space("lstm")
 
 
 def test_worker_command_line_round_trips():
-    opts = options_from_args(["--task", "addition", "--model", "implicit,mlp", "--trials", "7", "--workers", "2",
-                              "--cv", "3", "--study", "s", "--epochs", "2", "--no-tracking", "--full",
-                              "--trainer.gradient_clip_val", "1.0", "--", "--data.init_args.n_test", "9"])  # fmt: skip
+    opts = options_from_args(
+        [
+            "--task",
+            "addition",
+            "--model",
+            "implicit,mlp",
+            "--trials",
+            "7",
+            "--workers",
+            "2",
+            "--cv",
+            "3",
+            "--study",
+            "s",
+            "--epochs",
+            "2",
+            "--no-tracking",
+            "--full",
+            "--trainer.gradient_clip_val",
+            "1.0",
+            "--",
+            "--data.init_args.n_test",
+            "9",
+        ]
+    )
     assert opts.models == ["implicit", "mlp"] and opts.cv == 3 and not opts.tracking and opts.full
     assert opts.overrides == ["--trainer.gradient_clip_val", "1.0", "--data.init_args.n_test", "9"]
     back = options_from_args(opts.worker_argv("mlp", 1, 4, "abc"))
-    assert (back.models, back.trials, back.workers, back.worker_index, back.parent_run_id) == (["mlp"], 4, 1, 1, "abc")
-    for f in ("cv", "study", "epochs", "tracking", "full", "overrides", "heartbeat", "seed", "min_converged", "threads"):
+    assert (back.models, back.trials, back.workers, back.worker_index, back.parent_run_id) == (
+        ["mlp"],
+        4,
+        1,
+        1,
+        "abc",
+    )
+    for f in (
+        "cv",
+        "study",
+        "epochs",
+        "tracking",
+        "full",
+        "overrides",
+        "heartbeat",
+        "seed",
+        "min_converged",
+        "threads",
+    ):
         assert getattr(back, f) == getattr(opts, f), f
 
 
@@ -317,8 +409,20 @@ def test_journal_storage_without_tracking(tmp_path, capsys):
     search = tmp_path / "space.yaml"
     search.write_text(TINY)
     journal = tmp_path / "study.log"
-    args = ["--task", "addition", "--model", "mlp", "--search-file", str(search), "--storage", f"journal:{journal}",
-            "--no-tracking", "--trials", "1", "--no-retrain"]  # fmt: skip
+    args = [
+        "--task",
+        "addition",
+        "--model",
+        "mlp",
+        "--search-file",
+        str(search),
+        "--storage",
+        f"journal:{journal}",
+        "--no-tracking",
+        "--trials",
+        "1",
+        "--no-retrain",
+    ]
     assert main(args) == 0
     assert main(args) == 0  # resumes from the journal file
     storage = open_storage(f"journal:{journal}")
@@ -335,7 +439,9 @@ def _running_trial(study: optuna.Study, storage, host: str, pid: int) -> int:
     return trial.number
 
 
-@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning", "ignore::optuna.exceptions.ExperimentalWarning")
+@pytest.mark.filterwarnings(
+    "ignore:Heartbeat of storage:UserWarning", "ignore::optuna.exceptions.ExperimentalWarning"
+)
 def test_stale_trials_are_failed_and_retried(tmp_path):
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     storage = open_storage(url, heartbeat=1, grace=1)
@@ -365,7 +471,10 @@ def test_stale_trials_are_failed_and_retried(tmp_path):
     assert all(t.params == trials[t.user_attrs["retry_of"]].params for t in retries)
     assert "worker_pid" not in retries[0].user_attrs
     # at most max_retry re-runs per original trial
-    assert optuna.storages.RetryFailedTrialCallback.retried_trial_number(retries[0]) == retries[0].user_attrs["retry_of"]
+    assert (
+        optuna.storages.RetryFailedTrialCallback.retried_trial_number(retries[0])
+        == retries[0].user_attrs["retry_of"]
+    )
 
 
 def _wait_for(pred, timeout: float, what: str):
@@ -384,13 +493,25 @@ def _wait_for(pred, timeout: float, what: str):
 @pytest.mark.slow
 def test_killed_worker_leaves_no_running_trial(env, mlflow_uri):
     search = env.search(SLOW)
-    cmd = [sys.executable, "-m", "lightning_implicit.cli", "sweep",
-           *env.args(search, "--model", "mlp", "--trials", "3", "--no-retrain")]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=_subprocess_env(mlflow_uri), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "lightning_implicit.cli",
+        "sweep",
+        *env.args(search, "--model", "mlp", "--trials", "3", "--no-retrain"),
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=_subprocess_env(mlflow_uri), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
-        _wait_for(lambda: any(t.state == TrialState.RUNNING and "mlflow_run_id" in t.user_attrs
-                              for t in env.study("addition-mlp").trials), 90, "a running trial")  # fmt: skip
+        _wait_for(
+            lambda: any(
+                t.state == TrialState.RUNNING and "mlflow_run_id" in t.user_attrs
+                for t in env.study("addition-mlp").trials
+            ),
+            90,
+            "a running trial",
+        )
         time.sleep(1.0)
     finally:
         proc.send_signal(signal.SIGKILL)
@@ -425,13 +546,30 @@ def test_two_workers_share_the_trials(env, mlflow_uri, monkeypatch):
 @pytest.mark.slow
 def test_ctrl_c_fails_the_running_trial_and_prints_the_summary(env, mlflow_uri):
     search = env.search(SLOW)
-    cmd = [sys.executable, "-m", "lightning_implicit.cli", "sweep",
-           *env.args(search, "--model", "mlp", "--trials", "3")]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=_subprocess_env(mlflow_uri), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "lightning_implicit.cli",
+        "sweep",
+        *env.args(search, "--model", "mlp", "--trials", "3"),
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=_subprocess_env(mlflow_uri),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
-        _wait_for(lambda: any(t.state == TrialState.RUNNING and "mlflow_run_id" in t.user_attrs
-                              for t in env.study("addition-mlp").trials), 90, "a running trial")  # fmt: skip
+        _wait_for(
+            lambda: any(
+                t.state == TrialState.RUNNING and "mlflow_run_id" in t.user_attrs
+                for t in env.study("addition-mlp").trials
+            ),
+            90,
+            "a running trial",
+        )
         time.sleep(1.0)
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
@@ -444,7 +582,9 @@ def test_ctrl_c_fails_the_running_trial_and_prints_the_summary(env, mlflow_uri):
     assert trial.state == TrialState.FAIL and trial.user_attrs["fail_reason"] == "interrupted"
     (parent,) = _by_role(env.runs(), "parent")
     assert parent.info.status == "KILLED"
-    summary = json.loads(Path(env.client().download_artifacts(parent.info.run_id, "summary/best_params.json")).read_text())
+    summary = json.loads(
+        Path(env.client().download_artifacts(parent.info.run_id, "summary/best_params.json")).read_text()
+    )
     assert summary["counts"]["fail"] == 1
 
 
@@ -459,10 +599,13 @@ def postgres_url():
     found = [os.path.dirname(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))]
     bindir = found[-1] if found else os.path.dirname(shutil.which("initdb") or "")
     if not bindir or not os.path.exists(os.path.join(bindir, "pg_ctl")):
-        pytest.fail("PostgreSQL server binaries (initdb, pg_ctl) not found: run scripts/install-system-deps.sh "
-                    "(make system-deps), or set LIGHTNING_IMPLICIT_SKIP_POSTGRES=1 to skip this test")
+        pytest.fail(
+            "PostgreSQL server binaries (initdb, pg_ctl) not found: run scripts/install-system-deps.sh "
+            "(make system-deps), or set LIGHTNING_IMPLICIT_SKIP_POSTGRES=1 to skip this test"
+        )
     initdb, pg_ctl = os.path.join(bindir, "initdb"), os.path.join(bindir, "pg_ctl")
     import psycopg2  # noqa: F401  (installed by the dev extra)
+
     as_user: list[str] = []
     if os.geteuid() == 0:
         if not shutil.which("runuser"):
@@ -475,15 +618,36 @@ def postgres_url():
         probe.bind(("127.0.0.1", 0))
         port = str(probe.getsockname()[1])
     user = "postgres" if as_user else os.environ.get("USER", "postgres")
-    subprocess.run([*as_user, initdb, "-D", str(data), "-U", user, "-A", "trust"], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    subprocess.run([*as_user, pg_ctl, "-D", str(data), "-w", "-l", str(root / "log"), "-o",
-                    f"-k {sock} -p {port} -h ''", "start"], check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+    subprocess.run(
+        [*as_user, initdb, "-D", str(data), "-U", user, "-A", "trust"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    subprocess.run(
+        [
+            *as_user,
+            pg_ctl,
+            "-D",
+            str(data),
+            "-w",
+            "-l",
+            str(root / "log"),
+            "-o",
+            f"-k {sock} -p {port} -h ''",
+            "start",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     try:
         yield f"postgresql://{user}@/postgres?host={sock}&port={port}"
     finally:
-        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)  # fmt: skip
+        subprocess.run(
+            [*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 

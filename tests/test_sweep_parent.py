@@ -29,8 +29,16 @@ def test_two_workers_on_two_stores_then_one_store(tmp_path):
     c = SweepRecorder(uri_a, "sweep-exp").parent_run(optuna.load_study(study_name="s1", storage=storage), {})
     assert c == a and len(_parents(uri_a, "sweep-exp")) == 1
     assert study.user_attrs  # pointers are kept per store
-    assert len([k for k in optuna.load_study(study_name="s1", storage=storage).user_attrs
-                if k.startswith("mlflow_parent_run_id:")]) == 2  # fmt: skip
+    assert (
+        len(
+            [
+                k
+                for k in optuna.load_study(study_name="s1", storage=storage).user_attrs
+                if k.startswith("mlflow_parent_run_id:")
+            ]
+        )
+        == 2
+    )
 
 
 def test_a_worker_without_the_pointer_joins_the_existing_parent(tmp_path):

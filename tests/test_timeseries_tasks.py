@@ -15,13 +15,28 @@ from lightning_implicit.datamodules.volatility import VolatilityDataModule, vari
 from lightning_implicit.cli import main as cli_main
 from lightning_implicit.runner import run_training, shorthand_args
 
-QUIET = ["--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary",
-         "false", "--trainer.enable_checkpointing", "false"]  # fmt: skip
+QUIET = [
+    "--trainer.max_epochs",
+    "1",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.enable_model_summary",
+    "false",
+    "--trainer.enable_checkpointing",
+    "false",
+]
 
 
 @pytest.mark.parametrize("model", ["implicit_rnn", "lstm"])
 def test_spiky_fit_logs_the_three_mses_and_figure(model, mlflow_store):
-    small = ["--data.init_args.n_train", "1400", "--data.init_args.n_test", "600", "--data.init_args.n_regions_train", "4"]
+    small = [
+        "--data.init_args.n_train",
+        "1400",
+        "--data.init_args.n_test",
+        "600",
+        "--data.init_args.n_regions_train",
+        "4",
+    ]
     res = run_training(shorthand_args("spiky", model) + QUIET + small)
     (row,) = res.sweep
     assert row["n"] == 590  # 600 test points, windows of 10 that do not cross the split
@@ -45,21 +60,43 @@ def test_volatility_without_data_or_network_fails_fast_with_guidance(tmp_path, c
 
     monkeypatch.setattr(yfinance, "Ticker", Offline)  # no test touches the network
     t0 = time.monotonic()
-    rc = cli_main(["train", "--task", "volatility", "--model", "implicit", "--data.init_args.cache_dir", str(tmp_path),
-                   *QUIET])  # fmt: skip
+    rc = cli_main(
+        [
+            "train",
+            "--task",
+            "volatility",
+            "--model",
+            "implicit",
+            "--data.init_args.cache_dir",
+            str(tmp_path),
+            *QUIET,
+        ]
+    )
     assert rc == 2 and time.monotonic() - t0 < 30
     err = capsys.readouterr().err
     assert "DATA=" in err and "Alpha Vantage" in err and "yfinance" in err
 
 
 def test_volatility_synthetic_runs_and_is_labelled(mlflow_store):
-    res = run_training(shorthand_args("volatility", "implicit") + QUIET + ["--data.init_args.data", "synthetic",
-                       "--data.init_args.synthetic_range", "[2020-12-01, 2021-01-31]", "--data.init_args.stride", "10"])
+    res = run_training(
+        shorthand_args("volatility", "implicit")
+        + QUIET
+        + [
+            "--data.init_args.data",
+            "synthetic",
+            "--data.init_args.synthetic_range",
+            "[2020-12-01, 2021-01-31]",
+            "--data.init_args.stride",
+            "10",
+        ]
+    )
     (row,) = res.sweep
     assert row["shift"] == 2021 and row["synthetic"] == 1.0
     # naive forecasters are scored on the same windows: predicting zero scores MAPE exactly 1
     assert row["naive_zero_mape"] == pytest.approx(1.0)
-    assert np.isfinite(row["mape"]) and np.isfinite(row["qlike"]) and np.isfinite(row["naive_persistence_mape"])
+    assert (
+        np.isfinite(row["mape"]) and np.isfinite(row["qlike"]) and np.isfinite(row["naive_persistence_mape"])
+    )
     client = mlflow.MlflowClient(mlflow_store)
     card = client.download_artifacts(res.run_id, "data_card.json")
     assert "SYNTHETIC" in open(card).read()
@@ -79,8 +116,12 @@ def test_volatility_with_a_minute_file(tmp_path):
     for day in ("2020-12-30", "2021-01-04"):
         idx = pd.date_range(f"{day} 09:30", f"{day} 15:59", freq="1min", tz="America/New_York")
         price = 10 + np.sin(np.arange(len(idx)) / 7.0)
-        rows.append(pd.DataFrame({"Open": price, "High": price + 0.02, "Low": price - 0.02, "Close": price,
-                                  "Volume": 100}, index=idx.rename("Datetime")))  # fmt: skip
+        rows.append(
+            pd.DataFrame(
+                {"Open": price, "High": price + 0.02, "Low": price - 0.02, "Close": price, "Volume": 100},
+                index=idx.rename("Datetime"),
+            )
+        )
     path = tmp_path / "amc_1min.csv"
     pd.concat(rows).to_csv(path)
     dm = VolatilityDataModule(data=str(path), allow_download=False, cache_dir=None, n_folds=2)
@@ -91,14 +132,31 @@ def test_volatility_with_a_minute_file(tmp_path):
 
 def test_earthquake_quick_profile_logs_the_k_sweep(mlflow_store, tmp_path_factory):
     cache = tmp_path_factory.mktemp("eq-cache")
-    args = tiny_args("earthquake", "implicit", extra=["--data.init_args.coarsen", "8", "--data.init_args.cache_dir",
-                                                      str(cache), "--model.init_args.hidden_features", "16"])  # fmt: skip
+    args = tiny_args(
+        "earthquake",
+        "implicit",
+        extra=[
+            "--data.init_args.coarsen",
+            "8",
+            "--data.init_args.cache_dir",
+            str(cache),
+            "--model.init_args.hidden_features",
+            "16",
+        ],
+    )
     args = [a for a in args if a not in ("--data.init_args.n_train", "400", "--data.init_args.n_test", "100")]
     res = run_training(args)
     assert [r["shift"] for r in res.sweep] == list(range(10))
     for r in res.sweep:
-        for key in ("mse", "lon_mae_deg", "lon_wrapped_mae_deg", "lat_mae_deg", "depth_mae_km", "time_mae_s",
-                    "epicentral_median_km"):  # fmt: skip
+        for key in (
+            "mse",
+            "lon_mae_deg",
+            "lon_wrapped_mae_deg",
+            "lat_mae_deg",
+            "depth_mae_km",
+            "time_mae_s",
+            "epicentral_median_km",
+        ):
             assert np.isfinite(r[key])
         assert r["lon_wrapped_mae_deg"] <= r["lon_mae_deg"] + 1e-9
     client = mlflow.MlflowClient(mlflow_store)
@@ -115,10 +173,24 @@ def test_volatility_error_class_is_raised_by_the_datamodule(tmp_path):
 
 def test_partial_test_pass_scores_the_rows_it_saw():
     """limit_test_batches < 1: side information (raw prices) is indexed by the rows actually evaluated."""
-    args = shorthand_args("volatility", "implicit") + QUIET + [
-        "--data.init_args.data", "synthetic", "--data.init_args.synthetic_range", "[2020-12-01, 2021-01-31]",
-        "--data.init_args.stride", "10", "--data.init_args.eval_batch_size", "64", "--trainer.limit_test_batches", "2",
-        "--tracking.enabled", "false"]  # fmt: skip
+    args = (
+        shorthand_args("volatility", "implicit")
+        + QUIET
+        + [
+            "--data.init_args.data",
+            "synthetic",
+            "--data.init_args.synthetic_range",
+            "[2020-12-01, 2021-01-31]",
+            "--data.init_args.stride",
+            "10",
+            "--data.init_args.eval_batch_size",
+            "64",
+            "--trainer.limit_test_batches",
+            "2",
+            "--tracking.enabled",
+            "false",
+        ]
+    )
     res = run_training(args)
     (row,) = res.sweep
     assert row["n"] == 128

@@ -27,7 +27,10 @@ class StepStats(L.Callback):
 def test_solver_statistics_are_logged_every_n_steps_as_window_means(mlflow_store):
     probe = StepStats()
     # 400 samples -> 320 training samples, batch 64: 5 steps per epoch, 3 epochs = 15 steps; every 4th step logged
-    args = tiny_args("addition", "implicit", epochs=3, shifts=[10, 100]) + ["--trainer.log_every_n_steps", "4"]
+    args = tiny_args("addition", "implicit", epochs=3, shifts=[10, 100]) + [
+        "--trainer.log_every_n_steps",
+        "4",
+    ]
     res = run_training(args, extra_callbacks=[probe], test=False)
     client = mlflow.MlflowClient(mlflow_store)
     hist = sorted(client.get_metric_history(res.run_id, "train/iters_mean"), key=lambda m: m.step)
@@ -80,7 +83,10 @@ def test_a_non_finite_loss_is_still_detected(interval, monkeypatch):
 
     monkeypatch.setattr(ShiftModule, "training_step", poisoned)
     monkeypatch.setattr(ShiftModule, "_accumulate_loss", accumulate)
-    args = tiny_args("addition", "mlp", epochs=3, shifts=[10, 100]) + ["--trainer.log_every_n_steps", interval]
+    args = tiny_args("addition", "mlp", epochs=3, shifts=[10, 100]) + [
+        "--trainer.log_every_n_steps",
+        interval,
+    ]
     with pytest.raises(FloatingPointError, match="non-finite training loss at epoch 0"):
         run_training(args, test=False)
     # detected at the interval (step 3) or at the end of the first epoch (5 steps), never later

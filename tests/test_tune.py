@@ -41,8 +41,15 @@ def tiny(tmp_path):
 
 
 def _opts(tmp, **kw) -> TuneOptions:
-    base = dict(profile=str(tmp / "tiny.yaml"), trials=3, cv=2, storage=f"sqlite:///{tmp / 'optuna.db'}",
-                tracking=False, out=str(tmp / "tuned"), space_dir=str(tmp / "space"))  # fmt: skip
+    base = dict(
+        profile=str(tmp / "tiny.yaml"),
+        trials=3,
+        cv=2,
+        storage=f"sqlite:///{tmp / 'optuna.db'}",
+        tracking=False,
+        out=str(tmp / "tuned"),
+        space_dir=str(tmp / "space"),
+    )
     return TuneOptions(**{**base, **kw})
 
 
@@ -56,7 +63,11 @@ def test_tune_writes_a_config_with_provenance_that_train_and_reproduce_use(tiny,
     cfg = load_tuned(tiny / "tuned" / "addition" / "implicit.yaml")
     assert (cfg.task, cfg.model) == ("addition", "implicit")
     p = cfg.provenance
-    assert p["study"] == "tune-tiny-addition-implicit" and p["cv_folds"] == 2 and len(p["cv_score"]["folds"]) == 2
+    assert (
+        p["study"] == "tune-tiny-addition-implicit"
+        and p["cv_folds"] == 2
+        and len(p["cv_score"]["folds"]) == 2
+    )
     assert sum(p["trials"].values()) == 3 and p["git_commit"] and p["date"]
     assert p["cv_score"]["mean"] == pytest.approx(np.mean(p["cv_score"]["folds"]))
     study = optuna.load_study(study_name=p["study"], storage=f"sqlite:///{tiny / 'optuna.db'}")
@@ -89,16 +100,32 @@ def test_tune_writes_a_config_with_provenance_that_train_and_reproduce_use(tiny,
     assert job.tuned and job.tags["repro_tuned"] == "true"
     assert "--trainer.max_steps" in job.args and "--no-tuned" not in job.rerun_command()
     (tiny / "untuned.yaml").write_text(TINY_PROFILE.replace("tuned: true", "tuned: false"))
-    (plain,) = [j for j in build_jobs(load_profile(tiny / "untuned.yaml"), commit="c") if j.model == "implicit"]
+    (plain,) = [
+        j for j in build_jobs(load_profile(tiny / "untuned.yaml"), commit="c") if j.model == "implicit"
+    ]
     assert "--trainer.max_steps" not in plain.args and plain.tags["repro_tuned"] == "false"
     assert plain.config_hash != job.config_hash and "--no-tuned" in plain.rerun_command()
 
     # the run trains on the tuned recipe: its optimiser steps are the tuned max_steps
     from lightning_implicit.runner import run_training, shorthand_args
 
-    res = run_training([*shorthand_args("addition", "implicit"), *args, "--tracking.enabled", "false",
-                        "--data.init_args.n_train", "200", "--data.init_args.n_test", "10", "--data.init_args.shifts",
-                        "[10]", "--trainer.enable_progress_bar", "false"], test=False)  # fmt: skip
+    res = run_training(
+        [
+            *shorthand_args("addition", "implicit"),
+            *args,
+            "--tracking.enabled",
+            "false",
+            "--data.init_args.n_train",
+            "200",
+            "--data.init_args.n_test",
+            "10",
+            "--data.init_args.shifts",
+            "[10]",
+            "--trainer.enable_progress_bar",
+            "false",
+        ],
+        test=False,
+    )
     assert res.module.trainer.global_step == cfg.overrides["trainer.max_steps"]
 
 
@@ -118,8 +145,10 @@ def test_objective_never_reads_the_shifted_test_sets(tiny, monkeypatch):
     monkeypatch.setattr(ArithmeticDataModule, "sample", garbage)
     other = tiny / "garbage"
     other.mkdir()
-    run_tune(_opts(tiny, models=["mlp"], trials=2, storage=f"sqlite:///{other / 'optuna.db'}", out=str(other)),
-             say=lambda m: None)  # fmt: skip
+    run_tune(
+        _opts(tiny, models=["mlp"], trials=2, storage=f"sqlite:///{other / 'optuna.db'}", out=str(other)),
+        say=lambda m: None,
+    )
     dirty = _values(f"sqlite:///{other / 'optuna.db'}", "tune-tiny-addition-mlp")
     assert clean == dirty and all(math.isfinite(v) for s, v, _ in clean if s == "COMPLETE")
 
@@ -151,7 +180,9 @@ def test_space_edges_and_shared_params(tmp_path):
 def test_a_broken_tuned_config_is_named(tmp_path, monkeypatch):
     conf = tmp_path / "conf"
     (conf / "tuned" / "addition").mkdir(parents=True)
-    (conf / "tuned" / "addition" / "implicit.yaml").write_text(yaml.safe_dump({"task": "addition", "overides": {}}))
+    (conf / "tuned" / "addition" / "implicit.yaml").write_text(
+        yaml.safe_dump({"task": "addition", "overides": {}})
+    )
     with pytest.raises(TunedConfigError, match="implicit.yaml"):
         find_tuned("addition", "implicit", conf / "tuned")
 
@@ -188,15 +219,23 @@ def test_report_sets_tuned_and_default_verdicts_side_by_side(tmp_path, monkeypat
     conf = tmp_path / "conf"
     shutil.copytree(conf_dir(), conf, ignore=shutil.ignore_patterns("tuned"))
     (conf / "tuned" / "addition").mkdir(parents=True)
-    prov = {"study": "tune-x-addition-mlp", "trials": {"complete": 5, "pruned": 2, "fail": 0}, "cv_folds": 5,
-            "cv_score": {"mean": 0.123, "sd": 0.01, "folds": [0.12] * 5}, "space_edges": ["lr=0.05 at its upper bound"],
-            "date": "2026-12-04T00:00:00+00:00", "git_commit": "abc"}  # fmt: skip
+    prov = {
+        "study": "tune-x-addition-mlp",
+        "trials": {"complete": 5, "pruned": 2, "fail": 0},
+        "cv_folds": 5,
+        "cv_score": {"mean": 0.123, "sd": 0.01, "folds": [0.12] * 5},
+        "space_edges": ["lr=0.05 at its upper bound"],
+        "date": "2026-12-04T00:00:00+00:00",
+        "git_commit": "abc",
+    }
     cfg = TunedConfig("addition", "mlp", {"model.init_args.lr": 0.02, "data.init_args.batch_size": 32}, prov)
     (conf / "tuned" / "addition" / "mlp.yaml").write_text(cfg.to_yaml())
     monkeypatch.setenv("LIGHTNING_IMPLICIT_CONF", str(conf))
     prefix = f"t{uuid.uuid4().hex[:8]}-"
     (tmp_path / "base.yaml").write_text(DEFAULT_PROFILE.format(prefix=prefix))
-    tuned_text = DEFAULT_PROFILE.format(prefix=prefix) + f"tuned: true\ncompare_with: {tmp_path / 'base.yaml'}\n"
+    tuned_text = (
+        DEFAULT_PROFILE.format(prefix=prefix) + f"tuned: true\ncompare_with: {tmp_path / 'base.yaml'}\n"
+    )
     (tmp_path / "tuned.yaml").write_text(tuned_text)
 
     calls: list[list[str]] = []
@@ -233,8 +272,12 @@ def test_an_interrupted_trial_is_not_spent_budget():
     from lightning_implicit.sweep.tune import _spent
 
     study = optuna.create_study()
-    for state, reason in ((TrialState.COMPLETE, None), (TrialState.PRUNED, None), (TrialState.FAIL, "interrupted"),
-                          (TrialState.FAIL, "non-finite loss")):  # fmt: skip
+    for state, reason in (
+        (TrialState.COMPLETE, None),
+        (TrialState.PRUNED, None),
+        (TrialState.FAIL, "interrupted"),
+        (TrialState.FAIL, "non-finite loss"),
+    ):
         t = study.ask()
         if reason:
             study._storage.set_trial_user_attr(t._trial_id, "fail_reason", reason)

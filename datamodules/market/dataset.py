@@ -49,19 +49,27 @@ def _covers(dates: list[pd.Timestamp], lo, hi) -> bool:
     return any(lo <= d <= hi for d in dates)
 
 
-def _split_rule(dates: list[pd.Timestamp], train_range, test_range, test_fraction, explicit_ranges: bool
-                ) -> tuple[float | None, str]:
+def _split_rule(
+    dates: list[pd.Timestamp], train_range, test_range, test_fraction, explicit_ranges: bool
+) -> tuple[float | None, str]:
     """Which split: ``(test_fraction or None, rule text)``. The file's own sessions decide when it does not
     cover both date ranges and no range or fraction was asked for."""
     if test_fraction is not None:
-        return test_fraction, f"chronological: the last {test_fraction:.0%} of sessions are the test period (SPLIT=)"
+        return (
+            test_fraction,
+            f"chronological: the last {test_fraction:.0%} of sessions are the test period (SPLIT=)",
+        )
     if explicit_ranges or (_covers(dates, *train_range) and _covers(dates, *test_range)):
-        return None, f"date ranges: train {train_range[0]}..{train_range[1]}, test {test_range[0]}..{test_range[1]}"
+        return (
+            None,
+            f"date ranges: train {train_range[0]}..{train_range[1]}, test {test_range[0]}..{test_range[1]}",
+        )
     return AUTO_TEST_FRACTION, (
         f"chronological, automatic: the file ({dates[0].date() if dates else '-'}..{dates[-1].date() if dates else '-'})"
         f" does not cover the date ranges {train_range[0]}..{train_range[1]} / {test_range[0]}..{test_range[1]}, so "
         f"the last {AUTO_TEST_FRACTION:.0%} of its sessions are the test period; change it with SPLIT=0.3 "
-        "(--data.init_args.test_fraction) or TRAIN_RANGE=/TEST_RANGE= (--data.init_args.train_range/test_range)")
+        "(--data.init_args.test_fraction) or TRAIN_RANGE=/TEST_RANGE= (--data.init_args.train_range/test_range)"
+    )
 
 
 def _resolve_ranges(dates: list[pd.Timestamp], train_range, test_range, test_fraction):
@@ -72,8 +80,12 @@ def _resolve_ranges(dates: list[pd.Timestamp], train_range, test_range, test_fra
     if len(dates) < 2:
         raise _unavailable(f"only {len(dates)} usable session(s): cannot split chronologically")
     n_test = min(len(dates) - 1, max(1, round(test_fraction * len(dates))))
-    return (str(dates[0].date()), str(dates[-n_test - 1].date()), str(dates[-n_test].date()),
-            str(dates[-1].date()))
+    return (
+        str(dates[0].date()),
+        str(dates[-n_test - 1].date()),
+        str(dates[-n_test].date()),
+        str(dates[-1].date()),
+    )
 
 
 def _count_between(keys: list[str], lo: str, hi: str) -> int:
@@ -81,14 +93,26 @@ def _count_between(keys: list[str], lo: str, hi: str) -> int:
 
 
 def load_volatility_dataset(
-    data: str | os.PathLike | None = None, *, cache_dir: str | os.PathLike | None = None,
-    allow_download: bool = False, ticker: str = "AMC", interval: str = "1d",
-    train_range: tuple[str, str] = PAPER_TRAIN_RANGE, test_range: tuple[str, str] = PAPER_TEST_RANGE,
-    test_fraction: float | None = None, explicit_ranges: bool = False, input_len: int = 60, horizon: int = 10,
+    data: str | os.PathLike | None = None,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    allow_download: bool = False,
+    ticker: str = "AMC",
+    interval: str = "1d",
+    train_range: tuple[str, str] = PAPER_TRAIN_RANGE,
+    test_range: tuple[str, str] = PAPER_TEST_RANGE,
+    test_fraction: float | None = None,
+    explicit_ranges: bool = False,
+    input_len: int = 60,
+    horizon: int = 10,
     stride: int = 1,
-    max_ffill: int = 2, price_basis: str | None = None, assume_tz: str | None = None,
-    synthetic_range: tuple[str, str] = SYNTHETIC_RANGE, seed: int = 0,
-    sleep: Callable[[float], Any] = time.sleep, now: pd.Timestamp | None = None,
+    max_ffill: int = 2,
+    price_basis: str | None = None,
+    assume_tz: str | None = None,
+    synthetic_range: tuple[str, str] = SYNTHETIC_RANGE,
+    seed: int = 0,
+    sleep: Callable[[float], Any] = time.sleep,
+    now: pd.Timestamp | None = None,
 ) -> VolatilityDataset:
     """Resolve a source, validate, build windows, split by date and write the data card.
 
@@ -103,12 +127,24 @@ def load_volatility_dataset(
     is no data or a split has no windows.
     """
     want_daily = interval == "1d"  # 1-minute downloads always cover Yahoo's last ~29 days
-    src = resolve_source(data, cache_dir, allow_download, ticker=ticker, interval=interval,
-                         start=train_range[0] if want_daily else None,
-                         end=str((pd.Timestamp(test_range[1]) + pd.Timedelta(days=1)).date()) if want_daily else None,
-                         assume_tz=assume_tz, sleep=sleep, now=now,
-                         synthetic_kwargs={"start": synthetic_range[0], "end": synthetic_range[1],
-                                           "split_date": test_range[0], "seed": seed})
+    src = resolve_source(
+        data,
+        cache_dir,
+        allow_download,
+        ticker=ticker,
+        interval=interval,
+        start=train_range[0] if want_daily else None,
+        end=str((pd.Timestamp(test_range[1]) + pd.Timedelta(days=1)).date()) if want_daily else None,
+        assume_tz=assume_tz,
+        sleep=sleep,
+        now=now,
+        synthetic_kwargs={
+            "start": synthetic_range[0],
+            "end": synthetic_range[1],
+            "split_date": test_range[0],
+            "seed": seed,
+        },
+    )
     basis = price_basis if price_basis is not None else src.price_basis
     report = validate(src.frame, price_basis=basis)
     df = src.frame
@@ -129,11 +165,11 @@ def load_volatility_dataset(
             else:
                 usable[d] = s
         dates = [pd.Timestamp(d) for d in usable]
-        test_fraction, split_rule = _split_rule(dates, train_range, test_range, test_fraction,
-                                                explicit_ranges or src.synthetic)
+        test_fraction, split_rule = _split_rule(
+            dates, train_range, test_range, test_fraction, explicit_ranges or src.synthetic
+        )
         tr0, tr1, te0, te1 = _resolve_ranges(dates, train_range, test_range, test_fraction)
-        in_range = {d: s for d, s in usable.items()
-                    if tr0 <= str(d) <= tr1 or te0 <= str(d) <= te1}
+        in_range = {d: s for d, s in usable.items() if tr0 <= str(d) <= tr1 or te0 <= str(d) <= te1}
         X, y, t = make_windows(in_range, input_len, horizon, stride)
         n_sessions_total = sess_report["sessions_in_file"]
         bars = {k: v for k, v in sess_report.items() if k not in ("dropped_reasons", "sessions_in_file")}
@@ -148,8 +184,9 @@ def load_volatility_dataset(
             reasons["zero-volume day"] += int((~traded).sum())
         day = _session_dates(daily.index)
         dates = list(day)
-        test_fraction, split_rule = _split_rule(dates, train_range, test_range, test_fraction,
-                                                explicit_ranges or src.synthetic)
+        test_fraction, split_rule = _split_rule(
+            dates, train_range, test_range, test_fraction, explicit_ranges or src.synthetic
+        )
         tr0, tr1, te0, te1 = _resolve_ranges(dates, train_range, test_range, test_fraction)
         segments = {
             "train": daily[np.asarray((day >= pd.Timestamp(tr0)) & (day <= pd.Timestamp(tr1)))],
@@ -170,7 +207,9 @@ def load_volatility_dataset(
                 f"no {variant} windows in the {name} split ({tr0}..{tr1} / {te0}..{te1}); the data covers "
                 f"{have}. Change the split: SPLIT=0.2 (make) / --data.init_args.test_fraction 0.2, or "
                 "TRAIN_RANGE=a..b TEST_RANGE=c..d / --data.init_args.train_range '[a, b]'.",
-                ticker=ticker, interval=src.interval)
+                ticker=ticker,
+                interval=src.interval,
+            )
     idx = df.index
     card = {
         "task": "volatility",
@@ -193,7 +232,8 @@ def load_volatility_dataset(
         "vwap_method": vwap_method,
         "price_basis": basis if basis is not None else "undeclared (no split-like jumps found)",
         "split_like_jumps": report["split_like_jumps"],
-        "bar_label": "bar start; regular session 09:30 <= t < 16:00 America/New_York" if variant == "minute"
+        "bar_label": "bar start; regular session 09:30 <= t < 16:00 America/New_York"
+        if variant == "minute"
         else "one bar per trading day; a daily 'session' is one contiguous split period",
         "input_len": input_len,
         "horizon": horizon,
@@ -202,18 +242,34 @@ def load_volatility_dataset(
         "max_ffill": max_ffill if variant == "minute" else None,
         "variance_definition": VARIANCE_DEFINITION,
         "target": f"population variance (ddof=0) of the next {horizon} "
-                  f"{'minute-VWAPs' if variant == 'minute' else 'daily typical prices'} (raw prices)",
-        "splits": {"train": [tr0, tr1], "test": [te0, te1], "rule": split_rule,
-                   "sessions": {"train": _count_between(kept_keys, tr0, tr1), "test": _count_between(kept_keys, te0, te1)},
-                   "by": "session date" if variant == "minute" else "trading date (segments cut at the split)",
-                   "test_fraction": test_fraction},
+        f"{'minute-VWAPs' if variant == 'minute' else 'daily typical prices'} (raw prices)",
+        "splits": {
+            "train": [tr0, tr1],
+            "test": [te0, te1],
+            "rule": split_rule,
+            "sessions": {
+                "train": _count_between(kept_keys, tr0, tr1),
+                "test": _count_between(kept_keys, te0, te1),
+            },
+            "by": "session date" if variant == "minute" else "trading date (segments cut at the split)",
+            "test_fraction": test_fraction,
+        },
         "n_windows": {"train": int(train_mask.sum()), "test": int(test_mask.sum())},
     }
-    for key in ("layout", "tz_source", "ticker_column", "tickers_in_file", "rows_other_tickers", "row_order",
-                "exact_duplicates_dropped", "isolated_bad_ticks_dropped"):
+    for key in (
+        "layout",
+        "tz_source",
+        "ticker_column",
+        "tickers_in_file",
+        "rows_other_tickers",
+        "row_order",
+        "exact_duplicates_dropped",
+        "isolated_bad_ticks_dropped",
+    ):
         if key in src.info:
             card.setdefault("file", {})[key] = _jsonable(src.info[key])
     if src.synthetic:
         card["warning"] = "SYNTHETIC data (not AMC market data)"
-    return VolatilityDataset(X[train_mask], y[train_mask], t[train_mask], X[test_mask], y[test_mask],
-                             t[test_mask], card)
+    return VolatilityDataset(
+        X[train_mask], y[train_mask], t[train_mask], X[test_mask], y[test_mask], t[test_mask], card
+    )

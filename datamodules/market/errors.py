@@ -23,16 +23,28 @@ DATA_HINT = "make sweep TASK=volatility DATA=path/to/amc_1min.csv"
 
 #: (name, one-line header example, note) for every accepted file layout.
 ACCEPTED_LAYOUTS: tuple[tuple[str, str, str], ...] = (
-    ("yfinance", "Datetime,Open,High,Low,Close,Volume[,Dividends,Stock Splits]",
-     "'Date' instead of 'Datetime' for daily bars; timestamps with UTC offsets"),
-    ("Alpha Vantage", "timestamp,1. open,2. high,3. low,4. close,5. volume",
-     "'date'/'time' also accepted; naive times are New York (DATA_TZ= to change)"),
+    (
+        "yfinance",
+        "Datetime,Open,High,Low,Close,Volume[,Dividends,Stock Splits]",
+        "'Date' instead of 'Datetime' for daily bars; timestamps with UTC offsets",
+    ),
+    (
+        "Alpha Vantage",
+        "timestamp,1. open,2. high,3. low,4. close,5. volume",
+        "'date'/'time' also accepted; naive times are New York (DATA_TZ= to change)",
+    ),
     ("Polygon", "t,o,h,l,c,v,vw", "'t' in epoch milliseconds (UTC) or 'timestamp'; 'vw' = VWAP"),
-    ("generic", "timestamp,open,high,low,close,volume[,vwap]",
-     "any case; time column timestamp/time/date/datetime; naive times need DATA_TZ="),
-    ("any of these", "...,Stock (or symbol/ticker)", "several tickers stacked: TICKER= picks the rows (default AMC)"),
+    (
+        "generic",
+        "timestamp,open,high,low,close,volume[,vwap]",
+        "any case; time column timestamp/time/date/datetime; naive times need DATA_TZ=",
+    ),
+    (
+        "any of these",
+        "...,Stock (or symbol/ticker)",
+        "several tickers stacked: TICKER= picks the rows (default AMC)",
+    ),
 )
-
 
 
 def accepted_layouts_text() -> str:
@@ -66,15 +78,18 @@ class DataValidationError(ValueError):
         super().__init__("\n".join(lines))
 
 
-
 class DataUnavailableError(RuntimeError):
     """No usable price data: says what is missing, which layouts are accepted and how to pass a file."""
 
 
-def _unavailable(what: str, *, ticker: str = "AMC", interval: str = "1m",
-                 cache_dir: str | os.PathLike | None = None) -> DataUnavailableError:
-    cache_line = (f"No cache file {_cache_candidates(cache_dir, ticker, interval)[0]} either.\n"
-                  if cache_dir is not None else "")
+def _unavailable(
+    what: str, *, ticker: str = "AMC", interval: str = "1m", cache_dir: str | os.PathLike | None = None
+) -> DataUnavailableError:
+    cache_line = (
+        f"No cache file {_cache_candidates(cache_dir, ticker, interval)[0]} either.\n"
+        if cache_dir is not None
+        else ""
+    )
     return DataUnavailableError(
         f"No {ticker} price data available: {what}\n{cache_line}"
         "Minute data for the paper's 2015-2021 range cannot be downloaded from Yahoo; supply a file.\n"

@@ -25,15 +25,30 @@ __all__ = ["load_minute_file", "normalize_bars"]
 # (source names are matched case-insensitively after stripping whitespace)
 _TIME_NAMES = ("timestamp", "time", "datetime", "date")  # what vendors and pandas call the time column
 _LAYOUT_SPECS: tuple[tuple[str, tuple[str, ...], dict[str, str], dict[str, str]], ...] = (
-    ("alphavantage", _TIME_NAMES,
-     {"open": "1. open", "high": "2. high", "low": "3. low", "close": "4. close", "volume": "5. volume"}, {}),
-    ("polygon", ("t", *_TIME_NAMES),
-     {"open": "o", "high": "h", "low": "l", "close": "c", "volume": "v"}, {"vwap": "vw"}),
-    ("yfinance", ("datetime", "date"),
-     {"open": "open", "high": "high", "low": "low", "close": "close", "volume": "volume"}, {"vwap": "vwap"}),
-    ("generic", _TIME_NAMES,
-     {"open": "open", "high": "high", "low": "low", "close": "close", "volume": "volume"},
-     {"vwap": "vwap"}),
+    (
+        "alphavantage",
+        _TIME_NAMES,
+        {"open": "1. open", "high": "2. high", "low": "3. low", "close": "4. close", "volume": "5. volume"},
+        {},
+    ),
+    (
+        "polygon",
+        ("t", *_TIME_NAMES),
+        {"open": "o", "high": "h", "low": "l", "close": "c", "volume": "v"},
+        {"vwap": "vw"},
+    ),
+    (
+        "yfinance",
+        ("datetime", "date"),
+        {"open": "open", "high": "high", "low": "low", "close": "close", "volume": "volume"},
+        {"vwap": "vwap"},
+    ),
+    (
+        "generic",
+        _TIME_NAMES,
+        {"open": "open", "high": "high", "low": "low", "close": "close", "volume": "volume"},
+        {"vwap": "vwap"},
+    ),
 )
 _INDEX_FALLBACK = ("index", "unnamed: 0", "level_0", "")
 # naive timestamps of these layouts are in this zone unless DATA_TZ says otherwise (the vendor documents it)
@@ -47,15 +62,19 @@ def _read_raw(path: Path) -> tuple[pd.DataFrame, str]:
     except DataValidationError:
         raise
     except pd.errors.EmptyDataError:
-        raise DataValidationError(f"{path} is empty (no header, no rows); pass a CSV or parquet file of "
-                                  "minute bars with DATA=") from None
+        raise DataValidationError(
+            f"{path} is empty (no header, no rows); pass a CSV or parquet file of minute bars with DATA="
+        ) from None
     except UnicodeDecodeError:
-        raise DataValidationError(f"{path} is not a text CSV file (binary content); pass a CSV or a .parquet "
-                                  "file with DATA=") from None
+        raise DataValidationError(
+            f"{path} is not a text CSV file (binary content); pass a CSV or a .parquet file with DATA="
+        ) from None
     except (pd.errors.ParserError, ValueError, OSError) as err:
         kind = "parquet" if path.suffix.lower() in (".parquet", ".pq") else "CSV"
         first = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
-        raise DataValidationError(f"{path} cannot be read as {kind} ({first}); is the file complete?") from None
+        raise DataValidationError(
+            f"{path} cannot be read as {kind} ({first}); is the file complete?"
+        ) from None
     except Exception as err:  # noqa: BLE001 - pyarrow raises its own types for corrupt files
         raise DataValidationError(f"{path} cannot be read ({type(err).__name__}: {str(err)[:200]})") from None
 
@@ -82,13 +101,22 @@ def _read_raw_unchecked(path: Path) -> tuple[pd.DataFrame, str]:
             raise UnicodeDecodeError("utf-8", b"", 0, 1, "binary content")
         raw = pd.read_csv(path)
         # yf.download(...).to_csv() with multi-level columns: "Price,..." / "Ticker,AMC,..." / "Datetime,,,"
-        if len(raw.columns) and str(raw.columns[0]).strip() == "Price" and len(raw) >= 2 \
-                and str(raw.iloc[0, 0]).strip() == "Ticker":
+        if (
+            len(raw.columns)
+            and str(raw.columns[0]).strip() == "Price"
+            and len(raw) >= 2
+            and str(raw.iloc[0, 0]).strip() == "Ticker"
+        ):
             tickers = {str(v) for v in raw.iloc[0, 1:].tolist()}
             if len(tickers) > 1:
-                raise DataValidationError(f"multi-ticker yf.download file ({sorted(tickers)}); save one ticker")
-            time_name = str(raw.iloc[1, 0]).strip() if str(raw.iloc[1, 0]).strip() in ("Datetime", "Date") \
+                raise DataValidationError(
+                    f"multi-ticker yf.download file ({sorted(tickers)}); save one ticker"
+                )
+            time_name = (
+                str(raw.iloc[1, 0]).strip()
+                if str(raw.iloc[1, 0]).strip() in ("Datetime", "Date")
                 else "Datetime"
+            )
             skip = [1, 2] if str(raw.iloc[1, 0]).strip() in ("Datetime", "Date") else [1]
             raw = pd.read_csv(path, skiprows=skip).rename(columns={"Price": time_name})
         return raw, "csv"
@@ -122,16 +150,26 @@ def _detect_layout(frame: pd.DataFrame) -> tuple[str, str, dict[str, str]]:
     for name, _, required, _ in reversed(_LAYOUT_SPECS):  # one column short of a layout: name it
         absent = [src for src in required.values() if src not in lower]
         if len(absent) == 1 and len(required) > 2:
-            raise DataValidationError(f"the file looks like the {name} layout but has no {absent[0]!r} column "
-                                      f"(columns: {cols}); the task needs {', '.join(required.values())}")
+            raise DataValidationError(
+                f"the file looks like the {name} layout but has no {absent[0]!r} column "
+                f"(columns: {cols}); the task needs {', '.join(required.values())}"
+            )
     raise DataValidationError(
-        [{"problem": f"unknown file layout (columns: {cols})", "count": 0, "rows": [],
-          "hint": accepted_layouts_text().replace("\n", "\n    ")}],
+        [
+            {
+                "problem": f"unknown file layout (columns: {cols})",
+                "count": 0,
+                "rows": [],
+                "hint": accepted_layouts_text().replace("\n", "\n    "),
+            }
+        ],
         header="unrecognised price file",
     )
 
 
-def normalize_bars(frame: pd.DataFrame, *, assume_tz: str | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+def normalize_bars(
+    frame: pd.DataFrame, *, assume_tz: str | None = None
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Normalise a vendor bar frame (index or column timestamps) to the canonical layout.
 
     Returns ``(df, info)``: ``df`` has a tz-aware ``America/New_York`` DatetimeIndex named ``timestamp``
@@ -141,8 +179,11 @@ def normalize_bars(frame: pd.DataFrame, *, assume_tz: str | None = None) -> tupl
     ``bar_interval`` ('1m', '1d', other spacing, or None).
     """
     if isinstance(frame.columns, pd.MultiIndex):  # yf.download without multi_level_index=False
-        levels = [lvl for lvl in range(frame.columns.nlevels)
-                  if frame.columns.get_level_values(lvl).nunique() == 1 and frame.columns.nlevels > 1]
+        levels = [
+            lvl
+            for lvl in range(frame.columns.nlevels)
+            if frame.columns.get_level_values(lvl).nunique() == 1 and frame.columns.nlevels > 1
+        ]
         if not levels:
             raise DataValidationError("multi-level columns with several tickers; pass one ticker's bars")
         frame = frame.droplevel(levels, axis=1)
@@ -169,8 +210,9 @@ def normalize_bars(frame: pd.DataFrame, *, assume_tz: str | None = None) -> tupl
     return out, info
 
 
-def load_minute_file(path: str | os.PathLike, *, assume_tz: str | None = None,
-                     ticker: str = "AMC") -> tuple[pd.DataFrame, dict]:
+def load_minute_file(
+    path: str | os.PathLike, *, assume_tz: str | None = None, ticker: str = "AMC"
+) -> tuple[pd.DataFrame, dict]:
     """Load a CSV or parquet bar file in any accepted vendor layout (see :data:`ACCEPTED_LAYOUTS`).
 
     Parameters

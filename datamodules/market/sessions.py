@@ -24,8 +24,9 @@ def minute_vwap(df: pd.DataFrame) -> tuple[pd.Series, str]:
     if "vwap" in df.columns and df["vwap"].notna().any():
         missing = df["vwap"].isna()
         if missing.any():
-            return df["vwap"].where(~missing, typical).rename("vwap"), \
-                f"vwap column (typical price (H+L+C)/3 for {int(missing.sum())} bars without vwap)"
+            return df["vwap"].where(~missing, typical).rename(
+                "vwap"
+            ), f"vwap column (typical price (H+L+C)/3 for {int(missing.sum())} bars without vwap)"
         return df["vwap"].astype(np.float64).rename("vwap"), "vwap column"
     return typical.rename("vwap"), "typical price (H+L+C)/3"
 
@@ -43,8 +44,9 @@ def _fill_short_gaps(s: pd.Series, max_ffill: int) -> tuple[pd.Series, int, int]
     return out, int(fill.sum()), int((isna & ~fill).sum())
 
 
-def regular_session_vwap(df: pd.DataFrame, *, max_ffill: int = 2, vwap: pd.Series | None = None
-                         ) -> tuple[dict[Any, pd.Series], dict[str, Any]]:
+def regular_session_vwap(
+    df: pd.DataFrame, *, max_ffill: int = 2, vwap: pd.Series | None = None
+) -> tuple[dict[Any, pd.Series], dict[str, Any]]:
     """Per-session regular-hours VWAP series on a full 1-minute grid.
 
     Keeps bars labelled 09:30 <= t < 16:00 New York; zero-volume bars are treated as missing.  Each
@@ -61,8 +63,15 @@ def regular_session_vwap(df: pd.DataFrame, *, max_ffill: int = 2, vwap: pd.Serie
     idx = df.index.tz_convert(NY_TZ)
     if len(idx) and bool(((idx.second != 0) | (idx.microsecond != 0) | (idx.nanosecond != 0)).any()):
         bad = np.flatnonzero((idx.second != 0) | (idx.microsecond != 0))
-        raise DataValidationError([{"problem": "timestamps not on whole minutes (1-minute bars expected)",
-                                    "count": int(bad.size), "rows": [str(idx[i]) for i in bad[:3]]}])
+        raise DataValidationError(
+            [
+                {
+                    "problem": "timestamps not on whole minutes (1-minute bars expected)",
+                    "count": int(bad.size),
+                    "rows": [str(idx[i]) for i in bad[:3]],
+                }
+            ]
+        )
     if vwap is None:
         vwap, _ = minute_vwap(df)
     vwap = pd.Series(vwap.to_numpy(dtype=np.float64), index=idx)

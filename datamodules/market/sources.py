@@ -45,13 +45,25 @@ class Source:
     synthetic: bool = False
 
 
-def resolve_source(data: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
-                   allow_download: bool = False, ticker: str = "AMC", interval: str = "1d",
-                   start: str | pd.Timestamp | None = None, end: str | pd.Timestamp | None = None, *,
-                   assume_tz: str | None = None, refresh: bool = False, now: pd.Timestamp | None = None,
-                   sleep: Callable[[float], Any] = time.sleep, max_tries: int = 3, backoff_s: float = 1.0,
-                   max_total_wait_s: float = 8.0, request_timeout_s: float = 10.0,
-                   synthetic_kwargs: Mapping[str, Any] | None = None) -> Source:
+def resolve_source(
+    data: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    allow_download: bool = False,
+    ticker: str = "AMC",
+    interval: str = "1d",
+    start: str | pd.Timestamp | None = None,
+    end: str | pd.Timestamp | None = None,
+    *,
+    assume_tz: str | None = None,
+    refresh: bool = False,
+    now: pd.Timestamp | None = None,
+    sleep: Callable[[float], Any] = time.sleep,
+    max_tries: int = 3,
+    backoff_s: float = 1.0,
+    max_total_wait_s: float = 8.0,
+    request_timeout_s: float = 10.0,
+    synthetic_kwargs: Mapping[str, Any] | None = None,
+) -> Source:
     """Find bars, in this order: explicit file, ``"synthetic"``, cache directory, yfinance download.
 
     Parameters
@@ -92,8 +104,12 @@ def resolve_source(data: str | os.PathLike | None = None, cache_dir: str | os.Pa
     if data is not None:
         kw = dict(synthetic_kwargs or {})
         df = synthetic_minute_bars(**kw)
-        info = {"generator": "synthetic_minute_bars", "params": {k: str(v) for k, v in kw.items()},
-                "layout": "synthetic", "sha256": None}
+        info = {
+            "generator": "synthetic_minute_bars",
+            "params": {k: str(v) for k, v in kw.items()},
+            "layout": "synthetic",
+            "sha256": None,
+        }
         return Source("synthetic", df, "1m", info, price_basis="synthetic", synthetic=True)
 
     # 3. cache directory
@@ -104,8 +120,10 @@ def resolve_source(data: str | os.PathLike | None = None, cache_dir: str | os.Pa
         try:
             cached, cache_info = load_minute_file(cache_path, assume_tz=assume_tz)
         except DataValidationError as err:
-            raise DataValidationError(f"the market cache {cache_path} is damaged ({str(err).splitlines()[-1].strip()}); "
-                                      f"delete it (rm {cache_path}) and run again to rebuild it") from None
+            raise DataValidationError(
+                f"the market cache {cache_path} is damaged ({str(err).splitlines()[-1].strip()}); "
+                f"delete it (rm {cache_path}) and run again to rebuild it"
+            ) from None
         if cached.empty:
             cached = None
         elif not allow_download or (interval == "1d" and not refresh):
@@ -113,23 +131,41 @@ def resolve_source(data: str | os.PathLike | None = None, cache_dir: str | os.Pa
 
     # 4. yfinance
     if not allow_download:
-        raise _unavailable("no DATA file was given and downloads are not allowed (allow_download=False).",
-                           ticker=ticker, interval=interval, cache_dir=cache_dir)
-    fetch = _Fetcher(ticker, sleep=sleep, max_tries=max_tries, backoff_s=backoff_s,
-                     max_total_wait_s=max_total_wait_s, request_timeout_s=request_timeout_s,
-                     interval=interval, cache_dir=cache_dir)
+        raise _unavailable(
+            "no DATA file was given and downloads are not allowed (allow_download=False).",
+            ticker=ticker,
+            interval=interval,
+            cache_dir=cache_dir,
+        )
+    fetch = _Fetcher(
+        ticker,
+        sleep=sleep,
+        max_tries=max_tries,
+        backoff_s=backoff_s,
+        max_total_wait_s=max_total_wait_s,
+        request_timeout_s=request_timeout_s,
+        interval=interval,
+        cache_dir=cache_dir,
+    )
     basis = _yf_basis(now)
     if interval == "1d":
         s = str(pd.Timestamp(start or PAPER_TRAIN_RANGE[0]).date())
         e = str(pd.Timestamp(end or "2022-01-01").date())
         raw = fetch.history(s, e)
         if raw is None or len(raw) == 0:
-            raise fetch._err(f"yfinance returned no rows for {ticker} interval=1d {s}..{e} "
-                             "(delisted ticker, range outside Yahoo's history, or a silent Yahoo failure).")
+            raise fetch._err(
+                f"yfinance returned no rows for {ticker} interval=1d {s}..{e} "
+                "(delisted ticker, range outside Yahoo's history, or a silent Yahoo failure)."
+            )
         df, info = normalize_bars(raw)
-        info |= {"ticker": ticker, "interval": "1d", "requested": [s, e], "downloaded_at": str(now),
-                 "yfinance_call": f"yf.Ticker({ticker!r}).history(start={s!r}, end={e!r}, interval='1d', "
-                                  "auto_adjust=False)"}
+        info |= {
+            "ticker": ticker,
+            "interval": "1d",
+            "requested": [s, e],
+            "downloaded_at": str(now),
+            "yfinance_call": f"yf.Ticker({ticker!r}).history(start={s!r}, end={e!r}, interval='1d', "
+            "auto_adjust=False)",
+        }
         if cache_dir is not None:
             path = Path(cache_dir) / f"{ticker}_1d.parquet"
             _write_cache(df, path)
@@ -160,14 +196,23 @@ def resolve_source(data: str | os.PathLike | None = None, cache_dir: str | os.Pa
     if not frames:
         if cached is not None:
             return Source("cache", cached, "1m", cache_info | {"download_note": "no new bars"})
-        raise fetch._err(f"yfinance returned no 1-minute rows for {ticker} between {s0} and {e0} "
-                         "(Yahoo serves 1-minute bars for the last ~30 days only).")
+        raise fetch._err(
+            f"yfinance returned no 1-minute rows for {ticker} between {s0} and {e0} "
+            "(Yahoo serves 1-minute bars for the last ~30 days only)."
+        )
     new = pd.concat(frames)
     new = new[~new.index.duplicated(keep="last")].sort_index()
     merged = _merge_minute_cache(cached, new)
-    info = {"layout": "yfinance", "ticker": ticker, "interval": "1m", "downloaded_at": str(now),
-            "chunks": chunks, "new_bars": len(new), "cached_bars_before": 0 if cached is None else len(cached),
-            "sha256": None}
+    info = {
+        "layout": "yfinance",
+        "ticker": ticker,
+        "interval": "1m",
+        "downloaded_at": str(now),
+        "chunks": chunks,
+        "new_bars": len(new),
+        "cached_bars_before": 0 if cached is None else len(cached),
+        "sha256": None,
+    }
     if cache_dir is not None:
         path = Path(cache_dir) / f"{ticker}_1m.parquet"
         _write_cache(merged, path)
@@ -184,5 +229,6 @@ def _file_interval(info: Mapping[str, Any]) -> str:
     iv = info.get("bar_interval")
     if iv in ("1m", "1d"):
         return iv
-    raise DataValidationError(f"only 1-minute or daily bars are supported; {info.get('path')} has a modal "
-                              f"bar spacing of {iv}")
+    raise DataValidationError(
+        f"only 1-minute or daily bars are supported; {info.get('path')} has a modal bar spacing of {iv}"
+    )

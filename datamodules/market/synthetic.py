@@ -14,10 +14,17 @@ __all__ = ["SYNTHETIC_RANGE", "synthetic_minute_bars"]
 SYNTHETIC_RANGE = ("2020-10-01", "2021-03-31")
 
 
-def synthetic_minute_bars(start: str = SYNTHETIC_RANGE[0], end: str = SYNTHETIC_RANGE[1], *,
-                          split_date: str = PAPER_TEST_RANGE[0], seed: int = 0,
-                          price0: float = 5.0, sigma_train: float = 5e-4, sigma_test: float = 3e-3,
-                          level_jump: float = 1.5) -> pd.DataFrame:
+def synthetic_minute_bars(
+    start: str = SYNTHETIC_RANGE[0],
+    end: str = SYNTHETIC_RANGE[1],
+    *,
+    split_date: str = PAPER_TEST_RANGE[0],
+    seed: int = 0,
+    price0: float = 5.0,
+    sigma_train: float = 5e-4,
+    sigma_test: float = 3e-3,
+    level_jump: float = 1.5,
+) -> pd.DataFrame:
     """Seeded SYNTHETIC 1-minute bars (390 per weekday, 09:30-15:59 New York, no holiday calendar).
 
     Log-price random walk with per-minute std ``sigma_train`` before ``split_date`` and ``sigma_test``
@@ -50,4 +57,6 @@ def synthetic_minute_bars(start: str = SYNTHETIC_RANGE[0], end: str = SYNTHETIC_
     offsets = pd.to_timedelta(np.arange(n_min) + 9 * 60 + 30, unit="min")
     naive = (days.values[:, None] + offsets.values[None, :]).ravel()
     idx = pd.DatetimeIndex(naive).tz_localize(NY_TZ).as_unit("ns").rename("timestamp")
-    return pd.DataFrame({"open": open_, "high": high, "low": low, "close": close, "volume": volume}, index=idx)
+    return pd.DataFrame(
+        {"open": open_, "high": high, "low": low, "close": close, "volume": volume}, index=idx
+    )

@@ -42,13 +42,23 @@ def select_ticker(raw: pd.DataFrame, ticker: str) -> tuple[pd.DataFrame, dict[st
     found = sorted(v for v in values.dropna().unique())
     keep = values.str.upper() == ticker.upper()
     if not keep.any():
-        raise DataValidationError([{
-            "problem": f"no rows for ticker {ticker!r} in the ticker column {str(col)!r}", "count": 0, "rows": [],
-            "hint": f"tickers in the file: {', '.join(found[:20])}; choose one with TICKER=<name> (make) or "
+        raise DataValidationError(
+            [
+                {
+                    "problem": f"no rows for ticker {ticker!r} in the ticker column {str(col)!r}",
+                    "count": 0,
+                    "rows": [],
+                    "hint": f"tickers in the file: {', '.join(found[:20])}; choose one with TICKER=<name> (make) or "
                     "--data.init_args.ticker <name>",
-        }])
+                }
+            ]
+        )
     out = raw[keep.to_numpy()].drop(columns=[col]).reset_index(drop=True)
-    return out, {"ticker_column": str(col), "tickers_in_file": found, "rows_other_tickers": int((~keep).sum())}
+    return out, {
+        "ticker_column": str(col),
+        "tickers_in_file": found,
+        "rows_other_tickers": int((~keep).sum()),
+    }
 
 
 def tidy_bars(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -60,14 +70,24 @@ def tidy_bars(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
     prices = [c for c in ("open", "high", "low", "close", "vwap") if c in df.columns]
     inf = np.isinf(df[prices].to_numpy()).any(axis=1)
     if inf.any():
-        raise DataValidationError([{"problem": "infinite prices", "count": int(inf.sum()),
-                                    "rows": _fmt_rows(df, np.flatnonzero(inf)),
-                                    "hint": "remove or repair those rows in the file"}])
+        raise DataValidationError(
+            [
+                {
+                    "problem": "infinite prices",
+                    "count": int(inf.sum()),
+                    "rows": _fmt_rows(df, np.flatnonzero(inf)),
+                    "hint": "remove or repair those rows in the file",
+                }
+            ]
+        )
     if not df.index.is_monotonic_increasing:
         newest_first = bool(df.index.is_monotonic_decreasing)
         df = df.sort_index(kind="stable")
-        info["row_order"] = "newest first in the file: sorted by time" if newest_first else \
-            "unordered in the file: sorted by time"
+        info["row_order"] = (
+            "newest first in the file: sorted by time"
+            if newest_first
+            else "unordered in the file: sorted by time"
+        )
     else:
         info["row_order"] = "sorted by time in the file"
     dup_ts = df.index.duplicated(keep=False)
@@ -78,17 +98,29 @@ def tidy_bars(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
         info["exact_duplicates_dropped"] = int(exact.sum())
         conflict = df.index.duplicated(keep=False)
         if conflict.any():
-            raise DataValidationError([{
-                "problem": "conflicting duplicate timestamps (same minute, different prices or volume)",
-                "count": int(df.index.duplicated().sum()), "rows": _fmt_rows(df, np.flatnonzero(conflict)),
-                "hint": "two tickers interleaved? add a ticker column (Stock/symbol/ticker) and choose one with "
+            raise DataValidationError(
+                [
+                    {
+                        "problem": "conflicting duplicate timestamps (same minute, different prices or volume)",
+                        "count": int(df.index.duplicated().sum()),
+                        "rows": _fmt_rows(df, np.flatnonzero(conflict)),
+                        "hint": "two tickers interleaved? add a ticker column (Stock/symbol/ticker) and choose one with "
                         "TICKER=, or save one ticker per file",
-            }])
+                    }
+                ]
+            )
     close = df["close"].to_numpy(dtype=np.float64)
     finite = close[np.isfinite(close)]
     if finite.size >= 2 and np.ptp(finite) == 0:
-        raise DataValidationError([{"problem": f"every close price is {finite[0]:g}: the variance is zero "
-                                               "everywhere", "count": int(finite.size), "rows": []}])
+        raise DataValidationError(
+            [
+                {
+                    "problem": f"every close price is {finite[0]:g}: the variance is zero everywhere",
+                    "count": int(finite.size),
+                    "rows": [],
+                }
+            ]
+        )
     df, dropped = _drop_isolated_ticks(df)
     info["isolated_bad_ticks_dropped"] = dropped
     return df, info
@@ -108,15 +140,27 @@ def _drop_isolated_ticks(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
         return np.maximum(a / b, b / a) > TICK_FACTOR
 
     with np.errstate(invalid="ignore", divide="ignore"):
-        far_b, far_a, apart = far(close, before).to_numpy(), far(close, after).to_numpy(), far(before, after).to_numpy()
+        far_b, far_a, apart = (
+            far(close, before).to_numpy(),
+            far(close, after).to_numpy(),
+            far(before, after).to_numpy(),
+        )
     both = before.notna().to_numpy() & after.notna().to_numpy()
     bad = both & far_b & far_a & ~apart
     shift = both & far_b & ~far_a & apart
     if shift.any():
-        rows = [f"{df.index[i]} close {close.iloc[i]:g} after a median {before.iloc[i]:g}" for i in np.flatnonzero(shift)[:3]]
-        raise DataValidationError([{
-            "problem": f"price level jumps by more than {TICK_FACTOR:g}x inside a session and stays there",
-            "count": int(shift.sum()), "rows": rows,
-            "hint": "a split adjusted part-way through the file, or another ticker's prices; repair the file",
-        }])
+        rows = [
+            f"{df.index[i]} close {close.iloc[i]:g} after a median {before.iloc[i]:g}"
+            for i in np.flatnonzero(shift)[:3]
+        ]
+        raise DataValidationError(
+            [
+                {
+                    "problem": f"price level jumps by more than {TICK_FACTOR:g}x inside a session and stays there",
+                    "count": int(shift.sum()),
+                    "rows": rows,
+                    "hint": "a split adjusted part-way through the file, or another ticker's prices; repair the file",
+                }
+            ]
+        )
     return df[~bad], int(bad.sum())

@@ -64,24 +64,34 @@ def _parse_timestamps(col: pd.Series, assume_tz: str | None) -> tuple[pd.Datetim
     if has_offset.any() and not has_offset.all():
         naive_pos = positions[~has_offset]
         rows = [f"row {i}: {col.iloc[i]!r}" for i in naive_pos[:3]]
-        raise DataValidationError([{"problem": "mixed timestamps: some with a UTC offset, some naive",
-                                    "count": int((~has_offset).sum()), "rows": rows}])
+        raise DataValidationError(
+            [
+                {
+                    "problem": "mixed timestamps: some with a UTC offset, some naive",
+                    "count": int((~has_offset).sum()),
+                    "rows": rows,
+                }
+            ]
+        )
     if has_offset.all():
         return pd.DatetimeIndex(aware).tz_convert(NY_TZ), "UTC offsets in file"
     date_only = bool(s.str.fullmatch(_DATE_ONLY_RE).all())
     return _localize_naive(pd.DatetimeIndex(naive), col, assume_tz, date_only=date_only)
 
 
-def _parse_slash_dates(s: pd.Series, parts: pd.DataFrame, col: pd.Series,
-                       assume_tz: str | None) -> tuple[pd.DatetimeIndex, str]:
+def _parse_slash_dates(
+    s: pd.Series, parts: pd.DataFrame, col: pd.Series, assume_tz: str | None
+) -> tuple[pd.DatetimeIndex, str]:
     """``M/D/YYYY[ H:MM[:SS]]`` (US, a spreadsheet's export) or ``D/M/YYYY``: decided by a field above 12.
 
     A first field above 12 anywhere means day first; a second field above 12 means month first (US); with
     neither the order cannot be read from the data and the US order is taken, which the data card says."""
     first, second = parts[0].astype(int), parts[1].astype(int)
     if bool((first > 12).any()) and bool((second > 12).any()):
-        raise DataValidationError("slash dates with fields above 12 in both positions: neither M/D/YYYY nor "
-                                  "D/M/YYYY; repair the file's dates")
+        raise DataValidationError(
+            "slash dates with fields above 12 in both positions: neither M/D/YYYY nor "
+            "D/M/YYYY; repair the file's dates"
+        )
     day_first = bool((first > 12).any())
     if day_first:
         order = "D/M/YYYY (a first field above 12 seen)"
@@ -90,12 +100,22 @@ def _parse_slash_dates(s: pd.Series, parts: pd.DataFrame, col: pd.Series,
     else:
         order = "M/D/YYYY assumed (US order; no field above 12 to tell day from month)"
     month, day = (second, first) if day_first else (first, second)
-    iso = parts[2] + "-" + month.map("{:02d}".format) + "-" + day.map("{:02d}".format) + " " + parts[3].fillna("00:00")
+    iso = (
+        parts[2]
+        + "-"
+        + month.map("{:02d}".format)
+        + "-"
+        + day.map("{:02d}".format)
+        + " "
+        + parts[3].fillna("00:00")
+    )
     parsed = pd.to_datetime(iso, format="mixed", errors="coerce")
     bad = np.asarray(parsed.isna())
     if bad.any():
         _raise_unparseable(col, bad)
-    idx, source = _localize_naive(pd.DatetimeIndex(parsed), col, assume_tz, date_only=bool(parts[3].isna().all()))
+    idx, source = _localize_naive(
+        pd.DatetimeIndex(parsed), col, assume_tz, date_only=bool(parts[3].isna().all())
+    )
     return idx, f"{source}; dates {order}"
 
 
@@ -107,18 +127,25 @@ def _to_datetime(s: pd.Series, *, utc: bool) -> pd.Series:
     return parsed
 
 
-def _localize_naive(idx: pd.DatetimeIndex, col: pd.Series, assume_tz: str | None,
-                    *, date_only: bool) -> tuple[pd.DatetimeIndex, str]:
+def _localize_naive(
+    idx: pd.DatetimeIndex, col: pd.Series, assume_tz: str | None, *, date_only: bool
+) -> tuple[pd.DatetimeIndex, str]:
     if date_only or (len(idx) and bool((idx == idx.normalize()).all()) and _one_per_day(idx)):
         # calendar dates of daily bars are exchange dates, not instants: no timezone is being guessed
         return idx.tz_localize(NY_TZ), "date-only (exchange calendar dates)"
     if assume_tz is None:
         rows = [f"row {i}: {col.iloc[i]!r}" for i in range(min(3, len(col)))]
-        raise DataValidationError([{
-            "problem": "naive timestamps (no UTC offset or timezone)", "count": len(col), "rows": rows,
-            "hint": "say which zone the times are in: DATA_TZ=America/New_York (make) or "
+        raise DataValidationError(
+            [
+                {
+                    "problem": "naive timestamps (no UTC offset or timezone)",
+                    "count": len(col),
+                    "rows": rows,
+                    "hint": "say which zone the times are in: DATA_TZ=America/New_York (make) or "
                     "--data.init_args.assume_tz America/New_York (Alpha Vantage and most US vendors: New York)",
-        }])
+                }
+            ]
+        )
     try:
         local = idx.tz_localize(assume_tz, ambiguous="raise", nonexistent="raise")
     except Exception as exc:  # noqa: BLE001 - pytz/zoneinfo raise various types

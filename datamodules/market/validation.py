@@ -47,20 +47,23 @@ def _split_like_jumps(df: pd.DataFrame, tolerance: float) -> list[dict[str, Any]
     for j, r in enumerate(ratio):
         for k in SPLIT_RATIOS:
             if np.isfinite(r) and abs(r / k - 1.0) <= tolerance:
-                jumps.append({
-                    "session": str(first_open.index[j + 1].date()),
-                    "previous_session": str(last_close.index[j].date()),
-                    "previous_close": float(last_close.iloc[j]),
-                    "open": float(first_open.iloc[j + 1]),
-                    "ratio": float(r),
-                    "near": f"x{k:g}",
-                })
+                jumps.append(
+                    {
+                        "session": str(first_open.index[j + 1].date()),
+                        "previous_session": str(last_close.index[j].date()),
+                        "previous_close": float(last_close.iloc[j]),
+                        "open": float(first_open.iloc[j + 1]),
+                        "ratio": float(r),
+                        "near": f"x{k:g}",
+                    }
+                )
                 break
     return jumps
 
 
-def validate(df: pd.DataFrame, *, price_basis: str | None = None,
-             split_tolerance: float = SPLIT_TOLERANCE) -> dict[str, Any]:
+def validate(
+    df: pd.DataFrame, *, price_basis: str | None = None, split_tolerance: float = SPLIT_TOLERANCE
+) -> dict[str, Any]:
     """Check a normalised bar frame; raise :class:`DataValidationError` listing every problem.
 
     Problems (each reported with its count and first offending rows): duplicate timestamps, rows not
@@ -76,49 +79,81 @@ def validate(df: pd.DataFrame, *, price_basis: str | None = None,
     problems: list[dict[str, Any]] = []
     idx = df.index
     if not isinstance(idx, pd.DatetimeIndex) or idx.tz is None:
-        raise DataValidationError("index must be a tz-aware DatetimeIndex (use load_minute_file/normalize_bars)")
+        raise DataValidationError(
+            "index must be a tz-aware DatetimeIndex (use load_minute_file/normalize_bars)"
+        )
     missing = [c for c in (*PRICE_COLUMNS, "volume") if c not in df.columns]
     if missing:
         raise DataValidationError(f"missing columns {missing}")
 
     dup = np.asarray(idx.duplicated(keep=False))
     if dup.any():
-        problems.append({"problem": "duplicate timestamps", "count": int(np.asarray(idx.duplicated()).sum()),
-                         "rows": _fmt_rows(df, np.flatnonzero(dup))})
+        problems.append(
+            {
+                "problem": "duplicate timestamps",
+                "count": int(np.asarray(idx.duplicated()).sum()),
+                "rows": _fmt_rows(df, np.flatnonzero(dup)),
+            }
+        )
     ts = idx.tz_convert("UTC").tz_localize(None).to_numpy()
     back = np.flatnonzero(ts[1:] < ts[:-1]) + 1
     if back.size:
-        rows = [f"row {int(i)} @ {idx[int(i)]} is earlier than row {int(i) - 1} @ {idx[int(i) - 1]}"
-                for i in back[:3]]
+        rows = [
+            f"row {int(i)} @ {idx[int(i)]} is earlier than row {int(i) - 1} @ {idx[int(i) - 1]}"
+            for i in back[:3]
+        ]
         problems.append({"problem": "rows not sorted by time", "count": int(back.size), "rows": rows})
 
     prices = [c for c in (*PRICE_COLUMNS, "vwap") if c in df.columns]
     nan = np.asarray(df[[*PRICE_COLUMNS, "volume"]].isna().any(axis=1))
     if nan.any():
-        problems.append({"problem": "NaN/missing prices or volume (open/high/low/close/volume)",
-                         "count": int(nan.sum()), "rows": _fmt_rows(df, np.flatnonzero(nan))})
+        problems.append(
+            {
+                "problem": "NaN/missing prices or volume (open/high/low/close/volume)",
+                "count": int(nan.sum()),
+                "rows": _fmt_rows(df, np.flatnonzero(nan)),
+            }
+        )
     nonpos = np.asarray((df[prices] <= 0).any(axis=1))
     if nonpos.any():
-        problems.append({"problem": "non-positive prices", "count": int(nonpos.sum()),
-                         "rows": _fmt_rows(df, np.flatnonzero(nonpos))})
+        problems.append(
+            {
+                "problem": "non-positive prices",
+                "count": int(nonpos.sum()),
+                "rows": _fmt_rows(df, np.flatnonzero(nonpos)),
+            }
+        )
     hl = np.asarray(df["high"] < df["low"])
     if hl.any():
-        problems.append({"problem": "high < low", "count": int(hl.sum()), "rows": _fmt_rows(df, np.flatnonzero(hl))})
+        problems.append(
+            {"problem": "high < low", "count": int(hl.sum()), "rows": _fmt_rows(df, np.flatnonzero(hl))}
+        )
     negv = np.asarray(df["volume"] < 0)
     if negv.any():
-        problems.append({"problem": "negative volume", "count": int(negv.sum()),
-                         "rows": _fmt_rows(df, np.flatnonzero(negv))})
+        problems.append(
+            {
+                "problem": "negative volume",
+                "count": int(negv.sum()),
+                "rows": _fmt_rows(df, np.flatnonzero(negv)),
+            }
+        )
 
     jumps = _split_like_jumps(df, split_tolerance)
     if jumps and price_basis is None:
-        rows = [f"{j['session']} open {j['open']:g} vs {j['previous_session']} close {j['previous_close']:g} "
-                f"(x{j['ratio']:.3g}, near {j['near']})" for j in jumps[:3]]
-        problems.append({
-            "problem": "split-like overnight jumps (mixed as-traded / split-adjusted prices?)",
-            "count": len(jumps), "rows": rows,
-            "hint": "if these are genuine moves or the basis is known, declare it: "
-                    "price_basis='as-traded' or price_basis='adjusted'",
-        })
+        rows = [
+            f"{j['session']} open {j['open']:g} vs {j['previous_session']} close {j['previous_close']:g} "
+            f"(x{j['ratio']:.3g}, near {j['near']})"
+            for j in jumps[:3]
+        ]
+        problems.append(
+            {
+                "problem": "split-like overnight jumps (mixed as-traded / split-adjusted prices?)",
+                "count": len(jumps),
+                "rows": rows,
+                "hint": "if these are genuine moves or the basis is known, declare it: "
+                "price_basis='as-traded' or price_basis='adjusted'",
+            }
+        )
     if problems:
         raise DataValidationError(problems)
     return {"n_rows": len(df), "price_basis": price_basis, "split_like_jumps": jumps}

@@ -23,8 +23,9 @@ def _window_starts(values: np.ndarray, span: int, stride: int) -> np.ndarray:
     return starts[(c[starts + span] - c[starts]) == 0]
 
 
-def make_windows(vwap_by_session: Mapping[Any, pd.Series], input_len: int = 60, horizon: int = 10,
-                 stride: int = 1) -> tuple[np.ndarray, np.ndarray, pd.DatetimeIndex]:
+def make_windows(
+    vwap_by_session: Mapping[Any, pd.Series], input_len: int = 60, horizon: int = 10, stride: int = 1
+) -> tuple[np.ndarray, np.ndarray, pd.DatetimeIndex]:
     """Sliding (input -> variance) windows inside each session.
 
     Parameters
@@ -54,8 +55,9 @@ def make_windows(vwap_by_session: Mapping[Any, pd.Series], input_len: int = 60, 
         ys.append(win[:, input_len:].var(axis=1, ddof=0))
         ts.append(s.index[starts + input_len])
     if not xs:
-        tz = next((s.index.tz for s in vwap_by_session.values() if isinstance(s.index, pd.DatetimeIndex)),
-                  NY_TZ)
+        tz = next(
+            (s.index.tz for s in vwap_by_session.values() if isinstance(s.index, pd.DatetimeIndex)), NY_TZ
+        )
         return (np.zeros((0, input_len)), np.zeros(0), pd.DatetimeIndex([], tz=tz, name="origin"))
     t = ts[0].append(ts[1:]) if len(ts) > 1 else ts[0]
     return np.concatenate(xs), np.concatenate(ys), t.rename("origin")
@@ -68,8 +70,13 @@ def _session_dates(t: pd.DatetimeIndex) -> pd.DatetimeIndex:
     return t.normalize()
 
 
-def split_by_date(t: pd.DatetimeIndex, train_start: str | pd.Timestamp, train_end: str | pd.Timestamp,
-                  test_start: str | pd.Timestamp, test_end: str | pd.Timestamp) -> tuple[np.ndarray, np.ndarray]:
+def split_by_date(
+    t: pd.DatetimeIndex,
+    train_start: str | pd.Timestamp,
+    train_end: str | pd.Timestamp,
+    test_start: str | pd.Timestamp,
+    test_end: str | pd.Timestamp,
+) -> tuple[np.ndarray, np.ndarray]:
     """Boolean masks ``(train, test)`` of shape ``(N,)`` by the New York session date of each origin ``t``.
 
     Ranges are inclusive calendar dates and must not overlap (``train_end < test_start``).  Because
@@ -80,8 +87,10 @@ def split_by_date(t: pd.DatetimeIndex, train_start: str | pd.Timestamp, train_en
     if a.tzinfo is not None or c.tzinfo is not None:
         a, b, c, d = (x.tz_localize(None) if x.tzinfo else x for x in (a, b, c, d))
     if not (a <= b < c <= d):
-        raise ValueError(f"need train_start <= train_end < test_start <= test_end, got {a.date()}..{b.date()} "
-                         f"and {c.date()}..{d.date()}")
+        raise ValueError(
+            f"need train_start <= train_end < test_start <= test_end, got {a.date()}..{b.date()} "
+            f"and {c.date()}..{d.date()}"
+        )
     day = _session_dates(t)
     train = np.asarray((day >= a) & (day <= b))
     test = np.asarray((day >= c) & (day <= d))

@@ -26,8 +26,18 @@ def _yf_basis(now: pd.Timestamp) -> str:
 class _Fetcher:
     """Calls ``yf.Ticker(t).history`` with bounded exponential back-off on rate limits only."""
 
-    def __init__(self, ticker: str, *, sleep: Callable[[float], Any], max_tries: int, backoff_s: float,
-                 max_total_wait_s: float, request_timeout_s: float, interval: str, cache_dir=None):
+    def __init__(
+        self,
+        ticker: str,
+        *,
+        sleep: Callable[[float], Any],
+        max_tries: int,
+        backoff_s: float,
+        max_total_wait_s: float,
+        request_timeout_s: float,
+        interval: str,
+        cache_dir=None,
+    ):
         self.ticker, self.sleep, self.max_tries = ticker, sleep, max_tries
         self.backoff_s, self.max_total_wait_s = backoff_s, max_total_wait_s
         self.request_timeout_s, self.interval, self.cache_dir = request_timeout_s, interval, cache_dir
@@ -51,8 +61,13 @@ class _Fetcher:
             try:
                 if self._tk is None:
                     self._tk = yf.Ticker(self.ticker)
-                return self._tk.history(start=start, end=end, interval=self.interval, auto_adjust=False,
-                                        timeout=self.request_timeout_s)
+                return self._tk.history(
+                    start=start,
+                    end=end,
+                    interval=self.interval,
+                    auto_adjust=False,
+                    timeout=self.request_timeout_s,
+                )
             except YFRateLimitError as exc:
                 delay = self.backoff_s * 2 ** (attempt - 1)
                 if attempt >= self.max_tries or self.waited + delay > self.max_total_wait_s:
@@ -83,7 +98,8 @@ def _merge_minute_cache(old: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataF
                 raise DataValidationError(
                     f"cached bars and the fresh download disagree on the price basis (median ratio {med:.4g}"
                     f" over {len(common)} overlapping bars): a split was probably applied since the cache was "
-                    "written; move the cache file away to start a new history")
+                    "written; move the cache file away to start a new history"
+                )
         merged = pd.concat([old, new])
     merged = merged[~merged.index.duplicated(keep="last")].sort_index()
     return merged

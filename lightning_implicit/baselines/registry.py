@@ -29,6 +29,7 @@ BASELINES: dict[str, Callable[..., nn.Module]] = {
     "persistence": PersistenceForecaster,
 }
 
+
 def build_baseline(name: str, **kwargs: Any) -> nn.Module:
     """Build the baseline registered under ``name`` with constructor ``kwargs``.
 

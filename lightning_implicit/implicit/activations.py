@@ -60,18 +60,33 @@ def get_activation(name: str) -> Activation:
     try:
         return ACTIVATIONS[name]
     except KeyError:
-        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)} "
-                         "(or add one with lightning_implicit.implicit.register_activation)") from None
+        raise ValueError(
+            f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)} "
+            "(or add one with lightning_implicit.implicit.register_activation)"
+        ) from None
 
 
 LEAKY_SLOPE = 0.01  # torch's default negative slope
 
-register_activation(Activation("relu", torch.relu, lambda z: (z > 0).to(z.dtype),
-                               output_derivative=torch.sign, homogeneous=True, nonneg=True))
-register_activation(Activation(
-    "leaky_relu", lambda z: F.leaky_relu(z, LEAKY_SLOPE),
-    lambda z: torch.where(z > 0, 1.0, LEAKY_SLOPE).to(z.dtype),
-    output_derivative=lambda x: torch.where(x > 0, 1.0, LEAKY_SLOPE).to(x.dtype), homogeneous=True,
-))
-register_activation(Activation("tanh", torch.tanh, lambda z: 1 - torch.tanh(z) ** 2,
-                               output_derivative=lambda x: 1 - x * x))
+register_activation(
+    Activation(
+        "relu",
+        torch.relu,
+        lambda z: (z > 0).to(z.dtype),
+        output_derivative=torch.sign,
+        homogeneous=True,
+        nonneg=True,
+    )
+)
+register_activation(
+    Activation(
+        "leaky_relu",
+        lambda z: F.leaky_relu(z, LEAKY_SLOPE),
+        lambda z: torch.where(z > 0, 1.0, LEAKY_SLOPE).to(z.dtype),
+        output_derivative=lambda x: torch.where(x > 0, 1.0, LEAKY_SLOPE).to(x.dtype),
+        homogeneous=True,
+    )
+)
+register_activation(
+    Activation("tanh", torch.tanh, lambda z: 1 - torch.tanh(z) ** 2, output_derivative=lambda x: 1 - x * x)
+)

@@ -30,9 +30,15 @@ def _fixed_point(A, d, g, cfg: AdjointConfig, hint=None):
 
     gt = g.t().contiguous()
     return blocked_iteration(
-        step, gt, [gt, d.t().contiguous()], tol=cfg.tol, tol_mode=cfg.tol_mode, max_iter=cfg.max_iter,
-        block=cfg.check_every, hint=hint,
-    )  # fmt: skip
+        step,
+        gt,
+        [gt, d.t().contiguous()],
+        tol=cfg.tol,
+        tol_mode=cfg.tol_mode,
+        max_iter=cfg.max_iter,
+        block=cfg.check_every,
+        hint=hint,
+    )
 
 
 def _direct(A, d, g):

@@ -78,8 +78,10 @@ class SolverConfig:
         if self.solver not in SOLVERS:
             raise ValueError(f"unknown solver {self.solver!r}; choose one of {sorted(SOLVERS)}")
         if self.solver == "newton" and self.activation != "relu":
-            raise ValueError(f"solver 'newton' solves ReLU's linear pieces exactly and supports activation 'relu' "
-                             f"only, got {self.activation!r}: use solver 'picard' or 'anderson'")
+            raise ValueError(
+                f"solver 'newton' solves ReLU's linear pieces exactly and supports activation 'relu' "
+                f"only, got {self.activation!r}: use solver 'picard' or 'anderson'"
+            )
         _check_common("solver", self.tol, self.tol_mode, self.max_iter)
         if self.check_every is not None and not (isinstance(self.check_every, int) and self.check_every >= 1):
             raise ValueError(f"solver.check_every must be an integer >= 1, got {self.check_every!r}")

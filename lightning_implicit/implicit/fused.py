@@ -52,13 +52,18 @@ _NAME = "lightning_implicit_fused"
 _DIRECT_BLAS = bool(torch.backends.mkl.is_available())
 
 
-def build_key(isa: list[str], source: Path = _SOURCE, torch_version: str | None = None,
-              interpreter: str | None = None) -> str:
+def build_key(
+    isa: list[str], source: Path = _SOURCE, torch_version: str | None = None, interpreter: str | None = None
+) -> str:
     """12 hex digits of SHA-256 over the source, the flags, the torch version and the interpreter (its version and
     prefix): the part of the build's name that separates environments."""
     h = hashlib.sha256(source.read_bytes())
-    for part in (*_CFLAGS, *isa, torch_version or f"{torch.__version__}+{torch.version.git_version}",
-                 interpreter or f"{sys.version}|{sys.prefix}"):  # fmt: skip
+    for part in (
+        *_CFLAGS,
+        *isa,
+        torch_version or f"{torch.__version__}+{torch.version.git_version}",
+        interpreter or f"{sys.version}|{sys.prefix}",
+    ):
         h.update(b"\0" + part.encode())
     return h.hexdigest()[:12]
 
@@ -172,7 +177,9 @@ def ninja_on_path():
     import ninja
 
     path = os.environ.get("PATH")
-    os.environ["PATH"] = os.pathsep.join(p for p in [ninja.BIN_DIR, os.path.dirname(sys.executable), path] if p)
+    os.environ["PATH"] = os.pathsep.join(
+        p for p in [ninja.BIN_DIR, os.path.dirname(sys.executable), path] if p
+    )
     try:
         yield
     finally:

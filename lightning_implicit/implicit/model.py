@@ -66,14 +66,30 @@ class ImplicitLayer(nn.Module):
         if not 0 < kappa < 1:
             raise ValueError(f"kappa must be in (0, 1) for a well-posed model, got {kappa}")
         if in_features < 1 or hidden_features < 1:
-            raise ValueError(f"in_features and hidden_features must be >= 1, got {in_features}, {hidden_features}")
+            raise ValueError(
+                f"in_features and hidden_features must be >= 1, got {in_features}, {hidden_features}"
+            )
         self.in_features, self.hidden_features = in_features, hidden_features
         self.kappa, self.feedback = kappa, feedback
-        self.solver_cfg = SolverConfig(solver=solver, tol=tol, tol_mode=tol_mode, max_iter=max_iter,
-                                       check_every=check_every, anderson_m=anderson_m, warn=warn, backend=backend,
-                                       activation=activation)
-        self.adjoint_cfg = AdjointConfig(mode=adjoint, tol=adjoint_tol, max_iter=adjoint_max_iter, warn=warn,
-                                         check_every=check_every, backend=backend)
+        self.solver_cfg = SolverConfig(
+            solver=solver,
+            tol=tol,
+            tol_mode=tol_mode,
+            max_iter=max_iter,
+            check_every=check_every,
+            anderson_m=anderson_m,
+            warn=warn,
+            backend=backend,
+            activation=activation,
+        )
+        self.adjoint_cfg = AdjointConfig(
+            mode=adjoint,
+            tol=adjoint_tol,
+            max_iter=adjoint_max_iter,
+            warn=warn,
+            check_every=check_every,
+            backend=backend,
+        )
         n, p = hidden_features, in_features
         self.A = nn.Parameter(torch.empty(n, n).uniform_(-1, 1) / n)
         self.B = nn.Parameter(torch.empty(n, p).uniform_(-1, 1) / math.sqrt(p))
@@ -132,7 +148,9 @@ class ImplicitLayer(nn.Module):
             cfg = cfg.replace(warn=False)
         x0 = None if x0 is None else x0.detach()  # None: start at zero (not materialised)
         C, D = (None, None) if readout is None else readout
-        out = ImplicitFunction.apply(self.effective_A(), self.B, u, x0, cfg, self.adjoint_cfg, sink, self._hints, C, D)
+        out = ImplicitFunction.apply(
+            self.effective_A(), self.B, u, x0, cfg, self.adjoint_cfg, sink, self._hints, C, D
+        )
         self.last_stats = sink[0]
         return out
 
@@ -247,8 +265,12 @@ class ImplicitRNN(nn.Module):
         self.last_stats.extra["reference_iterations"] = ref_iters
         cfg = self.layer.solver_cfg if solver_cfg is None else solver_cfg
         if cfg.warn:  # once per call, not once per time step
-            warn_if_unconverged(self.last_stats.converged, self.last_stats.residual, f"forward solve ({cfg.solver}, "
-                                f"{T} time steps)", cfg.max_iter)  # fmt: skip
+            warn_if_unconverged(
+                self.last_stats.converged,
+                self.last_stats.residual,
+                f"forward solve ({cfg.solver}, {T} time steps)",
+                cfg.max_iter,
+            )
         return self.readout(torch.stack(hs, dim=1))
 
     @torch.no_grad()
@@ -268,13 +290,18 @@ class ImplicitRNN(nn.Module):
         Be = layer.B.detach()[:, 0].double()  # B e
         tol = max(1e-6 * layer.solver_cfg.tol, 1e-14)
         kept = self._reference
-        if kept is not None and kept[0].device == A.device and kept[2] == tol and torch.equal(kept[0], A) and (
-            torch.equal(kept[1], Be)
+        if (
+            kept is not None
+            and kept[0].device == A.device
+            and kept[2] == tol
+            and torch.equal(kept[0], A)
+            and (torch.equal(kept[1], Be))
         ):
             x_ref, iterations = kept[3], 0
         else:
-            cfg = layer.solver_cfg.replace(solver="picard", tol=tol, tol_mode="rel", max_iter=2000, warn=False,
-                                           check_every=None)
+            cfg = layer.solver_cfg.replace(
+                solver="picard", tol=tol, tol_mode="rel", max_iter=2000, warn=False, check_every=None
+            )
             x_ref, st = fixed_point_solve(A, torch.stack([Be, -Be]), None, cfg)
             iterations = int(st.iterations.sum())
             # (copies: in float64, A and Be may be views of the parameters; a non-finite point, e.g. from NaN

@@ -38,7 +38,9 @@ def project_rows_l1(A: torch.Tensor, kappa: float, backend: str = "auto") -> tor
     """
     if kappa <= 0:
         raise ValueError(f"kappa must be positive, got {kappa}")
-    out = fused_projection(A, kappa, backend)  # one C++ call on CPU (the same algorithm), else the torch version
+    out = fused_projection(
+        A, kappa, backend
+    )  # one C++ call on CPU (the same algorithm), else the torch version
     return project_rows_l1_torch(A, kappa) if out is None else out
 
 

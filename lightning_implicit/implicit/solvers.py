@@ -357,7 +357,9 @@ class PicardBackend:
 BACKENDS: dict[str, PicardBackend] = {}
 
 
-def register_backend(name: str, unsupported: Callable[[torch.Tensor, SolverConfig], str | None] | None = None):
+def register_backend(
+    name: str, unsupported: Callable[[torch.Tensor, SolverConfig], str | None] | None = None
+):
     """Register a Picard backend ``fn(A, BU, x0, cfg, hint)`` under ``name`` (see :class:`PicardBackend`)."""
 
     def deco(fn: BackendFn) -> BackendFn:
@@ -369,8 +371,15 @@ def register_backend(name: str, unsupported: Callable[[torch.Tensor, SolverConfi
 
 @register_backend("reference")
 def _reference(A, BU, x0, cfg: SolverConfig, hint=None):
-    return reference.picard(A, BU, x0, phi=get_activation(cfg.activation).fn, tol=cfg.tol, tol_mode=cfg.tol_mode,
-                            max_iter=cfg.max_iter)
+    return reference.picard(
+        A,
+        BU,
+        x0,
+        phi=get_activation(cfg.activation).fn,
+        tol=cfg.tol,
+        tol_mode=cfg.tol_mode,
+        max_iter=cfg.max_iter,
+    )
 
 
 @register_backend("python")
@@ -384,8 +393,17 @@ def _blocked(A, BU, x0, cfg: SolverConfig, hint=None):
         x_out.relu_() if relu else x_out.copy_(act.fn(x_out))
 
     x0t = None if x0 is None else x0.t()
-    return blocked_iteration(step, x0t, [BU.t().contiguous()], tol=cfg.tol, tol_mode=cfg.tol_mode,
-                             max_iter=cfg.max_iter, block=cfg.check_every, hint=hint, nonneg=act.nonneg)
+    return blocked_iteration(
+        step,
+        x0t,
+        [BU.t().contiguous()],
+        tol=cfg.tol,
+        tol_mode=cfg.tol_mode,
+        max_iter=cfg.max_iter,
+        block=cfg.check_every,
+        hint=hint,
+        nonneg=act.nonneg,
+    )
 
 
 def _fused_unsupported(BU, cfg: SolverConfig) -> str | None:
@@ -395,7 +413,9 @@ def _fused_unsupported(BU, cfg: SolverConfig) -> str | None:
 @register_backend("fused", _fused_unsupported)
 def _fused(A, BU, x0, cfg: SolverConfig, hint=None):
     module = fused.usable(BU, "fused")
-    return fused.picard(module, A, BU, x0, cfg.tol, cfg.tol_mode, cfg.max_iter, is_large(A.shape[0], BU.shape[0]))
+    return fused.picard(
+        module, A, BU, x0, cfg.tol, cfg.tol_mode, cfg.max_iter, is_large(A.shape[0], BU.shape[0])
+    )
 
 
 def select_backend(BU: torch.Tensor, cfg: SolverConfig) -> str:
@@ -408,8 +428,11 @@ def select_backend(BU: torch.Tensor, cfg: SolverConfig) -> str:
         return "python"
     reason = BACKENDS[cfg.backend].unsupported(BU, cfg)
     if reason is not None:
-        warnings.warn(f"backend {cfg.backend!r} {reason}: the reference loop runs (slower, same results)",
-                      BackendFallbackWarning, stacklevel=3)
+        warnings.warn(
+            f"backend {cfg.backend!r} {reason}: the reference loop runs (slower, same results)",
+            BackendFallbackWarning,
+            stacklevel=3,
+        )
         return "reference"
     return cfg.backend
 

@@ -49,19 +49,25 @@ class ShiftModule(L.LightningModule):
         if task is None:
             raise ValueError("a model needs its task: pass task=datamodule.spec (the CLI links it for you)")
         if lr <= 0 or not 0 < lr_gamma <= 1 or weight_decay < 0:
-            raise ValueError(f"need lr > 0, 0 < lr_gamma <= 1, weight_decay >= 0; got {lr}, {lr_gamma}, {weight_decay}")
+            raise ValueError(
+                f"need lr > 0, 0 < lr_gamma <= 1, weight_decay >= 0; got {lr}, {lr_gamma}, {weight_decay}"
+            )
         if optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
         if lr_schedule not in ("none", "exponential", "cosine") or lr_interval not in ("step", "epoch"):
-            raise ValueError(f"lr_schedule must be none|exponential|cosine and lr_interval step|epoch, got "
-                             f"{lr_schedule!r}, {lr_interval!r}")
+            raise ValueError(
+                f"lr_schedule must be none|exponential|cosine and lr_interval step|epoch, got "
+                f"{lr_schedule!r}, {lr_interval!r}"
+            )
         if lr_schedule == "none" and lr_gamma < 1:
             lr_schedule = "exponential"
         self.lr_schedule, self.lr_interval = lr_schedule, lr_interval
         self.task = TaskSpec.from_dict(task) if isinstance(task, dict) else task
         self.lr, self.optimizer_name, self.weight_decay, self.lr_gamma = lr, optimizer, weight_decay, lr_gamma
         if self.task.kind == "classification":
-            self.val_metric = torchmetrics.classification.MulticlassAccuracy(self.task.num_classes, average="micro")
+            self.val_metric = torchmetrics.classification.MulticlassAccuracy(
+                self.task.num_classes, average="micro"
+            )
             self.val_metric_name = "val/accuracy"
         else:
             self.val_metric = torchmetrics.MeanSquaredError()
@@ -148,7 +154,9 @@ class ShiftModule(L.LightningModule):
         self.check_finite_loss()
         acc = self._loss_acc
         if acc is not None and float(acc[1]) > 0:
-            self.log("train/loss", acc[0] / acc[1], on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
+            self.log(
+                "train/loss", acc[0] / acc[1], on_step=False, on_epoch=True, prog_bar=True, sync_dist=True
+            )
 
     def check_finite_loss(self) -> None:
         """Raise :class:`FloatingPointError` if a training loss since the epoch's start was NaN or infinite (one

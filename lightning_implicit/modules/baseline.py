@@ -22,14 +22,21 @@ def baseline_kwargs(task: TaskSpec, arch: str, kwargs: dict) -> dict:
     """Constructor arguments: the preset's sizes plus the input/output sizes the task dictates."""
     kw = dict(kwargs)
     if arch == "lstm":
-        kw.update(in_features=task.step_features, out_features=task.seq_out_features, many_to_one=task.many_to_one)
+        kw.update(
+            in_features=task.step_features, out_features=task.seq_out_features, many_to_one=task.many_to_one
+        )
     elif arch == "encdec":
         step = task.step_features if task.is_sequence else 1
-        kw.update(in_features=step, out_features=task.seq_out_features if task.is_sequence else 1,
-                  classification=task.kind == "classification")  # fmt: skip
+        kw.update(
+            in_features=step,
+            out_features=task.seq_out_features if task.is_sequence else 1,
+            classification=task.kind == "classification",
+        )
         kw.setdefault("max_len", task.seq_len if task.is_sequence else task.in_features)
     elif arch == "masked_decoder":
-        kw.update(in_features=task.step_features, out_features=task.flat_out_features, many_to_one=task.many_to_one)
+        kw.update(
+            in_features=task.step_features, out_features=task.flat_out_features, many_to_one=task.many_to_one
+        )
     elif arch == "seq_encoder":
         kw.update(seq_len=task.in_features, out_features=task.flat_out_features)
     elif arch == "depth_encoder":
@@ -71,8 +78,15 @@ class BaselineModule(ShiftModule):
         lr_schedule: Literal["none", "exponential", "cosine"] = "none",
         lr_interval: Literal["step", "epoch"] = "epoch",
     ) -> None:
-        super().__init__(task, lr=lr, optimizer=optimizer, weight_decay=weight_decay, lr_gamma=lr_gamma,
-                         lr_schedule=lr_schedule, lr_interval=lr_interval)
+        super().__init__(
+            task,
+            lr=lr,
+            optimizer=optimizer,
+            weight_decay=weight_decay,
+            lr_gamma=lr_gamma,
+            lr_schedule=lr_schedule,
+            lr_interval=lr_interval,
+        )
         self.save_hyperparameters()
         task = self.task
         preset = task.preset(model) if model in task.presets else {"arch": model}
@@ -81,9 +95,12 @@ class BaselineModule(ShiftModule):
         kwargs = baseline_kwargs(task, arch, {**preset, **(arch_kwargs or {})})
         self.net = build_baseline(arch, **kwargs)
         if model not in task.presets and not arch_kwargs:
-            rank_zero_warn(f"task {task.name!r} has no Table 4 size for model {model!r}: built with the defaults "
-                           f"of {arch!r} ({kwargs}); give sizes with --model.init_args.arch_kwargs '{{...}}' or add "
-                           f"a preset to the task's TaskSpec(presets=...)", category=UserWarning)
+            rank_zero_warn(
+                f"task {task.name!r} has no Table 4 size for model {model!r}: built with the defaults "
+                f"of {arch!r} ({kwargs}); give sizes with --model.init_args.arch_kwargs '{{...}}' or add "
+                f"a preset to the task's TaskSpec(presets=...)",
+                category=UserWarning,
+            )
         self.sequence_model = arch in SEQUENCE_ARCHS
         self.needs_targets = bool(getattr(self.net, "needs_targets", False))
         self.teacher_forcing_eval = teacher_forcing_eval

@@ -65,27 +65,48 @@ class ImplicitModule(ShiftModule):
         lr_schedule: Literal["none", "exponential", "cosine"] = "none",
         lr_interval: Literal["step", "epoch"] = "epoch",
     ) -> None:
-        super().__init__(task, lr=lr, optimizer=optimizer, weight_decay=weight_decay, lr_gamma=lr_gamma,
-                         lr_schedule=lr_schedule, lr_interval=lr_interval)
+        super().__init__(
+            task,
+            lr=lr,
+            optimizer=optimizer,
+            weight_decay=weight_decay,
+            lr_gamma=lr_gamma,
+            lr_schedule=lr_schedule,
+            lr_interval=lr_interval,
+        )
         self.save_hyperparameters()
         task = self.task
         preset = task.presets.get(family, {})
         n = hidden_features or preset.get("hidden_features")
         if n is None:
-            raise ValueError(f"task {task.name!r} has no Table 4 size for {family!r}: give "
-                             f"--model.init_args.hidden_features (known presets: {sorted(task.presets)})")
-        layer_kwargs = dict(kappa=kappa, feedback=feedback, activation=activation, solver=solver, tol=tol,
-                            tol_mode=tol_mode, max_iter=max_iter, check_every=check_every, anderson_m=anderson_m,
-                            adjoint=adjoint, adjoint_tol=adjoint_tol, adjoint_max_iter=adjoint_max_iter,
-                            backend=backend)
+            raise ValueError(
+                f"task {task.name!r} has no Table 4 size for {family!r}: give "
+                f"--model.init_args.hidden_features (known presets: {sorted(task.presets)})"
+            )
+        layer_kwargs = dict(
+            kappa=kappa,
+            feedback=feedback,
+            activation=activation,
+            solver=solver,
+            tol=tol,
+            tol_mode=tol_mode,
+            max_iter=max_iter,
+            check_every=check_every,
+            anderson_m=anderson_m,
+            adjoint=adjoint,
+            adjoint_tol=adjoint_tol,
+            adjoint_max_iter=adjoint_max_iter,
+            backend=backend,
+        )
         if family == "implicit":
             self.net = ImplicitModel(task.in_features, n, task.flat_out_features, **layer_kwargs)
         elif family == "implicit_rnn":
             if not task.is_sequence:
                 raise ValueError(f"implicit_rnn needs a sequence task; {task.name!r} has flat inputs")
             h = state_features or preset.get("state_features") or n
-            self.net = ImplicitRNN(task.step_features, n, h, task.seq_out_features, warm_start=warm_start,
-                                   **layer_kwargs)
+            self.net = ImplicitRNN(
+                task.step_features, n, h, task.seq_out_features, warm_start=warm_start, **layer_kwargs
+            )
             self.sequence_model = True
         else:
             raise ValueError(f"family must be 'implicit' or 'implicit_rnn', got {family!r}")
@@ -147,7 +168,12 @@ class ImplicitModule(ShiftModule):
         if acc is None:
             return
         mean = (acc[0] / acc[2]).tolist()  # the one host read of the window
-        names = ["train/iters_mean", "train/converged_frac", "train/bwd_iters_mean", "train/bwd_converged_frac"]
+        names = [
+            "train/iters_mean",
+            "train/converged_frac",
+            "train/bwd_iters_mean",
+            "train/bwd_converged_frac",
+        ]
         means = dict(zip(names, mean, strict=False))
         # Under DDP every rank solves its own share of the batch: reduce the statistics across ranks
         # (means of equal-sized per-rank batches, maxima as maxima) instead of logging rank 0's share.

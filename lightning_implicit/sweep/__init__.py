@@ -10,11 +10,23 @@
 * :mod:`~lightning_implicit.sweep.cli`: ``lightning-implicit sweep`` (see its ``--help``).
 """
 
+__all__ = [
+    "SweepOptions",
+    "ModelOutcome",
+    "run_sweep",
+    "SearchSpace",
+    "SearchSpaceError",
+    "load_search_space",
+]
 
-__all__ = ["SweepOptions", "ModelOutcome", "run_sweep", "SearchSpace", "SearchSpaceError", "load_search_space"]
-
-_LAZY = {"SweepOptions": "driver", "ModelOutcome": "driver", "run_sweep": "driver", "SearchSpace": "space",
-         "SearchSpaceError": "space", "load_search_space": "space"}  # fmt: skip
+_LAZY = {
+    "SweepOptions": "driver",
+    "ModelOutcome": "driver",
+    "run_sweep": "driver",
+    "SearchSpace": "space",
+    "SearchSpaceError": "space",
+    "load_search_space": "space",
+}
 
 
 def __getattr__(name: str):

@@ -37,9 +37,13 @@ __all__ = ["SweepOptions", "ModelOutcome", "run_sweep", "study_name_for", "SWEEP
 
 # quiet, artifact-free training runs (a search file's 'fixed' or a command-line override can change these)
 SWEEP_TRAINER_DEFAULTS = [
-    "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-    "--trainer.enable_checkpointing", "false",
-]  # fmt: skip
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.enable_model_summary",
+    "false",
+    "--trainer.enable_checkpointing",
+    "false",
+]
 INTERRUPTED = 130
 
 
@@ -85,11 +89,24 @@ class SweepOptions:
     def worker_argv(self, model: str, index: int, quota: int, parent_run_id: str | None) -> list[str]:
         """The command line of worker ``index`` (re-invoking ``lightning-implicit sweep --worker-index``)."""
         o = copy.deepcopy(self)
-        o.models, o.trials, o.workers, o.worker_index, o.parent_run_id = [model], quota, 1, index, parent_run_id
+        o.models, o.trials, o.workers, o.worker_index, o.parent_run_id = (
+            [model],
+            quota,
+            1,
+            index,
+            parent_run_id,
+        )
         out: list[str] = ["--task", o.task]
-        flag = {"n_train": "--n-train", "n_test": "--n-test", "search_file": "--search-file",
-                "tracking_uri": "--tracking-uri", "min_converged": "--min-converged", "max_retry": "--max-retry",
-                "worker_index": "--worker-index", "parent_run_id": "--parent-run-id"}  # fmt: skip
+        flag = {
+            "n_train": "--n-train",
+            "n_test": "--n-test",
+            "search_file": "--search-file",
+            "tracking_uri": "--tracking-uri",
+            "min_converged": "--min-converged",
+            "max_retry": "--max-retry",
+            "worker_index": "--worker-index",
+            "parent_run_id": "--parent-run-id",
+        }
         for f in fields(o):
             v = getattr(o, f.name)
             if f.name in ("task", "overrides") or v is None:
@@ -219,9 +236,16 @@ def _contexts(opts: SweepOptions, space: SearchSpace, models: list[str], say) ->
         check_cli_keys(ms, base, path=space.path, task=opts.task, pinned=pinned)
         fixed = [a for k, v in ms.fixed.items() for a in (f"--{k}", cli_value(v))]
         out[m] = TrialContext(
-            task=opts.task, model=m, study_name=study_name_for(opts, m, len(models)), space=ms, base_args=base + fixed,
-            pinned=pinned, cv=opts.cv, min_converged=opts.min_converged, search_hash=space.sha256,
-        )  # fmt: skip
+            task=opts.task,
+            model=m,
+            study_name=study_name_for(opts, m, len(models)),
+            space=ms,
+            base_args=base + fixed,
+            pinned=pinned,
+            cv=opts.cv,
+            min_converged=opts.min_converged,
+            search_hash=space.sha256,
+        )
     return out
 
 
@@ -269,7 +293,11 @@ class _TrialPrinter:
 
     def __call__(self, study: optuna.Study, t: optuna.trial.FrozenTrial) -> None:
         self.done += 1
-        dur = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else 0.0
+        dur = (
+            (t.datetime_complete - t.datetime_start).total_seconds()
+            if t.datetime_complete and t.datetime_start
+            else 0.0
+        )
         head = f"[{self.label}] {self.done}/{self.quota} trial #{t.number:<3d} {t.state.name:<8s}"
         if t.state == TrialState.COMPLETE:
             msg = f"val/loss={t.value:.5g}"
@@ -280,39 +308,62 @@ class _TrialPrinter:
                 pass
         elif t.state == TrialState.PRUNED:
             step = t.user_attrs.get("pruned_step")
-            msg = f"at step {step}: {t.user_attrs.get('prune_reason', '')}" if step is not None else t.user_attrs.get(
-                "prune_reason", "")
+            msg = (
+                f"at step {step}: {t.user_attrs.get('prune_reason', '')}"
+                if step is not None
+                else t.user_attrs.get("prune_reason", "")
+            )
         else:
             msg = t.user_attrs.get("fail_reason", "failed")
         params = " ".join(f"{k}={_fmt(v)}" for k, v in t.params.items())
         print(f"{head} {msg}  ({dur:.1f}s)  {params}", flush=True)
         reason = t.user_attrs.get("fail_reason", "") if t.state == TrialState.FAIL else ""
-        self.errors = [*self.errors, reason][-self.streak :] if reason and not reason.startswith("non-finite") else []
+        self.errors = (
+            [*self.errors, reason][-self.streak :] if reason and not reason.startswith("non-finite") else []
+        )
         if len(self.errors) == self.streak and len(set(self.errors)) == 1:
             raise SweepAbort(f"{self.streak} trials in a row failed with the same error: {reason}")
 
 
-def _open_study(opts: SweepOptions, space: SearchSpace, ctx: TrialContext, storage, *, create: bool) -> optuna.Study:
+def _open_study(
+    opts: SweepOptions, space: SearchSpace, ctx: TrialContext, storage, *, create: bool
+) -> optuna.Study:
     if not create:
-        study = optuna.load_study(study_name=ctx.study_name, storage=storage, pruner=_pruner(space),
-                                  sampler=optuna.samplers.RandomSampler())  # fmt: skip
+        study = optuna.load_study(
+            study_name=ctx.study_name,
+            storage=storage,
+            pruner=_pruner(space),
+            sampler=optuna.samplers.RandomSampler(),
+        )
     else:
-        study = optuna.create_study(storage=storage, study_name=ctx.study_name, direction="minimize",
-                                    load_if_exists=True, pruner=_pruner(space))  # fmt: skip
+        study = optuna.create_study(
+            storage=storage,
+            study_name=ctx.study_name,
+            direction="minimize",
+            load_if_exists=True,
+            pruner=_pruner(space),
+        )
     n = len(study.get_trials(deepcopy=False))
     study.sampler = _sampler(space, opts, n)
     return study
 
 
-def _check_signature(study: optuna.Study, opts: SweepOptions, space: SearchSpace, ctx: TrialContext, say) -> None:
+def _check_signature(
+    study: optuna.Study, opts: SweepOptions, space: SearchSpace, ctx: TrialContext, say
+) -> None:
     """The objective's definition may not change under a resumed study (values would not be comparable)."""
     sig = {"task": opts.task, "model": ctx.model, "cv": opts.cv, "budget": space.budget}
     old = {k: study.user_attrs.get(f"sweep.{k}") for k in sig}
     if all(v is None for v in old.values()):
         for k, v in sig.items():
             study.set_user_attr(f"sweep.{k}", v)
-        study.set_user_attr("sweep.objective", "val/loss" + (f" (mean over {opts.cv} folds)" if opts.cv > 1 else ""))
-        study.set_user_attr("sweep.settings", " ".join(ctx.base_args[ctx.base_args.index("--tracking.model_name"):] + ctx.pinned))
+        study.set_user_attr(
+            "sweep.objective", "val/loss" + (f" (mean over {opts.cv} folds)" if opts.cv > 1 else "")
+        )
+        study.set_user_attr(
+            "sweep.settings",
+            " ".join(ctx.base_args[ctx.base_args.index("--tracking.model_name") :] + ctx.pinned),
+        )
         return
     bad = {k: (old[k], v) for k, v in sig.items() if old[k] is not None and old[k] != v}
     if bad:
@@ -321,14 +372,17 @@ def _check_signature(study: optuna.Study, opts: SweepOptions, space: SearchSpace
             f"study {ctx.study_name!r} was created with a different objective ({what}); resume it with the same "
             "settings or start a new study with --study NAME"
         )
-    settings = " ".join(ctx.base_args[ctx.base_args.index("--tracking.model_name"):] + ctx.pinned)
+    settings = " ".join(ctx.base_args[ctx.base_args.index("--tracking.model_name") :] + ctx.pinned)
     if study.user_attrs.get("sweep.settings") not in (None, settings):
-        say(f"[{ctx.model}] note: the fixed settings differ from when study {ctx.study_name!r} was created; "
-            "its earlier values may not be comparable")  # fmt: skip
+        say(
+            f"[{ctx.model}] note: the fixed settings differ from when study {ctx.study_name!r} was created; "
+            "its earlier values may not be comparable"
+        )
 
 
-def _run_quota(study: optuna.Study, storage, ctx: TrialContext, opts: SweepOptions, quota: int, label: str,
-               on_failed) -> int:  # fmt: skip
+def _run_quota(
+    study: optuna.Study, storage, ctx: TrialContext, opts: SweepOptions, quota: int, label: str, on_failed
+) -> int:
     """Run ``quota`` trials in this process; returns how many ran. Ctrl-C is taken at the next batch end or
     between trials (:class:`~.interrupt.DeferredInterrupt`), never inside a database write."""
     printer = _TrialPrinter(label, quota)
@@ -342,7 +396,9 @@ def _run_quota(study: optuna.Study, storage, ctx: TrialContext, opts: SweepOptio
                 print(f"[{label}] --timeout {opts.timeout:g}s reached after {ran} trials", flush=True)
                 break
             recover_stale_trials(study, storage, max_retry=opts.max_retry, on_failed=on_failed)
-            study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[printer], gc_after_trial=False)
+            study.optimize(
+                objective, n_trials=1, catch=(Exception,), callbacks=[printer], gc_after_trial=False
+            )
             ran += 1
         interrupt.check()
     return ran
@@ -383,14 +439,21 @@ def _retrain(ctx: TrialContext, study: optuna.Study, out: ModelOutcome, say) -> 
     if over is None:
         over = ctx.param_args(best.params)
     tags = {"sweep.role": "best_retrain", "optuna.study": ctx.study_name, "optuna.trial": str(best.number)}
-    args = [*ctx.base_args, *over, *ctx.fold_args(0),
-            *ctx.tracking_args(ctx.parent_run_id, f"best-{ctx.model}-t{best.number:03d}", tags), *ctx.pinned]  # fmt: skip
+    args = [
+        *ctx.base_args,
+        *over,
+        *ctx.fold_args(0),
+        *ctx.tracking_args(ctx.parent_run_id, f"best-{ctx.model}-t{best.number:03d}", tags),
+        *ctx.pinned,
+    ]
     say(f"[{ctx.model}] retraining the best config (trial #{best.number}) with the shift sweep ...")
     result = run_training(args, test=True)
     out.best_rows = result.sweep
     metrics = list(getattr(result.module.task, "metrics", ()))
     row = result.sweep[0] if result.sweep else {}
-    out.metric = next((m for m in ["mape", *metrics] if m in row), next((k for k in row if k not in ("shift", "n")), None))
+    out.metric = next(
+        (m for m in ["mape", *metrics] if m in row), next((k for k in row if k not in ("shift", "n")), None)
+    )
     out.retrain_run_id = result.run_id
     if ctx.recorder is not None and ctx.parent_run_id and result.run_id:
         ctx.recorder.client.set_tag(ctx.parent_run_id, "best_retrain_run_id", result.run_id)
@@ -456,7 +519,9 @@ def _run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) 
     if opts.cv < 1 or opts.workers < 1 or opts.trials < 0:
         raise SearchSpaceError("--cv and --workers must be >= 1 and --trials >= 0")
     ctxs = _contexts(opts, space, models, say)
-    if opts.worker_index is None:  # the data once, before any study or MLflow run: a bad file fails here, not per trial
+    if (
+        opts.worker_index is None
+    ):  # the data once, before any study or MLflow run: a bad file fails here, not per trial
         from lightning_implicit.runner import load_data
 
         first = ctxs[models[0]]
@@ -465,8 +530,9 @@ def _run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) 
     experiment = opts.experiment or name_of(opts.task)
     recorder = SweepRecorder(opts.tracking_uri, experiment) if opts.tracking else None
     on_failed = _on_failed(recorder)
-    storage = open_storage(url, heartbeat=opts.heartbeat, grace=opts.grace, max_retry=opts.max_retry,
-                           on_failed=on_failed)  # fmt: skip
+    storage = open_storage(
+        url, heartbeat=opts.heartbeat, grace=opts.grace, max_retry=opts.max_retry, on_failed=on_failed
+    )
 
     # ---- a worker process: run its quota and leave ---------------------------------------------------------
     if opts.worker_index is not None:
@@ -477,17 +543,29 @@ def _run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) 
         try:
             _run_quota(study, storage, ctx, opts, opts.trials, label, on_failed)
         except KeyboardInterrupt:
-            recover_stale_trials(study, storage, only_pid=os.getpid(), reason_dead="interrupted", retry=False,
-                                 on_failed=on_failed)  # fmt: skip
+            recover_stale_trials(
+                study,
+                storage,
+                only_pid=os.getpid(),
+                reason_dead="interrupted",
+                retry=False,
+                on_failed=on_failed,
+            )
             return INTERRUPTED
         return 0
 
     # ---- the sweep ---------------------------------------------------------------------------------------
-    kind = "JournalStorage (no heartbeats: dead workers found by process id)" if "://" not in url else "RDBStorage"
-    say(f"sweep {opts.task}: models {', '.join(models)}; {opts.trials} more trial(s) each"
+    kind = (
+        "JournalStorage (no heartbeats: dead workers found by process id)"
+        if "://" not in url
+        else "RDBStorage"
+    )
+    say(
+        f"sweep {opts.task}: models {', '.join(models)}; {opts.trials} more trial(s) each"
         f"{f' on {opts.workers} workers' if opts.workers > 1 else ''}; objective val/loss"
         f"{f' (mean of {opts.cv} folds)' if opts.cv > 1 else ''}; budget {space.budget}; space {space.path}; "
-        f"storage {mask_url(url)} [{kind}]")  # fmt: skip
+        f"storage {mask_url(url)} [{kind}]"
+    )
     outcomes: list[ModelOutcome] = []
     studies: dict[str, optuna.Study] = {}
     interrupted = False
@@ -500,17 +578,28 @@ def _run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) 
         n_before = len(study.get_trials(deepcopy=False))
         parent = None
         if recorder is not None:
-            parent = recorder.parent_run(study, {
-                "optuna.study": ctx.study_name, "optuna.storage": mask_url(url), "task": opts.task, "model": m,
-                "sampler": f"TPESampler(seed={opts.seed}, {', '.join(f'{k}={v}' for k, v in space.sampler.items())})",
-                "pruner": f"{type(study.pruner).__name__}({', '.join(f'{k}={v}' for k, v in space.pruner.items() if k != 'type')})",
-                "search_file": str(space.path), "search_file_hash": space.sha256, "budget": space.budget,
-                "cv": str(opts.cv), "workers": str(opts.workers),
-                "command": command or f"lightning-implicit sweep --task {opts.task} --model {m}",
-            })  # fmt: skip
+            parent = recorder.parent_run(
+                study,
+                {
+                    "optuna.study": ctx.study_name,
+                    "optuna.storage": mask_url(url),
+                    "task": opts.task,
+                    "model": m,
+                    "sampler": f"TPESampler(seed={opts.seed}, {', '.join(f'{k}={v}' for k, v in space.sampler.items())})",
+                    "pruner": f"{type(study.pruner).__name__}({', '.join(f'{k}={v}' for k, v in space.pruner.items() if k != 'type')})",
+                    "search_file": str(space.path),
+                    "search_file_hash": space.sha256,
+                    "budget": space.budget,
+                    "cv": str(opts.cv),
+                    "workers": str(opts.workers),
+                    "command": command or f"lightning-implicit sweep --task {opts.task} --model {m}",
+                },
+            )
         ctx.recorder, ctx.parent_run_id = recorder, parent
-        say(f"[{m}] study {ctx.study_name!r}: {n_before} trial(s) so far"
-            + (f"; MLflow parent run {parent} (experiment {experiment!r})" if parent else ""))  # fmt: skip
+        say(
+            f"[{m}] study {ctx.study_name!r}: {n_before} trial(s) so far"
+            + (f"; MLflow parent run {parent} (experiment {experiment!r})" if parent else "")
+        )
         try:
             if opts.workers <= 1:
                 _run_quota(study, storage, ctx, opts, opts.trials, f"{opts.task}/{m}", on_failed)
@@ -519,9 +608,14 @@ def _run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) 
                 quotas = [opts.trials // k + (1 if i < opts.trials % k else 0) for i in range(k)]
                 cmd = [sys.executable, "-m", "lightning_implicit.cli", "sweep"]
                 env = opts.worker_env()
-                procs = [subprocess.Popen([*cmd, *opts.worker_argv(m, i, q, parent)], env=env)
-                         for i, q in enumerate(quotas) if q > 0]  # fmt: skip
-                say(f"[{m}] started {len(procs)} worker process(es): pids {' '.join(str(p.pid) for p in procs)}")
+                procs = [
+                    subprocess.Popen([*cmd, *opts.worker_argv(m, i, q, parent)], env=env)
+                    for i, q in enumerate(quotas)
+                    if q > 0
+                ]
+                say(
+                    f"[{m}] started {len(procs)} worker process(es): pids {' '.join(str(p.pid) for p in procs)}"
+                )
                 try:
                     for p in procs:
                         p.wait()
@@ -530,15 +624,28 @@ def _run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) 
                     _stop_workers(procs)
                 for i, p in enumerate(procs):
                     if p.returncode not in (0, INTERRUPTED, -signal.SIGINT) and not interrupted:
-                        say(f"[{m}] worker w{i} (pid {p.pid}) exited with code {p.returncode}; its unfinished trial "
-                            "is failed and re-enqueued; run the command again to make up the missing trials")  # fmt: skip
-                recover_stale_trials(study, storage, max_retry=opts.max_retry, on_failed=on_failed,
-                                     reason_dead="interrupted" if interrupted else "worker died",
-                                     retry=not interrupted)  # fmt: skip
+                        say(
+                            f"[{m}] worker w{i} (pid {p.pid}) exited with code {p.returncode}; its unfinished trial "
+                            "is failed and re-enqueued; run the command again to make up the missing trials"
+                        )
+                recover_stale_trials(
+                    study,
+                    storage,
+                    max_retry=opts.max_retry,
+                    on_failed=on_failed,
+                    reason_dead="interrupted" if interrupted else "worker died",
+                    retry=not interrupted,
+                )
         except KeyboardInterrupt:
             interrupted = True
-            recover_stale_trials(study, storage, only_pid=os.getpid(), reason_dead="interrupted", retry=False,
-                                 on_failed=on_failed)  # fmt: skip
+            recover_stale_trials(
+                study,
+                storage,
+                only_pid=os.getpid(),
+                reason_dead="interrupted",
+                retry=False,
+                on_failed=on_failed,
+            )
         except SweepAbort as exc:
             say(f"[{m}] sweep stopped: {exc}")
             status = 1
@@ -553,7 +660,9 @@ def _run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) 
             out.reproduce = _reproduce(opts, ctx, out.best_overrides)
         outcomes.append(out)
         if interrupted:
-            out.notes.append("interrupted (Ctrl-C): finished trials are kept; the running one is FAIL 'interrupted'")
+            out.notes.append(
+                "interrupted (Ctrl-C): finished trials are kept; the running one is FAIL 'interrupted'"
+            )
             break
         if opts.retrain and out.best_number is not None:
             try:
@@ -572,10 +681,21 @@ def _run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) 
         if recorder is None or o.parent_run_id is None:
             continue
         try:
-            recorder.log_summary(o.parent_run_id, studies[o.model], best_rows=o.best_rows,
-                                 comparison=comparison if len(comparison) > 1 else None, metric=metric,
-                                 info={"task": opts.task, "model": o.model, "budget": space.budget, "cv": opts.cv,
-                                       "metric": o.metric, "retrain_run_id": o.retrain_run_id})  # fmt: skip
+            recorder.log_summary(
+                o.parent_run_id,
+                studies[o.model],
+                best_rows=o.best_rows,
+                comparison=comparison if len(comparison) > 1 else None,
+                metric=metric,
+                info={
+                    "task": opts.task,
+                    "model": o.model,
+                    "budget": space.budget,
+                    "cv": opts.cv,
+                    "metric": o.metric,
+                    "retrain_run_id": o.retrain_run_id,
+                },
+            )
             recorder.close_parent(o.parent_run_id, "KILLED" if interrupted else "FINISHED")
         except Exception as exc:  # noqa: BLE001
             o.notes.append(f"could not log the summary to MLflow: {exc}")
@@ -583,8 +703,12 @@ def _run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) 
     from lightning_implicit.console import print_sweep_summary
 
     try:  # where the results are: best values, studies, experiment, UI links (or the make ui hint)
-        print_sweep_summary(outcomes, experiment=experiment if recorder else None,
-                            uri=recorder.uri if recorder else None, storage=mask_url(url))  # fmt: skip
+        print_sweep_summary(
+            outcomes,
+            experiment=experiment if recorder else None,
+            uri=recorder.uri if recorder else None,
+            storage=mask_url(url),
+        )
     except Exception as exc:  # noqa: BLE001 - the sweep is done and recorded; the summary is a courtesy
         say(f"(no sweep summary: {type(exc).__name__}: {exc})")
     return INTERRUPTED if interrupted else status

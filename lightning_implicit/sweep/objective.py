@@ -63,8 +63,16 @@ class TrialContext:
     def tracking_args(self, parent: str | None, run_name: str, tags: dict[str, str]) -> list[str]:
         if self.recorder is None:
             return ["--tracking.enabled", "false"]
-        out = ["--tracking.uri", self.recorder.uri, "--tracking.experiment", self.recorder.experiment,
-               "--tracking.run_name", run_name, "--tracking.tags", json.dumps(tags)]  # fmt: skip
+        out = [
+            "--tracking.uri",
+            self.recorder.uri,
+            "--tracking.experiment",
+            self.recorder.experiment,
+            "--tracking.run_name",
+            run_name,
+            "--tracking.tags",
+            json.dumps(tags),
+        ]
         if parent:
             out += ["--tracking.parent_run_id", parent]
         return out
@@ -149,7 +157,9 @@ class Objective:
         trial.set_user_attr("search_hash", ctx.search_hash)
         run_id = None
         if ctx.recorder is not None and ctx.parent_run_id:
-            run_id = ctx.recorder.start_trial(ctx.parent_run_id, ctx.study_name, ctx.model, trial, values, over)
+            run_id = ctx.recorder.start_trial(
+                ctx.parent_run_id, ctx.study_name, ctx.model, trial, values, over
+            )
             trial.set_user_attr("mlflow_run_id", run_id)
         fold_values: list[float] = []
         pruning: _Pruning | None = None
@@ -166,17 +176,29 @@ class Objective:
                     callbacks.append(pruning)
                 if ctx.min_converged > 0:
                     callbacks.append(ConvergenceGuard(ctx.min_converged))
-                tags = {"sweep.role": "fold", "optuna.study": ctx.study_name, "optuna.trial": str(trial.number),
-                        "fold": str(fold)}  # fmt: skip
+                tags = {
+                    "sweep.role": "fold",
+                    "optuna.study": ctx.study_name,
+                    "optuna.trial": str(trial.number),
+                    "fold": str(fold),
+                }
                 name = f"{ctx.model}-t{trial.number:03d}" + (f"-f{fold}" if ctx.cv > 1 else "-fit")
-                args = [*ctx.base_args, *over, *ctx.fold_args(fold), *ctx.tracking_args(run_id, name, tags), *ctx.pinned]
+                args = [
+                    *ctx.base_args,
+                    *over,
+                    *ctx.fold_args(fold),
+                    *ctx.tracking_args(run_id, name, tags),
+                    *ctx.pinned,
+                ]
                 handler = signal.getsignal(signal.SIGINT)  # (the sweep's deferring handler, or Python's)
                 try:
                     result = run_training(args, extra_callbacks=callbacks, test=False)
                 except SystemExit:
                     # Lightning turns Ctrl-C into sys.exit(1) after ignoring SIGINT: restore both
                     if probe.interrupted:
-                        signal.signal(signal.SIGINT, handler if callable(handler) else signal.default_int_handler)
+                        signal.signal(
+                            signal.SIGINT, handler if callable(handler) else signal.default_int_handler
+                        )
                         raise KeyboardInterrupt from None
                     raise
                 loss = result.val.get("val/loss")
@@ -190,8 +212,10 @@ class Objective:
                     mean = fmean(fold_values)
                     trial.report(mean, step=fold)
                     if fold < ctx.cv - 1 and trial.should_prune():
-                        raise optuna.TrialPruned(f"running mean val/loss {mean:.4g} after fold {fold} is worse than "
-                                                 "the median of earlier trials")  # fmt: skip
+                        raise optuna.TrialPruned(
+                            f"running mean val/loss {mean:.4g} after fold {fold} is worse than "
+                            "the median of earlier trials"
+                        )
             value = fmean(fold_values)
             trial.set_user_attr("fold_values", fold_values)
             self._finish(run_id, TrialState.COMPLETE, value=value, fold_values=fold_values, extra=extra)
@@ -210,7 +234,13 @@ class Objective:
             raise
         except FloatingPointError as exc:
             msg = str(exc)
-            self._fail(trial, run_id, probe, msg if msg.startswith("non-finite") else f"non-finite loss: {msg}", fold_values)
+            self._fail(
+                trial,
+                run_id,
+                probe,
+                msg if msg.startswith("non-finite") else f"non-finite loss: {msg}",
+                fold_values,
+            )
             raise
         except Exception as exc:
             self._fail(trial, run_id, probe, f"{type(exc).__name__}: {exc}", fold_values)

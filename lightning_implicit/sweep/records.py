@@ -83,8 +83,11 @@ class SweepRecorder:
             run_id = None
         run_id = run_id or self._find_parent(study.study_name)
         if not run_id:
-            run = self.client.create_run(self.experiment_id, run_name=f"sweep-{study.study_name}",
-                                         tags={"sweep.role": "parent", "optuna.study": study.study_name})  # fmt: skip
+            run = self.client.create_run(
+                self.experiment_id,
+                run_name=f"sweep-{study.study_name}",
+                tags={"sweep.role": "parent", "optuna.study": study.study_name},
+            )
             run_id = self._find_parent(study.study_name) or run.info.run_id
             if run_id != run.info.run_id:  # another worker won the race
                 self.client.delete_run(run.info.run_id)
@@ -108,7 +111,8 @@ class SweepRecorder:
         runs = self.client.search_runs(
             [self.experiment_id],
             filter_string=f"tags.`sweep.role` = 'parent' and tags.`optuna.study` = '{study_name}'",
-            order_by=["attributes.start_time ASC"], max_results=50,
+            order_by=["attributes.start_time ASC"],
+            max_results=50,
         )
         runs = sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id))
         return runs[0].info.run_id if runs else None
@@ -117,27 +121,52 @@ class SweepRecorder:
         self.client.set_terminated(run_id, status)
 
     # ---- trials --------------------------------------------------------------------------------------
-    def start_trial(self, parent_id: str, study_name: str, model: str, trial: optuna.Trial,
-                    params: dict[str, Any], overrides: list[str]) -> str:  # fmt: skip
+    def start_trial(
+        self,
+        parent_id: str,
+        study_name: str,
+        model: str,
+        trial: optuna.Trial,
+        params: dict[str, Any],
+        overrides: list[str],
+    ) -> str:
         from mlflow.entities import Param, RunTag
 
         run = self.client.create_run(
-            self.experiment_id, run_name=f"{model}-t{trial.number:03d}",
-            tags={"mlflow.parentRunId": parent_id, "sweep.role": "trial", "optuna.study": study_name,
-                  "optuna.trial": str(trial.number), "model": model, "optuna.state": "RUNNING"},
-        )  # fmt: skip
+            self.experiment_id,
+            run_name=f"{model}-t{trial.number:03d}",
+            tags={
+                "mlflow.parentRunId": parent_id,
+                "sweep.role": "trial",
+                "optuna.study": study_name,
+                "optuna.trial": str(trial.number),
+                "model": model,
+                "optuna.state": "RUNNING",
+            },
+        )
         ps = [Param(k, str(v)[:6000]) for k, v in params.items()]
-        self.client.log_batch(run.info.run_id, params=ps,
-                              tags=[RunTag("cli_overrides", " ".join(overrides)[:5000])])  # fmt: skip
+        self.client.log_batch(
+            run.info.run_id, params=ps, tags=[RunTag("cli_overrides", " ".join(overrides)[:5000])]
+        )
         return run.info.run_id
 
-    def finish_trial(self, run_id: str, state: TrialState, *, value: float | None = None,
-                     fold_values: list[float] = (), reason: str | None = None, pruned_step: int | None = None,
-                     extra: dict[str, float] | None = None) -> None:  # fmt: skip
+    def finish_trial(
+        self,
+        run_id: str,
+        state: TrialState,
+        *,
+        value: float | None = None,
+        fold_values: list[float] = (),
+        reason: str | None = None,
+        pruned_step: int | None = None,
+        extra: dict[str, float] | None = None,
+    ) -> None:
         from mlflow.entities import Metric, RunTag
 
         now = int(time.time() * 1000)
-        metrics = [Metric("fold_val_loss", v, now, i) for i, v in enumerate(fold_values) if _finite(v) is not None]
+        metrics = [
+            Metric("fold_val_loss", v, now, i) for i, v in enumerate(fold_values) if _finite(v) is not None
+        ]
         if _finite(value) is not None:
             metrics.append(Metric("objective", value, now, 0))
         for k, v in (extra or {}).items():
@@ -162,15 +191,24 @@ class SweepRecorder:
     def fail_tree(self, run_id: str, reason: str) -> None:
         """A dead worker's trial run and its still-RUNNING fold runs -> FAILED with ``fail_reason``."""
         children = self.client.search_runs(
-            [self.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run_id}' and attributes.status = 'RUNNING'"
+            [self.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{run_id}' and attributes.status = 'RUNNING'",
         )
         for r in [*children]:
             self.mark_run(r.info.run_id, "FAILED", {"fail_reason": reason})
         self.mark_run(run_id, "FAILED", {"fail_reason": reason, "optuna.state": "FAIL"})
 
     # ---- summary -------------------------------------------------------------------------------------
-    def log_summary(self, parent_id: str, study: optuna.Study, *, best_rows: list[dict] | None,
-                    comparison: dict[str, list[dict]] | None, metric: str | None, info: dict) -> None:  # fmt: skip
+    def log_summary(
+        self,
+        parent_id: str,
+        study: optuna.Study,
+        *,
+        best_rows: list[dict] | None,
+        comparison: dict[str, list[dict]] | None,
+        metric: str | None,
+        info: dict,
+    ) -> None:
         from mlflow.entities import Metric, RunTag
 
         counts = _counts(study)
@@ -184,7 +222,9 @@ class SweepRecorder:
             tags += [RunTag(f"best.{k}", str(v)[:5000]) for k, v in best.params.items()]
         self.client.log_batch(parent_id, metrics=metrics, tags=tags)
         with tempfile.TemporaryDirectory() as tmp:
-            write_summary(Path(tmp), study, best_rows=best_rows, comparison=comparison, metric=metric, info=info)
+            write_summary(
+                Path(tmp), study, best_rows=best_rows, comparison=comparison, metric=metric, info=info
+            )
             self.client.log_artifacts(parent_id, tmp, artifact_path="summary")
 
 
@@ -213,9 +253,15 @@ def _placeholder(path: Path, text: str) -> None:
     plt.close(fig)
 
 
-def write_summary(folder: Path, study: optuna.Study, *, best_rows: list[dict] | None = None,
-                  comparison: dict[str, list[dict]] | None = None, metric: str | None = None,
-                  info: dict | None = None) -> list[Path]:  # fmt: skip
+def write_summary(
+    folder: Path,
+    study: optuna.Study,
+    *,
+    best_rows: list[dict] | None = None,
+    comparison: dict[str, list[dict]] | None = None,
+    metric: str | None = None,
+    info: dict | None = None,
+) -> list[Path]:
     """``best_params.json``, ``trials.csv``, ``optimization_history.png``, ``param_importances.png`` (and
     ``best_ood.csv`` / ``ood_comparison.png`` when given) in ``folder``."""
     import matplotlib
@@ -228,8 +274,12 @@ def write_summary(folder: Path, study: optuna.Study, *, best_rows: list[dict] | 
     best = _best(study)
     summary = {"study": study.study_name, "counts": _counts(study), **(info or {})}
     if best is not None:
-        summary.update(best_trial=best.number, best_value=best.value, best_params=best.params,
-                       cli_overrides=best.user_attrs.get("cli_overrides"))  # fmt: skip
+        summary.update(
+            best_trial=best.number,
+            best_value=best.value,
+            best_params=best.params,
+            cli_overrides=best.user_attrs.get("cli_overrides"),
+        )
     p = folder / "best_params.json"
     p.write_text(json.dumps(summary, indent=2, default=str))
     out.append(p)
@@ -239,13 +289,37 @@ def write_summary(folder: Path, study: optuna.Study, *, best_rows: list[dict] | 
     pnames = sorted({k for t in trials for k in t.params})
     with p.open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["number", "state", "value", *[f"params_{k}" for k in pnames], "duration_s", "pruned_step",
-                    "reason", "mlflow_run_id"])  # fmt: skip
+        w.writerow(
+            [
+                "number",
+                "state",
+                "value",
+                *[f"params_{k}" for k in pnames],
+                "duration_s",
+                "pruned_step",
+                "reason",
+                "mlflow_run_id",
+            ]
+        )
         for t in trials:
-            dur = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else ""
+            dur = (
+                (t.datetime_complete - t.datetime_start).total_seconds()
+                if t.datetime_complete and t.datetime_start
+                else ""
+            )
             reason = t.user_attrs.get("fail_reason") or t.user_attrs.get("prune_reason") or ""
-            w.writerow([t.number, t.state.name, "" if t.value is None else t.value, *[t.params.get(k, "") for k in pnames],
-                        dur, t.user_attrs.get("pruned_step", ""), reason, t.user_attrs.get("mlflow_run_id", "")])  # fmt: skip
+            w.writerow(
+                [
+                    t.number,
+                    t.state.name,
+                    "" if t.value is None else t.value,
+                    *[t.params.get(k, "") for k in pnames],
+                    dur,
+                    t.user_attrs.get("pruned_step", ""),
+                    reason,
+                    t.user_attrs.get("mlflow_run_id", ""),
+                ]
+            )
     out.append(p)
 
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -268,8 +342,11 @@ def write_summary(folder: Path, study: optuna.Study, *, best_rows: list[dict] | 
         p = folder / "param_importances.png"
         varying = [k for k in pnames if len({json.dumps(t.params.get(k), default=str) for t in complete}) > 1]
         if len(complete) < 2 or not varying:
-            _placeholder(p, f"parameter importance needs >= 2 completed trials with varying parameters\n"
-                            f"(have {len(complete)} completed)")  # fmt: skip
+            _placeholder(
+                p,
+                f"parameter importance needs >= 2 completed trials with varying parameters\n"
+                f"(have {len(complete)} completed)",
+            )
         else:
             try:
                 imp = optuna.importance.get_param_importances(study)
@@ -297,7 +374,12 @@ def write_summary(folder: Path, study: optuna.Study, *, best_rows: list[dict] | 
         fig, ax = plt.subplots(figsize=(6.5, 4))
         for label, rows in comparison.items():
             if rows:
-                ax.plot([r["shift"] for r in rows], [r.get(metric, float("nan")) for r in rows], marker="o", label=label)
+                ax.plot(
+                    [r["shift"] for r in rows],
+                    [r.get(metric, float("nan")) for r in rows],
+                    marker="o",
+                    label=label,
+                )
         shifts = [r["shift"] for rows in comparison.values() for r in rows]
         if shifts and min(shifts) > 0 and max(shifts) / min(shifts) >= 100:
             ax.set_xscale("log")

@@ -30,29 +30,51 @@ def print_summary(console, opts, outcomes, *, experiment: str | None = None) -> 
 
     if not outcomes:
         return
-    console.print(f"Sweep {opts.task}: best configs (objective: in-distribution val/loss"
-                  f"{f', mean of {opts.cv} folds' if opts.cv > 1 else ''})", soft_wrap=True)  # fmt: skip
+    console.print(
+        f"Sweep {opts.task}: best configs (objective: in-distribution val/loss"
+        f"{f', mean of {opts.cv} folds' if opts.cv > 1 else ''})",
+        soft_wrap=True,
+    )
     t = Table()
-    for col in ("model", "study", "trials (this run)", "complete", "pruned", "failed", "best #", "best val/loss",
-                "best params"):  # fmt: skip
+    for col in (
+        "model",
+        "study",
+        "trials (this run)",
+        "complete",
+        "pruned",
+        "failed",
+        "best #",
+        "best val/loss",
+        "best params",
+    ):
         t.add_column(col, overflow="fold")
     for o in outcomes:
         c = o.counts
         other = c.get("running", 0) + c.get("waiting", 0)
         total = sum(c.values())
         t.add_row(
-            o.model, o.study_name, f"{total} ({o.ran})" + (f", {other} running/waiting" if other else ""),
-            str(c.get("complete", 0)), str(c.get("pruned", 0)), str(c.get("fail", 0)), _num(o.best_number),
-            _num(o.best_value), ", ".join(f"{k}={_num(v)}" for k, v in o.best_params.items()) or "-",
-        )  # fmt: skip
+            o.model,
+            o.study_name,
+            f"{total} ({o.ran})" + (f", {other} running/waiting" if other else ""),
+            str(c.get("complete", 0)),
+            str(c.get("pruned", 0)),
+            str(c.get("fail", 0)),
+            _num(o.best_number),
+            _num(o.best_value),
+            ", ".join(f"{k}={_num(v)}" for k, v in o.best_params.items()) or "-",
+        )
     console.print(t)
     for o in outcomes:
         if o.parent_run_id and experiment:
-            console.print(f"  {o.model}: MLflow experiment {experiment!r}, parent run {o.parent_run_id}"
-                          + (f", best retrained in run {o.retrain_run_id}" if o.retrain_run_id else ""),
-                          soft_wrap=True)  # fmt: skip
+            console.print(
+                f"  {o.model}: MLflow experiment {experiment!r}, parent run {o.parent_run_id}"
+                + (f", best retrained in run {o.retrain_run_id}" if o.retrain_run_id else ""),
+                soft_wrap=True,
+            )
         if getattr(o, "reproduce", None):
-            console.print(f"  {o.model}: reproduce the best config: {o.reproduce}", markup=False, soft_wrap=True)
+            console.print(
+                f"  {o.model}: reproduce the best config: {o.reproduce}", markup=False, soft_wrap=True
+            )
         for n in o.notes:
             console.print(f"  {o.model}: {n}", markup=False, soft_wrap=True)
 

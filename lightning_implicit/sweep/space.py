@@ -51,8 +51,16 @@ from typing import Any
 
 import yaml
 
-__all__ = ["SearchSpaceError", "ParamSpec", "ModelSpace", "SearchSpace", "load_search_space", "check_cli_keys",
-           "cli_value", "search_file_path"]  # fmt: skip
+__all__ = [
+    "SearchSpaceError",
+    "ParamSpec",
+    "ModelSpace",
+    "SearchSpace",
+    "load_search_space",
+    "check_cli_keys",
+    "cli_value",
+    "search_file_path",
+]
 
 TOP_KEYS = ("description", "models", "fixed", "params", "quick", "sampler", "pruner")
 MODEL_KEYS = ("fixed", "params")
@@ -73,7 +81,9 @@ def search_file_path(task: str, conf: Path | None = None) -> Path:
 
     if conf is not None:
         return conf / "search" / f"{task}.yaml"
-    return confpath.find("search", confpath.name_of(task), required=False) or confpath.find("search", "default")
+    return confpath.find("search", confpath.name_of(task), required=False) or confpath.find(
+        "search", "default"
+    )
 
 
 def _suggest(word: str, options) -> str:
@@ -103,7 +113,9 @@ class ParamSpec:
         if self.type == "float":
             return trial.suggest_float(self.name, self.low, self.high, log=self.log, step=self.step)
         if self.type == "int":
-            return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log, step=int(self.step or 1))
+            return trial.suggest_int(
+                self.name, int(self.low), int(self.high), log=self.log, step=int(self.step or 1)
+            )
         return trial.suggest_categorical(self.name, list(self.choices))
 
     def probe_values(self) -> list:
@@ -195,7 +207,9 @@ def _check_fixed(obj, where: str, path: Path) -> dict[str, Any]:
     fixed = _mapping(obj, where, path)
     for k in fixed:
         if not isinstance(k, str) or not k or k.startswith("-"):
-            raise SearchSpaceError(f"{path}: {where}: key {k!r} must be a LightningCLI path like 'trainer.max_epochs'")
+            raise SearchSpaceError(
+                f"{path}: {where}: key {k!r} must be a LightningCLI path like 'trainer.max_epochs'"
+            )
     return dict(fixed)
 
 
@@ -220,20 +234,28 @@ def _param(name: str, raw, where: str, path: Path) -> ParamSpec:
     kind = raw.get("type")
     if kind not in PARAM_TYPES:
         got = "missing" if kind is None else repr(kind)
-        raise SearchSpaceError(f"{path}: {where}: unknown distribution type {got}; use one of {', '.join(PARAM_TYPES)}")
+        raise SearchSpaceError(
+            f"{path}: {where}: unknown distribution type {got}; use one of {', '.join(PARAM_TYPES)}"
+        )
     key = raw.get("key")
     if key is not None and (not isinstance(key, str) or not key or key.startswith("-")):
-        raise SearchSpaceError(f"{path}: {where}: key must be a LightningCLI path like 'model.init_args.lr', got {key!r}")
+        raise SearchSpaceError(
+            f"{path}: {where}: key must be a LightningCLI path like 'model.init_args.lr', got {key!r}"
+        )
     repeat = raw.get("repeat")
     if repeat is not None and not (isinstance(repeat, str) or (isinstance(repeat, int) and repeat >= 1)):
-        raise SearchSpaceError(f"{path}: {where}: repeat must be an integer >= 1 or a parameter name, got {repeat!r}")
+        raise SearchSpaceError(
+            f"{path}: {where}: repeat must be an integer >= 1 or a parameter name, got {repeat!r}"
+        )
     if kind == "categorical":
         for f in ("low", "high", "log", "step"):
             if f in raw:
                 raise SearchSpaceError(f"{path}: {where}: a categorical parameter takes 'choices', not {f!r}")
         choices = raw.get("choices")
         if not isinstance(choices, list) or not choices:
-            raise SearchSpaceError(f"{path}: {where}: a categorical parameter needs a non-empty list 'choices'")
+            raise SearchSpaceError(
+                f"{path}: {where}: a categorical parameter needs a non-empty list 'choices'"
+            )
         bad = [c for c in choices if not _scalar(c)]
         if bad:
             raise SearchSpaceError(
@@ -247,8 +269,10 @@ def _param(name: str, raw, where: str, path: Path) -> ParamSpec:
         raise SearchSpaceError(f"{path}: {where}: a {kind} parameter takes 'low'/'high', not 'choices'")
     missing = [f for f in ("low", "high") if raw.get(f) is None]
     if missing:
-        raise SearchSpaceError(f"{path}: {where}: {'an' if kind == 'int' else 'a'} {kind} parameter needs bounds: "
-                               f"missing {' and '.join(missing)}")
+        raise SearchSpaceError(
+            f"{path}: {where}: {'an' if kind == 'int' else 'a'} {kind} parameter needs bounds: "
+            f"missing {' and '.join(missing)}"
+        )
     low, high = _number(raw["low"], f"{path}: {where}: low"), _number(raw["high"], f"{path}: {where}: high")
     if not (math.isfinite(low) and math.isfinite(high)):
         raise SearchSpaceError(f"{path}: {where}: bounds must be finite, got low={low}, high={high}")
@@ -269,7 +293,9 @@ def _param(name: str, raw, where: str, path: Path) -> ParamSpec:
     if kind == "int":
         for f, v in (("low", low), ("high", high), ("step", step)):
             if v is not None and v != int(v):
-                raise SearchSpaceError(f"{path}: {where}: an int parameter needs an integer {f}, got {raw[f]}")
+                raise SearchSpaceError(
+                    f"{path}: {where}: an int parameter needs an integer {f}, got {raw[f]}"
+                )
     return ParamSpec(name=name, type=kind, key=key, low=low, high=high, log=log, step=step, repeat=repeat)
 
 
@@ -277,7 +303,9 @@ def _params(obj, where: str, path: Path) -> dict[str, dict]:
     params = _mapping(obj, where, path)
     for name in params:
         if not isinstance(name, str) or not name:
-            raise SearchSpaceError(f"{path}: {where}: parameter names must be non-empty strings, got {name!r}")
+            raise SearchSpaceError(
+                f"{path}: {where}: parameter names must be non-empty strings, got {name!r}"
+            )
     return dict(params)
 
 
@@ -304,7 +332,9 @@ def load_search_space(path: str | Path, *, task: str, full: bool = False, model_
         from lightning_implicit import confpath
 
         have = confpath.names("search")
-        raise SearchSpaceError(f"no search space for task {task!r}: {path} does not exist (search files: {have})")
+        raise SearchSpaceError(
+            f"no search space for task {task!r}: {path} does not exist (search files: {have})"
+        )
     text = path.read_text()
     try:
         raw = yaml.safe_load(text)
@@ -330,13 +360,17 @@ def load_search_space(path: str | Path, *, task: str, full: bool = False, model_
         raise SearchSpaceError(f"{path}: models must be a list of model names, got {default_models!r}")
     for m in default_models:
         if m not in sections:
-            raise SearchSpaceError(f"{path}: models lists {m!r} but the file has no '{m}:' section ({sections})")
+            raise SearchSpaceError(
+                f"{path}: models lists {m!r} but the file has no '{m}:' section ({sections})"
+            )
     top_fixed = _check_fixed(raw.get("fixed"), "fixed", path)
     top_params = _params(raw.get("params"), "params", path)
     quick = _mapping(raw.get("quick"), "quick", path)
     for k in quick:
         if k not in QUICK_KEYS:
-            raise SearchSpaceError(f"{path}: quick: unknown key {k!r}{_suggest(str(k), QUICK_KEYS)} (allowed: fixed, params)")
+            raise SearchSpaceError(
+                f"{path}: quick: unknown key {k!r}{_suggest(str(k), QUICK_KEYS)} (allowed: fixed, params)"
+            )
     quick_fixed = _check_fixed(quick.get("fixed"), "quick.fixed", path)
     quick_params = _params(quick.get("params"), "quick.params", path)
     for name, over in quick_params.items():
@@ -353,9 +387,14 @@ def load_search_space(path: str | Path, *, task: str, full: bool = False, model_
     pruner = dict(_mapping(raw.get("pruner"), "pruner", path))
     ptype = pruner.get("type", "median")
     if ptype not in PRUNER_TYPES:
-        raise SearchSpaceError(f"{path}: pruner: unknown type {ptype!r}; use one of {', '.join(PRUNER_TYPES)}")
-    pruner_cls = {"median": optuna.pruners.MedianPruner, "percentile": optuna.pruners.PercentilePruner,
-                  "nop": optuna.pruners.NopPruner}[ptype]  # fmt: skip
+        raise SearchSpaceError(
+            f"{path}: pruner: unknown type {ptype!r}; use one of {', '.join(PRUNER_TYPES)}"
+        )
+    pruner_cls = {
+        "median": optuna.pruners.MedianPruner,
+        "percentile": optuna.pruners.PercentilePruner,
+        "nop": optuna.pruners.NopPruner,
+    }[ptype]
     _check_kwargs(pruner_cls, {k: v for k, v in pruner.items() if k != "type"}, "pruner", path)
 
     spaces: dict[str, ModelSpace] = {}
@@ -363,7 +402,9 @@ def load_search_space(path: str | Path, *, task: str, full: bool = False, model_
         sec = _mapping(raw[m], m, path)
         for k in sec:
             if k not in MODEL_KEYS:
-                raise SearchSpaceError(f"{path}: {m}: unknown key {k!r}{_suggest(str(k), MODEL_KEYS)} (allowed: fixed, params)")
+                raise SearchSpaceError(
+                    f"{path}: {m}: unknown key {k!r}{_suggest(str(k), MODEL_KEYS)} (allowed: fixed, params)"
+                )
         own_params = _params(sec.get("params"), f"{m}.params", path)
         raw_params = {**top_params, **own_params}
         params: dict[str, ParamSpec] = {}
@@ -383,22 +424,34 @@ def load_search_space(path: str | Path, *, task: str, full: bool = False, model_
                         f"parameter of {m!r} (have {sorted(params)})"
                     )
             if spec.key is None and not any(o.repeat == name for o in params.values()):
-                raise SearchSpaceError(f"{path}: {m}.params.{name}: missing 'key' (the LightningCLI path it sets)")
+                raise SearchSpaceError(
+                    f"{path}: {m}.params.{name}: missing 'key' (the LightningCLI path it sets)"
+                )
         keys = [s.key for s in params.values() if s.key]
         dup = sorted({k for k in keys if keys.count(k) > 1})
         if dup:
             raise SearchSpaceError(f"{path}: {m}.params: two parameters set the same key {dup[0]!r}")
         model_fixed = _check_fixed(sec.get("fixed"), f"{m}.fixed", path)
-        layers = [("fixed", top_fixed), ("quick.fixed", {} if full else quick_fixed), (f"{m}.fixed", model_fixed)]
+        layers = [
+            ("fixed", top_fixed),
+            ("quick.fixed", {} if full else quick_fixed),
+            (f"{m}.fixed", model_fixed),
+        ]
         fixed = {k: v for _, layer in layers for k, v in layer.items()}
         origin = {k: where for where, layer in layers for k in layer}
         spaces[m] = ModelSpace(model=m, fixed=fixed, params=params, origin=origin)
     desc = raw.get("description", "")
     return SearchSpace(
-        task=task, path=path, sha256=hashlib.sha256(text.encode()).hexdigest()[:16], budget="full" if full else "quick",
-        models=list(default_models), spaces=spaces, sampler=sampler, pruner=pruner,
+        task=task,
+        path=path,
+        sha256=hashlib.sha256(text.encode()).hexdigest()[:16],
+        budget="full" if full else "quick",
+        models=list(default_models),
+        spaces=spaces,
+        sampler=sampler,
+        pruner=pruner,
         description=desc if isinstance(desc, str) else "",
-    )  # fmt: skip
+    )
 
 
 # ---- CLI keys --------------------------------------------------------------------------------------------
@@ -421,7 +474,11 @@ def _parse_only(args: list[str]):
 
 def _error_text(exc: BaseException) -> str:
     lines = [ln.rstrip() for ln in str(exc).splitlines() if ln.strip()]
-    keep = [ln for ln in lines if not ln.strip().startswith(("Subtypes:", "Given value type:", "- Expected a <class 'NoneType'>"))]
+    keep = [
+        ln
+        for ln in lines
+        if not ln.strip().startswith(("Subtypes:", "Given value type:", "- Expected a <class 'NoneType'>"))
+    ]
     return "\n    ".join(keep[:8])
 
 
@@ -437,7 +494,9 @@ def _structural_key_ok(key: str, cfg) -> bool:
     return False
 
 
-def check_cli_keys(space: ModelSpace, base_args: list[str], *, path: Path, task: str, pinned: list[str] = ()) -> None:
+def check_cli_keys(
+    space: ModelSpace, base_args: list[str], *, path: Path, task: str, pinned: list[str] = ()
+) -> None:
     """Check every fixed key and parameter key/value of ``space`` against the LightningCLI parser.
 
     ``base_args``: the config files of (trainer, task, model) plus command-line overrides. Raises
@@ -446,7 +505,9 @@ def check_cli_keys(space: ModelSpace, base_args: list[str], *, path: Path, task:
     try:
         cfg = _parse_only(list(base_args))
     except Exception as exc:  # noqa: BLE001 - jsonargparse raises ArgumentError / ValueError / TypeError
-        raise SearchSpaceError(f"the configuration of model {space.model!r} does not parse:\n    {_error_text(exc)}") from None
+        raise SearchSpaceError(
+            f"the configuration of model {space.model!r} does not parse:\n    {_error_text(exc)}"
+        ) from None
     known = [k for k in cfg.keys() if not k.startswith(("config", "__"))]
     fixed_args = [a for k, v in space.fixed.items() for a in (f"--{k}", cli_value(v))]
     entries: list[tuple[str, str, list]] = [

@@ -66,8 +66,14 @@ def _journal_path(url: str) -> Path | None:
     return None
 
 
-def open_storage(url: str, *, heartbeat: int = 10, grace: int | None = 30, max_retry: int | None = 1,
-                 on_failed: Callable[[optuna.trial.FrozenTrial, str], None] | None = None):  # fmt: skip
+def open_storage(
+    url: str,
+    *,
+    heartbeat: int = 10,
+    grace: int | None = 30,
+    max_retry: int | None = 1,
+    on_failed: Callable[[optuna.trial.FrozenTrial, str], None] | None = None,
+):
     """An Optuna storage for ``url`` (see the module doc). ``heartbeat`` 0 disables heartbeats.
 
     ``max_retry``, ``on_failed``: for trials that Optuna's own heartbeat check fails (it runs inside
@@ -91,7 +97,9 @@ def open_storage(url: str, *, heartbeat: int = 10, grace: int | None = 30, max_r
         db = Path(url[len("sqlite:///") :])
         db.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with sqlite3.connect(db, timeout=60) as con:  # WAL: readers do not block the writer (persists in the file)
+            with sqlite3.connect(
+                db, timeout=60
+            ) as con:  # WAL: readers do not block the writer (persists in the file)
                 con.execute("PRAGMA journal_mode=WAL")
         except sqlite3.DatabaseError as err:
             _raise_named(err, url)
@@ -223,9 +231,17 @@ def _retry(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str, ma
     history = [*trial.system_attrs.get("retry_history", []), trial.number]
     if max_retry is not None and len(history) > max_retry:
         return
-    system_attrs = {**trial.system_attrs, "failed_trial": trial.system_attrs.get("failed_trial", trial.number),
-                    "retry_history": history}  # fmt: skip
-    study.add_trial(optuna.create_trial(
-        state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
-        user_attrs={"retry_of": trial.number, "retry_reason": reason}, system_attrs=system_attrs,
-    ))  # fmt: skip
+    system_attrs = {
+        **trial.system_attrs,
+        "failed_trial": trial.system_attrs.get("failed_trial", trial.number),
+        "retry_history": history,
+    }
+    study.add_trial(
+        optuna.create_trial(
+            state=TrialState.WAITING,
+            params=trial.params,
+            distributions=trial.distributions,
+            user_attrs={"retry_of": trial.number, "retry_reason": reason},
+            system_attrs=system_attrs,
+        )
+    )

@@ -76,7 +76,9 @@ def space_edges(params: dict, space) -> list[str]:
         if spec is None or spec.type == "categorical" or spec.low == spec.high:
             continue
         lo, hi, v = float(spec.low), float(spec.high), float(value)
-        pos = (math.log(v) - math.log(lo)) / (math.log(hi) - math.log(lo)) if spec.log else (v - lo) / (hi - lo)
+        pos = (
+            (math.log(v) - math.log(lo)) / (math.log(hi) - math.log(lo)) if spec.log else (v - lo) / (hi - lo)
+        )
         if pos <= 0.05:
             out.append(f"{name}={value:g} at its lower bound {spec.low:g}")
         elif pos >= 0.95:
@@ -106,7 +108,9 @@ def _load_study(name: str, storage_url: str):
         return None
 
 
-def _write_tuned(opts: TuneOptions, task: str, model: str, study, space, storage_url: str, commit: str) -> Path | None:
+def _write_tuned(
+    opts: TuneOptions, task: str, model: str, study, space, storage_url: str, commit: str
+) -> Path | None:
     """Write the best trial of ``study`` (``space``: the task's :class:`~.space.SearchSpace`) as a tuned config."""
     from optuna.trial import TrialState
 
@@ -119,32 +123,55 @@ def _write_tuned(opts: TuneOptions, task: str, model: str, study, space, storage
     except ValueError:
         return None
     ms = space.space(model)
-    overrides = {**ms.fixed, **ms.overrides(best.params)}  # the space's fixed settings (max_epochs -1), the best trial's
+    overrides = {
+        **ms.fixed,
+        **ms.overrides(best.params),
+    }  # the space's fixed settings (max_epochs -1), the best trial's
     folds = list(best.user_attrs.get("fold_values") or [best.value])
     trials = study.get_trials(deepcopy=False)
-    counts = {s.name.lower(): sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED,
-                                                                          TrialState.FAIL)}  # fmt: skip
+    counts = {
+        s.name.lower(): sum(t.state == s for t in trials)
+        for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    }
     provenance = {
         "study": study.study_name,
-        "storage": mask_url(storage_url).replace(f"sqlite:///{Path.cwd()}/", "sqlite:///"),  # (relative to the repo)
+        "storage": mask_url(storage_url).replace(
+            f"sqlite:///{Path.cwd()}/", "sqlite:///"
+        ),  # (relative to the repo)
         "objective": f"val/loss, mean over {opts.cv} folds of the in-distribution data (the shift sweep never "
-                     "enters it)" if opts.cv > 1 else "val/loss on one held-out fold of the in-distribution data",
+        "enters it)"
+        if opts.cv > 1
+        else "val/loss on one held-out fold of the in-distribution data",
         "trials": counts,
         "best_trial": best.number,
         "cv_folds": opts.cv,
-        "cv_score": {"mean": float(statistics.fmean(folds)),
-                     "sd": float(statistics.stdev(folds)) if len(folds) > 1 else 0.0,
-                     "folds": [float(v) for v in folds]},
+        "cv_score": {
+            "mean": float(statistics.fmean(folds)),
+            "sd": float(statistics.stdev(folds)) if len(folds) > 1 else 0.0,
+            "folds": [float(v) for v in folds],
+        },
         "budget": f"{opts.trials} trials per (task, model), the same for every model; profile {opts.profile}'s data "
-                  f"sizes; space {space.path.name} (sha256 {space.sha256})",
+        f"sizes; space {space.path.name} (sha256 {space.sha256})",
         "space_edges": space_edges(best.params, ms),
         "best_params": {k: (float(v) if isinstance(v, float) else v) for k, v in best.params.items()},
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "git_commit": commit,
-        "command": "lightning-implicit tune " + shlex.join(
-            ["--profile", opts.profile, "--task", task, "--model", model, "--trials", str(opts.trials), "--cv",
-             str(opts.cv)]),
-    }  # fmt: skip
+        "command": "lightning-implicit tune "
+        + shlex.join(
+            [
+                "--profile",
+                opts.profile,
+                "--task",
+                task,
+                "--model",
+                model,
+                "--trials",
+                str(opts.trials),
+                "--cv",
+                str(opts.cv),
+            ]
+        ),
+    }
     root = Path(opts.out) if opts.out else None
     path = tuned_path(task, model, root)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -172,15 +199,19 @@ def run_tune(opts: TuneOptions, *, say=print) -> int:
     tasks = opts.tasks or list(profile.tasks)
     unknown = [t for t in tasks if t not in profile.tasks]
     if unknown:
-        raise SearchSpaceError(f"task(s) {unknown} are not in profile {profile.name!r} ({sorted(profile.tasks)})")
+        raise SearchSpaceError(
+            f"task(s) {unknown} are not in profile {profile.name!r} ({sorted(profile.tasks)})"
+        )
     storage_url = resolve_storage_url(opts.storage)
     commit = git_commit()
     pairs = [(t, m) for t in tasks for m in profile.tasks[t].models if not opts.models or m in opts.models]
     if not pairs:
         raise SearchSpaceError(f"no (task, model) of profile {profile.name!r} matches --model {opts.models}")
     spaces = {t: load_search_space(tune_space_path(t, opts.space_dir), task=t, full=True) for t in tasks}
-    say(f"tune {profile.name}: {len(pairs)} (task, model) pairs, {opts.trials} trials each, {opts.cv}-fold CV on "
-        f"in-distribution data; storage {storage_url}")  # fmt: skip
+    say(
+        f"tune {profile.name}: {len(pairs)} (task, model) pairs, {opts.trials} trials each, {opts.cv}-fold CV on "
+        f"in-distribution data; storage {storage_url}"
+    )
     status = 0
     for task, model in pairs:
         space = spaces[task]
@@ -194,22 +225,45 @@ def run_tune(opts: TuneOptions, *, say=print) -> int:
         if missing:
             searched = {s.key for s in space.space(model).params.values() if s.key}
             plan = profile.tasks[task]
-            pinned = [a for k, v in plan.overrides_for(model).items() if k not in searched
-                      for a in (f"--{k}", cli_value(v))]  # fmt: skip
+            pinned = [
+                a
+                for k, v in plan.overrides_for(model).items()
+                if k not in searched
+                for a in (f"--{k}", cli_value(v))
+            ]
             sweep = SweepOptions(
-                task=task, models=[model], trials=missing, workers=opts.workers, cv=opts.cv, study=study_name,
-                seed=opts.seed, full=True, trainer=profile.trainer, search_file=str(space.path), storage=opts.storage,
-                tracking_uri=opts.tracking_uri, experiment=f"tune-{task}", tracking=opts.tracking, retrain=False,
-                timeout=opts.timeout, verbose=opts.verbose, overrides=[*pinned, *opts.extra],
-            )  # fmt: skip
-            code = run_sweep(sweep, command="lightning-implicit tune " + shlex.join(
-                ["--profile", opts.profile, "--task", task, "--model", model]))  # fmt: skip
+                task=task,
+                models=[model],
+                trials=missing,
+                workers=opts.workers,
+                cv=opts.cv,
+                study=study_name,
+                seed=opts.seed,
+                full=True,
+                trainer=profile.trainer,
+                search_file=str(space.path),
+                storage=opts.storage,
+                tracking_uri=opts.tracking_uri,
+                experiment=f"tune-{task}",
+                tracking=opts.tracking,
+                retrain=False,
+                timeout=opts.timeout,
+                verbose=opts.verbose,
+                overrides=[*pinned, *opts.extra],
+            )
+            code = run_sweep(
+                sweep,
+                command="lightning-implicit tune "
+                + shlex.join(["--profile", opts.profile, "--task", task, "--model", model]),
+            )
             if code == INTERRUPTED:
                 say(f"[{task}/{model}] interrupted: run the same command again to resume")
                 return INTERRUPTED
             status = status or code
             study = _load_study(study_name, storage_url)
-        path = _write_tuned(opts, task, model, study, space, storage_url, commit) if study is not None else None
+        path = (
+            _write_tuned(opts, task, model, study, space, storage_url, commit) if study is not None else None
+        )
         if path is None:
             say(f"[{task}/{model}] no complete trial: no tuned config written")
             status = 1
@@ -219,24 +273,43 @@ def run_tune(opts: TuneOptions, *, say=print) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lightning-implicit tune", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    p.add_argument("--profile", default="paper", help="reproduction profile whose (task, model) pairs are tuned "
-                   "(conf/reproduce/<name>.yaml; its data sizes are used); default paper")
+    p = argparse.ArgumentParser(
+        prog="lightning-implicit tune",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--profile",
+        default="paper",
+        help="reproduction profile whose (task, model) pairs are tuned "
+        "(conf/reproduce/<name>.yaml; its data sizes are used); default paper",
+    )
     p.add_argument("--task", default=None, help="only these tasks, comma-separated (make TASKS=)")
     p.add_argument("--model", default=None, help="only these models, comma-separated")
     p.add_argument("--trials", type=int, default=8, help="trials in total per (task, model) (default 8)")
-    p.add_argument("--cv", type=int, default=5, help="k-fold cross-validation on in-distribution data (default 5)")
+    p.add_argument(
+        "--cv", type=int, default=5, help="k-fold cross-validation on in-distribution data (default 5)"
+    )
     p.add_argument("--workers", type=int, default=1, help="worker processes per study (default 1)")
     p.add_argument("--seed", type=int, default=0, help="sampler and training seed (default 0)")
-    p.add_argument("--storage", default=None, help="Optuna storage (default $OPTUNA_STORAGE or "
-                   "sqlite:///mlruns/optuna.db; PostgreSQL for several machines)")
+    p.add_argument(
+        "--storage",
+        default=None,
+        help="Optuna storage (default $OPTUNA_STORAGE or "
+        "sqlite:///mlruns/optuna.db; PostgreSQL for several machines)",
+    )
     p.add_argument("--tracking-uri", dest="tracking_uri", default=None, help="MLflow tracking URI")
-    p.add_argument("--no-tracking", dest="tracking", action="store_false", help="no MLflow runs for the trials")
+    p.add_argument(
+        "--no-tracking", dest="tracking", action="store_false", help="no MLflow runs for the trials"
+    )
     p.add_argument("--out", default=None, help="where tuned configs go (default conf/tuned)")
     p.add_argument("--space-dir", dest="space_dir", default=None, help="search spaces (default conf/tune)")
-    p.add_argument("--timeout", type=float, default=None, help="stop starting trials of a pair after this many s")
-    p.add_argument("--dry-run", dest="dry_run", action="store_true", help="list the pairs and what is left to run")
+    p.add_argument(
+        "--timeout", type=float, default=None, help="stop starting trials of a pair after this many s"
+    )
+    p.add_argument(
+        "--dry-run", dest="dry_run", action="store_true", help="list the pairs and what is left to run"
+    )
     p.add_argument("--verbose", action="store_true", help="Lightning/Optuna logs")
     return p
 

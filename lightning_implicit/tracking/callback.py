@@ -42,7 +42,9 @@ class TrackingCallback(L.Callback):
             lg.experiment.log_text(lg.run_id, self.config_yaml, "config.yaml")
         dm = trainer.datamodule
         if dm is not None and hasattr(dm, "data_card"):
-            lg.experiment.log_text(lg.run_id, json.dumps(dm.data_card(), indent=2, default=str), "data_card.json")
+            lg.experiment.log_text(
+                lg.run_id, json.dumps(dm.data_card(), indent=2, default=str), "data_card.json"
+            )
         from mlflow.entities import Param
 
         params = resolved_params(trainer, pl_module)
@@ -55,8 +57,15 @@ class TrackingCallback(L.Callback):
         if lg is None or not rows:
             return
         spec = pl_module.task
-        log_shift_sweep(lg.experiment, lg.run_id, rows, task=spec.name, shift_name=spec.shift_name,
-                        shift_log=spec.shift_log, label=self.label)  # fmt: skip
+        log_shift_sweep(
+            lg.experiment,
+            lg.run_id,
+            rows,
+            task=spec.name,
+            shift_name=spec.shift_name,
+            shift_log=spec.shift_log,
+            label=self.label,
+        )
         dm = trainer.datamodule
         if dm is not None and hasattr(dm, "write_artifacts"):
             with tempfile.TemporaryDirectory() as tmp:
@@ -95,13 +104,21 @@ def resolved_params(trainer, pl_module) -> dict[str, object]:
             value = getattr(dm, "hparams", {}).get(key) if hasattr(dm, "hparams") else None
         if value is not None:
             out[f"data.{key}"] = value
-    out.update({
-        "trainer.max_epochs": trainer.max_epochs, "trainer.max_steps": trainer.max_steps,
-        "trainer.accumulate_grad_batches": trainer.accumulate_grad_batches,
-        "trainer.gradient_clip_val": trainer.gradient_clip_val, "trainer.precision": trainer.precision,
-        "trainer.accelerator": type(trainer.accelerator).__name__, "trainer.strategy": type(trainer.strategy).__name__,
-        "trainer.num_devices": trainer.num_devices, "trainer.num_nodes": trainer.num_nodes,
-        "env.python": platform.python_version(), "env.torch": torch.__version__,
-        "env.lightning": lightning.__version__, "env.platform": platform.platform(),
-    })  # fmt: skip
+    out.update(
+        {
+            "trainer.max_epochs": trainer.max_epochs,
+            "trainer.max_steps": trainer.max_steps,
+            "trainer.accumulate_grad_batches": trainer.accumulate_grad_batches,
+            "trainer.gradient_clip_val": trainer.gradient_clip_val,
+            "trainer.precision": trainer.precision,
+            "trainer.accelerator": type(trainer.accelerator).__name__,
+            "trainer.strategy": type(trainer.strategy).__name__,
+            "trainer.num_devices": trainer.num_devices,
+            "trainer.num_nodes": trainer.num_nodes,
+            "env.python": platform.python_version(),
+            "env.torch": torch.__version__,
+            "env.lightning": lightning.__version__,
+            "env.platform": platform.platform(),
+        }
+    )
     return out

@@ -12,12 +12,16 @@ __all__ = ["plot_shift_sweep"]
 _LOG_Y = {"mse", "mae", "mape", "qlike", "rmse"}
 
 
-def plot_shift_sweep(rows: list[dict], *, task: str, shift_name: str, shift_log: bool, label: str, path) -> list[str]:
+def plot_shift_sweep(
+    rows: list[dict], *, task: str, shift_name: str, shift_log: bool, label: str, path
+) -> list[str]:
     """One panel per metric (and solver depth when present) against the shift; saved to ``path`` (PNG).
 
     Returns the metric names plotted.
     """
-    metrics = [k for k in rows[0] if k not in ("shift", "n") and not k.startswith("iters_") and k != "converged_frac"]
+    metrics = [
+        k for k in rows[0] if k not in ("shift", "n") and not k.startswith("iters_") and k != "converged_frac"
+    ]
     depth = "iters_mean" in rows[0]
     panels = metrics + (["iters_mean"] if depth else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
@@ -26,8 +30,13 @@ def plot_shift_sweep(rows: list[dict], *, task: str, shift_name: str, shift_log:
         ys = [r[name] for r in rows]
         ax.plot(xs, ys, marker="o", label=label)
         if name == "iters_mean":
-            ax.fill_between(xs, [r["iters_median"] for r in rows], [r["iters_p95"] for r in rows], alpha=0.2,
-                            label="median..p95")  # fmt: skip
+            ax.fill_between(
+                xs,
+                [r["iters_median"] for r in rows],
+                [r["iters_p95"] for r in rows],
+                alpha=0.2,
+                label="median..p95",
+            )
             ax.set_ylabel("solver iterations per sample")
         else:
             ax.set_ylabel(name)

@@ -25,7 +25,7 @@ def store_error(err: Exception, uri: str, kind: str) -> StoreError | None:
     text = str(err).lower()
     if not uri.startswith("sqlite:///") or not any(
         s in text for s in ("file is not a database", "malformed", "database disk image", "no such table")
-    ):  # fmt: skip
+    ):
         return None
     from lightning_implicit.redact import redact
 
@@ -103,7 +103,11 @@ def _make_logger(experiment: str, run_name: str, tags: dict[str, str], tracking_
     # synchronous=False: step metrics are queued and written by MLflow's background thread (a sqlite commit costs
     # ~25 ms, as much as an epoch's training at the paper's sizes); ``finalize`` (set_terminated) flushes the queue.
     logger = _OwnParamsLogger(
-        experiment_name=experiment, run_name=run_name, tracking_uri=tracking_uri, tags=tags, log_model=False,
+        experiment_name=experiment,
+        run_name=run_name,
+        tracking_uri=tracking_uri,
+        tags=tags,
+        log_model=False,
         synchronous=False,
     )
     # Create the run now: ddp_spawn/ddp_fork workers get a copy of the logger, and without a run id each
@@ -160,10 +164,17 @@ def git_commit() -> str:
     """The code version recorded with every run (``unknown`` outside a git checkout)."""
     try:
         here = Path(__file__).resolve().parent
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+        )
         sha = out.stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=5).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
         return (sha + ("-dirty" if dirty else "")) if sha else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"

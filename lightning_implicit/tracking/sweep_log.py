@@ -32,8 +32,9 @@ def write_sweep_table(rows: list[dict], folder: Path) -> list[Path]:
     return [csv_path, json_path]
 
 
-def log_shift_sweep(client, run_id: str, rows: list[dict], *, task: str, shift_name: str, shift_log: bool,
-                    label: str) -> None:  # fmt: skip
+def log_shift_sweep(
+    client, run_id: str, rows: list[dict], *, task: str, shift_name: str, shift_log: bool, label: str
+) -> None:
     """Log ``rows`` (one dict per shift) to run ``run_id`` through an ``MlflowClient``."""
     from mlflow.entities import Metric
 

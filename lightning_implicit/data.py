@@ -35,6 +35,14 @@ __all__ = [
 ]
 
 
+def _stream_key(shift: float) -> tuple[int, ...]:
+    """The random stream of a shift's test set: the integer itself, or (a tag and) the float's 64 bits."""
+    if float(shift).is_integer():
+        return (int(shift),)
+    lo, hi = np.frombuffer(np.float64(shift).tobytes(), dtype=np.uint32)
+    return (2**32 - 1, int(lo), int(hi))
+
+
 def table4_sizes(task: str) -> dict[str, dict]:
     """The ``data.init_args.sizes`` of the task config ``task`` on the config search path (``{}`` if none)."""
     import yaml
@@ -50,9 +58,9 @@ def table4_sizes(task: str) -> dict[str, dict]:
 
 @dataclass
 class TestSet:
-    """One test split: ``shift`` (an integer, the sweep axis: kappa or region k), inputs and targets."""
+    """One test split: ``shift`` (the sweep axis: kappa or region k, any positive number), inputs and targets."""
 
-    shift: int
+    shift: float
     x: np.ndarray
     y: np.ndarray
     extras: dict = field(default_factory=dict)
@@ -293,24 +301,26 @@ class SyntheticShiftDataModule(ShiftDataModule):
     Args:
         n_train: in-distribution samples (split into train/validation folds).
         n_test: samples per shift.
-        shifts: the kappa grid (integers; the MLflow step of the sweep). ``None``: the paper's range.
+        shifts: the kappa grid, positive numbers (integer shifts are the MLflow steps of `ood/*`; a grid with
+            non-integers logs the index as the step and the value as `ood/shift`). ``None``: the default grid.
         (others: see :class:`ShiftDataModule`)
     """
 
     default_shifts: tuple[int, ...] = ()
 
     def __init__(
-        self, *, n_train: int = 10_000, n_test: int = 3_000, shifts: list[int] | None = None, **kw
+        self, *, n_train: int = 10_000, n_test: int = 3_000, shifts: list[float] | None = None, **kw
     ) -> None:
         super().__init__(**kw)
         if n_train < self.n_folds or n_test < 1:
             raise ValueError(f"n_train must be >= n_folds and n_test >= 1, got {n_train}, {n_test}")
         shifts = list(self.default_shifts if shifts is None else shifts)
-        if not shifts or any(int(s) != s or s <= 0 for s in shifts):
-            raise ValueError(f"shifts must be a non-empty list of positive integers, got {shifts}")
-        self.n_train, self.n_test, self.shift_grid = n_train, n_test, [int(s) for s in shifts]
+        if not shifts or any(not isinstance(s, (int, float)) or not s > 0 for s in shifts):
+            raise ValueError(f"shifts must be a non-empty list of positive numbers, got {shifts}")
+        grid = [int(s) if float(s).is_integer() else float(s) for s in shifts]
+        self.n_train, self.n_test, self.shift_grid = n_train, n_test, grid
 
-    def sample(self, rng: np.random.Generator, n: int, shift: int | None) -> tuple[np.ndarray, np.ndarray]:
+    def sample(self, rng: np.random.Generator, n: int, shift: float | None) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
     def describe(self) -> dict:
@@ -321,6 +331,6 @@ class SyntheticShiftDataModule(ShiftDataModule):
         x, y = self.sample(self.rng(0), self.n_train, None)
         tests = []
         for k in self.shift_grid:
-            xt, yt = self.sample(self.rng(1, k), self.n_test, k)
+            xt, yt = self.sample(self.rng(1, *_stream_key(k)), self.n_test, k)
             tests.append(TestSet(shift=k, x=xt, y=yt))
         return DataSplits(x_train=x, y_train=y, tests=tests, card={"source": "generated", **self.describe()})

@@ -181,13 +181,15 @@ def _alt_tolerance_depth(res) -> list:
     import torch
     from mlflow.entities import Metric
 
+    from lightning_implicit.tracking.sweep_log import shift_steps
+
     module, dm = res.module, res.datamodule
     other = "rel" if module.sweep_tol_mode == "abs" else "abs"
     module.eval()
     now = int(time.time() * 1000)
     metrics = []
     with torch.no_grad():
-        for shift, ds in zip(dm.shifts, dm.test_sets, strict=True):
+        for step, ds in zip(shift_steps(dm.shifts), dm.test_sets, strict=True):
             its, conv = [], []
             for i in range(0, len(ds), 1024):
                 x, y, _ = ds[i : i + 1024]
@@ -198,8 +200,8 @@ def _alt_tolerance_depth(res) -> list:
                 c = st.converged
                 conv.append(c.all(dim=1) if c.dim() == 2 else c)
             it, c = torch.cat(its), torch.cat(conv)
-            metrics.append(Metric(f"ood_{other}/iters_mean", float(it.mean()), now, int(shift)))
-            metrics.append(Metric(f"ood_{other}/converged_frac", float(c.float().mean()), now, int(shift)))
+            metrics.append(Metric(f"ood_{other}/iters_mean", float(it.mean()), now, step))
+            metrics.append(Metric(f"ood_{other}/converged_frac", float(c.float().mean()), now, step))
     return metrics
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lightning_implicit.tracking.sweep_log import shift_steps
+
 __all__ = ["RunRecord", "Results", "Series", "load_results", "run_url"]
 
 # seed -> shift -> value
@@ -148,9 +150,10 @@ def load_results(records: list[RunRecord], client, ui_url: str) -> Results:
                     if key not in rec.metrics:
                         continue
                     by_step = dict(metric_history(client, rec.run_id, key))
-                    for row in rec.rows:
-                        if int(row["shift"]) in by_step:
-                            row[f"{name}_{mode}"] = by_step[int(row["shift"])]
+                    steps = shift_steps([row["shift"] for row in rec.rows])
+                    for row, step in zip(rec.rows, steps, strict=True):
+                        if step in by_step:
+                            row[f"{name}_{mode}"] = by_step[step]
         if rec.task == "volatility":
             rec.data_card = _download_json(client, rec.run_id, "data_card.json")
     return Results(records, ui_url)

@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 
 from lightning_implicit import confpath
@@ -24,9 +25,9 @@ from lightning_implicit.data import SyntheticShiftDataModule, TaskSpec
 
 
 class MaximumDataModule(SyntheticShiftDataModule):
-    """y = max(u) over U(0, 1)^4, tested on U(0, kappa)^4."""
+    """y = max(u) over U(0, 1)^4, tested on U(0, kappa)^4 (kappa need not be an integer)."""
 
-    default_shifts = (2, 10)
+    default_shifts = (1.5, 10)
 
     def __init__(self, **kw):
         super().__init__(**kw)
@@ -87,6 +88,28 @@ def _cli(args, env, cwd):
     )
 
 
+def test_float_shifts_have_their_own_test_sets_and_index_steps():
+    from lightning_implicit.data import SyntheticShiftDataModule, TaskSpec
+    from lightning_implicit.tracking.sweep_log import shift_steps
+
+    class Uniform(SyntheticShiftDataModule):
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            self.spec = TaskSpec(name="uniform", kind="regression", in_shape=(2,), target_shape=(2,))
+
+        def sample(self, rng, n, shift):
+            return rng.uniform(0, shift or 1.0, size=(n, 2)), np.zeros((n, 2))
+
+    dm = Uniform(n_train=20, n_test=5, shifts=[0.5, 1, 2.5])
+    splits = dm.build()
+    assert [t.shift for t in splits.tests] == [0.5, 1, 2.5]
+    assert not np.allclose(splits.tests[0].x / 0.5, splits.tests[2].x / 2.5)  # distinct random streams
+    np.testing.assert_array_equal(dm.build().tests[2].x, splits.tests[2].x)  # reproducible
+    assert shift_steps([0.5, 1, 2.5]) == [0, 1, 2] and shift_steps([10, 100]) == [10, 100]
+    with pytest.raises(ValueError, match="positive numbers"):
+        Uniform(shifts=[0])
+
+
 def test_search_path_adds_user_directories_before_the_builtin_ones(user_dir, monkeypatch):
     monkeypatch.setenv(confpath.ENV_PATH, str(user_dir))
     assert confpath.search_path()[0] == user_dir.resolve()
@@ -142,6 +165,11 @@ def test_a_task_from_outside_the_repo_trains_sweeps_and_is_reproduced(user_dir, 
     runs = client.search_runs([exp.experiment_id])
     models = {r.data.tags.get("model") for r in runs}
     assert {"implicit", "mlp"} <= models, models
+    # a non-integer shift grid: steps 0, 1 and the shifts' values as ood/shift, the metrics at those steps
+    trained = next(r for r in runs if r.data.tags.get("model") == "implicit" and "ood/mse" in r.data.metrics)
+    shifts = {m.step: m.value for m in client.get_metric_history(trained.info.run_id, "ood/shift")}
+    assert shifts == {0: 1.5, 1: 10.0}
+    assert {m.step for m in client.get_metric_history(trained.info.run_id, "ood/mse")} == {0, 1}
     import optuna
 
     assert "maximum-implicit" in optuna.get_all_study_names(env["OPTUNA_STORAGE"])

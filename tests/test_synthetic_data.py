@@ -99,7 +99,7 @@ def test_folds_partition_the_in_distribution_data():
 
 def test_bad_configuration_is_rejected_with_the_reason():
     with pytest.raises(ValueError, match="shifts"):
-        IdentityDataModule(shifts=[1.5])
+        IdentityDataModule(shifts=[-1.5])  # any positive number is a shift (issue 19); not a negative one
     with pytest.raises(ValueError, match="fold"):
         IdentityDataModule(fold=5, n_folds=5)
     with pytest.raises(ValueError, match="operation"):

@@ -32,6 +32,14 @@ def write_sweep_table(rows: list[dict], folder: Path) -> list[Path]:
     return [csv_path, json_path]
 
 
+def shift_steps(shifts: list[float]) -> list[int]:
+    """The MLflow steps of a shift grid: the shifts themselves when all are integers (the UI then charts
+    metrics against the shift), else their indices ``0, 1, ...`` (the value is logged as ``ood/shift``)."""
+    if all(float(s).is_integer() for s in shifts):
+        return [int(s) for s in shifts]
+    return list(range(len(shifts)))
+
+
 def log_shift_sweep(
     client, run_id: str, rows: list[dict], *, task: str, shift_name: str, shift_log: bool, label: str
 ) -> None:
@@ -40,14 +48,17 @@ def log_shift_sweep(
 
     now = int(time.time() * 1000)
     metrics = []
-    for r in rows:
+    steps = shift_steps([r["shift"] for r in rows])
+    for r, step in zip(rows, steps, strict=True):
+        if step != r["shift"]:  # a non-integer grid: the step is the shift's index, its value a metric
+            metrics.append(Metric(key="ood/shift", value=float(r["shift"]), timestamp=now, step=step))
         for k, v in r.items():
             if k in ("shift", "n") or not isinstance(v, (int, float)):
                 continue
             if math.isnan(float(v)):
                 continue  # undefined for this split (e.g. no spiky targets): not logged, never a fake score
             value = float(v) if math.isfinite(float(v)) else (1e300 if v > 0 else -1e300)
-            metrics.append(Metric(key=f"ood/{k}", value=value, timestamp=now, step=int(r["shift"])))
+            metrics.append(Metric(key=f"ood/{k}", value=value, timestamp=now, step=step))
     for i in range(0, len(metrics), 900):  # MLflow accepts at most 1000 metrics per batch
         client.log_batch(run_id, metrics=metrics[i : i + 900])
     with tempfile.TemporaryDirectory() as tmp:

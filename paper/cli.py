@@ -68,7 +68,7 @@ def reproduce(
     from lightning_implicit.tuned import load_tuned
 
     from .execute import Interrupted, Outcome, Progress, find_reusable, fmt_duration, run_jobs
-    from .plan import build_jobs
+    from .plan import build_jobs, tuned_recipes
     from .profile import ProfileError, load_profile
     from .report import build_report, log_report_run, start_report_run
     from .results import RunRecord, load_results, run_url
@@ -100,6 +100,10 @@ def reproduce(
     if "volatility" in profile.tasks and not amc_skip:
         _preflight_market(data, data_args or [], stream)  # a bad file stops here, before any run
     jobs = build_jobs(profile, commit=commit, data=data, data_args=data_args)
+    for task in profile.tasks:
+        why = tuned_recipes(profile, task)[1]
+        if why:
+            print(f"note: {why}", file=stream)
     skipped = [j for j in jobs if amc_skip and j.task == "volatility"]
     jobs = [j for j in jobs if j not in skipped]
     uri = resolve_tracking_uri()

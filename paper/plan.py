@@ -29,7 +29,7 @@ from lightning_implicit.tuned import find_tuned
 
 from .profile import Profile
 
-__all__ = ["Job", "build_jobs", "format_value", "QUIET_ARGS"]
+__all__ = ["Job", "build_jobs", "tuned_recipes", "format_value", "QUIET_ARGS"]
 
 # Settings that change neither the result nor the identity of a run (no progress bars or checkpoints in
 # workers); left out of the hash and of the rerun command.
@@ -173,6 +173,27 @@ def _data_identity(data: str | None) -> str | None:
     return f"{p.resolve()}:{size}"
 
 
+def tuned_recipes(profile: Profile, task: str) -> tuple[dict[str, object], str | None]:
+    """The tuned configs a task of ``profile`` trains on, and why none are used when some exist.
+
+    The same tuning budget for every model family (the paper tunes "all models"): a task uses tuned recipes
+    only when every one of its models has one; otherwise all of its models keep the task's default recipe and
+    the reason names the models without one."""
+    models = profile.tasks[task].models
+    found = {m: find_tuned(task, m) for m in models}
+    have = [m for m, t in found.items() if t is not None]
+    if not profile.tuned or not have:
+        return {}, None
+    if len(have) < len(models):
+        missing = [m for m in models if found[m] is None]
+        return {}, (
+            f"{task}: default recipes for every model: tuned configs exist for {', '.join(have)} but not for "
+            f"{', '.join(missing)} (every model family gets the same tuning budget; `make tune TASKS={task}` "
+            "tunes them all)"
+        )
+    return found, None
+
+
 def build_jobs(
     profile: Profile, *, commit: str, data: str | None = None, data_args: list[str] | None = None
 ) -> list[Job]:
@@ -184,11 +205,12 @@ def build_jobs(
     jobs: list[Job] = []
     for task, plan in profile.tasks.items():
         task_text, task_cfg = _yaml("tasks", task)
+        used, _ = tuned_recipes(profile, task)
         for model in plan.models:
             model_text, _ = _yaml("models", model)
             overrides = plan.overrides_for(model)
             tuned = find_tuned(task, model)
-            tuned_args = tuned.cli_args() if (tuned is not None and profile.tuned) else []
+            tuned_args = used[model].cli_args() if model in used else []
             task_data = data if task == "volatility" else None
             identity = {
                 "task": task,

@@ -29,6 +29,7 @@ from .paper_numbers import (
     TEXT_NUMBERS,
     label,
 )
+from .plan import tuned_recipes
 from .profile import Profile
 from .results import Results, seed_stats
 
@@ -277,19 +278,27 @@ def _spiky_units_table(results: Results) -> str:
 def _sec_tuning(verdicts, profile: Profile, tuned: dict, companion: dict | None) -> list[str]:
     """Verdicts at the default and the tuned recipes side by side, and where each tuned recipe came from."""
     out = []
+    notes = [why for task in profile.tasks if (why := tuned_recipes(profile, task)[1])]
     if not tuned:
+        if not profile.tuned:
+            why = " (`tuned: false`)."
+        elif notes:
+            why = "; no task has a tuned config for every one of its models (below)."
+        else:
+            why = "; no tuned config exists yet (`make tune`)."
         out.append(
-            f"Profile `{profile.name}` trained every model on the task configs' default recipes"
-            + (" (`tuned: false`)." if not profile.tuned else "; no tuned config exists yet (`make tune`).")
-            + "\n"
+            f"Profile `{profile.name}` trained every model on the task configs' default recipes{why}\n"
         )
-    else:
+    if tuned:
         out.append(
             f"{len(tuned)} (task, model) pair(s) of profile `{profile.name}` trained on a tuned recipe "
             "(`conf/tuned/<task>/<model>.yaml`, written by `make tune`: Optuna, k-fold cross-validation on "
             "in-distribution data only; the shifted test sets never enter the search); the others on the "
             "task config's default recipe.\n"
         )
+    if notes:
+        out.append("\n".join(f"* {n}" for n in notes) + "\n")
+    if tuned:
         rows = [
             "| Task | Model | CV val/loss (mean ± sd over folds) | Trials (complete / pruned / failed) | Search hit "
             "its edges | Study | Tuned on |",

@@ -231,6 +231,19 @@ def test_report_sets_tuned_and_default_verdicts_side_by_side(tmp_path, monkeypat
     cfg = TunedConfig("addition", "mlp", {"model.init_args.lr": 0.02, "data.init_args.batch_size": 32}, prov)
     (conf / "tuned" / "addition" / "mlp.yaml").write_text(cfg.to_yaml())
     monkeypatch.setenv("LIGHTNING_IMPLICIT_CONF", str(conf))
+    # only the MLP of addition is tuned: the same budget for every family means no tuned recipe for addition
+    from lightning_implicit_paper.plan import tuned_recipes
+    from lightning_implicit_paper.profile import load_profile
+
+    (tmp_path / "half.yaml").write_text(DEFAULT_PROFILE.format(prefix="h-") + "tuned: true\n")
+    used, why = tuned_recipes(load_profile(tmp_path / "half.yaml"), "addition")
+    assert used == {} and "tuned configs exist for mlp but not for implicit" in why and "make tune" in why
+    implicit_cfg = TunedConfig(
+        "addition", "implicit", {"model.init_args.lr": 0.005}, {**prov, "study": "s-i"}
+    )
+    (conf / "tuned" / "addition" / "implicit.yaml").write_text(implicit_cfg.to_yaml())
+    used, why = tuned_recipes(load_profile(tmp_path / "half.yaml"), "addition")
+    assert set(used) == {"implicit", "mlp"} and why is None
     prefix = f"t{uuid.uuid4().hex[:8]}-"
     (tmp_path / "base.yaml").write_text(DEFAULT_PROFILE.format(prefix=prefix))
     tuned_text = (
@@ -248,8 +261,8 @@ def test_report_sets_tuned_and_default_verdicts_side_by_side(tmp_path, monkeypat
     assert len(calls) == 3
     calls.clear()
     assert reproduce(str(tmp_path / "tuned.yaml"), out=tmp_path / "r", train=train) == 0
-    assert len(calls) == 1 and calls[0][calls[0].index("--tracking.run_name") + 1] == "mlp-seed0"
-    assert calls[0][calls[0].index("--model.init_args.lr") + 1] == "0.02"
+    lrs = {c[c.index("--tracking.run_name") + 1]: c[c.index("--model.init_args.lr") + 1] for c in calls}
+    assert lrs == {"mlp-seed0": "0.02", "implicit-seed0": "0.005"}  # spiky's LSTM: its default run reused
 
     md = (tmp_path / "r" / "tuned" / "report.md").read_text()
     section = md.split('<a id="tuning"></a>')[1].split("<a id=")[0]

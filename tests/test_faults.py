@@ -171,14 +171,19 @@ def test_password_never_in_tags_params_or_config(store):
 # -- the fused build: keyed per environment, verified, healed ----------------------------------------------------
 
 
-def test_build_key_separates_environments():
-    from lightning_implicit.implicit.fused import build_key
+def test_build_key_separates_environments(tmp_path):
+    from lightning_implicit.implicit.fused import _SOURCE, build_key
 
     a = build_key([], torch_version="2.5.0", interpreter="3.11.9|/venv/a")
     assert a == build_key([], torch_version="2.5.0", interpreter="3.11.9|/venv/a")
     assert a != build_key([], torch_version="2.5.0", interpreter="3.11.9|/venv/b")
     assert a != build_key([], torch_version="2.6.0", interpreter="3.11.9|/venv/a")
     assert a != build_key(["-mavx2"], torch_version="2.5.0", interpreter="3.11.9|/venv/a")
+    # the same source in a second checkout (one virtualenv): its own build (the library embeds the source path)
+    copy = tmp_path / "checkout" / "csrc" / _SOURCE.name
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes(_SOURCE.read_bytes())
+    assert a != build_key([], source=copy, torch_version="2.5.0", interpreter="3.11.9|/venv/a")
 
 
 def test_damaged_detects_truncated_garbage_and_altered(tmp_path):

@@ -55,10 +55,13 @@ _DIRECT_BLAS = bool(torch.backends.mkl.is_available())
 def build_key(
     isa: list[str], source: Path = _SOURCE, torch_version: str | None = None, interpreter: str | None = None
 ) -> str:
-    """12 hex digits of SHA-256 over the source, the flags, the torch version and the interpreter (its version and
-    prefix): the part of the build's name that separates environments."""
+    """12 hex digits of SHA-256 over the source and where it lies, the flags, the torch version and the interpreter
+    (its version and prefix): the part of the build's name that separates environments. (The folder matters:
+    the compiler records the source's path in the library, so two checkouts sharing one virtualenv build
+    different bytes and, under one name, would each take the other's build for a damaged one.)"""
     h = hashlib.sha256(source.read_bytes())
     for part in (
+        str(source.resolve().parent),
         *_CFLAGS,
         *isa,
         torch_version or f"{torch.__version__}+{torch.version.git_version}",

@@ -147,3 +147,40 @@ def test_the_forward_iteration_fits_on_one_screen():
 
     lines = inspect.getsource(reference_picard).splitlines()
     assert len(lines) <= 50, len(lines)
+
+
+def test_a_registered_backend_is_selected_by_name():
+    """A new backend is one registration; ``backend=<name>`` runs it (here: the reference, counting its calls),
+    and a backend that cannot run a case says so and the reference runs."""
+    from lightning_implicit.implicit import BACKENDS, register_backend
+
+    calls = []
+
+    def unsupported(BU, cfg):
+        return None if cfg.activation != "tanh" else "does not do tanh"
+
+    @register_backend("counting_test", unsupported)
+    def counting(A, BU, x0, cfg, hint=None):
+        calls.append(BU.shape[0])
+        return reference_picard(
+            A,
+            BU,
+            x0,
+            phi=ACTIVATIONS[cfg.activation].fn,
+            tol=cfg.tol,
+            tol_mode=cfg.tol_mode,
+            max_iter=cfg.max_iter,
+        )
+
+    try:
+        torch.manual_seed(0)
+        model = ImplicitModel(3, 5, 1, backend="counting_test").double()
+        model(torch.randn(4, 3, dtype=torch.float64)).sum().backward()  # the adjoint: a built-in loop
+        assert calls == [4] and model.layer.A.grad is not None
+        with pytest.warns(BackendFallbackWarning, match="does not do tanh"):
+            ImplicitModel(3, 5, 1, backend="counting_test", activation="tanh")(torch.randn(2, 3))
+        assert calls == [4]
+        with pytest.raises(ValueError, match="counting_test"):
+            SolverConfig(backend="countin_test")
+    finally:
+        BACKENDS.pop("counting_test")

@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 from typing import Literal, get_args
 
 from .activations import get_activation
+from .registry import BACKENDS as PICARD_BACKENDS
 from .registry import SOLVERS
 
 __all__ = ["SolverConfig", "AdjointConfig"]
@@ -73,7 +74,10 @@ class SolverConfig:
     activation: str = "relu"
 
     def __post_init__(self) -> None:
-        _check_backend("solver", self.backend)
+        if self.backend not in (*BACKENDS, *PICARD_BACKENDS):  # the built-in ones and any registered backend
+            raise ValueError(
+                f"solver.backend must be one of {sorted({*BACKENDS, *PICARD_BACKENDS})}, got {self.backend!r}"
+            )
         get_activation(self.activation)  # an unknown name lists the registered ones
         if self.solver not in SOLVERS:
             raise ValueError(f"unknown solver {self.solver!r}; choose one of {sorted(SOLVERS)}")

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .activations import Activation, get_activation
+from .config import BACKENDS as ADJOINT_BACKENDS
 from .config import AdjointConfig, SolverConfig
 from .function import ImplicitFunction, fixed_point_solve
 from .projection import inf_norm, project_rows_l1
@@ -88,7 +89,7 @@ class ImplicitLayer(nn.Module):
             max_iter=adjoint_max_iter,
             warn=warn,
             check_every=check_every,
-            backend=backend,
+            backend=backend if backend in ADJOINT_BACKENDS else "auto",
         )
         n, p = hidden_features, in_features
         self.A = nn.Parameter(torch.empty(n, n).uniform_(-1, 1) / n)
@@ -116,7 +117,7 @@ class ImplicitLayer(nn.Module):
         ``A`` is nilpotent, so the state equation is well posed for any norm (as in the paper's ablation).
         """
         if self.feedback:
-            self.A.copy_(project_rows_l1(self.A, self.kappa, self.solver_cfg.backend))
+            self.A.copy_(project_rows_l1(self.A, self.kappa, self.adjoint_cfg.backend))  # (a built-in loop)
         else:
             self.A.copy_(torch.triu(self.A, diagonal=1))
 

@@ -1,12 +1,14 @@
-"""The solver registry (as in torchdeq's): ``SOLVERS[name] = fn(A, BU, x0, cfg) -> (x, iterations, residual,
-converged)``. The solvers themselves live in :mod:`.solvers` (importing the package registers them); this
-module has no dependencies, so that :class:`~.config.SolverConfig` can validate a name without importing them."""
+"""The registries (as torchdeq's): solvers by name, ``SOLVERS[name] = fn(A, BU, x0, cfg) -> (x, iterations,
+residual, converged)``, and Picard's backends, ``BACKENDS[name]`` (:class:`PicardBackend`). The solvers and
+backends themselves live in :mod:`.solvers` (importing the package registers them); this module has no
+dependencies, so that :class:`~.config.SolverConfig` can validate a name without importing them."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
-__all__ = ["SOLVERS", "register_solver"]
+__all__ = ["SOLVERS", "register_solver", "BACKENDS", "PicardBackend", "register_backend"]
 
 SolverFn = Callable[..., tuple]
 SOLVERS: dict[str, SolverFn] = {}
@@ -21,6 +23,36 @@ def register_solver(name: str) -> Callable[[SolverFn], SolverFn]:
 
     def deco(fn: SolverFn) -> SolverFn:
         SOLVERS[name] = fn
+        return fn
+
+    return deco
+
+
+BackendFn = Callable[..., tuple]
+
+
+def _supports_all(BU, cfg) -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class PicardBackend:
+    """Where Picard's loop runs: ``fn(A, BU, x0, cfg, hint) -> (x, iterations, residual, converged)`` with the rule
+    of :func:`.reference.picard`; ``unsupported(BU, cfg)`` says why it cannot run a case (``None``: it can)."""
+
+    fn: BackendFn
+    unsupported: Callable = _supports_all
+
+
+BACKENDS: dict[str, PicardBackend] = {}
+
+
+def register_backend(name: str, unsupported: Callable | None = None) -> Callable[[BackendFn], BackendFn]:
+    """Register a Picard backend ``fn(A, BU, x0, cfg, hint)`` under ``name`` (then ``backend=name`` selects it;
+    ``tests/test_reference_core.py`` shows how to check one against the reference)."""
+
+    def deco(fn: BackendFn) -> BackendFn:
+        BACKENDS[name] = PicardBackend(fn, unsupported or _supports_all)
         return fn
 
     return deco

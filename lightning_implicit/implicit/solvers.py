@@ -34,14 +34,13 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import torch
 
 from . import fused, reference
 from .activations import get_activation
 from .config import SolverConfig
-from .registry import SOLVERS, register_solver
+from .registry import BACKENDS, SOLVERS, register_backend, register_solver
 
 __all__ = [
     "SOLVERS",
@@ -338,35 +337,9 @@ def _init(BU: torch.Tensor):
 
 # ----------------------------------------------------------------------------------------- picard backends
 
-BackendFn = Callable[..., tuple[torch.Tensor, ...]]
-
 
 class BackendFallbackWarning(RuntimeWarning):
     """The backend asked for does not support a choice (e.g. the activation); the reference loop runs."""
-
-
-@dataclass(frozen=True)
-class PicardBackend:
-    """Where Picard's loop runs: ``fn(A, BU, x0, cfg, hint) -> (x, iterations, residual, converged)`` (the
-    rule of :func:`.reference.picard`); ``unsupported(BU, cfg)`` says why it cannot run a case (``None``: it can)."""
-
-    fn: BackendFn
-    unsupported: Callable[[torch.Tensor, SolverConfig], str | None] = lambda BU, cfg: None
-
-
-BACKENDS: dict[str, PicardBackend] = {}
-
-
-def register_backend(
-    name: str, unsupported: Callable[[torch.Tensor, SolverConfig], str | None] | None = None
-):
-    """Register a Picard backend ``fn(A, BU, x0, cfg, hint)`` under ``name`` (see :class:`PicardBackend`)."""
-
-    def deco(fn: BackendFn) -> BackendFn:
-        BACKENDS[name] = PicardBackend(fn, unsupported or PicardBackend.unsupported)
-        return fn
-
-    return deco
 
 
 @register_backend("reference")

@@ -16,6 +16,7 @@ import sys
 
 import numpy as np
 import pandas as pd
+import torch
 
 from lightning_implicit.data import DataSplits, ShiftDataModule, TestSet
 from lightning_implicit.task import TaskSpec
@@ -160,6 +161,13 @@ class VolatilityDataModule(ShiftDataModule):
 
     def _x(self, X: np.ndarray) -> np.ndarray:
         return ((X - self.x_mean) / self.x_std)[..., None].astype(np.float32)
+
+    def train_metrics(self, pred: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        """Metrics on the training windows (``pred`` and ``y`` in model units): MSE there, MAPE and RMSE in $^2."""
+        p = pred.reshape(-1).double().cpu().numpy() * self.y_scale
+        t = y.reshape(-1).double().cpu().numpy() * self.y_scale
+        m = variance_metrics(p, t)
+        return {"mse": float(((pred - y) ** 2).mean()), "mape": m["mape"], "rmse": m["rmse"]}
 
     def evaluate(self, pred, y, shift, idx=None):
         out = super().evaluate(pred, y, shift, idx)

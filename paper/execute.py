@@ -137,95 +137,6 @@ class _RunIdProbe:
         return Probe()
 
 
-def _train_eval(res) -> dict[str, float]:
-    """Metrics on the training split after fitting (Table 1's "Train" columns)."""
-    import numpy as np
-    import torch
-
-    module, dm = res.module, res.datamodule
-    spec = module.task
-    module.eval()
-    preds, ys = [], []
-    with torch.no_grad():  # the shift sweep's settings (evaluate_batch), on the training split
-        ds = dm.train_set
-        for i in range(0, len(ds), 1024):
-            x, y, _ = ds[i : i + 1024]
-            preds.append(module.evaluate_batch(x, y))
-            ys.append(y)
-    pred, y = spec.align(torch.cat(preds), torch.cat(ys))
-    out: dict[str, float] = {}
-    if hasattr(dm, "train_metrics"):  # a task whose metrics need its own units (e.g. a scaled target)
-        out.update({f"train_eval/{k}": v for k, v in dm.train_metrics(pred, y).items()})
-    elif spec.kind == "regression":
-        out["train_eval/mse"] = float(((pred - y) ** 2).mean())
-        if spec.name == "volatility":
-            from lightning_implicit.datamodules.volatility import variance_metrics
-
-            scale = float(getattr(dm, "y_scale", 1.0))
-            m = variance_metrics(pred.double().numpy() * scale, y.double().numpy() * scale)
-            out["train_eval/mape"] = m["mape"]
-            out["train_eval/rmse"] = m["rmse"]
-    else:
-        out["train_eval/accuracy"] = float((pred.argmax(-1) == y).float().mean())
-    return {k: v for k, v in out.items() if np.isfinite(v)}
-
-
-def _alt_tolerance_depth(res) -> list:
-    """Per-shift solver depth of an implicit model under the *other* tolerance mode than its sweep's.
-
-    The paper stops at ``||x_t - x_{t-1}||_inf < 3e-6`` (absolute); a bias-free ReLU implicit model is
-    positively homogeneous, so under a relative tolerance its iteration count does not depend on the input
-    scale at all. Logging both separates "deeper for OOD inputs" from "an absolute tolerance on larger states".
-    Returns MLflow metrics ``ood_<mode>/iters_mean`` and ``ood_<mode>/converged_frac`` with ``step = shift``.
-    """
-    import torch
-    from mlflow.entities import Metric
-
-    from lightning_implicit.tracking.sweep_log import shift_steps
-
-    module, dm = res.module, res.datamodule
-    other = "rel" if module.sweep_tol_mode == "abs" else "abs"
-    module.eval()
-    now = int(time.time() * 1000)
-    metrics = []
-    with torch.no_grad():
-        for step, ds in zip(shift_steps(dm.shifts), dm.test_sets, strict=True):
-            its, conv = [], []
-            for i in range(0, len(ds), 1024):
-                x, y, _ = ds[i : i + 1024]
-                module.evaluate_batch(x, y, tol_mode=other)
-                st = module.net.last_stats
-                it = st.iterations.float()
-                its.append(it.mean(dim=1) if it.dim() == 2 else it)
-                c = st.converged
-                conv.append(c.all(dim=1) if c.dim() == 2 else c)
-            it, c = torch.cat(its), torch.cat(conv)
-            metrics.append(Metric(f"ood_{other}/iters_mean", float(it.mean()), now, step))
-            metrics.append(Metric(f"ood_{other}/converged_frac", float(c.float().mean()), now, step))
-    return metrics
-
-
-def _post_run(res, client) -> None:
-    """Extras the report needs that a plain run does not log: train-split metrics and the learned ``A``."""
-    import tempfile
-
-    import numpy as np
-
-    run_id = res.run_id
-    if res.module.task.name in ("spiky", "volatility"):
-        for k, v in _train_eval(res).items():
-            client.log_metric(run_id, k, v)
-    if hasattr(res.module, "family"):
-        metrics = _alt_tolerance_depth(res)
-        for i in range(0, len(metrics), 900):
-            client.log_batch(run_id, metrics=metrics[i : i + 900])
-        A = res.module.layer.effective_A().detach().cpu().numpy()
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "A.npy"
-            np.save(path, A)
-            client.log_artifact(run_id, str(path), artifact_path="weights")
-
-
 def run_job(job: dict, train: Callable | None = None) -> dict:
     """Train one job (a :meth:`Job.to_dict`) and tag its MLflow run; returns an :class:`Outcome` dict."""
     from lightning_implicit.runner import run_training
@@ -239,7 +150,6 @@ def run_job(job: dict, train: Callable | None = None) -> dict:
         try:
             res = train(job["args"], extra_callbacks=[probe])
             run_id = res.run_id
-            _post_run(res, client)
             outcome, error = "ok", None
             break
         except FloatingPointError as err:  # non-finite training loss: the model diverged (deterministic)

@@ -410,7 +410,7 @@ def _sec_fig8(results, verdicts) -> list[str]:
                     + "\nConverged fraction (`ood/converged_frac`):\n\n"
                     + _sweep_table(results, task, models, "converged_frac", pct=True)
                     + "".join(
-                        f"\nMean iterations with the {m} tolerance (`ood_{m}/iters_mean`):\n\n"
+                        f"\nMean iterations with the {m} tolerance (`ood/iters_mean_{m}`):\n\n"
                         + _sweep_table(results, task, models, f"iters_mean_{m}")
                         for m in ("rel", "abs")
                         if any(
@@ -543,7 +543,7 @@ def _tolerance_note(profile: Profile) -> str:
         "tolerance becomes unreachable once ‖x‖ is large, so at large shifts some samples stop at 300 "
         "iterations (converged fraction below); a bias-free ReLU implicit model is positively homogeneous, so "
         "under the relative tolerance its iteration count does not depend on the input scale. Each implicit "
-        "run also logs its depth under the other tolerance (`ood_rel/*` or `ood_abs/*`; claim F8b)."
+        "run also records its depth under the other tolerance (`ood/iters_mean_rel` or `ood/iters_mean_abs`, `depth_other_tol`; claim F8b)."
     )
 
 

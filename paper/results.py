@@ -16,8 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-from lightning_implicit.tracking.sweep_log import shift_steps
-
 __all__ = ["RunRecord", "Results", "Series", "load_results", "run_url"]
 
 # seed -> shift -> value
@@ -144,16 +142,6 @@ def load_results(records: list[RunRecord], client, ui_url: str) -> Results:
             rec.rows = [{k: _clean(v) for k, v in row.items()} for row in rows]
             if not rec.rows:
                 rec.outcome, rec.error = "failed", "no shift sweep logged"
-            for mode in ("rel", "abs"):  # solver depth under the tolerance the sweep did not use
-                for name in ("iters_mean", "converged_frac"):
-                    key = f"ood_{mode}/{name}"
-                    if key not in rec.metrics:
-                        continue
-                    by_step = dict(metric_history(client, rec.run_id, key))
-                    steps = shift_steps([row["shift"] for row in rec.rows])
-                    for row, step in zip(rec.rows, steps, strict=True):
-                        if step in by_step:
-                            row[f"{name}_{mode}"] = by_step[step]
         if rec.task == "volatility":
             rec.data_card = _download_json(client, rec.run_id, "data_card.json")
     return Results(records, ui_url)

@@ -30,6 +30,8 @@ class ShiftModule(L.LightningModule):
             optimiser step) or ``cosine`` (to 0 over the run). ``lr_gamma < 1`` alone means ``exponential``.
         lr_gamma: the exponential schedule's factor per ``lr_interval``.
         lr_interval: the schedule's unit of time ``t``: an optimiser ``step`` or an ``epoch``.
+        eval_train: after the shift sweep, also evaluate the training split with the sweep's settings (logged
+            as ``train_eval/<metric>``: the "Train" columns of the paper's Table 1).
     """
 
     sequence_model: bool = False  # set by subclasses: does ``net`` take (batch, time, features)?
@@ -44,6 +46,7 @@ class ShiftModule(L.LightningModule):
         lr_gamma: float = 1.0,
         lr_schedule: Literal["none", "exponential", "cosine"] = "none",
         lr_interval: Literal["step", "epoch"] = "epoch",
+        eval_train: bool = False,
     ) -> None:
         super().__init__()
         if task is None:
@@ -73,6 +76,8 @@ class ShiftModule(L.LightningModule):
             self.val_metric = torchmetrics.MeanSquaredError()
             self.val_metric_name = "val/mse"
         self.sweep_results: list[dict] = []
+        self.eval_train = eval_train
+        self.train_eval_results: dict[str, float] = {}
         self.sweep_outputs: dict[int, dict[str, torch.Tensor]] = {}
         self._test_outputs: dict[int, list] = {}
 
@@ -204,6 +209,31 @@ class ShiftModule(L.LightningModule):
         self.sweep_results = rows
         self.sweep_outputs = outputs  # per shift: predictions and targets in sample order (for task figures)
         self._test_outputs = {}
+        if self.eval_train:
+            self.train_eval_results = self.evaluate_train_split(dm)
+
+    @torch.no_grad()
+    def evaluate_train_split(self, dm, chunk: int = 1024) -> dict[str, float]:
+        """Metrics on the training split, with the shift sweep's settings (``eval_train``; Table 1's "Train"
+        columns): the datamodule's ``train_metrics`` where it has one (its own units), else MSE or accuracy."""
+        ds = dm.train_set
+        preds, ys = [], []
+        for i in range(0, len(ds), chunk):
+            x, y, _ = ds[i : i + chunk]
+            preds.append(self.evaluate_batch(x.to(self.device), y.to(self.device)).cpu())
+            ys.append(y)
+        pred, y = self.task.align(torch.cat(preds), torch.cat(ys))
+        if hasattr(dm, "train_metrics"):
+            out = dm.train_metrics(pred, y)
+        elif self.task.kind == "regression":
+            out = {"mse": float(((pred - y) ** 2).mean())}
+        else:
+            out = {"accuracy": float((pred.argmax(-1) == y).float().mean())}
+        return {k: float(v) for k, v in out.items() if math.isfinite(float(v))}
+
+    def run_artifacts(self) -> dict[str, object]:
+        """Arrays a run keeps beside its metrics (``{name: array}``, logged as ``weights/<name>.npy``)."""
+        return {}
 
     def sweep_extras(self, out: dict[str, torch.Tensor]) -> dict[str, float]:
         """Per-shift extras beyond the task metrics (solver depth for implicit models)."""

@@ -77,6 +77,7 @@ class BaselineModule(ShiftModule):
         lr_gamma: float = 1.0,
         lr_schedule: Literal["none", "exponential", "cosine"] = "none",
         lr_interval: Literal["step", "epoch"] = "epoch",
+        eval_train: bool = False,
     ) -> None:
         super().__init__(
             task,
@@ -86,6 +87,7 @@ class BaselineModule(ShiftModule):
             lr_gamma=lr_gamma,
             lr_schedule=lr_schedule,
             lr_interval=lr_interval,
+            eval_train=eval_train,
         )
         self.save_hyperparameters()
         task = self.task

@@ -33,6 +33,10 @@ class ImplicitModule(ShiftModule):
         sweep_tol_mode: tolerance mode of the shift sweep (a setting of the test loop: the sweep solves with
             :attr:`sweep_solver_cfg`; the layer is never changed). ``rel`` by default because the absolute 3e-6
             is unreachable in float32 once ``|x|`` is large; the converged fraction is logged either way.
+        depth_other_tol: the sweep also solves every test input under the other tolerance mode and records its
+            depth (``iters_mean_<mode>``, ``converged_frac_<mode>`` per shift): separates "deeper for OOD inputs"
+            from "an absolute tolerance on larger states" (a bias-free ReLU model's solve is scale-invariant
+            under a relative tolerance).
         (lr, optimizer, weight_decay, lr_gamma, lr_schedule, lr_interval: see :class:`ShiftModule`)
     """
 
@@ -58,12 +62,14 @@ class ImplicitModule(ShiftModule):
         backend: Backend = "auto",
         warm_start: bool = True,
         sweep_tol_mode: Literal["abs", "rel"] = "rel",
+        depth_other_tol: bool = False,
         lr: float = 1e-2,
         optimizer: Literal["adam", "sgd"] = "adam",
         weight_decay: float = 0.0,
         lr_gamma: float = 1.0,
         lr_schedule: Literal["none", "exponential", "cosine"] = "none",
         lr_interval: Literal["step", "epoch"] = "epoch",
+        eval_train: bool = False,
     ) -> None:
         super().__init__(
             task,
@@ -73,6 +79,7 @@ class ImplicitModule(ShiftModule):
             lr_gamma=lr_gamma,
             lr_schedule=lr_schedule,
             lr_interval=lr_interval,
+            eval_train=eval_train,
         )
         self.save_hyperparameters()
         task = self.task
@@ -112,6 +119,7 @@ class ImplicitModule(ShiftModule):
             raise ValueError(f"family must be 'implicit' or 'implicit_rnn', got {family!r}")
         self.family = family
         self.sweep_tol_mode = sweep_tol_mode
+        self.depth_other_tol = depth_other_tol
 
     def forward(self, x: torch.Tensor, solver_cfg=None) -> torch.Tensor:
         if self.task.is_sequence and not self.sequence_model:
@@ -183,22 +191,46 @@ class ImplicitModule(ShiftModule):
         self.log_dict(maxima, on_step=True, on_epoch=False, batch_size=1, sync_dist=True, reduce_fx="max")
 
     # ---- shift sweep: per-sample depth ------------------------------------------------------------
+    @property
+    def other_tol_mode(self) -> str:
+        return "abs" if self.sweep_tol_mode == "rel" else "rel"
+
+    def test_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        super().test_step(batch, batch_idx, dataloader_idx)
+        if self.depth_other_tol:  # the same inputs under the other tolerance: depth only
+            self.evaluate_batch(batch[0], batch[1], tol_mode=self.other_tol_mode)
+            part = self._test_outputs[dataloader_idx][-1]
+            part["iters_other"], part["converged_other"] = _per_sample_depth(self.net.last_stats)
+
     def collect_test(self, pred, y, idx):
         out = super().collect_test(pred, y, idx)
-        st = self.net.last_stats
-        it = st.iterations.float()
-        # an implicitRNN solves once per step: report the mean depth per step of each sequence
-        out["iters"] = it.mean(dim=1) if it.dim() == 2 else it
-        conv = st.converged
-        out["converged"] = conv.all(dim=1) if conv.dim() == 2 else conv
+        out["iters"], out["converged"] = _per_sample_depth(self.net.last_stats)
         return out
+
+    def run_artifacts(self) -> dict[str, object]:
+        """The learned ``A`` as used in the state equation (the feedback analysis reads it)."""
+        return {"A": self.layer.effective_A().detach().cpu().numpy()}
 
     def sweep_extras(self, out):
         it = out["iters"].float()
+        other = {}
+        if "iters_other" in out:
+            mode = self.other_tol_mode
+            other = {
+                f"iters_mean_{mode}": float(out["iters_other"].float().mean()),
+                f"converged_frac_{mode}": float(out["converged_other"].float().mean()),
+            }
         return {
             "iters_mean": float(it.mean()),
             "iters_median": float(it.median()),
             "iters_p95": float(torch.quantile(it, 0.95)),
             "iters_max": float(it.max()),
             "converged_frac": float(out["converged"].float().mean()),
-        }
+        } | other
+
+
+def _per_sample_depth(st) -> tuple[torch.Tensor, torch.Tensor]:
+    """Iterations and convergence per sample; an implicitRNN's: the mean depth per step, all steps converged."""
+    it = st.iterations.float()
+    conv = st.converged
+    return (it.mean(dim=1) if it.dim() == 2 else it), (conv.all(dim=1) if conv.dim() == 2 else conv)

@@ -71,6 +71,17 @@ class TrackingCallback(L.Callback):
             with tempfile.TemporaryDirectory() as tmp:
                 for path in dm.write_artifacts(pl_module.sweep_outputs, Path(tmp), rows):
                     lg.experiment.log_artifact(lg.run_id, str(path), artifact_path="figures")
+        for k, v in getattr(pl_module, "train_eval_results", {}).items():  # eval_train: the training split
+            lg.experiment.log_metric(lg.run_id, f"train_eval/{k}", v)
+        arrays = pl_module.run_artifacts() if hasattr(pl_module, "run_artifacts") else {}
+        if arrays:
+            import numpy as np
+
+            with tempfile.TemporaryDirectory() as tmp:
+                for name, array in arrays.items():
+                    path = Path(tmp) / f"{name}.npy"
+                    np.save(path, array)
+                    lg.experiment.log_artifact(lg.run_id, str(path), artifact_path="weights")
 
 
 def resolved_params(trainer, pl_module) -> dict[str, object]:

@@ -59,9 +59,11 @@ def test_train_prints_summary_without_third_party_noise(tmp_path):
     assert f"re-test:     lightning-implicit test --run-id {run_id}" in out.stdout
     assert "Total params" in out.stdout and "FLOPs" not in text  # the model summary stays, without FLOPs
     run = mlflow.MlflowClient(uri).get_run(run_id)
-    assert run.data.params["model.hidden_features"] == str(run.data.params["model.hidden_features"])
-    assert int(run.data.params["model.hidden_features"]) > 0
-    assert int(run.data.params["model.n_parameters"]) > 0
+    # the resolved size is the task's Table 4 size (conf/tasks/addition.yaml), and the count follows from it
+    n, p, q = 20, 50, 1
+    assert run.data.params["model.hidden_features"] == str(n)
+    assert run.data.params["model.n_parameters"] == str(n * n + n * p + q * n + q * p)
+    assert "config.yaml" in {a.path for a in mlflow.MlflowClient(uri).list_artifacts(run_id)}
     assert run.data.params["data.n_train"] == "400" and run.data.params["trainer.max_epochs"] == "1"
     assert not any("presets" in k for k in run.data.params)
     assert run.data.tags["git_commit"]

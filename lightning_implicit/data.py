@@ -162,14 +162,20 @@ class ShiftDataModule(L.LightningDataModule):
     @property
     def spec(self) -> TaskSpec:
         """The task's :class:`TaskSpec`; its ``presets`` are the model sizes (see :meth:`ShiftDataModule`)."""
-        return self._spec
+        try:
+            return self._spec
+        except AttributeError:
+            raise AttributeError(
+                f"{type(self).__name__} has no task spec: set self.spec = TaskSpec(...) in its __init__"
+            ) from None
 
     @spec.setter
     def spec(self, spec: TaskSpec) -> None:
         # Model sizes, in order: the ``sizes`` argument (the task config's ``data.init_args.sizes``), the
         # TaskSpec's own presets (a task written in Python), the ``sizes`` of the task config of that name
         # (conf/tasks/<name>.yaml: where the paper's Table 4 sizes live, also for a datamodule built in Python).
-        sizes = self._sizes if self._sizes is not None else (spec.presets or table4_sizes(spec.name))
+        given = getattr(self, "_sizes", None)  # (None also when set before ShiftDataModule.__init__ ran)
+        sizes = given if given is not None else (spec.presets or table4_sizes(spec.name))
         self._spec = replace(spec, presets=sizes)
 
     # ---- to implement by a task -------------------------------------------------------------------

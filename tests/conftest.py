@@ -80,3 +80,26 @@ def make_problem(n, p, kappa, scale, batch, seed, dtype=torch.float64):
     B = torch.randn(n, p, generator=g, dtype=torch.float64) / math.sqrt(p)
     u = torch.randn(batch, p, generator=g, dtype=torch.float64) * scale
     return A.to(dtype), B.to(dtype), u.to(dtype)
+
+
+def cli_command(*args: str) -> list[str]:
+    """``lightning-implicit <args>`` as a subprocess command line, run by this interpreter."""
+    import sys
+
+    return [sys.executable, "-m", "lightning_implicit.cli", *args]
+
+
+# the tiny addition run of the command-line tests: one epoch on a few hundred samples
+TINY_TRAIN = [
+    "train",
+    "--task",
+    "addition",
+    "--model",
+    "implicit",
+    "--trainer.max_epochs",
+    "1",
+    "--data.init_args.n_train",
+    "200",
+    "--data.init_args.n_test",
+    "50",
+]

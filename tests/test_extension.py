@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pytest
+from conftest import cli_command
 
 from lightning_implicit import confpath
 from lightning_implicit.validate import ConfigError
@@ -79,7 +79,7 @@ def _git_status() -> str:
 
 def _cli(args, env, cwd):
     return subprocess.run(
-        [sys.executable, "-m", "lightning_implicit.cli", *args],
+        cli_command(*args),
         cwd=cwd,
         env=env,
         capture_output=True,

@@ -10,6 +10,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from conftest import TINY_TRAIN, cli_command
 
 from lightning_implicit import confpath
 
@@ -121,27 +122,7 @@ def test_a_plain_install_trains_outside_the_repo(tmp_path):
     ).stdout.split()
     assert all(p.startswith(str(site)) for p in out), out
     train = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "lightning_implicit.cli",
-            "train",
-            "--task",
-            "addition",
-            "--model",
-            "implicit",
-            "--trainer.max_epochs",
-            "1",
-            "--data.init_args.n_train",
-            "200",
-            "--data.init_args.n_test",
-            "50",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+        cli_command(*TINY_TRAIN), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
     )
     assert train.returncode == 0, train.stderr[-3000:]
     import mlflow

@@ -10,7 +10,6 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers.logger import DummyLogger
@@ -28,16 +27,9 @@ __all__ = [
     "RunResult",
     "run_training",
     "load_data",
-    "conf_dir",
     "shorthand_args",
     "tuned_args",
 ]
-
-
-def conf_dir() -> Path:
-    """The built-in ``conf/`` folder (``$LIGHTNING_IMPLICIT_CONF`` replaces it; user directories are added in
-    front of it by ``$LIGHTNING_IMPLICIT_CONF_PATH``: see :mod:`lightning_implicit.confpath`)."""
-    return confpath.builtin_root()
 
 
 @dataclass

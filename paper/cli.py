@@ -100,10 +100,9 @@ def reproduce(
     if "volatility" in profile.tasks and not amc_skip:
         _preflight_market(data, data_args or [], stream)  # a bad file stops here, before any run
     jobs = build_jobs(profile, commit=commit, data=data, data_args=data_args)
-    for task in profile.tasks:
-        why = tuned_recipes(profile, task)[1]
-        if why:
-            print(f"note: {why}", file=stream)
+    tuned_notes = [why for task in profile.tasks if (why := tuned_recipes(profile, task)[1])]
+    for why in tuned_notes:
+        print(f"note: {why}", file=stream)
     skipped = [j for j in jobs if amc_skip and j.task == "volatility"]
     jobs = [j for j in jobs if j not in skipped]
     uri = resolve_tracking_uri()
@@ -206,6 +205,7 @@ def reproduce(
         amc_skip=amc_skip,
         header=header,
         tuned=tuned,
+        tuned_notes=tuned_notes,
         companion=companion,
     )
     stats = {

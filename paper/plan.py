@@ -179,19 +179,29 @@ def tuned_recipes(profile: Profile, task: str) -> tuple[dict[str, object], str |
     The same tuning budget for every model family (the paper tunes "all models"): a task uses tuned recipes
     only when every one of its models has one; otherwise all of its models keep the task's default recipe and
     the reason names the models without one."""
+    found, use, why = _tuned_configs(profile, task)
+    return (found if use else {}), why
+
+
+def _tuned_configs(profile: Profile, task: str) -> tuple[dict[str, object], bool, str | None]:
+    """Each model's tuned config of ``task`` (``None``: none written), whether the task uses them, and why not."""
     models = profile.tasks[task].models
     found = {m: find_tuned(task, m) for m in models}
     have = [m for m, t in found.items() if t is not None]
     if not profile.tuned or not have:
-        return {}, None
+        return found, False, None
     if len(have) < len(models):
         missing = [m for m in models if found[m] is None]
-        return {}, (
-            f"{task}: default recipes for every model: tuned configs exist for {', '.join(have)} but not for "
-            f"{', '.join(missing)} (every model family gets the same tuning budget; `make tune TASKS={task}` "
-            "tunes them all)"
+        return (
+            found,
+            False,
+            (
+                f"{task}: default recipes for every model: tuned configs exist for {', '.join(have)} but not for "
+                f"{', '.join(missing)} (every model family gets the same tuning budget; `make tune TASKS={task}` "
+                "tunes them all)"
+            ),
         )
-    return found, None
+    return found, True, None
 
 
 def build_jobs(
@@ -205,12 +215,12 @@ def build_jobs(
     jobs: list[Job] = []
     for task, plan in profile.tasks.items():
         task_text, task_cfg = _yaml("tasks", task)
-        used, _ = tuned_recipes(profile, task)
+        found, use, _ = _tuned_configs(profile, task)  # each tuned file read once
         for model in plan.models:
             model_text, _ = _yaml("models", model)
             overrides = plan.overrides_for(model)
-            tuned = find_tuned(task, model)
-            tuned_args = used[model].cli_args() if model in used else []
+            tuned = found[model]
+            tuned_args = tuned.cli_args() if use else []
             task_data = data if task == "volatility" else None
             identity = {
                 "task": task,

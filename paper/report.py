@@ -29,7 +29,6 @@ from .paper_numbers import (
     TEXT_NUMBERS,
     label,
 )
-from .plan import tuned_recipes
 from .profile import Profile
 from .results import Results, seed_stats
 
@@ -275,10 +274,11 @@ def _spiky_units_table(results: Results) -> str:
     )
 
 
-def _sec_tuning(verdicts, profile: Profile, tuned: dict, companion: dict | None) -> list[str]:
+def _sec_tuning(
+    verdicts, profile: Profile, tuned: dict, companion: dict | None, notes: list[str]
+) -> list[str]:
     """Verdicts at the default and the tuned recipes side by side, and where each tuned recipe came from."""
     out = []
-    notes = [why for task in profile.tasks if (why := tuned_recipes(profile, task)[1])]
     if not tuned:
         if not profile.tuned:
             why = " (`tuned: false`)."
@@ -630,11 +630,13 @@ def build_report(
     header: dict | None = None,
     jobs_by_key: dict | None = None,
     tuned: dict | None = None,
+    tuned_notes: list[str] | None = None,
     companion: dict | None = None,
 ) -> tuple[Path, list[V.Verdict]]:
     """Write ``out_dir/report.md``, ``out_dir/figures/*.png``, ``results.csv`` and ``verdicts.json``.
 
-    ``tuned``: ``{(task, model): TunedConfig}`` of the runs that trained on a tuned recipe; ``companion``: the
+    ``tuned``: ``{(task, model): TunedConfig}`` of the runs that trained on a tuned recipe (``tuned_notes``: why
+    a task of the profile did not use its tuned recipes, :func:`.plan.tuned_recipes`); ``companion``: the
     verdicts of the profile this one is compared with (``{"name", "verdicts", "found", "total"}``).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -691,7 +693,11 @@ def build_report(
             "\n".join(vt) + "\n",
         ],
     )
-    section("tuning", "Default and tuned recipes", _sec_tuning(verdicts, profile, tuned or {}, companion))
+    section(
+        "tuning",
+        "Default and tuned recipes",
+        _sec_tuning(verdicts, profile, tuned or {}, companion, tuned_notes or []),
+    )
     section("rules", "How the verdicts are computed", [_rules_text()])
     section(
         "figure-3",

@@ -8,6 +8,7 @@ import sys
 
 import mlflow
 import pytest
+from conftest import cli_command
 
 from lightning_implicit.runner import shorthand_args
 
@@ -25,10 +26,7 @@ NOISE = [
 def test_train_prints_summary_without_third_party_noise(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PORT": "1"}  # nothing listens on port 1
-    cmd = [
-        sys.executable,
-        "-m",
-        "lightning_implicit.cli",
+    cmd = cli_command(
         "train",
         "--task",
         "addition",
@@ -42,7 +40,7 @@ def test_train_prints_summary_without_third_party_noise(tmp_path):
         "100",
         "--data.init_args.shifts",
         "[10, 100]",
-    ]
+    )
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     text = out.stdout + out.stderr
     assert out.returncode == 0, text[-3000:]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from conftest import cli_command
 
 from lightning_implicit.cli import main
 
@@ -255,10 +256,7 @@ def test_truncated_extension_is_rebuilt(tmp_path):
 @pytest.mark.slow
 def test_sigterm_during_train_exits_143_and_run_killed(store, tmp_path):
     env = {**os.environ, "MLFLOW_TRACKING_URI": store.uri}
-    cmd = [
-        sys.executable,
-        "-m",
-        "lightning_implicit.cli",
+    cmd = cli_command(
         "train",
         "--task",
         "addition",
@@ -266,9 +264,10 @@ def test_sigterm_during_train_exits_143_and_run_killed(store, tmp_path):
         "implicit",
         "--trainer.max_epochs",
         "500",
+        "--no-tuned",  # (a tuned recipe's max_steps would end the run early)
         "--trainer.enable_progress_bar",
         "false",
-    ]
+    )
     proc = subprocess.Popen(
         cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -287,10 +286,7 @@ def test_sigterm_during_train_exits_143_and_run_killed(store, tmp_path):
 @pytest.mark.slow
 def test_sigterm_during_sweep_exits_143_no_run_running(store, tmp_path):
     env = {**os.environ, "MLFLOW_TRACKING_URI": store.uri}
-    cmd = [
-        sys.executable,
-        "-m",
-        "lightning_implicit.cli",
+    cmd = cli_command(
         "sweep",
         "--task",
         "addition",
@@ -300,7 +296,7 @@ def test_sigterm_during_sweep_exits_143_no_run_running(store, tmp_path):
         "50",
         "--storage",
         f"sqlite:///{tmp_path / 'optuna.db'}",
-    ]
+    )
     proc = subprocess.Popen(
         cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lightning_implicit.confpath import builtin_root
 from lightning_implicit.implicit import count_parameters
 from lightning_implicit.params import build_module, parameter_table, task_spec
-from lightning_implicit.runner import conf_dir
 
-TASKS = sorted(p.stem for p in (conf_dir() / "tasks").glob("*.yaml"))
+TASKS = sorted(p.stem for p in (builtin_root() / "tasks").glob("*.yaml"))
 CASES = [
     (t, m)
     for t in TASKS

@@ -68,10 +68,10 @@ def test_profile_errors_name_the_key(tmp_path, text, needle):
 def test_rerun_command_is_make_train_without_overrides(tmp_path, monkeypatch):
     import shutil
 
-    from lightning_implicit.runner import conf_dir
+    from lightning_implicit.confpath import builtin_root
 
     # conf/ without tuned recipes (those add --no-tuned to the command of a profile that does not use them)
-    shutil.copytree(conf_dir(), tmp_path / "conf", ignore=shutil.ignore_patterns("tuned"))
+    shutil.copytree(builtin_root(), tmp_path / "conf", ignore=shutil.ignore_patterns("tuned"))
     monkeypatch.setenv("LIGHTNING_IMPLICIT_CONF", str(tmp_path / "conf"))
     p = tmp_path / "p.yaml"
     p.write_text(

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from lightning_implicit.datamodules.synthetic import ArithmeticDataModule
 
-from lightning_implicit.runner import conf_dir
+from lightning_implicit.confpath import builtin_root
 from lightning_implicit.sweep.space import load_search_space
 from lightning_implicit.sweep.tune import TuneOptions, run_tune, space_edges
 from lightning_implicit.tuned import TunedConfigError, find_tuned, load_tuned
@@ -32,7 +32,7 @@ tasks:
 def tiny(tmp_path):
     """A tiny profile and a tiny copy of the tune space (a few optimiser steps per trial)."""
     (tmp_path / "space").mkdir()
-    text = (conf_dir() / "tune" / "default.yaml").read_text()
+    text = (builtin_root() / "tune" / "default.yaml").read_text()
     text = text.replace("low: 250, high: 4000, log: true", "low: 3, high: 8")
     text = text.replace("choices: [32, 64, 256, 1024, full]", "choices: [64, full]")
     (tmp_path / "space" / "default.yaml").write_text(text)
@@ -81,7 +81,7 @@ def test_tune_writes_a_config_with_provenance_that_train_and_reproduce_use(tiny,
     import shutil
 
     conf = tiny / "conf"
-    shutil.copytree(conf_dir(), conf, ignore=shutil.ignore_patterns("tuned"))
+    shutil.copytree(builtin_root(), conf, ignore=shutil.ignore_patterns("tuned"))
     shutil.copytree(tiny / "tuned", conf / "tuned")
     monkeypatch.setenv("LIGHTNING_IMPLICIT_CONF", str(conf))
     from lightning_implicit.runner import tuned_args
@@ -167,7 +167,7 @@ def test_tune_resumes_to_the_total_budget(tiny):
 
 
 def test_space_edges_and_shared_params(tmp_path):
-    space = load_search_space(conf_dir() / "tune" / "default.yaml", task="addition", full=True)
+    space = load_search_space(builtin_root() / "tune" / "default.yaml", task="addition", full=True)
     implicit, mlp = space.space("implicit"), space.space("mlp")
     assert {"lr", "batch_size", "steps", "lr_schedule"} <= set(mlp.params) and "kappa" not in mlp.params
     assert {"lr", "kappa", "tol"} <= set(implicit.params)
@@ -217,7 +217,7 @@ def test_report_sets_tuned_and_default_verdicts_side_by_side(tmp_path, monkeypat
 
     monkeypatch.chdir(tmp_path)
     conf = tmp_path / "conf"
-    shutil.copytree(conf_dir(), conf, ignore=shutil.ignore_patterns("tuned"))
+    shutil.copytree(builtin_root(), conf, ignore=shutil.ignore_patterns("tuned"))
     (conf / "tuned" / "addition").mkdir(parents=True)
     prov = {
         "study": "tune-x-addition-mlp",

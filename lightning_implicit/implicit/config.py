@@ -13,12 +13,12 @@ __all__ = ["SolverConfig", "AdjointConfig"]
 
 TolMode = Literal["abs", "rel"]
 Backend = Literal["auto", "fused", "python", "reference"]
-BACKENDS = get_args(Backend)
+BUILTIN_BACKENDS = get_args(Backend)  # the loops every config accepts (registered ones: registry.BACKENDS)
 
 
 def _check_backend(name: str, backend: str) -> None:
-    if backend not in BACKENDS:
-        raise ValueError(f"{name}.backend must be one of {BACKENDS}, got {backend!r}")
+    if backend not in BUILTIN_BACKENDS:
+        raise ValueError(f"{name}.backend must be one of {BUILTIN_BACKENDS}, got {backend!r}")
 
 
 def _check_common(name: str, tol: float, tol_mode: str, max_iter: int) -> None:
@@ -74,9 +74,12 @@ class SolverConfig:
     activation: str = "relu"
 
     def __post_init__(self) -> None:
-        if self.backend not in (*BACKENDS, *PICARD_BACKENDS):  # the built-in ones and any registered backend
+        if self.backend not in (
+            *BUILTIN_BACKENDS,
+            *PICARD_BACKENDS,
+        ):  # the built-in ones and any registered backend
             raise ValueError(
-                f"solver.backend must be one of {sorted({*BACKENDS, *PICARD_BACKENDS})}, got {self.backend!r}"
+                f"solver.backend must be one of {sorted({*BUILTIN_BACKENDS, *PICARD_BACKENDS})}, got {self.backend!r}"
             )
         get_activation(self.activation)  # an unknown name lists the registered ones
         if self.solver not in SOLVERS:

@@ -18,8 +18,7 @@ import torch
 from torch import nn
 
 from .activations import Activation, get_activation
-from .config import BACKENDS as ADJOINT_BACKENDS
-from .config import AdjointConfig, SolverConfig
+from .config import BUILTIN_BACKENDS, AdjointConfig, SolverConfig
 from .function import ImplicitFunction, fixed_point_solve
 from .projection import inf_norm, project_rows_l1
 from .stats import SolverStats, warn_if_unconverged
@@ -89,7 +88,7 @@ class ImplicitLayer(nn.Module):
             max_iter=adjoint_max_iter,
             warn=warn,
             check_every=check_every,
-            backend=backend if backend in ADJOINT_BACKENDS else "auto",
+            backend=backend if backend in BUILTIN_BACKENDS else "auto",
         )
         n, p = hidden_features, in_features
         self.A = nn.Parameter(torch.empty(n, n).uniform_(-1, 1) / n)

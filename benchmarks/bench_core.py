@@ -37,7 +37,22 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from lightning_implicit.implicit import ConvergenceWarning, ImplicitModel, count_parameters
+from lightning_implicit.implicit import (
+    AdjointConfig,
+    ConvergenceWarning,
+    ImplicitModel,
+    SolverConfig,
+    count_parameters,
+)
+
+
+def quiet(adjoint: str = "auto", adjoint_max_iter: int = 300, **solver) -> dict:
+    """The layer's config objects (``solver`` fields as keywords), without convergence warnings."""
+    return dict(
+        solver=SolverConfig(warn=False, **solver),
+        adjoint=AdjointConfig(mode=adjoint, max_iter=adjoint_max_iter, warn=False),
+    )
+
 
 SOLVERS = ("picard", "anderson", "newton")
 ADJOINTS = ("direct", "fixed_point")
@@ -159,7 +174,7 @@ def bench_training_step(device: torch.device, seed: int = 0) -> list[dict]:
         for solver in SOLVERS:
             for adjoint in ADJOINTS:
                 torch.manual_seed(seed)
-                model = ImplicitModel(case.p, case.n, case.q, solver=solver, adjoint=adjoint, warn=False)
+                model = ImplicitModel(case.p, case.n, case.q, **quiet(adjoint, method=solver))
                 model = model.to(device)
                 iters: list[float] = []
                 train = make_train_step(model, u, y)
@@ -296,9 +311,7 @@ def bench_memory(
         models: dict[str, tuple[nn.Module, object]] = {}
         for adjoint in ADJOINTS:
             # tol so small that no sample stops: exactly K forward iterations, as in the unrolled solve.
-            model = ImplicitModel(
-                p, n, q, tol=1e-30, max_iter=K, adjoint=adjoint, adjoint_max_iter=K, warn=False
-            )
+            model = ImplicitModel(p, n, q, **quiet(adjoint, K, tol=1e-30, max_iter=K))
             models[f"implicit, {adjoint} adjoint"] = (model.to(device), lambda model=model: model(u))
         model = ImplicitModel(p, n, q).to(device)
 
@@ -356,9 +369,8 @@ def solver_iterations(model: ImplicitModel, u: torch.Tensor, device: torch.devic
             model.in_features,
             model.hidden_features,
             model.out_features,
-            solver=solver,
             kappa=model.layer.kappa,
-            warn=False,
+            **quiet(method=solver),
         ).to(device)
         probe.load_state_dict(model.state_dict())
         probes[solver] = probe
@@ -410,7 +422,7 @@ def bench_trained(device: torch.device, seed: int = 0) -> list[tuple[str, float,
         )
     # Earthquake size (n=190, p=30, q=4): random regression targets, 100 full-batch Adam steps (lr 0.02).
     torch.manual_seed(seed)
-    model = ImplicitModel(30, 190, 4, warn=False).to(device)
+    model = ImplicitModel(30, 190, 4, **quiet()).to(device)
     g = torch.Generator().manual_seed(seed + 3)
     u = (torch.rand(512, 30, generator=g) * 2 - 1).to(device)
     y = torch.randn(512, 4, generator=g).to(device)

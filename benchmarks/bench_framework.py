@@ -82,7 +82,7 @@ def _plain_epochs(task: str, model: str, samples: int, epochs: int, uri: str) ->
     dm.setup("fit")
     xt, yt, _ = dm.train_set.tensors
     xv, yv, _ = dm.val_set.tensors
-    opt = torch.optim.Adam(module.parameters(), lr=module.lr)
+    opt = torch.optim.Adam(module.parameters(), lr=module.optim.lr)
     project = getattr(module.net, "project_", None)
     bs, loss_fn = dm.train_batch_size, module.task.loss
     g = torch.Generator().manual_seed(0)

@@ -48,7 +48,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from benchmarks.bench_core import addition_data, peak_bytes, saved_bytes
+from benchmarks.bench_core import addition_data, peak_bytes, quiet, saved_bytes
 from lightning_implicit.implicit import (
     AdjointConfig,
     ConvergenceWarning,
@@ -152,7 +152,7 @@ def interleaved(fns: dict, rounds: int = 5, reps: int = 5, warmup: int = 2) -> d
 def fit_and_save(case: Case, task: Task, directory: Path, seed: int = 0) -> Path:
     """A short Adam fit of the default implicit model; the weights are saved (and reloaded by every user)."""
     torch.manual_seed(seed)
-    model = ImplicitModel(case.p, case.n, case.q, warn=False)
+    model = ImplicitModel(case.p, case.n, case.q, **quiet())
     opt = torch.optim.Adam(model.parameters(), lr=case.lr)
     for _ in range(case.fit_steps):
         u, y = task.sample(case.batch)
@@ -165,8 +165,8 @@ def fit_and_save(case: Case, task: Task, directory: Path, seed: int = 0) -> Path
     return path
 
 
-def load_model(case: Case, path: Path, **kw) -> ImplicitModel:
-    model = ImplicitModel(case.p, case.n, case.q, warn=False, **kw)
+def load_model(case: Case, path: Path, **solver) -> ImplicitModel:
+    model = ImplicitModel(case.p, case.n, case.q, **quiet(**solver))
     model.load_state_dict(torch.load(path))
     return model
 
@@ -561,7 +561,7 @@ def bench_iterations(paths, tasks) -> list[dict]:
         u, _ = task.sample(1024)
         out, xs = {}, {}
         for solver in ("picard", "anderson", "newton"):
-            model = load_model(case, paths[case.name], solver=solver)
+            model = load_model(case, paths[case.name], method=solver)
             with torch.no_grad():
                 xs[solver] = model.layer(u)
             st = model.last_stats
@@ -684,9 +684,7 @@ def bench_memory() -> dict:
     u = torch.rand(b, p) * 2 - 1
     out = {}
     for K in (10, 200):
-        model = ImplicitModel(
-            p, n, q, tol=1e-30, max_iter=K, adjoint="fixed_point", adjoint_max_iter=K, warn=False
-        )
+        model = ImplicitModel(p, n, q, **quiet("fixed_point", K, tol=1e-30, max_iter=K))
         implicit_saved = saved_bytes(lambda model=model: model(u), list(model.parameters()))
         model.zero_grad(set_to_none=True)
         implicit_peak = peak_bytes(lambda model=model: model(u).sum().backward(), torch.device("cpu"))
@@ -745,7 +743,7 @@ def bench_rnn(directory: Path, steps: int = 200) -> list[dict]:
     for name, (n, h, out_f) in RNN_TASKS.items():
         gen = torch.Generator().manual_seed(21)
         torch.manual_seed(0)
-        rnn = ImplicitRNN(1, n, h, out_f, warn=False)
+        rnn = ImplicitRNN(1, n, h, out_f, **quiet())
         opt = torch.optim.Adam(rnn.parameters(), lr=0.01)
         for _ in range(steps):
             s, y = _rnn_batch(name, 64, gen)
@@ -758,7 +756,7 @@ def bench_rnn(directory: Path, steps: int = 200) -> list[dict]:
         s, y = _rnn_batch(name, 512, gen)
         res, models = {}, {}
         for warm in (False, True):
-            m = models[warm] = ImplicitRNN(1, n, h, out_f, warm_start=warm, warn=False)
+            m = models[warm] = ImplicitRNN(1, n, h, out_f, warm_start=warm, **quiet())
             m.load_state_dict(torch.load(path))
             with torch.no_grad():
                 yy = m(s)
@@ -788,9 +786,7 @@ def bench_rnn(directory: Path, steps: int = 200) -> list[dict]:
             res[warm]["ms"] = 1e3 * t[warm]
         res[True]["ms_moved"] = 1e3 * t["moved"]
         # an exact reference (float64, tol 1e-12) and the relative change of x between consecutive steps
-        ref = ImplicitRNN(
-            1, n, h, out_f, warm_start=False, tol=1e-12, tol_mode="rel", max_iter=5000, warn=False
-        )
+        ref = ImplicitRNN(1, n, h, out_f, warm_start=False, **quiet(tol=1e-12, tol_mode="rel", max_iter=5000))
         ref.load_state_dict(torch.load(path))
         ref = ref.double()
         with torch.no_grad():

@@ -43,7 +43,7 @@ def _detached_copy(module):
         module._trainer = trainer
         for k, v in saved.items():
             setattr(module, k, v)
-    for key in ("_loss_acc", "_stats_acc", "_train_solver_cfg"):
+    for key in ("_loss_acc", "_stats_acc"):
         out.__dict__.pop(key, None)
     return out.cpu().eval()
 
@@ -156,7 +156,7 @@ examples:
 The run id is printed in the summary of `lightning-implicit train` (and shown in the MLflow UI). The results
 go to a new MLflow run "test-<run name>" nested under the trained run, in its experiment; the table printed
 puts them beside the trained run's own ood/ metrics. Any other --a.b value option is a LightningCLI override
-of the run's config (e.g. --data.init_args.n_test 2000, --model.init_args.max_iter 1000)."""
+of the run's config (e.g. --data.init_args.n_test 2000, --model.init_args.solver.max_iter 1000)."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,7 +6,7 @@ applied after the trainer, model and task config files; ``provenance`` says wher
 
     task: rolling_argmax
     model: implicit_rnn
-    overrides: {model.init_args.lr: 0.0132, data.init_args.batch_size: full, trainer.max_epochs: 600}
+    overrides: {model.init_args.optim.lr: 0.0132, data.init_args.batch_size: full, trainer.max_epochs: 600}
     provenance:
       study: tune-paper-rolling_argmax-implicit_rnn
       storage: sqlite:///mlruns/optuna.db

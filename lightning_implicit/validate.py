@@ -49,9 +49,9 @@ def check_config(cfg) -> None:
         raise ConfigError(
             f"--model.init_args.kappa {kappa!r}: must be a finite number > 0 (the row-sum bound of A)"
         )
-    lr = _get(cfg, "model.init_args.lr")
+    lr = _get(cfg, "model.init_args.optim.lr")
     if lr is not None and (not _number(lr) or lr <= 0):
-        raise ConfigError(f"--model.init_args.lr {lr!r}: must be a finite number > 0")
+        raise ConfigError(f"--model.init_args.optim.lr {lr!r}: must be a finite number > 0")
     data = _get(cfg, "data.init_args") or {}
     items = data.items() if hasattr(data, "items") else vars(data).items()
     for key, v in items:

@@ -4,9 +4,10 @@
   (tag ``git_commit``); a run whose ``repro_key`` matches a job and that finished (status ``FINISHED`` and
   tag ``repro_outcome = ok``; or a training that diverged, ``repro_outcome = diverged``, which would diverge
   again) is reused. The ``repro_outcome`` tag is written last, so a run interrupted at any point is retrained.
-* **Workers.** ``workers > 1``: that many spawned processes (``torch.set_num_threads(threads_per_worker)``),
-  each importing the framework once and taking jobs from a shared queue, heaviest first; their console
-  output goes to ``<report dir>/logs/worker-<i>.log``. ``workers = 1``: in this process.
+* **Workers.** ``workers > 1``: that many spawned processes of the framework's one job executor
+  (:func:`lightning_implicit.jobs.run_in_workers`, ``torch.set_num_threads(threads_per_worker)``), each importing
+  the framework once and taking jobs heaviest first; their console output goes to
+  ``<report dir>/logs/worker-<pid>.log``. A worker that dies fails its run only. ``workers = 1``: in this process.
 * **Progress.** One line per finished run: position, outcome, wall time, elapsed and ETA (from the runs'
   estimated costs, rescaled by the measured pace).
 * **Ctrl-C.** Workers ignore SIGINT; the parent kills them, marks their unfinished MLflow runs ``KILLED`` and
@@ -16,8 +17,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import queue
 import signal
 import sys
 import time
@@ -189,26 +188,11 @@ def _quiet() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def _worker_main(idx: int, jobs, results, threads: int, log_path: str) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
-    sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    import torch
-
-    torch.set_num_threads(threads)
+def _pool_job(job: dict) -> dict:
+    """One job in a worker process (:func:`run_job`, third-party chatter off, a header in the worker's log)."""
     _quiet()
-    while True:
-        job = jobs.get()
-        if job is None:
-            break
-        print(f"=== {job['task']}/{job['model']} seed={job['seed']}", flush=True)
-        results.put({"type": "start", "worker": idx, "key": job["key"]})
-        out = run_job(job)
-        results.put({"type": "done", "worker": idx, **out})
+    print(f"=== {job['task']}/{job['model']} seed={job['seed']}", flush=True)
+    return run_job(job)
 
 
 class Progress:
@@ -280,74 +264,31 @@ def _run_in_process(jobs, on_done, train) -> list[Outcome]:
 
 
 def _run_pool(jobs, workers, threads, log_dir, on_done) -> list[Outcome]:
-    import multiprocessing as mp
+    from lightning_implicit.jobs import WorkersInterrupted, run_in_workers
 
-    ctx = mp.get_context("spawn")
-    jobq, resq = ctx.Queue(), ctx.Queue()
-    for j in jobs:
-        jobq.put(j.to_dict())
-    n = min(workers, len(jobs))
-    for _ in range(n):
-        jobq.put(None)
-    log_dir.mkdir(parents=True, exist_ok=True)
-    procs = []
-    for i in range(n):
-        p = ctx.Process(
-            target=_worker_main, args=(i, jobq, resq, threads, str(log_dir / f"worker-{i}.log")), daemon=True
-        )
-        p.start()
-        procs.append(p)
-    by_key = {j.key: j for j in jobs}
-    inflight: dict[int, str] = {}
     outs: list[Outcome] = []
-    pending = set(by_key)
+
+    def done(res) -> None:
+        if res.error is None:
+            out = Outcome(**res.value)
+        else:  # the worker died (run_job itself reports a failed training as an outcome)
+            out = Outcome(jobs[res.index].key, None, "failed", "trained", 0.0, res.error)
+        outs.append(out)
+        on_done(out)
+
     try:
-        while pending:
-            try:
-                msg = resq.get(timeout=1.0)
-            except queue.Empty:
-                for i, p in enumerate(procs):
-                    if not p.is_alive() and i in inflight:  # a worker died mid-run (killed, out of memory)
-                        key = inflight.pop(i)
-                        out = Outcome(
-                            key, None, "failed", "trained", 0.0, f"worker {i} died (exit code {p.exitcode})"
-                        )
-                        pending.discard(key)
-                        outs.append(out)
-                        on_done(out)
-                if not any(p.is_alive() for p in procs) and resq.empty():
-                    for key in sorted(pending):
-                        out = Outcome(key, None, "failed", "trained", 0.0, "no worker left to run it")
-                        outs.append(out)
-                        on_done(out)
-                    pending.clear()
-                continue
-            if msg["type"] == "start":
-                inflight[msg["worker"]] = msg["key"]
-                continue
-            inflight.pop(msg["worker"], None)
-            out = Outcome(**{k: msg[k] for k in ("key", "run_id", "outcome", "source", "wall_s", "error")})
-            pending.discard(out.key)
-            outs.append(out)
-            on_done(out)
-    except KeyboardInterrupt as err:
-        # Jobs still queued sit in the queue's feeder thread, blocked on a pipe nobody reads any more; without
-        # this the interpreter would wait for that thread at exit and never return to the shell.
-        jobq.cancel_join_thread()
-        for p in procs:
-            if p.is_alive():
-                p.kill()
-        for p in procs:
-            p.join(timeout=5)
-        keys = list(inflight.values())
-        killed = mark_killed(keys, [by_key[k].experiment for k in keys])
+        run_in_workers(
+            _pool_job,
+            [j.to_dict() for j in jobs],
+            workers=workers,
+            threads=threads,
+            log_dir=log_dir,
+            on_done=done,
+        )
+    except WorkersInterrupted as err:
+        running = [jobs[i] for i in err.running]
+        killed = mark_killed([j.key for j in running], [j.experiment for j in running])
         raise Interrupted(
-            f"stopped {len(procs)} worker(s); marked {len(killed)} unfinished run(s) KILLED"
+            f"stopped {min(workers, len(jobs))} worker(s); marked {len(killed)} unfinished run(s) KILLED"
         ) from err
-    finally:
-        jobq.cancel_join_thread()
-        for p in procs:
-            p.join(timeout=10)
-            if p.is_alive():
-                p.kill()
     return outs

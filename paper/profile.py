@@ -27,6 +27,7 @@ trains.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 from dataclasses import dataclass, field
@@ -151,6 +152,19 @@ def _config_class(kind: str, name: str, section: str):
     return getattr(importlib.import_module(module), attr)
 
 
+def _config_fields(cls, name: str) -> set[str]:
+    """Field names of the config object (a dataclass, e.g. ``optim``, ``solver``) that ``cls`` takes as ``name``."""
+    for klass in inspect.getmro(cls):
+        init = klass.__dict__.get("__init__")
+        p = inspect.signature(init).parameters.get(name) if init is not None else None
+        if p is not None:
+            default = p.default
+            return (
+                {f.name for f in dataclasses.fields(default)} if dataclasses.is_dataclass(default) else set()
+            )
+    return set()
+
+
 def _check_override_keys(where: str, overrides: dict, task: str, models: list[str]) -> None:
     from lightning.pytorch import Trainer
 
@@ -169,13 +183,24 @@ def _check_override_keys(where: str, overrides: dict, task: str, models: list[st
                     f"{where}: unknown override key {key!r} (the {task!r} datamodule accepts "
                     f"{sorted(data_params)})"
                 )
-        elif parts[:2] == ["model", "init_args"] and len(parts) == 3:
+        elif parts[:2] == ["model", "init_args"] and len(parts) in (3, 4):
             for model in models:
-                mp = _class_params(_config_class("models", model, "model"))
+                cls = _config_class("models", model, "model")
+                mp = _class_params(cls)
                 if parts[2] not in mp:
                     raise ProfileError(
                         f"{where}: unknown override key {key!r} for model {model!r} (it accepts "
                         f"{sorted(mp - {'task'})})"
+                    )
+                fields = _config_fields(cls, parts[2])
+                if len(parts) == 4 and parts[3] not in fields:
+                    raise ProfileError(
+                        f"{where}: unknown override key {key!r} for model {model!r} "
+                        + (
+                            f"(its {parts[2]!r} has {sorted(fields)})"
+                            if fields
+                            else f"({parts[2]!r} has no fields)"
+                        )
                     )
         else:
             raise ProfileError(

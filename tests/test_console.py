@@ -279,7 +279,7 @@ fixed:
   trainer.max_epochs: 1
 mlp:
   params:
-    lr: {key: model.init_args.lr, type: float, low: 1.0e-3, high: 3.0e-2, log: true}
+    lr: {key: model.init_args.optim.lr, type: float, low: 1.0e-3, high: 3.0e-2, log: true}
 """)
     argv = [
         "--task",

@@ -137,7 +137,7 @@ def test_redaction_in_worker_argv_env_and_command():
     )
     argv = opts.worker_argv("implicit", 0, 2, None)
     assert not any("s3cr3t" in a for a in argv)
-    env = opts.worker_env()
+    env = opts.secret_env()
     assert env["OPTUNA_STORAGE"] == url and "s3cr3t" in env["MLFLOW_TRACKING_URI"]
     assert redact(f"sweep --storage {url} --x 'http://bob:pw@h'") == (
         "sweep --storage postgresql://alice:***@db.example:5432/optuna --x 'http://bob:***@h'"

@@ -76,7 +76,7 @@ def test_projection_keeps_A_well_posed_after_every_step():
             "false",
             "--model.init_args.kappa",
             str(kappa),
-            "--model.init_args.lr",
+            "--model.init_args.optim.lr",
             "0.2",
         ],
     )

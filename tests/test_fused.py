@@ -46,7 +46,7 @@ def test_failed_build_warns_and_falls_back(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fixed_point_solve(A, BU, None, SolverConfig(backend="python"))  # never builds, never warns
-        ImplicitModel(3, 5, 2, backend="python")  # (its projection neither)
+        ImplicitModel(3, 5, 2, solver=SolverConfig(backend="python"))  # (its projection neither)
 
 
 @pytest.mark.parametrize("n, batch", [(20, 64), (24, 5000)])  # small (rows in place) and large (compaction)
@@ -55,7 +55,13 @@ def test_training_steps_match_the_python_loops(n, batch):
     out = {}
     for backend in ("fused", "python"):
         torch.manual_seed(0)
-        model = ImplicitModel(7, n, 2, backend=backend, adjoint="fixed_point", warn=False).double()
+        model = ImplicitModel(
+            7,
+            n,
+            2,
+            solver=SolverConfig(backend=backend, warn=False),
+            adjoint=AdjointConfig(mode="fixed_point", backend=backend, warn=False),
+        ).double()
         opt = torch.optim.Adam(model.parameters(), lr=0.05)
         g = torch.Generator().manual_seed(1)
         losses, iters = [], []
@@ -98,7 +104,14 @@ def test_auto_adjoint_solves_what_the_iteration_left_unconverged():
     grads, modes = {}, {}
     for adjoint in ("auto", "fixed_point", "direct"):
         torch.manual_seed(0)
-        model = ImplicitModel(5, 8, 1, kappa=0.999, adjoint=adjoint, adjoint_max_iter=3, warn=False).double()
+        model = ImplicitModel(
+            5,
+            8,
+            1,
+            kappa=0.999,
+            solver=SolverConfig(warn=False),
+            adjoint=AdjointConfig(mode=adjoint, max_iter=3, warn=False),
+        ).double()
         with torch.no_grad():
             model.A.mul_(10.0)
         model.project_()  # rows on the 0.999 ball: a slow contraction

@@ -17,7 +17,12 @@ from lightning_implicit.implicit import (
 )
 
 ADJOINTS = ["direct", "fixed_point"]
-TIGHT = dict(tol=1e-13, max_iter=5000, adjoint_tol=1e-13, adjoint_max_iter=5000)
+TIGHT = SolverConfig(tol=1e-13, max_iter=5000)
+
+
+def tight(adjoint: str = "auto") -> dict:
+    """Solver and adjoint settings tight enough for float64 gradchecks."""
+    return dict(solver=TIGHT, adjoint=AdjointConfig(mode=adjoint, tol=1e-13, max_iter=5000))
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -47,7 +52,7 @@ def _check_pre_activations(z: torch.Tensor, margin: float = 1e-4):
 def test_gradcheck_implicit_model(adjoint, feedback):
     torch.manual_seed(0)
     n, p, q, b = 6, 4, 3, 3
-    model = ImplicitModel(p, n, q, kappa=0.8, feedback=feedback, adjoint=adjoint, **TIGHT).double()
+    model = ImplicitModel(p, n, q, kappa=0.8, feedback=feedback, **tight(adjoint)).double()
     _randomise_A(model, seed=1)
     u = torch.randn(b, p, dtype=torch.float64, requires_grad=True)
     with torch.no_grad():
@@ -99,7 +104,7 @@ def test_gradcheck_implicit_rnn(adjoint, warm_start, feedback):
     torch.manual_seed(0)
     n, s_in, h, out, b, T = 5, 2, 3, 2, 2, 3
     model = ImplicitRNN(
-        s_in, n, h, out, warm_start=warm_start, kappa=0.7, feedback=feedback, adjoint=adjoint, **TIGHT
+        s_in, n, h, out, warm_start=warm_start, kappa=0.7, feedback=feedback, **tight(adjoint)
     )
     model = model.double()
     _randomise_A(model, seed=2)
@@ -207,10 +212,16 @@ def test_forward_backward_leave_parameters_untouched():
 
 def test_stats_and_config_are_per_instance():
     torch.manual_seed(0)
-    m1 = ImplicitModel(4, 8, 2, solver="picard", tol=1e-6)
-    m2 = ImplicitModel(4, 8, 2, solver="newton", tol=1e-5, tol_mode="rel", adjoint="fixed_point")
+    m1 = ImplicitModel(4, 8, 2, solver=SolverConfig(method="picard", tol=1e-6))
+    m2 = ImplicitModel(
+        4,
+        8,
+        2,
+        solver=SolverConfig(method="newton", tol=1e-5, tol_mode="rel"),
+        adjoint=AdjointConfig(mode="fixed_point"),
+    )
     assert m1.layer.solver_cfg is not m2.layer.solver_cfg
-    assert m1.layer.solver_cfg.solver == "picard" and m2.layer.solver_cfg.solver == "newton"
+    assert m1.layer.solver_cfg.method == "picard" and m2.layer.solver_cfg.method == "newton"
     assert m1.last_stats is None and m2.last_stats is None
     m1(torch.randn(5, 4))
     s1 = m1.last_stats
@@ -224,7 +235,7 @@ def test_stats_and_config_are_per_instance():
 @pytest.mark.parametrize("adjoint", ADJOINTS)
 def test_backward_fills_backward_statistics(adjoint):
     torch.manual_seed(0)
-    model = ImplicitModel(4, 10, 2, adjoint=adjoint, kappa=0.9)
+    model = ImplicitModel(4, 10, 2, adjoint=AdjointConfig(mode=adjoint), kappa=0.9)
     _randomise_A(model, seed=5)
     y = model(torch.randn(6, 4))
     st = model.last_stats
@@ -268,7 +279,7 @@ def test_rnn_shapes_and_stats():
 @pytest.mark.parametrize("solver", ["picard", "anderson", "newton"])
 def test_rnn_warm_start_same_output_fewer_iterations(solver):
     torch.manual_seed(0)
-    kw = dict(kappa=0.95, solver=solver, tol=1e-9, max_iter=2000)
+    kw = dict(kappa=0.95, solver=SolverConfig(method=solver, tol=1e-9, max_iter=2000))
     warm = ImplicitRNN(3, 16, 6, 2, warm_start=True, **kw).double()
     _randomise_A(warm, seed=6)
     cold = ImplicitRNN(3, 16, 6, 2, warm_start=False, **kw).double()
@@ -304,7 +315,7 @@ def test_implicit_rnn_warns_once_per_call_not_per_step():
     from lightning_implicit.implicit import ConvergenceWarning, ImplicitRNN
 
     torch.manual_seed(0)
-    rnn = ImplicitRNN(1, 8, 4, 2, max_iter=1, warm_start=False)
+    rnn = ImplicitRNN(1, 8, 4, 2, solver=SolverConfig(max_iter=1), warm_start=False)
     with torch.no_grad():
         rnn.layer.A.copy_(torch.full((8, 8), 0.9 / 8))
     with warnings.catch_warnings(record=True) as caught:

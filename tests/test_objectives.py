@@ -89,13 +89,13 @@ class _LrProbe(L.Callback):
 def test_learning_rate_schedules_follow_their_formula(schedule, interval, expected):
     probe = _LrProbe()
     extra = [
-        "--model.init_args.lr",
+        "--model.init_args.optim.lr",
         "0.02",
-        "--model.init_args.lr_schedule",
+        "--model.init_args.optim.lr_schedule",
         schedule,
-        "--model.init_args.lr_gamma",
+        "--model.init_args.optim.lr_gamma",
         "0.9",
-        "--model.init_args.lr_interval",
+        "--model.init_args.optim.lr_interval",
         interval,
         "--data.init_args.batch_size",
         "100",
@@ -120,5 +120,10 @@ def test_rolling_argmax_task_recipe_is_the_authors():
     for model in ("implicit_rnn", "lstm"):
         cli = ImplicitCLI(args=[*shorthand_args("rolling_argmax", model), "--tracking.enabled", "false"])
         m, dm = cli.model, cli.datamodule
-        assert (m.lr, m.lr_schedule, m.lr_gamma, m.lr_interval) == (0.02, "exponential", 0.995, "step")
+        assert (m.optim.lr, m.optim.lr_schedule, m.optim.lr_gamma, m.optim.lr_interval) == (
+            0.02,
+            "exponential",
+            0.995,
+            "step",
+        )
         assert dm.batch_size == "full" and dm.objective == "last" and cli.trainer.max_epochs == 1000

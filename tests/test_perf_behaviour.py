@@ -304,7 +304,7 @@ def _rnn_pair(**kw):
 def test_rnn_first_step_starts_at_its_fixed_point(feedback):
     """Scalar inputs: ``x_1 = s^+ x*(e) + s^- x*(-e)`` (positive homogeneity, h_0 = 0) is the first fixed point, so
     the first step needs one iteration; outputs and gradients are those of the cold start."""
-    warm, cold = _rnn_pair(kappa=0.95, tol=1e-10, max_iter=3000, feedback=feedback)
+    warm, cold = _rnn_pair(kappa=0.95, solver=SolverConfig(tol=1e-10, max_iter=3000), feedback=feedback)
     s = torch.randn(7, 6, 1, generator=torch.Generator().manual_seed(8), dtype=torch.float64) * 3
     s[0, 0, 0] = 0.0
     yw, yc = warm(s), cold(s)
@@ -322,7 +322,7 @@ def test_rnn_reference_points_are_reused_only_for_the_same_weights():
     """The first step's reference points are solved again only when ``A`` or ``B`` changed (compared by value:
     fused Adam does not bump the version counter), so outputs depend on the weights and the input only, never on
     earlier calls; a failed (NaN) solve is not kept."""
-    warm, cold = _rnn_pair(kappa=0.95, tol=1e-10, max_iter=3000)
+    warm, cold = _rnn_pair(kappa=0.95, solver=SolverConfig(tol=1e-10, max_iter=3000))
     s = torch.randn(7, 6, 1, generator=torch.Generator().manual_seed(9), dtype=torch.float64) * 3
     y1 = warm(s)
     assert warm.last_stats.extra["reference_iterations"] > 0
@@ -356,10 +356,8 @@ def test_rnn_first_step_start_gradcheck():
         2,
         warm_start=True,
         kappa=0.7,
-        tol=1e-13,
-        max_iter=5000,
-        adjoint_tol=1e-13,
-        adjoint_max_iter=5000,
+        solver=SolverConfig(tol=1e-13, max_iter=5000),
+        adjoint=AdjointConfig(tol=1e-13, max_iter=5000),
     ).double()
     s = torch.randn(3, 4, 1, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda s: rnn(s), (s,), atol=1e-6, rtol=1e-4)

@@ -12,6 +12,7 @@ from conftest import make_problem
 from lightning_implicit.implicit import (
     ACTIVATIONS,
     Activation,
+    AdjointConfig,
     ImplicitModel,
     ImplicitRNN,
     SolverConfig,
@@ -84,7 +85,11 @@ def test_activation_is_one_argument_and_the_gradient_is_exact(activation):
     differences (torch.autograd.gradcheck, float64)."""
     torch.manual_seed(0)
     model = ImplicitModel(
-        3, 6, 2, activation=activation, tol=1e-13, adjoint_tol=1e-13, max_iter=2000, adjoint_max_iter=2000
+        3,
+        6,
+        2,
+        solver=SolverConfig(activation=activation, tol=1e-13, max_iter=2000),
+        adjoint=AdjointConfig(tol=1e-13, max_iter=2000),
     ).double()
     assert model.layer.activation.name == activation
     u = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
@@ -113,11 +118,11 @@ def test_a_backend_without_the_activation_says_so_and_the_reference_runs():
 
 def test_unknown_names_are_rejected_with_the_choices():
     with pytest.raises(ValueError, match="unknown activation 'swish'.*leaky_relu"):
-        ImplicitModel(2, 4, 1, activation="swish")
+        ImplicitModel(2, 4, 1, solver=SolverConfig(activation="swish"))
     with pytest.raises(ValueError, match="newton.*relu"):
-        SolverConfig(solver="newton", activation="tanh")
+        SolverConfig(method="newton", activation="tanh")
     with pytest.raises(ValueError, match="unknown solver"):
-        SolverConfig(solver="broyden")
+        SolverConfig(method="broyden")
 
 
 def test_a_registered_activation_trains_an_rnn_without_the_homogeneous_warm_start():
@@ -129,7 +134,7 @@ def test_a_registered_activation_trains_an_rnn_without_the_homogeneous_warm_star
     )
     try:
         torch.manual_seed(0)
-        rnn = ImplicitRNN(1, 8, 4, 3, activation="hardtanh_test", tol=1e-12).double()
+        rnn = ImplicitRNN(1, 8, 4, 3, solver=SolverConfig(activation="hardtanh_test", tol=1e-12)).double()
         s = torch.randn(5, 6, 1, dtype=torch.float64)
         warm = rnn(s)
         assert rnn.last_stats.extra["reference_iterations"] == 0  # no reference points solved
@@ -174,11 +179,13 @@ def test_a_registered_backend_is_selected_by_name():
 
     try:
         torch.manual_seed(0)
-        model = ImplicitModel(3, 5, 1, backend="counting_test").double()
+        model = ImplicitModel(3, 5, 1, solver=SolverConfig(backend="counting_test")).double()
         model(torch.randn(4, 3, dtype=torch.float64)).sum().backward()  # the adjoint: a built-in loop
         assert calls == [4] and model.layer.A.grad is not None
         with pytest.warns(BackendFallbackWarning, match="does not do tanh"):
-            ImplicitModel(3, 5, 1, backend="counting_test", activation="tanh")(torch.randn(2, 3))
+            ImplicitModel(3, 5, 1, solver=SolverConfig(backend="counting_test", activation="tanh"))(
+                torch.randn(2, 3)
+            )
         assert calls == [4]
         with pytest.raises(ValueError, match="counting_test"):
             SolverConfig(backend="countin_test")

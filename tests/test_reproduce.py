@@ -354,3 +354,17 @@ def test_cost_estimate_counts_full_batches_as_cheaper_per_sample():
     assert steps == pytest.approx(
         _estimate("rolling_argmax", "implicit_rnn", {"trainer.max_epochs": 19.2}, {}, task_cfg)
     )
+
+
+@pytest.mark.slow
+def test_two_workers_train_the_runs_in_worker_processes(tiny_profile, tmp_path, mlflow_store, capsys):
+    """``workers: 2`` runs the jobs on the framework's job executor (lightning_implicit.jobs): every run trains
+    once, in a worker process that logs to its own file, and the report is written."""
+    code = reproduce(str(tiny_profile), out=tmp_path / "r", tasks=["addition"], seeds=[0], workers=2)
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "[3/3]" in out and "FAILED" not in out
+    logs = sorted((tmp_path / "r" / "tiny" / "logs").glob("worker-*.log"))
+    assert 1 <= len(logs) <= 2
+    assert sum(log.read_text().count("=== addition/") for log in logs) == 3
+    assert (tmp_path / "r" / "tiny" / "report.md").exists()

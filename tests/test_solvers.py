@@ -31,7 +31,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def solve(A, BU, solver, **cfg):
     cfg.setdefault("max_iter", 5000)
-    return fixed_point_solve(A, BU, torch.zeros_like(BU), SolverConfig(solver=solver, **cfg))
+    return fixed_point_solve(A, BU, torch.zeros_like(BU), SolverConfig(method=solver, **cfg))
 
 
 def true_residual(A, BU, x):
@@ -137,7 +137,9 @@ def test_strictly_upper_terminates_within_n_iterations(n, magnitude, seed):
     (one more to observe a zero residual), whatever the size of A's entries (no norm bound needed)."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
-    model = ImplicitModel(6, n, 2, feedback=False, max_iter=n + 1).double()  # the paper's 3e-6 abs rule
+    model = ImplicitModel(
+        6, n, 2, feedback=False, solver=SolverConfig(max_iter=n + 1)
+    ).double()  # the paper's 3e-6 abs rule
     with torch.no_grad():
         model.A.copy_(torch.randn(n, n, generator=g, dtype=torch.float64) * magnitude)
     model.project_()
@@ -152,7 +154,7 @@ def test_strictly_upper_terminates_within_n_iterations(n, magnitude, seed):
 
     # With a tolerance only an exact zero residual meets, it still stops within n + 1 iterations, on the
     # exact forward pass of the DAG (a float64 reference computed unit by unit from the last one).
-    exact = ImplicitModel(6, n, 2, feedback=False, tol=1e-300, max_iter=n + 1).double()
+    exact = ImplicitModel(6, n, 2, feedback=False, solver=SolverConfig(tol=1e-300, max_iter=n + 1)).double()
     exact.load_state_dict(model.state_dict())
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
@@ -211,7 +213,7 @@ def test_max_iter_too_small_is_reported_once_per_call(solver):
 
 
 def test_model_forward_warns_once_per_call():
-    model = ImplicitModel(6, 30, 2, max_iter=3, tol=1e-12).double()
+    model = ImplicitModel(6, 30, 2, solver=SolverConfig(max_iter=3, tol=1e-12)).double()
     with torch.no_grad():
         model.A.copy_(torch.rand(30, 30, dtype=torch.float64))
     model.project_()
@@ -292,7 +294,7 @@ def test_adjoint_solves_the_linear_system(mode):
 def test_adjoint_auto_mode_and_nonconvergence_warning():
     assert AdjointConfig(mode="auto", direct_max_n=64).resolved_mode(64) == "direct"
     assert AdjointConfig(mode="auto", direct_max_n=64).resolved_mode(65) == "fixed_point"
-    model = ImplicitModel(4, 20, 1, adjoint="fixed_point", adjoint_tol=1e-14, adjoint_max_iter=2).double()
+    model = ImplicitModel(4, 20, 1, adjoint=AdjointConfig(mode="fixed_point", tol=1e-14, max_iter=2)).double()
     with torch.no_grad():
         model.A.copy_(torch.rand(20, 20, dtype=torch.float64))
     model.project_()
@@ -331,7 +333,7 @@ def test_batched_linear_solves_are_right_with_several_threads(n):
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"solver": "nope"},
+        {"method": "nope"},
         {"tol": 0.0},
         {"tol": -1.0},
         {"tol_mode": "relative"},
@@ -366,7 +368,7 @@ def test_registry_has_the_three_solvers_and_accepts_new_ones():
 
     try:
         x, stats = fixed_point_solve(
-            torch.zeros(3, 3), torch.ones(2, 3), torch.zeros(2, 3), SolverConfig(solver="_test_one_step")
+            torch.zeros(3, 3), torch.ones(2, 3), torch.zeros(2, 3), SolverConfig(method="_test_one_step")
         )
         assert torch.equal(x, torch.ones(2, 3)) and stats.solver == "_test_one_step"
     finally:

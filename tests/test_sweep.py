@@ -42,11 +42,11 @@ sampler: {n_startup_trials: 2}
 pruner: {n_startup_trials: 2, n_warmup_steps: 1}
 implicit:
   params:
-    lr: {key: model.init_args.lr, type: float, low: 1.0e-3, high: 3.0e-2, log: true}
+    lr: {key: model.init_args.optim.lr, type: float, low: 1.0e-3, high: 3.0e-2, log: true}
     hidden_features: {key: model.init_args.hidden_features, type: int, low: 4, high: 12}
 mlp:
   params:
-    lr: {key: model.init_args.lr, type: float, low: 1.0e-3, high: 3.0e-2, log: true}
+    lr: {key: model.init_args.optim.lr, type: float, low: 1.0e-3, high: 3.0e-2, log: true}
     width: {key: model.init_args.arch_kwargs.hidden, type: int, low: 4, high: 12, repeat: depth}
     depth: {type: int, low: 1, high: 2}
 """
@@ -60,7 +60,7 @@ PRUNE = (
 pruner: {n_startup_trials: 1, n_warmup_steps: 0}
 mlp:
   params:
-    lr: {key: model.init_args.lr, type: float, low: 1.0e-7, high: 3.0e-2, log: true}
+    lr: {key: model.init_args.optim.lr, type: float, low: 1.0e-7, high: 3.0e-2, log: true}
 """
 )
 
@@ -68,9 +68,9 @@ DIVERGE = (
     TINY_FIXED
     + """
 mlp:
-  fixed: {model.init_args.optimizer: sgd}
+  fixed: {model.init_args.optim.optimizer: sgd}
   params:
-    lr: {key: model.init_args.lr, type: categorical, choices: [1.0e6]}
+    lr: {key: model.init_args.optim.lr, type: categorical, choices: [1.0e6]}
 """
 )
 
@@ -80,7 +80,7 @@ SLOW = (
     + """
 mlp:
   params:
-    lr: {key: model.init_args.lr, type: float, low: 1.0e-3, high: 3.0e-2, log: true}
+    lr: {key: model.init_args.optim.lr, type: float, low: 1.0e-3, high: 3.0e-2, log: true}
 """
 )
 
@@ -266,11 +266,11 @@ def test_diverging_trial_fails_with_reason_and_the_sweep_finishes(env, capsys):
 BAD_FILES = {
     "unknown top-level key": ("implicitt:\n  params: {}\n", "unknown top-level key 'implicitt'"),
     "unknown distribution": (
-        "implicit:\n  params:\n    lr: {key: model.init_args.lr, type: loguniform, low: 1, high: 2}\n",
+        "implicit:\n  params:\n    lr: {key: model.init_args.optim.lr, type: loguniform, low: 1, high: 2}\n",
         "implicit.params.lr: unknown distribution type 'loguniform'",
     ),
     "low > high": (
-        "implicit:\n  params:\n    lr: {key: model.init_args.lr, type: float, low: 0.1, high: 0.001}\n",
+        "implicit:\n  params:\n    lr: {key: model.init_args.optim.lr, type: float, low: 0.1, high: 0.001}\n",
         "implicit.params.lr: low (0.1) > high (0.001)",
     ),
     "missing bounds": (
@@ -332,7 +332,7 @@ def test_search_space_merges_budgets_and_repeat():
     assert space.space("mlp").params["epochs"].high < full.space("mlp").params["epochs"].high
     mlp = space.space("mlp")
     assert mlp.overrides({"lr": 0.01, "batch_size": 32, "epochs": 3, "width": 8, "depth": 3}) == {
-        "model.init_args.lr": 0.01,
+        "model.init_args.optim.lr": 0.01,
         "data.init_args.batch_size": 32,
         "trainer.max_epochs": 3,
         "model.init_args.arch_kwargs.hidden": [8, 8, 8],

@@ -74,7 +74,7 @@ def test_tune_writes_a_config_with_provenance_that_train_and_reproduce_use(tiny,
     assert p["cv_score"]["mean"] == pytest.approx(study.best_value)
     # the space's fixed settings travel with the best trial's values
     assert cfg.overrides["trainer.max_epochs"] == -1 and 3 <= cfg.overrides["trainer.max_steps"] <= 8
-    assert cfg.overrides["model.init_args.lr"] == pytest.approx(study.best_params["lr"])
+    assert cfg.overrides["model.init_args.optim.lr"] == pytest.approx(study.best_params["lr"])
     assert (tiny / "tuned" / "addition" / "mlp.yaml").exists()
 
     # train and reproduce read conf/tuned: point the conf search at a copy of conf/ holding these files
@@ -228,7 +228,9 @@ def test_report_sets_tuned_and_default_verdicts_side_by_side(tmp_path, monkeypat
         "date": "2026-12-04T00:00:00+00:00",
         "git_commit": "abc",
     }
-    cfg = TunedConfig("addition", "mlp", {"model.init_args.lr": 0.02, "data.init_args.batch_size": 32}, prov)
+    cfg = TunedConfig(
+        "addition", "mlp", {"model.init_args.optim.lr": 0.02, "data.init_args.batch_size": 32}, prov
+    )
     (conf / "tuned" / "addition" / "mlp.yaml").write_text(cfg.to_yaml())
     monkeypatch.setenv("LIGHTNING_IMPLICIT_CONF", str(conf))
     # only the MLP of addition is tuned: the same budget for every family means no tuned recipe for addition
@@ -239,7 +241,7 @@ def test_report_sets_tuned_and_default_verdicts_side_by_side(tmp_path, monkeypat
     used, why = tuned_recipes(load_profile(tmp_path / "half.yaml"), "addition")
     assert used == {} and "tuned configs exist for mlp but not for implicit" in why and "make tune" in why
     implicit_cfg = TunedConfig(
-        "addition", "implicit", {"model.init_args.lr": 0.005}, {**prov, "study": "s-i"}
+        "addition", "implicit", {"model.init_args.optim.lr": 0.005}, {**prov, "study": "s-i"}
     )
     (conf / "tuned" / "addition" / "implicit.yaml").write_text(implicit_cfg.to_yaml())
     used, why = tuned_recipes(load_profile(tmp_path / "half.yaml"), "addition")
@@ -261,7 +263,7 @@ def test_report_sets_tuned_and_default_verdicts_side_by_side(tmp_path, monkeypat
     assert len(calls) == 3
     calls.clear()
     assert reproduce(str(tmp_path / "tuned.yaml"), out=tmp_path / "r", train=train) == 0
-    lrs = {c[c.index("--tracking.run_name") + 1]: c[c.index("--model.init_args.lr") + 1] for c in calls}
+    lrs = {c[c.index("--tracking.run_name") + 1]: c[c.index("--model.init_args.optim.lr") + 1] for c in calls}
     assert lrs == {"mlp-seed0": "0.02", "implicit-seed0": "0.005"}  # spiky's LSTM: its default run reused
 
     md = (tmp_path / "r" / "tuned" / "report.md").read_text()

@@ -1,7 +1,7 @@
 """The activation ``phi`` of the state equation ``x = phi(A x + B u)``: a registry (the paper's is ReLU).
 
-An activation is one argument of the layer (``ImplicitLayer(..., activation="tanh")``, or
-``--model.init_args.activation tanh`` on the command line). Register a new one with
+An activation is one argument of the solve (``ImplicitLayer(..., solver=SolverConfig(activation="tanh"))``, or
+``--model.init_args.solver.activation tanh`` on the command line). Register a new one with
 :func:`register_activation`; it must be 1-Lipschitz, so that ``||A||_inf <= kappa < 1`` keeps the state
 equation a contraction (El Ghaoui et al. 2021), and must give its derivative for the implicit backward.
 """

@@ -9,7 +9,7 @@ from .activations import get_activation
 from .registry import BACKENDS as PICARD_BACKENDS
 from .registry import SOLVERS
 
-__all__ = ["SolverConfig", "AdjointConfig"]
+__all__ = ["SolverConfig", "AdjointConfig", "as_config"]
 
 TolMode = Literal["abs", "rel"]
 Backend = Literal["auto", "fused", "python", "reference"]
@@ -39,7 +39,7 @@ class SolverConfig:
     ``tol * max(1, ||x||_inf)`` (``rel``: scale-aware, reachable in float32 at large input scales).
 
     Attributes:
-        solver: name in :data:`lightning_implicit.implicit.solvers.SOLVERS` (``picard``, ``anderson``, ``newton``).
+        method: name in :data:`lightning_implicit.implicit.solvers.SOLVERS` (``picard``, ``anderson``, ``newton``).
         tol, tol_mode, max_iter: stopping rule (paper: 3e-6, ``abs``, 300; start at x = 0).
         check_every: iterations per block, i.e. between host-side checks (``None``, the default: adaptive, 8
             then the iterations the residuals' linear rate predicts for the slowest sample). Per-sample stopping
@@ -61,7 +61,7 @@ class SolverConfig:
             :data:`~lightning_implicit.implicit.activations.ACTIVATIONS` (the paper: ``relu``).
     """
 
-    solver: str = "picard"
+    method: str = "picard"
     tol: float = 3e-6
     tol_mode: TolMode = "abs"
     max_iter: int = 300
@@ -82,9 +82,9 @@ class SolverConfig:
                 f"solver.backend must be one of {sorted({*BUILTIN_BACKENDS, *PICARD_BACKENDS})}, got {self.backend!r}"
             )
         get_activation(self.activation)  # an unknown name lists the registered ones
-        if self.solver not in SOLVERS:
-            raise ValueError(f"unknown solver {self.solver!r}; choose one of {sorted(SOLVERS)}")
-        if self.solver == "newton" and self.activation != "relu":
+        if self.method not in SOLVERS:
+            raise ValueError(f"unknown solver method {self.method!r}; choose one of {sorted(SOLVERS)}")
+        if self.method == "newton" and self.activation != "relu":
             raise ValueError(
                 f"solver 'newton' solves ReLU's linear pieces exactly and supports activation 'relu' "
                 f"only, got {self.activation!r}: use solver 'picard' or 'anderson'"
@@ -125,7 +125,8 @@ class AdjointConfig:
             O(batch x n^2) memory) or ``auto``: the iteration where it runs in the fused C++ loop (CPU), else
             ``direct`` when ``n <= direct_max_n`` and ``batch * n * n <= direct_max_work``; samples the iteration
             leaves unconverged are then solved directly where ``n <= direct_max_n``.
-        tol, tol_mode, max_iter: stopping rule of the fixed-point iteration (per sample, as in the forward).
+        tol, tol_mode, max_iter: stopping rule of the fixed-point iteration, per sample, with the forward's
+            convention and defaults (3e-6, ``abs``, 300; ``rel``: ``tol * max(1, ||w||_inf)``).
         direct_max_n, direct_max_work: limits of ``auto``'s direct solve; ``None``: the measured defaults of the
             device (CPU: ``CPU_DIRECT_MAX_N``, ``CPU_DIRECT_MAX_WORK``; others: ``OTHER_DIRECT_MAX_N``, no cap).
         check_every: iterations per block of the fixed-point iteration (``None``: adaptive), as in
@@ -136,7 +137,7 @@ class AdjointConfig:
 
     mode: Literal["fixed_point", "direct", "auto"] = "auto"
     tol: float = 3e-6
-    tol_mode: TolMode = "rel"
+    tol_mode: TolMode = "abs"
     max_iter: int = 300
     direct_max_n: int | None = None
     warn: bool = True
@@ -178,3 +179,17 @@ class AdjointConfig:
         if n > max_n or (batch is not None and max_work is not None and batch * n * n > max_work):
             return "fixed_point"
         return "direct"
+
+
+def as_config(cls, value, name: str):
+    """``value`` as a ``cls`` config object: ``None`` gives the defaults, a dict its fields (as a checkpoint
+    stores them); anything else is a :class:`TypeError` that names the argument."""
+    if value is None:
+        return cls()
+    if isinstance(value, dict):
+        return cls(**value)
+    if not isinstance(value, cls):
+        raise TypeError(
+            f"{name} must be a {cls.__name__} (or a dict of its fields), got {type(value).__name__}"
+        )
+    return value

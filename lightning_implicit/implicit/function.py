@@ -33,9 +33,9 @@ def fixed_point_solve(
     ``hint`` goes to solvers that declare ``accepts_hint`` (the blocked ``picard``): see
     :func:`.solvers.blocked_iteration`."""
     try:
-        fn = SOLVERS[cfg.solver]
+        fn = SOLVERS[cfg.method]
     except KeyError:
-        raise ValueError(f"unknown solver {cfg.solver!r}; choose one of {sorted(SOLVERS)}") from None
+        raise ValueError(f"unknown solver {cfg.method!r}; choose one of {sorted(SOLVERS)}") from None
     if x0 is None and not getattr(fn, "accepts_zero_start", False):
         x0 = BU.new_zeros(BU.shape)
     kwargs = {"hint": hint} if hint is not None and getattr(fn, "accepts_hint", False) else {}
@@ -44,9 +44,9 @@ def fixed_point_solve(
             x, iters, residual, converged = fn(A, BU, x0, cfg, **kwargs)
     else:  # (inside autograd.Function.forward: already off, and the context manager costs a few us per call)
         x, iters, residual, converged = fn(A, BU, x0, cfg, **kwargs)
-    stats = SolverStats(iterations=iters, residual=residual, converged=converged, solver=cfg.solver)
+    stats = SolverStats(iterations=iters, residual=residual, converged=converged, solver=cfg.method)
     if cfg.warn:
-        warn_if_unconverged(converged, residual, f"forward solve ({cfg.solver})", cfg.max_iter)
+        warn_if_unconverged(converged, residual, f"forward solve ({cfg.method})", cfg.max_iter)
     return x, stats
 
 

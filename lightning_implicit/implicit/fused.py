@@ -233,7 +233,7 @@ def fused_module(required: bool = False):
     if module is None:
         msg = (
             f"lightning_implicit: the fused C++ loops (fixed-point iterations, projection) could not be built "
-            f"({error}). {_advice()}; until then the Python loops run (same results, slower at small sizes). Set backend='python' to silence this."
+            f"({error}). {_advice()}; until then the Python loops run (same results, slower at small sizes). Set the backend to 'python' (--model.init_args.solver.backend python, adjoint.backend likewise) to silence this."
         )
         if required:
             raise RuntimeError(msg)

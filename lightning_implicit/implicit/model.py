@@ -18,12 +18,16 @@ import torch
 from torch import nn
 
 from .activations import Activation, get_activation
-from .config import BUILTIN_BACKENDS, AdjointConfig, SolverConfig
+from .config import AdjointConfig, SolverConfig, as_config
 from .function import ImplicitFunction, fixed_point_solve
 from .projection import inf_norm, project_rows_l1
 from .stats import SolverStats, warn_if_unconverged
 
 __all__ = ["ImplicitLayer", "ImplicitModel", "ImplicitRNN", "count_parameters"]
+
+
+# The projection's loop for the solver's backend (a registered backend's projection: the built-in default).
+_PROJECTION_BACKEND = {"fused": "fused", "python": "python", "reference": "python"}
 
 
 class ImplicitLayer(nn.Module):
@@ -33,13 +37,12 @@ class ImplicitLayer(nn.Module):
         in_features: p.  hidden_features: n.
         kappa: radius of the row-wise L1 ball for ``A`` (``||A||_inf <= kappa < 1``).
         feedback: ``False`` keeps ``A`` strictly upper triangular (no closed-loop feedback).
-        activation: ``phi`` of ``x = phi(A x + B u)``: a name in
-            :data:`~lightning_implicit.implicit.activations.ACTIVATIONS` (the paper's ``relu``; ``leaky_relu``,
-            ``tanh``, or one added with :func:`~lightning_implicit.implicit.register_activation`).
-        solver, tol, tol_mode, max_iter, check_every, anderson_m: see :class:`SolverConfig`.
-        adjoint, adjoint_tol, adjoint_max_iter: see :class:`AdjointConfig`.
-        backend: ``auto`` | ``fused`` | ``python``: where the Picard and fixed-point adjoint loops run (the fused
-            C++ loop on CPU; see :class:`SolverConfig`).
+        solver: the forward solve, a :class:`SolverConfig` (method, tolerance, backend, and the activation
+            ``phi``: the paper's ``relu``, ``leaky_relu``, ``tanh``, or one added with
+            :func:`~lightning_implicit.implicit.register_activation`); default ``SolverConfig()``, the paper's
+            Picard iteration to ``||x_t - x_{t-1}||_inf < 3e-6``, at most 300 iterations.
+        adjoint: the implicit backward, an :class:`AdjointConfig` (default ``AdjointConfig()``: the same
+            tolerance convention as the forward).
     """
 
     def __init__(
@@ -49,18 +52,8 @@ class ImplicitLayer(nn.Module):
         *,
         kappa: float = 0.95,
         feedback: bool = True,
-        activation: str = "relu",
-        solver: str = "picard",
-        tol: float = 3e-6,
-        tol_mode: str = "abs",
-        max_iter: int = 300,
-        check_every: int | None = None,
-        anderson_m: int = 5,
-        adjoint: str = "auto",
-        adjoint_tol: float = 3e-6,
-        adjoint_max_iter: int = 300,
-        warn: bool = True,
-        backend: str = "auto",
+        solver: SolverConfig | None = None,
+        adjoint: AdjointConfig | None = None,
     ) -> None:
         super().__init__()
         if not 0 < kappa < 1:
@@ -71,25 +64,8 @@ class ImplicitLayer(nn.Module):
             )
         self.in_features, self.hidden_features = in_features, hidden_features
         self.kappa, self.feedback = kappa, feedback
-        self.solver_cfg = SolverConfig(
-            solver=solver,
-            tol=tol,
-            tol_mode=tol_mode,
-            max_iter=max_iter,
-            check_every=check_every,
-            anderson_m=anderson_m,
-            warn=warn,
-            backend=backend,
-            activation=activation,
-        )
-        self.adjoint_cfg = AdjointConfig(
-            mode=adjoint,
-            tol=adjoint_tol,
-            max_iter=adjoint_max_iter,
-            warn=warn,
-            check_every=check_every,
-            backend=backend if backend in BUILTIN_BACKENDS else "auto",
-        )
+        self.solver_cfg = as_config(SolverConfig, solver, "solver")
+        self.adjoint_cfg = as_config(AdjointConfig, adjoint, "adjoint")
         n, p = hidden_features, in_features
         self.A = nn.Parameter(torch.empty(n, n).uniform_(-1, 1) / n)
         self.B = nn.Parameter(torch.empty(n, p).uniform_(-1, 1) / math.sqrt(p))
@@ -116,7 +92,9 @@ class ImplicitLayer(nn.Module):
         ``A`` is nilpotent, so the state equation is well posed for any norm (as in the paper's ablation).
         """
         if self.feedback:
-            self.A.copy_(project_rows_l1(self.A, self.kappa, self.adjoint_cfg.backend))  # (a built-in loop)
+            self.A.copy_(
+                project_rows_l1(self.A, self.kappa, _PROJECTION_BACKEND.get(self.solver_cfg.backend, "auto"))
+            )
         else:
             self.A.copy_(torch.triu(self.A, diagonal=1))
 
@@ -158,13 +136,26 @@ class ImplicitLayer(nn.Module):
 class ImplicitModel(nn.Module):
     """``y = C x + D u`` with ``x = relu(A x + B u)``; input ``(batch, p)``, output ``(batch, q)``.
 
-    Keyword arguments are those of :class:`ImplicitLayer`. ``model.last_stats`` holds the per-sample
-    :class:`SolverStats` of the last forward (its ``backward_*`` fields are filled after ``backward``).
+    ``kappa``, ``feedback``, ``solver`` and ``adjoint`` are those of :class:`ImplicitLayer`.
+    ``model.last_stats`` holds the per-sample :class:`SolverStats` of the last forward (its ``backward_*``
+    fields are filled after ``backward``).
     """
 
-    def __init__(self, in_features: int, hidden_features: int, out_features: int, **layer_kwargs) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        hidden_features: int,
+        out_features: int,
+        *,
+        kappa: float = 0.95,
+        feedback: bool = True,
+        solver: SolverConfig | None = None,
+        adjoint: AdjointConfig | None = None,
+    ) -> None:
         super().__init__()
-        self.layer = ImplicitLayer(in_features, hidden_features, **layer_kwargs)
+        self.layer = ImplicitLayer(
+            in_features, hidden_features, kappa=kappa, feedback=feedback, solver=solver, adjoint=adjoint
+        )
         n, p, q = hidden_features, in_features, out_features
         self.C = nn.Parameter(torch.empty(q, n).uniform_(-1, 1) / math.sqrt(n))
         self.D = nn.Parameter(torch.empty(q, p).uniform_(-1, 1) / math.sqrt(p))
@@ -204,6 +195,7 @@ class ImplicitRNN(nn.Module):
         in_features: features per time step (``s_i``).  hidden_features: n.
         state_features: size of ``h`` (so ``B`` is ``n x (in_features + state_features)``).
         out_features: readout size per step.
+        kappa, feedback, solver, adjoint: those of :class:`ImplicitLayer`.
         warm_start: start each step's solve from the previous step's ``x`` (same fixed point, fewer iterations).
             With a scalar input per step (``in_features == 1``, the paper's rolling tasks) the first step is
             warm-started too: since ``h_0 = 0`` and ReLU is positively homogeneous (no biases), the first fixed
@@ -224,11 +216,16 @@ class ImplicitRNN(nn.Module):
         out_features: int,
         *,
         warm_start: bool = True,
-        **layer_kwargs,
+        kappa: float = 0.95,
+        feedback: bool = True,
+        solver: SolverConfig | None = None,
+        adjoint: AdjointConfig | None = None,
     ) -> None:
         super().__init__()
         p = in_features + state_features
-        self.layer = ImplicitLayer(p, hidden_features, **layer_kwargs)
+        self.layer = ImplicitLayer(
+            p, hidden_features, kappa=kappa, feedback=feedback, solver=solver, adjoint=adjoint
+        )
         n, h = hidden_features, state_features
         self.C = nn.Parameter(torch.empty(h, n).uniform_(-1, 1) / math.sqrt(n))
         self.D = nn.Parameter(torch.empty(h, p).uniform_(-1, 1) / math.sqrt(p))
@@ -268,7 +265,7 @@ class ImplicitRNN(nn.Module):
             warn_if_unconverged(
                 self.last_stats.converged,
                 self.last_stats.residual,
-                f"forward solve ({cfg.solver}, {T} time steps)",
+                f"forward solve ({cfg.method}, {T} time steps)",
                 cfg.max_iter,
             )
         return self.readout(torch.stack(hs, dim=1))
@@ -300,7 +297,7 @@ class ImplicitRNN(nn.Module):
             x_ref, iterations = kept[3], 0
         else:
             cfg = layer.solver_cfg.replace(
-                solver="picard", tol=tol, tol_mode="rel", max_iter=2000, warn=False, check_every=None
+                method="picard", tol=tol, tol_mode="rel", max_iter=2000, warn=False, check_every=None
             )
             x_ref, st = fixed_point_solve(A, torch.stack([Be, -Be]), None, cfg)
             iterations = int(st.iterations.sum())

@@ -3,5 +3,6 @@
 from .base import ShiftModule
 from .baseline import BaselineModule
 from .implicit import ImplicitModule
+from .optim import OptimConfig
 
-__all__ = ["ShiftModule", "ImplicitModule", "BaselineModule"]
+__all__ = ["ShiftModule", "ImplicitModule", "BaselineModule", "OptimConfig"]

@@ -7,15 +7,18 @@ and de-duplicated by sample index), with the metrics the datamodule defines (``d
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Literal
 
 import lightning as L
 import torch
 import torchmetrics
 from torch import nn
 
+from lightning_implicit.implicit.config import as_config
 from lightning_implicit.task import TaskSpec
+
+from .optim import OptimConfig
 
 __all__ = ["ShiftModule"]
 
@@ -25,11 +28,8 @@ class ShiftModule(L.LightningModule):
 
     Args:
         task: the task's :class:`TaskSpec` (the CLI links it from the datamodule).
-        lr: learning rate.  optimizer: ``adam`` or ``sgd``.  weight_decay: L2 penalty.
-        lr_schedule: ``none``, ``exponential`` (``lr * lr_gamma ** t``; the authors' notebooks: 0.995 per
-            optimiser step) or ``cosine`` (to 0 over the run). ``lr_gamma < 1`` alone means ``exponential``.
-        lr_gamma: the exponential schedule's factor per ``lr_interval``.
-        lr_interval: the schedule's unit of time ``t``: an optimiser ``step`` or an ``epoch``.
+        optim: the optimiser and learning-rate schedule (:class:`OptimConfig`; default ``OptimConfig()``:
+            Adam at 0.01, no schedule).
         eval_train: after the shift sweep, also evaluate the training split with the sweep's settings (logged
             as ``train_eval/<metric>``: the "Train" columns of the paper's Table 1).
     """
@@ -40,33 +40,14 @@ class ShiftModule(L.LightningModule):
         self,
         task: TaskSpec | dict | None = None,
         *,
-        lr: float = 1e-2,
-        optimizer: Literal["adam", "sgd"] = "adam",
-        weight_decay: float = 0.0,
-        lr_gamma: float = 1.0,
-        lr_schedule: Literal["none", "exponential", "cosine"] = "none",
-        lr_interval: Literal["step", "epoch"] = "epoch",
+        optim: OptimConfig = OptimConfig(),
         eval_train: bool = False,
     ) -> None:
         super().__init__()
         if task is None:
             raise ValueError("a model needs its task: pass task=datamodule.spec (the CLI links it for you)")
-        if lr <= 0 or not 0 < lr_gamma <= 1 or weight_decay < 0:
-            raise ValueError(
-                f"need lr > 0, 0 < lr_gamma <= 1, weight_decay >= 0; got {lr}, {lr_gamma}, {weight_decay}"
-            )
-        if optimizer not in ("adam", "sgd"):
-            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
-        if lr_schedule not in ("none", "exponential", "cosine") or lr_interval not in ("step", "epoch"):
-            raise ValueError(
-                f"lr_schedule must be none|exponential|cosine and lr_interval step|epoch, got "
-                f"{lr_schedule!r}, {lr_interval!r}"
-            )
-        if lr_schedule == "none" and lr_gamma < 1:
-            lr_schedule = "exponential"
-        self.lr_schedule, self.lr_interval = lr_schedule, lr_interval
+        self.optim = as_config(OptimConfig, optim, "optim")
         self.task = TaskSpec.from_dict(task) if isinstance(task, dict) else task
-        self.lr, self.optimizer_name, self.weight_decay, self.lr_gamma = lr, optimizer, weight_decay, lr_gamma
         if self.task.kind == "classification":
             self.val_metric = torchmetrics.classification.MulticlassAccuracy(
                 self.task.num_classes, average="micro"
@@ -83,7 +64,11 @@ class ShiftModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # plain data only, so that checkpoints load with torch.load(weights_only=True)
-        checkpoint["hyper_parameters"]["task"] = self.task.to_dict()
+        hp = checkpoint["hyper_parameters"]
+        hp["task"] = self.task.to_dict()
+        for key, value in hp.items():  # config objects (OptimConfig, SolverConfig, ...) as their fields
+            if dataclasses.is_dataclass(value) and not isinstance(value, type):
+                hp[key] = dataclasses.asdict(value)
 
     # ---- the network ---------------------------------------------------------------------------
     net: nn.Module
@@ -97,21 +82,15 @@ class ShiftModule(L.LightningModule):
         params = [p for p in self.parameters() if p.requires_grad]
         if not params:  # parameter-free forecasters (naive baselines) still run through the same loop
             params = [nn.Parameter(torch.zeros(1, device=self.device))]
-        if self.optimizer_name == "adam":
-            opt = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
-        else:
-            opt = torch.optim.SGD(params, lr=self.lr, weight_decay=self.weight_decay)
-        if self.lr_schedule == "none" or (self.lr_schedule == "exponential" and self.lr_gamma == 1.0):
-            return opt
-        if self.lr_schedule == "exponential":
-            sched = torch.optim.lr_scheduler.ExponentialLR(opt, self.lr_gamma)
-        else:  # cosine to 0 over the whole run, in the schedule's unit
-            total = self.trainer.estimated_stepping_batches  # (max_steps or max_epochs, whichever ends first)
-            if self.lr_interval == "epoch":
-                per_epoch = max(1, len(self.trainer.datamodule.train_dataloader()))
-                total = math.ceil(total / per_epoch)
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(int(total), 1))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": self.lr_interval}}
+        return self.optim.build(params, self._schedule_length)
+
+    def _schedule_length(self) -> int:
+        """The run's length in the schedule's unit (optimiser steps or epochs; for the cosine schedule)."""
+        total = self.trainer.estimated_stepping_batches  # (max_steps or max_epochs, whichever ends first)
+        if self.optim.lr_interval == "epoch":
+            per_epoch = max(1, len(self.trainer.datamodule.train_dataloader()))
+            total = math.ceil(total / per_epoch)
+        return int(total)
 
     # ---- steps -----------------------------------------------------------------------------------
     def predict_batch(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

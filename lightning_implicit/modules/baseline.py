@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
@@ -11,6 +9,7 @@ from lightning_implicit.baselines import build_baseline
 from lightning_implicit.task import TaskSpec
 
 from .base import ShiftModule
+from .optim import OptimConfig
 
 __all__ = ["BaselineModule", "SEQUENCE_ARCHS"]
 
@@ -61,7 +60,7 @@ class BaselineModule(ShiftModule):
         teacher_forcing_eval: encoder-decoders decode from the right-shifted true targets at evaluation, as in
             the paper (which it notes gives them an inherent advantage on rolling argmax); ``False`` decodes
             autoregressively from their own predictions.
-        (lr, optimizer, weight_decay, lr_gamma, lr_schedule, lr_interval: see :class:`ShiftModule`)
+        optim, eval_train: see :class:`ShiftModule` (``optim``: an :class:`OptimConfig`).
     """
 
     def __init__(
@@ -71,24 +70,10 @@ class BaselineModule(ShiftModule):
         model: str = "mlp",
         arch_kwargs: dict | None = None,
         teacher_forcing_eval: bool = True,
-        lr: float = 1e-2,
-        optimizer: Literal["adam", "sgd"] = "adam",
-        weight_decay: float = 0.0,
-        lr_gamma: float = 1.0,
-        lr_schedule: Literal["none", "exponential", "cosine"] = "none",
-        lr_interval: Literal["step", "epoch"] = "epoch",
+        optim: OptimConfig = OptimConfig(),
         eval_train: bool = False,
     ) -> None:
-        super().__init__(
-            task,
-            lr=lr,
-            optimizer=optimizer,
-            weight_decay=weight_decay,
-            lr_gamma=lr_gamma,
-            lr_schedule=lr_schedule,
-            lr_interval=lr_interval,
-            eval_train=eval_train,
-        )
+        super().__init__(task, optim=optim, eval_train=eval_train)
         self.save_hyperparameters()
         task = self.task
         preset = task.preset(model) if model in task.presets else {"arch": model}

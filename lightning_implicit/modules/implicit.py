@@ -7,10 +7,11 @@ from typing import Literal
 import torch
 
 from lightning_implicit.implicit import ImplicitModel, ImplicitRNN
-from lightning_implicit.implicit.config import Backend
+from lightning_implicit.implicit.config import AdjointConfig, SolverConfig, as_config
 from lightning_implicit.task import TaskSpec
 
 from .base import ShiftModule
+from .optim import OptimConfig
 
 __all__ = ["ImplicitModule"]
 
@@ -28,16 +29,19 @@ class ImplicitModule(ShiftModule):
     Args:
         family: ``implicit`` (flattened input) or ``implicit_rnn`` (one implicit solve per time step).
         hidden_features: n.  state_features: size of the RNN state h (``implicit_rnn`` only).
-        kappa, feedback, activation, solver, tol, tol_mode, max_iter, adjoint, adjoint_tol, adjoint_max_iter,
-            backend, warm_start, check_every, anderson_m: see :class:`~lightning_implicit.implicit.ImplicitLayer`.
+        kappa, feedback: see :class:`~lightning_implicit.implicit.ImplicitLayer`.
+        solver: the forward solve during training, a :class:`SolverConfig` (``--model.init_args.solver.tol
+            1e-4``; the activation ``phi`` is ``solver.activation``).
+        adjoint: the implicit backward, an :class:`AdjointConfig`.
+        warm_start: ``implicit_rnn``: start each step's solve from the previous step's state.
         sweep_tol_mode: tolerance mode of the shift sweep (a setting of the test loop: the sweep solves with
-            :attr:`sweep_solver_cfg`; the layer is never changed). ``rel`` by default because the absolute 3e-6
+            :meth:`sweep_solver_cfg`; the layer is never changed). ``rel`` by default because the absolute 3e-6
             is unreachable in float32 once ``|x|`` is large; the converged fraction is logged either way.
         depth_other_tol: the sweep also solves every test input under the other tolerance mode and records its
             depth (``iters_mean_<mode>``, ``converged_frac_<mode>`` per shift): separates "deeper for OOD inputs"
             from "an absolute tolerance on larger states" (a bias-free ReLU model's solve is scale-invariant
             under a relative tolerance).
-        (lr, optimizer, weight_decay, lr_gamma, lr_schedule, lr_interval: see :class:`ShiftModule`)
+        optim, eval_train: see :class:`ShiftModule` (``optim``: an :class:`OptimConfig`).
     """
 
     def __init__(
@@ -49,38 +53,15 @@ class ImplicitModule(ShiftModule):
         state_features: int | None = None,
         kappa: float = 0.95,
         feedback: bool = True,
-        activation: str = "relu",
-        solver: str = "picard",
-        tol: float = 3e-6,
-        tol_mode: Literal["abs", "rel"] = "abs",
-        max_iter: int = 300,
-        check_every: int | None = None,
-        anderson_m: int = 5,
-        adjoint: Literal["auto", "direct", "fixed_point"] = "auto",
-        adjoint_tol: float = 3e-6,
-        adjoint_max_iter: int = 300,
-        backend: Backend = "auto",
+        solver: SolverConfig = SolverConfig(),
+        adjoint: AdjointConfig = AdjointConfig(),
         warm_start: bool = True,
         sweep_tol_mode: Literal["abs", "rel"] = "rel",
         depth_other_tol: bool = False,
-        lr: float = 1e-2,
-        optimizer: Literal["adam", "sgd"] = "adam",
-        weight_decay: float = 0.0,
-        lr_gamma: float = 1.0,
-        lr_schedule: Literal["none", "exponential", "cosine"] = "none",
-        lr_interval: Literal["step", "epoch"] = "epoch",
+        optim: OptimConfig = OptimConfig(),
         eval_train: bool = False,
     ) -> None:
-        super().__init__(
-            task,
-            lr=lr,
-            optimizer=optimizer,
-            weight_decay=weight_decay,
-            lr_gamma=lr_gamma,
-            lr_schedule=lr_schedule,
-            lr_interval=lr_interval,
-            eval_train=eval_train,
-        )
+        super().__init__(task, optim=optim, eval_train=eval_train)
         self.save_hyperparameters()
         task = self.task
         preset = task.presets.get(family, {})
@@ -93,17 +74,8 @@ class ImplicitModule(ShiftModule):
         layer_kwargs = dict(
             kappa=kappa,
             feedback=feedback,
-            activation=activation,
-            solver=solver,
-            tol=tol,
-            tol_mode=tol_mode,
-            max_iter=max_iter,
-            check_every=check_every,
-            anderson_m=anderson_m,
-            adjoint=adjoint,
-            adjoint_tol=adjoint_tol,
-            adjoint_max_iter=adjoint_max_iter,
-            backend=backend,
+            solver=as_config(SolverConfig, solver, "solver"),
+            adjoint=as_config(AdjointConfig, adjoint, "adjoint"),
         )
         if family == "implicit":
             self.net = ImplicitModel(task.in_features, n, task.flat_out_features, **layer_kwargs)

@@ -14,9 +14,6 @@ import copy
 import logging
 import os
 import shlex
-import signal
-import subprocess
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field, fields
@@ -26,6 +23,7 @@ import optuna
 from optuna.trial import TrialState
 
 from lightning_implicit.confpath import name_of
+from lightning_implicit.jobs import WorkersInterrupted, run_in_workers
 
 from .interrupt import DeferredInterrupt
 from .objective import Objective, TrialContext
@@ -112,7 +110,7 @@ class SweepOptions:
             if f.name in ("task", "overrides") or v is None:
                 continue
             if f.name in _SECRET_ENV and mask_url(str(v)) != str(v):
-                continue  # a URL with a password goes by environment (worker_env), never on a command line
+                continue  # a URL with a password goes by environment (secret_env), never on a command line
             name = flag.get(f.name, "--" + f.name.replace("_", "-"))
             if f.name == "models":
                 out += ["--model", ",".join(v)]
@@ -126,9 +124,10 @@ class SweepOptions:
                 out += [name, str(v)]
         return out + (["--", *o.overrides] if o.overrides else [])
 
-    def worker_env(self) -> dict[str, str]:
-        """The workers' environment: this one plus the URLs with a password that :meth:`worker_argv` leaves out."""
-        env = dict(os.environ)
+    def secret_env(self) -> dict[str, str]:
+        """The URLs with a password that :meth:`worker_argv` leaves out, as the variables that hand them to a
+        worker."""
+        env = {}
         for name, var in _SECRET_ENV.items():
             v = getattr(self, name)
             if v is not None and mask_url(str(v)) != str(v):
@@ -413,22 +412,12 @@ def _on_failed(recorder: SweepRecorder | None):
     return cb
 
 
-def _stop_workers(procs: list[subprocess.Popen], grace: float = 20.0) -> None:
-    """After Ctrl-C: give workers time to fail their trial cleanly, then SIGINT, then SIGKILL."""
-    deadline = time.monotonic() + grace
-    for sig in (None, signal.SIGINT, signal.SIGKILL):
-        alive = [p for p in procs if p.poll() is None]
-        if not alive:
-            return
-        if sig is not None:
-            for p in alive:
-                p.send_signal(sig)
-            deadline = time.monotonic() + grace
-        for p in alive:
-            try:
-                p.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
+def run_worker(argv: list[str]) -> int:
+    """One sweep worker (in a process of :func:`~lightning_implicit.jobs.run_in_workers`): ``lightning-implicit
+    sweep`` with ``argv`` (:meth:`SweepOptions.worker_argv`); returns its exit code."""
+    from .cli import main
+
+    return main(argv)
 
 
 def _retrain(ctx: TrialContext, study: optuna.Study, out: ModelOutcome, say) -> None:
@@ -606,27 +595,25 @@ def _run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) 
             else:
                 k = min(opts.workers, max(opts.trials, 1))
                 quotas = [opts.trials // k + (1 if i < opts.trials % k else 0) for i in range(k)]
-                cmd = [sys.executable, "-m", "lightning_implicit.cli", "sweep"]
-                env = opts.worker_env()
-                procs = [
-                    subprocess.Popen([*cmd, *opts.worker_argv(m, i, q, parent)], env=env)
-                    for i, q in enumerate(quotas)
-                    if q > 0
-                ]
-                say(
-                    f"[{m}] started {len(procs)} worker process(es): pids {' '.join(str(p.pid) for p in procs)}"
-                )
-                try:
-                    for p in procs:
-                        p.wait()
-                except KeyboardInterrupt:
-                    interrupted = True
-                    _stop_workers(procs)
-                for i, p in enumerate(procs):
-                    if p.returncode not in (0, INTERRUPTED, -signal.SIGINT) and not interrupted:
+                argvs = [opts.worker_argv(m, i, q, parent) for i, q in enumerate(quotas) if q > 0]
+                say(f"[{m}] starting {len(argvs)} worker process(es)")
+                try:  # the framework's job executor; each worker runs its quota of this study's trials
+                    results = run_in_workers(
+                        run_worker,
+                        argvs,
+                        workers=len(argvs),
+                        env=opts.secret_env(),
+                        grace=20.0,
+                        worker_sigint=True,
+                    )
+                except WorkersInterrupted:
+                    interrupted, results = True, []
+                for r in results:
+                    code = r.value if r.error is None else r.error
+                    if code not in (0, INTERRUPTED) and not interrupted:
                         say(
-                            f"[{m}] worker w{i} (pid {p.pid}) exited with code {p.returncode}; its unfinished trial "
-                            "is failed and re-enqueued; run the command again to make up the missing trials"
+                            f"[{m}] worker w{r.index} ended with {code}; its unfinished trial is failed and "
+                            "re-enqueued; run the command again to make up the missing trials"
                         )
                 recover_stale_trials(
                     study,

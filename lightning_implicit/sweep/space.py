@@ -8,7 +8,7 @@ path, exactly what ``make train`` accepts as ``--<path> <value>``)::
     fixed:                             # every trial of every model
       trainer.max_epochs: 20
     params:                            # optional: parameters of every model section (a section's own win)
-      lr: {key: model.init_args.lr, type: float, low: 1.0e-4, high: 0.1, log: true}
+      lr: {key: model.init_args.optim.lr, type: float, low: 1.0e-4, high: 0.1, log: true}
     quick:                             # the default budget; --full ignores this block
       fixed: {data.init_args.n_train: 2000}
       params:                          # per parameter name, merged into every model that has it
@@ -16,9 +16,9 @@ path, exactly what ``make train`` accepts as ``--<path> <value>``)::
     sampler: {n_startup_trials: 5}     # optuna.samplers.TPESampler arguments (seed: --seed)
     pruner: {type: median, n_startup_trials: 3, n_warmup_steps: 1}
     implicit:                          # one section per model config (conf/models/<model>.yaml)
-      fixed: {model.init_args.max_iter: 100}
+      fixed: {model.init_args.solver.max_iter: 100}
       params:
-        lr: {key: model.init_args.lr, type: float, low: 1.0e-4, high: 0.1, log: true}
+        lr: {key: model.init_args.optim.lr, type: float, low: 1.0e-4, high: 0.1, log: true}
         batch_size: {key: data.init_args.batch_size, type: categorical, choices: [32, 64, 128]}
         epochs: {key: trainer.max_epochs, type: int, low: 2, high: 8}
         kappa: {key: model.init_args.kappa, type: float, low: 0.5, high: 0.99}
@@ -240,7 +240,7 @@ def _param(name: str, raw, where: str, path: Path) -> ParamSpec:
     key = raw.get("key")
     if key is not None and (not isinstance(key, str) or not key or key.startswith("-")):
         raise SearchSpaceError(
-            f"{path}: {where}: key must be a LightningCLI path like 'model.init_args.lr', got {key!r}"
+            f"{path}: {where}: key must be a LightningCLI path like 'model.init_args.optim.lr', got {key!r}"
         )
     repeat = raw.get("repeat")
     if repeat is not None and not (isinstance(repeat, str) or (isinstance(repeat, int) and repeat >= 1)):

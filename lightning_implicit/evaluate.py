@@ -43,7 +43,7 @@ def _detached_copy(module):
         module._trainer = trainer
         for k, v in saved.items():
             setattr(module, k, v)
-    for key in ("_loss_acc", "_stats_acc"):
+    for key in ("_loss_acc",):
         out.__dict__.pop(key, None)
     return out.cpu().eval()
 

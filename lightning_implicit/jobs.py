@@ -134,7 +134,9 @@ class _Pool:
 
     def __init__(self, workers: int, setup: tuple, on_start) -> None:
         ctx = mp.get_context("spawn")
-        self.events = ctx.SimpleQueue()  # (a put is written at once: a worker killed right after still told us)
+        self.events = (
+            ctx.SimpleQueue()
+        )  # (a put is written at once: a worker killed right after still told us)
         self.executor = ProcessPoolExecutor(
             max_workers=max(1, workers),
             mp_context=ctx,

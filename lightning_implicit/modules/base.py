@@ -109,9 +109,9 @@ class ShiftModule(L.LightningModule):
 
     # ---- training statistics: accumulated on the device, read and logged at the logging interval ---------------
     # A ``self.log`` call costs ~1 ms of Lightning bookkeeping and a host read stalls an accelerator, so nothing is
-    # read or logged per step: the epoch's summed loss (and subclasses' solver statistics) stay on the device;
+    # read or logged per step: the epoch's summed loss stays on the device;
     # every ``trainer.log_every_n_steps`` steps (when Lightning writes step metrics) and at the end of an epoch
-    # the loss is checked for non-finite values and the statistics are logged.
+    # the loss is checked for non-finite values (implicit models' solver statistics: SolverStatsCallback).
     _loss_acc: torch.Tensor | None = None
     _loss_window_start: int = 0
 
@@ -132,7 +132,6 @@ class ShiftModule(L.LightningModule):
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
         if self._at_logging_interval():
             self.check_finite_loss()
-            self.log_train_statistics()
 
     def on_train_epoch_end(self) -> None:
         self.check_finite_loss()
@@ -151,9 +150,6 @@ class ShiftModule(L.LightningModule):
                 f"non-finite training loss at epoch {self.current_epoch}, between steps {self._loss_window_start} and "
                 f"{self.global_step}: lower the learning rate or check the data scaling"
             )
-
-    def log_train_statistics(self) -> None:
-        """Log what subclasses accumulated since the last logging interval (solver statistics)."""
 
     def validation_step(self, batch, batch_idx):
         x, y, _ = batch

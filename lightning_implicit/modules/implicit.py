@@ -12,6 +12,7 @@ from lightning_implicit.task import TaskSpec
 
 from .base import ShiftModule
 from .optim import OptimConfig
+from .stats_callback import SolverStatsCallback
 
 __all__ = ["ImplicitModule"]
 
@@ -19,10 +20,11 @@ __all__ = ["ImplicitModule"]
 class ImplicitModule(ShiftModule):
     """Trains an :class:`ImplicitModel` or :class:`ImplicitRNN`; projects ``A`` after every optimiser step.
 
-    Sizes not given come from the task's Table 4 preset. Logged during training: the certificate
-    ``train/A_inf`` (``||A||_inf``, always ``<= kappa``) and solver statistics (forward and adjoint iterations,
-    converged fraction), accumulated on the device over the steps between two logging intervals
-    (``trainer.log_every_n_steps``) and logged as their means (iterations: also the maximum). In the shift
+    Sizes not given come from the task's Table 4 preset. Logged during training (by its
+    :class:`SolverStatsCallback`): the certificate ``train/A_inf`` (``||A||_inf``, always ``<= kappa``) and solver
+    statistics (forward and adjoint iterations, converged fraction), accumulated on the device over the steps
+    between two logging intervals (``trainer.log_every_n_steps``) and logged as their means (iterations: also the
+    maximum). In the shift
     sweep: per-sample iteration counts per shift (mean, median, p95, max, converged fraction) — the paper's
     depth-adaptability analysis.
 
@@ -114,53 +116,13 @@ class ImplicitModule(ShiftModule):
     def layer(self):
         return self.net.layer
 
-    # ---- well-posedness after every optimiser step ---------------------------------------------------
+    # ---- well-posedness after every optimiser step; solver statistics: a callback's -------------------
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):
         super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
         self.net.project_()
-        st = self.net.last_stats
-        if st is None:
-            return
-        st.refresh_backward()  # an implicitRNN's per-step adjoint statistics
-        # On the device, no host read: sums of the per-step means and the window's largest iteration count;
-        # logged (and reset) at the logging interval by :meth:`log_train_statistics`.
-        it = st.iterations
-        conv = st.converged.float().mean() if st.converged.numel() else it.new_ones((), dtype=torch.float32)
-        parts = [it.float().mean(), conv]
-        if st.backward_iterations is not None:
-            parts += [st.backward_iterations.float().mean(), st.backward_converged.float().mean()]
-        step = torch.stack(parts).to(torch.float64)
-        acc = self._stats_acc
-        if acc is None or acc[0].shape != step.shape:
-            self._stats_acc = [step, it.max().to(torch.float64), 1]
-        else:
-            acc[0] += step
-            acc[1] = torch.maximum(acc[1], it.max().to(torch.float64))
-            acc[2] += 1
 
-    _stats_acc: list | None = None
-
-    def log_train_statistics(self) -> None:
-        """Solver statistics of the optimiser steps since the last logging interval: means of the per-step
-        means (forward and adjoint iterations, converged fractions), the largest iteration count, and the
-        certificate ``||A||_inf`` now."""
-        acc, self._stats_acc = self._stats_acc, None
-        if acc is None:
-            return
-        mean = (acc[0] / acc[2]).tolist()  # the one host read of the window
-        names = [
-            "train/iters_mean",
-            "train/converged_frac",
-            "train/bwd_iters_mean",
-            "train/bwd_converged_frac",
-        ]
-        means = dict(zip(names, mean, strict=False))
-        # Under DDP every rank solves its own share of the batch: reduce the statistics across ranks
-        # (means of equal-sized per-rank batches, maxima as maxima) instead of logging rank 0's share.
-        # ``A`` is identical on every rank (same all-reduced gradients, same projection); its max is a check.
-        maxima = {"train/A_inf": self.net.well_posedness(), "train/iters_max": float(acc[1])}
-        self.log_dict(means, on_step=True, on_epoch=False, batch_size=1, sync_dist=True)
-        self.log_dict(maxima, on_step=True, on_epoch=False, batch_size=1, sync_dist=True, reduce_fx="max")
+    def configure_callbacks(self):
+        return [SolverStatsCallback()]
 
     # ---- shift sweep: per-sample depth ------------------------------------------------------------
     @property

@@ -24,7 +24,9 @@ def plot_shift_sweep(
     ]
     depth = "iters_mean" in rows[0]
     panels = metrics + (["iters_mean"] if depth else [])
+    # Fixed margins instead of tight_layout (which measured every tick label: ~0.9 s of a run's ~2 s sweep logging).
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    fig.subplots_adjust(left=0.75 / (4.2 * len(panels)) + 0.02, right=0.98, bottom=0.16, top=0.86, wspace=0.38)
     xs = [r["shift"] for r in rows]
     for ax, name in zip(axes[0], panels, strict=True):
         ys = [r[name] for r in rows]
@@ -45,10 +47,9 @@ def plot_shift_sweep(
         if name.split("_")[0] in _LOG_Y and all(y > 0 for y in ys):
             ax.set_yscale("log")
         ax.set_xlabel(shift_name)
-        ax.grid(True, which="both", alpha=0.3)
+        ax.grid(True, which="major", alpha=0.3)  # (minor grid lines on log axes: most of the drawing time)
         ax.legend(fontsize=8)
     fig.suptitle(f"{task}: {label} across distribution shifts")
-    fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return panels

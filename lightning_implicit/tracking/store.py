@@ -102,6 +102,10 @@ def _make_logger(experiment: str, run_name: str, tags: dict[str, str], tracking_
                 pass  # created concurrently by another process
     # synchronous=False: step metrics are queued and written by MLflow's background thread (a sqlite commit costs
     # ~25 ms, as much as an epoch's training at the paper's sizes); ``finalize`` (set_terminated) flushes the queue.
+    # Without a buffering interval that thread polls its queue with a 1 s timeout, and every ``finalize`` (one after
+    # fit, one after the shift sweep) waits out that second; with one it wakes as soon as it is told to stop and
+    # writes the interval's metrics in one batch. (MLflow reads the variable at each poll; a user's value is kept.)
+    os.environ.setdefault("MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS", "1")  # (whole seconds)
     logger = _OwnParamsLogger(
         experiment_name=experiment,
         run_name=run_name,

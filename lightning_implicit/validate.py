@@ -39,6 +39,17 @@ def check_config(cfg) -> None:
         )
     if steps is not None and steps != -1 and (not isinstance(steps, int) or steps < 1):
         raise ConfigError(f"--trainer.max_steps {steps}: must be a whole number >= 1 (or -1: no step limit)")
+    clip, accumulate = _get(cfg, "trainer.gradient_clip_val"), _get(cfg, "trainer.accumulate_grad_batches")
+    if clip is not None:  # the models run their own optimiser steps (several per Lightning step)
+        raise ConfigError(
+            f"--trainer.gradient_clip_val {clip}: gradient clipping is part of the model's optimiser settings: "
+            f"use --model.init_args.optim.grad_clip {clip}"
+        )
+    if accumulate not in (None, 1):
+        raise ConfigError(
+            f"--trainer.accumulate_grad_batches {accumulate}: not supported (every mini-batch is one optimiser "
+            "step); use a larger --data.init_args.batch_size instead"
+        )
     for key in ("batch_size", "eval_batch_size"):
         v = _get(cfg, f"data.init_args.{key}")
         if v is not None and v != "full" and (not isinstance(v, int) or isinstance(v, bool) or v < 1):

@@ -60,6 +60,11 @@ TINY = [
         (["--model.init_args.kappa", "-0.5"], "--model.init_args.kappa -0.5: must be a finite number > 0"),
         (["--data.init_args.batch_size", "0"], "--data.init_args.batch_size 0: must be a whole number >= 1"),
         (["--data.init_args.shifts", "[]"], "--data.init_args.shifts []: give at least one shift"),
+        (
+            ["--trainer.gradient_clip_val", "1.0"],
+            "--trainer.gradient_clip_val 1.0: gradient clipping is part of the model's optimiser settings: "
+            "use --model.init_args.optim.grad_clip 1.0",
+        ),
     ],
 )
 def test_bad_numbers_one_message_exit_2_no_run(bad, message, store, capsys):

@@ -59,7 +59,12 @@ class _CertificateProbe(L.Callback):
     def __init__(self):
         self.values = []
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+    # A as the next step's forward uses it, i.e. after the previous optimiser step and its projection (the first
+    # value: A as initialised), and A at the end of training
+    def on_before_backward(self, trainer, pl_module, loss):
+        self.values.append(pl_module.net.well_posedness())
+
+    def on_train_end(self, trainer, pl_module):
         self.values.append(pl_module.net.well_posedness())
 
 
@@ -81,7 +86,7 @@ def test_projection_keeps_A_well_posed_after_every_step():
         ],
     )
     run_training(args, extra_callbacks=[probe], test=False)
-    assert len(probe.values) == 2 * 5  # 320 training samples / batch 64, two epochs
+    assert len(probe.values) == 2 * 5 + 1  # 320 training samples / batch 64, two epochs; and the end
     assert max(probe.values) <= kappa + 1e-6
     assert max(probe.values) > 0.9 * kappa  # the large learning rate really pushes A onto the ball
 

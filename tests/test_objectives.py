@@ -74,8 +74,8 @@ class _LrProbe(L.Callback):
     def __init__(self):
         self.lrs: list[float] = []
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):  # the rate of every optimiser step
+        self.lrs.append(optimizer.param_groups[0]["lr"])
 
 
 @pytest.mark.parametrize(

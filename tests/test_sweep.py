@@ -360,7 +360,7 @@ def test_worker_command_line_round_trips():
             "2",
             "--no-tracking",
             "--full",
-            "--trainer.gradient_clip_val",
+            "--model.init_args.optim.grad_clip",
             "1.0",
             "--",
             "--data.init_args.n_test",
@@ -368,7 +368,7 @@ def test_worker_command_line_round_trips():
         ]
     )
     assert opts.models == ["implicit", "mlp"] and opts.cv == 3 and not opts.tracking and opts.full
-    assert opts.overrides == ["--trainer.gradient_clip_val", "1.0", "--data.init_args.n_test", "9"]
+    assert opts.overrides == ["--model.init_args.optim.grad_clip", "1.0", "--data.init_args.n_test", "9"]
     back = options_from_args(opts.worker_argv("mlp", 1, 4, "abc"))
     assert (back.models, back.trials, back.workers, back.worker_index, back.parent_run_id) == (
         ["mlp"],

@@ -18,7 +18,7 @@ class StepStats(L.Callback):
         self.iters_mean: list[float] = []
         self.iters_max: list[float] = []
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+    def on_after_backward(self, trainer, pl_module) -> None:  # once per optimiser step
         st = pl_module.net.last_stats
         self.iters_mean.append(float(st.iterations.float().mean()))
         self.iters_max.append(float(st.iterations.max()))
@@ -68,20 +68,19 @@ def test_a_non_finite_loss_is_still_detected(interval, monkeypatch):
     """A NaN loss in one step raises FloatingPointError at the next logging interval or at the epoch's end."""
     from lightning_implicit.modules.base import ShiftModule
 
-    calls = {"n": 0}
-    original = ShiftModule.training_step
+    calls = {"n": 0}  # optimiser steps taken
+    original = ShiftModule.after_optimizer_step
 
-    def poisoned(self, batch, batch_idx):
-        loss = original(self, batch, batch_idx)
+    def counted(self):
         calls["n"] += 1
-        return loss
+        original(self)
 
     def accumulate(self, loss, n, _orig=ShiftModule._accumulate_loss):
-        if self.global_step == 2:
+        if self.global_step == 3:  # the third step's loss (accumulated after its optimiser step)
             loss = torch.full_like(loss, float("nan"))
         _orig(self, loss, n)
 
-    monkeypatch.setattr(ShiftModule, "training_step", poisoned)
+    monkeypatch.setattr(ShiftModule, "after_optimizer_step", counted)
     monkeypatch.setattr(ShiftModule, "_accumulate_loss", accumulate)
     args = tiny_args("addition", "mlp", epochs=3, shifts=[10, 100]) + [
         "--trainer.log_every_n_steps",

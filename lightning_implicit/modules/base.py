@@ -47,6 +47,8 @@ class ShiftModule(L.LightningModule):
         if task is None:
             raise ValueError("a model needs its task: pass task=datamodule.spec (the CLI links it for you)")
         self.optim = as_config(OptimConfig, optim, "optim")
+        # The training loop is this module's own (:meth:`training_step`): several optimiser steps per call.
+        self.automatic_optimization = False
         self.task = TaskSpec.from_dict(task) if isinstance(task, dict) else task
         if self.task.kind == "classification":
             self.val_metric = torchmetrics.classification.MulticlassAccuracy(
@@ -85,12 +87,19 @@ class ShiftModule(L.LightningModule):
         return self.optim.build(params, self._schedule_length)
 
     def _schedule_length(self) -> int:
-        """The run's length in the schedule's unit (optimiser steps or epochs; for the cosine schedule)."""
-        total = self.trainer.estimated_stepping_batches  # (max_steps or max_epochs, whichever ends first)
-        if self.optim.lr_interval == "epoch":
-            per_epoch = max(1, len(self.trainer.datamodule.train_dataloader()))
-            total = math.ceil(total / per_epoch)
-        return int(total)
+        """The run's length in the schedule's unit, optimiser steps or epochs (for the cosine schedule)."""
+        trainer, dm = self.trainer, self.trainer.datamodule
+        per_epoch = dm.steps_per_epoch(trainer.world_size)
+        epochs = trainer.max_epochs if trainer.max_epochs is not None and trainer.max_epochs > 0 else None
+        steps = [
+            n
+            for n in (trainer.max_steps if trainer.max_steps > 0 else None, epochs and epochs * per_epoch)
+            if n
+        ]
+        if not steps:
+            raise ValueError("the cosine schedule needs trainer.max_steps or trainer.max_epochs")
+        total = min(steps)
+        return math.ceil(total / per_epoch) if self.optim.lr_interval == "epoch" else total
 
     # ---- steps -----------------------------------------------------------------------------------
     def predict_batch(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -102,16 +111,48 @@ class ShiftModule(L.LightningModule):
         return self.predict_batch(x, y)
 
     def training_step(self, batch, batch_idx):
+        """One optimiser step per mini-batch of ``batch`` (the datamodule's ``train_steps_per_call`` consecutive
+        mini-batches of ``train_batch_size``): zero the gradients, the loss, backward, clip (``optim.grad_clip``),
+        step, the schedule (``lr_interval: step``), :meth:`after_optimizer_step`. Returns the call's
+        sample-weighted mean loss (detached)."""
         x, y, _ = batch
-        loss = self.task.loss(self.predict_batch(x, y), y)
-        self._accumulate_loss(loss.detach(), len(x))
-        return loss
+        size = getattr(self.trainer.datamodule, "train_batch_size", None) or len(x)
+        opt, sched = self.optimizers(), self.lr_schedulers()
+        max_steps = self.trainer.max_steps
+        total, steps = x.new_zeros((), dtype=torch.float64), 0
+        for xb, yb in zip(x.split(size), y.split(size), strict=True):
+            if 0 < max_steps <= self.global_step:
+                break
+            loss = self.task.loss(self.predict_batch(xb, yb), yb)
+            opt.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+            if self.optim.grad_clip > 0:
+                self.clip_gradients(
+                    opt, gradient_clip_val=self.optim.grad_clip, gradient_clip_algorithm="norm"
+                )
+            opt.step()
+            if sched is not None and self.optim.lr_interval == "step":
+                sched.step()
+            self.after_optimizer_step()
+            loss = loss.detach()
+            self._accumulate_loss(loss, len(xb))
+            total += loss.to(torch.float64) * len(xb)
+            steps += 1
+            if self._window_ends():
+                self._end_window()
+        # Lightning's logging axis counts calls of this method; it counts optimiser steps, as with one per call.
+        self.trainer.fit_loop.epoch_loop._batches_that_stepped += max(steps - 1, 0)
+        n = sum(len(b) for b in x.split(size)[:steps])
+        return total / max(n, 1)
+
+    def after_optimizer_step(self) -> None:
+        """Called after every optimiser step (implicit models project ``A`` back onto the well-posed set)."""
 
     # ---- training statistics: accumulated on the device, read and logged at the logging interval ---------------
     # A ``self.log`` call costs ~1 ms of Lightning bookkeeping and a host read stalls an accelerator, so nothing is
-    # read or logged per step: the epoch's summed loss stays on the device;
-    # every ``trainer.log_every_n_steps`` steps (when Lightning writes step metrics) and at the end of an epoch
-    # the loss is checked for non-finite values (implicit models' solver statistics: SolverStatsCallback).
+    # read or logged per step: the epoch's summed loss stays on the device; every ``trainer.log_every_n_steps``
+    # optimiser steps and at the end of an epoch the loss is checked for non-finite values, and callbacks log
+    # their window's statistics (``on_logging_window_end``; implicit models' solver statistics: SolverStatsCallback).
     _loss_acc: torch.Tensor | None = None
     _loss_window_start: int = 0
 
@@ -125,15 +166,39 @@ class ShiftModule(L.LightningModule):
     def on_train_epoch_start(self) -> None:
         self._loss_acc = None
 
-    def _at_logging_interval(self) -> bool:
-        connector = getattr(self.trainer, "_logger_connector", None)
-        return bool(getattr(connector, "should_update_logs", True))
+    def _window_ends(self) -> bool:
+        """Did the optimiser step just taken end a logging window (every ``trainer.log_every_n_steps`` steps)?"""
+        every = self.trainer.log_every_n_steps
+        return every > 0 and self.global_step % every == 0
 
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        if self._at_logging_interval():
-            self.check_finite_loss()
+    def _end_window(self) -> None:
+        """The end of a logging window: check the loss, then callbacks with ``on_logging_window_end`` log theirs."""
+        self.check_finite_loss()
+        for cb in self.trainer.callbacks:
+            hook = getattr(cb, "on_logging_window_end", None)
+            if hook is not None:
+                hook(self.trainer, self)
+
+    def log_step_metrics(self, means: dict[str, float], maxima: dict[str, float] | None = None) -> None:
+        """Write step metrics at the optimiser step just taken (step index ``global_step - 1``, as Lightning's
+        ``log(on_step=True)`` would), reduced across devices (``means`` averaged, ``maxima`` as maxima), to every
+        logger and to ``trainer.callback_metrics``. (``self.log`` writes at Lightning's steps, i.e. calls of
+        :meth:`training_step`, each of which takes several optimiser steps.)"""
+        out = {}
+        for values, op in ((means, "mean"), (maxima or {}, "max")):
+            for k, v in values.items():
+                t = torch.as_tensor(v, dtype=torch.float64, device=self.device)
+                out[k] = float(self.trainer.strategy.reduce(t, reduce_op=op))
+        for lg in self.loggers:
+            lg.log_metrics(out, step=self.global_step - 1)
+        self.trainer.callback_metrics.update(
+            {k: torch.tensor(v) for k, v in out.items()}
+        )  # (what monitors read)
 
     def on_train_epoch_end(self) -> None:
+        sched = self.lr_schedulers()
+        if sched is not None and self.optim.lr_interval == "epoch":
+            sched.step()
         self.check_finite_loss()
         acc = self._loss_acc
         if acc is not None and float(acc[1]) > 0:

@@ -117,8 +117,7 @@ class ImplicitModule(ShiftModule):
         return self.net.layer
 
     # ---- well-posedness after every optimiser step; solver statistics: a callback's -------------------
-    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):
-        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+    def after_optimizer_step(self) -> None:
         self.net.project_()
 
     def configure_callbacks(self):

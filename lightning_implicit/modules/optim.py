@@ -22,6 +22,7 @@ class OptimConfig:
             ``exponential``.
         lr_gamma: the exponential schedule's factor per ``lr_interval``.
         lr_interval: the schedule's unit of time ``t``: an optimiser ``step`` or an ``epoch``.
+        grad_clip: clip the gradients' total 2-norm to this value before each step (0, the default: no clipping).
     """
 
     lr: float = 1e-2
@@ -30,8 +31,11 @@ class OptimConfig:
     lr_schedule: Literal["none", "exponential", "cosine"] = "none"
     lr_gamma: float = 1.0
     lr_interval: Literal["step", "epoch"] = "epoch"
+    grad_clip: float = 0.0
 
     def __post_init__(self) -> None:
+        if not self.grad_clip >= 0:
+            raise ValueError(f"optim.grad_clip must be >= 0 (0: no clipping), got {self.grad_clip}")
         if not self.lr > 0 or not 0 < self.lr_gamma <= 1 or not self.weight_decay >= 0:
             raise ValueError(
                 f"optim: need lr > 0, 0 < lr_gamma <= 1, weight_decay >= 0; got {self.lr}, {self.lr_gamma}, "

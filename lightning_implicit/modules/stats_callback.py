@@ -12,7 +12,7 @@ _MEANS = ("train/iters_mean", "train/converged_frac", "train/bwd_iters_mean", "t
 
 class SolverStatsCallback(L.Callback):
     """Accumulates the solver statistics of every training step on the device and logs them at the logging
-    interval (``trainer.log_every_n_steps``): means of the per-step means of the forward and adjoint iterations
+    interval (``trainer.log_every_n_steps`` optimiser steps): means of the per-step means of the forward and adjoint iterations
     and converged fractions, the window's largest iteration count, and the certificate ``train/A_inf``
     (``||A||_inf <= kappa``) now.
 
@@ -45,15 +45,13 @@ class SolverStatsCallback(L.Callback):
             self._max = torch.maximum(self._max, top)
             self._steps += 1
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self._sum is None or not pl_module._at_logging_interval():
+    def on_logging_window_end(self, trainer, pl_module) -> None:
+        """Called by the module every ``log_every_n_steps`` optimiser steps (``ShiftModule._end_window``)."""
+        if self._sum is None:
             return
         means = dict(zip(_MEANS, (self._sum / self._steps).tolist(), strict=False))  # the window's host read
-        # Under DDP every rank solves its own share of the batch: reduce across ranks (means of equal-sized
+        # Under DDP every rank solves its own share of the batch: reduced across ranks (means of equal-sized
         # per-rank batches, maxima as maxima). ``A`` is identical on every rank; its max is a check.
         maxima = {"train/A_inf": pl_module.net.well_posedness(), "train/iters_max": float(self._max)}
         self._sum, self._max, self._steps = None, None, 0
-        pl_module.log_dict(means, on_step=True, on_epoch=False, batch_size=1, sync_dist=True)
-        pl_module.log_dict(
-            maxima, on_step=True, on_epoch=False, batch_size=1, sync_dist=True, reduce_fx="max"
-        )
+        pl_module.log_step_metrics(means, maxima)

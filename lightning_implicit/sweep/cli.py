@@ -4,7 +4,7 @@ Examples::
 
     make sweep TASK=addition TRIALS=6                   # implicit, then mlp (the file's 'models'), quick budget
     make sweep TASK=addition MODEL=implicit TRIALS=20 WORKERS=2 CV=5 STUDY=add-cv5
-    lightning-implicit sweep --task addition --model mlp --trials 10 --full -- --trainer.gradient_clip_val 1.0
+    lightning-implicit sweep --task addition --model mlp --trials 10 --full -- --trainer.max_epochs 30 --model.init_args.optim.grad_clip 1.0
 
 ``--trials N`` runs N more trials per model in this invocation; the same command again resumes the study
 (name ``<task>-<model>`` or ``--study``) in the same storage (``--storage``, ``$OPTUNA_STORAGE``, default

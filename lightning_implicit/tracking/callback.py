@@ -120,7 +120,6 @@ def resolved_params(trainer, pl_module) -> dict[str, object]:
             "trainer.max_epochs": trainer.max_epochs,
             "trainer.max_steps": trainer.max_steps,
             "trainer.accumulate_grad_batches": trainer.accumulate_grad_batches,
-            "trainer.gradient_clip_val": trainer.gradient_clip_val,
             "trainer.precision": trainer.precision,
             "trainer.accelerator": type(trainer.accelerator).__name__,
             "trainer.strategy": type(trainer.strategy).__name__,

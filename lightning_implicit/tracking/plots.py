@@ -26,7 +26,9 @@ def plot_shift_sweep(
     panels = metrics + (["iters_mean"] if depth else [])
     # Fixed margins instead of tight_layout (which measured every tick label: ~0.9 s of a run's ~2 s sweep logging).
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
-    fig.subplots_adjust(left=0.75 / (4.2 * len(panels)) + 0.02, right=0.98, bottom=0.16, top=0.86, wspace=0.38)
+    fig.subplots_adjust(
+        left=0.75 / (4.2 * len(panels)) + 0.02, right=0.98, bottom=0.16, top=0.86, wspace=0.38
+    )
     xs = [r["shift"] for r in rows]
     for ax, name in zip(axes[0], panels, strict=True):
         ys = [r[name] for r in rows]

@@ -191,3 +191,51 @@ def test_a_registered_backend_is_selected_by_name():
             SolverConfig(backend="countin_test")
     finally:
         BACKENDS.pop("counting_test")
+
+
+def test_a_registered_structure_of_A_is_one_argument_and_keeps_the_model_well_posed():
+    """A banded ``A`` (registered from outside): the state equation uses only the band, the projection keeps
+    ``||A||_inf <= kappa`` on it, the fixed point is the reference iteration's with the masked ``A``, every
+    backend agrees, and the parameter count counts the band."""
+    from lightning_implicit.implicit import STRUCTURES, Structure, count_parameters, register_structure
+
+    band = register_structure(
+        Structure("banded3_test", lambda n: (torch.arange(n)[:, None] - torch.arange(n)[None, :]).abs() <= 1)
+    )
+    try:
+        n, kappa = 9, 0.8
+        outs = {}
+        for backend in ("reference", "python", "fused"):
+            torch.manual_seed(0)
+            model = ImplicitModel(
+                4,
+                n,
+                2,
+                kappa=kappa,
+                structure="banded3_test",
+                solver=SolverConfig(backend=backend, tol=1e-12, max_iter=5000),
+            ).double()
+            with torch.no_grad():
+                model.A.copy_(torch.randn(n, n, dtype=torch.float64))
+            model.project_()
+            A = model.layer.effective_A().detach()
+            mask = band.mask(n)
+            assert torch.equal(A[~mask], torch.zeros_like(A[~mask])) and bool((A[mask] != 0).any())
+            assert float(A.abs().sum(dim=1).max()) <= kappa + 1e-12
+            u = torch.randn(5, 4, dtype=torch.float64)
+            x_ref, *_ = reference_picard(A, u @ model.B.detach().t(), tol=1e-12, max_iter=5000)
+            x = model.layer(u).detach()
+            torch.testing.assert_close(x, x_ref, rtol=1e-10, atol=1e-11)
+            outs[backend] = model(u).detach()
+        torch.testing.assert_close(outs["python"], outs["reference"], rtol=1e-10, atol=1e-11)
+        torch.testing.assert_close(outs["fused"], outs["reference"], rtol=1e-10, atol=1e-11)
+        dense = count_parameters(ImplicitModel(4, n, 2))
+        assert count_parameters(model) == dense - n * n + (3 * n - 2)  # the band has 3n - 2 entries
+        # feedback=False is the structure 'strictly_upper'; combining it with another structure is an error
+        assert ImplicitModel(4, n, 2, feedback=False).layer.structure.name == "strictly_upper"
+        with pytest.raises(ValueError, match="strictly_upper"):
+            ImplicitModel(4, n, 2, feedback=False, structure="banded3_test")
+        with pytest.raises(ValueError, match="banded3_test"):  # an unknown name lists the registered ones
+            ImplicitModel(4, n, 2, structure="bandd")
+    finally:
+        STRUCTURES.pop("banded3_test", None)

@@ -10,6 +10,7 @@ from .model import ImplicitLayer, ImplicitModel, ImplicitRNN, count_parameters
 from .projection import inf_norm, project_rows_l1
 from .solvers import BACKENDS, SOLVERS, register_backend, register_solver
 from .stats import ConvergenceWarning, SolverStats
+from .structures import STRUCTURES, Structure, register_structure
 
 __all__ = [
     "ACTIVATIONS",
@@ -31,4 +32,7 @@ __all__ = [
     "register_solver",
     "ConvergenceWarning",
     "SolverStats",
+    "STRUCTURES",
+    "Structure",
+    "register_structure",
 ]

@@ -22,6 +22,7 @@ from .config import AdjointConfig, SolverConfig, as_config
 from .function import ImplicitFunction, fixed_point_solve
 from .projection import inf_norm, project_rows_l1
 from .stats import SolverStats, warn_if_unconverged
+from .structures import get_structure
 
 __all__ = ["ImplicitLayer", "ImplicitModel", "ImplicitRNN", "count_parameters"]
 
@@ -36,7 +37,11 @@ class ImplicitLayer(nn.Module):
     Args:
         in_features: p.  hidden_features: n.
         kappa: radius of the row-wise L1 ball for ``A`` (``||A||_inf <= kappa < 1``).
-        feedback: ``False`` keeps ``A`` strictly upper triangular (no closed-loop feedback).
+        feedback: ``False`` keeps ``A`` strictly upper triangular (no closed-loop feedback): the structure
+            ``strictly_upper``.
+        structure: which entries of ``A`` are free and how well-posedness is kept, a name in
+            :data:`~lightning_implicit.implicit.structures.STRUCTURES` (``dense``, the paper's; ``strictly_upper``;
+            or one added with :func:`~lightning_implicit.implicit.register_structure`, e.g. a banded ``A``).
         solver: the forward solve, a :class:`SolverConfig` (method, tolerance, backend, and the activation
             ``phi``: the paper's ``relu``, ``leaky_relu``, ``tanh``, or one added with
             :func:`~lightning_implicit.implicit.register_activation`); default ``SolverConfig()``, the paper's
@@ -52,10 +57,17 @@ class ImplicitLayer(nn.Module):
         *,
         kappa: float = 0.95,
         feedback: bool = True,
+        structure: str = "dense",
         solver: SolverConfig | None = None,
         adjoint: AdjointConfig | None = None,
     ) -> None:
         super().__init__()
+        if not feedback:
+            if structure not in ("dense", "strictly_upper"):
+                raise ValueError(
+                    f"feedback=False is the structure 'strictly_upper'; it cannot be combined with {structure!r}"
+                )
+            structure = "strictly_upper"
         if not 0 < kappa < 1:
             raise ValueError(f"kappa must be in (0, 1) for a well-posed model, got {kappa}")
         if in_features < 1 or hidden_features < 1:
@@ -64,6 +76,11 @@ class ImplicitLayer(nn.Module):
             )
         self.in_features, self.hidden_features = in_features, hidden_features
         self.kappa, self.feedback = kappa, feedback
+        self.structure = get_structure(structure)
+        mask = None if self.structure.mask is None else self.structure.mask(hidden_features)
+        self.register_buffer(
+            "_mask", mask, persistent=False
+        )  # (follows the layer's device; not in checkpoints)
         self.solver_cfg = as_config(SolverConfig, solver, "solver")
         self.adjoint_cfg = as_config(AdjointConfig, adjoint, "adjoint")
         n, p = hidden_features, in_features
@@ -81,22 +98,25 @@ class ImplicitLayer(nn.Module):
         return get_activation(self.solver_cfg.activation)
 
     def effective_A(self) -> torch.Tensor:
-        """``A`` as used in the state equation (strictly upper triangular without feedback)."""
-        return self.A if self.feedback else torch.triu(self.A, diagonal=1)
+        """``A`` as used in the state equation: its free entries (:attr:`structure`; e.g. strictly upper
+        triangular without feedback)."""
+        return self.A if self._mask is None else self.A * self._mask
 
     @torch.no_grad()
     def project_(self) -> None:
-        """Restore well-posedness after an optimiser step: rows of ``A`` onto the L1 ball of radius kappa.
+        """Restore well-posedness after an optimiser step: rows of the (masked) ``A`` onto the L1 ball of radius
+        kappa.
 
-        Without feedback the lower triangle (and diagonal) is zeroed instead: a strictly upper triangular
-        ``A`` is nilpotent, so the state equation is well posed for any norm (as in the paper's ablation).
+        For a nilpotent structure (without feedback: strictly upper triangular) only the mask is applied: the
+        state equation is then well posed for any values (as in the paper's ablation).
         """
-        if self.feedback:
-            self.A.copy_(
-                project_rows_l1(self.A, self.kappa, _PROJECTION_BACKEND.get(self.solver_cfg.backend, "auto"))
-            )
+        A = self.effective_A()
+        if self.structure.nilpotent:
+            self.A.copy_(A)
         else:
-            self.A.copy_(torch.triu(self.A, diagonal=1))
+            self.A.copy_(
+                project_rows_l1(A, self.kappa, _PROJECTION_BACKEND.get(self.solver_cfg.backend, "auto"))
+            )
 
     def well_posedness(self) -> float:
         """The certificate ``||A||_inf`` of the effective ``A``."""
@@ -136,7 +156,7 @@ class ImplicitLayer(nn.Module):
 class ImplicitModel(nn.Module):
     """``y = C x + D u`` with ``x = relu(A x + B u)``; input ``(batch, p)``, output ``(batch, q)``.
 
-    ``kappa``, ``feedback``, ``solver`` and ``adjoint`` are those of :class:`ImplicitLayer`.
+    ``kappa``, ``feedback``, ``structure``, ``solver`` and ``adjoint`` are those of :class:`ImplicitLayer`.
     ``model.last_stats`` holds the per-sample :class:`SolverStats` of the last forward (its ``backward_*``
     fields are filled after ``backward``).
     """
@@ -149,12 +169,19 @@ class ImplicitModel(nn.Module):
         *,
         kappa: float = 0.95,
         feedback: bool = True,
+        structure: str = "dense",
         solver: SolverConfig | None = None,
         adjoint: AdjointConfig | None = None,
     ) -> None:
         super().__init__()
         self.layer = ImplicitLayer(
-            in_features, hidden_features, kappa=kappa, feedback=feedback, solver=solver, adjoint=adjoint
+            in_features,
+            hidden_features,
+            kappa=kappa,
+            feedback=feedback,
+            structure=structure,
+            solver=solver,
+            adjoint=adjoint,
         )
         n, p, q = hidden_features, in_features, out_features
         self.C = nn.Parameter(torch.empty(q, n).uniform_(-1, 1) / math.sqrt(n))
@@ -195,7 +222,7 @@ class ImplicitRNN(nn.Module):
         in_features: features per time step (``s_i``).  hidden_features: n.
         state_features: size of ``h`` (so ``B`` is ``n x (in_features + state_features)``).
         out_features: readout size per step.
-        kappa, feedback, solver, adjoint: those of :class:`ImplicitLayer`.
+        kappa, feedback, structure, solver, adjoint: those of :class:`ImplicitLayer`.
         warm_start: start each step's solve from the previous step's ``x`` (same fixed point, fewer iterations).
             With a scalar input per step (``in_features == 1``, the paper's rolling tasks) the first step is
             warm-started too: since ``h_0 = 0`` and ReLU is positively homogeneous (no biases), the first fixed
@@ -218,13 +245,20 @@ class ImplicitRNN(nn.Module):
         warm_start: bool = True,
         kappa: float = 0.95,
         feedback: bool = True,
+        structure: str = "dense",
         solver: SolverConfig | None = None,
         adjoint: AdjointConfig | None = None,
     ) -> None:
         super().__init__()
         p = in_features + state_features
         self.layer = ImplicitLayer(
-            p, hidden_features, kappa=kappa, feedback=feedback, solver=solver, adjoint=adjoint
+            p,
+            hidden_features,
+            kappa=kappa,
+            feedback=feedback,
+            structure=structure,
+            solver=solver,
+            adjoint=adjoint,
         )
         n, h = hidden_features, state_features
         self.C = nn.Parameter(torch.empty(h, n).uniform_(-1, 1) / math.sqrt(n))
@@ -310,10 +344,11 @@ class ImplicitRNN(nn.Module):
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Trainable parameters as the paper counts them: a ``feedback=False`` A counts its strict upper triangle."""
+    """Trainable parameters as the paper counts them: a structured ``A`` counts its free entries (without
+    feedback: its strict upper triangle)."""
     total = 0
     for mod in model.modules():
-        if isinstance(mod, ImplicitLayer) and not mod.feedback:
+        if isinstance(mod, ImplicitLayer):
             n = mod.hidden_features
-            total += n * (n - 1) // 2 - n * n  # the masked part of A is not a free parameter
+            total += mod.structure.free_entries(n) - n * n  # the masked part of A is not a free parameter
     return total + sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -31,7 +31,8 @@ class ImplicitModule(ShiftModule):
     Args:
         family: ``implicit`` (flattened input) or ``implicit_rnn`` (one implicit solve per time step).
         hidden_features: n.  state_features: size of the RNN state h (``implicit_rnn`` only).
-        kappa, feedback: see :class:`~lightning_implicit.implicit.ImplicitLayer`.
+        kappa, feedback, structure: see :class:`~lightning_implicit.implicit.ImplicitLayer` (``structure``: which
+            entries of ``A`` are free, e.g. a registered banded ``A``).
         solver: the forward solve during training, a :class:`SolverConfig` (``--model.init_args.solver.tol
             1e-4``; the activation ``phi`` is ``solver.activation``).
         adjoint: the implicit backward, an :class:`AdjointConfig`.
@@ -55,6 +56,7 @@ class ImplicitModule(ShiftModule):
         state_features: int | None = None,
         kappa: float = 0.95,
         feedback: bool = True,
+        structure: str = "dense",
         solver: SolverConfig = SolverConfig(),
         adjoint: AdjointConfig = AdjointConfig(),
         warm_start: bool = True,
@@ -76,6 +78,7 @@ class ImplicitModule(ShiftModule):
         layer_kwargs = dict(
             kappa=kappa,
             feedback=feedback,
+            structure=structure,
             solver=as_config(SolverConfig, solver, "solver"),
             adjoint=as_config(AdjointConfig, adjoint, "adjoint"),
         )

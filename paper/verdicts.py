@@ -1,4 +1,11 @@
-"""The paper's claims and the explicit rules that turn our measured numbers into a verdict.
+"""The explicit rules that turn our measured numbers into a verdict on each of the paper's claims.
+
+The claims are data: ``claims.yaml`` beside this module lists each one (id, source, report section, text, rule
+name) with a ``check`` -- one of the kinds in :data:`CHECKS` (``best``, ``all_below``, ``factor``, ``flat``,
+``slower_growth``, ``grows``, ``combine`` of named parts) and its parameters: tasks, models, metric, shifts,
+thresholds. The paper's numbers are read from ``numbers.yaml`` (``{text_number: KEY}``), never copied.
+:func:`load_claims` rejects an unknown key, check kind, model set or number with a :class:`ClaimsError` that
+names the claim; :func:`evaluate_claims` runs every check on the logged MLflow metrics of a :class:`.Results`.
 
 A verdict is one of :data:`HOLDS`, :data:`PARTLY`, :data:`NOT` (``does not hold at this budget``) or
 :data:`NA` (not evaluated: the task was not run, or its data were unavailable). Nothing is pre-written:
@@ -32,11 +39,15 @@ Rules (``HOLD_FRAC = 0.8``; "better" is lower for losses, higher for accuracy; N
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
+import yaml
 
 from .paper_numbers import TABLE4_MODELS, TEXT_NUMBERS, label
 from .results import Results, Series
@@ -58,6 +69,10 @@ __all__ = [
     "rule_flat",
     "rule_slower_growth",
     "combine",
+    "Claim",
+    "ClaimsError",
+    "CHECKS",
+    "load_claims",
     "evaluate_claims",
     "table2_shift",
 ]
@@ -69,10 +84,6 @@ NA = "not evaluated"
 HOLD_FRAC = 0.8
 FLAT_MAX_GROWTH = 10.0
 GROW_MIN = 0.05
-ALT_TOL_MODES = (
-    "rel",
-    "abs",
-)  # sweep rows carry ``iters_mean_<mode>`` for the tolerance the sweep did not use
 
 
 @dataclass
@@ -293,7 +304,38 @@ def combine(parts: list[tuple[str, RuleResult]]) -> RuleResult:
     return RuleResult(PARTLY, ev)
 
 
-# ---- the claims ---------------------------------------------------------------------------------------------
+# ---- the claims: data in claims.yaml, each checked by one kind of check --------------------------------------
+CLAIMS_FILE = Path(__file__).with_name("claims.yaml")
+CLAIM_KEYS = ("id", "source", "section", "claim", "rule", "check")
+OTHERS = ("table4 others", "table4 baselines")
+SHIFT_SELECTORS = ("at_most", "below", "in_range")
+
+
+class ClaimsError(ValueError):
+    """``claims.yaml`` names an unknown key, check kind, model set or paper number (the message names the claim)."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    source: str
+    section: str
+    claim: str
+    rule: str
+    check: dict  # {"kind": ..., **parameters}, paper numbers and model sets resolved
+
+
+@dataclass(frozen=True)
+class _Context:
+    results: Results
+    skipped: dict[str, str]  # task -> why it was not run (AMC volatility without data)
+
+    def missing(self, task: str, models) -> str | None:
+        if self.skipped.get(task):
+            return f"skipped: {self.skipped[task]}"
+        return _missing(self.results, task, models)
+
+
 def table2_shift(results: Results, task: str):
     """The shift at which our Table 2 is read: the smallest OOD shift of the task's grid (see the report)."""
     shifts = results.shifts(task)
@@ -309,47 +351,6 @@ def _missing(results: Results, task: str, models) -> str | None:
     return None
 
 
-def _best_claim(
-    results: Results,
-    task: str,
-    ours: str,
-    others,
-    metric: str,
-    higher: bool = False,
-    keys=None,
-    pool_tasks: tuple[str, ...] | None = None,
-    reverse: bool = False,
-) -> RuleResult:
-    """:func:`rule_best` on a task's sweep metric (``higher``: the metric is higher-is-better; ``reverse``: the
-    claim is that ``ours`` is the *worst*). ``pool_tasks``: treat (task, shift) pairs of several tasks as shifts."""
-    tasks = pool_tasks or (task,)
-    absent = [t for t in tasks if _missing(results, t, [ours])]
-    if len(absent) == len(tasks):
-        return RuleResult(NA, _missing(results, tasks[0], [ours]))
-    tasks = tuple(t for t in tasks if t not in absent)
-    missing = sorted({m for t in tasks for m in others if not results.has(t, m)}) + [
-        f"task {t}" for t in absent
-    ]
-    others = [m for m in others if m not in missing]
-    if not others:
-        return RuleResult(NA, f"no usable runs of {', '.join(missing)}")
-    div = -math.inf if higher else math.inf
-
-    def pooled(model):
-        out: Series = {}
-        for t in tasks:
-            for s, per in results.series(t, model, metric, diverged=div).items():
-                for k, v in per.items():
-                    if keys is None or k in keys:
-                        out.setdefault(s, {})[(t, k) if len(tasks) > 1 else k] = v
-        return out
-
-    r = rule_best(pooled(ours), {m: pooled(m) for m in others}, higher_is_better=higher != reverse)
-    if reverse:
-        r = RuleResult(r.verdict, r.evidence.replace("best", "worst"))
-    return _cap_partial(r, missing)
-
-
 def _cap_partial(r: RuleResult, missing) -> RuleResult:
     """A claim checked against only some of its models is at most "holds partly"."""
     if not missing:
@@ -358,369 +359,288 @@ def _cap_partial(r: RuleResult, missing) -> RuleResult:
     return RuleResult(PARTLY if r.verdict == HOLDS else r.verdict, ev)
 
 
-def evaluate_claims(results: Results, *, amc_skip: str | None = None) -> list[Verdict]:
-    """Every claim of the paper that our runs measure, with its computed verdict."""
-    out: list[Verdict] = []
+def _keep_shift(ctx: _Context, shifts, task: str) -> Callable[[object], bool]:
+    """The shift selector of claims.yaml as a predicate (``None``: every shift)."""
+    if shifts == "table2":
+        k = table2_shift(ctx.results, task)
+        shifts = None if k is None else [k]
+    if shifts is None:
+        return lambda k: True
+    if isinstance(shifts, list):
+        return lambda k: k in shifts
+    how, x = next(iter(shifts.items()))
+    if how == "at_most":
+        return lambda k: k <= x
+    if how == "below":
+        return lambda k: k < x
+    return lambda k: k in range(*x)  # in_range: the integer shifts x[0]..x[1]-1
 
-    def add(cid, source, section, claim, rule, fn: Callable[[], RuleResult]):
+
+# ---- the kinds of check: each turns logged sweep metrics into a rule's result ---------------------------------
+def check_best(
+    ctx: _Context, *, tasks, model, others, metric, higher=False, shifts=None, reverse=False
+) -> RuleResult:
+    """:func:`rule_best` on a sweep metric (``higher``: higher is better; ``reverse``: the claim is that ``model``
+    is the *worst*). Several ``tasks`` pool their (task, shift) pairs as shifts; a task or model without usable
+    runs is left out and caps the verdict at "holds partly"."""
+    results = ctx.results
+    absent = [t for t in tasks if ctx.missing(t, [model])]
+    if len(absent) == len(tasks):
+        return RuleResult(NA, ctx.missing(tasks[0], [model]))
+    tasks = [t for t in tasks if t not in absent]
+    missing = sorted({m for t in tasks for m in others if not results.has(t, m)}) + [
+        f"task {t}" for t in absent
+    ]
+    others = [m for m in others if m not in missing]
+    if not others:
+        return RuleResult(NA, f"no usable runs of {', '.join(missing)}")
+    div = -math.inf if higher else math.inf
+
+    def pooled(m) -> Series:
+        out: Series = {}
+        for t in tasks:
+            keep = _keep_shift(ctx, shifts, t)
+            for s, per in results.series(t, m, metric, diverged=div).items():
+                for k, v in per.items():
+                    if keep(k):
+                        out.setdefault(s, {})[(t, k) if len(tasks) > 1 else k] = v
+        return out
+
+    r = rule_best(pooled(model), {m: pooled(m) for m in others}, higher_is_better=higher != reverse)
+    if reverse:
+        r = RuleResult(r.verdict, r.evidence.replace("best", "worst"))
+    return _cap_partial(r, missing)
+
+
+def check_all_below(
+    ctx: _Context, *, tasks, model, metric, threshold, shifts=None, empty="no measurements"
+) -> RuleResult:
+    """:func:`rule_all_below` on every (task, shift, seed) value of the selected shifts. One task that was not
+    run is not evaluated; of several, those without runs cap the verdict at "holds partly"."""
+    if len(tasks) == 1 and (why := ctx.missing(tasks[0], [model])):
+        return RuleResult(NA, why)
+    vals = {}
+    for t in tasks:
+        keep = _keep_shift(ctx, shifts, t)
+        for seed, per in ctx.results.series(t, model, metric).items():
+            vals.update({f"{t},k={k},seed={seed}": v for k, v in per.items() if keep(k)})
+    if not vals:
+        return RuleResult(NA, empty)
+    absent = [f"task {t}" for t in tasks if ctx.missing(t, [model])]
+    return _cap_partial(rule_all_below(vals, threshold), absent)
+
+
+def check_factor(ctx: _Context, *, task, model, others, metric, shift, factor) -> RuleResult:
+    """:func:`rule_factor` on the value at one ``shift`` (``last``: each run's last sweep row); a list of models
+    is represented by the better of them (seed mean). Not evaluated unless every model has usable runs."""
+    ours = [model] if isinstance(model, str) else list(model)
+    if why := ctx.missing(task, [*ours, *others]):
+        return RuleResult(NA, why)
+
+    def at_shift(m) -> dict[int, float]:
+        series = ctx.results.series(task, m, metric).items()
+        if shift == "last":
+            return {s: per[next(reversed(per))] for s, per in series if per}
+        return {s: per[shift] for s, per in series if shift in per}
+
+    values = {m: at_shift(m) for m in ours}
+    best = min(ours, key=lambda m: _mean(values[m].values()))
+    return rule_factor(values[best], {m: at_shift(m) for m in others}, factor)
+
+
+def check_flat(ctx: _Context, *, task, model, others, metric) -> RuleResult:
+    """:func:`rule_flat` of ``model`` against ``others``."""
+    if why := ctx.missing(task, [model]):
+        return RuleResult(NA, why)
+    series = ctx.results.series
+    return rule_flat(series(task, model, metric), {m: series(task, m, metric) for m in others})
+
+
+def check_slower_growth(ctx: _Context, *, task, model, other, metric) -> RuleResult:
+    """:func:`rule_slower_growth` of ``model`` against ``other``."""
+    if why := ctx.missing(task, [model, other]):
+        return RuleResult(NA, why)
+    series = ctx.results.series
+    return rule_slower_growth(series(task, model, metric), series(task, other, metric))
+
+
+def check_grows(ctx: _Context, *, tasks, model, metric, tolerances=None, empty=None) -> RuleResult:
+    """:func:`rule_grows` over every (task, seed) run. ``tolerances``: ``metric`` names ``{tolerance}`` and
+    each run counts under the last of them it logged (the evidence names it); ``empty``: the reason when no
+    run logged the metric. Tasks without runs cap the verdict at "holds partly"."""
+    runs, used = {}, None
+    for t in tasks:
+        for tol in tolerances or [None]:
+            for seed, per in ctx.results.series(t, model, metric.format(tolerance=tol)).items():
+                runs[f"{t} seed {seed}"], used = per, tol
+    if not runs and empty:
+        return RuleResult(NA, empty)
+    r = rule_grows(runs)
+    if used:
+        r = RuleResult(r.verdict, f"with the {used} tolerance: {r.evidence}")
+    return _cap_partial(r, [f"task {t}" for t in tasks if ctx.missing(t, [model])])
+
+
+def check_combine(ctx: _Context, *, parts) -> RuleResult:
+    """:func:`combine` of named checks (``parts``: ``[{name, check}]``)."""
+    return combine([(name, _run(ctx, check)) for name, check in parts])
+
+
+CHECKS: dict[str, Callable[..., RuleResult]] = {
+    "best": check_best,
+    "all_below": check_all_below,
+    "factor": check_factor,
+    "flat": check_flat,
+    "slower_growth": check_slower_growth,
+    "grows": check_grows,
+    "combine": check_combine,
+}
+
+
+def _run(ctx: _Context, check: dict) -> RuleResult:
+    kind, params = check["kind"], {k: v for k, v in check.items() if k != "kind"}
+    return CHECKS[kind](ctx, **params)
+
+
+# ---- reading claims.yaml ----------------------------------------------------------------------------------------
+def _number(cid: str, ref):
+    """``{text_number: KEY}`` -> numbers.yaml's ``text_numbers[KEY].value``; ``KEY.field.0``: another field."""
+    if isinstance(ref, list):
+        return [_number(cid, x) for x in ref]
+    if not isinstance(ref, dict):
+        return ref
+    if set(ref) != {"text_number"}:
+        return {k: _number(cid, v) for k, v in ref.items()}
+    key, *path = str(ref["text_number"]).split(".")
+    try:
+        value = TEXT_NUMBERS[key]
+        for step in path or ["value"]:
+            value = value[int(step) if isinstance(value, list) else step]
+    except (KeyError, IndexError, ValueError, TypeError):
+        raise ClaimsError(f"claim {cid}: no paper number {ref['text_number']!r} in numbers.yaml") from None
+    return value
+
+
+def _fill(cid: str, text: str, params: dict) -> str:
+    """A text with check parameters in braces, e.g. ``{factor:g}``."""
+    try:
+        return text.format(**params)
+    except (KeyError, IndexError, ValueError, TypeError) as err:
+        raise ClaimsError(
+            f"claim {cid}: cannot fill {text!r} from its check ({type(err).__name__}: {err})"
+        ) from None
+
+
+def _parse_check(cid: str, spec, where: str = "check") -> dict:
+    if not isinstance(spec, dict) or "kind" not in spec:
+        raise ClaimsError(f"claim {cid}: {where} needs a 'kind' (one of {', '.join(CHECKS)})")
+    kind = spec["kind"]
+    if kind not in CHECKS:
+        raise ClaimsError(f"claim {cid}: unknown check kind {kind!r} in {where} (known: {', '.join(CHECKS)})")
+    allowed = {
+        n: p for n, p in inspect.signature(CHECKS[kind]).parameters.items() if p.kind is p.KEYWORD_ONLY
+    }
+    for key in spec:
+        if key != "kind" and key not in allowed:
+            raise ClaimsError(
+                f"claim {cid}: unknown key {key!r} in {where} (a {kind} check takes: {', '.join(allowed)})"
+            )
+    for key, p in allowed.items():
+        if p.default is p.empty and key not in spec:
+            raise ClaimsError(f"claim {cid}: {where} of kind {kind} needs the key {key!r}")
+    params = {k: _number(cid, v) for k, v in spec.items() if k != "kind"}
+    if kind == "combine":
+        if not isinstance(params["parts"], list):
+            raise ClaimsError(f"claim {cid}: {where}.parts must be a list of {{name, check}}")
+        params["parts"] = [_parse_part(cid, p, f"{where}.parts[{i}]") for i, p in enumerate(params["parts"])]
+    for key in ("others", "other", "model"):
+        if key in params and not isinstance(params[key], (str, list)):
+            raise ClaimsError(f"claim {cid}: {where}.{key} must be a model name or a list of them")
+    if isinstance(params.get("others"), str):
+        params["others"] = _model_set(
+            cid, params["others"], params.get("tasks") or [params["task"]], params["model"]
+        )
+    if "shifts" in params:
+        _check_shifts(cid, params["shifts"], where)
+    if params.get("empty"):
+        params["empty"] = _fill(cid, params["empty"], params)
+    return {"kind": kind, **params}
+
+
+def _parse_part(cid: str, part, where: str) -> tuple[str, dict]:
+    if not isinstance(part, dict) or set(part) != {"name", "check"}:
+        keys = sorted(set(part) - {"name", "check"}) if isinstance(part, dict) else []
+        what = f"unknown key {keys[0]!r}" if keys else "each part needs exactly a 'name' and a 'check'"
+        raise ClaimsError(f"claim {cid}: {what} in {where} (a part has: name, check)")
+    return str(part["name"]), _parse_check(cid, part["check"], f"{where}.check")
+
+
+def _model_set(cid: str, name: str, tasks, model) -> list[str]:
+    """``table4 others``: the tasks' Table 4 models but ours; ``table4 baselines``: those that are not implicit."""
+    ours = {model} if isinstance(model, str) else set(model)
+    if name not in OTHERS:
+        raise ClaimsError(f"claim {cid}: unknown model set {name!r} (a list of models, or one of {OTHERS})")
+    if unknown := [t for t in tasks if t not in TABLE4_MODELS]:
+        raise ClaimsError(f"claim {cid}: task {unknown[0]!r} has no Table 4 models in numbers.yaml")
+    models = dict.fromkeys(m for t in tasks for m in TABLE4_MODELS[t])
+    if name == "table4 others":
+        return [m for m in models if m not in ours]
+    return [m for m in models if m not in ours and not m.startswith("implicit")]
+
+
+def _check_shifts(cid: str, shifts, where: str) -> None:
+    if shifts is None or shifts == "table2" or isinstance(shifts, list):
+        return
+    if not isinstance(shifts, dict) or len(shifts) != 1 or next(iter(shifts)) not in SHIFT_SELECTORS:
+        raise ClaimsError(
+            f"claim {cid}: unknown shift selector {shifts!r} in {where} (a list, 'table2' or one of "
+            f"{', '.join(SHIFT_SELECTORS)})"
+        )
+    if "in_range" in shifts and not (isinstance(shifts["in_range"], list) and len(shifts["in_range"]) == 2):
+        raise ClaimsError(f"claim {cid}: {where}.shifts.in_range must be [first, end]")
+
+
+def load_claims(path: Path | str | None = None) -> list[Claim]:
+    """The claims of ``claims.yaml`` (default: the one beside this module), checked and with their numbers read
+    from numbers.yaml; a :class:`ClaimsError` names the claim and the key it does not know."""
+    if path is None:
+        return list(_shipped_claims())
+    doc = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    if not isinstance(doc, dict) or set(doc) != {"claims"} or not isinstance(doc["claims"], list):
+        raise ClaimsError(f"{path}: expected one top-level key 'claims' holding a list")
+    out: list[Claim] = []
+    for i, entry in enumerate(doc["claims"]):
+        cid = str(entry.get("id", f"#{i + 1}")) if isinstance(entry, dict) else f"#{i + 1}"
+        if not isinstance(entry, dict):
+            raise ClaimsError(f"claim {cid}: expected a mapping with keys {', '.join(CLAIM_KEYS)}")
+        for key in entry:
+            if key not in CLAIM_KEYS:
+                raise ClaimsError(f"claim {cid}: unknown key {key!r} (a claim has: {', '.join(CLAIM_KEYS)})")
+        for key in CLAIM_KEYS:
+            if key not in entry:
+                raise ClaimsError(f"claim {cid}: missing key {key!r}")
+        if any(c.id == cid for c in out):
+            raise ClaimsError(f"claim {cid}: the id is used twice")
+        check = _parse_check(cid, entry["check"])
+        texts = {k: _fill(cid, str(entry[k]), check) for k in ("claim", "rule")}
+        out.append(Claim(cid, str(entry["source"]), str(entry["section"]), check=check, **texts))
+    return out
+
+
+@functools.cache
+def _shipped_claims() -> tuple[Claim, ...]:
+    return tuple(load_claims(CLAIMS_FILE))
+
+
+def evaluate_claims(results: Results, *, amc_skip: str | None = None) -> list[Verdict]:
+    """Every claim of ``claims.yaml``, with its verdict computed from the logged metrics of ``results``
+    (``amc_skip``: why AMC volatility was not run)."""
+    ctx = _Context(results, {"volatility": amc_skip} if amc_skip else {})
+    out: list[Verdict] = []
+    for c in load_claims():
         try:
-            r = fn()
+            r = _run(ctx, c.check)
         except Exception as err:  # noqa: BLE001 - a broken claim must not hide the others
             r = RuleResult(NA, f"could not evaluate: {type(err).__name__}: {err}")
-        out.append(Verdict(cid, source, claim, rule, r.verdict, r.evidence, section))
-
-    T4 = TABLE4_MODELS
-    base = lambda task, *extra: [m for m in T4[task] if m not in ("implicit", *extra)]  # noqa: E731
-
-    add(
-        "F3",
-        "Figure 3",
-        "figure-3",
-        "Identity: the implicit model has the lowest OOD test MSE (vs MLP, Transformer).",
-        "best",
-        lambda: _best_claim(results, "identity", "implicit", base("identity"), "mse"),
-    )
-    lim = TEXT_NUMBERS["fig3_identity_implicit_mse_below"]
-
-    def f3b():
-        why = _missing(results, "identity", ["implicit"])
-        if why:
-            return RuleResult(NA, why)
-        s = results.series("identity", "implicit", "mse")
-        vals = {
-            f"k={k},seed={seed}": v
-            for seed, per in s.items()
-            for k, v in per.items()
-            if k <= lim["shifts"][1]
-        }
-        return rule_all_below(vals, lim["value"]) if vals else RuleResult(NA, "no shift <= 25 in the grid")
-
-    add(
-        "F3b",
-        "Figure 3 (text)",
-        "figure-3",
-        "Identity: implicit test MSE below 5 for shifts up to 25.",
-        "all below",
-        f3b,
-    )
-    for task, cid in (("addition", "F4a"), ("subtraction", "F4b")):
-        add(
-            cid,
-            "Figure 4",
-            "figure-4",
-            f"{task.capitalize()}: the implicit model has the lowest OOD test MSE "
-            "(vs MLP, NALU, sequential and depth-wise encoders).",
-            "best",
-            lambda task=task: _best_claim(results, task, "implicit", base(task), "mse"),
-        )
-    lim4 = TEXT_NUMBERS["fig4_implicit_loss_below"]
-
-    def absent(tasks, model="implicit"):
-        return [f"task {t}" for t in tasks if not results.has(t, model)]
-
-    def f4c():
-        vals = {}
-        for task in ("addition", "subtraction"):
-            for seed, per in results.series(task, "implicit", "mse").items():
-                vals.update(
-                    {f"{task},k={k},seed={seed}": v for k, v in per.items() if k < lim4["shift_below"]}
-                )
-        if not vals:
-            return RuleResult(NA, "no implicit arithmetic runs")
-        return _cap_partial(rule_all_below(vals, lim4["value"]), absent(("addition", "subtraction")))
-
-    add(
-        "F4c",
-        "Figure 4 (text)",
-        "figure-4",
-        "Arithmetic: implicit test loss < 1 for shifts < 100.",
-        "all below",
-        f4c,
-    )
-    add(
-        "F4d",
-        "Figure 4 (text)",
-        "figure-4",
-        "Arithmetic: NALU has the worst OOD test loss of all models.",
-        "best (reversed: worst)",
-        lambda: _best_claim(
-            results,
-            "addition",
-            "nalu",
-            [m for m in T4["addition"] if m != "nalu"],
-            "mse",
-            reverse=True,
-            pool_tasks=("addition", "subtraction"),
-        ),
-    )
-    add(
-        "F5a",
-        "Figure 5",
-        "figure-5",
-        "Rolling average: the implicit model has the lowest OOD test MSE (vs LSTM, Transformer).",
-        "best",
-        lambda: _best_claim(results, "rolling_average", "implicit", base("rolling_average"), "mse"),
-    )
-
-    def f5b():
-        why = _missing(results, "rolling_average", ["implicit"])
-        if why:
-            return RuleResult(NA, why)
-        return rule_flat(
-            results.series("rolling_average", "implicit", "mse"),
-            {m: results.series("rolling_average", m, "mse") for m in base("rolling_average")},
-        )
-
-    add(
-        "F5b",
-        "Figure 5",
-        "figure-5",
-        "Rolling average: the implicit loss stays close to constant across shifts.",
-        "flat",
-        f5b,
-    )
-    argmax_base = [m for m in T4["rolling_argmax"] if not m.startswith("implicit")]
-    add(
-        "F5c",
-        "Figure 5",
-        "figure-5",
-        "Rolling argmax: implicit and implicitRNN are both more accurate OOD than "
-        "the LSTM and every Transformer.",
-        "best (both parts, combined)",
-        lambda: combine(
-            [
-                (
-                    "implicit",
-                    _best_claim(results, "rolling_argmax", "implicit", argmax_base, "accuracy", True),
-                ),
-                (
-                    "implicitRNN",
-                    _best_claim(results, "rolling_argmax", "implicit_rnn", argmax_base, "accuracy", True),
-                ),
-            ]
-        ),
-    )
-    add(
-        "F5d",
-        "Figure 5",
-        "figure-5",
-        "Rolling argmax: implicitRNN is more accurate than the standard implicit model.",
-        "best",
-        lambda: _best_claim(results, "rolling_argmax", "implicit_rnn", ["implicit"], "accuracy", True),
-    )
-    add(
-        "F5e",
-        "Figure 5 (text)",
-        "figure-5",
-        "Rolling argmax: the Transformer without positional encodings is the most accurate Transformer.",
-        "best",
-        lambda: _best_claim(
-            results, "rolling_argmax", "encdec_nope", ["encdec_masked", "encdec_unmasked"], "accuracy", True
-        ),
-    )
-
-    def t1_spiky():
-        why = _missing(results, "spiky", T4["spiky"])
-        if why:
-            return RuleResult(NA, why)
-        ours = {s: per[1] for s, per in results.series("spiky", "implicit_rnn", "mse").items() if 1 in per}
-        others = {
-            m: {s: per[1] for s, per in results.series("spiky", m, "mse").items() if 1 in per}
-            for m in T4["spiky"]
-            if m != "implicit_rnn"
-        }
-        return rule_factor(ours, others, TEXT_NUMBERS["table1_spiky_factor"]["value"])
-
-    add(
-        "T1a",
-        "Table 1",
-        "table-1",
-        "Spiky series: implicitRNN has the lowest test MSE, about 3x lower than the non-implicit models.",
-        "factor (F = 2.75, the paper's LSTM/ImplicitRNN ratio)",
-        t1_spiky,
-    )
-
-    def t1_amc():
-        if amc_skip:
-            return RuleResult(NA, f"skipped: {amc_skip}")
-        why = _missing(results, "volatility", T4["volatility"])
-        if why:
-            return RuleResult(NA, why)
-        series = {
-            m: {s: per[k] for s, per in results.series("volatility", m, "mape").items() for k in per}
-            for m in T4["volatility"]
-        }
-        best_implicit = min(("implicit", "implicit_rnn"), key=lambda m: _mean(series[m].values()))
-        others = {m: v for m, v in series.items() if not m.startswith("implicit")}
-        return rule_factor(series[best_implicit], others, TEXT_NUMBERS["table1_amc_factor"]["value"])
-
-    add(
-        "T1b",
-        "Table 1",
-        "table-1",
-        "AMC volatility: the implicit model's test MAPE beats every baseline by a factor of 1.67.",
-        "factor (F = 1.67; the better of implicit / implicitRNN)",
-        t1_amc,
-    )
-    from_k = TEXT_NUMBERS["fig7_surpass_from_k"]["value"]
-    add(
-        "F7a",
-        "Figure 7",
-        "figure-7",
-        "Earthquake: from region k = 2 on, the implicit model's OOD test MSE is below EikoNet's.",
-        "best",
-        lambda: _best_claim(
-            results, "earthquake", "implicit", ["eikonet"], "mse", keys=[k for k in range(from_k, 100)]
-        ),
-    )
-    add(
-        "F7b",
-        "Figure 7 (text)",
-        "figure-7",
-        "Earthquake: the implicit model's in-distribution test MSE is below EikoNet's.",
-        "best (one shift: k = 0)",
-        lambda: _best_claim(results, "earthquake", "implicit", ["eikonet"], "mse", keys=[0]),
-    )
-
-    def f7c():
-        ood = list(range(1, 100))
-        parts = []
-        for metric, name in (("lon_wrapped_mae_deg", "longitude"), ("lat_mae_deg", "latitude")):
-            parts.append(
-                (
-                    f"implicit better in {name}",
-                    _best_claim(results, "earthquake", "implicit", ["eikonet"], metric, keys=ood),
-                )
-            )
-        for metric, name in (("depth_mae_km", "depth"), ("time_mae_s", "time")):
-            parts.append(
-                (
-                    f"EikoNet better in {name}",
-                    _best_claim(results, "earthquake", "eikonet", ["implicit"], metric, keys=ood),
-                )
-            )
-        return combine(parts)
-
-    add(
-        "F7c",
-        "Figure 7 (right)",
-        "figure-7",
-        "Earthquake: the implicit model beats EikoNet only in longitude and "
-        "latitude, not in depth and origin time.",
-        "best per label, combined",
-        f7c,
-    )
-
-    def f8():
-        runs = {}
-        for task in ("addition", "subtraction", "rolling_argmax"):
-            for seed, per in results.series(task, "implicit", "iters_mean").items():
-                runs[f"{task} seed {seed}"] = per
-        return _cap_partial(rule_grows(runs), absent(("addition", "subtraction", "rolling_argmax")))
-
-    add(
-        "F8",
-        "Figure 8",
-        "figure-8",
-        "Depth adaptability: the implicit model needs more solver iterations as the "
-        "input moves away from the training distribution (addition, subtraction, rolling argmax).",
-        "grows",
-        f8,
-    )
-
-    def f8b():
-        runs, mode = {}, None
-        for task in ("addition", "subtraction", "rolling_argmax"):
-            for m in ALT_TOL_MODES:
-                for seed, per in results.series(task, "implicit", f"iters_mean_{m}").items():
-                    runs[f"{task} seed {seed}"], mode = per, m
-        if not runs:
-            return RuleResult(NA, "no second-tolerance iteration counts logged")
-        r = rule_grows(runs)
-        r = RuleResult(r.verdict, f"with the {mode} tolerance: {r.evidence}")
-        return _cap_partial(r, absent(("addition", "subtraction", "rolling_argmax")))
-
-    add(
-        "F8b",
-        "Figure 8 (our check)",
-        "figure-8",
-        "Depth adaptability, measured with the other stopping tolerance "
-        "(relative 3e-6·max(1, ‖x‖∞) when the sweep used the paper's absolute 3e-6): iterations still grow with "
-        "the shift.",
-        "grows",
-        f8b,
-    )
-
-    def t2():
-        parts = []
-        for task in ("addition", "subtraction", "rolling_argmax", "rolling_average"):
-            k = table2_shift(results, task)
-            metric, higher = ("accuracy", True) if task == "rolling_argmax" else ("mse", False)
-            parts.append(
-                (
-                    task,
-                    _best_claim(
-                        results,
-                        task,
-                        "implicit",
-                        ["implicit_nofeedback"],
-                        metric,
-                        higher,
-                        keys=None if k is None else [k],
-                    ),
-                )
-            )
-        return combine(parts)
-
-    add(
-        "T2",
-        "Table 2",
-        "table-2",
-        "Feedback: the implicit model with feedback has a lower test loss (higher "
-        "accuracy) than without, on all four tasks.",
-        "best per task at the Table 2 shift, combined",
-        t2,
-    )
-
-    def f10a():
-        parts = []
-        for task in ("subtraction", "rolling_argmax", "rolling_average"):
-            metric, higher = ("accuracy", True) if task == "rolling_argmax" else ("mse", False)
-            parts.append(
-                (task, _best_claim(results, task, "implicit", ["implicit_nofeedback"], metric, higher))
-            )
-        return combine(parts)
-
-    add(
-        "F10a",
-        "Figure 10",
-        "table-2",
-        "Feedback helps across shifts on the harder tasks (subtraction, rolling argmax, rolling average).",
-        "best per task across shifts, combined",
-        f10a,
-    )
-
-    def f10b():
-        parts = []
-        for task in ("subtraction", "rolling_average"):
-            why = _missing(results, task, ["implicit", "implicit_nofeedback"])
-            r = (
-                RuleResult(NA, why)
-                if why
-                else rule_slower_growth(
-                    results.series(task, "implicit", "mse"),
-                    results.series(task, "implicit_nofeedback", "mse"),
-                )
-            )
-            parts.append((task, r))
-        return combine(parts)
-
-    add(
-        "F10b",
-        "Figure 10 (text)",
-        "table-2",
-        "With feedback the loss grows more slowly with the shift (subtraction, rolling average).",
-        "slower growth per task, combined",
-        f10b,
-    )
+        out.append(Verdict(c.id, c.source, c.claim, c.rule, r.verdict, r.evidence, c.section))
     return out

@@ -1,7 +1,7 @@
 """The paper's published numbers: read from ``numbers.yaml`` beside this module (data, with their citations).
 
 Nothing here is computed: the report prints these beside our measured values, and the verdict rules
-(:mod:`.verdicts`) use a few of them as thresholds (each use is named in the rule's text).
+(``claims.yaml``, judged by :mod:`.verdicts`) use a few of them as thresholds (named in each claim's text).
 """
 
 from __future__ import annotations

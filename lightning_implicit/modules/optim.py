@@ -18,8 +18,7 @@ class OptimConfig:
     Attributes:
         lr: learning rate.  optimizer: ``adam`` or ``sgd``.  weight_decay: L2 penalty.
         lr_schedule: ``none``, ``exponential`` (``lr * lr_gamma ** t``; the authors' notebooks: 0.995 per
-            optimiser step) or ``cosine`` (to 0 over the run). ``lr_gamma < 1`` with ``none`` means
-            ``exponential``.
+            optimiser step) or ``cosine`` (to 0 over the run). ``none`` ignores ``lr_gamma``.
         lr_gamma: the exponential schedule's factor per ``lr_interval``.
         lr_interval: the schedule's unit of time ``t``: an optimiser ``step`` or an ``epoch``.
         grad_clip: clip the gradients' total 2-norm to this value before each step (0, the default: no clipping).
@@ -51,8 +50,6 @@ class OptimConfig:
                 f"optim.lr_schedule must be none|exponential|cosine and optim.lr_interval step|epoch, got "
                 f"{self.lr_schedule!r}, {self.lr_interval!r}"
             )
-        if self.lr_schedule == "none" and self.lr_gamma < 1:
-            object.__setattr__(self, "lr_schedule", "exponential")
 
     def build(self, params: Iterable[torch.nn.Parameter], total: Callable[[], int]):
         """The optimiser, or Lightning's ``{"optimizer", "lr_scheduler"}`` dict when there is a schedule.

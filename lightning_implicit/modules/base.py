@@ -119,7 +119,7 @@ class ShiftModule(L.LightningModule):
         size = getattr(self.trainer.datamodule, "train_batch_size", None) or len(x)
         opt, sched = self.optimizers(), self.lr_schedulers()
         max_steps = self.trainer.max_steps
-        total, steps = x.new_zeros((), dtype=torch.float64), 0
+        total, steps, seen = x.new_zeros((), dtype=torch.float64), 0, 0
         for xb, yb in zip(x.split(size), y.split(size), strict=True):
             if 0 < max_steps <= self.global_step:
                 break
@@ -137,13 +137,12 @@ class ShiftModule(L.LightningModule):
             loss = loss.detach()
             self._accumulate_loss(loss, len(xb))
             total += loss.to(torch.float64) * len(xb)
-            steps += 1
+            steps, seen = steps + 1, seen + len(xb)
             if self._window_ends():
                 self._end_window()
         # Lightning's logging axis counts calls of this method; it counts optimiser steps, as with one per call.
         self.trainer.fit_loop.epoch_loop._batches_that_stepped += max(steps - 1, 0)
-        n = sum(len(b) for b in x.split(size)[:steps])
-        return total / max(n, 1)
+        return total / max(seen, 1)
 
     def after_optimizer_step(self) -> None:
         """Called after every optimiser step (implicit models project ``A`` back onto the well-posed set)."""
@@ -191,9 +190,8 @@ class ShiftModule(L.LightningModule):
                 out[k] = float(self.trainer.strategy.reduce(t, reduce_op=op))
         for lg in self.loggers:
             lg.log_metrics(out, step=self.global_step - 1)
-        self.trainer.callback_metrics.update(
-            {k: torch.tensor(v) for k, v in out.items()}
-        )  # (what monitors read)
+        # ...and where callbacks that monitor a metric read it
+        self.trainer.callback_metrics.update({k: torch.tensor(v) for k, v in out.items()})
 
     def on_train_epoch_end(self) -> None:
         sched = self.lr_schedulers()

@@ -134,9 +134,8 @@ class _Pool:
 
     def __init__(self, workers: int, setup: tuple, on_start) -> None:
         ctx = mp.get_context("spawn")
-        self.events = (
-            ctx.SimpleQueue()
-        )  # (a put is written at once: a worker killed right after still told us)
+        # a SimpleQueue's put is written at once: a worker killed right after a job started has still told us
+        self.events = ctx.SimpleQueue()
         self.executor = ProcessPoolExecutor(
             max_workers=max(1, workers),
             mp_context=ctx,

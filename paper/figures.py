@@ -1,5 +1,13 @@
 """One PNG per paper figure (3-10), drawn from the runs in MLflow, with the paper's axes and log scales.
 
+What each figure shows is data: ``figures.yaml`` beside this module lists, per PNG in the report's order, its
+title, caption, size and panels -- each panel a kind of :data:`PANEL_KINDS` (``shift``: a metric against the
+shift for a task's models, with its scales, labels, title and optional reference line; and the special drawings
+of Figures 8 and 9), or a whole-figure kind of :data:`FIGURE_KINDS` (Figure 6's forecast images) -- with the
+kind's parameters. The paper's numbers are read from ``numbers.yaml`` (``{text_number: KEY}``), never copied.
+:func:`load_figures` rejects an unknown key or kind with a :class:`FigureSpecError` naming the figure file and
+the key; the drawing (the helpers and kinds below) stays code.
+
 Curves are the mean over seeds; the shaded band spans the minimum to the maximum over seeds. A run whose
 training diverged has no curve (its legend entry says so). Panels whose task was not run say so instead of
 being left out, so every figure exists for every profile.
@@ -7,10 +15,15 @@ being left out, so every figure exists for every profile.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
+import yaml
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -19,7 +32,17 @@ import numpy as np  # noqa: E402
 from .paper_numbers import TABLE4_MODELS, TEXT_NUMBERS, label  # noqa: E402
 from .results import Results, download_artifact, metric_history  # noqa: E402
 
-__all__ = ["draw_all", "FIGURES"]
+__all__ = [
+    "draw_all",
+    "FIGURES",
+    "FIGURES_FILE",
+    "FIGURE_KINDS",
+    "PANEL_KINDS",
+    "Figure",
+    "FigureSpecError",
+    "Panel",
+    "load_figures",
+]
 
 _COLORS = {
     "implicit": "tab:red",
@@ -59,40 +82,7 @@ _MARKERS = {
     "eikonet": "s",
 }
 _LINES = {"encdec_unmasked": "--", "encdec_nope": ":", "depth_encoder": "--"}
-
-# file name -> (title, caption)
-FIGURES = {
-    "figure3_identity.png": ("Figure 3", "Identity: test MSE vs the shift kappa (log y)."),
-    "figure4_arithmetic.png": ("Figure 4", "Addition and subtraction: test MSE vs kappa (log-log)."),
-    "figure5_rolling.png": (
-        "Figure 5",
-        "Rolling average (test MSE, log y) and rolling argmax (last-step accuracy, log x) vs kappa.",
-    ),
-    "figure6_spiky.png": (
-        "Figure 6",
-        "Spiky series: one-step forecasts over a test stretch with a spiky region (first seed).",
-    ),
-    "figure7_earthquake.png": (
-        "Figure 7",
-        "Earthquake: standardised test MSE and per-label MAE vs region k "
-        "(k = 0: in-distribution test split).",
-    ),
-    "figure8_depth.png": (
-        "Figure 8",
-        "Depth adaptability: solver iterations during training, and per-sample "
-        "iterations vs kappa with the sweep's stopping tolerance (mean, band over seeds; dotted: "
-        "95th percentile) and with the other tolerance (dash-dot).",
-    ),
-    "figure9_feedback_A.png": (
-        "Figure 9",
-        "Learned A of the implicit model with and without feedback (addition, "
-        "first seed); the feedback weights are the lower triangle and diagonal.",
-    ),
-    "figure10_feedback.png": (
-        "Figure 10",
-        "Feedback ablation across shifts: implicit vs implicit without feedback.",
-    ),
-}
+_LEGEND = {"fontsize": 7, "loc": "best"}
 
 
 def _empty(ax, text: str) -> None:
@@ -160,6 +150,7 @@ def _panel(
     ylabel: str,
     title: str,
     xlabel: str = "shift kappa",
+    legend: dict | None = None,
 ) -> None:
     if task not in results.tasks():
         _empty(ax, f"{task}: not run in this profile")
@@ -178,7 +169,7 @@ def _panel(
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(**(legend or _LEGEND))
 
 
 def _models(results: Results, task: str, base) -> list[str]:
@@ -193,132 +184,83 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def fig3(results: Results, out: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(6.2, 4.2))
+# ---- the kinds of panel and figure that figures.yaml names ------------------------------------------------------
+@dataclass(frozen=True)
+class _Context:
+    results: Results
+    client: object
+    tmp: Path
+
+
+def _resolve_models(results: Results, task: str, models, extra: bool) -> list[str]:
+    """``table4``: the task's Table 4 models (``extra``: those that were run, then any other model run for the
+    task but the no-feedback ablation); a list: as it is."""
+    if models != TABLE4:
+        return list(models)
+    return _models(results, task, TABLE4_MODELS[task]) if extra else list(TABLE4_MODELS[task])
+
+
+def shift_panel(
+    ax,
+    ctx: _Context,
+    *,
+    task: str,
+    models,
+    metric: str,
+    logx: bool,
+    logy: bool,
+    ylabel: str,
+    title: str,
+    xlabel: str = "shift kappa",
+    reference: dict | None = None,
+    ylim: list | None = None,
+    legend: dict | None = None,
+) -> None:
+    """A metric against the shift for a task's models; a reference line and y-limits when the task was run."""
+    results = ctx.results
     _panel(
         ax,
         results,
-        "identity",
-        _models(results, "identity", TABLE4_MODELS["identity"]),
-        "mse",
-        logx=False,
-        logy=True,
-        ylabel="test MSE (log scale)",
-        title="Identity function (Figure 3)",
+        task,
+        _resolve_models(results, task, models, extra=True),
+        metric,
+        logx=logx,
+        logy=logy,
+        ylabel=ylabel,
+        title=title,
+        xlabel=xlabel,
+        legend=legend,
     )
-    return _save(fig, out / "figure3_identity.png")
+    if task not in results.tasks():
+        return
+    if reference is not None:
+        ax.axhline(reference["value"], ls="--", c="k", lw=0.8, label=reference["label"])
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    if reference is not None:
+        ax.legend(**(legend or _LEGEND))
 
 
-def fig4(results: Results, out: Path) -> Path:
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
-    for ax, task in zip(axes, ("addition", "subtraction"), strict=True):
-        _panel(
-            ax,
-            results,
-            task,
-            _models(results, task, TABLE4_MODELS[task]),
-            "mse",
-            logx=True,
-            logy=True,
-            ylabel="test MSE (log scale)",
-            title=f"{task.capitalize()} (Figure 4)",
-        )
-    return _save(fig, out / "figure4_arithmetic.png")
-
-
-def fig5(results: Results, out: Path) -> Path:
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
-    _panel(
-        axes[0],
-        results,
-        "rolling_average",
-        _models(results, "rolling_average", TABLE4_MODELS["rolling_average"]),
-        "mse",
-        logx=False,
-        logy=True,
-        ylabel="test MSE (log scale)",
-        title="Rolling average (Figure 5, left)",
-    )
-    _panel(
-        axes[1],
-        results,
-        "rolling_argmax",
-        _models(results, "rolling_argmax", TABLE4_MODELS["rolling_argmax"]),
-        "accuracy",
-        logx=True,
-        logy=False,
-        ylabel="test accuracy (last step)",
-        title="Rolling argmax (Figure 5, right)",
-    )
-    if "rolling_argmax" in results.tasks():
-        ref = TEXT_NUMBERS["fig5_encdec_expected_accuracy"]["value"]
-        axes[1].axhline(ref, ls="--", c="k", lw=0.8, label="1 - 1/L (teacher-forced enc-dec)")
-        axes[1].set_ylim(-0.02, 1.02)
-        axes[1].legend(fontsize=7, loc="best")
-    return _save(fig, out / "figure5_rolling.png")
-
-
-def fig6(results: Results, out: Path, client, tmp: Path) -> Path:
-    models = [m for m in TABLE4_MODELS["spiky"] if any(r.usable for r in results.runs("spiky", m))]
-    fig, axes = plt.subplots(max(1, len(models)), 1, figsize=(10, 2.9 * max(1, len(models))), squeeze=False)
-    if not models:
-        _empty(
-            axes[0][0],
-            "spiky: not run in this profile" if "spiky" not in results.tasks() else "no usable runs",
-        )
-    for ax, m in zip(axes[:, 0], models, strict=False):
-        rec = next(r for r in results.runs("spiky", m) if r.usable)
-        img = (
-            download_artifact(client, rec.run_id, "figures/spiky_forecast.png", tmp / f"spiky-{m}")
-            if client
-            else None
-        )
-        if img is None:
-            _empty(ax, f"{label(m)}: forecast figure not logged")
-            continue
-        ax.imshow(plt.imread(img))
-        ax.set_axis_off()
-        ax.set_title(f"{label(m)} (seed {rec.seed})", fontsize=10)
-    return _save(fig, out / "figure6_spiky.png")
-
-
-_EQ_LABELS = [
-    ("mse", "standardised test MSE"),
-    ("lon_wrapped_mae_deg", "longitude MAE (deg, wrapped)"),
-    ("lat_mae_deg", "latitude MAE (deg)"),
-    ("depth_mae_km", "depth MAE (km)"),
-    ("time_mae_s", "origin time MAE (s)"),
-]
-
-
-def fig7(results: Results, out: Path) -> Path:
-    fig, axes = plt.subplots(1, 5, figsize=(21, 4.0))
-    models = _models(results, "earthquake", TABLE4_MODELS["earthquake"])
-    for ax, (metric, ylabel) in zip(axes, _EQ_LABELS, strict=True):
-        _panel(
-            ax,
-            results,
-            "earthquake",
-            models,
-            metric,
-            logx=False,
-            logy=metric == "mse",
-            ylabel=ylabel,
-            title=("Figure 7, left" if metric == "mse" else "Figure 7, right"),
-            xlabel="extrapolation region k",
-        )
-    return _save(fig, out / "figure7_earthquake.png")
-
-
-def fig8(results: Results, out: Path, client) -> Path:
-    fig, axes = plt.subplots(1, 3, figsize=(17, 4.4))
-    ax = axes[0]
+def training_iterations(
+    ax,
+    ctx: _Context,
+    *,
+    model: str,
+    metric: str,
+    tasks: list,
+    styles: list,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    empty: str,
+) -> None:
+    """A metric's history during training (smoothed over ~1% of training), one curve per task."""
     drawn = False
-    for task, style in (("addition", "-"), ("subtraction", "--"), ("rolling_argmax", ":")):
+    for task, style in zip(tasks, styles, strict=True):
         curves = []
-        for rec in results.runs(task, "implicit"):
-            if rec.usable and client is not None:
-                h = metric_history(client, rec.run_id, "train/iters_mean")
+        for rec in ctx.results.runs(task, model):
+            if rec.usable and ctx.client is not None:
+                h = metric_history(ctx.client, rec.run_id, metric)
                 if h:
                     curves.append(h)
         if not curves:
@@ -333,143 +275,343 @@ def fig8(results: Results, out: Path, client) -> Path:
         ax.fill_between(steps, sm.min(0), sm.max(0), color=line.get_color(), alpha=0.15, lw=0)
         drawn = True
     if drawn:
-        ax.set_xlabel("training step")
-        ax.set_ylabel("mean forward iterations per sample")
-        ax.set_title("Figure 8, left: iterations during training (implicit)")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
         ax.grid(alpha=0.25)
         ax.legend(fontsize=7)
     else:
-        _empty(ax, "no implicit runs of addition, subtraction or rolling argmax")
-    for ax, tasks, title in (
-        (axes[1], ("addition", "subtraction"), "Figure 8, middle: arithmetic"),
-        (axes[2], ("rolling_argmax",), "Figure 8, right: rolling argmax"),
-    ):
-        drawn = False
-        for task in tasks:
-            for model in ("implicit", "implicit_rnn"):
-                if not any(r.usable for r in results.runs(task, model)):
-                    continue
-                name = (
-                    f"{label(model)} {task}" if len(tasks) > 1 or model != "implicit" else f"{label(model)}"
+        _empty(ax, empty)
+
+
+def iterations_vs_shift(
+    ax,
+    ctx: _Context,
+    *,
+    tasks: list,
+    models: list,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    styles: dict | None = None,
+) -> None:
+    """Solver iterations per sample vs the shift: the sweep's tolerance (mean, band; dotted: 95th percentile)
+    and the other stopping tolerances (dash-dot)."""
+    results = ctx.results
+    drawn = False
+    for task in tasks:
+        for model in models:
+            if not any(r.usable for r in results.runs(task, model)):
+                continue
+            name = f"{label(model)} {task}" if len(tasks) > 1 or model != "implicit" else f"{label(model)}"
+            drawn |= _band(
+                ax, results, task, model, "iters_mean", name=name, style=(styles or {}).get(task, "-")
+            )
+            p95 = results.series(task, model, "iters_p95", diverged=math.nan)
+            ks = sorted({k for per in p95.values() for k in per})
+            if ks:
+                ax.plot(
+                    ks,
+                    [np.mean([per[k] for per in p95.values() if k in per]) for k in ks],
+                    ":",
+                    color=_COLORS.get(model),
+                    lw=1,
                 )
-                drawn |= _band(
-                    ax,
-                    results,
-                    task,
-                    model,
-                    "iters_mean",
-                    name=name,
-                    style="-" if task != "subtraction" else "--",
-                )
-                p95 = results.series(task, model, "iters_p95", diverged=math.nan)
-                ks = sorted({k for per in p95.values() for k in per})
+            for alt in ("rel", "abs"):  # the same model under the other stopping tolerance
+                other = results.series(task, model, f"iters_mean_{alt}", diverged=math.nan)
+                ks = sorted({k for per in other.values() for k in per})
                 if ks:
                     ax.plot(
                         ks,
-                        [np.mean([per[k] for per in p95.values() if k in per]) for k in ks],
-                        ":",
+                        [np.mean([per[k] for per in other.values() if k in per]) for k in ks],
+                        "-.",
+                        marker="x",
+                        ms=3,
                         color=_COLORS.get(model),
                         lw=1,
+                        alpha=0.7,
+                        label=f"{name}, {alt}. tolerance",
                     )
-                for alt in ("rel", "abs"):  # the same model under the other stopping tolerance
-                    other = results.series(task, model, f"iters_mean_{alt}", diverged=math.nan)
-                    ks = sorted({k for per in other.values() for k in per})
-                    if ks:
-                        ax.plot(
-                            ks,
-                            [np.mean([per[k] for per in other.values() if k in per]) for k in ks],
-                            "-.",
-                            marker="x",
-                            ms=3,
-                            color=_COLORS.get(model),
-                            lw=1,
-                            alpha=0.7,
-                            label=f"{name}, {alt}. tolerance",
-                        )
-        if drawn:
-            ax.set_xscale("log")
-            ax.set_xlabel("shift kappa")
-            ax.set_ylabel("forward iterations per sample")
-            ax.set_title(title)
-            ax.grid(True, which="both", alpha=0.25)
-            ax.legend(fontsize=7)
-        else:
-            _empty(ax, f"{' / '.join(tasks)}: no implicit runs")
-            ax.set_title(title)
-    return _save(fig, out / "figure8_depth.png")
+    if drawn:
+        ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.25)
+        ax.legend(fontsize=7)
+    else:
+        _empty(ax, f"{' / '.join(tasks)}: no implicit runs")
+        ax.set_title(title)
 
 
-def fig9(results: Results, out: Path, client, tmp: Path) -> Path:
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
-    for ax, model in zip(axes, ("implicit", "implicit_nofeedback"), strict=True):
-        rec = next((r for r in results.runs("addition", model) if r.usable), None)
-        path = (
-            download_artifact(client, rec.run_id, "weights/A.npy", tmp / f"A-{model}")
-            if (rec and client)
+def learned_A(ax, ctx: _Context, *, task: str, model: str, artifact: str, xlabel: str, ylabel: str) -> None:
+    """The heatmap of the learned A logged by the model's first usable run (feedback: on and below the diagonal)."""
+    rec = next((r for r in ctx.results.runs(task, model) if r.usable), None)
+    path = (
+        download_artifact(ctx.client, rec.run_id, artifact, ctx.tmp / f"A-{task}-{model}")
+        if (rec and ctx.client)
+        else None
+    )
+    if path is None:
+        _empty(ax, f"{task} / {label(model)}: no run with a logged A")
+        return
+    A = np.load(path)
+    lim = float(np.abs(A).max()) or 1.0
+    im = ax.imshow(A, cmap="RdBu_r", vmin=-lim, vmax=lim)
+    n = A.shape[0]
+    ax.plot([-0.5, n - 0.5], [-0.5, n - 0.5], "k-", lw=0.8)  # the diagonal: on and below it = feedback
+    fb = np.abs(np.tril(A)).sum() / max(np.abs(A).sum(), 1e-12)
+    ax.set_title(f"{label(model)} (seed {rec.seed}): {n}x{n}, feedback share of |A| = {fb:.0%}", fontsize=9)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.figure.colorbar(im, ax=ax, fraction=0.046)
+
+
+def forecast_images(
+    ctx: _Context, *, task: str, models, artifact: str, width: float, row_height: float
+) -> plt.Figure:
+    """One row per model with a usable run: the image its first usable run logged (``table4``: the task's
+    Table 4 models)."""
+    results = ctx.results
+    models = [
+        m
+        for m in _resolve_models(results, task, models, extra=False)
+        if any(r.usable for r in results.runs(task, m))
+    ]
+    rows = max(1, len(models))
+    fig, axes = plt.subplots(rows, 1, figsize=(width, row_height * rows), squeeze=False)
+    if not models:
+        _empty(
+            axes[0][0],
+            f"{task}: not run in this profile" if task not in results.tasks() else "no usable runs",
+        )
+    for ax, m in zip(axes[:, 0], models, strict=False):
+        rec = next(r for r in results.runs(task, m) if r.usable)
+        img = (
+            download_artifact(ctx.client, rec.run_id, artifact, ctx.tmp / f"{task}-{m}")
+            if ctx.client
             else None
         )
-        if path is None:
-            _empty(ax, f"addition / {label(model)}: no run with a logged A")
+        if img is None:
+            _empty(ax, f"{label(m)}: forecast figure not logged")
             continue
-        A = np.load(path)
-        lim = float(np.abs(A).max()) or 1.0
-        im = ax.imshow(A, cmap="RdBu_r", vmin=-lim, vmax=lim)
-        n = A.shape[0]
-        ax.plot([-0.5, n - 0.5], [-0.5, n - 0.5], "k-", lw=0.8)  # the diagonal: on and below it = feedback
-        fb = np.abs(np.tril(A)).sum() / max(np.abs(A).sum(), 1e-12)
-        ax.set_title(
-            f"{label(model)} (seed {rec.seed}): {n}x{n}, feedback share of |A| = {fb:.0%}", fontsize=9
-        )
-        ax.set_xlabel("state j (input of the iteration)")
-        ax.set_ylabel("state i (output)")
-        fig.colorbar(im, ax=ax, fraction=0.046)
-    return _save(fig, out / "figure9_feedback_A.png")
+        ax.imshow(plt.imread(img))
+        ax.set_axis_off()
+        ax.set_title(f"{label(m)} (seed {rec.seed})", fontsize=10)
+    return fig
 
 
-def fig10(results: Results, out: Path) -> Path:
-    fig, axes = plt.subplots(1, 4, figsize=(20, 4.2))
-    spec = [
-        ("addition", "mse", True, True),
-        ("subtraction", "mse", True, True),
-        ("rolling_argmax", "accuracy", True, False),
-        ("rolling_average", "mse", False, True),
-    ]
-    for ax, (task, metric, logx, logy) in zip(axes, spec, strict=True):
-        _panel(
-            ax,
-            results,
-            task,
-            ["implicit", "implicit_nofeedback"],
-            metric,
-            logx=logx,
-            logy=logy,
-            ylabel=f"test {metric}" + (" (log scale)" if logy else ""),
-            title=f"{task} (Figure 10)",
+PANEL_KINDS: dict[str, Callable[..., None]] = {
+    "shift": shift_panel,
+    "training_iterations": training_iterations,
+    "iterations_vs_shift": iterations_vs_shift,
+    "learned_A": learned_A,
+}
+FIGURE_KINDS: dict[str, Callable[..., object]] = {
+    "forecast_images": forecast_images,
+}
+
+
+# ---- reading figures.yaml ---------------------------------------------------------------------------------------
+FIGURES_FILE = Path(__file__).with_name("figures.yaml")
+# every figure has FIGURE_KEYS, then either PANELS_KEYS or a kind of FIGURE_KINDS and that kind's keys
+FIGURE_KEYS = ("file", "title", "caption")
+PANELS_KEYS = ("size", "panels", "defaults")
+DEFAULT_PANEL_KIND = "shift"
+TABLE4 = "table4"
+
+
+class FigureSpecError(ValueError):
+    """``figures.yaml`` names an unknown key, kind, model set or paper number (the message names the figure)."""
+
+
+@dataclass(frozen=True)
+class Panel:
+    kind: str
+    params: dict  # the kind's keyword arguments, paper numbers resolved
+
+
+@dataclass(frozen=True)
+class Figure:
+    file: str
+    title: str
+    caption: str
+    size: tuple[float, float] | None = None  # panel figures
+    panels: tuple[Panel, ...] = ()
+    kind: str | None = None  # whole-figure kinds
+    params: dict = field(default_factory=dict)
+
+
+def _number(where: str, ref):
+    """``{text_number: KEY}`` -> numbers.yaml's ``text_numbers[KEY].value``; ``KEY.field.0``: another field."""
+    if isinstance(ref, list):
+        return [_number(where, x) for x in ref]
+    if not isinstance(ref, dict):
+        return ref
+    if set(ref) != {"text_number"}:
+        return {k: _number(where, v) for k, v in ref.items()}
+    key, *path = str(ref["text_number"]).split(".")
+    try:
+        value = TEXT_NUMBERS[key]
+        for step in path or ["value"]:
+            value = value[int(step) if isinstance(value, list) else step]
+    except (KeyError, IndexError, ValueError, TypeError):
+        raise FigureSpecError(f"{where}: no paper number {ref['text_number']!r} in numbers.yaml") from None
+    return value
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _params(where: str, what: str, fn: Callable, spec: dict, from_defaults=(), keys=("kind",)) -> dict:
+    """``spec`` checked against the keyword-only parameters of ``fn`` (``what``: e.g. "a shift panel"; ``keys``:
+    the keys it takes besides them)."""
+    allowed = {n: p for n, p in inspect.signature(fn).parameters.items() if p.kind is p.KEYWORD_ONLY}
+    for key in spec:
+        if key not in allowed:
+            origin = " (from the figure's defaults)" if key in from_defaults else ""
+            raise FigureSpecError(
+                f"{where}: unknown key {key!r}{origin} ({what} takes: {', '.join((*keys, *allowed))})"
+            )
+    for key, p in allowed.items():
+        if p.default is p.empty and key not in spec:
+            raise FigureSpecError(f"{where}: {what} needs the key {key!r}")
+    params = {k: _number(where, v) for k, v in spec.items()}
+    models = params.get("models")
+    if isinstance(models, str):
+        if models != TABLE4:
+            raise FigureSpecError(
+                f"{where}: unknown model set {models!r} in key 'models' (a list or {TABLE4!r})"
+            )
+        if params.get("task") not in TABLE4_MODELS:
+            raise FigureSpecError(
+                f"{where}: task {params.get('task')!r} has no Table 4 models in numbers.yaml"
+            )
+    elif "models" in params and not (isinstance(models, list) and all(isinstance(m, str) for m in models)):
+        raise FigureSpecError(f"{where}: key 'models' must be a list of model names or {TABLE4!r}")
+    ref = params.get("reference")
+    if ref is not None and not (
+        isinstance(ref, dict) and set(ref) == {"value", "label"} and _is_number(ref["value"])
+    ):
+        raise FigureSpecError(f"{where}: key 'reference' must be {{value: a number, label: a text}}")
+    ylim = params.get("ylim")
+    if ylim is not None and not (isinstance(ylim, list) and len(ylim) == 2 and all(map(_is_number, ylim))):
+        raise FigureSpecError(f"{where}: key 'ylim' must be [low, high]")
+    styles = params.get("styles")
+    if isinstance(styles, list) and len(styles) != len(params.get("tasks") or []):
+        raise FigureSpecError(f"{where}: key 'styles' must give one line style per task")
+    if params.get("legend") is not None and not isinstance(params["legend"], dict):
+        raise FigureSpecError(f"{where}: key 'legend' must be a mapping (keyword arguments of the legend)")
+    return params
+
+
+def _parse_panel(where: str, entry, defaults: dict) -> Panel:
+    if not isinstance(entry, dict):
+        raise FigureSpecError(f"{where}: expected a mapping (a panel's kind and its keys)")
+    spec = {**defaults, **entry}
+    kind = spec.pop("kind", DEFAULT_PANEL_KIND)
+    if not isinstance(kind, str) or kind not in PANEL_KINDS:
+        raise FigureSpecError(
+            f"{where}: unknown panel kind {kind!r} in key 'kind' (known: {', '.join(PANEL_KINDS)})"
         )
-    return _save(fig, out / "figure10_feedback.png")
+    from_defaults = set(defaults) - set(entry)
+    return Panel(kind, _params(where, f"a {kind} panel", PANEL_KINDS[kind], spec, from_defaults))
+
+
+def _parse_figure(i: int, entry, seen: set[str]) -> Figure:
+    name = str(entry.get("file", f"#{i + 1}")) if isinstance(entry, dict) else f"#{i + 1}"
+    where = f"figure {name}"
+    if not isinstance(entry, dict):
+        raise FigureSpecError(f"{where}: expected a mapping with keys {', '.join(FIGURE_KEYS)}")
+    for key in FIGURE_KEYS:
+        if key not in entry:
+            raise FigureSpecError(f"{where}: missing key {key!r}")
+    if name in seen:
+        raise FigureSpecError(f"{where}: the file name is used twice")
+    if not name.endswith(".png") or "/" in name:
+        raise FigureSpecError(f"{where}: key 'file' must be a PNG file name")
+    texts = {k: str(entry[k]) for k in FIGURE_KEYS}
+    rest = {k: v for k, v in entry.items() if k not in FIGURE_KEYS}
+    if "kind" in rest:
+        kind = rest.pop("kind")
+        if not isinstance(kind, str) or kind not in FIGURE_KINDS:
+            raise FigureSpecError(
+                f"{where}: unknown figure kind {kind!r} in key 'kind' (known: {', '.join(FIGURE_KINDS)}; "
+                f"or no kind and {', '.join(PANELS_KEYS)})"
+            )
+        return Figure(
+            **texts,
+            kind=kind,
+            params=_params(where, f"a {kind} figure", FIGURE_KINDS[kind], rest, keys=(*FIGURE_KEYS, "kind")),
+        )
+    for key in rest:
+        if key not in PANELS_KEYS:
+            raise FigureSpecError(
+                f"{where}: unknown key {key!r} (a figure has: {', '.join(FIGURE_KEYS + PANELS_KEYS)}; or "
+                f"{', '.join(FIGURE_KEYS)}, a kind of {', '.join(FIGURE_KINDS)} and its keys)"
+            )
+    for key in ("size", "panels"):
+        if key not in rest:
+            raise FigureSpecError(f"{where}: missing key {key!r}")
+    size = rest["size"]
+    if not (isinstance(size, list) and len(size) == 2 and all(_is_number(x) and x > 0 for x in size)):
+        raise FigureSpecError(f"{where}: key 'size' must be [width, height] in inches")
+    if not isinstance(rest["panels"], list) or not rest["panels"]:
+        raise FigureSpecError(f"{where}: key 'panels' must be a non-empty list")
+    defaults = rest.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise FigureSpecError(f"{where}: key 'defaults' must be a mapping of panel keys")
+    panels = tuple(_parse_panel(f"{where}, panel {j + 1}", p, defaults) for j, p in enumerate(rest["panels"]))
+    return Figure(**texts, size=(float(size[0]), float(size[1])), panels=panels)
+
+
+def load_figures(path: Path | str | None = None) -> list[Figure]:
+    """The figures of ``figures.yaml`` (default: the one beside this module), in order, checked and with their
+    numbers read from numbers.yaml; a :class:`FigureSpecError` names the figure file and the key it does not
+    know."""
+    if path is None:
+        return list(_shipped_figures())
+    doc = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    if not isinstance(doc, dict) or set(doc) != {"figures"} or not isinstance(doc["figures"], list):
+        raise FigureSpecError(f"{path}: expected one top-level key 'figures' holding a list")
+    out: list[Figure] = []
+    for i, entry in enumerate(doc["figures"]):
+        out.append(_parse_figure(i, entry, {f.file for f in out}))
+    return out
+
+
+@functools.cache
+def _shipped_figures() -> tuple[Figure, ...]:
+    return tuple(load_figures(FIGURES_FILE))
+
+
+# file name -> (title, caption), in the report's order
+FIGURES: dict[str, tuple[str, str]] = {f.file: (f.title, f.caption) for f in load_figures()}
+
+
+def _draw(spec: Figure, ctx: _Context):
+    if spec.kind is not None:
+        return FIGURE_KINDS[spec.kind](ctx, **spec.params)
+    fig, axes = plt.subplots(1, len(spec.panels), figsize=spec.size, squeeze=False)
+    for ax, panel in zip(axes[0], spec.panels, strict=True):
+        PANEL_KINDS[panel.kind](ax, ctx, **panel.params)
+    return fig
 
 
 def draw_all(results: Results, out: Path, client=None) -> dict[str, Path]:
-    """Every figure into ``out``; returns ``{file name: path}`` (a figure that fails is reported, not fatal)."""
+    """Every figure of ``figures.yaml`` into ``out``; returns ``{file name: path}`` (a figure that fails is
+    drawn as an error panel, not fatal)."""
     import tempfile
 
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     with tempfile.TemporaryDirectory() as tmpdir:
-        tmp = Path(tmpdir)
-        jobs = {
-            "figure3_identity.png": lambda: fig3(results, out),
-            "figure4_arithmetic.png": lambda: fig4(results, out),
-            "figure5_rolling.png": lambda: fig5(results, out),
-            "figure6_spiky.png": lambda: fig6(results, out, client, tmp),
-            "figure7_earthquake.png": lambda: fig7(results, out),
-            "figure8_depth.png": lambda: fig8(results, out, client),
-            "figure9_feedback_A.png": lambda: fig9(results, out, client, tmp),
-            "figure10_feedback.png": lambda: fig10(results, out),
-        }
-        for name, draw in jobs.items():
+        ctx = _Context(results, client, Path(tmpdir))
+        for spec in load_figures():
+            name = spec.file
             try:
-                paths[name] = draw()
+                paths[name] = _save(_draw(spec, ctx), out / name)
             except Exception as err:  # noqa: BLE001 - one broken figure must not lose the report
                 plt.close("all")
                 fig, ax = plt.subplots(figsize=(6, 2))

@@ -29,7 +29,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .paper_numbers import TABLE4_MODELS, TEXT_NUMBERS, label  # noqa: E402
+from .paper_numbers import TABLE4_MODELS, label, resolve_numbers  # noqa: E402
 from .results import Results, download_artifact, metric_history  # noqa: E402
 
 __all__ = [
@@ -442,24 +442,6 @@ class Figure:
     params: dict = field(default_factory=dict)
 
 
-def _number(where: str, ref):
-    """``{text_number: KEY}`` -> numbers.yaml's ``text_numbers[KEY].value``; ``KEY.field.0``: another field."""
-    if isinstance(ref, list):
-        return [_number(where, x) for x in ref]
-    if not isinstance(ref, dict):
-        return ref
-    if set(ref) != {"text_number"}:
-        return {k: _number(where, v) for k, v in ref.items()}
-    key, *path = str(ref["text_number"]).split(".")
-    try:
-        value = TEXT_NUMBERS[key]
-        for step in path or ["value"]:
-            value = value[int(step) if isinstance(value, list) else step]
-    except (KeyError, IndexError, ValueError, TypeError):
-        raise FigureSpecError(f"{where}: no paper number {ref['text_number']!r} in numbers.yaml") from None
-    return value
-
-
 def _is_number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
@@ -477,7 +459,7 @@ def _params(where: str, what: str, fn: Callable, spec: dict, from_defaults=(), k
     for key, p in allowed.items():
         if p.default is p.empty and key not in spec:
             raise FigureSpecError(f"{where}: {what} needs the key {key!r}")
-    params = {k: _number(where, v) for k, v in spec.items()}
+    params = {k: resolve_numbers(v, where, FigureSpecError) for k, v in spec.items()}
     models = params.get("models")
     if isinstance(models, str):
         if models != TABLE4:

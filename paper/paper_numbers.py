@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 
 __all__ = [
+    "resolve_numbers",
     "CITATION",
     "TABLE1",
     "TABLE1_MODELS",
@@ -41,3 +42,23 @@ MODEL_LABELS: dict[str, str] = _NUMBERS["model_labels"]
 def label(model: str) -> str:
     """Display name of one of our model configs."""
     return MODEL_LABELS.get(model, model)
+
+
+def resolve_numbers(ref, where: str, error: type[Exception] = ValueError):
+    """``ref`` with every ``{text_number: KEY}`` replaced by ``text_numbers[KEY].value`` (``KEY.field.0``: another
+    field) — how claims.yaml and figures.yaml cite the paper's numbers instead of copying them. An unknown key
+    raises ``error`` naming ``where``."""
+    if isinstance(ref, list):
+        return [resolve_numbers(x, where, error) for x in ref]
+    if not isinstance(ref, dict):
+        return ref
+    if set(ref) != {"text_number"}:
+        return {k: resolve_numbers(v, where, error) for k, v in ref.items()}
+    key, *path = str(ref["text_number"]).split(".")
+    try:
+        value = TEXT_NUMBERS[key]
+        for step in path or ["value"]:
+            value = value[int(step) if isinstance(value, list) else step]
+    except (KeyError, IndexError, ValueError, TypeError):
+        raise error(f"{where}: no paper number {ref['text_number']!r} in numbers.yaml") from None
+    return value

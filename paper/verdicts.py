@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .paper_numbers import TABLE4_MODELS, TEXT_NUMBERS, label
+from .paper_numbers import TABLE4_MODELS, label, resolve_numbers
 from .results import Results, Series
 
 __all__ = [
@@ -503,24 +503,6 @@ def _run(ctx: _Context, check: dict) -> RuleResult:
 
 
 # ---- reading claims.yaml ----------------------------------------------------------------------------------------
-def _number(cid: str, ref):
-    """``{text_number: KEY}`` -> numbers.yaml's ``text_numbers[KEY].value``; ``KEY.field.0``: another field."""
-    if isinstance(ref, list):
-        return [_number(cid, x) for x in ref]
-    if not isinstance(ref, dict):
-        return ref
-    if set(ref) != {"text_number"}:
-        return {k: _number(cid, v) for k, v in ref.items()}
-    key, *path = str(ref["text_number"]).split(".")
-    try:
-        value = TEXT_NUMBERS[key]
-        for step in path or ["value"]:
-            value = value[int(step) if isinstance(value, list) else step]
-    except (KeyError, IndexError, ValueError, TypeError):
-        raise ClaimsError(f"claim {cid}: no paper number {ref['text_number']!r} in numbers.yaml") from None
-    return value
-
-
 def _fill(cid: str, text: str, params: dict) -> str:
     """A text with check parameters in braces, e.g. ``{factor:g}``."""
     try:
@@ -548,7 +530,7 @@ def _parse_check(cid: str, spec, where: str = "check") -> dict:
     for key, p in allowed.items():
         if p.default is p.empty and key not in spec:
             raise ClaimsError(f"claim {cid}: {where} of kind {kind} needs the key {key!r}")
-    params = {k: _number(cid, v) for k, v in spec.items() if k != "kind"}
+    params = {k: resolve_numbers(v, f"claim {cid}", ClaimsError) for k, v in spec.items() if k != "kind"}
     if kind == "combine":
         if not isinstance(params["parts"], list):
             raise ClaimsError(f"claim {cid}: {where}.parts must be a list of {{name, check}}")

@@ -103,3 +103,25 @@ TINY_TRAIN = [
     "--data.init_args.n_test",
     "50",
 ]
+
+
+def hand_run(
+    task: str, model: str, seed: int, metrics: dict[str, dict], outcome: str = "ok", run_id: str | None = None
+):
+    """A hand-made run for the paper's report code: ``metrics`` is ``{metric: {shift: value}}`` (the rows of its
+    shift sweep); a run that did not end ``ok`` has no rows."""
+    from lightning_implicit_paper.results import RunRecord
+
+    shifts = dict.fromkeys(k for per in metrics.values() for k in per)
+    rows = [{"shift": k, "n": 10, **{m: per[k] for m, per in metrics.items() if k in per}} for k in shifts]
+    return RunRecord(
+        task=task,
+        model=model,
+        seed=seed,
+        key=f"{task}-{model}-{seed}",
+        command="make train",
+        run_id=run_id or f"{seed:032x}",
+        experiment_id="1",
+        outcome=outcome,
+        rows=rows if outcome == "ok" else [],
+    )

@@ -13,25 +13,14 @@ import yaml
 from lightning_implicit_paper import verdicts as V
 from lightning_implicit_paper.results import Results, RunRecord
 
+from tests.conftest import hand_run
+
 REPO = Path(__file__).resolve().parents[1]
 NOFEEDBACK_TASKS = ("addition", "subtraction", "rolling_argmax", "rolling_average")
 
 
 def _record(task, model, seed, metrics: dict[str, dict], outcome="ok"):
-    """One run: ``metrics`` is ``{metric: {shift: value}}`` (the rows of its shift sweep)."""
-    shifts = dict.fromkeys(k for per in metrics.values() for k in per)
-    rows = [{"shift": k, "n": 10, **{m: per[k] for m, per in metrics.items() if k in per}} for k in shifts]
-    return RunRecord(
-        task=task,
-        model=model,
-        seed=seed,
-        key=f"{task}-{model}-{seed}",
-        command="make train",
-        run_id=f"{seed:032x}",
-        experiment_id="1",
-        outcome=outcome,
-        rows=rows if outcome == "ok" else [],
-    )
+    return hand_run(task, model, seed, metrics, outcome)
 
 
 def _sweep(shifts, f):

@@ -16,7 +16,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from lightning_implicit_paper import figures as F
-from lightning_implicit_paper.results import Results, RunRecord
+from lightning_implicit_paper.paper_numbers import TEXT_NUMBERS
+from lightning_implicit_paper.results import Results
+
+from tests.conftest import hand_run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -304,20 +307,7 @@ OLD_FIGURES = {
 
 # ---- a hand-made table and a stand-in for MLflow ----------------------------------------------------------------
 def _record(task, model, seed, metrics: dict[str, dict], outcome="ok"):
-    """One run: ``metrics`` is ``{metric: {shift: value}}`` (the rows of its shift sweep)."""
-    shifts = dict.fromkeys(k for per in metrics.values() for k in per)
-    rows = [{"shift": k, "n": 10, **{m: per[k] for m, per in metrics.items() if k in per}} for k in shifts]
-    return RunRecord(
-        task=task,
-        model=model,
-        seed=seed,
-        key=f"{task}-{model}-{seed}",
-        command="make train",
-        run_id=f"{task}-{model}-{seed}",
-        experiment_id="1",
-        outcome=outcome,
-        rows=rows if outcome == "ok" else [],
-    )
+    return hand_run(task, model, seed, metrics, outcome, run_id=f"{task}-{model}-{seed}")
 
 
 def _sweep(shifts, f):
@@ -479,7 +469,7 @@ def test_the_spec_names_the_eight_figures_in_order_with_their_titles_and_caption
     assert [f.kind for f in specs] == [None, None, None, "forecast_images", None, None, None, None]
     # the reference line's value is numbers.yaml's, read and not copied
     ref = specs[2].panels[1].params["reference"]
-    assert ref["value"] == F.TEXT_NUMBERS["fig5_encdec_expected_accuracy"]["value"]
+    assert ref["value"] == TEXT_NUMBERS["fig5_encdec_expected_accuracy"]["value"]
     assert "fig5_encdec_expected_accuracy" in F.FIGURES_FILE.read_text(encoding="utf-8")
 
 

@@ -125,3 +125,14 @@ def hand_run(
         outcome=outcome,
         rows=rows if outcome == "ok" else [],
     )
+
+
+def edited_copy(src, tmp_path, old: str, new: str):
+    """A copy of the text file ``src`` in ``tmp_path`` with its one occurrence of ``old`` replaced by ``new``."""
+    from pathlib import Path
+
+    text = Path(src).read_text(encoding="utf-8")
+    assert text.count(old) == 1, old
+    path = tmp_path / Path(src).name
+    path.write_text(text.replace(old, new), encoding="utf-8")
+    return path

@@ -13,7 +13,7 @@ import yaml
 from lightning_implicit_paper import verdicts as V
 from lightning_implicit_paper.results import Results, RunRecord
 
-from tests.conftest import hand_run
+from tests.conftest import edited_copy, hand_run
 
 REPO = Path(__file__).resolve().parents[1]
 NOFEEDBACK_TASKS = ("addition", "subtraction", "rolling_argmax", "rolling_average")
@@ -757,11 +757,7 @@ def test_claims_file_ships_with_the_package():
 
 
 def _edited(tmp_path, old: str, new: str) -> Path:
-    text = V.CLAIMS_FILE.read_text(encoding="utf-8")
-    assert text.count(old) == 1, old
-    path = tmp_path / "claims.yaml"
-    path.write_text(text.replace(old, new), encoding="utf-8")
-    return path
+    return edited_copy(V.CLAIMS_FILE, tmp_path, old, new)
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from lightning_implicit_paper import figures as F
 from lightning_implicit_paper.paper_numbers import TEXT_NUMBERS
 from lightning_implicit_paper.results import Results
 
-from tests.conftest import hand_run
+from tests.conftest import edited_copy, hand_run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -516,11 +516,7 @@ def test_a_failing_figure_is_drawn_as_an_error_panel(tmp_path, spy, monkeypatch)
 
 # ---- errors -----------------------------------------------------------------------------------------------------
 def _edited(tmp_path, old: str, new: str) -> Path:
-    text = F.FIGURES_FILE.read_text(encoding="utf-8")
-    assert text.count(old) == 1, old
-    path = tmp_path / "figures.yaml"
-    path.write_text(text.replace(old, new), encoding="utf-8")
-    return path
+    return edited_copy(F.FIGURES_FILE, tmp_path, old, new)
 
 
 @pytest.mark.parametrize(

@@ -119,7 +119,8 @@ class ShiftModule(L.LightningModule):
         size = getattr(self.trainer.datamodule, "train_batch_size", None) or len(x)
         opt, sched = self.optimizers(), self.lr_schedulers()
         max_steps = self.trainer.max_steps
-        total, steps, seen = x.new_zeros((), dtype=torch.float64), 0, 0
+        before = None if self._loss_acc is None else self._loss_acc.clone()  # (the call's mean: acc - before)
+        steps = 0
         for xb, yb in zip(x.split(size), y.split(size), strict=True):
             if 0 < max_steps <= self.global_step:
                 break
@@ -134,15 +135,16 @@ class ShiftModule(L.LightningModule):
             if sched is not None and self.optim.lr_interval == "step":
                 sched.step()
             self.after_optimizer_step()
-            loss = loss.detach()
-            self._accumulate_loss(loss, len(xb))
-            total += loss.to(torch.float64) * len(xb)
-            steps, seen = steps + 1, seen + len(xb)
+            self._accumulate_loss(loss.detach(), len(xb))
+            steps += 1
             if self._window_ends():
                 self._end_window()
         # Lightning's logging axis counts calls of this method; it counts optimiser steps, as with one per call.
         self.trainer.fit_loop.epoch_loop._batches_that_stepped += max(steps - 1, 0)
-        return total / max(seen, 1)
+        if steps == 0:
+            return None
+        acc = self._loss_acc if before is None else self._loss_acc - before
+        return acc[0] / acc[1]
 
     def after_optimizer_step(self) -> None:
         """Called after every optimiser step (implicit models project ``A`` back onto the well-posed set)."""
@@ -185,9 +187,9 @@ class ShiftModule(L.LightningModule):
         :meth:`training_step`, each of which takes several optimiser steps.)"""
         out = {}
         for values, op in ((means, "mean"), (maxima or {}, "max")):
-            for k, v in values.items():
-                t = torch.as_tensor(v, dtype=torch.float64, device=self.device)
-                out[k] = float(self.trainer.strategy.reduce(t, reduce_op=op))
+            if values:  # one collective per kind of reduction
+                t = torch.tensor(list(values.values()), dtype=torch.float64, device=self.device)
+                out.update(zip(values, self.trainer.strategy.reduce(t, reduce_op=op).tolist(), strict=True))
         for lg in self.loggers:
             lg.log_metrics(out, step=self.global_step - 1)
         # ...and where callbacks that monitor a metric read it

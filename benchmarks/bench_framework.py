@@ -3,9 +3,12 @@
 For each case (the implicit model on addition, the implicitRNN on rolling average, the depth-encoder Transformer
 on addition; Table 4 sizes, batch 64, Adam, one thread) the same module is built twice from the same config
 files: once trained by the framework (``run_training``: Lightning, torchmetrics, MLflow logging into a temporary
-store, the module's own ``training_step`` and hooks), once by a plain loop (random batches by index, the task's
-loss, ``Adam``, the implicit models' projection after each step, a validation pass per epoch). Epochs of the two
-alternate within this process; the printed ratio is the median framework epoch over the median plain epoch.
+store, the module's own ``training_step`` and hooks), once by a plain loop (mini-batches indexed from the in-memory
+tensors by the permutation the framework's sampler draws: the same mini-batches in the same order; the task's loss, ``Adam``, the implicit models' projection after each step, a
+validation pass per epoch). Both runs do the same work: the largest difference between their trained weights is
+printed (0 when they train bit for bit alike; a solver's iteration count, hence its cost, follows the weights).
+Runs of the two alternate within this process; the printed ratio is the median framework epoch over the median
+plain epoch.
 
 Start-up: a fresh ``python -m lightning_implicit.cli train`` process, from ``Popen`` to its first training batch
 (reported by a callback added with ``--trainer.callbacks+``), and ``lightning-implicit --help``.
@@ -73,8 +76,10 @@ def _args(task: str, model: str, samples: int, epochs: int, uri: str) -> list[st
     ]
 
 
-def _plain_epochs(task: str, model: str, samples: int, epochs: int, uri: str) -> list[float]:
-    """A plain PyTorch loop over the same module and data (no Lightning Trainer)."""
+def _plain_epochs(task: str, model: str, samples: int, epochs: int, uri: str) -> tuple[list[float], dict]:
+    """A plain PyTorch loop over the same module, data and optimiser (no Lightning Trainer, no DataLoader): the
+    mini-batches are indexed from in-memory tensors by the permutation the framework's sampler draws from the
+    same seeded generator (the same mini-batches in the same order). Returns the epoch times and the weights."""
     from lightning_implicit.runner import ImplicitCLI
 
     cli = ImplicitCLI(args=_args(task, model, samples, epochs, uri) + ["--tracking.enabled", "false"])
@@ -82,15 +87,20 @@ def _plain_epochs(task: str, model: str, samples: int, epochs: int, uri: str) ->
     dm.setup("fit")
     xt, yt, _ = dm.train_set.tensors
     xv, yv, _ = dm.val_set.tensors
+    bs, ebs = dm.train_batch_size, dm.eval_batch_size
+    g = torch.Generator().manual_seed(dm.seed)  # what the datamodule's RandomSampler draws from
     opt = torch.optim.Adam(module.parameters(), lr=module.optim.lr)
     project = getattr(module.net, "project_", None)
-    bs, loss_fn = dm.train_batch_size, module.task.loss
-    g = torch.Generator().manual_seed(0)
+    loss_fn = module.task.loss
     times = []
     for _ in range(epochs):
         t0 = time.perf_counter()
         module.train()
+        # Per epoch a DataLoader's iterator draws a base seed from its generator, then its RandomSampler the
+        # permutation, and one more (for ``num_samples % n`` samples) when it is exhausted.
+        torch.empty((), dtype=torch.int64).random_(generator=g)
         perm = torch.randperm(len(xt), generator=g)
+        torch.randperm(len(xt), generator=g)
         for i in range(0, len(xt), bs):
             idx = perm[i : i + bs]
             x, y = xt[idx], yt[idx]
@@ -102,19 +112,23 @@ def _plain_epochs(task: str, model: str, samples: int, epochs: int, uri: str) ->
                 project()
         module.eval()
         with torch.no_grad():
-            for i in range(0, len(xv), dm.eval_batch_size):
-                x, y = xv[i : i + dm.eval_batch_size], yv[i : i + dm.eval_batch_size]
+            for i in range(0, len(xv), ebs):
+                x, y = xv[i : i + ebs], yv[i : i + ebs]
                 loss_fn(module.predict_batch(x, y), y)
         times.append(time.perf_counter() - t0)
-    return times
+    return times, module.state_dict()
 
 
-def _framework_epochs(task: str, model: str, samples: int, epochs: int, uri: str) -> list[float]:
+def _framework_epochs(task: str, model: str, samples: int, epochs: int, uri: str) -> tuple[list[float], dict]:
     from lightning_implicit.runner import run_training
 
     timer = EpochTimer()
-    run_training(_args(task, model, samples, epochs, uri), extra_callbacks=[timer], test=False)
-    return timer.times
+    res = run_training(_args(task, model, samples, epochs, uri), extra_callbacks=[timer], test=False)
+    return timer.times, res.module.state_dict()
+
+
+def _max_difference(a: dict, b: dict) -> float:
+    return max(float((a[k].float() - b[k].float()).abs().max()) for k in a if a[k].is_floating_point())
 
 
 def startup(uri: str, repeats: int = 3) -> tuple[list[float], list[float]]:
@@ -193,15 +207,17 @@ def main(argv: list[str] | None = None) -> int:
         uri = f"sqlite:///{tmp}/mlflow.db"
         ratios = {}
         for task, model in cases:
-            plain, frame = [], []
+            plain, frame, diffs = [], [], []
             for _ in range(a.repeats):
-                plain += _plain_epochs(task, model, a.samples, a.epochs, uri)[1:]
-                frame += _framework_epochs(task, model, a.samples, a.epochs, uri)[1:]
+                tp, wp = _plain_epochs(task, model, a.samples, a.epochs, uri)
+                tf, wf = _framework_epochs(task, model, a.samples, a.epochs, uri)
+                plain, frame = plain + tp[1:], frame + tf[1:]
+                diffs.append(_max_difference(wp, wf))
             mp, mf = statistics.median(plain), statistics.median(frame)
             ratios[(task, model)] = mf / mp
             print(
                 f"  {task}/{model:<14} plain {mp * 1e3:7.1f} ms/epoch   framework {mf * 1e3:7.1f} ms/epoch   "
-                f"ratio {mf / mp:5.2f}x   (target <= 1.3x)",
+                f"ratio {mf / mp:5.2f}x   (target <= 1.3x); trained weights differ by at most {max(diffs):.1e}",
                 flush=True,
             )
         if not a.skip_startup:

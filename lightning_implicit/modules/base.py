@@ -19,6 +19,7 @@ from lightning_implicit.implicit.config import as_config
 from lightning_implicit.task import TaskSpec
 
 from .optim import OptimConfig
+from .step_hooks import StepHooks
 
 __all__ = ["ShiftModule"]
 
@@ -50,6 +51,8 @@ class ShiftModule(L.LightningModule):
         # The training loop is this module's own (:meth:`training_step`): several optimiser steps per call.
         self.automatic_optimization = False
         self.task = TaskSpec.from_dict(task) if isinstance(task, dict) else task
+        # the validation loss, weighted by batch size (a NaN stays NaN: the sweep prunes on it)
+        self.val_loss = torchmetrics.MeanMetric(nan_strategy="disable")
         if self.task.kind == "classification":
             self.val_metric = torchmetrics.classification.MulticlassAccuracy(
                 self.task.num_classes, average="micro"
@@ -114,25 +117,29 @@ class ShiftModule(L.LightningModule):
         """One optimiser step per mini-batch of ``batch`` (the datamodule's ``train_steps_per_call`` consecutive
         mini-batches of ``train_batch_size``): zero the gradients, the loss, backward, clip (``optim.grad_clip``),
         step, the schedule (``lr_interval: step``), :meth:`after_optimizer_step`. Returns the call's
-        sample-weighted mean loss (detached)."""
+        sample-weighted mean loss (detached). Backward and step call Lightning's hooks (:class:`StepHooks`)."""
         x, y, _ = batch
         size = getattr(self.trainer.datamodule, "train_batch_size", None) or len(x)
         opt, sched = self.optimizers(), self.lr_schedulers()
+        hooks = self._step_hooks
+        if hooks is None or hooks.trainer is not self.trainer:
+            hooks = self._step_hooks = StepHooks(self.trainer, self)
+        sched = sched if self.optim.lr_interval == "step" else None
         max_steps = self.trainer.max_steps
-        before = None if self._loss_acc is None else self._loss_acc.clone()  # (the call's mean: acc - before)
+        before = self._loss_acc  # (the call's mean: acc - before; the accumulator is replaced, never mutated)
         steps = 0
         for xb, yb in zip(x.split(size), y.split(size), strict=True):
             if 0 < max_steps <= self.global_step:
                 break
             loss = self.task.loss(self.predict_batch(xb, yb), yb)
             opt.zero_grad(set_to_none=True)
-            self.manual_backward(loss)
+            hooks.backward(loss)
             if self.optim.grad_clip > 0:
                 self.clip_gradients(
                     opt, gradient_clip_val=self.optim.grad_clip, gradient_clip_algorithm="norm"
                 )
-            opt.step()
-            if sched is not None and self.optim.lr_interval == "step":
+            hooks.step(opt)
+            if sched is not None:
                 sched.step()
             self.after_optimizer_step()
             self._accumulate_loss(loss.detach(), len(xb))
@@ -143,29 +150,48 @@ class ShiftModule(L.LightningModule):
         self.trainer.fit_loop.epoch_loop._batches_that_stepped += max(steps - 1, 0)
         if steps == 0:
             return None
+        self._fold_losses()
         acc = self._loss_acc if before is None else self._loss_acc - before
         return acc[0] / acc[1]
 
     def after_optimizer_step(self) -> None:
         """Called after every optimiser step (implicit models project ``A`` back onto the well-posed set)."""
 
-    # ---- training statistics: accumulated on the device, read and logged at the logging interval ---------------
+    # ---- training statistics: kept on the device, read and logged at the logging interval ---------------
     # A ``self.log`` call costs ~1 ms of Lightning bookkeeping and a host read stalls an accelerator, so nothing is
-    # read or logged per step: the epoch's summed loss stays on the device; every ``trainer.log_every_n_steps``
-    # optimiser steps and at the end of an epoch the loss is checked for non-finite values, and callbacks log
-    # their window's statistics (``on_logging_window_end``; implicit models' solver statistics: SolverStatsCallback).
-    _loss_acc: torch.Tensor | None = None
+    # read or logged per step: each step's loss is kept (a reference) and summed on the device once per call into
+    # the epoch's (sum, count); every ``trainer.log_every_n_steps`` optimiser steps and at the end of an epoch the
+    # loss is checked for non-finite values, and callbacks log their window's statistics
+    # (``on_logging_window_end``; implicit models' solver statistics: SolverStatsCallback).
+    _step_hooks: StepHooks | None = None
+    _loss_acc: torch.Tensor | None = None  # float64 (sum of loss * samples, samples) since the epoch's start
     _loss_window_start: int = 0
+    _pending_losses: tuple[list[torch.Tensor], list[int]] | None = None  # steps not yet in ``_loss_acc``
 
     def _accumulate_loss(self, loss: torch.Tensor, n: int) -> None:
-        if self._loss_acc is None:
-            self._loss_acc = torch.zeros(2, dtype=torch.float64, device=loss.device)
-            self._loss_window_start = self.global_step
-        self._loss_acc[0] += loss.to(torch.float64) * n  # a NaN or inf in any step stays in the sum
-        self._loss_acc[1] += n
+        """Keep one step's mean loss over ``n`` samples (summed by :meth:`_fold_losses`)."""
+        if self._pending_losses is None:
+            self._pending_losses = ([], [])
+        self._pending_losses[0].append(loss)
+        self._pending_losses[1].append(n)
+
+    def _fold_losses(self) -> None:
+        """Add the kept losses to the epoch's accumulator: a few operations on the device, no host read."""
+        if not self._pending_losses or not self._pending_losses[0]:
+            return
+        losses, sizes = self._pending_losses
+        loss = torch.stack(losses).to(torch.float64)
+        n = loss.new_tensor(sizes)
+        part = torch.stack([(loss * n).sum(), n.sum()])  # a NaN or inf in any step stays in the sum
+        self._loss_acc = part if self._loss_acc is None else self._loss_acc + part
+        self._pending_losses = None
 
     def on_train_epoch_start(self) -> None:
-        self._loss_acc = None
+        self._loss_acc, self._pending_losses = None, None
+        self._loss_window_start = self.global_step
+
+    def on_train_end(self) -> None:
+        self._step_hooks = None  # (it holds the trainer)
 
     def _window_ends(self) -> bool:
         """Did the optimiser step just taken end a logging window (every ``trainer.log_every_n_steps`` steps)?"""
@@ -174,6 +200,7 @@ class ShiftModule(L.LightningModule):
 
     def _end_window(self) -> None:
         """The end of a logging window: check the loss, then callbacks with ``on_logging_window_end`` log theirs."""
+        self._fold_losses()
         self.check_finite_loss()
         for cb in self.trainer.callbacks:
             hook = getattr(cb, "on_logging_window_end", None)
@@ -199,6 +226,7 @@ class ShiftModule(L.LightningModule):
         sched = self.lr_schedulers()
         if sched is not None and self.optim.lr_interval == "epoch":
             sched.step()
+        self._fold_losses()
         self.check_finite_loss()
         acc = self._loss_acc
         if acc is not None and float(acc[1]) > 0:
@@ -219,9 +247,15 @@ class ShiftModule(L.LightningModule):
     def validation_step(self, batch, batch_idx):
         x, y, _ = batch
         pred = self.predict_batch(x, y)
-        self.log("val/loss", self.task.loss(pred, y), prog_bar=True, sync_dist=True, batch_size=len(x))
-        self.val_metric(*self.task.align(pred, y))
-        self.log(self.val_metric_name, self.val_metric, batch_size=len(x))
+        self.val_loss.update(self.task.loss(pred, y), weight=len(x))
+        self.val_metric.update(*self.task.align(pred, y))
+
+    def on_validation_epoch_end(self) -> None:
+        # Logged once per validation (a ``self.log`` costs ~1 ms); torchmetrics reduces across devices in compute.
+        self.log("val/loss", self.val_loss.compute(), prog_bar=True)
+        self.log(self.val_metric_name, self.val_metric.compute())
+        self.val_loss.reset()
+        self.val_metric.reset()
 
     def test_step(self, batch, batch_idx, dataloader_idx: int = 0):
         x, y, idx = batch

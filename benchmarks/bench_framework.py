@@ -111,6 +111,9 @@ def _plain_epochs(task: str, model: str, samples: int, epochs: int, uri: str) ->
             if project is not None:
                 project()
         module.eval()
+        # Lightning's validation DataLoader (no generator of its own) draws its iterator's base seed from the
+        # global RNG: drawn here too, so that the next epoch's dropout masks match.
+        torch.empty((), dtype=torch.int64).random_()
         with torch.no_grad():
             for i in range(0, len(xv), ebs):
                 x, y = xv[i : i + ebs], yv[i : i + ebs]

@@ -422,3 +422,36 @@ def test_registry_typo_lists_valid_names():
         assert name in message
     with pytest.raises(ValueError, match="earthquake/mlp"):
         build_table4("earthquake/mpl")
+
+
+def test_cpu_dropout_keeps_each_element_with_probability_one_minus_p():
+    from lightning_implicit.baselines.transformer import Dropout
+
+    torch.manual_seed(0)
+    drop = Dropout(0.1)
+    x = torch.full((200, 1000), 2.0, requires_grad=True)
+    out = drop(x)
+    kept = out != 0
+    # 200,000 Bernoulli(0.9) draws: the kept fraction is within 5 standard deviations (0.00067) of 0.9
+    assert abs(kept.float().mean().item() - 0.9) < 5 * (0.9 * 0.1 / kept.numel()) ** 0.5
+    torch.testing.assert_close(out[kept], torch.full_like(out[kept], 2.0 / 0.9))  # inverted dropout
+    out.sum().backward()
+    torch.testing.assert_close(x.grad, kept.float() / 0.9)  # the gradient goes through the same mask
+    drop.eval()
+    assert drop(x) is x
+    assert torch.equal(Dropout(0.0).train()(x), x) and torch.equal(
+        Dropout(1.0).train()(x), torch.zeros_like(x)
+    )
+
+
+def test_transformer_layers_use_the_cpu_dropout():
+    from lightning_implicit.baselines.transformer import (
+        DepthwiseEncoder,
+        Dropout,
+        EncoderDecoder,
+        MaskedDecoder,
+    )
+
+    for net in (DepthwiseEncoder(), EncoderDecoder(), MaskedDecoder()):
+        drops = [m for m in net.modules() if isinstance(m, torch.nn.Dropout)]
+        assert drops and all(type(m) is Dropout for m in drops), type(net).__name__

@@ -90,3 +90,31 @@ def test_a_non_finite_loss_is_still_detected(interval, monkeypatch):
         run_training(args, test=False)
     # detected at the interval (step 3) or at the end of the first epoch (5 steps), never later
     assert calls["n"] == (3 if interval == "1" else 5)
+
+
+def test_unconverged_training_solves_warn_once_per_logging_window():
+    """Training solves do not check convergence per step (a host read each); the callback warns per window."""
+    import warnings
+
+    from lightning_implicit.implicit.stats import ConvergenceWarning
+
+    # 320 training samples, batch 64: 5 steps per epoch, 3 epochs = 15 steps; windows end at steps 4, 8, 12
+    args = tiny_args("addition", "implicit", epochs=3, shifts=[10]) + [
+        "--trainer.log_every_n_steps",
+        "4",
+        "--model.init_args.solver.max_iter",
+        "1",
+        "--tracking.enabled",
+        "false",
+    ]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_training(args, test=False)
+    training = [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
+    training = [m for m in training if m.startswith("training steps")]
+    assert [m.split(":")[0] for m in training if "forward solves" in m] == [
+        "training steps 1-4",
+        "training steps 5-8",
+        "training steps 9-12",
+    ]
+    assert "solver.max_iter" in training[0]

@@ -61,6 +61,30 @@ def shift_right(targets: torch.Tensor, start: float | int | torch.Tensor) -> tor
     return torch.cat([first, targets[:, :-1]], dim=1)
 
 
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` whose CPU mask is drawn by ``rand_like(x) >= p`` (each element kept with probability
+    ``1 - p``, kept ones scaled by ``1 / (1 - p)``), which is the same distribution but half the time of
+    ``bernoulli_``: dropout was a third of a CPU training step of the wide feed-forward Transformers (the depth
+    encoder's 500 and the masked decoder's 2,048 units). Elsewhere (CUDA: one fused kernel) ``F.dropout``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0 or x.device.type != "cpu" or not x.is_floating_point():
+            return super().forward(x)
+        if self.p == 1.0:
+            return x * 0.0
+        keep = torch.rand_like(x).ge_(self.p).mul_(1.0 / (1.0 - self.p))
+        return x.mul_(keep) if self.inplace else x * keep
+
+
+def _fast_dropout(layer: nn.Module) -> nn.Module:
+    """``layer`` (a ``TransformerEncoderLayer`` / ``TransformerDecoderLayer``) with its dropouts as :class:`Dropout`
+    (the attention weights' dropout stays inside ``scaled_dot_product_attention``)."""
+    for name, child in layer.named_children():
+        if type(child) is nn.Dropout:
+            setattr(layer, name, Dropout(child.p, child.inplace))
+    return layer
+
+
 class PositionalEncoding(nn.Module):
     """Adds a positional encoding to token embeddings, then dropout.
 
@@ -74,7 +98,7 @@ class PositionalEncoding(nn.Module):
         self.d_model = d_model
         self.max_len = max_len
         self.learned = learned
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         if learned:
             self.pe = nn.Parameter(torch.randn(max_len, d_model) * 0.02)
         else:
@@ -97,7 +121,7 @@ class PositionalEncoding(nn.Module):
 
 def _position(d_model: int, max_len: int, enabled: bool, learned: bool, dropout: float) -> nn.Module:
     """A positional encoding, or plain dropout on the embeddings when disabled."""
-    return PositionalEncoding(d_model, max_len, learned, dropout) if enabled else nn.Dropout(dropout)
+    return PositionalEncoding(d_model, max_len, learned, dropout) if enabled else Dropout(dropout)
 
 
 def _check_heads(d_model: int, nhead: int) -> None:
@@ -112,7 +136,7 @@ def _encoder(d_model, nhead, dim_feedforward, num_layers, dropout, layer_norm_ep
     layer = nn.TransformerEncoderLayer(
         d_model, nhead, dim_feedforward, dropout, layer_norm_eps=layer_norm_eps, batch_first=True
     )
-    return nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+    return nn.TransformerEncoder(_fast_dropout(layer), num_layers, enable_nested_tensor=False)
 
 
 def _as_steps(x: torch.Tensor, features: int, what: str) -> tuple[torch.Tensor, bool]:
@@ -269,7 +293,7 @@ class EncoderDecoder(nn.Module):
         layer = nn.TransformerDecoderLayer(
             d_model, nhead, dim_feedforward, dropout, layer_norm_eps=layer_norm_eps, batch_first=True
         )
-        self.decoder = nn.TransformerDecoder(layer, num_decoder_layers)
+        self.decoder = nn.TransformerDecoder(_fast_dropout(layer), num_decoder_layers)
         self.head = nn.Linear(d_model, out_features)
 
     @property

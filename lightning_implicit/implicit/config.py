@@ -153,6 +153,9 @@ class AdjointConfig:
         if self.check_every is not None and not (isinstance(self.check_every, int) and self.check_every >= 1):
             raise ValueError(f"adjoint.check_every must be an integer >= 1, got {self.check_every!r}")
 
+    def replace(self, **changes) -> AdjointConfig:
+        return replace(self, **changes)
+
     def direct_limit_n(self, device_type: str = "cpu") -> int:
         """The largest ``n`` for which ``auto`` may solve directly (also the fallback for unconverged samples)."""
         if self.direct_max_n is not None:

@@ -130,13 +130,15 @@ class ImplicitLayer(nn.Module):
         warn: bool = True,
         readout: tuple[torch.Tensor, torch.Tensor] | None = None,
         solver_cfg: SolverConfig | None = None,
+        adjoint_cfg: AdjointConfig | None = None,
     ) -> torch.Tensor:
         """Fixed point ``x (batch, n)`` for inputs ``u (batch, p)``; statistics go to ``self.last_stats``.
 
         ``warn=False`` leaves the non-convergence warning to the caller (an ImplicitRNN warns once per sequence).
         ``readout=(C, D)`` returns the prediction ``y = C x + D u (batch, q)`` instead, computed in the same
         autograd node as the solve (fewer autograd nodes per step; see :mod:`.function`). ``solver_cfg``: solve
-        with these settings instead of the layer's (e.g. an evaluation's tolerance; the layer is not changed).
+        with these settings instead of the layer's (e.g. an evaluation's tolerance; the layer is not changed);
+        ``adjoint_cfg`` likewise for the backward's solve.
         """
         if u.dim() != 2 or u.shape[1] != self.in_features:
             raise ValueError(f"expected input (batch, {self.in_features}), got {tuple(u.shape)}")
@@ -147,7 +149,16 @@ class ImplicitLayer(nn.Module):
         x0 = None if x0 is None else x0.detach()  # None: start at zero (not materialised)
         C, D = (None, None) if readout is None else readout
         out = ImplicitFunction.apply(
-            self.effective_A(), self.B, u, x0, cfg, self.adjoint_cfg, sink, self._hints, C, D
+            self.effective_A(),
+            self.B,
+            u,
+            x0,
+            cfg,
+            self.adjoint_cfg if adjoint_cfg is None else adjoint_cfg,
+            sink,
+            self._hints,
+            C,
+            D,
         )
         self.last_stats = sink[0]
         return out
@@ -206,10 +217,15 @@ class ImplicitModel(nn.Module):
     def well_posedness(self) -> float:
         return self.layer.well_posedness()
 
-    def forward(self, u: torch.Tensor, solver_cfg: SolverConfig | None = None) -> torch.Tensor:
-        """``y (batch, q)``; ``solver_cfg``: solve with these settings instead of the layer's."""
+    def forward(
+        self,
+        u: torch.Tensor,
+        solver_cfg: SolverConfig | None = None,
+        adjoint_cfg: AdjointConfig | None = None,
+    ) -> torch.Tensor:
+        """``y (batch, q)``; ``solver_cfg`` / ``adjoint_cfg``: solve with these settings instead of the layer's."""
         # y = C x + D u, in the solve's autograd node
-        return self.layer(u, readout=(self.C, self.D), solver_cfg=solver_cfg)
+        return self.layer(u, readout=(self.C, self.D), solver_cfg=solver_cfg, adjoint_cfg=adjoint_cfg)
 
 
 class ImplicitRNN(nn.Module):
@@ -276,8 +292,14 @@ class ImplicitRNN(nn.Module):
     def well_posedness(self) -> float:
         return self.layer.well_posedness()
 
-    def forward(self, s: torch.Tensor, solver_cfg: SolverConfig | None = None) -> torch.Tensor:
-        """``(batch, time, out_features)``; ``solver_cfg``: solve with these settings instead of the layer's."""
+    def forward(
+        self,
+        s: torch.Tensor,
+        solver_cfg: SolverConfig | None = None,
+        adjoint_cfg: AdjointConfig | None = None,
+    ) -> torch.Tensor:
+        """``(batch, time, out_features)``; ``solver_cfg`` / ``adjoint_cfg``: solve with these settings instead of
+        the layer's."""
         if s.dim() != 3 or s.shape[2] != self.in_features:
             raise ValueError(f"expected input (batch, time, {self.in_features}), got {tuple(s.shape)}")
         b, T, _ = s.shape
@@ -288,7 +310,13 @@ class ImplicitRNN(nn.Module):
         hs, steps = [], []
         for i in range(T):
             u = torch.cat([s[:, i], h], dim=1)
-            x = self.layer(u, x0=x if self.warm_start else None, warn=False, solver_cfg=solver_cfg)
+            x = self.layer(
+                u,
+                x0=x if self.warm_start else None,
+                warn=False,
+                solver_cfg=solver_cfg,
+                adjoint_cfg=adjoint_cfg,
+            )
             steps.append(self.layer.last_stats)
             h = x @ self.C.t() + u @ self.D.t()
             hs.append(h)

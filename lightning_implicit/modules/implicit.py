@@ -98,13 +98,33 @@ class ImplicitModule(ShiftModule):
         self.sweep_tol_mode = sweep_tol_mode
         self.depth_other_tol = depth_other_tol
 
-    def forward(self, x: torch.Tensor, solver_cfg=None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, solver_cfg=None, adjoint_cfg=None) -> torch.Tensor:
         if self.task.is_sequence and not self.sequence_model:
             x = x.reshape(x.shape[0], -1)
-        out = self.net(x, solver_cfg=solver_cfg)
+        out = self.net(x, solver_cfg=solver_cfg, adjoint_cfg=adjoint_cfg)
         if self.family == "implicit_rnn" and self.task.many_to_one:
             out = out[:, -1]
         return out
+
+    def predict_batch(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """In training, the solves do not check convergence themselves (a host read per solve): the converged
+        fractions are read and warned about once per logging interval (:class:`SolverStatsCallback`)."""
+        if not self.training:
+            return self(x)
+        return self(x, *self._training_cfgs())
+
+    _quiet: tuple | None = None  # (solver, adjoint) configs of the layer and their warn=False copies
+
+    def _training_cfgs(self):
+        layer = self.layer
+        if (
+            self._quiet is None
+            or self._quiet[0] is not layer.solver_cfg
+            or self._quiet[1] is not layer.adjoint_cfg
+        ):
+            quiet = (layer.solver_cfg.replace(warn=False), layer.adjoint_cfg.replace(warn=False))
+            self._quiet = (layer.solver_cfg, layer.adjoint_cfg, *quiet)
+        return self._quiet[2:]
 
     def sweep_solver_cfg(self, tol_mode: str | None = None):
         """The solver settings of the shift sweep: the layer's, at ``tol_mode`` (default ``sweep_tol_mode``),

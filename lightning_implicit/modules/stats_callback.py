@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
+
 import lightning as L
 import torch
 
-from lightning_implicit.implicit.stats import SolverStats
+from lightning_implicit.implicit.stats import ConvergenceWarning, SolverStats
 
 __all__ = ["SolverStatsCallback"]
 
@@ -19,7 +21,9 @@ class SolverStatsCallback(L.Callback):
     The forward's statistics come with its output (``net.last_stats``); the adjoint's exist once ``backward``
     has run, so they are taken after it (``on_after_backward``). A step only keeps a reference to its statistics
     (they are small tensors, fresh at every solve); the window's are reduced on the device when it ends, with one
-    host read. :class:`~lightning_implicit.modules.ImplicitModule` adds this callback itself.
+    host read. The training solves do not check convergence themselves (``ImplicitModule.predict_batch``): where
+    the layer's ``solver.warn`` / ``adjoint.warn`` ask for it, a window whose converged fraction is below 1 gets
+    one :class:`ConvergenceWarning`. :class:`~lightning_implicit.modules.ImplicitModule` adds this callback itself.
     """
 
     def __init__(self) -> None:
@@ -52,4 +56,25 @@ class SolverStatsCallback(L.Callback):
         # Under DDP every rank solves its own share of the batch: reduced across ranks (means of equal-sized
         # per-rank batches, maxima as maxima). ``A`` is identical on every rank; its max is a check.
         maxima = {"train/A_inf": pl_module.net.well_posedness(), "train/iters_max": top}
-        pl_module.log_step_metrics(dict(zip(parts, means, strict=True)), maxima)
+        means = dict(zip(parts, means, strict=True))
+        pl_module.log_step_metrics(means, maxima)
+        self._warn(pl_module, means, len(window))
+
+    @staticmethod
+    def _warn(pl_module, means: dict[str, float], steps: int) -> None:
+        layer = pl_module.net.layer
+        end = pl_module.global_step
+        for key, cfg, what in (
+            ("train/converged_frac", layer.solver_cfg, "forward"),
+            ("train/bwd_converged_frac", layer.adjoint_cfg, "adjoint"),
+        ):
+            frac = means.get(key)
+            if cfg.warn and frac is not None and frac < 1.0:
+                warnings.warn(
+                    f"training steps {end - steps + 1}-{end}: {1.0 - frac:.2%} of the {what} solves did not "
+                    f"converge in max_iter={cfg.max_iter} iterations. Raise --model.init_args."
+                    f"{'solver' if what == 'forward' else 'adjoint'}.max_iter, lower kappa or the learning rate, "
+                    "or use tol_mode 'rel' for large inputs in float32.",
+                    ConvergenceWarning,
+                    stacklevel=2,
+                )

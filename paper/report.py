@@ -547,12 +547,36 @@ def _tolerance_note(profile: Profile) -> str:
     )
 
 
-def _sec_notes(results: Results, profile: Profile, amc_skip: str | None) -> list[str]:
+def _recipes_note(tuned: dict) -> str:
+    """How the profile's models were trained: the task configs' recipes, or tuned ones for some pairs."""
+    if not tuned:
+        return (
+            "we train each model once per seed with its config's hyper-parameters (Adam, lr 0.01 unless the "
+            "config says otherwise), so a verdict is about this budget, not about the paper's tuned models."
+        )
+    tasks = sorted({task for task, _ in tuned})
+    budgets = sorted(
+        {
+            f"{str(cfg.provenance.get('budget', '?')).split(';')[0]}, {cfg.provenance.get('cv_folds', '?')}-fold CV"
+            for cfg in tuned.values()
+        }
+    )
+    return (
+        f"{len(tuned)} (task, model) pairs ({', '.join(tasks)}) train on recipes tuned by `make tune` "
+        f"({'; '.join(budgets)}; see [Default and tuned recipes](#tuning)), the other models once per seed with "
+        "their config's hyper-parameters: a verdict is about these budgets, not about the paper's tuned models."
+    )
+
+
+def _sec_notes(
+    results: Results, profile: Profile, amc_skip: str | None, tuned: dict | None = None
+) -> list[str]:
     notes = [
         f"**Budget.** Profile `{profile.name}`: {profile.description.strip() or '(no description)'} Seeds "
-        f"{profile.seeds}. The paper tuned every model by grid search with 5-fold cross-validation; we train each "
-        "model once per seed with its config's hyper-parameters (Adam, lr 0.01 unless the config says otherwise), "
-        "so a verdict is about this budget, not about the paper's tuned models.\n\n" + _budget_table(profile),
+        f"{profile.seeds}. The paper tuned every model by grid search with 5-fold cross-validation; "
+        + _recipes_note(tuned or {})
+        + "\n\n"
+        + _budget_table(profile),
         "**Seeds.** A seed is `make train SEED=` (`seed_everything`: initialisation, dropout). The data of a task "
         "are generated from the task's own data seed, identical for all seeds and models, so models are compared "
         "on the same samples; the bands show training variability, not data variability.",
@@ -767,7 +791,7 @@ def build_report(
         ],
     )
     section("table-2", "Table 2 and Figure 10: feedback ablation", _sec_table2(results, verdicts))
-    section("notes", "Conditions that differ from the paper", _sec_notes(results, profile, amc_skip))
+    section("notes", "Conditions that differ from the paper", _sec_notes(results, profile, amc_skip, tuned))
     section("runs", "Runs and how to rerun them", _sec_runs(results, jobs_by_key or {}))
     path = out_dir / "report.md"
     path.write_text("\n".join(md))

@@ -276,8 +276,15 @@ def test_report_sets_tuned_and_default_verdicts_side_by_side(tmp_path, monkeypat
     table1 = md.split('<a id="table-1"></a>')[1].split("<a id=")[0]
     assert "paper units" in table1 and "Linear fit on the window (reference)" in table1
     assert "Training mean (reference)" in table1 and "Last value of the window (reference)" in table1
+    notes = md.split('<a id="notes"></a>')[1].split("<a id=")[0]
+    assert (
+        "2 (task, model) pairs (addition) train on recipes tuned by `make tune`" in notes
+        and "5-fold CV" in notes
+    )
     base_md = (tmp_path / "r" / "base" / "report.md").read_text()
     assert "trained every model on the task configs' default recipes" in base_md
+    base_notes = base_md.split('<a id="notes"></a>')[1].split("<a id=")[0]
+    assert "once per seed with its config's hyper-parameters" in base_notes and "make tune" not in base_notes
 
 
 def test_an_interrupted_trial_is_not_spent_budget():

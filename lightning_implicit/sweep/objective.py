@@ -156,16 +156,16 @@ class Objective:
         trial.set_user_attr("cli_overrides", over)
         trial.set_user_attr("search_hash", ctx.search_hash)
         run_id = None
-        if ctx.recorder is not None and ctx.parent_run_id:
-            run_id = ctx.recorder.start_trial(
-                ctx.parent_run_id, ctx.study_name, ctx.model, trial, values, over
-            )
-            trial.set_user_attr("mlflow_run_id", run_id)
         fold_values: list[float] = []
         pruning: _Pruning | None = None
         probe = _Probe()
         extra: dict[str, float] = {}
-        try:
+        try:  # (from the trial's run on: a signal anywhere below ends it KILLED, never RUNNING)
+            if ctx.recorder is not None and ctx.parent_run_id:
+                run_id = ctx.recorder.start_trial(
+                    ctx.parent_run_id, ctx.study_name, ctx.model, trial, values, over
+                )
+                trial.set_user_attr("mlflow_run_id", run_id)
             for fold in range(max(ctx.cv, 1)):
                 probe = _Probe()
                 callbacks: list = [probe]

@@ -145,9 +145,13 @@ class SweepRecorder:
             },
         )
         ps = [Param(k, str(v)[:6000]) for k, v in params.items()]
-        self.client.log_batch(
-            run.info.run_id, params=ps, tags=[RunTag("cli_overrides", " ".join(overrides)[:5000])]
-        )
+        try:
+            self.client.log_batch(
+                run.info.run_id, params=ps, tags=[RunTag("cli_overrides", " ".join(overrides)[:5000])]
+            )
+        except BaseException:  # (a signal, or a store error: the run is not left RUNNING)
+            self.client.set_terminated(run.info.run_id, "KILLED")
+            raise
         return run.info.run_id
 
     def finish_trial(

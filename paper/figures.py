@@ -23,13 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
-import yaml
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .paper_numbers import TABLE4_MODELS, label, resolve_numbers  # noqa: E402
+from .paper_numbers import TABLE4_MODELS, label, read_entries, resolve_numbers  # noqa: E402
 from .results import Results, download_artifact, metric_history  # noqa: E402
 
 __all__ = [
@@ -554,11 +553,8 @@ def load_figures(path: Path | str | None = None) -> list[Figure]:
     know."""
     if path is None:
         return list(_shipped_figures())
-    doc = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    if not isinstance(doc, dict) or set(doc) != {"figures"} or not isinstance(doc["figures"], list):
-        raise FigureSpecError(f"{path}: expected one top-level key 'figures' holding a list")
     out: list[Figure] = []
-    for i, entry in enumerate(doc["figures"]):
+    for i, entry in enumerate(read_entries(path, "figures", FigureSpecError)):
         out.append(_parse_figure(i, entry, {f.file for f in out}))
     return out
 

@@ -12,6 +12,7 @@ import yaml
 
 __all__ = [
     "resolve_numbers",
+    "read_entries",
     "CITATION",
     "TABLE1",
     "TABLE1_MODELS",
@@ -42,6 +43,15 @@ MODEL_LABELS: dict[str, str] = _NUMBERS["model_labels"]
 def label(model: str) -> str:
     """Display name of one of our model configs."""
     return MODEL_LABELS.get(model, model)
+
+
+def read_entries(path: Path | str, key: str, error: type[Exception]) -> list:
+    """The list under the one top-level ``key`` of the YAML file ``path`` (claims.yaml: ``claims``, figures.yaml:
+    ``figures``); anything else raises ``error`` naming the file."""
+    doc = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    if not isinstance(doc, dict) or set(doc) != {key} or not isinstance(doc[key], list):
+        raise error(f"{path}: expected one top-level key '{key}' holding a list")
+    return doc[key]
 
 
 def resolve_numbers(ref, where: str, error: type[Exception] = ValueError):

@@ -47,9 +47,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from .paper_numbers import TABLE4_MODELS, label, resolve_numbers
+from .paper_numbers import TABLE4_MODELS, label, read_entries, resolve_numbers
 from .results import Results, Series
 
 __all__ = [
@@ -587,11 +586,8 @@ def load_claims(path: Path | str | None = None) -> list[Claim]:
     from numbers.yaml; a :class:`ClaimsError` names the claim and the key it does not know."""
     if path is None:
         return list(_shipped_claims())
-    doc = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    if not isinstance(doc, dict) or set(doc) != {"claims"} or not isinstance(doc["claims"], list):
-        raise ClaimsError(f"{path}: expected one top-level key 'claims' holding a list")
     out: list[Claim] = []
-    for i, entry in enumerate(doc["claims"]):
+    for i, entry in enumerate(read_entries(path, "claims", ClaimsError)):
         cid = str(entry.get("id", f"#{i + 1}")) if isinstance(entry, dict) else f"#{i + 1}"
         if not isinstance(entry, dict):
             raise ClaimsError(f"claim {cid}: expected a mapping with keys {', '.join(CLAIM_KEYS)}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -224,7 +225,7 @@ def test_bad_trial_is_pruned_with_step_and_reason(env):
     assert "MedianPruner" in run.data.tags["prune_reason"]
 
 
-def test_cv_objective_is_the_fold_mean_and_prunes_between_folds(env):
+def test_cv_objective_is_the_fold_mean_and_prunes_between_folds(env, capsys):
     search = env.search(PRUNE)
     _enqueued_study(env, "cv", [0.02, 1e-7])
     assert (
@@ -242,6 +243,18 @@ def test_cv_objective_is_the_fold_mean_and_prunes_between_folds(env):
     assert "after fold 0" in bad.user_attrs["prune_reason"]
     fold_runs = [r for r in _by_role(env.runs(), "fold") if r.data.tags["optuna.trial"] == "0"]
     assert sorted(r.data.tags["fold"] for r in fold_runs) == ["0", "1"]
+    # a line when each trial starts and one per finished fold (the pruned trial: its one fold)
+    out = capsys.readouterr().out
+    lines = [ln for ln in out.splitlines() if re.search(r"trial #\d+ fold \d+/", ln)]
+    assert [ln.split("]")[1].split(":")[0].strip() for ln in lines] == [
+        "trial #0 fold 1/2",
+        "trial #0 fold 2/2",
+        "trial #1 fold 1/2",
+    ]
+    assert f"val/loss={folds[0]:.5g} (running mean {folds[0]:.5g})" in lines[0]
+    assert f"val/loss={folds[1]:.5g} (running mean {good.value:.5g})" in lines[1]
+    assert "[addition/mlp] trial #0 started (2 folds): lr=0.02" in out
+    assert "[addition/mlp] trial #1 started (2 folds): lr=1e-07" in out
 
 
 # ---- failures -----------------------------------------------------------------------------------------------

@@ -379,6 +379,10 @@ def _check_signature(
         )
 
 
+def _say_now(line: str) -> None:
+    print(line, flush=True)
+
+
 def _run_quota(
     study: optuna.Study, storage, ctx: TrialContext, opts: SweepOptions, quota: int, label: str, on_failed
 ) -> int:
@@ -388,7 +392,7 @@ def _run_quota(
     t0 = time.monotonic()
     ran = 0
     with DeferredInterrupt() as interrupt:
-        objective = Objective(ctx, interrupt)
+        objective = Objective(ctx, interrupt, say=_say_now, label=label)
         while ran < quota:
             interrupt.check()
             if opts.timeout is not None and time.monotonic() - t0 >= opts.timeout:

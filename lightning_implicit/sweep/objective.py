@@ -19,6 +19,8 @@ import json
 import math
 import os
 import signal
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from statistics import fmean
 
@@ -139,11 +141,23 @@ class ConvergenceGuard(L.Callback):
 
 
 class Objective:
-    """``study.optimize(Objective(ctx), ...)``: one trial = ``ctx.cv`` training runs."""
+    """``study.optimize(Objective(ctx), ...)``: one trial = ``ctx.cv`` training runs.
 
-    def __init__(self, ctx: TrialContext, interrupt: DeferredInterrupt | None = None) -> None:
+    ``say``: called with one line when a cross-validated trial starts (its sampled values) and one after each
+    fold (its loss, how long it took and the trial's elapsed time), so that a search whose trials take many
+    minutes shows progress between them."""
+
+    def __init__(
+        self,
+        ctx: TrialContext,
+        interrupt: DeferredInterrupt | None = None,
+        say: Callable[[str], None] | None = None,
+        label: str | None = None,
+    ) -> None:
         self.ctx = ctx
         self.interrupt = interrupt  # a deferred Ctrl-C is raised at batch ends (see .interrupt)
+        self.say = say
+        self.label = label or ctx.model
 
     def __call__(self, trial: optuna.Trial) -> float:
         from lightning_implicit.runner import run_training
@@ -160,6 +174,12 @@ class Objective:
         pruning: _Pruning | None = None
         probe = _Probe()
         extra: dict[str, float] = {}
+        t_trial = time.monotonic()
+        if self.say is not None and ctx.cv > 1:
+            shown = " ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
+            )
+            self.say(f"[{self.label}] trial #{trial.number} started ({ctx.cv} folds): {shown}")
         try:  # (from the trial's run on, a signal anywhere below ends it as an interrupted trial, never RUNNING)
             if ctx.recorder is not None and ctx.parent_run_id:
                 run_id = ctx.recorder.start_trial(
@@ -191,6 +211,7 @@ class Objective:
                     *ctx.pinned,
                 ]
                 handler = signal.getsignal(signal.SIGINT)  # (the sweep's deferring handler, or Python's)
+                t_fold = time.monotonic()
                 try:
                     result = run_training(args, extra_callbacks=callbacks, test=False)
                 except SystemExit:
@@ -210,6 +231,12 @@ class Objective:
                 extra.update({k.replace("/", "_"): v for k, v in result.val.items() if k != "val/loss"})
                 if ctx.cv > 1:
                     mean = fmean(fold_values)
+                    if self.say is not None:
+                        now = time.monotonic()
+                        self.say(
+                            f"[{self.label}] trial #{trial.number} fold {fold + 1}/{ctx.cv}: val/loss={loss:.5g} "
+                            f"(running mean {mean:.5g})  fold {now - t_fold:.1f}s, trial {now - t_trial:.1f}s"
+                        )
                     trial.report(mean, step=fold)
                     if fold < ctx.cv - 1 and trial.should_prune():
                         raise optuna.TrialPruned(

@@ -615,7 +615,28 @@ def _sec_notes(
     return ["\n".join(f"- {n}" for n in notes) + "\n"]
 
 
+def time_by_model(records) -> list[str]:
+    """A markdown table of the runs' training wall time (``repro/wall_s``: fit, shift sweep and logging of one
+    run in its worker) summed per model, largest first, with its share of the total; ``[]`` when none is
+    known. It shows where a reproduction's time goes (on a CPU: the Transformer baselines)."""
+    per: dict[str, list[float]] = {}
+    for r in records:
+        if r.wall_s > 0:
+            per.setdefault(r.model, []).append(r.wall_s)
+    total = sum(sum(v) for v in per.values())
+    if not total:
+        return []
+    lines = ["| model | runs | wall (s), summed | share | mean per run (s) |", "|---|---|---|---|---|"]
+    for model, walls in sorted(per.items(), key=lambda kv: (-sum(kv[1]), kv[0])):
+        lines.append(
+            f"| {model} | {len(walls)} | {sum(walls):.1f} | {sum(walls) / total:.0%} | {sum(walls) / len(walls):.1f} |"
+        )
+    lines.append(f"| all | {sum(len(v) for v in per.values())} | {total:.1f} | 100% | |")
+    return lines
+
+
 def _sec_runs(results: Results, jobs_by_key: dict) -> list[str]:
+    timing = time_by_model(results.records)
     lines = [
         "| task | model | seed | MLflow run | outcome | this invocation | wall (s) | rerun command |",
         "|---|---|---|---|---|---|---|---|",
@@ -629,11 +650,17 @@ def _sec_runs(results: Results, jobs_by_key: dict) -> list[str]:
             f"| {r.task} | {r.model} | {r.seed} | {run} | {outcome} | {r.source or '-'} | "
             f"{r.wall_s:.1f} | `{r.command}` |"
         )
-    return [
+    head = [
         "Each run is `make train` with the profile's overrides (the command below); its MLflow page has the "
         "config, the data card, the shift sweep (`ood/*` metrics, `sweep/` artifacts) and the task figures.\n",
-        "\n".join(lines) + "\n",
     ]
+    if timing:
+        head += [
+            "Where the time went: each run's wall time in its worker (training, shift sweep, logging; a reused "
+            "run keeps the time of the invocation that trained it), summed per model:\n",
+            "\n".join(timing) + "\n",
+        ]
+    return [*head, "\n".join(lines) + "\n"]
 
 
 def _rules_text() -> str:

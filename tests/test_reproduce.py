@@ -14,7 +14,7 @@ from lightning_implicit_paper import verdicts as V
 from lightning_implicit_paper.cli import reproduce
 from lightning_implicit_paper.plan import build_jobs
 from lightning_implicit_paper.profile import ProfileError, load_profile
-from lightning_implicit_paper.report import SECTIONS
+from lightning_implicit_paper.report import SECTIONS, time_by_model
 from lightning_implicit_paper.results import Results
 
 from lightning_implicit.runner import run_training
@@ -247,6 +247,21 @@ def tiny_profile(tmp_path, monkeypatch):
     return p
 
 
+def test_time_by_model_sums_each_models_runs_largest_first():
+    walls = {("depth_encoder", 0): 14.0, ("depth_encoder", 1): 12.0, ("mlp", 0): 1.0, ("mlp", 1): 3.0}
+    records = [hand_run("addition", m, seed, {"mse": {1: 0.1}}) for m, seed in walls]
+    for r in records:
+        r.wall_s = walls[(r.model, r.seed)]
+    records.append(hand_run("addition", "nalu", 0, {}, outcome="failed"))  # no wall time known: left out
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in time_by_model(records)[2:]]
+    assert rows == [
+        ["depth_encoder", "2", "26.0", f"{26 / 30:.0%}", "13.0"],
+        ["mlp", "2", "4.0", f"{4 / 30:.0%}", "2.0"],
+        ["all", "4", "30.0", "100%", ""],
+    ]
+    assert time_by_model(records[-1:]) == []
+
+
 def test_report_has_every_section_and_links_and_resume_trains_nothing(
     tiny_profile, tmp_path, mlflow_store, capsys
 ):
@@ -279,6 +294,7 @@ def test_report_has_every_section_and_links_and_resume_trains_nothing(
         assert f"figures/{name}" in md
     assert "make train TASK=" in md or "lightning_implicit.cli train --task" in md
     assert md.count("| addition | implicit | 0 |") == 1  # the runs table, one row per run
+    assert "Where the time went" in md and re.search(r"\| all \| 10 \| [0-9.]+ \| 100% \|", md)
     for v in ("F4a", "F5c", "T1b", "T2", "F8"):
         assert f"| {v} |" in md
     # every claim the verdict rules evaluated has its row, with the verdict the rules gave

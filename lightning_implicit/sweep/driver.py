@@ -11,6 +11,7 @@ of the worker that picks it up.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import os
 import shlex
@@ -26,7 +27,7 @@ from lightning_implicit.confpath import name_of
 from lightning_implicit.jobs import WorkersInterrupted, run_in_workers
 
 from .interrupt import DeferredInterrupt
-from .objective import Objective, TrialContext
+from .objective import Objective, TrialContext, format_params
 from .records import SweepRecorder
 from .space import SearchSpace, SearchSpaceError, check_cli_keys, load_search_space, search_file_path
 from .storage import mask_url, open_storage, recover_stale_trials, resolve_storage_url
@@ -277,12 +278,6 @@ def _pruner(space: SearchSpace) -> optuna.pruners.BasePruner:
     return optuna.pruners.MedianPruner(**kw)
 
 
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
-
-
 class _TrialPrinter:
     """One line per finished trial (also from worker processes), and an error-streak guard."""
 
@@ -314,7 +309,7 @@ class _TrialPrinter:
             )
         else:
             msg = t.user_attrs.get("fail_reason", "failed")
-        params = " ".join(f"{k}={_fmt(v)}" for k, v in t.params.items())
+        params = format_params(t.params)
         print(f"{head} {msg}  ({dur:.1f}s)  {params}", flush=True)
         reason = t.user_attrs.get("fail_reason", "") if t.state == TrialState.FAIL else ""
         self.errors = (
@@ -379,10 +374,6 @@ def _check_signature(
         )
 
 
-def _say_now(line: str) -> None:
-    print(line, flush=True)
-
-
 def _run_quota(
     study: optuna.Study, storage, ctx: TrialContext, opts: SweepOptions, quota: int, label: str, on_failed
 ) -> int:
@@ -392,7 +383,7 @@ def _run_quota(
     t0 = time.monotonic()
     ran = 0
     with DeferredInterrupt() as interrupt:
-        objective = Objective(ctx, interrupt, say=_say_now, label=label)
+        objective = Objective(ctx, interrupt, say=functools.partial(print, flush=True), label=label)
         while ran < quota:
             interrupt.check()
             if opts.timeout is not None and time.monotonic() - t0 >= opts.timeout:

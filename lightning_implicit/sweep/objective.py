@@ -140,6 +140,11 @@ class ConvergenceGuard(L.Callback):
             )
 
 
+def format_params(values: dict) -> str:
+    """``k=v`` pairs of a trial's sampled values for a console line (floats to 4 significant digits)."""
+    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+
+
 class Objective:
     """``study.optimize(Objective(ctx), ...)``: one trial = ``ctx.cv`` training runs.
 
@@ -176,10 +181,9 @@ class Objective:
         extra: dict[str, float] = {}
         t_trial = time.monotonic()
         if self.say is not None and ctx.cv > 1:
-            shown = " ".join(
-                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
+            self.say(
+                f"[{self.label}] trial #{trial.number} started ({ctx.cv} folds): {format_params(values)}"
             )
-            self.say(f"[{self.label}] trial #{trial.number} started ({ctx.cv} folds): {shown}")
         try:  # (from the trial's run on, a signal anywhere below ends it as an interrupted trial, never RUNNING)
             if ctx.recorder is not None and ctx.parent_run_id:
                 run_id = ctx.recorder.start_trial(

@@ -68,7 +68,16 @@ def test_workers_get_their_threads_and_environment():
     assert r.value == (1, "set")
 
 
-def test_ctrl_c_stops_the_workers_and_names_the_running_jobs():
+@pytest.fixture
+def python_sigint():
+    """Python's Ctrl-C handler for the test, as in a terminal: a shell starts a background job (``make test &``,
+    some CI runners) with SIGINT ignored, and a SIGINT the test sends itself would never arrive."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_stops_the_workers_and_names_the_running_jobs(python_sigint):
     started: list[tuple[int, int]] = []
 
     def on_start(index: int, pid: int) -> None:

@@ -619,19 +619,20 @@ def time_by_model(records) -> list[str]:
     """A markdown table of the runs' training wall time (``repro/wall_s``: fit, shift sweep and logging of one
     run in its worker) summed per model, largest first, with its share of the total; ``[]`` when none is
     known. It shows where a reproduction's time goes (on a CPU: the Transformer baselines)."""
-    per: dict[str, list[float]] = {}
+    runs: dict[str, int] = {}
+    wall: dict[str, float] = {}
     for r in records:
         if r.wall_s > 0:
-            per.setdefault(r.model, []).append(r.wall_s)
-    total = sum(sum(v) for v in per.values())
+            runs[r.model] = runs.get(r.model, 0) + 1
+            wall[r.model] = wall.get(r.model, 0.0) + r.wall_s
+    total = sum(wall.values())
     if not total:
         return []
     lines = ["| model | runs | wall (s), summed | share | mean per run (s) |", "|---|---|---|---|---|"]
-    for model, walls in sorted(per.items(), key=lambda kv: (-sum(kv[1]), kv[0])):
-        lines.append(
-            f"| {model} | {len(walls)} | {sum(walls):.1f} | {sum(walls) / total:.0%} | {sum(walls) / len(walls):.1f} |"
-        )
-    lines.append(f"| all | {sum(len(v) for v in per.values())} | {total:.1f} | 100% | |")
+    for model in sorted(wall, key=lambda m: (-wall[m], m)):
+        w, n = wall[model], runs[model]
+        lines.append(f"| {model} | {n} | {w:.1f} | {w / total:.0%} | {w / n:.1f} |")
+    lines.append(f"| all | {sum(runs.values())} | {total:.1f} | 100% | |")
     return lines
 
 

@@ -12,6 +12,7 @@ import yaml
 from lightning_implicit.datamodules.synthetic import ArithmeticDataModule
 
 from lightning_implicit.confpath import builtin_root
+from lightning_implicit.sweep.default_trial import DEFAULT_ATTR, default_point
 from lightning_implicit.sweep.space import load_search_space
 from lightning_implicit.sweep.tune import TuneOptions, run_tune, space_edges
 from lightning_implicit.tuned import TunedConfigError, find_tuned, load_tuned
@@ -73,7 +74,8 @@ def test_tune_writes_a_config_with_provenance_that_train_and_reproduce_use(tiny,
     study = optuna.load_study(study_name=p["study"], storage=f"sqlite:///{tiny / 'optuna.db'}")
     assert p["cv_score"]["mean"] == pytest.approx(study.best_value)
     # the space's fixed settings travel with the best trial's values
-    assert cfg.overrides["trainer.max_epochs"] == -1 and 3 <= cfg.overrides["trainer.max_steps"] <= 8
+    assert cfg.overrides["trainer.max_epochs"] == -1
+    assert cfg.overrides["trainer.max_steps"] == study.best_params["steps"]
     assert cfg.overrides["model.init_args.optim.lr"] == pytest.approx(study.best_params["lr"])
     assert (tiny / "tuned" / "addition" / "mlp.yaml").exists()
 
@@ -305,3 +307,87 @@ def test_an_interrupted_trial_is_not_spent_budget():
             study._storage.set_trial_user_attr(t._trial_id, "fail_reason", reason)
         study.tell(t, 1.0 if state == TrialState.COMPLETE else None, state=state)
     assert _spent(study) == 3
+
+
+RECIPE_PROFILE = TINY_PROFILE.replace(
+    "    overrides:",
+    "    model_overrides:\n"
+    "      implicit: {trainer.max_epochs: 2, data.init_args.batch_size: 64, model.init_args.optim.lr: 0.01}\n"
+    "    overrides:",
+)
+
+
+def test_every_study_starts_from_the_configs_recipe(tiny):
+    """Trial 0 of a study is the model's own recipe: the profile's settings (epochs turned into optimiser steps
+    of a training fold), the model config's kappa; a number beyond the searched range is enqueued as it is."""
+    (tiny / "tiny.yaml").write_text(RECIPE_PROFILE)
+    said: list[str] = []
+    assert run_tune(_opts(tiny, models=["implicit"], trials=2), say=said.append) == 0
+    study = optuna.load_study(
+        study_name="tune-tiny-addition-implicit", storage=f"sqlite:///{tiny / 'optuna.db'}"
+    )
+    first, second = study.trials
+    assert (
+        first.user_attrs[DEFAULT_ATTR].startswith("the configuration's recipe")
+        and "lr_gamma" in first.user_attrs[DEFAULT_ATTR]
+    )
+    kappa = yaml.safe_load((builtin_root() / "models" / "implicit.yaml").read_text())["model"]["init_args"][
+        "kappa"
+    ]
+    # 2 folds of 200 samples: 100 training samples, 2 mini-batches of 64 per epoch, 2 epochs
+    assert first.params == {
+        "lr": 0.01,
+        "lr_schedule": "none",
+        "lr_interval": "epoch",
+        "lr_gamma": 1.0,
+        "batch_size": 64,
+        "steps": 4,
+        "weight_decay": 0.0,
+        "grad_clip": 0.0,
+        "kappa": kappa,
+        "tol": 3.0e-6,
+    }
+    over = first.user_attrs["cli_overrides"]
+    assert over[over.index("--trainer.max_steps") + 1] == "4" and DEFAULT_ATTR not in second.user_attrs
+    # the profile's max_epochs is the recipe's, not pinned over every trial (the space counts steps)
+    assert "--trainer.max_epochs 2" not in study.user_attrs["sweep.settings"]
+    rec = load_tuned(tiny / "tuned" / "addition" / "implicit.yaml").provenance["default_recipe"]
+    assert rec["trial"] == 0 and rec["cv_score"] == pytest.approx(first.value)
+    assert rec["beaten"] == (study.best_trial.number != 0)
+    # resuming does not enqueue it again
+    run_tune(_opts(tiny, models=["implicit"], trials=3), say=said.append)
+    study = optuna.load_study(
+        study_name="tune-tiny-addition-implicit", storage=f"sqlite:///{tiny / 'optuna.db'}"
+    )
+    assert [DEFAULT_ATTR in t.user_attrs for t in study.trials] == [True, False, False]
+
+
+def test_default_point_leaves_a_value_that_is_not_a_choice_to_the_sampler():
+    space = load_search_space(builtin_root() / "tune" / "default.yaml", task="addition", full=True).space(
+        "mlp"
+    )
+    cfg = {
+        "model.init_args.optim.lr": 0.5,  # above the range: enqueued as it is
+        "model.init_args.optim.lr_schedule": "cosine",
+        "model.init_args.optim.lr_interval": "step",
+        "model.init_args.optim.lr_gamma": 0.99,
+        "data.init_args.batch_size": 48,  # not a choice
+        "trainer.max_steps": 300,
+        "trainer.max_epochs": 10,  # 10 * 25 = 250 < 300: Lightning stops at the first
+        "model.init_args.optim.weight_decay": 1.0e-4,
+        "model.init_args.optim.grad_clip": 1,
+    }
+    point = default_point(space, cfg, steps_per_epoch=25)
+    assert point.params == {
+        "lr": 0.5,
+        "lr_schedule": "cosine",
+        "lr_interval": "step",
+        "lr_gamma": 0.99,
+        "steps": 250,
+        "weight_decay": 1.0e-4,
+        "grad_clip": 1.0,
+    }
+    assert set(point.outside) == {"batch_size"} and "48" in point.outside["batch_size"]
+    assert set(point.beyond) == {"lr"} and "batch_size (sampled)" in point.label
+    no_count = default_point(space, {**cfg, "trainer.max_steps": -1}, steps_per_epoch=None)
+    assert "steps" in no_count.outside and "steps" not in no_count.params

@@ -26,10 +26,18 @@ from optuna.trial import TrialState
 from lightning_implicit.confpath import name_of
 from lightning_implicit.jobs import WorkersInterrupted, run_in_workers
 
+from .default_trial import DEFAULT_ATTR, default_point
 from .interrupt import DeferredInterrupt
 from .objective import Objective, TrialContext, format_params
 from .records import SweepRecorder
-from .space import SearchSpace, SearchSpaceError, check_cli_keys, load_search_space, search_file_path
+from .space import (
+    SearchSpace,
+    SearchSpaceError,
+    check_cli_keys,
+    load_search_space,
+    parse_config,
+    search_file_path,
+)
 from .storage import mask_url, open_storage, recover_stale_trials, resolve_storage_url
 
 __all__ = ["SweepOptions", "ModelOutcome", "run_sweep", "study_name_for", "SWEEP_TRAINER_DEFAULTS"]
@@ -82,6 +90,10 @@ class SweepOptions:
     threads: int = 1
     verbose: bool = False
     overrides: list[str] = field(default_factory=list)
+    # start each new study from the configuration's own recipe (:mod:`.default_trial`); ``recipe`` holds the
+    # command-line overrides that belong to that recipe but are searched (a profile's learning rate, say)
+    start_from_default: bool = False
+    recipe: list[str] = field(default_factory=list)
     worker_index: int | None = None  # internal: this process is worker i of a parallel sweep
     parent_run_id: str | None = None  # internal: the sweep's MLflow parent run (workers)
 
@@ -108,7 +120,7 @@ class SweepOptions:
         }
         for f in fields(o):
             v = getattr(o, f.name)
-            if f.name in ("task", "overrides") or v is None:
+            if f.name in ("task", "overrides", "start_from_default", "recipe") or v is None:
                 continue
             if f.name in _SECRET_ENV and mask_url(str(v)) != str(v):
                 continue  # a URL with a password goes by environment (secret_env), never on a command line
@@ -183,6 +195,8 @@ def _quiet(verbose: bool):
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True to a scalar")
+    # the enqueued recipe may lie outside a searched range on purpose (said when it is enqueued, see .default_trial)
+    warnings.filterwarnings("ignore", message="Fixed parameter .* is out of range")
     if not verbose:
         warnings.filterwarnings("ignore", category=ConvergenceWarning)
         warnings.filterwarnings("ignore", category=PossibleUserWarning)
@@ -247,6 +261,22 @@ def _contexts(opts: SweepOptions, space: SearchSpace, models: list[str], say) ->
             search_hash=space.sha256,
         )
     return out
+
+
+def _enqueue_default(study: optuna.Study, opts: SweepOptions, ctx: TrialContext, say) -> None:
+    """Enqueue the model's own recipe as the study's next trial, once per study (:mod:`.default_trial`)."""
+    from lightning_implicit.runner import load_data
+
+    if any(DEFAULT_ATTR in t.user_attrs for t in study.get_trials(deepcopy=False)):
+        return
+    args = [*_base_args(opts, ctx.model), *opts.recipe, *ctx.pinned, *ctx.fold_args(0)]
+    point = default_point(ctx.space, parse_config(args), load_data(args).steps_per_epoch())
+    study.enqueue_trial(point.params, user_attrs={DEFAULT_ATTR: point.label})
+    say(f"[{ctx.model}] next trial: {point.label}: {format_params(point.params)}")
+    for name, why in point.beyond.items():
+        say(f"[{ctx.model}]   {name} enqueued outside the searched range: {why}")
+    for name, why in point.outside.items():
+        say(f"[{ctx.model}]   {name} left to the sampler: {why}")
 
 
 def _all_failed(study: optuna.Study) -> str | None:
@@ -559,7 +589,9 @@ def _run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) 
         study = _open_study(opts, space, ctx, storage, create=True)
         studies[m] = study
         _check_signature(study, opts, space, ctx, say)
-        n_before = len(study.get_trials(deepcopy=False))
+        if opts.start_from_default:
+            _enqueue_default(study, opts, ctx, say)
+        n_before = len([t for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING])
         parent = None
         if recorder is not None:
             parent = recorder.parent_run(

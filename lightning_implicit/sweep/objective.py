@@ -29,6 +29,7 @@ import optuna
 from optuna.trial import TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 
+from .default_trial import DEFAULT_ATTR
 from .interrupt import DeferredInterrupt, InterruptAtBatchEnd
 from .records import SweepRecorder
 from .space import ModelSpace, cli_value
@@ -181,8 +182,10 @@ class Objective:
         extra: dict[str, float] = {}
         t_trial = time.monotonic()
         if self.say is not None and ctx.cv > 1:
+            origin = trial.user_attrs.get(DEFAULT_ATTR)
             self.say(
-                f"[{self.label}] trial #{trial.number} started ({ctx.cv} folds): {format_params(values)}"
+                f"[{self.label}] trial #{trial.number} started ({ctx.cv} folds"
+                f"{f'; {origin}' if origin else ''}): {format_params(values)}"
             )
         try:  # (from the trial's run on, a signal anywhere below ends it as an interrupted trial, never RUNNING)
             if ctx.recorder is not None and ctx.parent_run_id:

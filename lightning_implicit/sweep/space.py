@@ -58,6 +58,7 @@ __all__ = [
     "SearchSpace",
     "load_search_space",
     "check_cli_keys",
+    "parse_config",
     "cli_value",
     "search_file_path",
 ]
@@ -455,7 +456,7 @@ def load_search_space(path: str | Path, *, task: str, full: bool = False, model_
 
 
 # ---- CLI keys --------------------------------------------------------------------------------------------
-def _parse_only(args: list[str]):
+def parse_config(args: list[str]):
     """Parse LightningCLI arguments without instantiating anything (raises ``argparse.ArgumentError``)."""
     from lightning_implicit.runner import ImplicitCLI
 
@@ -503,7 +504,7 @@ def check_cli_keys(
     :class:`SearchSpaceError` naming the first bad entry (with a suggestion for typos).
     """
     try:
-        cfg = _parse_only(list(base_args))
+        cfg = parse_config(list(base_args))
     except Exception as exc:  # noqa: BLE001 - jsonargparse raises ArgumentError / ValueError / TypeError
         raise SearchSpaceError(
             f"the configuration of model {space.model!r} does not parse:\n    {_error_text(exc)}"
@@ -539,19 +540,19 @@ def check_cli_keys(
 
     for i in range(n_probe):
         try:
-            _parse_only(args_for(i))
+            parse_config(args_for(i))
         except Exception:  # noqa: BLE001
             for j, (where, key, values) in enumerate(entries):
                 for k in range(len(values)):
                     try:
-                        _parse_only(args_for(k, only=j))
+                        parse_config(args_for(k, only=j))
                     except Exception as exc:  # noqa: BLE001
                         raise SearchSpaceError(
                             f"{path}: {where}: value {values[k]!r} for key {key!r} is rejected by the "
                             f"LightningCLI parser of model {space.model!r}:\n    {_error_text(exc)}"
                         ) from None
             try:
-                _parse_only(args_for(i))
+                parse_config(args_for(i))
             except Exception as exc:  # noqa: BLE001
                 raise SearchSpaceError(
                     f"{path}: the settings of model {space.model!r} are rejected together:\n    {_error_text(exc)}"

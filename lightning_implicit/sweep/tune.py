@@ -9,6 +9,9 @@ machinery (:func:`~lightning_implicit.sweep.driver.run_sweep`):
 * space: ``conf/tune/<task>.yaml`` (the search-file format of :mod:`.space`): the training recipe (learning
   rate, schedule and its unit, batch size up to the full batch, optimiser steps, weight decay, gradient
   clipping) for every model, plus ``kappa`` and the solver tolerance for implicit models;
+* first trial: the model's own recipe (:mod:`.default_trial`: the task, model and profile settings, epochs
+  converted to optimiser steps), enqueued once in every study, so that a tuned config is never one the default
+  beats at the same cross-validation; the provenance says whether the search beat it;
 * budget: ``--trials N`` trials *in total* per (task, model), the same for every model family; running the
   command again resumes each study (same storage) and only runs what is missing, so Ctrl-C loses at most the
   running trial;
@@ -108,6 +111,23 @@ def _load_study(name: str, storage_url: str):
         return None
 
 
+def _default_record(trials, best) -> dict | None:
+    """The enqueued trial of the configuration's own recipe: its number, how much of the recipe it carried, its
+    state and CV score, and whether the search beat it (``None`` for a study without one)."""
+    from .default_trial import DEFAULT_ATTR
+
+    t = next((t for t in trials if DEFAULT_ATTR in t.user_attrs), None)
+    if t is None:
+        return None
+    return {
+        "trial": t.number,
+        "what": t.user_attrs[DEFAULT_ATTR],
+        "state": t.state.name.lower(),
+        "cv_score": float(t.value) if t.value is not None else None,
+        "beaten": best.number != t.number,
+    }
+
+
 def _write_tuned(
     opts: TuneOptions, task: str, model: str, study, space, storage_url: str, commit: str
 ) -> Path | None:
@@ -153,6 +173,7 @@ def _write_tuned(
         "budget": f"{opts.trials} trials per (task, model), the same for every model; profile {opts.profile}'s data "
         f"sizes; space {space.path.name} (sha256 {space.sha256})",
         "space_edges": space_edges(best.params, ms),
+        "default_recipe": _default_record(trials, best),
         "best_params": {k: (float(v) if isinstance(v, float) else v) for k, v in best.params.items()},
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "git_commit": commit,
@@ -225,12 +246,12 @@ def run_tune(opts: TuneOptions, *, say=print) -> int:
         if missing:
             searched = {s.key for s in space.space(model).params.values() if s.key}
             plan = profile.tasks[task]
-            pinned = [
-                a
-                for k, v in plan.overrides_for(model).items()
-                if k not in searched
-                for a in (f"--{k}", cli_value(v))
-            ]
+            # the profile's settings of a searched key, or of one the space fixes (its max_epochs -1: training
+            # length is counted in steps), are part of the recipe, not pinned over every trial
+            ruled = searched | set(space.space(model).fixed)
+            own = plan.overrides_for(model)
+            pinned = [a for k, v in own.items() if k not in ruled for a in (f"--{k}", cli_value(v))]
+            recipe = [a for k, v in own.items() if k in ruled for a in (f"--{k}", cli_value(v))]
             sweep = SweepOptions(
                 task=task,
                 models=[model],
@@ -250,6 +271,8 @@ def run_tune(opts: TuneOptions, *, say=print) -> int:
                 timeout=opts.timeout,
                 verbose=opts.verbose,
                 overrides=[*pinned, *opts.extra],
+                start_from_default=True,
+                recipe=recipe,
             )
             code = run_sweep(
                 sweep,

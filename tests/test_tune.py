@@ -177,6 +177,8 @@ def test_space_edges_and_shared_params(tmp_path):
     assert any(e.startswith("lr=") and "upper" in e for e in edges)
     assert any(e.startswith("steps=") and "lower" in e for e in edges)
     assert not any(e.startswith(("kappa", "batch_size")) for e in edges)
+    (beyond,) = space_edges({"lr_gamma": 1.0, "steps": 1000}, implicit)  # an enqueued recipe's value
+    assert beyond == "lr_gamma=1 above its upper bound 0.9995 (the recipe's value)"
 
 
 def test_a_broken_tuned_config_is_named(tmp_path, monkeypatch):

@@ -82,7 +82,12 @@ def space_edges(params: dict, space) -> list[str]:
         pos = (
             (math.log(v) - math.log(lo)) / (math.log(hi) - math.log(lo)) if spec.log else (v - lo) / (hi - lo)
         )
-        if pos <= 0.05:
+        if pos < 0 or pos > 1:  # the enqueued recipe trial may lie outside (see .default_trial)
+            side = "below its lower" if pos < 0 else "above its upper"
+            out.append(
+                f"{name}={value:g} {side} bound {spec.low if pos < 0 else spec.high:g} (the recipe's value)"
+            )
+        elif pos <= 0.05:
             out.append(f"{name}={value:g} at its lower bound {spec.low:g}")
         elif pos >= 0.95:
             out.append(f"{name}={value:g} at its upper bound {spec.high:g}")
@@ -134,6 +139,7 @@ def _write_tuned(
     """Write the best trial of ``study`` (``space``: the task's :class:`~.space.SearchSpace`) as a tuned config."""
     from optuna.trial import TrialState
 
+    from lightning_implicit.confpath import builtin_root
     from lightning_implicit.tuned import TunedConfig, tuned_path
 
     from .storage import mask_url
@@ -195,6 +201,14 @@ def _write_tuned(
     }
     root = Path(opts.out) if opts.out else None
     path = tuned_path(task, model, root)
+    checkout = builtin_root().parent / "pyproject.toml"
+    if not path.parent.exists() and path.is_relative_to(builtin_root()) and checkout.exists():
+        # (a source checkout: conf/'s folders ship as packages listed by name; tests/test_layout.py checks it)
+        print(
+            f"note: new folder {path.parent}: add 'lightning_implicit.conf.tuned.{task}' to the packages in "
+            "pyproject.toml so that it is installed",
+            flush=True,
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     cfg = TunedConfig(task=task, model=model, overrides=overrides, provenance=provenance)
     tmp = path.with_suffix(".yaml.tmp")

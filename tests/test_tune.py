@@ -393,3 +393,40 @@ def test_default_point_leaves_a_value_that_is_not_a_choice_to_the_sampler():
     assert set(point.beyond) == {"lr"} and "batch_size (sampled)" in point.label
     no_count = default_point(space, {**cfg, "trainer.max_steps": -1}, steps_per_epoch=None)
     assert "steps" in no_count.outside and "steps" not in no_count.params
+
+
+@pytest.mark.filterwarnings("ignore:Fixed parameter")
+def test_a_dead_recipe_trial_is_retried_as_the_recipe_and_an_interrupted_one_enqueued_again(tmp_path):
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState
+
+    from lightning_implicit.sweep.default_trial import default_trial, has_default
+    from lightning_implicit.sweep.storage import _retry
+
+    dist = {"lr_gamma": FloatDistribution(0.95, 0.9995)}
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'o.db'}")
+    study.enqueue_trial({"lr_gamma": 1.0}, user_attrs={DEFAULT_ATTR: "the configuration's recipe"})
+    dead = study.ask(dist)
+    assert dead.params == {"lr_gamma": 1.0}  # beyond the range, as enqueued
+    study.tell(dead, state=TrialState.FAIL)
+    _retry(study, study.trials[0], "worker died", max_retry=1)  # (a trial's params may not lie outside)
+    retry = study.trials[1]
+    assert retry.state == TrialState.WAITING and retry.user_attrs[DEFAULT_ATTR] and has_default(study.trials)
+    again = study.ask(dist)
+    assert again.params == {"lr_gamma": 1.0}
+    study.tell(again, 0.5)
+    assert default_trial(study.trials).number == 1
+
+    other = optuna.create_study()
+    other.enqueue_trial({"lr_gamma": 0.99}, user_attrs={DEFAULT_ATTR: "the configuration's recipe"})
+    t = other.ask(dist)
+    t.set_user_attr("fail_reason", "interrupted")
+    other.tell(t, state=TrialState.FAIL)
+    assert not has_default(
+        other.trials
+    )  # Ctrl-C during the recipe trial: the resumed study enqueues it again
+    other.enqueue_trial({"lr_gamma": 0.99}, user_attrs={DEFAULT_ATTR: "the configuration's recipe"})
+    t = other.ask(dist)
+    t.set_user_attr("fail_reason", "non-finite loss")
+    other.tell(t, state=TrialState.FAIL)
+    assert has_default(other.trials)  # a recipe that fails on its own (not interrupted) is not run again

@@ -23,9 +23,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from optuna.trial import FrozenTrial, TrialState
+
 from .space import ModelSpace, ParamSpec
 
-__all__ = ["DefaultPoint", "default_point", "in_space", "DEFAULT_ATTR"]
+__all__ = ["DefaultPoint", "default_point", "in_space", "has_default", "default_trial", "DEFAULT_ATTR"]
 
 DEFAULT_ATTR = (
     "default_recipe"  # trial user attribute: "all in the space" or the parameters left to the sampler
@@ -168,3 +170,20 @@ def _steps(cfg, steps_per_epoch: int | None) -> tuple[int | None, str]:
     if not counts:
         return None, "the recipe sets neither trainer.max_steps nor trainer.max_epochs"
     return min(counts), ""
+
+
+def has_default(trials: list[FrozenTrial]) -> bool:
+    """Whether a study already holds its recipe trial: run, running or waiting (an interrupted one is run again
+    when the study resumes; one that failed for another reason, e.g. a non-finite loss, is not)."""
+    return any(
+        DEFAULT_ATTR in t.user_attrs
+        and not (t.state == TrialState.FAIL and t.user_attrs.get("fail_reason") == "interrupted")
+        for t in trials
+    )
+
+
+def default_trial(trials: list[FrozenTrial]) -> FrozenTrial | None:
+    """The study's recipe trial: the last one that finished (complete or pruned), else the last one enqueued."""
+    mine = [t for t in trials if DEFAULT_ATTR in t.user_attrs]
+    done = [t for t in mine if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    return (done or mine or [None])[-1]

@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 from lightning_implicit.confpath import name_of
 from lightning_implicit.jobs import WorkersInterrupted, run_in_workers
 
-from .default_trial import DEFAULT_ATTR, default_point
+from .default_trial import DEFAULT_ATTR, default_point, has_default
 from .interrupt import DeferredInterrupt
 from .objective import Objective, TrialContext, format_params
 from .records import SweepRecorder
@@ -267,7 +267,7 @@ def _enqueue_default(study: optuna.Study, opts: SweepOptions, ctx: TrialContext,
     """Enqueue the model's own recipe as the study's next trial, once per study (:mod:`.default_trial`)."""
     from lightning_implicit.runner import load_data
 
-    if any(DEFAULT_ATTR in t.user_attrs for t in study.get_trials(deepcopy=False)):
+    if has_default(study.get_trials(deepcopy=False)):
         return
     args = [*_base_args(opts, ctx.model), *opts.recipe, *ctx.pinned, *ctx.fold_args(0)]
     point = default_point(ctx.space, parse_config(args), load_data(args).steps_per_epoch())

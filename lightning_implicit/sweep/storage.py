@@ -35,6 +35,8 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
+from .default_trial import DEFAULT_ATTR
+
 __all__ = ["resolve_storage_url", "open_storage", "recover_stale_trials", "pid_alive", "mask_url", "HOST"]
 
 HOST = socket.gethostname()
@@ -236,12 +238,21 @@ def _retry(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str, ma
         "failed_trial": trial.system_attrs.get("failed_trial", trial.number),
         "retry_history": history,
     }
+    user_attrs = {"retry_of": trial.number, "retry_reason": reason}
+    if DEFAULT_ATTR in trial.user_attrs and "fixed_params" in system_attrs:
+        # the recipe trial (.default_trial) may hold values outside their ranges, which a trial's params may not:
+        # re-enqueued as it was enqueued, by its fixed_params, and still marked as the recipe
+        user_attrs[DEFAULT_ATTR] = trial.user_attrs[DEFAULT_ATTR]
+        study.add_trial(
+            optuna.create_trial(state=TrialState.WAITING, user_attrs=user_attrs, system_attrs=system_attrs)
+        )
+        return
     study.add_trial(
         optuna.create_trial(
             state=TrialState.WAITING,
             params=trial.params,
             distributions=trial.distributions,
-            user_attrs={"retry_of": trial.number, "retry_reason": reason},
+            user_attrs=user_attrs,
             system_attrs=system_attrs,
         )
     )

@@ -119,9 +119,9 @@ def _load_study(name: str, storage_url: str):
 def _default_record(trials, best) -> dict | None:
     """The enqueued trial of the configuration's own recipe: its number, how much of the recipe it carried, its
     state and CV score, and whether the search beat it (``None`` for a study without one)."""
-    from .default_trial import DEFAULT_ATTR
+    from .default_trial import DEFAULT_ATTR, default_trial
 
-    t = next((t for t in trials if DEFAULT_ATTR in t.user_attrs), None)
+    t = default_trial(trials)
     if t is None:
         return None
     return {

@@ -300,9 +300,9 @@ def _sec_tuning(
         out.append("\n".join(f"* {n}" for n in notes) + "\n")
     if tuned:
         rows = [
-            "| Task | Model | CV val/loss (mean ± sd over folds) | Trials (complete / pruned / failed) | Search hit "
-            "its edges | Study | Tuned on |",
-            "|---|---|---|---|---|---|---|",
+            "| Task | Model | CV val/loss (mean ± sd over folds) | The config's own recipe (trial 0) | Trials "
+            "(complete / pruned / failed) | Search hit its edges | Study | Tuned on |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for (task, model), cfg in sorted(tuned.items()):
             p = cfg.provenance
@@ -314,7 +314,8 @@ def _sec_tuning(
                 else "-"
             )
             rows.append(
-                f"| {task} | {label(model)} | {score} | {tr.get('complete', 0)} / {tr.get('pruned', 0)} / "
+                f"| {task} | {label(model)} | {score} | {_recipe_cell(p.get('default_recipe'))} | "
+                f"{tr.get('complete', 0)} / {tr.get('pruned', 0)} / "
                 f"{tr.get('fail', 0)} | {edges} | `{p.get('study', '?')}` | {str(p.get('date', ''))[:10]}, "
                 f"`{str(p.get('git_commit', ''))[:10]}` |"
             )
@@ -335,6 +336,16 @@ def _sec_tuning(
         rows.append(f"| {v.id} | {v.claim} | {o.verdict if o else '-'} | **{v.verdict}** |")
     out.append("\n".join(rows) + "\n")
     return out
+
+
+def _recipe_cell(rec: dict | None) -> str:
+    """The tuning record's recipe trial (``lightning_implicit.sweep.default_trial``): its CV loss and whether the
+    search beat it; "not run" for a study tuned before every study started from its recipe."""
+    if not rec:
+        return "not run"
+    score = f"{rec['cv_score']:.4g}" if rec.get("cv_score") is not None else rec.get("state", "?")
+    partly = " (partly: see the config)" if "except" in rec.get("what", "") else ""
+    return f"{score}{partly}, {'beaten' if rec.get('beaten') else '**the best trial**'}"
 
 
 def _sec_fig7(results, verdicts) -> list[str]:

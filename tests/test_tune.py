@@ -245,7 +245,20 @@ def test_report_sets_tuned_and_default_verdicts_side_by_side(tmp_path, monkeypat
     used, why = tuned_recipes(load_profile(tmp_path / "half.yaml"), "addition")
     assert used == {} and "tuned configs exist for mlp but not for implicit" in why and "make tune" in why
     implicit_cfg = TunedConfig(
-        "addition", "implicit", {"model.init_args.optim.lr": 0.005}, {**prov, "study": "s-i"}
+        "addition",
+        "implicit",
+        {"model.init_args.optim.lr": 0.005},
+        {
+            **prov,
+            "study": "s-i",
+            "default_recipe": {
+                "trial": 0,
+                "what": "the configuration's recipe",
+                "state": "complete",
+                "cv_score": 0.25,
+                "beaten": True,
+            },
+        },
     )
     (conf / "tuned" / "addition" / "implicit.yaml").write_text(implicit_cfg.to_yaml())
     used, why = tuned_recipes(load_profile(tmp_path / "half.yaml"), "addition")
@@ -272,7 +285,8 @@ def test_report_sets_tuned_and_default_verdicts_side_by_side(tmp_path, monkeypat
 
     md = (tmp_path / "r" / "tuned" / "report.md").read_text()
     section = md.split('<a id="tuning"></a>')[1].split("<a id=")[0]
-    assert "| addition | MLP" in section and "0.123 ± 0.01 (5 folds)" in section and "5 / 2 / 0" in section
+    assert "| addition | MLP | 0.123 ± 0.01 (5 folds) | not run | 5 / 2 / 0 |" in section
+    assert "| addition | Implicit | 0.123 ± 0.01 (5 folds) | 0.25, beaten | 5 / 2 / 0 |" in section
     assert "lr=0.05 at its upper bound" in section and "`tune-x-addition-mlp`" in section
     assert "`base`" in section and "`tuned`" in section and "3 of 3 found" in section
     for vid in ("F4a", "T1a", "F7a"):

@@ -444,3 +444,21 @@ def test_a_dead_recipe_trial_is_retried_as_the_recipe_and_an_interrupted_one_enq
     t.set_user_attr("fail_reason", "non-finite loss")
     other.tell(t, state=TrialState.FAIL)
     assert has_default(other.trials)  # a recipe that fails on its own (not interrupted) is not run again
+
+
+def test_default_point_reads_a_repeated_width_and_its_count():
+    from lightning_implicit.sweep.space import ModelSpace, ParamSpec
+
+    space = ModelSpace(
+        "mlp",
+        params={
+            "width": ParamSpec(
+                "width", "int", key="model.init_args.arch_kwargs.hidden", low=4, high=32, repeat="depth"
+            ),
+            "depth": ParamSpec("depth", "int", low=1, high=3),
+        },
+    )
+    cfg = {"model.init_args.arch_kwargs": {"hidden": [10, 10]}}  # a key inside a dict argument
+    assert default_point(space, cfg, None).params == {"width": 10, "depth": 2}
+    uneven = default_point(space, {"model.init_args.arch_kwargs": {"hidden": [10, 20]}}, None)
+    assert uneven.params == {} and "not a repeated value" in uneven.outside["width"]

@@ -462,3 +462,15 @@ def test_default_point_reads_a_repeated_width_and_its_count():
     assert default_point(space, cfg, None).params == {"width": 10, "depth": 2}
     uneven = default_point(space, {"model.init_args.arch_kwargs": {"hidden": [10, 20]}}, None)
     assert uneven.params == {} and "not a repeated value" in uneven.outside["width"]
+
+
+def test_a_study_searched_over_other_choices_is_refused_before_any_trial(tiny):
+    storage = f"sqlite:///{tiny / 'optuna.db'}"
+    run_tune(_opts(tiny, models=["mlp"], trials=1), say=lambda m: None)
+    space = tiny / "space" / "default.yaml"
+    space.write_text(space.read_text().replace("choices: [64, full]", "choices: [32, full]"))
+    from lightning_implicit.sweep.space import SearchSpaceError
+
+    with pytest.raises(SearchSpaceError, match=r"different space.*batch_size.*--study NAME"):
+        run_tune(_opts(tiny, models=["mlp"], trials=2), say=lambda m: None)
+    assert len(_values(storage, "tune-tiny-addition-mlp")) == 1  # nothing ran, nothing was enqueued

@@ -263,6 +263,30 @@ def _contexts(opts: SweepOptions, space: SearchSpace, models: list[str], say) ->
     return out
 
 
+def _check_space(study: optuna.Study, space: SearchSpace, ctx: TrialContext) -> None:
+    """Refuse a resumed study whose earlier trials drew a parameter from a distribution the current space cannot
+    share (categorical choices changed, float turned int): every new trial would fail in Optuna's storage."""
+    from optuna.distributions import check_distribution_compatibility
+
+    seen: dict = {}
+    for t in study.get_trials(deepcopy=False):
+        for name, dist in t.distributions.items():
+            seen.setdefault(name, dist)
+    bad = []
+    for name, spec in ctx.space.params.items():
+        if name in seen:
+            try:
+                check_distribution_compatibility(seen[name], spec.distribution())
+            except ValueError:
+                bad.append(f"{name}: study has {seen[name]}, the space now {spec.distribution()}")
+    if bad:
+        raise SearchSpaceError(
+            f"study {ctx.study_name!r} was searched over a different space than {space.path} now gives "
+            f"({'; '.join(bad)}); restore the space, or start a new study (--study NAME; make tune: delete the "
+            "old study from the storage first)"
+        )
+
+
 def _enqueue_default(study: optuna.Study, opts: SweepOptions, ctx: TrialContext, say) -> None:
     """Enqueue the model's own recipe as the study's next trial, once per study (:mod:`.default_trial`)."""
     from lightning_implicit.runner import load_data
@@ -589,6 +613,7 @@ def _run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) 
         study = _open_study(opts, space, ctx, storage, create=True)
         studies[m] = study
         _check_signature(study, opts, space, ctx, say)
+        _check_space(study, space, ctx)
         if opts.start_from_default:
             _enqueue_default(study, opts, ctx, say)
         n_before = len([t for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING])

@@ -119,6 +119,16 @@ class ParamSpec:
             )
         return trial.suggest_categorical(self.name, list(self.choices))
 
+    def distribution(self):
+        """The Optuna distribution :meth:`suggest` draws from."""
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+        if self.type == "float":
+            return FloatDistribution(self.low, self.high, log=self.log, step=self.step)
+        if self.type == "int":
+            return IntDistribution(int(self.low), int(self.high), log=self.log, step=int(self.step or 1))
+        return CategoricalDistribution(list(self.choices))
+
     def probe_values(self) -> list:
         """Values that exercise the parser: both bounds or every choice."""
         if self.type == "categorical":

@@ -344,7 +344,8 @@ def _recipe_cell(rec: dict | None) -> str:
     if not rec:
         return "not run"
     score = f"{rec['cv_score']:.4g}" if rec.get("cv_score") is not None else rec.get("state", "?")
-    partly = " (partly: see the config)" if "except" in rec.get("what", "") else ""
+    # (DefaultPoint.label names the parameters the sampler drew instead of the recipe's value "(sampled)")
+    partly = " (partly: see the config)" if "(sampled)" in rec.get("what", "") else ""
     return f"{score}{partly}, {'beaten' if rec.get('beaten') else '**the best trial**'}"
 
 

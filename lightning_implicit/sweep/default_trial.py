@@ -29,9 +29,8 @@ from .space import ModelSpace, ParamSpec
 
 __all__ = ["DefaultPoint", "default_point", "in_space", "has_default", "default_trial", "DEFAULT_ATTR"]
 
-DEFAULT_ATTR = (
-    "default_recipe"  # trial user attribute: "all in the space" or the parameters left to the sampler
-)
+# the recipe trial's user attribute; its value is :attr:`DefaultPoint.label`
+DEFAULT_ATTR = "default_recipe"
 
 
 @dataclass
@@ -149,13 +148,12 @@ def _add(point: DefaultPoint, name: str, spec: ParamSpec, value: Any) -> None:
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not numeric or (spec.type == "int" and float(value) != int(value)):
         point.outside[name] = f"{spec.key or name}={value!r} is not a {spec.type}"
-        return
-    if spec.log and value <= 0:
+    elif spec.log and value <= 0:
         point.outside[name] = f"{spec.key or name}={value!r} is not positive (a log-scaled range)"
-        return
-    point.params[name] = int(value) if spec.type == "int" else float(value)
-    if not in_space(spec, value):
-        point.beyond[name] = f"{spec.key or name}={value!r} is outside [{spec.low:g}, {spec.high:g}]"
+    else:
+        point.params[name] = int(value) if spec.type == "int" else float(value)
+        if not in_space(spec, value):
+            point.beyond[name] = f"{spec.key or name}={value!r} is outside [{spec.low:g}, {spec.high:g}]"
 
 
 def _steps(cfg, steps_per_epoch: int | None) -> tuple[int | None, str]:

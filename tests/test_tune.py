@@ -179,6 +179,11 @@ def test_space_edges_and_shared_params(tmp_path):
     assert not any(e.startswith(("kappa", "batch_size")) for e in edges)
     (beyond,) = space_edges({"lr_gamma": 1.0, "steps": 1000}, implicit)  # an enqueued recipe's value
     assert beyond == "lr_gamma=1 above its upper bound 0.9995 (the recipe's value)"
+    # lr_gamma is read by the exponential schedule only: under another schedule its value is no edge
+    (edge,) = space_edges({"lr_gamma": 0.9994, "lr_schedule": "exponential"}, implicit)
+    assert edge == "lr_gamma=0.9994 at its upper bound 0.9995"
+    assert space_edges({"lr_gamma": 0.9994, "lr_schedule": "cosine"}, implicit) == []
+    assert space_edges({"lr_gamma": 1.0, "lr_schedule": "none"}, implicit) == []
 
 
 def test_a_broken_tuned_config_is_named(tmp_path, monkeypatch):

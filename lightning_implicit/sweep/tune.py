@@ -71,12 +71,31 @@ def tune_space_path(task: str, space_dir: str | None = None) -> Path:
     return confpath.find("tune", task, required=False) or confpath.find("tune", "default")
 
 
+def _unread(name: str, params: dict, space) -> bool:
+    """True for a drawn value the trial's recipe never reads: the exponential schedule's factor ``lr_gamma``
+    under the ``none`` or ``cosine`` schedule (see :class:`lightning_implicit.modules.optim.OptimConfig`)."""
+    if not (space.params[name].key or "").endswith("optim.lr_gamma"):
+        return False
+    schedules = [
+        params[n]
+        for n, s in space.params.items()
+        if (s.key or "").endswith("optim.lr_schedule") and n in params
+    ]
+    return bool(schedules) and schedules[0] != "exponential"
+
+
 def space_edges(params: dict, space) -> list[str]:
-    """Numeric parameters of the best trial within 5% (of the range, on its scale) of a bound."""
+    """Numeric parameters of the best trial within 5% (of the range, on its scale) of a bound; a value the
+    trial's recipe does not read (``lr_gamma`` without the exponential schedule) is no edge."""
     out = []
     for name, value in params.items():
         spec = space.params.get(name)
-        if spec is None or spec.type == "categorical" or spec.low == spec.high:
+        if (
+            spec is None
+            or spec.type == "categorical"
+            or spec.low == spec.high
+            or _unread(name, params, space)
+        ):
             continue
         lo, hi, v = float(spec.low), float(spec.high), float(value)
         pos = (

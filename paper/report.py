@@ -499,7 +499,10 @@ def _sec_table2(results, verdicts) -> list[str]:
 
 
 def _budget_table(profile: Profile) -> str:
-    lines = ["| task | models | overrides of the profile (beyond `make train`) |", "|---|---|---|"]
+    lines = [
+        "| task | models | overrides of the profile (beyond `make train`; a tuned recipe replaces those it sets) |",
+        "|---|---|---|",
+    ]
     for task, plan in profile.tasks.items():
         ov = ", ".join(f"`{k}={v}`" for k, v in plan.overrides.items()) or "none"
         mo = "; ".join(

@@ -108,6 +108,23 @@ def test_tune_writes_a_config_with_provenance_that_train_and_reproduce_use(tiny,
     assert "--trainer.max_steps" not in plain.args and plain.tags["repro_tuned"] == "false"
     assert plain.config_hash != job.config_hash and "--no-tuned" in plain.rerun_command()
 
+    # a profile's recipe overrides are where tuning started (its recipe trial): the tuned values replace them,
+    # in the run and in its rerun command; the profile's other overrides (data sizes) still apply
+    recipe = "    model_overrides:\n      implicit: {data.init_args.batch_size: 64, trainer.max_epochs: 20}\n"
+    (tiny / "recipe.yaml").write_text(TINY_PROFILE + recipe)
+    (over,) = [j for j in build_jobs(load_profile(tiny / "recipe.yaml"), commit="c") if j.model == "implicit"]
+
+    def last(argv, key):  # LightningCLI: the last value given for a key wins
+        return argv[len(argv) - 1 - argv[::-1].index(key) + 1]
+
+    assert last(over.args, "--trainer.max_epochs") == "-1"
+    assert last(over.args, "--data.init_args.batch_size") == str(cfg.overrides["data.init_args.batch_size"])
+    assert last(over.args, "--data.init_args.n_train") == "200"
+    assert (
+        "--trainer.max_epochs" not in over.rerun_command()
+        and "--data.init_args.n_train 200" in over.rerun_command()
+    )
+
     # the run trains on the tuned recipe: its optimiser steps are the tuned max_steps
     from lightning_implicit.runner import run_training, shorthand_args
 

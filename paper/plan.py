@@ -221,9 +221,8 @@ def build_jobs(
             overrides = plan.overrides_for(model)
             tuned = found[model]
             tuned_args = tuned.cli_args() if use else []
-            if (
-                tuned_args
-            ):  # the tuned recipe started from the profile's values (its recipe trial) and replaces them
+            # a tuned recipe started from the profile's values (its recipe trial): it replaces them
+            if tuned_args:
                 overrides = {k: v for k, v in overrides.items() if k not in tuned.overrides}
             task_data = data if task == "volatility" else None
             identity = {

@@ -76,12 +76,11 @@ def _unread(name: str, params: dict, space) -> bool:
     under the ``none`` or ``cosine`` schedule (see :class:`lightning_implicit.modules.optim.OptimConfig`)."""
     if not (space.params[name].key or "").endswith("optim.lr_gamma"):
         return False
-    schedules = [
-        params[n]
-        for n, s in space.params.items()
-        if (s.key or "").endswith("optim.lr_schedule") and n in params
-    ]
-    return bool(schedules) and schedules[0] != "exponential"
+    keys = {n: s.key or "" for n, s in space.params.items()}
+    schedule = next(
+        (params[n] for n, k in keys.items() if k.endswith("optim.lr_schedule") and n in params), None
+    )
+    return schedule not in (None, "exponential")
 
 
 def space_edges(params: dict, space) -> list[str]:

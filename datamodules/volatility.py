@@ -139,6 +139,7 @@ class VolatilityDataModule(ShiftDataModule):
             explicit_ranges=(self.train_range, self.test_range)
             != (tuple(PAPER_TRAIN_RANGE), tuple(PAPER_TEST_RANGE)),
         )
+        _say_once(d.card["changes"]["summary"])  # every row dropped, filled or excluded, by reason
         rule = d.card["splits"]["rule"]
         if rule.startswith("chronological, automatic"):
             _say_once(f"note: split {rule}")

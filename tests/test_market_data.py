@@ -338,6 +338,11 @@ def two_sessions() -> pd.DataFrame:
     return pd.concat([session_bars("2021-03-01", 0), session_bars("2021-03-02", 1)])
 
 
+def four_sessions() -> pd.DataFrame:
+    """The fewest sessions the task accepts: two per split (md.MIN_SESSIONS_PER_SPLIT)."""
+    return pd.concat([session_bars(f"2021-03-0{i + 1}", i) for i in range(4)])
+
+
 def test_nan_rows_rejected(tmp_path):
     df = two_sessions()
     df.iloc[5, df.columns.get_loc("close")] = np.nan
@@ -353,7 +358,7 @@ def test_nan_rows_rejected(tmp_path):
 
 
 def test_exact_duplicates_dropped_conflicting_duplicates_rejected(tmp_path):
-    df = two_sessions()
+    df = four_sessions()
     path = write_layout(
         pd.concat([df.iloc[:11], df.iloc[10:11], df.iloc[11:]]), tmp_path / "dup.csv", "yfinance_csv"
     )
@@ -698,17 +703,23 @@ def test_no_data_no_network_names_layouts_and_hint(tmp_path):
 
 
 def test_file_outside_the_paper_ranges_is_split_chronologically_and_said(tmp_path):
-    path = write_layout(two_sessions(), tmp_path / "bars.csv", "generic")
+    path = write_layout(four_sessions(), tmp_path / "bars.csv", "generic")
     d = md.load_volatility_dataset(str(path))
     assert (
         d.card["splits"]["rule"].startswith("chronological, automatic")
         and "SPLIT=" in d.card["splits"]["rule"]
     )
-    assert d.card["splits"]["sessions"] == {"train": 1, "test": 1}
+    assert d.card["splits"]["sessions"] == {"train": 2, "test": 2}
     assert d.t_train.max() < d.t_test.min()
-    # explicit ranges that miss the file remain an error that names the fix
-    with pytest.raises(md.DataUnavailableError, match=r"(?s)no minute windows in the train split.*SPLIT="):
+    # explicit ranges that miss the file remain an error that names a fix that works
+    with pytest.raises(
+        md.DataUnavailableError, match=r"0 usable session\(s\) in the train split.*SPLIT=0.5 "
+    ):
         md.load_volatility_dataset(str(path), train_range=("2015-01-01", "2015-12-31"), explicit_ranges=True)
+    assert (
+        md.load_volatility_dataset(str(path), test_fraction=0.5).card["splits"]["sessions"]
+        == d.card["splits"]["sessions"]
+    )
 
 
 def test_synthetic_is_labelled_and_seeded():

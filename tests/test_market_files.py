@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from lightning_implicit.datamodules import market as md
-from market_fixtures import GOOD, bars, write_fixture
+from market_fixtures import BAD, GOOD, bars, write_bad, write_fixture
 
 WINDOWS_PER_SESSION = 100 - (60 + 10) + 1  # 31
 
@@ -21,9 +21,10 @@ def test_vendor_files_load_with_what_they_are_in_the_data_card(kind, tmp_path):
     ticker = "GME" if kind == "one_ticker_not_amc" else "AMC"
     d = md.load_volatility_dataset(str(path), ticker=ticker)
     card = d.card
-    # four 100-minute sessions, the last 20% (one) is the test period: the file does not cover the paper's years
-    assert card["n_windows"] == {"train": 3 * WINDOWS_PER_SESSION, "test": WINDOWS_PER_SESSION}
-    assert card["splits"]["sessions"] == {"train": 3, "test": 1}
+    # four 100-minute sessions; the file does not cover the paper's years, so the last 20% of its sessions, at
+    # least two (md.MIN_SESSIONS_PER_SPLIT), are the test period
+    assert card["n_windows"] == {"train": 2 * WINDOWS_PER_SESSION, "test": 2 * WINDOWS_PER_SESSION}
+    assert card["splits"]["sessions"] == {"train": 2, "test": 2}
     assert (
         card["splits"]["rule"].startswith("chronological, automatic") and "SPLIT=" in card["splits"]["rule"]
     )
@@ -161,3 +162,204 @@ def test_a_damaged_market_cache_names_the_file_to_delete(tmp_path):
         md.DataValidationError, match=r"market cache .*AMC_1d.parquet is damaged.*rm .*AMC_1d.parquet"
     ):
         md.resolve_source(None, tmp_path, allow_download=False, ticker="AMC", interval="1d")
+
+
+# --------------------------------------------------------------------------------------------------
+# issue 33: no data changed without a word, bad files refused by name before parsing
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """An MLflow store of this module's own (one schema migration for every bad file); returns a function listing
+    the status of every run in it. Each case asserts it is still empty: no bad file may open a run."""
+    import os
+
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path_factory.mktemp('bad-files') / 'mlflow.db'}"
+    old = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+
+    def statuses():
+        client = mlflow.MlflowClient(uri)
+        return [
+            r.info.status for e in client.search_experiments() for r in client.search_runs([e.experiment_id])
+        ]
+
+    yield statuses
+    if old is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = old
+
+
+@pytest.mark.parametrize("kind", list(BAD))
+def test_each_bad_file_one_error_line_exit_2_no_run(kind, tmp_path, store, capsys):
+    """``train`` on each bad file: exit 2, one ``error:`` line naming the reason and the fix, no traceback, no
+    MLflow run (the data is loaded before any run is opened)."""
+    from lightning_implicit.cli import main
+
+    path = write_bad(kind, tmp_path / "files")
+    code = main(["train", "--task", "volatility", "--model", "linear", "--data", str(path), "--no-tuned"])
+    err = capsys.readouterr().err
+    assert code == 2, err[-2000:]
+    # one message, no traceback of ours (pytest's capture can leave logging's "--- Logging error ---" reports)
+    assert err.count("error: ") == 1 and err.count("Traceback") == err.count("--- Logging error ---")
+    message = err[err.index("error: ") :]
+    for words in BAD[kind]:
+        assert words in message, (kind, words, message)
+    assert store() == []
+
+
+def test_big_padded_file_refused_from_its_size_without_reading_it(tmp_path, monkeypatch):
+    """The 2 GiB file (valid CSV, then NUL bytes) is refused from ``stat`` alone: no block of it is read."""
+    path = write_bad("2 GiB of NUL padding", tmp_path)
+    import builtins
+
+    opened = []
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda f, *a, **k: opened.append(str(f)) or real_open(f, *a, **k))
+    with pytest.raises(md.DataValidationError, match="above the 512 MiB limit"):
+        md.load_minute_file(path)
+    assert str(path) not in opened
+
+
+def test_nul_bytes_in_the_tail_found_before_the_whole_file_is_read(tmp_path, monkeypatch):
+    """A file under the limit padded with NULs is refused from its head or tail, before the full scan."""
+    from lightning_implicit.datamodules.market import filecheck
+
+    path = write_bad("NUL padding", tmp_path)
+    monkeypatch.setattr(filecheck, "_scan", lambda *a: pytest.fail("the whole file was scanned"))
+    with pytest.raises(md.DataValidationError, match=r"NUL bytes at byte [\d,]+"):
+        md.check_file(path)
+
+
+def test_utf8_bom_and_multibyte_characters_across_blocks_are_accepted(tmp_path, monkeypatch):
+    """UTF-8 with a BOM, and an 'é' cut by a scan block boundary, are valid UTF-8: no false alarm."""
+    from lightning_implicit.datamodules.market import filecheck
+
+    path = tmp_path / "ok.csv"
+    body = (
+        "timestamp,open,high,low,close,volume,note\n" + "2026-11-16 09:30:00-05:00,1,1,1,1,1,caf\u00e9\n" * 50
+    )
+    path.write_bytes(b"\xef\xbb\xbf" + body.encode())
+    monkeypatch.setattr(filecheck, "_BLOCK", 47)  # blocks that cut 'é' (2 bytes) somewhere
+    facts = md.check_file(path)
+    assert facts.size == path.stat().st_size
+    import hashlib
+
+    assert facts.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_summary_line_counts_every_row_dropped_filled_or_excluded(tmp_path, capsys):
+    """One line on screen with each count and reason, the same numbers as the data card."""
+    from lightning_implicit.datamodules.volatility import VolatilityDataModule
+
+    b = bars(extended=True)  # 4 sessions, 60 extended-hours minutes each
+    b = pd.concat([b, b.iloc[10:13]]).sort_index(kind="stable")  # 3 exact duplicates
+    session2 = np.flatnonzero(b.index.normalize() == pd.Timestamp("2026-11-17", tz="America/New_York"))
+    regular = [i for i in session2 if b.index[i].hour in (9, 10, 11)]
+    b.iloc[regular[5], 4] = 0.0  # one zero-volume minute: a gap of 1, forward-filled
+    b.iloc[regular[40], :4] *= 1000.0  # one isolated bad tick: dropped, then a gap of 1, forward-filled
+    gap = regular[90:95]  # five minutes missing: not filled, their windows left out
+    b = b.drop(b.index[gap])
+    path = tmp_path / "amc.csv"
+    t = b.copy()
+    t.index.name = "timestamp"
+    t.to_csv(path)
+
+    dm = VolatilityDataModule(data=str(path), allow_download=False, cache_dir=None, n_folds=2)
+    dm.setup()
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("data: ")]
+    assert len(lines) == 1, err
+    line = lines[0]
+    changes = dm.splits.card["changes"]
+    assert line == changes["summary"]
+    rows = 4 * (100 + 60) + 3 - 5
+    assert line.startswith(f"data: {rows} rows in amc.csv; ")
+    assert changes["dropped_rows"] == {
+        "rows of other tickers": 0,
+        "exact duplicate rows": 3,
+        "isolated bad ticks (> 5x both neighbouring medians)": 1,
+    }
+    assert "dropped 3 exact duplicate rows, 1 isolated bad ticks" in line
+    assert "left out 240 bars outside the regular session 09:30-16:00 New York, 1 zero-volume minutes" in line
+    assert changes["filled_minutes"] == 2 and "filled 2 minutes (gaps of at most 2 minutes" in line
+    assert changes["excluded"] == {"minutes in gaps longer than 2 (their windows left out)": 5}
+    assert "excluded 5 minutes in gaps longer than 2" in line
+
+
+def test_clean_file_says_nothing_changed(tmp_path):
+    path = write_fixture("polygon", tmp_path)
+    card = md.load_volatility_dataset(str(path)).card
+    assert (
+        card["changes"]["summary"]
+        == f"data: {4 * 100} rows in amc_polygon.csv; nothing dropped, filled or excluded"
+    )
+
+
+def test_split_error_suggests_a_split_that_works(tmp_path):
+    """Too few sessions in a split: the suggested SPLIT= value is one that loads."""
+    path = write_fixture("yfinance_recent", tmp_path)  # 4 sessions
+    with pytest.raises(md.DataUnavailableError) as err:
+        md.load_volatility_dataset(str(path), test_fraction=0.1)
+    msg = str(err.value)
+    assert "1 usable session(s) in the test split" in msg and "at least 2 per split" in msg
+    f = float(msg.split("SPLIT=")[1].split()[0])
+    d = md.load_volatility_dataset(str(path), test_fraction=f)
+    assert d.card["splits"]["sessions"] == {"train": 2, "test": 2}
+
+
+def test_daily_file_too_short_says_how_long_it_must_be(tmp_path):
+    """A daily file of 100 days cannot hold a 70-day window in both splits: no SPLIT= is suggested (none works)."""
+    days = pd.bdate_range("2025-01-02", periods=100)
+    close = 10 + np.sin(np.arange(100) / 5.0)
+    path = tmp_path / "daily.csv"
+    pd.DataFrame(
+        {
+            "Date": days.strftime("%Y-%m-%d"),
+            "Open": close,
+            "High": close + 0.1,
+            "Low": close - 0.1,
+            "Close": close,
+            "Volume": 1000,
+        }
+    ).to_csv(path, index=False)
+    with pytest.raises(md.DataUnavailableError) as err:
+        md.load_volatility_dataset(str(path))
+    msg = str(err.value)
+    assert "SPLIT=" not in msg.split(";")[-1] and "at least 140 trading days" in msg
+    # 200 days and SPLIT=0.1 (20 test days): the suggested split works
+    days = pd.bdate_range("2025-01-02", periods=200)
+    close = 10 + np.sin(np.arange(200) / 5.0)
+    pd.DataFrame(
+        {
+            "Date": days.strftime("%Y-%m-%d"),
+            "Open": close,
+            "High": close + 0.1,
+            "Low": close - 0.1,
+            "Close": close,
+            "Volume": 1000,
+        }
+    ).to_csv(path, index=False)
+    with pytest.raises(md.DataUnavailableError) as err:
+        md.load_volatility_dataset(str(path), test_fraction=0.1)
+    f = float(str(err.value).split("SPLIT=")[1].split()[0])
+    d = md.load_volatility_dataset(str(path), test_fraction=f)
+    assert d.card["n_windows"]["train"] > 0 and d.card["n_windows"]["test"] > 0
+
+
+def test_fixed_offset_file_whose_instants_fit_the_session_is_read_and_said(tmp_path):
+    """A vendor writing -05:00 all year with the clock shifted to match (08:30-05:00 = 09:30 EDT): the instants
+    are right, so the file loads, and the summary line says how many rows carry the other season's offset."""
+    summer = bars(5, days=("2026-07-06", "2026-07-07", "2026-07-08", "2026-07-09"))
+    t = summer.rename(columns=str.capitalize)
+    t.index = pd.Index(
+        summer.index.tz_convert("Etc/GMT+5").strftime("%Y-%m-%d %H:%M:%S-05:00"), name="Datetime"
+    )
+    path = tmp_path / "est_all_year.csv"
+    t.to_csv(path)
+    d = md.load_volatility_dataset(str(path))
+    assert d.card["file"]["offsets_other_season"] == 4 * 100
+    assert "400 rows carry New York's UTC offset of the other season" in d.card["changes"]["summary"]
+    assert d.card["n_windows"] == {"train": 2 * WINDOWS_PER_SESSION, "test": 2 * WINDOWS_PER_SESSION}

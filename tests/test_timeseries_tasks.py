@@ -111,9 +111,10 @@ def test_variance_metrics_reward_underprediction_as_the_notes_warn():
 
 
 def test_volatility_with_a_minute_file(tmp_path):
-    # two regular sessions of a clean yfinance-layout file: 390 minutes each -> 390 - 70 + 1 windows per session
+    # four regular sessions of a clean yfinance-layout file (two per split, the fewest the task accepts): 390
+    # minutes each -> 390 - 70 + 1 windows per session
     rows = []
-    for day in ("2020-12-30", "2021-01-04"):
+    for day in ("2020-12-29", "2020-12-30", "2021-01-04", "2021-01-05"):
         idx = pd.date_range(f"{day} 09:30", f"{day} 15:59", freq="1min", tz="America/New_York")
         price = 10 + np.sin(np.arange(len(idx)) / 7.0)
         rows.append(
@@ -126,8 +127,8 @@ def test_volatility_with_a_minute_file(tmp_path):
     pd.concat(rows).to_csv(path)
     dm = VolatilityDataModule(data=str(path), allow_download=False, cache_dir=None, n_folds=2)
     dm.setup()
-    assert len(dm.train_set) + len(dm.val_set) == 390 - 70 + 1
-    assert len(dm.test_sets[0]) == 390 - 70 + 1 and dm.shifts == [2021]
+    assert len(dm.train_set) + len(dm.val_set) == 2 * (390 - 70 + 1)
+    assert len(dm.test_sets[0]) == 2 * (390 - 70 + 1) and dm.shifts == [2021]
 
 
 def test_earthquake_quick_profile_logs_the_k_sweep(mlflow_store, tmp_path_factory):

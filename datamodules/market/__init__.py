@@ -7,9 +7,11 @@ before it; train 2015-02-01 .. 2020-12-31, validation 2021-01-01 .. 2021-12-31.
 This package is pure pandas/numpy (no torch).  Pipeline::
 
     resolve_source(...)            explicit file | "synthetic" | cache dir | yfinance | DataUnavailableError
+      -> check_file(path)          size, symlink loop, encoding, NUL bytes, decimal comma: refused before parsing
       -> load_minute_file(path)    vendor layout detection, tz-aware America/New_York index
       -> validate(df)              DataValidationError: duplicates, order, NaN, prices <= 0, high < low,
-                                   negative volume, split-like overnight jumps
+                                   negative volume, weekend / future bars, constant sessions, split-like
+                                   overnight jumps
       -> minute_vwap(df)           vendor ``vwap`` column if present, else typical price (H+L+C)/3
       -> regular_session_vwap(df)  09:30-16:00 New York, zero-volume minutes = gaps, per-session 1-minute
                                    grid, gaps of <= max_ffill minutes forward-filled, longer gaps stay NaN
@@ -24,6 +26,8 @@ Modules (one idea each; this package re-exports the public API)::
     errors       DataValidationError, DataUnavailableError, accepted file layouts, the DATA= hint
     cache        cache-directory file names and atomic writes
     provenance   file / content SHA-256 and JSON-safe provenance for the data card
+    filecheck    check_file: size limit, symlink loops, encodings, NUL bytes, decimal commas, before parsing
+    summary      changes: every row dropped, left out, filled or excluded, and the one summary line
     timestamps   vendor timestamp columns -> tz-aware New York index; bar-spacing inference
     layouts      load_minute_file, normalize_bars: CSV/parquet and vendor layout detection
     validation   validate: duplicates, order, NaN, prices <= 0, high < low, volume < 0, split-like jumps
@@ -38,7 +42,7 @@ Modules (one idea each; this package re-exports the public API)::
 from __future__ import annotations
 
 from .conventions import NY_TZ, PAPER_TEST_RANGE, PAPER_TRAIN_RANGE, VARIANCE_DEFINITION
-from .dataset import VolatilityDataset, load_volatility_dataset
+from .dataset import MIN_SESSIONS_PER_SPLIT, VolatilityDataset, load_volatility_dataset
 from .errors import (
     ACCEPTED_LAYOUTS,
     DATA_HINT,
@@ -46,6 +50,7 @@ from .errors import (
     DataValidationError,
     accepted_layouts_text,
 )
+from .filecheck import MAX_FILE_BYTES, check_file
 from .layouts import load_minute_file, normalize_bars
 from .sessions import minute_vwap, regular_session_vwap
 from .sources import Source, resolve_source
@@ -55,6 +60,8 @@ from .windows import make_windows, split_by_date
 
 __all__ = [
     "ACCEPTED_LAYOUTS",
+    "MAX_FILE_BYTES",
+    "MIN_SESSIONS_PER_SPLIT",
     "DATA_HINT",
     "NY_TZ",
     "PAPER_TEST_RANGE",
@@ -65,6 +72,7 @@ __all__ = [
     "Source",
     "VolatilityDataset",
     "accepted_layouts_text",
+    "check_file",
     "load_minute_file",
     "load_volatility_dataset",
     "make_windows",

@@ -13,15 +13,16 @@ import numpy as np
 import pandas as pd
 
 from .conventions import PAPER_TEST_RANGE, PAPER_TRAIN_RANGE, VARIANCE_DEFINITION
-from .errors import _unavailable
+from .errors import DataUnavailableError
 from .provenance import _content_sha256, _jsonable
 from .sessions import minute_vwap, regular_session_vwap
 from .sources import resolve_source
+from .summary import changes
 from .synthetic import SYNTHETIC_RANGE
 from .validation import validate
 from .windows import _session_dates, _window_starts, make_windows, split_by_date
 
-__all__ = ["VolatilityDataset", "load_volatility_dataset"]
+__all__ = ["MIN_SESSIONS_PER_SPLIT", "VolatilityDataset", "load_volatility_dataset"]
 
 
 @dataclass
@@ -42,6 +43,8 @@ class VolatilityDataset:
 
 
 AUTO_TEST_FRACTION = 0.2
+#: the minute task needs at least this many usable sessions in each split (a split of one day measures one day)
+MIN_SESSIONS_PER_SPLIT = 2
 
 
 def _covers(dates: list[pd.Timestamp], lo, hi) -> bool:
@@ -49,11 +52,29 @@ def _covers(dates: list[pd.Timestamp], lo, hi) -> bool:
     return any(lo <= d <= hi for d in dates)
 
 
+def _n_test(n: int, test_fraction: float) -> int:
+    """Sessions (or days) in the test split when the last ``test_fraction`` of ``n`` are the test period."""
+    return min(n - 1, max(1, round(test_fraction * n)))
+
+
+def _working_fraction(n: int, minimum: int) -> float | None:
+    """A ``SPLIT=`` value (2 decimals, nearest to 20%) that leaves at least ``minimum`` units in each split, or
+    None when ``n`` units cannot be split so."""
+    if n < 2 * minimum:
+        return None
+    target = min(max(minimum, round(AUTO_TEST_FRACTION * n)), n - minimum)
+    for f in sorted({round(k / 100, 2) for k in range(1, 100)}, key=lambda f: (abs(f * n - target), f)):
+        k = _n_test(n, f)
+        if k >= minimum and n - k >= minimum:
+            return f
+    return None
+
+
 def _split_rule(
-    dates: list[pd.Timestamp], train_range, test_range, test_fraction, explicit_ranges: bool
+    dates: list[pd.Timestamp], train_range, test_range, test_fraction, explicit_ranges: bool, minimum: int
 ) -> tuple[float | None, str]:
     """Which split: ``(test_fraction or None, rule text)``. The file's own sessions decide when it does not
-    cover both date ranges and no range or fraction was asked for."""
+    cover both date ranges and no range or fraction was asked for: the last 20% of them, at least ``minimum``."""
     if test_fraction is not None:
         return (
             test_fraction,
@@ -64,11 +85,13 @@ def _split_rule(
             None,
             f"date ranges: train {train_range[0]}..{train_range[1]}, test {test_range[0]}..{test_range[1]}",
         )
-    return AUTO_TEST_FRACTION, (
+    auto = max(AUTO_TEST_FRACTION, min(minimum / len(dates), 0.5)) if dates else AUTO_TEST_FRACTION
+    return auto, (
         f"chronological, automatic: the file ({dates[0].date() if dates else '-'}..{dates[-1].date() if dates else '-'})"
         f" does not cover the date ranges {train_range[0]}..{train_range[1]} / {test_range[0]}..{test_range[1]}, so "
-        f"the last {AUTO_TEST_FRACTION:.0%} of its sessions are the test period; change it with SPLIT=0.3 "
-        "(--data.init_args.test_fraction) or TRAIN_RANGE=/TEST_RANGE= (--data.init_args.train_range/test_range)"
+        f"the last {AUTO_TEST_FRACTION:.0%} of its sessions (at least {minimum}) are the test period; change it with "
+        "SPLIT=0.3 (--data.init_args.test_fraction) or TRAIN_RANGE=/TEST_RANGE= (--data.init_args.train_range/"
+        "test_range)"
     )
 
 
@@ -78,14 +101,32 @@ def _resolve_ranges(dates: list[pd.Timestamp], train_range, test_range, test_fra
     if not 0.0 < test_fraction < 1.0:
         raise ValueError("test_fraction must be in (0, 1)")
     if len(dates) < 2:
-        raise _unavailable(f"only {len(dates)} usable session(s): cannot split chronologically")
-    n_test = min(len(dates) - 1, max(1, round(test_fraction * len(dates))))
+        raise DataUnavailableError(
+            f"only {len(dates)} usable session(s): cannot split chronologically; the volatility task needs at "
+            f"least {2 * MIN_SESSIONS_PER_SPLIT} sessions with a complete 70-minute window; pass a longer file "
+            "with DATA="
+        )
+    n_test = _n_test(len(dates), test_fraction)
     return (
         str(dates[0].date()),
         str(dates[-n_test - 1].date()),
         str(dates[-n_test].date()),
         str(dates[-1].date()),
     )
+
+
+def _too_few(
+    what: str, n: int, minimum: int, unit: str, explain: str, fix_when_none: str
+) -> DataUnavailableError:
+    """The split error, with a ``SPLIT=`` value that works (checked with the same rounding) or why none does."""
+    f = _working_fraction(n, minimum)
+    fix = (
+        f"SPLIT={f:g} (make) / --data.init_args.test_fraction {f:g} puts {n - _n_test(n, f)} {unit} in train and "
+        f"{_n_test(n, f)} in test, or choose TRAIN_RANGE=a..b TEST_RANGE=c..d with at least {minimum} {unit} each"
+        if f is not None
+        else fix_when_none
+    )
+    return DataUnavailableError(f"{what} ({explain}); {fix}")
 
 
 def _count_between(keys: list[str], lo: str, hi: str) -> int:
@@ -146,7 +187,7 @@ def load_volatility_dataset(
         },
     )
     basis = price_basis if price_basis is not None else src.price_basis
-    report = validate(src.frame, price_basis=basis)
+    report = validate(src.frame, price_basis=basis, now=now)
     df = src.frame
     vwap, method = minute_vwap(df)
     span = input_len + horizon
@@ -166,9 +207,31 @@ def load_volatility_dataset(
                 usable[d] = s
         dates = [pd.Timestamp(d) for d in usable]
         test_fraction, split_rule = _split_rule(
-            dates, train_range, test_range, test_fraction, explicit_ranges or src.synthetic
+            dates,
+            train_range,
+            test_range,
+            test_fraction,
+            explicit_ranges or src.synthetic,
+            MIN_SESSIONS_PER_SPLIT,
         )
         tr0, tr1, te0, te1 = _resolve_ranges(dates, train_range, test_range, test_fraction)
+        keys = [str(d) for d in usable]
+        for name, lo, hi in (("train", tr0, tr1), ("test", te0, te1)):
+            have = _count_between(keys, lo, hi)
+            if have < MIN_SESSIONS_PER_SPLIT:
+                raise _too_few(
+                    f"{have} usable session(s) in the {name} split {lo}..{hi}; the task needs at least "
+                    f"{MIN_SESSIONS_PER_SPLIT} per split",
+                    len(keys),
+                    MIN_SESSIONS_PER_SPLIT,
+                    "sessions",
+                    f"the file has {len(keys)} usable sessions"
+                    + (f", {keys[0]}..{keys[-1]}" if keys else "")
+                    + ", each with a complete "
+                    f"{span}-minute window",
+                    f"no split leaves {MIN_SESSIONS_PER_SPLIT} sessions on each side: pass a file with at least "
+                    f"{2 * MIN_SESSIONS_PER_SPLIT} usable sessions with DATA=",
+                )
         in_range = {d: s for d, s in usable.items() if tr0 <= str(d) <= tr1 or te0 <= str(d) <= te1}
         X, y, t = make_windows(in_range, input_len, horizon, stride)
         n_sessions_total = sess_report["sessions_in_file"]
@@ -185,7 +248,7 @@ def load_volatility_dataset(
         day = _session_dates(daily.index)
         dates = list(day)
         test_fraction, split_rule = _split_rule(
-            dates, train_range, test_range, test_fraction, explicit_ranges or src.synthetic
+            dates, train_range, test_range, test_fraction, explicit_ranges or src.synthetic, span
         )
         tr0, tr1, te0, te1 = _resolve_ranges(dates, train_range, test_range, test_fraction)
         segments = {
@@ -203,12 +266,21 @@ def load_volatility_dataset(
     for name, mask in (("train", train_mask), ("test", test_mask)):
         if not mask.any():
             have = f"{kept_keys[0]}..{kept_keys[-1]}" if kept_keys else "nothing usable"
-            raise _unavailable(
-                f"no {variant} windows in the {name} split ({tr0}..{tr1} / {te0}..{te1}); the data covers "
-                f"{have}. Change the split: SPLIT=0.2 (make) / --data.init_args.test_fraction 0.2, or "
-                "TRAIN_RANGE=a..b TEST_RANGE=c..d / --data.init_args.train_range '[a, b]'.",
-                ticker=ticker,
-                interval=src.interval,
+            units = "sessions" if variant == "minute" else "trading days"
+            minimum = MIN_SESSIONS_PER_SPLIT if variant == "minute" else span
+            raise _too_few(
+                f"no {variant} windows in the {name} split ({tr0}..{tr1} / {te0}..{te1})",
+                len(kept_keys),
+                minimum,
+                units,
+                f"the data covers {have}, {len(kept_keys)} {units}"
+                + (
+                    ""
+                    if variant == "minute"
+                    else f"; a daily window needs {span} consecutive days in its split"
+                ),
+                f"no split leaves {minimum} {units} on each side: pass a longer file with DATA="
+                + ("" if variant == "minute" else f" (at least {2 * span} trading days), or a minute file"),
             )
     idx = df.index
     card = {
@@ -265,11 +337,23 @@ def load_volatility_dataset(
         "row_order",
         "exact_duplicates_dropped",
         "isolated_bad_ticks_dropped",
+        "offsets_other_season",
+        "bytes",
     ):
         if key in src.info:
             card.setdefault("file", {})[key] = _jsonable(src.info[key])
     if src.synthetic:
         card["warning"] = "SYNTHETIC data (not AMC market data)"
+    path = src.info.get("path")
+    card["changes"] = changes(
+        name=os.path.basename(str(path)) if path else f"the {src.kind} data",
+        rows_read=int(src.info.get("n_rows", len(df))) + int(src.info.get("rows_other_tickers", 0) or 0),
+        file_info=src.info,
+        bars={k: v for k, v in bars.items() if not (variant == "daily" and k == "zero_volume_days")},
+        session_reasons=reasons,
+        outside_split=outside,
+        unit="sessions" if variant == "minute" else "days",
+    )
     return VolatilityDataset(
         X[train_mask], y[train_mask], t[train_mask], X[test_mask], y[test_mask], t[test_mask], card
     )

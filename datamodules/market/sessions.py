@@ -31,17 +31,32 @@ def minute_vwap(df: pd.DataFrame) -> tuple[pd.Series, str]:
     return typical.rename("vwap"), "typical price (H+L+C)/3"
 
 
-def _fill_short_gaps(s: pd.Series, max_ffill: int) -> tuple[pd.Series, int, int]:
-    """Forward-fill NaN runs of length <= max_ffill; longer runs stay NaN entirely."""
-    isna = s.isna().to_numpy()
+def _fill_short_gaps(v: np.ndarray, max_ffill: int) -> tuple[np.ndarray, int, int]:
+    """Forward-fill NaN runs of length <= max_ffill in ``v`` (1-D, in place); longer runs stay NaN entirely.
+
+    Returns ``(v, filled, unfilled)`` counts of NaN values."""
+    isna = np.isnan(v)
     if not isna.any():
-        return s, 0, 0
+        return v, 0, 0
     run_id = np.cumsum(~isna)
-    run_len = pd.Series(isna.astype(np.int64)).groupby(run_id).transform("sum").to_numpy()
+    run_len = np.bincount(run_id, weights=isna)[run_id]
     fill = isna & (run_len <= max_ffill)
-    out = s.copy()
-    out[fill] = s.ffill()[fill]
-    return out, int(fill.sum()), int((isna & ~fill).sum())
+    last_valid = np.maximum.accumulate(np.where(isna, 0, np.arange(v.size)))
+    ok = fill & ~np.isnan(v[last_valid])  # a run at the very start has nothing to fill from
+    v[ok] = v[last_valid[ok]]
+    return v, int(ok.sum()), int((isna & ~ok).sum())
+
+
+_DAY_NS = 86_400 * 10**9
+_MINUTE_NS = 60 * 10**9
+_OPEN_MINUTE = 9 * 60 + 30
+_SESSION_MINUTES = 390
+
+
+def wall_clock(idx: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
+    """``(day, minute)``: New York calendar day (int64 days since 1970-01-01) and minute of the day of each bar."""
+    wall = idx.tz_convert(NY_TZ).tz_localize(None).as_unit("ns").asi8
+    return wall // _DAY_NS, (wall % _DAY_NS) // _MINUTE_NS
 
 
 def regular_session_vwap(
@@ -61,47 +76,48 @@ def regular_session_vwap(
         raise DataValidationError("duplicate timestamps (run validate() first)")
     df = df.sort_index()
     idx = df.index.tz_convert(NY_TZ)
-    if len(idx) and bool(((idx.second != 0) | (idx.microsecond != 0) | (idx.nanosecond != 0)).any()):
-        bad = np.flatnonzero((idx.second != 0) | (idx.microsecond != 0))
-        raise DataValidationError(
-            [
-                {
-                    "problem": "timestamps not on whole minutes (1-minute bars expected)",
-                    "count": int(bad.size),
-                    "rows": [str(idx[i]) for i in bad[:3]],
-                }
-            ]
-        )
+    if len(idx):
+        ns = idx.as_unit("ns").asi8
+        off_minute = ns % _MINUTE_NS != 0
+        if off_minute.any():
+            bad = np.flatnonzero(off_minute)
+            raise DataValidationError(
+                [
+                    {
+                        "problem": "timestamps not on whole minutes (1-minute bars expected)",
+                        "count": int(bad.size),
+                        "rows": [str(idx[i]) for i in bad[:3]],
+                    }
+                ]
+            )
     if vwap is None:
         vwap, _ = minute_vwap(df)
-    vwap = pd.Series(vwap.to_numpy(dtype=np.float64), index=idx)
-    minute_of_day = idx.hour * 60 + idx.minute
-    in_session = np.asarray((minute_of_day >= 9 * 60 + 30) & (minute_of_day < 16 * 60))
+    values = np.asarray(vwap.to_numpy(dtype=np.float64))
+    day, minute = wall_clock(idx)
+    in_session = (minute >= _OPEN_MINUTE) & (minute < 16 * 60)
     traded = np.asarray(df["volume"].to_numpy() > 0)
     keep = in_session & traded
-    days = idx.normalize()
-    all_days = pd.DatetimeIndex(days.unique()).sort_values()
+    all_days = np.unique(day)
+    session_days = np.unique(day[in_session])
+    kept_days, first_row, n_rows = np.unique(day[keep], return_index=True, return_counts=True)
+    slot = (minute[keep] - _OPEN_MINUTE).astype(np.int64)
+    kept_values = values[keep]
+    kept_idx = idx[keep]
     sessions: dict[Any, pd.Series] = {}
     reasons: Counter[str] = Counter()
+    reasons["only extended-hours bars"] = int(all_days.size - session_days.size)
+    reasons["no traded regular-session minutes (all zero volume)"] = int(session_days.size - kept_days.size)
     n_filled = n_unfilled = 0
-    kept_v = vwap[keep]
-    kept_days = days[keep]
-    groups = {d: s for d, s in kept_v.groupby(kept_days, sort=True)} if keep.any() else {}
-    in_session_days = set(days[in_session])
-    for d in all_days:
-        if d not in in_session_days:
-            reasons["only extended-hours bars"] += 1
-            continue
-        s = groups.get(d)
-        if s is None or s.empty:
-            reasons["no traded regular-session minutes (all zero volume)"] += 1
-            continue
-        grid = pd.date_range(s.index[0], s.index[-1], freq="1min")
-        g = s.reindex(grid)
-        g, f, u = _fill_short_gaps(g, max_ffill)
+    for i0, n in zip(first_row, n_rows, strict=True):
+        s_slot = slot[i0 : i0 + n]
+        grid = np.full(int(s_slot[-1] - s_slot[0]) + 1, np.nan)
+        grid[s_slot - s_slot[0]] = kept_values[i0 : i0 + n]
+        grid, f, u = _fill_short_gaps(grid, max_ffill)
         n_filled += f
         n_unfilled += u
-        sessions[d.date()] = g.rename("vwap")
+        start = kept_idx[i0]
+        index = pd.date_range(start, periods=grid.size, freq="1min")
+        sessions[start.date()] = pd.Series(grid, index=index, name="vwap")
     report = {
         "bars_in_file": len(df),
         "bars_outside_regular_session": int((~in_session).sum()),
@@ -109,7 +125,7 @@ def regular_session_vwap(
         "forward_filled_minutes": n_filled,
         "unfilled_gap_minutes": n_unfilled,
         "max_ffill": max_ffill,
-        "sessions_in_file": len(all_days),
-        "dropped_reasons": dict(reasons),
+        "sessions_in_file": int(all_days.size),
+        "dropped_reasons": {k: v for k, v in reasons.items() if v},
     }
     return sessions, report

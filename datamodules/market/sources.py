@@ -91,9 +91,7 @@ def resolve_source(
     # 1. explicit file
     if data is not None and str(data).strip().lower() != "synthetic":
         p = Path(data)
-        if p.is_dir():
-            raise DataValidationError(f"DATA={str(p)!r} is a directory; DATA= takes one CSV or parquet file")
-        if not p.is_file():
+        if not p.is_symlink() and not p.exists():  # a dangling link or a loop is named by load_minute_file
             raise _unavailable(f"DATA file {str(p)!r} does not exist.", ticker=ticker, interval=interval)
         df, info = load_minute_file(p, assume_tz=assume_tz, ticker=ticker)
         if df.empty:

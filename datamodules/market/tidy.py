@@ -8,7 +8,8 @@ Each step says what it did (``info`` keys, shown in the data card) or raises one
 * **order**: rows in any order are sorted by time (Alpha Vantage writes newest first); the card says so.
 * **duplicates**: rows repeated exactly are dropped and counted; rows with one timestamp and different values
   are an error (two tickers interleaved without a ticker column look like this).
-* **non-finite and constant prices** are errors (a volatility of exactly zero everywhere is no task).
+* **non-finite, zero, negative and constant prices** are errors (a zero is a missing print, not a price; a
+  volatility of exactly zero everywhere is no task).
 * **isolated bad ticks**: a minute whose price is more than :data:`TICK_FACTOR` times away from the median of
   the 5 minutes on either side, while those neighbours agree with each other, is dropped and counted (a single
   mis-keyed print must not become a volatility spike); a jump by that factor that persists inside one session
@@ -80,6 +81,19 @@ def tidy_bars(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
                 }
             ]
         )
+    nonpos = (df[prices].to_numpy() <= 0).any(axis=1)
+    if nonpos.any():  # before the bad-tick filter: a zero is a missing print, never a tick to drop quietly
+        zero = bool((df[prices].to_numpy() == 0).any())
+        raise DataValidationError(
+            [
+                {
+                    "problem": "zero or negative prices" if zero else "negative prices",
+                    "count": int(nonpos.sum()),
+                    "rows": _fmt_rows(df, np.flatnonzero(nonpos)),
+                    "hint": "a price of 0 is a missing print, not a trade: remove or repair those rows in the file",
+                }
+            ]
+        )
     if not df.index.is_monotonic_increasing:
         newest_first = bool(df.index.is_monotonic_decreasing)
         df = df.sort_index(kind="stable")
@@ -126,31 +140,44 @@ def tidy_bars(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
     return df, info
 
 
+def _rolling_median_before(close: np.ndarray, day: np.ndarray, k: int) -> np.ndarray:
+    """Median of the (non-NaN) closes of the ``k`` rows before each row in the same session; NaN when none.
+
+    The same numbers as ``groupby(day).rolling(k, min_periods=1).median().shift(1)``, without a Python loop."""
+    n = close.size
+    pad = np.concatenate([np.full(k, np.nan), close])
+    pad_day = np.concatenate([np.full(k, np.iinfo(np.int64).min), day])
+    win = np.lib.stride_tricks.sliding_window_view(pad, k)[:n]  # rows i-k .. i-1 for row i
+    win_day = np.lib.stride_tricks.sliding_window_view(pad_day, k)[:n]
+    vals = np.where(win_day == day[:, None], win, np.nan)
+    vals = np.sort(vals, axis=1)  # NaN last
+    count = (~np.isnan(vals)).sum(axis=1)
+    lo = np.take_along_axis(vals, np.maximum((count - 1) // 2, 0)[:, None], axis=1)[:, 0]
+    hi = np.take_along_axis(vals, np.maximum(count // 2, 0)[:, None], axis=1)[:, 0]
+    return np.where(count > 0, (lo + hi) / 2.0, np.nan)
+
+
 def _drop_isolated_ticks(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """Drop single minutes far from both sides' medians (same session); raise on persistent level shifts."""
     if len(df) < 3:
         return df, 0
-    close = pd.Series(df["close"].to_numpy(dtype=np.float64), index=np.arange(len(df)))
-    day = np.asarray(df.index.normalize())
-    groups = close.groupby(day, sort=False)
-    before = groups.transform(lambda x: x.rolling(_NEIGHBOURS, min_periods=1).median().shift(1))
-    after = groups.transform(lambda x: x[::-1].rolling(_NEIGHBOURS, min_periods=1).median().shift(1)[::-1])
+    close = df["close"].to_numpy(dtype=np.float64)
+    wall = df.index.tz_localize(None).as_unit("ns").asi8  # local wall clock of the file's zone (New York)
+    day = wall // (86_400 * 10**9)
+    before = _rolling_median_before(close, day, _NEIGHBOURS)
+    after = _rolling_median_before(close[::-1], day[::-1], _NEIGHBOURS)[::-1]
 
     def far(a, b):
         return np.maximum(a / b, b / a) > TICK_FACTOR
 
     with np.errstate(invalid="ignore", divide="ignore"):
-        far_b, far_a, apart = (
-            far(close, before).to_numpy(),
-            far(close, after).to_numpy(),
-            far(before, after).to_numpy(),
-        )
-    both = before.notna().to_numpy() & after.notna().to_numpy()
+        far_b, far_a, apart = far(close, before), far(close, after), far(before, after)
+    both = ~np.isnan(before) & ~np.isnan(after)
     bad = both & far_b & far_a & ~apart
     shift = both & far_b & ~far_a & apart
     if shift.any():
         rows = [
-            f"{df.index[i]} close {close.iloc[i]:g} after a median {before.iloc[i]:g}"
+            f"{df.index[i]} close {close[i]:g} after a median {before[i]:g}"
             for i in np.flatnonzero(shift)[:3]
         ]
         raise DataValidationError(

@@ -7,15 +7,36 @@ with ``assume_tz``) and date-only daily bars (exchange calendar dates); anything
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .conventions import NY_TZ
 from .errors import DataValidationError
 
 _OFFSET_RE = r"(?:[zZ]|[+-]\d{2}:?\d{2}|\s?UTC|\s?GMT)$"
-_DATE_ONLY_RE = r"\d{4}-\d{2}-\d{2}"
-_SLASH_RE = r"^(\d{1,2})/(\d{1,2})/(\d{4})(?:[ T](\d{1,2}:\d{2}(?::\d{2})?))?$"
+_OFFSET_PARTS = re.compile(r"(?:([zZ])|([+-])(\d{2}):?(\d{2})|\s?(UTC|GMT))$")
+_DATE_ONLY_RE = r"^\d{4}-\d{2}-\d{2}$"
+_SLASH_RE = (
+    r"^(?P<f1>\d{1,2})/(?P<f2>\d{1,2})/(?P<year>\d{4})"
+    r"(?:[ T](?P<hour>\d{1,2}):(?P<minute>\d{2})(?::(?P<second>\d{2}))?)?$"
+)
+NY_OFFSETS_MIN = (-300, -240)  # EST, EDT
+_SESSION_MINUTES = (9 * 60 + 30, 16 * 60)
+
+
+def _arrow(s: pd.Series) -> pa.ChunkedArray:
+    """The strings of ``s`` as an Arrow array (regular expressions run in Arrow's RE2, not per Python object)."""
+    arr = pa.array(s, from_pandas=True)
+    arr = pa.chunked_array([arr]) if isinstance(arr, pa.Array) else arr
+    return arr.cast(pa.large_string())
+
+
+def _matches(arr: pa.ChunkedArray, pattern: str) -> np.ndarray:
+    return np.asarray(pc.fill_null(pc.match_substring_regex(arr, pattern), False).to_numpy(), dtype=bool)
 
 
 def _epoch_unit(values: np.ndarray) -> str:
@@ -44,21 +65,25 @@ def _parse_timestamps(col: pd.Series, assume_tz: str | None) -> tuple[pd.Datetim
             _raise_unparseable(col, bad)
         return _localize_naive(parsed_naive, col, assume_tz, date_only=False)
 
-    s = col.astype("string").str.strip()
-    null = np.asarray(s.isna() | (s == ""), dtype=bool)
+    s = col.astype("str").str.strip()
+    arr = _arrow(s)
+    null = np.asarray(
+        s.isna().to_numpy() | (pc.utf8_length(arr).to_numpy(zero_copy_only=False) == 0), dtype=bool
+    )
     if null.any():
         _raise_unparseable(col, null)
-    if bool(s.str.fullmatch(r"\d{9,19}").all()):
-        return _parse_timestamps(pd.to_numeric(s).astype("int64"), assume_tz)
-    slash = s.str.extract(_SLASH_RE)
-    if bool(slash[0].notna().all()):  # M/D/YYYY or D/M/YYYY: never guessed silently
-        return _parse_slash_dates(s, slash, col, assume_tz)
-    has_offset = np.asarray(s.str.contains(_OFFSET_RE, regex=True), dtype=bool)
-    aware = _to_datetime(s[has_offset], utc=True)
-    naive = _to_datetime(s[~has_offset], utc=False)
+    if _matches(arr, r"^\d{9,19}$").all():
+        return _parse_timestamps(pd.Series(pc.cast(arr, pa.int64()).to_numpy()), assume_tz)
+    if _matches(arr, _SLASH_RE).all():  # M/D/YYYY or D/M/YYYY: never guessed silently
+        return _parse_slash_dates(arr, col, assume_tz)
+    has_offset = _matches(arr, _OFFSET_RE)
+    aware = _to_datetime(s[has_offset], utc=True) if has_offset.any() else None
+    naive = _to_datetime(s[~has_offset], utc=False) if not has_offset.all() else None
     bad = np.zeros(n, dtype=bool)
-    bad[has_offset] = np.asarray(aware.isna())
-    bad[~has_offset] = np.asarray(naive.isna())
+    if aware is not None:
+        bad[has_offset] = np.asarray(aware.isna())
+    if naive is not None:
+        bad[~has_offset] = np.asarray(naive.isna())
     if bad.any():
         _raise_unparseable(col, bad)
     if has_offset.any() and not has_offset.all():
@@ -75,18 +100,24 @@ def _parse_timestamps(col: pd.Series, assume_tz: str | None) -> tuple[pd.Datetim
         )
     if has_offset.all():
         return pd.DatetimeIndex(aware).tz_convert(NY_TZ), "UTC offsets in file"
-    date_only = bool(s.str.fullmatch(_DATE_ONLY_RE).all())
+    date_only = bool(_matches(arr, _DATE_ONLY_RE).all())
     return _localize_naive(pd.DatetimeIndex(naive), col, assume_tz, date_only=date_only)
 
 
 def _parse_slash_dates(
-    s: pd.Series, parts: pd.DataFrame, col: pd.Series, assume_tz: str | None
+    arr: pa.ChunkedArray, col: pd.Series, assume_tz: str | None
 ) -> tuple[pd.DatetimeIndex, str]:
     """``M/D/YYYY[ H:MM[:SS]]`` (US, a spreadsheet's export) or ``D/M/YYYY``: decided by a field above 12.
 
     A first field above 12 anywhere means day first; a second field above 12 means month first (US); with
     neither the order cannot be read from the data and the US order is taken, which the data card says."""
-    first, second = parts[0].astype(int), parts[1].astype(int)
+    parts = pc.extract_regex(arr, _SLASH_RE).combine_chunks()
+
+    def field(name: str) -> pa.Array:
+        return parts.field(name)
+
+    first = pc.cast(field("f1"), pa.int32()).to_numpy()
+    second = pc.cast(field("f2"), pa.int32()).to_numpy()
     if bool((first > 12).any()) and bool((second > 12).any()):
         raise DataValidationError(
             "slash dates with fields above 12 in both positions: neither M/D/YYYY nor "
@@ -99,23 +130,29 @@ def _parse_slash_dates(
         order = "M/D/YYYY (US; a second field above 12 seen)"
     else:
         order = "M/D/YYYY assumed (US order; no field above 12 to tell day from month)"
-    month, day = (second, first) if day_first else (first, second)
-    iso = (
-        parts[2]
-        + "-"
-        + month.map("{:02d}".format)
-        + "-"
-        + day.map("{:02d}".format)
-        + " "
-        + parts[3].fillna("00:00")
+    month, day = (field("f2"), field("f1")) if day_first else (field("f1"), field("f2"))
+    has_time = pc.utf8_length(field("hour")).to_numpy(zero_copy_only=False) > 0
+
+    def pad(a: pa.Array, default: str) -> pa.Array:
+        a = pc.if_else(pc.equal(pc.utf8_length(a), 0), pa.scalar(default, a.type), a)
+        return pc.utf8_lpad(a, 2, "0")
+
+    iso = pc.binary_join_element_wise(
+        field("year"),
+        pad(month, "01"),
+        pad(day, "01"),
+        pad(field("hour"), "00"),
+        pad(field("minute"), "00"),
+        pad(field("second"), "00"),
+        pa.scalar("", pa.large_string()),
     )
-    parsed = pd.to_datetime(iso, format="mixed", errors="coerce")
+    parsed = pd.to_datetime(
+        pd.Series(iso.to_numpy(zero_copy_only=False)), format="%Y%m%d%H%M%S", errors="coerce"
+    )
     bad = np.asarray(parsed.isna())
     if bad.any():
         _raise_unparseable(col, bad)
-    idx, source = _localize_naive(
-        pd.DatetimeIndex(parsed), col, assume_tz, date_only=bool(parts[3].isna().all())
-    )
+    idx, source = _localize_naive(pd.DatetimeIndex(parsed), col, assume_tz, date_only=not has_time.any())
     return idx, f"{source}; dates {order}"
 
 
@@ -178,3 +215,65 @@ def _infer_interval(idx: pd.DatetimeIndex) -> str | None:
     if mode == pd.Timedelta(minutes=1):
         return "1m"
     return f"{int(mode / pd.Timedelta(seconds=1))}s"
+
+
+def offsets_in_other_season(col: pd.Series, idx: pd.DatetimeIndex) -> int:
+    """Rows whose UTC offset is New York's of the *other* season (-05:00 in summer, -04:00 in winter).
+
+    ``col``: the file's timestamp strings (all with offsets); ``idx``: their parsed instants. When reading the
+    times at the offsets they state moves regular-session bars out of 09:30-16:00 New York (the clock times are
+    New York's, the offset is a fixed one) -- or keeps as many inside as reading the clock times would (ambiguous)
+    -- this raises :class:`DataValidationError` naming the rows and the fix; when the stated instants put more bars
+    inside the session than the clock times (a vendor writing one fixed offset all year, with the clock times
+    shifted to match), the rows are counted and returned (the data card and the summary line say so)."""
+    tails = pc.utf8_slice_codeunits(_arrow(col.astype("str").str.strip()), -7)
+    encoded = pc.dictionary_encode(tails).combine_chunks()
+    per_tail = np.array([_offset_of(t) for t in encoded.dictionary.to_pylist()], dtype=np.float64)
+    stated = per_tail[encoded.indices.to_numpy()]
+    utc = idx.tz_convert("UTC").tz_localize(None).as_unit("ns").asi8
+    ny_wall = idx.tz_convert(NY_TZ).tz_localize(None).as_unit("ns").asi8
+    ny_offset = (ny_wall - utc) // (60 * 10**9)
+    wrong = np.isin(stated, NY_OFFSETS_MIN) & (stated != ny_offset)
+    if not wrong.any():
+        return 0
+    stated_wall = utc[wrong] + (stated[wrong] * 60 * 10**9).astype(np.int64)
+
+    def in_session(wall: np.ndarray) -> int:
+        minute = (wall % (86_400 * 10**9)) // (60 * 10**9)
+        return int(((minute >= _SESSION_MINUTES[0]) & (minute < _SESSION_MINUTES[1])).sum())
+
+    by_clock, by_instant = in_session(stated_wall), in_session(ny_wall[wrong])
+    if (
+        by_instant <= by_clock
+    ):  # the clock times fit the session at least as well as the instants: ambiguous or wrong
+        first = np.flatnonzero(wrong)[:3]
+        days = np.unique(ny_wall[wrong] // (86_400 * 10**9)).size
+        rows = [
+            f"row {i}: {col.iloc[i]!r}, but New York was at UTC{int(ny_offset[i]) // 60:+03d}:00 that day"
+            for i in first
+        ]
+        raise DataValidationError(
+            [
+                {
+                    "problem": f"UTC offsets that disagree with New York's calendar on {days} day(s) (read as "
+                    "stated, those bars move an hour against the exchange's 09:30-16:00 session)",
+                    "count": int(wrong.sum()),
+                    "rows": rows,
+                    "hint": "the clock times look like New York times written with one fixed offset: remove the "
+                    "offsets from the time column and pass DATA_TZ=America/New_York (make) or "
+                    "--data.init_args.assume_tz America/New_York, or write each day's true offset",
+                }
+            ]
+        )
+    return int(wrong.sum())
+
+
+def _offset_of(tail: str | None) -> float:
+    """Minutes east of UTC stated by the end of a timestamp string (NaN when none)."""
+    m = _OFFSET_PARTS.search(tail or "")
+    if m is None:
+        return np.nan
+    if m.group(1) or m.group(5):
+        return 0.0
+    sign = -1.0 if m.group(2) == "-" else 1.0
+    return sign * (int(m.group(3)) * 60 + int(m.group(4)))

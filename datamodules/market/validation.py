@@ -1,7 +1,8 @@
 """Validation of normalised bar frames: every problem reported with its count and first offending rows.
 
-Duplicates, unsorted rows, NaN, non-positive prices, high < low, negative volume, and split-like overnight
-jumps (mixed as-traded / split-adjusted price bases) -- see :func:`validate`.
+Duplicates, unsorted rows, NaN, non-positive prices, high < low, negative volume, bars on weekends or after
+now, constant sessions, and split-like overnight jumps (mixed as-traded / split-adjusted price bases) -- see
+:func:`validate`.
 """
 
 from __future__ import annotations
@@ -12,12 +13,67 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataValidationError
+from .sessions import wall_clock
 
-__all__ = ["PRICE_COLUMNS", "SPLIT_RATIOS", "SPLIT_TOLERANCE", "validate"]
+__all__ = ["CONSTANT_SESSION_MINUTES", "PRICE_COLUMNS", "SPLIT_RATIOS", "SPLIT_TOLERANCE", "validate"]
 
 SPLIT_RATIOS = (10.0, 0.1, 2.0, 0.5)
 SPLIT_TOLERANCE = 0.15
 PRICE_COLUMNS = ("open", "high", "low", "close")
+CONSTANT_SESSION_MINUTES = 30  # a regular session with at least this many traded minutes, all at one price
+
+
+def _calendar_problems(df: pd.DataFrame, now: pd.Timestamp) -> list[dict[str, Any]]:
+    """Bars on a Saturday or Sunday (New York), bars that start after ``now``, and constant sessions."""
+    problems: list[dict[str, Any]] = []
+    day, minute = wall_clock(df.index)
+    weekday = (day + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
+    weekend = weekday >= 5
+    if weekend.any():
+        days = sorted({str(d.date()) for d in pd.to_datetime(np.unique(day[weekend]), unit="D")})
+        problems.append(
+            {
+                "problem": f"bars on weekends, when the exchange is closed ({len(days)} day(s): "
+                + ", ".join(days[:3])
+                + (", ..." if len(days) > 3 else "")
+                + ")",
+                "count": int(weekend.sum()),
+                "rows": _fmt_rows(df, np.flatnonzero(weekend)),
+                "hint": "wrong dates (day and month swapped?) or a wrong time zone (DATA_TZ=); repair the dates or "
+                "remove those rows",
+            }
+        )
+    future = np.asarray(df.index > now)
+    if future.any():
+        problems.append(
+            {
+                "problem": f"bars dated after now ({now.floor('s')})",
+                "count": int(future.sum()),
+                "rows": _fmt_rows(df, np.flatnonzero(future)),
+                "hint": "a wrong year, or day and month swapped? repair the dates",
+            }
+        )
+    traded = (minute >= 9 * 60 + 30) & (minute < 16 * 60) & (df["volume"].to_numpy() > 0)
+    if traded.any():
+        prices = df[list(PRICE_COLUMNS)].to_numpy(dtype=np.float64)[traded]
+        g = pd.DataFrame({"hi": prices.max(axis=1), "lo": prices.min(axis=1)}).groupby(day[traded])
+        per = g.agg(hi=("hi", "max"), lo=("lo", "min"), n=("hi", "size"))
+        flat = per[(per["n"] >= CONSTANT_SESSION_MINUTES) & (per["hi"] == per["lo"])]
+        if len(flat):
+            rows = [
+                f"{pd.Timestamp(int(d), unit='D').date()}: {int(r.n)} minutes at {r.hi:g}"
+                for d, r in flat.head(3).iterrows()
+            ]
+            problems.append(
+                {
+                    "problem": f"constant sessions (every traded regular-session minute at one price, "
+                    f"at least {CONSTANT_SESSION_MINUTES} minutes: a stale feed)",
+                    "count": int(len(flat)),
+                    "rows": rows,
+                    "hint": "remove those sessions' rows from the file",
+                }
+            )
+    return problems
 
 
 def _fmt_rows(df: pd.DataFrame, positions: np.ndarray, limit: int = 3) -> list[str]:
@@ -62,7 +118,11 @@ def _split_like_jumps(df: pd.DataFrame, tolerance: float) -> list[dict[str, Any]
 
 
 def validate(
-    df: pd.DataFrame, *, price_basis: str | None = None, split_tolerance: float = SPLIT_TOLERANCE
+    df: pd.DataFrame,
+    *,
+    price_basis: str | None = None,
+    split_tolerance: float = SPLIT_TOLERANCE,
+    now: pd.Timestamp | None = None,
 ) -> dict[str, Any]:
     """Check a normalised bar frame; raise :class:`DataValidationError` listing every problem.
 
@@ -72,7 +132,9 @@ def validate(
     within ``split_tolerance`` (relative) of x10, x0.1, x2 or x0.5, the signature of mixed price bases
     (AMC's 2023 1:10 reverse split makes adjusted 2015-2021 prices ~10x the as-traded ones).  Jumps are
     an error only while ``price_basis`` is undeclared; declare it (``"as-traded"``, ``"adjusted"``, ...)
-    to accept genuine moves -- they are still reported.
+    to accept genuine moves -- they are still reported.  Also problems: bars on a Saturday or Sunday (New York
+    date), bars starting after ``now`` (default: the current time), and constant sessions (a regular session of
+    at least :data:`CONSTANT_SESSION_MINUTES` traded minutes whose open/high/low/close are all one price).
 
     Returns a report ``{"n_rows", "price_basis", "split_like_jumps": [...]}``.
     """
@@ -137,6 +199,9 @@ def validate(
                 "rows": _fmt_rows(df, np.flatnonzero(negv)),
             }
         )
+
+    now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+    problems += _calendar_problems(df, now if now.tzinfo is not None else now.tz_localize("UTC"))
 
     jumps = _split_like_jumps(df, split_tolerance)
     if jumps and price_basis is None:

@@ -13,6 +13,7 @@ from lightning_implicit.datamodules import market as md
 from market_fixtures import BAD, GOOD, bars, write_bad, write_fixture
 
 WINDOWS_PER_SESSION = 100 - (60 + 10) + 1  # 31
+DAYS_SLASH = ("2026-11-16", "2026-11-17")
 
 
 @pytest.mark.parametrize("kind", GOOD)
@@ -363,3 +364,26 @@ def test_fixed_offset_file_whose_instants_fit_the_session_is_read_and_said(tmp_p
     assert d.card["file"]["offsets_other_season"] == 4 * 100
     assert "400 rows carry New York's UTC offset of the other season" in d.card["changes"]["summary"]
     assert d.card["n_windows"] == {"train": 2 * WINDOWS_PER_SESSION, "test": 2 * WINDOWS_PER_SESSION}
+
+
+@pytest.mark.parametrize("bad", ["2/30/2026 9:30", "11/16/2026 25:00", "11/16/2026 9:61"])
+def test_impossible_slash_dates_and_clock_times_are_unparseable(bad, tmp_path):
+    """Slash dates are assembled from integer fields: an impossible day or clock time is named, never rolled over."""
+    b = bars(days=DAYS_SLASH)
+    stamps = [f"{t.month}/{t.day}/{t.year} {t.hour}:{t.minute:02d}" for t in b.index]
+    stamps[7] = bad
+    path = tmp_path / "av.csv"
+    pd.DataFrame(
+        {
+            "date": stamps,
+            "1. open": b["open"],
+            "2. high": b["high"],
+            "3. low": b["low"],
+            "4. close": b["close"],
+            "5. volume": b["volume"],
+        }
+    ).to_csv(path, index=False)
+    with pytest.raises(
+        md.DataValidationError, match=rf"unparseable timestamps: 1 row\(s\); first: row 7: '{bad}'"
+    ):
+        md.load_minute_file(path)

@@ -130,26 +130,22 @@ def _parse_slash_dates(
         order = "M/D/YYYY (US; a second field above 12 seen)"
     else:
         order = "M/D/YYYY assumed (US order; no field above 12 to tell day from month)"
-    month, day = (field("f2"), field("f1")) if day_first else (field("f1"), field("f2"))
+    month, day = (second, first) if day_first else (first, second)
     has_time = pc.utf8_length(field("hour")).to_numpy(zero_copy_only=False) > 0
 
-    def pad(a: pa.Array, default: str) -> pa.Array:
-        a = pc.if_else(pc.equal(pc.utf8_length(a), 0), pa.scalar(default, a.type), a)
-        return pc.utf8_lpad(a, 2, "0")
+    def number(name: str) -> np.ndarray:
+        """The field as integers; 0 where the optional time part is absent."""
+        a = field(name)
+        return pc.cast(
+            pc.if_else(pc.equal(pc.utf8_length(a), 0), pa.scalar("0", a.type), a), pa.int32()
+        ).to_numpy()
 
-    iso = pc.binary_join_element_wise(
-        field("year"),
-        pad(month, "01"),
-        pad(day, "01"),
-        pad(field("hour"), "00"),
-        pad(field("minute"), "00"),
-        pad(field("second"), "00"),
-        pa.scalar("", pa.large_string()),
-    )
-    parsed = pd.to_datetime(
-        pd.Series(iso.to_numpy(zero_copy_only=False)), format="%Y%m%d%H%M%S", errors="coerce"
-    )
-    bad = np.asarray(parsed.isna())
+    # assembled from integer fields (no per-row strptime); an impossible date (2/30) becomes NaT
+    fields = {"year": number("year"), "month": month, "day": day}
+    fields |= {k: number(k) for k in ("hour", "minute", "second")}
+    parsed = pd.to_datetime(pd.DataFrame(fields), errors="coerce")
+    clock_out_of_range = (fields["hour"] > 23) | (fields["minute"] > 59) | (fields["second"] > 59)
+    bad = np.asarray(parsed.isna()) | clock_out_of_range
     if bad.any():
         _raise_unparseable(col, bad)
     idx, source = _localize_naive(pd.DatetimeIndex(parsed), col, assume_tz, date_only=not has_time.any())

@@ -21,7 +21,7 @@ import torch
 from lightning_implicit.data import DataSplits, ShiftDataModule, TestSet
 from lightning_implicit.task import TaskSpec
 
-from .market import PAPER_TEST_RANGE, PAPER_TRAIN_RANGE, load_volatility_dataset
+from .market import PAPER_TEST_RANGE, PAPER_TRAIN_RANGE, MarketOptions, load_volatility_dataset
 
 __all__ = ["VolatilityDataModule", "variance_metrics"]
 
@@ -121,23 +121,25 @@ class VolatilityDataModule(ShiftDataModule):
 
     def build(self) -> DataSplits:
         d = load_volatility_dataset(
-            self.data,
-            cache_dir=self.cache_dir,
-            allow_download=self.allow_download,
-            ticker=self.ticker,
-            interval=self.interval,
-            train_range=self.train_range,
-            test_range=self.test_range,
-            test_fraction=self.test_fraction,
-            input_len=self.input_len,
-            horizon=self.horizon,
-            stride=self.stride,
-            price_basis=self.price_basis,
-            seed=self.seed,
-            synthetic_range=self.synthetic_range,
-            assume_tz=self.assume_tz,
-            explicit_ranges=(self.train_range, self.test_range)
-            != (tuple(PAPER_TRAIN_RANGE), tuple(PAPER_TEST_RANGE)),
+            MarketOptions(
+                data=self.data,
+                cache_dir=self.cache_dir,
+                allow_download=self.allow_download,
+                ticker=self.ticker,
+                interval=self.interval,
+                train_range=self.train_range,
+                test_range=self.test_range,
+                test_fraction=self.test_fraction,
+                input_len=self.input_len,
+                horizon=self.horizon,
+                stride=self.stride,
+                price_basis=self.price_basis,
+                seed=self.seed,
+                synthetic_range=self.synthetic_range,
+                assume_tz=self.assume_tz,
+                explicit_ranges=(self.train_range, self.test_range)
+                != (tuple(PAPER_TRAIN_RANGE), tuple(PAPER_TEST_RANGE)),
+            )
         )
         _say_once(d.card["changes"]["summary"])  # every row dropped, filled or excluded, by reason
         rule = d.card["splits"]["rule"]

@@ -387,3 +387,23 @@ def test_impossible_slash_dates_and_clock_times_are_unparseable(bad, tmp_path):
         md.DataValidationError, match=rf"unparseable timestamps: 1 row\(s\); first: row 7: '{bad}'"
     ):
         md.load_minute_file(path)
+
+
+def test_options_object_and_keywords_load_the_same_and_bad_values_are_named(tmp_path):
+    path = str(write_fixture("polygon", tmp_path))
+    a = md.load_volatility_dataset(md.MarketOptions(data=path, test_fraction=0.5, stride=2))
+    b = md.load_volatility_dataset(path, test_fraction=0.5, stride=2)
+    np.testing.assert_array_equal(a.y_train, b.y_train)
+    assert a.card["splits"] == b.card["splits"] and a.card["stride"] == 2
+    for bad, field in (
+        ({"test_fraction": 1.0}, "test_fraction"),
+        ({"stride": 0}, "stride"),
+        ({"interval": "5m"}, "interval"),
+        ({"train_range": ("2020-01-01",)}, "train_range"),
+    ):
+        with pytest.raises(ValueError, match=field):
+            md.MarketOptions(data=path, **bad)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        md.load_volatility_dataset(path, tickr="AMC")
+    with pytest.raises(TypeError, match="not both"):
+        md.load_volatility_dataset(md.MarketOptions(data=path), ticker="GME")

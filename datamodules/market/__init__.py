@@ -36,6 +36,7 @@ Modules (one idea each; this package re-exports the public API)::
     synthetic    synthetic_minute_bars
     yahoo        yfinance downloads with bounded rate-limit back-off
     sources      Source, resolve_source
+    options      MarketOptions: the loader's options, checked on construction
     dataset      VolatilityDataset, load_volatility_dataset (and the data card)
 """
 
@@ -52,6 +53,7 @@ from .errors import (
 )
 from .filecheck import MAX_FILE_BYTES, check_file
 from .layouts import load_minute_file, normalize_bars
+from .options import MarketOptions
 from .sessions import minute_vwap, regular_session_vwap
 from .sources import Source, resolve_source
 from .synthetic import synthetic_minute_bars
@@ -62,6 +64,7 @@ __all__ = [
     "ACCEPTED_LAYOUTS",
     "MAX_FILE_BYTES",
     "MIN_SESSIONS_PER_SPLIT",
+    "MarketOptions",
     "DATA_HINT",
     "NY_TZ",
     "PAPER_TEST_RANGE",

@@ -12,13 +12,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .conventions import PAPER_TEST_RANGE, PAPER_TRAIN_RANGE, VARIANCE_DEFINITION
+from .conventions import VARIANCE_DEFINITION
 from .errors import DataUnavailableError
+from .options import MarketOptions
 from .provenance import _content_sha256, _jsonable
 from .sessions import minute_vwap, regular_session_vwap
 from .sources import resolve_source
 from .summary import changes
-from .synthetic import SYNTHETIC_RANGE
 from .validation import validate
 from .windows import _session_dates, _window_starts, make_windows, split_by_date
 
@@ -134,59 +134,52 @@ def _count_between(keys: list[str], lo: str, hi: str) -> int:
 
 
 def load_volatility_dataset(
-    data: str | os.PathLike | None = None,
+    data: str | os.PathLike | MarketOptions | None = None,
+    /,
     *,
-    cache_dir: str | os.PathLike | None = None,
-    allow_download: bool = False,
-    ticker: str = "AMC",
-    interval: str = "1d",
-    train_range: tuple[str, str] = PAPER_TRAIN_RANGE,
-    test_range: tuple[str, str] = PAPER_TEST_RANGE,
-    test_fraction: float | None = None,
-    explicit_ranges: bool = False,
-    input_len: int = 60,
-    horizon: int = 10,
-    stride: int = 1,
-    max_ffill: int = 2,
-    price_basis: str | None = None,
-    assume_tz: str | None = None,
-    synthetic_range: tuple[str, str] = SYNTHETIC_RANGE,
-    seed: int = 0,
     sleep: Callable[[float], Any] = time.sleep,
     now: pd.Timestamp | None = None,
+    **options: Any,
 ) -> VolatilityDataset:
     """Resolve a source, validate, build windows, split by date and write the data card.
 
-    ``data``/``cache_dir``/``allow_download``/``ticker``/``interval`` go to :func:`resolve_source`
-    (``interval`` only matters for the cache and downloads; a file's bar spacing decides between the
-    minute task and the daily variant).  Splits are by session date: ``train_range``/``test_range``
-    (inclusive, default the paper's 2015-02-01..2020-12-31 / 2021-01-01..2021-12-31), or with
-    ``test_fraction`` the last fraction of usable sessions is the test split (for recent 1-minute data).
-    ``price_basis`` declares the basis of a user file (accepts split-like jumps, see :func:`validate`).
+    ``data``: a :class:`MarketOptions`, or its ``data`` field with the other fields as keyword ``options``
+    (``load_volatility_dataset("amc.csv", test_fraction=0.3)``); see :class:`MarketOptions` for each field.
+    ``sleep`` (download back-off) and ``now`` (future-date check, downloads) are injectable for tests.
 
     Raises :class:`DataValidationError` for malformed data and :class:`DataUnavailableError` when there
-    is no data or a split has no windows.
+    is no data or a split has too few sessions or no windows.
     """
+    o = data if isinstance(data, MarketOptions) else MarketOptions(data=data, **options)
+    if isinstance(data, MarketOptions) and options:
+        raise TypeError(f"pass options in the MarketOptions or as keywords, not both: {sorted(options)}")
+    interval, train_range, test_range, test_fraction = (
+        o.interval,
+        o.train_range,
+        o.test_range,
+        o.test_fraction,
+    )
+    input_len, horizon, stride, max_ffill, ticker = o.input_len, o.horizon, o.stride, o.max_ffill, o.ticker
     want_daily = interval == "1d"  # 1-minute downloads always cover Yahoo's last ~29 days
     src = resolve_source(
-        data,
-        cache_dir,
-        allow_download,
+        o.data,
+        o.cache_dir,
+        o.allow_download,
         ticker=ticker,
         interval=interval,
         start=train_range[0] if want_daily else None,
         end=str((pd.Timestamp(test_range[1]) + pd.Timedelta(days=1)).date()) if want_daily else None,
-        assume_tz=assume_tz,
+        assume_tz=o.assume_tz,
         sleep=sleep,
         now=now,
         synthetic_kwargs={
-            "start": synthetic_range[0],
-            "end": synthetic_range[1],
+            "start": o.synthetic_range[0],
+            "end": o.synthetic_range[1],
             "split_date": test_range[0],
-            "seed": seed,
+            "seed": o.seed,
         },
     )
-    basis = price_basis if price_basis is not None else src.price_basis
+    basis = o.price_basis if o.price_basis is not None else src.price_basis
     report = validate(src.frame, price_basis=basis, now=now)
     df = src.frame
     vwap, method = minute_vwap(df)
@@ -211,7 +204,7 @@ def load_volatility_dataset(
             train_range,
             test_range,
             test_fraction,
-            explicit_ranges or src.synthetic,
+            o.explicit_ranges or src.synthetic,
             MIN_SESSIONS_PER_SPLIT,
         )
         tr0, tr1, te0, te1 = _resolve_ranges(dates, train_range, test_range, test_fraction)
@@ -248,7 +241,7 @@ def load_volatility_dataset(
         day = _session_dates(daily.index)
         dates = list(day)
         test_fraction, split_rule = _split_rule(
-            dates, train_range, test_range, test_fraction, explicit_ranges or src.synthetic, span
+            dates, train_range, test_range, test_fraction, o.explicit_ranges or src.synthetic, span
         )
         tr0, tr1, te0, te1 = _resolve_ranges(dates, train_range, test_range, test_fraction)
         segments = {

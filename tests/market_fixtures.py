@@ -185,6 +185,14 @@ def write_bad(kind: str, folder: Path) -> Path:
         return _generic(b, folder / "semicolons.csv", sep=";", decimal=",")
     if kind == "decimal comma quoted":
         return _generic(b, folder / "quoted_commas.csv", decimal=",")
+    if kind == "decimal comma unquoted":  # a hand-edited file: 20,15 between commas
+        path = folder / "unquoted_commas.csv"
+        lines = ["timestamp,open,high,low,close,volume"]
+        for t, r in b.iterrows():
+            cells = [f"{r[c]:.2f}".replace(".", ",") for c in prices]
+            lines.append(f"{t.isoformat()},{','.join(cells)},{int(r['volume'])}")
+        path.write_text("\n".join(lines) + "\n")
+        return path
     if kind == "NUL padding":  # a valid CSV followed by 8 MiB of NUL bytes (a copy that stopped half-way)
         path = _yfinance(b, folder / "padded.csv")
         with open(path, "r+b") as fh:
@@ -219,7 +227,8 @@ BAD = {
     "utf-16 without BOM": ("is UTF-16 text without a byte-order mark", "save it as UTF-8"),
     "latin-1": ("is not UTF-8 text: byte 0xE9", "save it as UTF-8"),
     "decimal comma ;": ("separates fields with ';' and writes decimal commas", "'.' as the decimal point"),
-    "decimal comma quoted": ("writes prices with a decimal comma", "'.' as the decimal point"),
+    "decimal comma quoted": ("a decimal comma (or a thousands separator)", "'.' as the decimal point"),
+    "decimal comma unquoted": ("writes numbers with a comma inside (line 2", "'.' as the decimal point"),
     "NUL padding": ("not a text CSV file: NUL bytes at byte", "pass the intact CSV"),
     "2 GiB of NUL padding": ("2.00 GiB, above the 512 MiB limit", "keep the years you need"),
     "symlink loop": ("is a symlink loop", "point DATA= at the file itself"),

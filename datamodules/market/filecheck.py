@@ -62,16 +62,22 @@ def check_file(path: str | os.PathLike) -> FileFacts:
         )
     if p.suffix.lower() not in TEXT_SUFFIXES:
         return FileFacts(p, st.st_size, None)
-    with open(p, "rb") as fh:
-        head = fh.read(_EDGE)
-        _check_head(p, head)
-        if st.st_size > 2 * _EDGE:
-            fh.seek(st.st_size - _EDGE)
-            tail = fh.read(_EDGE)
-            if b"\x00" in tail:
-                _refuse_nul(p, st.st_size - _EDGE + tail.index(b"\x00"), st.st_size)
-        fh.seek(0)
-        digest = _scan(p, fh, st.st_size)
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(_EDGE)
+            _check_head(p, head)
+            if st.st_size > 2 * _EDGE:
+                fh.seek(st.st_size - _EDGE)
+                tail = fh.read(_EDGE)
+                if b"\x00" in tail:
+                    _refuse_nul(p, st.st_size - _EDGE + tail.index(b"\x00"), st.st_size)
+            fh.seek(0)
+            digest = _scan(p, fh, st.st_size)
+    except OSError as err:  # permission denied, an I/O error of the disk or network share
+        raise DataValidationError(
+            f"DATA={str(p)!r} cannot be read ({err.strerror or type(err).__name__}); fix the file's permissions or "
+            "copy it to a local disk"
+        ) from None
     _check_separators(p, head)
     return FileFacts(p, st.st_size, digest)
 
@@ -180,6 +186,7 @@ def _check_separators(p: Path, head: bytes) -> None:
         if quoted or (len(row) > width and any(re.fullmatch(r"\d+", f) for f in row[1:])):
             example = quoted[0] if quoted else ",".join(row[1:3])
             raise DataValidationError(
-                f"{p} writes prices with a decimal comma (line {number}: {example!r}); save it with '.' as the "
-                "decimal point (a spreadsheet set to an English locale, or pandas.read_csv(..., decimal=','))"
+                f"{p} writes numbers with a comma inside (line {number}: {example!r}): a decimal comma (or a "
+                "thousands separator); save it with '.' as the decimal point and no thousands separator (a "
+                "spreadsheet set to an English locale, or pandas.read_csv(..., decimal=','))"
             )

@@ -103,8 +103,7 @@ def _resolve_ranges(dates: list[pd.Timestamp], train_range, test_range, test_fra
     if len(dates) < 2:
         raise DataUnavailableError(
             f"only {len(dates)} usable session(s): cannot split chronologically; the volatility task needs at "
-            f"least {2 * MIN_SESSIONS_PER_SPLIT} sessions with a complete 70-minute window; pass a longer file "
-            "with DATA="
+            f"least {2 * MIN_SESSIONS_PER_SPLIT} sessions with a complete window; pass a longer file with DATA="
         )
     n_test = _n_test(len(dates), test_fraction)
     return (
@@ -135,7 +134,6 @@ def _count_between(keys: list[str], lo: str, hi: str) -> int:
 
 def load_volatility_dataset(
     data: str | os.PathLike | MarketOptions | None = None,
-    /,
     *,
     sleep: Callable[[float], Any] = time.sleep,
     now: pd.Timestamp | None = None,

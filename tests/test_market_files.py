@@ -407,3 +407,15 @@ def test_options_object_and_keywords_load_the_same_and_bad_values_are_named(tmp_
         md.load_volatility_dataset(path, tickr="AMC")
     with pytest.raises(TypeError, match="not both"):
         md.load_volatility_dataset(md.MarketOptions(data=path), ticker="GME")
+
+
+def test_the_fix_named_for_fixed_offsets_works(tmp_path):
+    """The error's fix (drop the offsets, DATA_TZ=America/New_York) loads the file with every bar in session."""
+    path = write_bad("summer offsets -05:00", tmp_path)
+    with pytest.raises(md.DataValidationError, match="DATA_TZ=America/New_York"):
+        md.load_volatility_dataset(str(path))
+    fixed = tmp_path / "fixed.csv"
+    fixed.write_text(path.read_text().replace("-05:00,", ","))
+    d = md.load_volatility_dataset(str(fixed), assume_tz="America/New_York")
+    assert d.card["bars"]["bars_outside_regular_session"] == 0
+    assert d.card["n_windows"] == {"train": 2 * WINDOWS_PER_SESSION, "test": 2 * WINDOWS_PER_SESSION}

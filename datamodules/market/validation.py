@@ -68,7 +68,7 @@ def _calendar_problems(df: pd.DataFrame, now: pd.Timestamp) -> list[dict[str, An
                 {
                     "problem": f"constant sessions (every traded regular-session minute at one price, "
                     f"at least {CONSTANT_SESSION_MINUTES} minutes: a stale feed)",
-                    "count": int(len(flat)),
+                    "count": int(flat["n"].sum()),
                     "rows": rows,
                     "hint": "remove those sessions' rows from the file",
                 }

@@ -4,7 +4,7 @@ The paper (section 2.2) predicts the *volatility* of AMC over the next 10 minute
 variance of the 10 minute-VWAPs in that window (raw prices, not returns), from the 60 minute-VWAPs
 before it; train 2015-02-01 .. 2020-12-31, validation 2021-01-01 .. 2021-12-31.
 
-This package is pure pandas/numpy (no torch).  Pipeline::
+This package is pandas/numpy/pyarrow (no torch).  Pipeline::
 
     resolve_source(...)            explicit file | "synthetic" | cache dir | yfinance | DataUnavailableError
       -> check_file(path)          size, symlink loop, encoding, NUL bytes, decimal comma: refused before parsing

@@ -67,6 +67,7 @@ def reproduce(
     from lightning_implicit.tracking import git_commit, resolve_tracking_uri
     from lightning_implicit.tuned import load_tuned
 
+    from . import verdicts as V
     from .execute import Interrupted, Outcome, Progress, find_reusable, fmt_duration, run_jobs
     from .plan import build_jobs, tuned_recipes
     from .profile import ProfileError, load_profile
@@ -218,7 +219,8 @@ def reproduce(
     log_report_run(client, report_run_id, out_dir, verdicts, stats)
     print("\nverdicts:", file=stream)
     for v in verdicts:
-        print(f"  {v.id:<5} {v.verdict:<30} {v.claim}", file=stream)
+        mark = f" ({V.ON_MARGIN})" if v.on_margin else ""
+        print(f"  {v.id:<5} {v.verdict + mark:<46} {v.claim}", file=stream)
     failed = [r for r in records if r.outcome in ("failed", "missing")]
     if failed:
         print(

@@ -115,7 +115,31 @@ def _verdict_lines(verdicts: list[V.Verdict], section: str) -> str:
     vs = [v for v in verdicts if v.section == section]
     if not vs:
         return ""
-    return "\n".join(f"- **{v.id}** {v.claim} → **{v.verdict}** — {v.evidence}" for v in vs) + "\n"
+    return (
+        "\n".join(
+            f"- **{v.id}** {v.claim} → **{v.label}** — {v.evidence}"
+            + (f" *Margin:* {v.margin}. *Stability:* {v.stability.get('text', '-')}." if v.margin else "")
+            for v in vs
+        )
+        + "\n"
+    )
+
+
+def _margin_summary(verdicts: list[V.Verdict]) -> str:
+    """One line: how many verdicts are stable, on the margin, or cannot separate their models."""
+    ev = [v for v in verdicts if v.verdict != V.NA]
+    if not ev:
+        return ""
+    margin = [v.id for v in ev if v.on_margin]
+    noise = [v.id for v in ev if v.verdict == V.NOISE]
+    stable = len(ev) - len(margin) - len(noise)
+    return (
+        f"Of {len(ev)} evaluated claims: {stable} stable, {len(margin)} {V.ON_MARGIN}"
+        + (f" ({', '.join(margin)})" if margin else "")
+        + f", {len(noise)} cannot separate the models at the seed noise"
+        + (f" ({', '.join(noise)})" if noise else "")
+        + ".\n"
+    )
 
 
 def _not_run(results: Results, tasks) -> str | None:
@@ -713,7 +737,7 @@ def build_report(
     counts = {}
     for r in results.records:
         counts[r.outcome] = counts.get(r.outcome, 0) + 1
-    vcounts = {v: sum(x.verdict == v for x in verdicts) for v in (V.HOLDS, V.PARTLY, V.NOT, V.NA)}
+    vcounts = {v: sum(x.verdict == v for x in verdicts) for v in (V.HOLDS, V.PARTLY, V.NOT, V.NOISE, V.NA)}
     md = [f"# Reproduction report: *{CITATION}*, profile `{profile.name}`\n"]
     meta = [
         f"- generated: {_dt.datetime.now().isoformat(timespec='seconds')}",
@@ -736,7 +760,11 @@ def build_report(
             f"- wall time of this invocation until the report: {w // 60}:{w % 60:02d} (min:s) with "
             f"{header.get('workers', 1)} worker(s)"
         )
-    meta.append("- verdicts: " + ", ".join(f"{n} {k}" for k, n in vcounts.items()))
+    meta.append(
+        "- verdicts: "
+        + ", ".join(f"{n} {k}" for k, n in vcounts.items())
+        + f" ({sum(v.on_margin for v in verdicts)} of them {V.ON_MARGIN})"
+    )
     md.append("\n".join(meta) + "\n")
     md.append("Contents: " + " · ".join(f"[{t}](#{a})" for a, t in SECTIONS) + "\n")
 
@@ -744,11 +772,17 @@ def build_report(
         md.append(f'<a id="{anchor}"></a>\n\n## {title}\n')
         md.extend(b for b in body if b)
 
-    vt = ["| ID | Paper | Claim | Verdict | Evidence (our numbers) |", "|---|---|---|---|---|"]
+    vt = [
+        "| ID | Paper | Claim | Verdict | Margin (deciding value vs threshold, smallest gap, seed spread) | "
+        "Stability (leaving out each seed) | Evidence (our numbers) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for v in verdicts:
+        stab = v.stability.get("text", "-")
         vt.append(
-            f"| {v.id} | [{v.source}](#{v.section}) | {v.claim} | **{v.verdict}** | "
-            f"{v.evidence.replace('|', '/')} |"
+            f"| {v.id} | [{v.source}](#{v.section}) | {v.claim} | **{v.verdict}**"
+            f"{' — *' + V.ON_MARGIN + '*' if v.on_margin else ''} | {(v.margin or '-').replace('|', '/')} | "
+            f"{stab} | {v.evidence.replace('|', '/')} |"
         )
     section(
         "verdicts",
@@ -756,7 +790,11 @@ def build_report(
         [
             "One line per claim of the paper, computed from our runs by the rules below "
             "(the numbers behind each are in the linked section, with links to every "
-            "run).\n",
+            "run). Each verdict prints its margin and is recomputed leaving out each seed; a verdict that one "
+            f"seed flips, or whose deciding quantity has seeds on both sides of its threshold, is *{V.ON_MARGIN}*; "
+            f"a comparison whose models differ by less than their seed spread gets *{V.NOISE}* instead of a "
+            "verdict.\n",
+            _margin_summary(verdicts),
             "\n".join(vt) + "\n",
         ],
     )
@@ -898,9 +936,11 @@ def log_report_run(client, run_id: str, out_dir: Path, verdicts: list[V.Verdict]
         (V.HOLDS, "holds"),
         (V.PARTLY, "partly"),
         (V.NOT, "does_not_hold"),
+        (V.NOISE, "cannot_separate"),
         (V.NA, "not_evaluated"),
     ):
         client.log_metric(run_id, f"verdicts/{key}", sum(v.verdict == name for v in verdicts))
+    client.log_metric(run_id, "verdicts/on_the_margin", sum(v.on_margin for v in verdicts))
     for f in ("report.md", "results.csv", "verdicts.json"):
         if (out_dir / f).exists():
             client.log_artifact(run_id, str(out_dir / f))

@@ -299,7 +299,7 @@ def rule_best(
     deciding = min(pool or closest, key=lambda c: abs(c[0]) if not math.isnan(c[0]) else math.inf)
     g, k, s, o, a, b = deciding
     margin = (
-        f"closest: {_where(k)} seed {s}, {_f4(a)} vs {_f4(b)} ({label(o)}; gap {_pct(g)}); best at every seed at "
+        f"closest: {_where(k)} seed {s}, {_f4(a)} vs {_f4(b)} ({label(o)}, gap {_pct(g)}); best at every seed at "
         f"{robust}/{n} shifts against {need} needed; separated from the best other model at {n_sep}/{n} shifts "
         "(seed means differ by more than the seed sd)"
     )
@@ -379,7 +379,7 @@ def rule_factor(
     )
     if closest:
         g, s, name, a, b = closest
-        margin += f"; closest seed: {s}, {_f4(a)} vs {_f4(b)} ({label(name)}; gap {_pct(g)})"
+        margin += f"; closest seed: {s}, {_f4(a)} vs {_f4(b)} ({label(name)}, gap {_pct(g)})"
     if not _separated(list(ours.values()), list(others[best_name].values())):
         return RuleResult(
             NOISE, ev + f"; not separated from {label(best_name)} (difference within the seed sd)", margin

@@ -100,3 +100,49 @@ def test_claims_are_read_again_with_the_linear_reference_and_the_bias_ablation()
     rd_bad = S.TaskReading("addition", "mse", linear={10: 50.0, 1000: 5e8})
     rows = {r["id"]: r for r in S.claims_with_references(results, {"addition": rd_bad}, verdicts)}
     assert rows["F4a"]["linear"] == V.NOT and rows["F4a"]["reading"].startswith("needs more")
+
+
+def test_magnitudes_put_the_papers_number_beside_ours_and_flag_a_ratio_beyond_ten():
+    from lightning_implicit_paper.magnitudes import magnitude_table, magnitudes
+
+    recs = []
+    for seed in (0, 1):
+        recs.append(hand_run("addition", "nalu", seed, {"mse": {10: 592.0, 1000: 1e9}}))
+        # 90% of the samples converge in 15 iterations, 10% stop at the cap: the mean over all is 43.5
+        depth = {"iters_mean": {10: 0.9 * 15 + 0.1 * 300}, "converged_frac": {10: 0.9}}
+        recs.append(hand_run("addition", "implicit", seed, {"mse": {10: 0.5}, **depth}))
+    res = Results(recs)
+    by = {m.what: m for m in magnitudes(res)}
+    nalu = by["addition: NALU test MSE at shift 10 (the paper: above)"]
+    assert nalu.paper == 1e10 and nalu.ours == 592.0 and nalu.flag.startswith("**beyond 10x**")
+    depth = by["addition: implicit solver iterations"]
+    assert (
+        depth.paper == 15 and abs(depth.ours - 15.0) < 1e-9 and depth.flag == "within 10x"
+    )  # converged only
+    table = magnitude_table(res, "figure-4")
+    assert "| 1e+10 | 592 |" in table and "beyond 10x" in table
+
+
+def test_tuning_table_shows_the_best_so_far_curve_and_what_each_study_needs():
+    from types import SimpleNamespace
+
+    from lightning_implicit_paper.tuning import best_so_far, flattened, tuning_table
+
+    assert best_so_far([3.0, None, 2.0, 2.5, 1.0]) == [3.0, 3.0, 2.0, 2.0, 1.0]
+    assert flattened([5, 4, 3, 2, 2, 2, 2, 2, 2]) is True
+    assert flattened([9, 8, 7, 6, 5, 4, 3, 2, 1]) is False
+    assert flattened([3, 2, 1]) is None
+    prov = {
+        "trials": {"complete": 3, "pruned": 1},
+        "cv_folds": 3,
+        "space_edges": ["lr=0.0474704 at its upper bound 0.05"],
+        "study": "s",
+        "storage": "sqlite:///nowhere.db",
+    }
+    tuned = {("addition", "implicit"): SimpleNamespace(provenance=prov)}
+    v = [V.Verdict("F4a", "", "", "", V.NOT, "", "figure-4")]
+    text = tuning_table(tuned, v, curves={("addition", "implicit"): [1.0, 0.5, 0.5, 0.4]})
+    assert (
+        ">= 12 trials (has 4)" in text and "a widened search (lr=0.0474704 at its upper bound 0.05)" in text
+    )
+    assert "5 folds as the paper (has 3)" in text and "| F4a |" in text and "1 (#1)" in text

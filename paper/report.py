@@ -362,7 +362,7 @@ def _sec_tuning(
     rows = [f"| ID | Claim | `{companion['name']}` | `{profile.name}` |", "|---|---|---|---|"]
     for v in verdicts:
         o = other.get(v.id)
-        rows.append(f"| {v.id} | {v.claim} | {o.verdict if o else '-'} | **{v.verdict}** |")
+        rows.append(f"| {v.id} | {v.claim} | {o.label if o else '-'} | **{v.label}** |")
     out.append("\n".join(rows) + "\n")
     return out
 

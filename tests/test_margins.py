@@ -122,3 +122,13 @@ def test_verdicts_json_carries_a_margin_and_a_stability_result_for_every_evaluat
         assert isinstance(d["on_margin"], bool) and d["label"].startswith(d["verdict"])
     report = (tmp_path / "report.md").read_text()
     assert "| Margin" in report and "Stability (leaving out each seed)" in report
+
+
+def test_machine_card_names_the_cpu_instruction_set_blas_and_threads():
+    import torch
+    from lightning_implicit_paper.machine import machine_card
+
+    card = machine_card(2, 1)
+    assert card["instruction set used by torch"] == torch.backends.cpu.get_cpu_capability()
+    assert card["workers x threads"].startswith("2 x 1") and card["CPU"] and card["logical cores"].isdigit()
+    assert "/" in card["BLAS / LAPACK (torch)"] and f"torch {torch.__version__}" in card["versions"]

@@ -275,12 +275,10 @@ def rule_best(
         if all(_better(m, means[name], higher_is_better) for name in others):
             on_mean += 1
             mean_at.add(k)
-        rival = max(
-            means,
-            key=lambda name: (
-                -math.inf if math.isnan(means[name]) else -_gap(m, means[name], higher_is_better)
-            ),
-        )
+        gaps = {name: _gap(m, mo, higher_is_better) for name, mo in means.items()}
+        rival = min(
+            gaps, key=lambda name: math.inf if math.isnan(gaps[name]) else gaps[name]
+        )  # strongest other
         separated[k] = _separated(
             [per[k] for per in ours.values() if k in per],
             [per[k] for per in others[rival].values() if k in per],
@@ -292,8 +290,7 @@ def rule_best(
         return RuleResult(NA, "no shift measured for every model")
     ev = f"best at every seed at {robust}/{n} shifts, best on the seed mean at {on_mean}/{n}"
     need = math.ceil(hold_frac * n - 1e-9)
-    sep = separated
-    n_sep = sum(sep.values())
+    n_sep = sum(separated.values())
     verdict = HOLDS if robust >= hold_frac * n else PARTLY if (robust or on_mean) else NOT
     pool = closest if verdict != HOLDS else [c for c in closest if c[1] in robust_at]
     deciding = min(pool or closest, key=lambda c: abs(c[0]) if not math.isnan(c[0]) else math.inf)
@@ -309,9 +306,9 @@ def rule_best(
         )
     wins = robust_at | mean_at
     if verdict == HOLDS:
-        close = sum(sep[k] for k in robust_at) < hold_frac * n
+        close = sum(separated[k] for k in robust_at) < hold_frac * n
     elif verdict == PARTLY:
-        close = not any(sep[k] for k in wins)
+        close = not any(separated[k] for k in wins)
     else:
         close = n_sep < n
     return RuleResult(verdict, ev, margin, close)

@@ -41,6 +41,7 @@ class Magnitude:
     ours: float
     where: str = ""  # how ours was read (shift, models)
     note: str = ""
+    bound: str | None = None  # "below" / "above": the paper states a bound, not a value
 
     @property
     def ratio(self) -> float:
@@ -55,9 +56,18 @@ class Magnitude:
             return "not measured"
         if r <= 0:
             return "opposite sign"
-        if r > FLAG_RATIO or r < 1 / FLAG_RATIO:
+        far = r > FLAG_RATIO or r < 1 / FLAG_RATIO
+        if self.bound:
+            if (r < 1) == (self.bound == "below"):
+                return f"on the bound's side ({r:.3g}x)"
+            return (
+                f"**beyond {FLAG_RATIO:g}x on the wrong side of the bound** ({r:.3g}x)"
+                if far
+                else (f"wrong side of the bound, within {FLAG_RATIO:g}x ({r:.3g}x)")
+            )
+        if far:
             return f"**beyond {FLAG_RATIO:g}x** ({r:.3g}x)"
-        return f"within {FLAG_RATIO:g}x"
+        return f"within {FLAG_RATIO:g}x ({r:.3g}x)"
 
 
 def _mean_at(results: Results, task: str, model: str, metric: str, k) -> float:
@@ -112,6 +122,7 @@ def magnitudes(results: Results) -> list[Magnitude]:
                 tn[key]["value"],
                 max(vals) if vals else math.nan,
                 "seed means",
+                bound="below",
             )
         )
     arith = [t for t in ("addition", "subtraction") if t in tasks]
@@ -132,6 +143,7 @@ def magnitudes(results: Results) -> list[Magnitude]:
                 tn[key]["value"],
                 worst[0],
                 f"{worst[1]} k = {worst[2]}" if vals else "",
+                bound="below",
             )
         )
         key = "fig4_nalu_loss_above"
@@ -146,6 +158,7 @@ def magnitudes(results: Results) -> list[Magnitude]:
                     _mean_at(results, t, "nalu", "mse", k),
                     _at_text(k, want),
                     "reason not known",
+                    bound="above",
                 )
             )
     if "rolling_average" in tasks:
@@ -267,7 +280,11 @@ def magnitude_table(results: Results, section: str, items: list[Magnitude] | Non
         "|---|---|---|---|---|---|",
     ]
     for m in rows:
-        note = m.note if m.flag.startswith("**") or m.flag == "opposite sign" else ""
+        note = (
+            m.note
+            if m.flag.startswith("**") or m.flag.startswith("wrong") or m.flag == "opposite sign"
+            else ""
+        )
         lines.append(
             f"| {m.what} | {_num(m.paper)} | {_num(m.ours)} | {m.where} | {m.flag} | {note or '-'} |"
         )

@@ -114,13 +114,15 @@ def test_magnitudes_put_the_papers_number_beside_ours_and_flag_a_ratio_beyond_te
     res = Results(recs)
     by = {m.what: m for m in magnitudes(res)}
     nalu = by["addition: NALU test MSE at shift 10 (the paper: above)"]
-    assert nalu.paper == 1e10 and nalu.ours == 592.0 and nalu.flag.startswith("**beyond 10x**")
+    assert (
+        nalu.paper == 1e10 and nalu.ours == 592.0 and nalu.flag.startswith("**beyond 10x on the wrong side")
+    )
     depth = by["addition: implicit solver iterations"]
     assert (
-        depth.paper == 15 and abs(depth.ours - 15.0) < 1e-9 and depth.flag == "within 10x"
+        depth.paper == 15 and abs(depth.ours - 15.0) < 1e-9 and depth.flag.startswith("within 10x")
     )  # converged only
     table = magnitude_table(res, "figure-4")
-    assert "| 1e+10 | 592 |" in table and "beyond 10x" in table
+    assert "| 1e+10 | 592 |" in table and "beyond 10x on the wrong side of the bound" in table
 
 
 def test_tuning_table_shows_the_best_so_far_curve_and_what_each_study_needs():
@@ -146,3 +148,15 @@ def test_tuning_table_shows_the_best_so_far_curve_and_what_each_study_needs():
         ">= 12 trials (has 4)" in text and "a widened search (lr=0.0474704 at its upper bound 0.05)" in text
     )
     assert "5 folds as the paper (has 3)" in text and "| F4a |" in text and "1 (#1)" in text
+
+
+def test_a_bound_the_paper_states_is_met_on_its_side_however_far():
+    from lightning_implicit_paper.magnitudes import Magnitude
+
+    assert Magnitude("figure-3", "mse", 5.0, 0.35, bound="below").flag.startswith("on the bound's side")
+    assert Magnitude("figure-4", "nalu", 1e10, 1e11, bound="above").flag.startswith("on the bound's side")
+    assert Magnitude("figure-4", "mse", 1.0, 1.07, bound="below").flag.startswith(
+        "wrong side of the bound, within"
+    )
+    assert Magnitude("figure-8", "iters", 175.0, 15.7).flag.startswith("**beyond 10x**")
+    assert Magnitude("figure-7", "gap", 0.00025, -0.03).flag == "opposite sign"

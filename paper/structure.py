@@ -184,16 +184,19 @@ def claims_with_references(results: Results, readings: dict[str, TaskReading], v
         lv = V.evaluate_claim(c, lin).verdict if lin_ok else V.NA
         bv = V.evaluate_claim(c, bias).verdict if bias_ok else V.NA
         own = by[c.id].verdict
+        lo, oo = order.get(lv, -1), order.get(own, -1)
         if lv == V.NA:
             reading = "not applicable to the linear reference" if lin_ok else "no linear reference"
-        elif order.get(lv, -1) > order.get(own, -1):
+        elif lo > oo:
             reading = f"the structure suffices (the linear reference does better: {lv})"
-        elif order.get(lv, -1) == order.get(own, -1):
+        elif lo == oo and own != V.NOT:
             reading = "follows from homogeneity (the linear reference satisfies it as well)"
+        elif lo == oo:
+            reading = "holds for neither (the linear reference does not satisfy it either)"
         else:
             reading = "needs more than homogeneity (the linear reference does not satisfy it)"
-        if bv != V.NA and order.get(bv, -1) < order.get(own, -1):
-            reading += f"; without homogeneity (the bias ablation) it is {bv}"
+        if bv != V.NA and order.get(bv, -1) < oo:
+            reading += f"; with bias terms (no homogeneity) the verdict drops to: {bv}"
         out.append(
             {"id": c.id, "claim": c.claim, "verdict": own, "linear": lv, "bias": bv, "reading": reading}
         )

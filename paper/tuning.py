@@ -3,13 +3,15 @@ flattened, tuned values at the edge of their range, and the folds, against what 
 a verdict that does not hold or sits on the margin (:data:`MIN_TRIALS` trials per family, the same for every
 family compared, a flat curve, no value at an edge without a widened search, the paper's 5 folds).
 
-The curve is read from the study's Optuna storage (``provenance.storage`` of the tuned config); where that store
-is not on this machine the table says so and shows the record's trial counts only.
+The curve is the tuned config's ``provenance.best_so_far`` (written by ``make tune``), else it is read from the
+study's Optuna storage (``provenance.storage``); where neither is available the table says so and shows the
+record's trial counts only.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 __all__ = [
     "MIN_TRIALS",
@@ -49,8 +51,13 @@ def flattened(curve: list[float], rel: float = FLAT_REL) -> bool | None:
 
 
 def study_curve(provenance: dict) -> list[float] | None:
-    """The best-so-far curve of the study named in a tuned config's provenance, or ``None`` when its storage
-    cannot be opened here."""
+    """The best-so-far curve of a tuned config: its provenance's ``best_so_far`` (written by ``make tune``), else
+    read from the study's storage; ``None`` when neither is available here."""
+    if provenance.get("best_so_far"):
+        return [math.inf if v is None else float(v) for v in provenance["best_so_far"]]
+    url = str(provenance.get("storage", ""))
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return None  # (opening it would create an empty store)
     try:
         import optuna
 

@@ -17,6 +17,7 @@ never downloads. Without data the report marks it skipped, with the reason.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -60,13 +61,16 @@ def reproduce(
     stream=None,
     tasks: list[str] | None = None,
     data_args: list[str] | None = None,
+    compare: bool = True,
 ) -> int:
-    """The whole pipeline (the CLI's body; ``train`` replaces ``run_training`` in tests)."""
+    """The whole pipeline (the CLI's body; ``train`` replaces ``run_training`` in tests). ``compare``: also train
+    the runs of the profile's ``compare_with`` profile (the report's default-recipe column)."""
     import mlflow
 
     from lightning_implicit.tracking import git_commit, resolve_tracking_uri
     from lightning_implicit.tuned import load_tuned
 
+    from . import verdicts as V
     from .execute import Interrupted, Outcome, Progress, find_reusable, fmt_duration, run_jobs
     from .plan import build_jobs, tuned_recipes
     from .profile import ProfileError, load_profile
@@ -105,10 +109,21 @@ def reproduce(
         print(f"note: {why}", file=stream)
     skipped = [j for j in jobs if amc_skip and j.task == "volatility"]
     jobs = [j for j in jobs if j not in skipped]
+    # the profile compared with (paper-default beside paper) is trained too, so that one command fills the
+    # report; a run whose recipe is the same in both (no tuned config) has the same key and trains once
+    extra = []
+    if profile.compare_with and compare:
+        keys = {j.key for j in jobs}
+        extra = [
+            j
+            for j in build_jobs(_compared_profile(profile), commit=commit, data=data, data_args=data_args)
+            if j.key not in keys and not (amc_skip and j.task == "volatility")
+        ]
     uri = resolve_tracking_uri()
     client = mlflow.MlflowClient(uri)
-    reused = {} if retrain else find_reusable(jobs, commit, client)
-    todo = [j for j in jobs if j.key not in reused]
+    reused = {} if retrain else find_reusable(jobs + extra, commit, client)
+    todo = [j for j in jobs + extra if j.key not in reused]
+    todo.sort(key=lambda j: -j.cost)
     est = sum(j.cost for j in todo) / max(1, min(profile.workers, len(todo) or 1))
     print(
         f"reproduce: profile {profile.name!r} ({profile.path}), {len(profile.tasks)} task(s), seeds {profile.seeds}, "
@@ -116,14 +131,20 @@ def reproduce(
         file=stream,
     )
     print(
-        f"  {len(jobs)} runs: {len(reused)} reused from MLflow ({uri}), {len(todo)} to train with "
+        f"  {len(jobs) + len(extra)} runs: {len(reused)} reused from MLflow ({uri}), {len(todo)} to train with "
         f"{profile.workers} worker(s) (first estimate {fmt_duration(est)})",
         file=stream,
     )
+    if extra:
+        print(
+            f"  of them {len(extra)} for profile {profile.compare_with!r} (the compared recipes; the others are "
+            "shared or this profile's; --no-compare leaves them out)",
+            file=stream,
+        )
     if amc_skip:
         print(f"  AMC volatility skipped: {amc_skip}", file=stream)
     if dry_run:
-        for j in jobs:
+        for j in jobs + extra:
             print(
                 f"  {'reuse' if j.key in reused else 'train'}  {j.name:<44} est {j.cost:6.1f}s  {j.rerun_command()}",
                 file=stream,
@@ -197,6 +218,10 @@ def reproduce(
     }
     tuned = {(j.task, j.model): load_tuned(Path(j.tuned)) for j in jobs if j.tuned}
     companion = _companion(profile, commit, data, amc_skip, client) if profile.compare_with else None
+    from .structure import structural_reading
+
+    with _tracking_uri(uri):  # the logged models are read back with runs:/<id>/model
+        readings = structural_reading(results, profile)
     path, verdicts = build_report(
         results,
         profile,
@@ -207,6 +232,7 @@ def reproduce(
         tuned=tuned,
         tuned_notes=tuned_notes,
         companion=companion,
+        readings=readings,
     )
     stats = {
         "runs": len(records),
@@ -218,7 +244,8 @@ def reproduce(
     log_report_run(client, report_run_id, out_dir, verdicts, stats)
     print("\nverdicts:", file=stream)
     for v in verdicts:
-        print(f"  {v.id:<5} {v.verdict:<30} {v.claim}", file=stream)
+        mark = f" ({V.ON_MARGIN})" if v.on_margin else ""
+        print(f"  {v.id:<5} {v.verdict + mark:<46} {v.claim}", file=stream)
     failed = [r for r in records if r.outcome in ("failed", "missing")]
     if failed:
         print(
@@ -248,6 +275,19 @@ def reproduce(
     return 0
 
 
+@contextlib.contextmanager
+def _tracking_uri(uri: str):
+    """MLflow's fluent tracking URI set to ``uri`` for the block (restored after)."""
+    import mlflow
+
+    old = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(old)
+
+
 def _preflight_market(data: str, data_args: list[str], stream) -> None:
     """Load and validate the market file once (raises the data error, which the CLI prints as one line)."""
     from lightning_implicit.runner import load_data, shorthand_args
@@ -265,20 +305,26 @@ def _preflight_market(data: str, data_args: list[str], stream) -> None:
     print(f"  AMC volatility data: {card['n_windows']} windows; split {card['splits']['rule']}", file=stream)
 
 
+def _compared_profile(profile):
+    """``profile.compare_with`` with this profile's seeds and tasks (the same ``--seeds`` / ``--tasks``)."""
+    from .profile import load_profile
+
+    other = load_profile(profile.compare_with)
+    other.seeds = profile.seeds
+    other.tasks = {t: plan for t, plan in other.tasks.items() if t in profile.tasks}
+    other.workers, other.threads_per_worker = profile.workers, profile.threads_per_worker
+    return other
+
+
 def _companion(profile, commit: str, data: str | None, amc_skip: str | None, client) -> dict:
     """The verdicts of ``profile.compare_with`` (e.g. the default recipes beside the tuned ones), from the runs
     of that profile already in MLflow at this code version; nothing is trained."""
     from . import verdicts as V
     from .execute import find_reusable
     from .plan import build_jobs
-    from .profile import load_profile
     from .results import RunRecord, load_results
 
-    other = load_profile(profile.compare_with)
-    other.seeds = profile.seeds
-    other.tasks = {
-        t: plan for t, plan in other.tasks.items() if t in profile.tasks
-    }  # (the same --tasks subset)
+    other = _compared_profile(profile)
     jobs = [
         j for j in build_jobs(other, commit=commit, data=data) if not (amc_skip and j.task == "volatility")
     ]
@@ -330,6 +376,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--retrain", action="store_true", help="ignore finished runs in MLflow and train everything"
     )
+    p.add_argument(
+        "--no-compare",
+        action="store_true",
+        help="do not train the runs of the profile's compare_with profile (the report reads those found)",
+    )
     from lightning_implicit.cliargs import comma_list, split_passthrough
 
     argv, data_args = split_passthrough(sys.argv[1:] if argv is None else argv)
@@ -357,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         retrain=a.retrain,
         tasks=tasks,
         data_args=data_args,
+        compare=not a.no_compare,
     )
 
 

@@ -173,6 +173,11 @@ def _data_identity(data: str | None) -> str | None:
     return f"{p.resolve()}:{size}"
 
 
+# An ablation that changes one thing of a model trains on that model's recipe (tuned or not): the implicit model
+# with bias terms (the structural reading: what homogeneity alone explains) on the implicit model's.
+RECIPE_OF = {"implicit_bias": "implicit"}
+
+
 def tuned_recipes(profile: Profile, task: str) -> tuple[dict[str, object], str | None]:
     """The tuned configs a task of ``profile`` trains on, and why none are used when some exist.
 
@@ -186,7 +191,7 @@ def tuned_recipes(profile: Profile, task: str) -> tuple[dict[str, object], str |
 def _tuned_configs(profile: Profile, task: str) -> tuple[dict[str, object], bool, str | None]:
     """Each model's tuned config of ``task`` (``None``: none written), whether the task uses them, and why not."""
     models = profile.tasks[task].models
-    found = {m: find_tuned(task, m) for m in models}
+    found = {m: find_tuned(task, RECIPE_OF.get(m, m)) for m in models}
     have = [m for m, t in found.items() if t is not None]
     if not profile.tuned or not have:
         return found, False, None

@@ -57,6 +57,11 @@ TOP_KEYS = {
 }
 TASK_KEYS = {"models", "overrides", "model_overrides"}
 ABLATION_MODEL = "implicit_nofeedback"
+BIAS_MODEL = "implicit_bias"
+# The tasks whose shifted test inputs are rescaled training inputs (identity: U(-5,5) -> U(-k,k); addition and
+# subtraction: U(-1,1) -> U(-k/2,k/2); rolling argmax: U(0,1) -> U(0,k)): a positively homogeneous model
+# (the bias-free implicit model) extrapolates on them by construction.
+RESCALING_TASKS = ("identity", "addition", "subtraction", "rolling_argmax")
 
 
 class ProfileError(ValueError):
@@ -98,10 +103,13 @@ class Profile:
 
 
 def default_models(task: str) -> list[str]:
-    """The task's Table 4 models, plus the feedback ablation on the Table 2 tasks."""
+    """The task's Table 4 models, plus the feedback ablation on the Table 2 tasks and the bias ablation on the
+    tasks whose shifts rescale the inputs (:data:`RESCALING_TASKS`: the structural reading of the report)."""
     models = list(TABLE4_MODELS.get(task, ()))
     if task in ABLATION_TASKS:
         models.append(ABLATION_MODEL)
+    if task in RESCALING_TASKS:
+        models.append(BIAS_MODEL)
     return models
 
 

@@ -35,15 +35,30 @@ Rules (``HOLD_FRAC = 0.8``; "better" is lower for losses, higher for accuracy; N
 * :func:`combine` -- a claim made of parts: **holds** if every part was evaluated and holds, **does not hold**
   if no evaluated part holds even partly, **holds partly** otherwise; not evaluated if no part was.
 * A claim about a set of models evaluated without some of them (no usable runs) is at most **holds partly**.
+
+Margins and stability (every evaluated claim; ``verdicts.json`` carries both):
+
+* **margin** -- the value that decides the verdict against its threshold (the largest value against T, the
+  ratio against F, the growth against 10, the count of winning shifts against 80%), the smallest gap and where
+  (task, shift, seed), and the spread of the deciding quantity over seeds.
+* **two models are separated** at a shift when their seed means differ by more than the larger of their seed
+  standard deviations and by more than 0.1% (``TIE_REL``); a diverged run (infinite loss) is separated from a
+  finite one. A comparison (``best``, ``factor``, ``slower_growth``; growths compared in log10) that separates the
+  models nowhere gets **cannot separate the models at the seed noise** (:data:`NOISE`) instead of a verdict;
+  ``combine`` counts such a part as not evaluated.
+* **stability** -- the claim is evaluated again leaving out each seed in turn. A verdict that leaving out one seed
+  changes, or whose deciding quantity has a seed range that straddles its threshold (some seeds on each side), is
+  labelled **on the margin**, with the value that decides it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -56,9 +71,14 @@ __all__ = [
     "PARTLY",
     "NOT",
     "NA",
+    "NOISE",
+    "ON_MARGIN",
+    "TIE_REL",
     "HOLD_FRAC",
     "FLAT_MAX_GROWTH",
     "GROW_MIN",
+    "MAX_ITER",
+    "converged_depth",
     "RuleResult",
     "Verdict",
     "rule_best",
@@ -73,6 +93,7 @@ __all__ = [
     "CHECKS",
     "load_claims",
     "evaluate_claims",
+    "evaluate_claim",
     "table2_shift",
 ]
 
@@ -80,19 +101,33 @@ HOLDS = "holds"
 PARTLY = "holds partly"
 NOT = "does not hold at this budget"
 NA = "not evaluated"
+NOISE = "cannot separate the models at the seed noise"
+ON_MARGIN = "on the margin"
+TIE_REL = 1e-3
 HOLD_FRAC = 0.8
 FLAT_MAX_GROWTH = 10.0
 GROW_MIN = 0.05
+MAX_ITER = 300  # the solver's iteration cap in the shift sweep (conf/models/implicit.yaml: solver.max_iter)
 
 
 @dataclass
 class RuleResult:
+    """A rule's verdict and evidence, with its margin: ``margin`` (text: the deciding value against the threshold,
+    the smallest gap and where, the seed spread) and ``close`` (the deciding quantity's seed range straddles the
+    threshold, or the verdict rests on differences within the seed spread)."""
+
     verdict: str
     evidence: str
+    margin: str = ""
+    close: bool = False
 
 
 @dataclass
 class Verdict:
+    """One claim's verdict. ``margin``: see :class:`RuleResult`; ``stability``: ``{"leave_one_out": {seed:
+    verdict}, "flipped_by": [seeds whose omission changes the verdict], "text": ...}``; ``on_margin``: one seed
+    flips the verdict or its deciding quantity straddles the threshold (``label`` then says so)."""
+
     id: str
     source: str
     claim: str
@@ -100,9 +135,22 @@ class Verdict:
     verdict: str
     evidence: str
     section: str
+    margin: str = ""
+    stability: dict = field(default_factory=dict)
+    on_margin: bool = False
+
+    @property
+    def label(self) -> str:
+        """The verdict as the report prints it: ``holds partly (on the margin: ...)``."""
+        if not self.on_margin:
+            return self.verdict
+        why = self.margin.split("; ")[0]
+        if self.stability.get("flipped_by"):
+            why += "; " + self.stability["text"]
+        return f"{self.verdict} ({ON_MARGIN}: {why})"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "label": self.label}
 
 
 def _better(a: float, b: float, higher: bool) -> bool:
@@ -124,6 +172,78 @@ def _fmt(v: float) -> str:
     return f"{v:.3g}"
 
 
+def _f4(v: float) -> str:
+    """Four significant digits: a margin's deciding values (``0.6528 vs 0.6534``)."""
+    return _fmt(v) if v is None or math.isnan(v) or math.isinf(v) else f"{v:.4g}"
+
+
+def _finite(vals) -> list[float]:
+    return [float(v) for v in vals if v is not None and not math.isnan(v)]
+
+
+def _sd(vals) -> float:
+    """Sample standard deviation (0 for one value; NaN with an infinite value)."""
+    v = _finite(vals)
+    if len(v) < 2:
+        return 0.0
+    if any(math.isinf(x) for x in v):
+        return math.nan
+    return float(np.std(v, ddof=1))
+
+
+def _separated(a, b, *, log: bool = False) -> bool:
+    """Whether two sets of seed values are told apart at their noise level: seed means differing by more than the
+    larger seed standard deviation and by more than ``TIE_REL`` (``log``: compared in log10, for growths)."""
+    a, b = _finite(a), _finite(b)
+    if not a or not b:
+        return False
+    ia, ib = any(math.isinf(x) for x in a), any(math.isinf(x) for x in b)
+    if ia or ib:
+        return ia != ib
+    if log:
+        if min(a + b) <= 0:
+            return False
+        a, b = [math.log10(x) for x in a], [math.log10(x) for x in b]
+        tie = math.log10(1 + TIE_REL)
+    else:
+        tie = TIE_REL * max(abs(float(np.mean(a))), abs(float(np.mean(b))))
+    d = abs(float(np.mean(a)) - float(np.mean(b)))
+    return d > tie and d > max(_sd(a), _sd(b))
+
+
+def _straddles(vals, threshold: float) -> bool:
+    """Some values below ``threshold`` and some at or above it."""
+    v = _finite(vals)
+    return any(x < threshold for x in v) and any(x >= threshold for x in v)
+
+
+def _gap(a: float, b: float, higher: bool) -> float:
+    """Signed relative gap of ``a`` over ``b`` (positive: ``a`` better)."""
+    if any(x is None or math.isnan(x) for x in (a, b)):
+        return math.nan
+    if math.isinf(a) or math.isinf(b):
+        if a == b:
+            return 0.0
+        return (1.0 if (a > b) == higher else -1.0) * math.inf
+    d = (a - b) if higher else (b - a)
+    scale = max(abs(a), abs(b))
+    return 0.0 if scale == 0 else d / scale
+
+
+def _pct(g: float) -> str:
+    if math.isnan(g):
+        return "n/a"
+    if math.isinf(g):
+        return "inf"
+    return f"{100 * g:+.2g}%"
+
+
+def _where(k) -> str:
+    if isinstance(k, tuple):
+        return f"{k[0]} k={k[1]}"
+    return f"k={k}"
+
+
 # ---- rules ------------------------------------------------------------------------------------------------
 def rule_best(
     ours: Series,
@@ -141,6 +261,7 @@ def rule_best(
     if keys is not None:
         shifts = [k for k in shifts if k in set(keys)]
     n = robust = on_mean = 0
+    robust_at, mean_at, separated, closest = set(), set(), {}, []
     for k in shifts:
         seeds = [s for s in ours if k in ours[s] and all(s in o and k in o[s] for o in others.values())]
         if not seeds:
@@ -148,20 +269,49 @@ def rule_best(
         n += 1
         if all(_better(ours[s][k], o[s][k], higher_is_better) for s in seeds for o in others.values()):
             robust += 1
+            robust_at.add(k)
         m = _mean(per[k] for per in ours.values() if k in per)
-        if all(
-            _better(m, _mean(per[k] for per in o.values() if k in per), higher_is_better)
-            for o in others.values()
-        ):
+        means = {name: _mean(per[k] for per in o.values() if k in per) for name, o in others.items()}
+        if all(_better(m, means[name], higher_is_better) for name in others):
             on_mean += 1
+            mean_at.add(k)
+        gaps = {name: _gap(m, mo, higher_is_better) for name, mo in means.items()}
+        rival = min(
+            gaps, key=lambda name: math.inf if math.isnan(gaps[name]) else gaps[name]
+        )  # strongest other
+        separated[k] = _separated(
+            [per[k] for per in ours.values() if k in per],
+            [per[k] for per in others[rival].values() if k in per],
+        )
+        for s in seeds:
+            for name, o in others.items():
+                closest.append((_gap(ours[s][k], o[s][k], higher_is_better), k, s, name, ours[s][k], o[s][k]))
     if n == 0:
         return RuleResult(NA, "no shift measured for every model")
     ev = f"best at every seed at {robust}/{n} shifts, best on the seed mean at {on_mean}/{n}"
-    if robust >= hold_frac * n:
-        return RuleResult(HOLDS, ev)
-    if robust or on_mean:
-        return RuleResult(PARTLY, ev)
-    return RuleResult(NOT, ev)
+    need = math.ceil(hold_frac * n - 1e-9)
+    n_sep = sum(separated.values())
+    verdict = HOLDS if robust >= hold_frac * n else PARTLY if (robust or on_mean) else NOT
+    pool = closest if verdict != HOLDS else [c for c in closest if c[1] in robust_at]
+    deciding = min(pool or closest, key=lambda c: abs(c[0]) if not math.isnan(c[0]) else math.inf)
+    g, k, s, o, a, b = deciding
+    margin = (
+        f"closest: {_where(k)} seed {s}, {_f4(a)} vs {_f4(b)} ({label(o)}, gap {_pct(g)}); best at every seed at "
+        f"{robust}/{n} shifts against {need} needed; separated from the best other model at {n_sep}/{n} shifts "
+        "(seed means differ by more than the seed sd)"
+    )
+    if n_sep == 0:
+        return RuleResult(
+            NOISE, ev + "; the models are not separated at any shift (differences within the seed sd)", margin
+        )
+    wins = robust_at | mean_at
+    if verdict == HOLDS:
+        close = sum(separated[k] for k in robust_at) < hold_frac * n
+    elif verdict == PARTLY:
+        close = not any(separated[k] for k in wins)
+    else:
+        close = n_sep < n
+    return RuleResult(verdict, ev, margin, close)
 
 
 def _sort_key(k):
@@ -174,9 +324,19 @@ def rule_all_below(values: dict[str, float], threshold: float) -> RuleResult:
         return RuleResult(NA, "no measurements")
     below = sum(v < threshold for v in vals.values())
     ev = f"{below}/{len(vals)} values below {threshold:g} (largest {_fmt(max(vals.values()))})"
-    if below == len(vals):
-        return RuleResult(HOLDS, ev)
-    return RuleResult(PARTLY if below else NOT, ev)
+    worst = max(vals, key=lambda k: vals[k])
+    groups: dict[str, list[float]] = {}  # the seeds of one (task, shift)
+    for key, v in vals.items():
+        groups.setdefault(key.rsplit(",seed=", 1)[0], []).append(v)
+    mixed = [g for g, v in groups.items() if _straddles(v, threshold)]
+    spread = groups[worst.rsplit(",seed=", 1)[0]]
+    margin = (
+        f"largest {_f4(vals[worst])} at {worst} against {threshold:g} (seed range there {_fmt(min(spread))} to "
+        f"{_fmt(max(spread))}); {len(mixed)} (task, shift) pair(s) with seeds on both sides of {threshold:g}"
+        + (f": {', '.join(mixed[:3])}" if mixed else "")
+    )
+    verdict = HOLDS if below == len(vals) else PARTLY if below else NOT
+    return RuleResult(verdict, ev, margin, bool(mixed))
 
 
 def rule_factor(
@@ -200,11 +360,33 @@ def rule_factor(
         f"{_fmt(m)} vs best other {_fmt(best)} ({label(best_name)}): ratio {_fmt(ratio)} "
         f"(paper: {factor:.3g}); better than every other model at {wins}/{len(seeds)} seeds"
     )
+    # per seed: the ratio to the best other model at that seed, and the closest comparison
+    per_seed, closest = {}, None
+    for s in seeds:
+        vals = {name: o[s] for name, o in others.items()}
+        name = (max if higher_is_better else min)(vals, key=lambda k: vals[k])
+        a, b = ours[s], vals[name]
+        per_seed[s] = (a / b if higher_is_better else b / a) if a and b == b and a == a else math.nan
+        g = _gap(a, b, higher_is_better)
+        if closest is None or abs(g) < abs(closest[0]):
+            closest = (g, s, name, a, b)
+    rs = _finite(per_seed.values())
+    margin = f"ratio {_fmt(ratio)} against {factor:.3g}" + (
+        f" (per seed {_fmt(min(rs))} to {_fmt(max(rs))})" if rs else ""
+    )
+    if closest:
+        g, s, name, a, b = closest
+        margin += f"; closest seed: {s}, {_f4(a)} vs {_f4(b)} ({label(name)}, gap {_pct(g)})"
+    if not _separated(list(ours.values()), list(others[best_name].values())):
+        return RuleResult(
+            NOISE, ev + f"; not separated from {label(best_name)} (difference within the seed sd)", margin
+        )
+    close = _straddles(rs, factor) or _straddles(rs, 1.0)
     if seeds and wins == len(seeds) and ratio >= factor:
-        return RuleResult(HOLDS, ev)
+        return RuleResult(HOLDS, ev, margin, close)
     if (not math.isnan(ratio) and ratio > 1) or wins:
-        return RuleResult(PARTLY, ev)
-    return RuleResult(NOT, ev)
+        return RuleResult(PARTLY, ev, margin, close)
+    return RuleResult(NOT, ev, margin, close)
 
 
 def _spearman(x, y) -> float:
@@ -244,9 +426,14 @@ def rule_grows(runs: dict[str, dict[object, float]], hold_frac: float = HOLD_FRA
         f"iterations grow with the shift in {grows}/{len(runs)} runs (mean over runs: {_fmt(_mean(firsts))} at "
         f"the smallest shift -> {_fmt(_mean(lasts))} at the largest)"
     )
+    ratios = [b / a if a else math.inf for a, b in zip(firsts, lasts, strict=True)]
+    margin = (
+        f"{grows}/{len(runs)} runs grow against {math.ceil(hold_frac * len(runs) - 1e-9)} needed; largest/smallest "
+        f"shift iterations per run {_fmt(min(ratios))} to {_fmt(max(ratios))} against {1 + GROW_MIN:g}"
+    )
     if grows >= hold_frac * len(runs):
-        return RuleResult(HOLDS, ev)
-    return RuleResult(PARTLY if grows else NOT, ev)
+        return RuleResult(HOLDS, ev, margin)
+    return RuleResult(PARTLY if grows else NOT, ev, margin)
 
 
 def _growth(series: Series) -> dict[int, float]:
@@ -271,11 +458,21 @@ def rule_flat(ours: Series, others: dict[str, Series], max_growth: float = FLAT_
         f"loss(largest shift)/loss(smallest shift) = {_fmt(med)} (median over seeds; max {_fmt(max(g.values()))})"
         + ("; others: " + ", ".join(f"{label(k)} {_fmt(v)}" for k, v in meds.items()) if meds else "")
     )
+    levels = [
+        (per[min(per, key=_sort_key)], per[max(per, key=_sort_key)]) for per in ours.values() if len(per) >= 2
+    ]
+    lo, hi = _mean(x for x, _ in levels), _mean(y for _, y in levels)
+    margin = (
+        f"growth {_fmt(max(g.values()))} (largest over seeds; per seed {_fmt(min(g.values()))} to "
+        f"{_fmt(max(g.values()))}) against {max_growth:g}; the loss goes from {_fmt(lo)} to {_fmt(hi)} (seed means)"
+    )
+    close = _straddles(list(g.values()), max_growth + 1e-12)
     if all(v <= max_growth for v in g.values()):
-        return RuleResult(HOLDS, ev)
+        return RuleResult(HOLDS, ev, margin, close)
     if meds and all(med < v for v in meds.values()):
-        return RuleResult(PARTLY, ev)
-    return RuleResult(NOT, ev)
+        close = close or not all(_separated(list(g.values()), list(og[k].values()), log=True) for k in meds)
+        return RuleResult(PARTLY, ev, margin, close)
+    return RuleResult(NOT, ev, margin, close)
 
 
 def rule_slower_growth(ours: Series, other: Series) -> RuleResult:
@@ -286,21 +483,33 @@ def rule_slower_growth(ours: Series, other: Series) -> RuleResult:
     slower = sum(g[s] < h[s] for s in seeds)
     mg, mh = float(np.median(list(g.values()))), float(np.median(list(h.values())))
     ev = f"growth {_fmt(mg)} vs {_fmt(mh)} (median over seeds); slower at {slower}/{len(seeds)} seeds"
+    margin = (
+        f"growth ratio {_fmt(mg / mh if mh else math.nan)} (medians {_fmt(mg)} vs {_fmt(mh)}); per seed "
+        f"{_fmt(min(g.values()))}-{_fmt(max(g.values()))} vs {_fmt(min(h.values()))}-{_fmt(max(h.values()))}"
+    )
+    if not _separated(list(g.values()), list(h.values()), log=True):
+        return RuleResult(
+            NOISE, ev + "; the growths are not separated (difference within the seed sd)", margin
+        )
+    close = 0 < slower < len(seeds)
     if seeds and slower == len(seeds):
-        return RuleResult(HOLDS, ev)
-    return RuleResult(PARTLY if (mg < mh or slower) else NOT, ev)
+        return RuleResult(HOLDS, ev, margin, close)
+    return RuleResult(PARTLY if (mg < mh or slower) else NOT, ev, margin, close)
 
 
 def combine(parts: list[tuple[str, RuleResult]]) -> RuleResult:
-    evaluated = [(n, r) for n, r in parts if r.verdict != NA]
+    """See the module doc; a part that cannot separate its models counts as not evaluated."""
+    evaluated = [(n, r) for n, r in parts if r.verdict not in (NA, NOISE)]
     ev = "; ".join(f"{n}: {r.verdict} ({r.evidence})" for n, r in parts)
+    margin = "; ".join(f"{n}: {r.margin.split('; ')[0]}" for n, r in parts if r.margin)
+    close = any(r.close for _, r in evaluated)
     if not evaluated:
-        return RuleResult(NA, ev)
+        return RuleResult(NOISE if any(r.verdict == NOISE for _, r in parts) else NA, ev, margin)
     if all(r.verdict == HOLDS for _, r in evaluated):
-        return RuleResult(HOLDS if len(evaluated) == len(parts) else PARTLY, ev)
+        return RuleResult(HOLDS if len(evaluated) == len(parts) else PARTLY, ev, margin, close)
     if all(r.verdict == NOT for _, r in evaluated):
-        return RuleResult(NOT, ev)
-    return RuleResult(PARTLY, ev)
+        return RuleResult(NOT, ev, margin, close)
+    return RuleResult(PARTLY, ev, margin, close)
 
 
 # ---- the claims: data in claims.yaml, each checked by one kind of check --------------------------------------
@@ -355,7 +564,7 @@ def _cap_partial(r: RuleResult, missing) -> RuleResult:
     if not missing:
         return r
     ev = f"{r.evidence} (without {', '.join(missing)}: no usable runs)"
-    return RuleResult(PARTLY if r.verdict == HOLDS else r.verdict, ev)
+    return dataclasses.replace(r, verdict=PARTLY if r.verdict == HOLDS else r.verdict, evidence=ev)
 
 
 def _keep_shift(ctx: _Context, shifts, task: str) -> Callable[[object], bool]:
@@ -407,7 +616,9 @@ def check_best(
 
     r = rule_best(pooled(model), {m: pooled(m) for m in others}, higher_is_better=higher != reverse)
     if reverse:
-        r = RuleResult(r.verdict, r.evidence.replace("best", "worst"))
+        r = dataclasses.replace(
+            r, evidence=r.evidence.replace("best", "worst"), margin=r.margin.replace("best", "worst")
+        )
     return _cap_partial(r, missing)
 
 
@@ -463,20 +674,61 @@ def check_slower_growth(ctx: _Context, *, task, model, other, metric) -> RuleRes
     return rule_slower_growth(series(task, model, metric), series(task, other, metric))
 
 
+def converged_depth(
+    results: Results, task: str, model: str, metric: str = "iters_mean"
+) -> tuple[Series, Series]:
+    """``(iterations, converged fraction)`` per seed and shift, the iterations averaged over the *converged*
+    samples only: the sweep's ``<metric>_converged`` column where logged, else derived from the mean over all
+    samples, since a sample that does not converge stops at the cap (``MAX_ITER``):
+    ``(mean - (1 - f) * MAX_ITER) / f`` for converged fraction ``f``. A shift where no sample converged is
+    left out. Without a converged fraction the mean over all samples is returned as it is."""
+    conv_metric = metric.replace("iters_mean", "converged_frac")
+    it = results.series(task, model, metric)
+    cf = results.series(task, model, conv_metric)
+    logged = results.series(task, model, metric.replace("iters_mean", "iters_mean_converged"))
+    out: Series = {}
+    for seed, per in it.items():
+        fr = cf.get(seed, {})
+        row = {}
+        for k, v in per.items():
+            f = fr.get(k)
+            if f is None or math.isnan(f):
+                row[k] = v
+            elif f > 0:
+                row[k] = logged.get(seed, {}).get(k, (v - (1 - f) * MAX_ITER) / f)
+        if row:
+            out[seed] = row
+    return out, cf
+
+
 def check_grows(ctx: _Context, *, tasks, model, metric, tolerances=None, empty=None) -> RuleResult:
-    """:func:`rule_grows` over every (task, seed) run. ``tolerances``: ``metric`` names ``{tolerance}`` and
-    each run counts under the last of them it logged (the evidence names it); ``empty``: the reason when no
-    run logged the metric. Tasks without runs cap the verdict at "holds partly"."""
-    runs, used = {}, None
+    """:func:`rule_grows` over every (task, seed) run, counting converged samples only (:func:`converged_depth`;
+    the evidence says how many samples hit the cap). ``tolerances``: ``metric`` names ``{tolerance}`` and each run
+    counts under the last of them it logged (the evidence names it); ``empty``: the reason when no run logged the
+    metric. Tasks without runs cap the verdict at "holds partly"."""
+    runs, used, capped = {}, None, []
     for t in tasks:
         for tol in tolerances or [None]:
-            for seed, per in ctx.results.series(t, model, metric.format(tolerance=tol)).items():
+            name = metric.format(tolerance=tol)
+            depth, cf = converged_depth(ctx.results, t, model, name)
+            for seed, per in depth.items():
                 runs[f"{t} seed {seed}"], used = per, tol
+                fr = cf.get(seed, {})
+                if fr:
+                    last = max(fr, key=_sort_key)
+                    capped.append((1 - fr[last], f"{t} seed {seed} k={last}"))
     if not runs and empty:
         return RuleResult(NA, empty)
     r = rule_grows(runs)
+    if capped:
+        worst = max(capped)
+        note = (
+            f"converged samples only; at the largest shift {100 * _mean(c for c, _ in capped):.1f}% of the samples "
+            f"hit the {MAX_ITER}-iteration cap (mean over runs; worst {100 * worst[0]:.1f}%, {worst[1]})"
+        )
+        r = dataclasses.replace(r, evidence=f"{r.evidence}; {note}", margin=f"{r.margin}; {note}")
     if used:
-        r = RuleResult(r.verdict, f"with the {used} tolerance: {r.evidence}")
+        r = dataclasses.replace(r, evidence=f"with the {used} tolerance: {r.evidence}")
     return _cap_partial(r, [f"task {t}" for t in tasks if ctx.missing(t, [model])])
 
 
@@ -612,13 +864,49 @@ def _shipped_claims() -> tuple[Claim, ...]:
 
 def evaluate_claims(results: Results, *, amc_skip: str | None = None) -> list[Verdict]:
     """Every claim of ``claims.yaml``, with its verdict computed from the logged metrics of ``results``
-    (``amc_skip``: why AMC volatility was not run)."""
-    ctx = _Context(results, {"volatility": amc_skip} if amc_skip else {})
+    (``amc_skip``: why AMC volatility was not run), its margin, and its stability: the verdict again leaving out
+    each seed in turn (see the module doc)."""
+    seeds = sorted({r.seed for r in results.records})
     out: list[Verdict] = []
     for c in load_claims():
-        try:
-            r = _run(ctx, c.check)
-        except Exception as err:  # noqa: BLE001 - a broken claim must not hide the others
-            r = RuleResult(NA, f"could not evaluate: {type(err).__name__}: {err}")
-        out.append(Verdict(c.id, c.source, c.claim, c.rule, r.verdict, r.evidence, c.section))
+        r = evaluate_claim(c, results, amc_skip)
+        loo = {}
+        if r.verdict != NA and len(seeds) > 1:
+            for s in seeds:
+                kept = Results([x for x in results.records if x.seed != s], results.ui_url)
+                loo[s] = evaluate_claim(c, kept, amc_skip).verdict
+        flipped = [s for s, v in loo.items() if v not in (r.verdict, NA)]
+        if r.verdict == NA:
+            text = "not evaluated"
+        elif not loo:
+            text = "one seed: no leave-one-out check"
+        elif flipped:
+            text = "; ".join(f"without seed {s}: {loo[s]}" for s in flipped)
+        else:
+            text = f"the same verdict leaving out each of seeds {', '.join(map(str, loo))}"
+        on_margin = r.verdict not in (NA, NOISE) and (bool(flipped) or r.close)
+        stability = {"leave_one_out": loo, "flipped_by": flipped, "text": text}
+        out.append(
+            Verdict(
+                c.id,
+                c.source,
+                c.claim,
+                c.rule,
+                r.verdict,
+                r.evidence,
+                c.section,
+                r.margin,
+                stability,
+                on_margin,
+            )
+        )
     return out
+
+
+def evaluate_claim(c: Claim, results: Results, amc_skip: str | None = None) -> RuleResult:
+    """One claim's rule result on ``results`` (no stability check; a broken claim is "not evaluated")."""
+    ctx = _Context(results, {"volatility": amc_skip} if amc_skip else {})
+    try:
+        return _run(ctx, c.check)
+    except Exception as err:  # noqa: BLE001 - a broken claim must not hide the others
+        return RuleResult(NA, f"could not evaluate: {type(err).__name__}: {err}")

@@ -486,9 +486,13 @@ EXPECTED = {
         (
             "F5c",
             "does not hold at this budget",
-            "implicit: does not hold at this budget (best at every seed at 0/2 shifts, best on the seed mean at 0/2 (without encdec_masked, encdec_unmasked: no usable runs)); implicitRNN: does not hold at this budget (best at every seed at 0/2 shifts, best on the seed mean at 0/2 (without encdec_masked, encdec_unmasked: no usable runs))",
+            "implicit: does not hold at this budget (best at every seed at 0/2 shifts, best on the seed mean at 0/2 (without encdec_masked, encdec_unmasked: no usable runs)); implicitRNN: cannot separate the models at the seed noise (best at every seed at 0/2 shifts, best on the seed mean at 0/2; the models are not separated at any shift (differences within the seed sd) (without encdec_masked, encdec_unmasked: no usable runs))",
         ),
-        ("F5d", "holds partly", "best at every seed at 0/2 shifts, best on the seed mean at 2/2"),
+        (
+            "F5d",
+            "cannot separate the models at the seed noise",
+            "best at every seed at 0/2 shifts, best on the seed mean at 2/2; the models are not separated at any shift (differences within the seed sd)",
+        ),
         ("F5e", "not evaluated", "no usable runs of encdec_masked, encdec_unmasked"),
         (
             "T1a",
@@ -515,8 +519,8 @@ EXPECTED = {
         ),
         (
             "T2",
-            "holds partly",
-            "addition: holds partly (best at every seed at 0/1 shifts, best on the seed mean at 1/1); subtraction: not evaluated (no usable subtraction runs of implicit); rolling_argmax: not evaluated (no usable runs of implicit_nofeedback); rolling_average: does not hold at this budget (best at every seed at 0/1 shifts, best on the seed mean at 0/1)",
+            "does not hold at this budget",
+            "addition: cannot separate the models at the seed noise (best at every seed at 0/1 shifts, best on the seed mean at 1/1; the models are not separated at any shift (differences within the seed sd)); subtraction: not evaluated (no usable subtraction runs of implicit); rolling_argmax: not evaluated (no usable runs of implicit_nofeedback); rolling_average: does not hold at this budget (best at every seed at 0/1 shifts, best on the seed mean at 0/1)",
         ),
         (
             "F10a",
@@ -525,8 +529,8 @@ EXPECTED = {
         ),
         (
             "F10b",
-            "does not hold at this budget",
-            "subtraction: not evaluated (no usable subtraction runs of implicit, implicit_nofeedback); rolling_average: does not hold at this budget (growth n/a vs 20 (median over seeds); slower at 0/3 seeds)",
+            "cannot separate the models at the seed noise",
+            "subtraction: not evaluated (no usable subtraction runs of implicit, implicit_nofeedback); rolling_average: cannot separate the models at the seed noise (growth n/a vs 20 (median over seeds); slower at 0/3 seeds; the growths are not separated (difference within the seed sd))",
         ),
     ),
     "odd_shifts": _scenario(

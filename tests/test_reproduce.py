@@ -346,6 +346,30 @@ def test_tasks_option_runs_and_reports_a_subset(tiny_profile, tmp_path, capsys):
     assert "additon" in capsys.readouterr().err
 
 
+def test_one_command_also_plans_the_compared_profiles_runs_sharing_those_with_the_same_recipe(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    other = tmp_path / "other.yaml"
+    other.write_text(
+        "seeds: [0]\nworkers: 1\ntasks:\n  addition:\n    models: [implicit, mlp]\n"
+        "    overrides: {data.init_args.n_train: 200, trainer.max_epochs: 1}\n"
+        "    model_overrides: {mlp: {trainer.max_epochs: 2}}\n"
+    )
+    main = tmp_path / "main.yaml"
+    main.write_text(
+        f"seeds: [0]\nworkers: 1\ncompare_with: {other}\ntasks:\n  addition:\n    models: [implicit, mlp]\n"
+        "    overrides: {data.init_args.n_train: 200, trainer.max_epochs: 1}\n"
+    )
+    assert reproduce(str(main), out=tmp_path / "r", dry_run=True) == 0
+    out = capsys.readouterr().out
+    # implicit's recipe is the same in both profiles: one run; mlp's differs: one more for the compared profile
+    assert "3 runs:" in out and "of them 1 for profile" in out
+    assert out.count("addition/mlp seed=0") == 2 and out.count("addition/implicit seed=0") == 1
+    assert reproduce(str(main), out=tmp_path / "r", dry_run=True, compare=False) == 0
+    assert "2 runs:" in capsys.readouterr().out
+
+
 def test_cost_estimate_counts_full_batches_as_cheaper_per_sample():
     from lightning_implicit_paper.plan import _estimate
 

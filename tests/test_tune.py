@@ -73,6 +73,10 @@ def test_tune_writes_a_config_with_provenance_that_train_and_reproduce_use(tiny,
     assert p["cv_score"]["mean"] == pytest.approx(np.mean(p["cv_score"]["folds"]))
     study = optuna.load_study(study_name=p["study"], storage=f"sqlite:///{tiny / 'optuna.db'}")
     assert p["cv_score"]["mean"] == pytest.approx(study.best_value)
+    # the best-so-far curve in trial order, readable without the storage: non-increasing, ending at the best
+    curve = [v for v in p["best_so_far"] if v is not None]
+    assert len(p["best_so_far"]) == len(study.trials) and curve == sorted(curve, reverse=True)
+    assert curve[-1] == pytest.approx(study.best_value)
     # the space's fixed settings travel with the best trial's values
     assert cfg.overrides["trainer.max_epochs"] == -1
     assert cfg.overrides["trainer.max_steps"] == study.best_params["steps"]

@@ -170,6 +170,11 @@ class ImplicitModel(nn.Module):
     ``kappa``, ``feedback``, ``structure``, ``solver`` and ``adjoint`` are those of :class:`ImplicitLayer`.
     ``model.last_stats`` holds the per-sample :class:`SolverStats` of the last forward (its ``backward_*``
     fields are filled after ``backward``).
+
+    ``bias=True`` (an ablation; the paper's model has none) adds bias terms, ``x = relu(A x + B u + b)`` and
+    ``y = C x + D u + d``, as a constant input 1 appended to ``u``: ``B`` is then ``(n, p + 1)`` and ``D``
+    ``(q, p + 1)``, their last columns ``b`` and ``d``. Without biases the model is positively homogeneous
+    (``f(c u) = c f(u)`` for ``c > 0``); with them it is not.
     """
 
     def __init__(
@@ -183,10 +188,12 @@ class ImplicitModel(nn.Module):
         structure: str = "dense",
         solver: SolverConfig | None = None,
         adjoint: AdjointConfig | None = None,
+        bias: bool = False,
     ) -> None:
         super().__init__()
+        self.bias = bias
         self.layer = ImplicitLayer(
-            in_features,
+            in_features + int(bias),
             hidden_features,
             kappa=kappa,
             feedback=feedback,
@@ -196,7 +203,7 @@ class ImplicitModel(nn.Module):
         )
         n, p, q = hidden_features, in_features, out_features
         self.C = nn.Parameter(torch.empty(q, n).uniform_(-1, 1) / math.sqrt(n))
-        self.D = nn.Parameter(torch.empty(q, p).uniform_(-1, 1) / math.sqrt(p))
+        self.D = nn.Parameter(torch.empty(q, p + int(bias)).uniform_(-1, 1) / math.sqrt(p))
         self.in_features, self.hidden_features, self.out_features = p, n, q
 
     @property
@@ -224,6 +231,10 @@ class ImplicitModel(nn.Module):
         adjoint_cfg: AdjointConfig | None = None,
     ) -> torch.Tensor:
         """``y (batch, q)``; ``solver_cfg`` / ``adjoint_cfg``: solve with these settings instead of the layer's."""
+        if self.bias:  # u -> [u; 1]: the last columns of B and D are the biases b and d
+            if u.dim() != 2 or u.shape[1] != self.in_features:
+                raise ValueError(f"expected input (batch, {self.in_features}), got {tuple(u.shape)}")
+            u = torch.cat([u, u.new_ones(u.shape[0], 1)], dim=1)
         # y = C x + D u, in the solve's autograd node
         return self.layer(u, readout=(self.C, self.D), solver_cfg=solver_cfg, adjoint_cfg=adjoint_cfg)
 

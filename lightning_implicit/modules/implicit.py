@@ -44,6 +44,8 @@ class ImplicitModule(ShiftModule):
             depth (``iters_mean_<mode>``, ``converged_frac_<mode>`` per shift): separates "deeper for OOD inputs"
             from "an absolute tolerance on larger states" (a bias-free ReLU model's solve is scale-invariant
             under a relative tolerance).
+        bias: ``implicit`` only: bias terms in the state and output equations (an ablation: the paper's model has
+            none, so its output scales with its input; see :class:`~lightning_implicit.implicit.ImplicitModel`).
         optim, eval_train: see :class:`ShiftModule` (``optim``: an :class:`OptimConfig`).
     """
 
@@ -64,6 +66,7 @@ class ImplicitModule(ShiftModule):
         depth_other_tol: bool = False,
         optim: OptimConfig = OptimConfig(),
         eval_train: bool = False,
+        bias: bool = False,
     ) -> None:
         super().__init__(task, optim=optim, eval_train=eval_train)
         self.save_hyperparameters()
@@ -83,7 +86,9 @@ class ImplicitModule(ShiftModule):
             adjoint=as_config(AdjointConfig, adjoint, "adjoint"),
         )
         if family == "implicit":
-            self.net = ImplicitModel(task.in_features, n, task.flat_out_features, **layer_kwargs)
+            self.net = ImplicitModel(task.in_features, n, task.flat_out_features, bias=bias, **layer_kwargs)
+        elif bias:
+            raise ValueError(f"bias=True is an option of the family 'implicit' only, got {family!r}")
         elif family == "implicit_rnn":
             if not task.is_sequence:
                 raise ValueError(f"implicit_rnn needs a sequence task; {task.name!r} has flat inputs")

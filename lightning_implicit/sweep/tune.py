@@ -83,6 +83,16 @@ def _unread(name: str, params: dict, space) -> bool:
     return schedule not in (None, "exponential")
 
 
+def _best_so_far(trials) -> list[float | None]:
+    """The best completed trial's value so far, per trial in trial-number order (``None`` until one completed)."""
+    out, best = [], None
+    for t in sorted(trials, key=lambda t: t.number):
+        if t.state.name == "COMPLETE" and t.value is not None and (best is None or t.value < best):
+            best = float(t.value)
+        out.append(best)
+    return out
+
+
 def space_edges(params: dict, space) -> list[str]:
     """Numeric parameters of the best trial within 5% (of the range, on its scale) of a bound; a value the
     trial's recipe does not read (``lr_gamma`` without the exponential schedule) is no edge."""
@@ -197,6 +207,9 @@ def _write_tuned(
         "budget": f"{opts.trials} trials per (task, model), the same for every model; profile {opts.profile}'s data "
         f"sizes; space {space.path.name} (sha256 {space.sha256})",
         "space_edges": space_edges(best.params, ms),
+        # the running minimum of the CV loss in trial order (None before the first completed trial): whether the
+        # search had stopped improving, readable without the study's storage (the reproduction report plots it)
+        "best_so_far": _best_so_far(trials),
         "default_recipe": _default_record(trials, best),
         "best_params": {k: (float(v) if isinstance(v, float) else v) for k, v in best.params.items()},
         "date": datetime.now(UTC).isoformat(timespec="seconds"),

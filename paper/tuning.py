@@ -1,0 +1,145 @@
+"""What the tuning budgets need: per study, the best-so-far curve of its cross-validated loss, whether it has
+flattened, tuned values at the edge of their range, and the folds, against what a skeptic asks of a search behind
+a verdict that does not hold or sits on the margin (:data:`MIN_TRIALS` trials per family, the same for every
+family compared, a flat curve, no value at an edge without a widened search, the paper's 5 folds).
+
+The curve is the tuned config's ``provenance.best_so_far`` (written by ``make tune``), else it is read from the
+study's Optuna storage (``provenance.storage``); where neither is available the table says so and shows the
+record's trial counts only.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+__all__ = [
+    "MIN_TRIALS",
+    "PAPER_FOLDS",
+    "FLAT_REL",
+    "best_so_far",
+    "flattened",
+    "study_curve",
+    "needs",
+    "tuning_table",
+]
+
+MIN_TRIALS = 12
+PAPER_FOLDS = 5
+FLAT_REL = 0.01  # the curve is flat when its last third improved it by less than 1%
+
+
+def best_so_far(values: list[float | None]) -> list[float]:
+    """The running minimum of a study's trial values in trial order (a failed or pruned trial: ``None``)."""
+    out, best = [], math.inf
+    for v in values:
+        if v is not None and not math.isnan(v):
+            best = min(best, v)
+        out.append(best)
+    return out
+
+
+def flattened(curve: list[float], rel: float = FLAT_REL) -> bool | None:
+    """Whether the best-so-far ``curve`` improved by less than ``rel`` (relative) over its last third of trials
+    (at least 3); ``None`` with fewer than 6 trials (too short to tell)."""
+    curve = [c for c in curve if not math.isinf(c)]
+    if len(curve) < 6:
+        return None
+    tail = max(3, len(curve) // 3)
+    start, end = curve[-tail - 1], curve[-1]
+    return start - end <= rel * abs(start)
+
+
+def study_curve(provenance: dict) -> list[float] | None:
+    """The best-so-far curve of a tuned config: its provenance's ``best_so_far`` (written by ``make tune``), else
+    read from the study's storage; ``None`` when neither is available here."""
+    if provenance.get("best_so_far"):
+        return [math.inf if v is None else float(v) for v in provenance["best_so_far"]]
+    url = str(provenance.get("storage", ""))
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return None  # (opening it would create an empty store)
+    try:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.load_study(study_name=provenance["study"], storage=provenance["storage"])
+    except Exception:  # noqa: BLE001 - another machine's store: the table says the curve is not available
+        return None
+    trials = sorted(study.trials, key=lambda t: t.number)
+    return best_so_far([t.value if t.state.name == "COMPLETE" else None for t in trials])
+
+
+def needs(provenance: dict, curve: list[float] | None) -> list[str]:
+    """What the study still needs before a skeptic accepts it (empty: nothing)."""
+    out = []
+    tr = provenance.get("trials") or {}
+    n = int(tr.get("complete", 0)) + int(tr.get("pruned", 0))
+    if n < MIN_TRIALS:
+        out.append(f">= {MIN_TRIALS} trials (has {n})")
+    flat = flattened(curve) if curve else None
+    if flat is False:
+        out.append("more trials: the best-so-far curve still improves")
+    for edge in provenance.get("space_edges") or []:
+        out.append(f"a widened search ({edge})")
+    folds = provenance.get("cv_folds")
+    if isinstance(folds, int) and folds < PAPER_FOLDS:
+        out.append(f"{PAPER_FOLDS} folds as the paper (has {folds}), or a measured 3-vs-5-fold comparison")
+    return out
+
+
+def _curve_text(curve: list[float] | None) -> str:
+    if curve is None:
+        return "not available (the study's storage is not on this machine)"
+    pts = [c for c in curve if not math.isinf(c)]
+    if not pts:
+        return "no completed trial"
+    marks = sorted({0, len(curve) // 4, len(curve) // 2, (3 * len(curve)) // 4, len(curve) - 1})
+    return " → ".join(f"{curve[i]:.4g} (#{i + 1})" for i in marks if not math.isinf(curve[i]))
+
+
+def tuning_table(tuned: dict, verdicts, curves: dict | None = None) -> str:
+    """Markdown: one row per tuned (task, model) study with its best-so-far curve, whether it flattened, its
+    budget against the family it is compared with, and what it needs; tasks behind a verdict that does not hold,
+    sits on the margin or cannot separate its models are marked. ``curves``: ``{(task, model): curve}`` (read
+    from the studies' storage when not given)."""
+    from . import verdicts as V
+    from .paper_numbers import label
+    from .structure import _claim_tasks
+
+    weak: dict[str, list[str]] = {}
+    claims = {c.id: c for c in V.load_claims()}
+    for v in verdicts:
+        if v.verdict in (V.NOT, V.NOISE) or v.on_margin:
+            for t in _claim_tasks(claims[v.id].check) if v.id in claims else []:
+                weak.setdefault(t, []).append(v.id)
+    per_task: dict[str, set[int]] = {}
+    rows = []
+    for (task, model), cfg in sorted(tuned.items()):
+        p = cfg.provenance
+        tr = p.get("trials") or {}
+        n = int(tr.get("complete", 0)) + int(tr.get("pruned", 0))
+        per_task.setdefault(task, set()).add(n)
+        curve = (curves or {}).get((task, model)) if curves is not None else study_curve(p)
+        flat = flattened(curve) if curve else None
+        flat_text = {True: "yes", False: "**no**", None: "too short to tell" if curve else "-"}[flat]
+        behind = ", ".join(sorted(set(weak.get(task, [])))) or "-"
+        rows.append((task, model, n, curve, flat_text, behind, needs(p, curve)))
+    if not rows:
+        return ""
+    lines = [
+        "What each tuning budget needs (a skeptic's bar for a search behind a verdict that does not hold or sits on "
+        f"the margin: >= {MIN_TRIALS} trials per family, the same for every family of the task, a flat best-so-far "
+        f"curve (the last third improved it by < {100 * FLAT_REL:g}%), no tuned value at an edge of its range "
+        f"without a widened search, {PAPER_FOLDS} folds as the paper):\n",
+        "| task | model | trials (complete + pruned) | best-so-far CV loss (trial) | flat | behind (claims that do not "
+        "hold / on the margin / cannot separate) | needs |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for task, model, n, curve, flat_text, behind, need in rows:
+        uneven = len(per_task[task]) > 1
+        n_text = f"{n}" + (" (**uneven across the task's families**)" if uneven else "")
+        lines.append(
+            f"| {task} | {label(model)} | {n_text} | {_curve_text(curve)} | {flat_text} | {behind} | "
+            f"{'; '.join(need) or 'nothing'} |"
+        )
+    return "\n".join(lines) + "\n"

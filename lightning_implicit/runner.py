@@ -18,6 +18,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning_implicit import confpath
 from lightning_implicit.data import ShiftDataModule
 from lightning_implicit.modules.base import ShiftModule
+from lightning_implicit.run.spec import RunSpec
 from lightning_implicit.tracking import TrackingCallback, git_commit, make_logger
 from lightning_implicit.validate import ConfigError
 
@@ -189,9 +190,9 @@ def run_training(args: list[str], *, extra_callbacks: list | None = None, test: 
 
 
 def _log_model(logger, model, dm) -> None:
-    """The trained model into the run (:func:`lightning_implicit.evaluate.log_trained_model`); a failure is said
-    and tagged, never fails the trained run."""
-    from lightning_implicit.evaluate import log_trained_model
+    """The trained model into the run (:func:`lightning_implicit.tracking.logged_model.log_trained_model`); a
+    failure is said and tagged, never fails the trained run."""
+    from lightning_implicit.tracking.logged_model import log_trained_model
 
     try:
         log_trained_model(logger, model, dm)
@@ -229,27 +230,12 @@ def shorthand_args(
     devices: int | str | None = None,
     nodes: int | None = None,
 ) -> list[str]:
-    """``make train TASK=... MODEL=...`` as LightningCLI arguments (config files stacked in order)."""
-    # the task's file comes last: its recipe (a ``model: init_args:`` block, e.g. a learning rate) overrides the
-    # model file's defaults. Each is found on the config search path (user directories, then conf/).
+    """``make train TASK=... MODEL=...`` as LightningCLI arguments (config files stacked in order: see
+    :meth:`lightning_implicit.run.spec.RunSpec.config_args`)."""
     try:
-        files = [
-            confpath.find("trainer", trainer),
-            confpath.find("models", model),
-            confpath.find("tasks", task),
-        ]
+        return RunSpec(task, model, seed, trainer, devices, nodes).config_args()
     except ConfigError as err:
         raise SystemExit(f"error: {err}") from None
-    out = [a for f in files for a in ("--config", str(f))]
-    out += ["--tracking.model_name", confpath.name_of(model)]
-    if seed is not None:
-        out += ["--seed_everything", str(seed)]
-    if devices is not None:
-        devices = str(devices)  # a count ("4") or a GPU list ("0,2" -> [0, 2])
-        out += ["--trainer.devices", f"[{devices}]" if "," in devices else devices]
-    if nodes is not None:
-        out += ["--trainer.num_nodes", str(nodes)]
-    return out
 
 
 def tuned_args(task: str, model: str, use: bool = True, stream=None) -> list[str]:

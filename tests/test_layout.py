@@ -1,5 +1,6 @@
-"""The house rules the redesign promised (issue 19), checked on the source: the library names none of the paper's
-tasks, the package list installs every package folder under the project's names, and the configs ship with it."""
+"""The house rules the redesign promised (issues 19 and 29), checked on the source: the library names none of the
+paper's tasks, the package list installs every package folder under the project's names, the configs ship with it,
+and the import contracts hold (layers, no cycles, the library never imports the paper or the tasks)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,47 @@ def test_the_library_names_none_of_the_papers_tasks():
     assert not found, (
         "task names in the library (they belong in conf/, datamodules/ or paper/):\n" + "\n".join(found)
     )
+
+
+def test_the_import_contracts_hold(capsys):
+    """``lint-imports`` (the ``[tool.importlinter]`` contracts of pyproject.toml, also run by ``make lint``): the
+    paper's package is never imported by the library, ``implicit/`` imports no Lightning, the layers hold and no
+    package has an import cycle."""
+    from importlinter.cli import lint_imports
+
+    cfg = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]
+    kinds = {c["type"] for c in cfg["contracts"]}
+    assert {"forbidden", "layers", "acyclic_siblings"} <= kinds
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(REPO)  # (the config's root package datamodules/ is found from the repo's root)
+        mp.syspath_prepend(str(REPO))
+        code = lint_imports(config_filename=str(REPO / "pyproject.toml"), no_cache=True, no_logo=True)
+    out = capsys.readouterr().out
+    assert code == 0, out[-4000:]
+    assert f"{len(cfg['contracts'])} kept, 0 broken" in out
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """The absolute module names a file imports (at any depth of its code: imports inside functions count)."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            out |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+    return out
+
+
+def test_the_library_imports_neither_the_tasks_nor_the_paper():
+    """datamodules/ is installed as lightning_implicit.datamodules, a name import-linter's graph of the library
+    folder does not hold: checked here on the source."""
+    found = [
+        f"{p.relative_to(REPO)}: {m}"
+        for p in sorted((REPO / "lightning_implicit").rglob("*.py"))
+        for m in sorted(_imported_modules(p))
+        if m.split(".")[0] == "lightning_implicit_paper" or m.startswith("lightning_implicit.datamodules")
+    ]
+    assert not found, "the library imports what sits above it:\n" + "\n".join(found)
 
 
 def test_every_package_folder_is_installed_under_the_projects_names():

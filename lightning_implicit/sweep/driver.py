@@ -15,6 +15,7 @@ import functools
 import logging
 import os
 import shlex
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field, fields
@@ -25,6 +26,7 @@ from optuna.trial import TrialState
 
 from lightning_implicit.confpath import name_of
 from lightning_implicit.jobs import WorkersInterrupted, run_in_workers
+from lightning_implicit.run.spec import QUIET_TRAINER, flag_args
 
 from .default_trial import DEFAULT_ATTR, default_point, has_default
 from .interrupt import DeferredInterrupt
@@ -40,17 +42,17 @@ from .space import (
 )
 from .storage import mask_url, open_storage, recover_stale_trials, resolve_storage_url
 
-__all__ = ["SweepOptions", "ModelOutcome", "run_sweep", "study_name_for", "SWEEP_TRAINER_DEFAULTS"]
+__all__ = [
+    "SweepOptions",
+    "ModelOutcome",
+    "run_sweep",
+    "run_command",
+    "study_name_for",
+    "SWEEP_TRAINER_DEFAULTS",
+]
 
 # quiet, artifact-free training runs (a search file's 'fixed' or a command-line override can change these)
-SWEEP_TRAINER_DEFAULTS = [
-    "--trainer.enable_progress_bar",
-    "false",
-    "--trainer.enable_model_summary",
-    "false",
-    "--trainer.enable_checkpointing",
-    "false",
-]
+SWEEP_TRAINER_DEFAULTS = flag_args(QUIET_TRAINER)
 INTERRUPTED = 130
 
 
@@ -464,9 +466,23 @@ def _on_failed(recorder: SweepRecorder | None):
 def run_worker(argv: list[str]) -> int:
     """One sweep worker (in a process of :func:`~lightning_implicit.jobs.run_in_workers`): ``lightning-implicit
     sweep`` with ``argv`` (:meth:`SweepOptions.worker_argv`); returns its exit code."""
-    from .cli import main
+    from .parser import parse_options
 
-    return main(argv)
+    return run_command(SweepOptions(**parse_options(argv)), "lightning-implicit sweep " + shlex.join(argv))
+
+
+def run_command(opts: SweepOptions, command: str) -> int:
+    """:func:`run_sweep` as a command: its exit code, 2 after a configuration error (said on one line)."""
+    try:
+        return run_sweep(opts, command=mask_url(command))
+    except SearchSpaceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # shorthand_args: unknown task/model config
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+            return 2
+        raise
 
 
 def _retrain(ctx: TrialContext, study: optuna.Study, out: ModelOutcome, say) -> None:

@@ -51,6 +51,8 @@ from typing import Any
 
 import yaml
 
+from lightning_implicit.run.spec import cli_value
+
 __all__ = [
     "SearchSpaceError",
     "ParamSpec",
@@ -192,17 +194,6 @@ class SearchSpace:
                 f"(add a '{model}:' section with 'params:')"
             )
         return self.spaces[model]
-
-
-def cli_value(v: Any) -> str:
-    """A value as LightningCLI (jsonargparse) reads it on the command line."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return v
-    if isinstance(v, (int, float)):
-        return repr(v)
-    return json.dumps(v)
 
 
 # ---- structure -------------------------------------------------------------------------------------------

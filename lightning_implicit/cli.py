@@ -33,15 +33,14 @@ def _train(argv: list[str]) -> int:
     from lightning_implicit.clihelp import train_parser
 
     known, rest = train_parser().parse_known_args(argv)  # (--help answers before torch and Lightning load)
-    from lightning_implicit.runner import run_training, shorthand_args, tuned_args
+    from lightning_implicit.run.spec import RunSpec
+    from lightning_implicit.runner import run_training, tuned_recipe
 
-    args = shorthand_args(known.task, known.model, known.trainer, known.seed, known.devices, known.nodes)
-    args += tuned_args(known.task, known.model, known.tuned)
-    if known.data:
-        args += ["--data.init_args.data", known.data]
-    if known.interval:
-        args += ["--data.init_args.interval", known.interval]
-    _report(run_training(args + rest))
+    spec = RunSpec(known.task, known.model, known.seed, known.trainer, known.devices, known.nodes)
+    spec = spec.with_layer("tuned", tuned_recipe(known.task, known.model, known.tuned))
+    run = {"data.init_args.data": known.data, "data.init_args.interval": known.interval}
+    spec = spec.with_layer("run", {k: v for k, v in run.items() if v})  # (--data, --interval when given)
+    _report(run_training(spec.to_args() + rest))  # (the user's LightningCLI flags last, as given: they win)
     return 0
 
 
@@ -126,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         "params": "lightning_implicit.params",
         "test": "lightning_implicit.evaluate",
     }
-    commands = {**_plugin_commands(), **builtin}  # (a plugin cannot replace a built-in command)
+    plugins = {k: v for k, v in _plugin_commands().items() if k not in builtin}  # (cannot replace a built-in)
+    commands = {**builtin, **plugins}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         from lightning_implicit.clihelp import top_help
 

@@ -18,7 +18,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning_implicit import confpath
 from lightning_implicit.data import ShiftDataModule
 from lightning_implicit.modules.base import ShiftModule
-from lightning_implicit.run.spec import RunSpec
+from lightning_implicit.run.spec import RunSpec, flag_args
 from lightning_implicit.tracking import TrackingCallback, git_commit, make_logger
 from lightning_implicit.validate import ConfigError
 
@@ -239,27 +239,32 @@ def shorthand_args(
 
 
 def tuned_args(task: str, model: str, use: bool = True, stream=None) -> list[str]:
-    """The overrides of ``conf/tuned/<task>/<model>.yaml`` (applied after the config files), saying which
-    recipe a run uses; ``[]`` when none was tuned or ``use`` is false."""
+    """The overrides of ``conf/tuned/<task>/<model>.yaml`` as LightningCLI arguments (see :func:`tuned_recipe`)."""
+    return flag_args(tuned_recipe(task, model, use, stream))
+
+
+def tuned_recipe(task: str, model: str, use: bool = True, stream=None) -> dict:
+    """The overrides of ``conf/tuned/<task>/<model>.yaml`` (a run's ``tuned`` layer, :mod:`lightning_implicit.run
+    .spec`), saying which recipe a run uses; ``{}`` when none was tuned or ``use`` is false."""
     from lightning_implicit.tuned import find_tuned, tuned_path
 
     stream = stream or sys.stdout
     cfg = find_tuned(task, model)
     if cfg is None:
-        return []
+        return {}
     if not use:
         print(
             f"not using the tuned config {tuned_path(task, model)} (--no-tuned / TUNED=0): the task's default "
             "recipe",
             file=stream,
         )
-        return []
+        return {}
     print(
         f"using the tuned config {cfg.path} ({cfg.summary()}); --no-tuned / TUNED=0 for the task's default "
         "recipe",
         file=stream,
     )
-    return cfg.cli_args()
+    return dict(cfg.overrides)
 
 
 def print_sweep(result: RunResult, stream=sys.stdout) -> None:

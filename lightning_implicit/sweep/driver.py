@@ -239,8 +239,6 @@ def _base_args(opts: SweepOptions, model: str) -> list[str]:
 
 def _contexts(opts: SweepOptions, space: SearchSpace, models: list[str], say) -> dict[str, TrialContext]:
     """Validate every model's space against its CLI parser before anything runs."""
-    from .space import cli_value
-
     pinned = _pinned(opts)
     out = {}
     for m in models:
@@ -250,7 +248,7 @@ def _contexts(opts: SweepOptions, space: SearchSpace, models: list[str], say) ->
             say(f"[{m}] not searched (pinned on the command line): {', '.join(dropped)}")
         base = _base_args(opts, m)
         check_cli_keys(ms, base, path=space.path, task=opts.task, pinned=pinned)
-        fixed = [a for k, v in ms.fixed.items() for a in (f"--{k}", cli_value(v))]
+        fixed = flag_args(ms.fixed)
         out[m] = TrialContext(
             task=opts.task,
             model=m,
@@ -515,9 +513,7 @@ def _retrain(ctx: TrialContext, study: optuna.Study, out: ModelOutcome, say) -> 
 
 def _reproduce(opts: SweepOptions, ctx: TrialContext, overrides: list[str]) -> str:
     """The ``lightning-implicit train`` command that trains the best config (with the shift sweep)."""
-    from .space import cli_value
-
-    fixed = [a for k, v in ctx.space.fixed.items() for a in (f"--{k}", cli_value(v))]
+    fixed = flag_args(ctx.space.fixed)
     cmd = ["lightning-implicit", "train", "--task", opts.task, "--model", ctx.model, "--seed", str(opts.seed)]
     cmd += ["--trainer", opts.trainer] if opts.trainer != "cpu" else []
     cmd += ["--data", opts.data] if opts.data else []

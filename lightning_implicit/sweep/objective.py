@@ -29,10 +29,12 @@ import optuna
 from optuna.trial import TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 
+from lightning_implicit.run.spec import flag_args
+
 from .default_trial import DEFAULT_ATTR
 from .interrupt import DeferredInterrupt, InterruptAtBatchEnd
 from .records import SweepRecorder
-from .space import ModelSpace, cli_value
+from .space import ModelSpace
 from .storage import HOST
 
 __all__ = ["TrialContext", "Objective", "ConvergenceGuard"]
@@ -56,7 +58,7 @@ class TrialContext:
     search_hash: str = ""
 
     def param_args(self, values: dict) -> list[str]:
-        return [a for k, v in self.space.overrides(values).items() for a in (f"--{k}", cli_value(v))]
+        return flag_args(self.space.overrides(values))
 
     def fold_args(self, fold: int) -> list[str]:
         if self.cv <= 1:

@@ -51,7 +51,7 @@ from typing import Any
 
 import yaml
 
-from lightning_implicit.run.spec import cli_value
+from lightning_implicit.run.spec import cli_value, flag_args
 
 __all__ = [
     "SearchSpaceError",
@@ -511,7 +511,7 @@ def check_cli_keys(
             f"the configuration of model {space.model!r} does not parse:\n    {_error_text(exc)}"
         ) from None
     known = [k for k in cfg.keys() if not k.startswith(("config", "__"))]
-    fixed_args = [a for k, v in space.fixed.items() for a in (f"--{k}", cli_value(v))]
+    fixed_args = flag_args(space.fixed)
     entries: list[tuple[str, str, list]] = [
         (space.origin.get(k, "fixed"), k, [v]) for k, v in space.fixed.items()
     ]

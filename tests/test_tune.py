@@ -499,3 +499,13 @@ def test_a_study_searched_over_other_choices_is_refused_before_any_trial(tiny):
     with pytest.raises(SearchSpaceError, match=r"different space.*batch_size.*--study NAME"):
         tune_profile(tiny / "tiny.yaml", _opts(tiny, models=["mlp"], trials=2), say=lambda m: None)
     assert len(_values(storage, "tune-tiny-addition-mlp")) == 1  # nothing ran, nothing was enqueued
+
+
+def test_a_tuned_config_records_its_storage_without_a_machine_path(tmp_path):
+    from lightning_implicit.sweep.tune import portable_storage
+
+    inside = f"sqlite:///{tmp_path / 'mlruns' / 'optuna.db'}"
+    assert portable_storage(inside, root=tmp_path) == "sqlite:///mlruns/optuna.db"
+    assert portable_storage(inside, root=tmp_path / "elsewhere") == "sqlite:///<elsewhere>/optuna.db"
+    assert portable_storage("sqlite:///mlruns/optuna.db") == "sqlite:///mlruns/optuna.db"  # already relative
+    assert portable_storage("postgresql://u:***@db/optuna") == "postgresql://u:***@db/optuna"

@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TuneOptions", "TunePlan", "run_tune", "space_edges", "tune_space_path"]
+__all__ = ["TuneOptions", "TunePlan", "run_tune", "space_edges", "tune_space_path", "portable_storage"]
 
 INTERRUPTED = 130
 
@@ -127,6 +127,20 @@ def space_edges(params: dict, space) -> list[str]:
     return out
 
 
+def portable_storage(url: str, root: str | Path | None = None) -> str:
+    """A storage URL as a committed file records it: a sqlite file below ``root`` (default: the current
+    directory, the repo's root for ``make tune``) relative to it, one elsewhere by its file name alone; so no
+    tuned config holds a path of the machine it was made on. Other URLs as they are (passwords masked before)."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix + "/"):
+        return url
+    path = Path(url[len(prefix) :]).resolve()
+    try:
+        return prefix + path.relative_to(Path(root or Path.cwd()).resolve()).as_posix()
+    except ValueError:
+        return f"{prefix}<elsewhere>/{path.name}"
+
+
 def _spent(study) -> int:
     """Trials that used budget: finished, pruned, or failed for a reason other than an interruption."""
     from optuna.trial import TrialState
@@ -194,9 +208,7 @@ def _write_tuned(
     }
     provenance = {
         "study": study.study_name,
-        "storage": mask_url(storage_url).replace(
-            f"sqlite:///{Path.cwd()}/", "sqlite:///"
-        ),  # (relative to the repo)
+        "storage": portable_storage(mask_url(storage_url)),
         "objective": f"val/loss, mean over {opts.cv} folds of the in-distribution data (the shift sweep never "
         "enters it)"
         if opts.cv > 1
@@ -251,10 +263,11 @@ def _write_tuned(
 def run_tune(opts: TuneOptions, plan: TunePlan, *, say=print) -> int:
     """Tune the plan's (task, model) pairs; returns the exit code (0; 1 if a study ended with no complete
     trial; 130 after Ctrl-C)."""
+    from lightning_implicit.run.spec import flag_args
     from lightning_implicit.tracking import git_commit
 
     from .driver import SweepOptions, run_sweep
-    from .space import SearchSpaceError, cli_value, load_search_space
+    from .space import SearchSpaceError, load_search_space
     from .storage import resolve_storage_url
 
     if opts.trials < 1 or opts.cv < 1 or opts.workers < 1:
@@ -289,8 +302,8 @@ def run_tune(opts: TuneOptions, plan: TunePlan, *, say=print) -> int:
             # length is counted in steps), are part of the recipe, not pinned over every trial
             ruled = searched | set(space.space(model).fixed)
             own = plan.recipes[task][model]
-            pinned = [a for k, v in own.items() if k not in ruled for a in (f"--{k}", cli_value(v))]
-            recipe = [a for k, v in own.items() if k in ruled for a in (f"--{k}", cli_value(v))]
+            pinned = flag_args({k: v for k, v in own.items() if k not in ruled})
+            recipe = flag_args({k: v for k, v in own.items() if k in ruled})
             sweep = SweepOptions(
                 task=task,
                 models=[model],

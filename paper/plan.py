@@ -231,7 +231,7 @@ def build_jobs(
                     "repro_seed": str(seed),
                     "repro_tuned": "true" if tuned_args else "false",
                 }
-                run = {**QUIET_TRAINER}
+                run: dict[str, object] = {}
                 if task == "volatility":
                     run |= {"data.init_args.data": task_data} if task_data else {}
                     run |= {"data.init_args.allow_download": False}
@@ -241,7 +241,8 @@ def build_jobs(
                     "tracking.tags": tags,
                 }
                 user = parse_flags(data_args or []) if task == "volatility" else {}
-                args = replace(spec, seed=seed).with_layer("run", run).with_layer("user", user).to_args()
+                spec_seed = replace(spec, seed=seed).with_layer("defaults", QUIET_TRAINER)
+                args = spec_seed.with_layer("run", run).with_layer("user", user).to_args()
                 jobs.append(
                     Job(
                         task=task,

@@ -12,9 +12,18 @@ from lightning_implicit import confpath
 from lightning_implicit.run.spec import PRECEDENCE, RunSpec, cli_value, flag_args, parse_flags
 from lightning_implicit.sweep.space import parse_config
 
-# Each layer sets the keys of every layer above it in the table too: the winner of a key is the highest layer
-# that sets it. (Config files: the trainer's, the model's, the task's; then the override layers.)
+# Each layer sets the keys of every layer after it too: the winner of a key is the last layer that sets it.
+# (Config files: the trainer's, the model's, the task's; then the override layers, in PRECEDENCE order.)
 LAYERS = {
+    "defaults": {
+        "trainer.enable_progress_bar": False,
+        "data.init_args.n_train": 100,
+        "model.init_args.kappa": 0.4,
+        "data.init_args.batch_size": 8,
+        "trainer.max_steps": 5,
+        "tracking.experiment": "from-defaults",
+        "model.init_args.optim.lr": 0.05,
+    },
     "profile": {
         "data.init_args.n_train": 120,
         "model.init_args.kappa": 0.5,
@@ -41,6 +50,7 @@ LAYERS = {
     "user": {"model.init_args.optim.lr": 0.6},
 }
 WINNERS = {
+    "trainer.enable_progress_bar": ("defaults", False),
     "data.init_args.n_train": ("profile", 120),
     "model.init_args.kappa": ("tuned", 0.7),
     "data.init_args.batch_size": ("space", 64),
@@ -106,8 +116,8 @@ def test_layers_of_one_name_merge_in_order_and_unknown_layers_are_refused():
     spec = RunSpec("a", "m").with_layer("user", {"x.y": 1, "x.z": 1}).with_layer("user", {"x.y": 2})
     assert spec.layer("user") == {"x.y": 2, "x.z": 1} and spec.merge() == {"x.y": 2, "x.z": 1}
     assert RunSpec("a", "m").with_layer("profile", {}) == RunSpec("a", "m")  # an empty layer adds nothing
-    with pytest.raises(ValueError, match="unknown override layer 'defaults'.*profile, tuned"):
-        RunSpec("a", "m", layers=(("defaults", {"x": 1}),))
+    with pytest.raises(ValueError, match="unknown override layer 'fixed'.*defaults, profile, tuned"):
+        RunSpec("a", "m", layers=(("fixed", {"x": 1}),))
 
 
 @pytest.mark.parametrize(

@@ -8,13 +8,15 @@ in this order (a later one overrides an earlier one): ``conf/trainer/<trainer>.y
 defaults). Then the layers, lowest precedence first (:data:`PRECEDENCE`; docs/design.md has the table):
 
 ============== ============================================================================================
+``defaults``   what a command gives its runs unless a config says otherwise (:data:`QUIET_TRAINER`: no
+               progress bars or checkpoints in bulk runs)
 ``profile``    a reproduction profile's overrides (``conf/reproduce/<name>.yaml``)
 ``tuned``      the tuned recipe (``conf/tuned/<task>/<model>.yaml``): it replaces the profile's values of the
                keys it sets (a tuned recipe started from them)
 ``space``      a search space's fixed values (``fixed:`` of ``conf/search`` / ``conf/tune``)
 ``trial``      the values a trial drew from the search space
-``run``        what the command sets for this run itself: data file, validation fold, quiet trainer
-               settings, MLflow experiment, run name and tags
+``run``        what the command sets for this run itself: data file, validation fold, MLflow experiment,
+               run name and tags
 ``user``       the user's own flags (``--key value`` on the command line): they always win
 ============== ============================================================================================
 
@@ -31,7 +33,7 @@ from typing import Any
 
 __all__ = ["PRECEDENCE", "QUIET_TRAINER", "RunSpec", "cli_value", "flag_args", "parse_flags"]
 
-PRECEDENCE = ("profile", "tuned", "space", "trial", "run", "user")
+PRECEDENCE = ("defaults", "profile", "tuned", "space", "trial", "run", "user")
 
 # Settings of the runs a command starts in bulk (sweep trials, reproduce's runs): no progress bars, model
 # summaries or checkpoints. They change neither the result nor a run's identity.

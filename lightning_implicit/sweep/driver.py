@@ -26,7 +26,8 @@ from optuna.trial import TrialState
 
 from lightning_implicit.confpath import name_of
 from lightning_implicit.jobs import WorkersInterrupted, run_in_workers
-from lightning_implicit.run.spec import QUIET_TRAINER, flag_args
+from lightning_implicit.run.spec import QUIET_TRAINER, RunSpec, flag_args, parse_flags
+from lightning_implicit.validate import ConfigError
 
 from .default_trial import DEFAULT_ATTR, default_point, has_default
 from .interrupt import DeferredInterrupt
@@ -226,15 +227,22 @@ def _pinned(opts: SweepOptions) -> list[str]:
     return out + list(opts.overrides)
 
 
-def _base_args(opts: SweepOptions, model: str) -> list[str]:
-    from lightning_implicit.runner import shorthand_args
+def _base_spec(opts: SweepOptions, model: str) -> RunSpec:
+    """A trial's run before the search space: the config files, the quiet defaults, the data file."""
+    run = {"data.init_args.data": opts.data, "data.init_args.interval": opts.interval}
+    spec = RunSpec(opts.task, model, opts.seed, opts.trainer).with_layer("defaults", QUIET_TRAINER)
+    return spec.with_layer("run", {k: v for k, v in run.items() if v})
 
-    args = shorthand_args(opts.task, model, opts.trainer, opts.seed)
-    if opts.data:
-        args += ["--data.init_args.data", opts.data]
-    if opts.interval:
-        args += ["--data.init_args.interval", opts.interval]
-    return args + SWEEP_TRAINER_DEFAULTS
+
+def _args(spec: RunSpec) -> list[str]:
+    try:
+        return spec.to_args()
+    except ConfigError as err:  # (an unknown task or model config: one line, exit 2)
+        raise SystemExit(f"error: {err}") from None
+
+
+def _base_args(opts: SweepOptions, model: str) -> list[str]:
+    return _args(_base_spec(opts, model))
 
 
 def _contexts(opts: SweepOptions, space: SearchSpace, models: list[str], say) -> dict[str, TrialContext]:
@@ -246,15 +254,16 @@ def _contexts(opts: SweepOptions, space: SearchSpace, models: list[str], say) ->
         dropped = ms.without_keys(_keys_of(pinned))
         if dropped:
             say(f"[{m}] not searched (pinned on the command line): {', '.join(dropped)}")
-        base = _base_args(opts, m)
-        check_cli_keys(ms, base, path=space.path, task=opts.task, pinned=pinned)
-        fixed = flag_args(ms.fixed)
+        base = _base_spec(opts, m)
+        check_cli_keys(ms, _args(base), path=space.path, task=opts.task, pinned=pinned)
+        spec = base.with_layer("space", ms.fixed)
         out[m] = TrialContext(
             task=opts.task,
             model=m,
             study_name=study_name_for(opts, m, len(models)),
             space=ms,
-            base_args=base + fixed,
+            base_args=_args(spec),
+            spec=spec,
             pinned=pinned,
             cv=opts.cv,
             min_converged=opts.min_converged,
@@ -293,7 +302,8 @@ def _enqueue_default(study: optuna.Study, opts: SweepOptions, ctx: TrialContext,
 
     if has_default(study.get_trials(deepcopy=False)):
         return
-    args = [*_base_args(opts, ctx.model), *opts.recipe, *ctx.pinned, *ctx.fold_args(0)]
+    spec = _base_spec(opts, ctx.model).with_layer("profile", parse_flags(opts.recipe))
+    args = _args(spec.with_layer("run", ctx.fold_overrides(0))) + ctx.pinned
     point = default_point(ctx.space, parse_config(args), load_data(args).steps_per_epoch())
     study.enqueue_trial(point.params, user_attrs={DEFAULT_ATTR: point.label})
     say(f"[{ctx.model}] next trial: {point.label}: {format_params(point.params)}")
@@ -491,13 +501,7 @@ def _retrain(ctx: TrialContext, study: optuna.Study, out: ModelOutcome, say) -> 
     if over is None:
         over = ctx.param_args(best.params)
     tags = {"sweep.role": "best_retrain", "optuna.study": ctx.study_name, "optuna.trial": str(best.number)}
-    args = [
-        *ctx.base_args,
-        *over,
-        *ctx.fold_args(0),
-        *ctx.tracking_args(ctx.parent_run_id, f"best-{ctx.model}-t{best.number:03d}", tags),
-        *ctx.pinned,
-    ]
+    args = ctx.run_args(over, 0, ctx.parent_run_id, f"best-{ctx.model}-t{best.number:03d}", tags)
     say(f"[{ctx.model}] retraining the best config (trial #{best.number}) with the shift sweep ...")
     result = run_training(args, test=True)
     out.best_rows = result.sweep

@@ -216,6 +216,10 @@ def test_a_backend_registered_in_a_users_module_is_selected_on_the_command_line(
 
     from lightning_implicit.cli import main
     from lightning_implicit.implicit import BACKENDS, SolverConfig
+    from lightning_implicit.implicit.registry import BUILTIN_BACKENDS, backend_names
+
+    assert set(BUILTIN_BACKENDS) <= set(BACKENDS)  # the names listed once are the loops solvers.py registers
+    assert backend_names()[:4] == ["auto", *BUILTIN_BACKENDS]
 
     d = tmp_path / "mine"
     (d / "tasks").mkdir(parents=True)

@@ -59,6 +59,24 @@ class TrackingConfig:
     log_model: bool = True
 
 
+def _check_solver_settings(cfg) -> None:
+    """The model's ``solver`` and ``adjoint`` settings built once before anything else: a value they refuse (an
+    unregistered backend, a tolerance <= 0) is one :class:`ConfigError` naming the option, not a traceback."""
+    from lightning_implicit.implicit.config import AdjointConfig, SolverConfig
+
+    init = cfg.get("model", {}).get("init_args") if hasattr(cfg, "get") else None
+    for key, cls in (("solver", SolverConfig), ("adjoint", AdjointConfig)):
+        ns = init.get(key) if hasattr(init, "get") else None
+        if not hasattr(ns, "as_dict"):
+            continue  # (a model without these settings)
+        try:
+            cls(**ns.as_dict())
+        except TypeError:
+            continue  # (another class's settings under the same name: the model checks its own)
+        except ValueError as err:
+            raise ConfigError(f"--model.init_args.{key}: {err}") from None
+
+
 class ImplicitCLI(LightningCLI):
     """LightningCLI with the task spec linked from the datamodule to the model and MLflow tracking."""
 
@@ -80,6 +98,7 @@ class ImplicitCLI(LightningCLI):
         from lightning_implicit.validate import check_config
 
         check_config(self.config)  # numeric options: one named error before any data or run exists
+        _check_solver_settings(self.config)
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_class_arguments(TrackingConfig, "tracking")

@@ -208,7 +208,9 @@ trainer:
 """
 
 
-def test_a_backend_registered_in_a_users_module_is_selected_on_the_command_line(tmp_path, monkeypatch):
+def test_a_backend_registered_in_a_users_module_is_selected_on_the_command_line(
+    tmp_path, monkeypatch, capsys
+):
     """``register_backend`` in a module of the user's CONF_PATH directory; ``--model.init_args.solver.backend
     mine`` selects it through the command line (``backend`` is a name checked against the registry when the
     config is built, not a fixed list); a name nobody registered is one error naming the registered ones."""
@@ -234,6 +236,13 @@ def test_a_backend_registered_in_a_users_module_is_selected_on_the_command_line(
         assert main([*args, "--model.init_args.solver.backend", "mine"]) == 0
         calls = sys.modules["mine_backend"].CALLS
         assert calls and all(n > 0 for n in calls)  # the training and the sweep's solves ran in it
+        capsys.readouterr()
+        assert main([*args, "--model.init_args.solver.backend", "mien"]) == 2  # before any data or run
+        err = capsys.readouterr().err.strip().splitlines()
+        assert (
+            err[-1].startswith("error: --model.init_args.solver: solver.backend must be one of")
+            and "'mine'" in err[-1]
+        )
         assert SolverConfig(backend="mine").backend == "mine"
         with pytest.raises(ValueError, match=r"solver.backend must be one of \['auto', .*'mine'\].*register"):
             SolverConfig(backend="mien")

@@ -5,10 +5,11 @@
   shift sweep and logs everything to MLflow.
 * ``fit --config a.yaml --config b.yaml ...``: the same with explicit LightningCLI arguments.
 * ``sweep``: Optuna hyper-parameter search (see ``lightning_implicit.sweep``).
-* ``reproduce``: the paper's experiments and report (see ``lightning_implicit_paper``).
-* ``budget --task T --model a,b --epochs 4,8,16``: how a comparison moves with the training epochs.
-* ``tune``: tune every (task, model) of a reproduction profile by k-fold CV, write ``conf/tuned/`` (see
-  ``lightning_implicit.sweep.tune``).
+* ``reproduce``, ``budget``, ``tune``: the paper's commands (the paper's experiments and report; how a
+  comparison moves with the training epochs; tuning every (task, model) of a reproduction profile by k-fold CV
+  into ``conf/tuned/``). The library does not import the paper's package: an installed package adds commands
+  through the entry-point group ``lightning_implicit.commands`` (``name = "module:main"`` in its
+  ``pyproject.toml``), which is how ``lightning_implicit_paper`` adds these three.
 * ``params --task T``: parameter counts of every configured model for a task.
 * ``list``: the tasks and models in ``conf/`` and their parameter counts at the Table 4 sizes.
 * ``test --run-id ID`` (or ``--ckpt_path PATH``): the shift sweep of a trained model again (see
@@ -21,23 +22,25 @@ from __future__ import annotations
 
 import importlib
 import sys
+from importlib.metadata import EntryPoint, entry_points
 
-__all__ = ["main"]
+__all__ = ["main", "COMMAND_GROUP"]
+
+COMMAND_GROUP = "lightning_implicit.commands"  # entry points: name = "package.module:main"
 
 
 def _train(argv: list[str]) -> int:
     from lightning_implicit.clihelp import train_parser
 
     known, rest = train_parser().parse_known_args(argv)  # (--help answers before torch and Lightning load)
-    from lightning_implicit.runner import run_training, shorthand_args, tuned_args
+    from lightning_implicit.run.spec import RunSpec
+    from lightning_implicit.runner import run_training, tuned_recipe
 
-    args = shorthand_args(known.task, known.model, known.trainer, known.seed, known.devices, known.nodes)
-    args += tuned_args(known.task, known.model, known.tuned)
-    if known.data:
-        args += ["--data.init_args.data", known.data]
-    if known.interval:
-        args += ["--data.init_args.interval", known.interval]
-    _report(run_training(args + rest))
+    spec = RunSpec(known.task, known.model, known.seed, known.trainer, known.devices, known.nodes)
+    spec = spec.with_layer("tuned", tuned_recipe(known.task, known.model, known.tuned))
+    run = {"data.init_args.data": known.data, "data.init_args.interval": known.interval}
+    spec = spec.with_layer("run", {k: v for k, v in run.items() if v})  # (--data, --interval when given)
+    _report(run_training(spec.to_args() + rest))  # (the user's LightningCLI flags last, as given: they win)
     return 0
 
 
@@ -85,12 +88,25 @@ def _fit(argv: list[str]) -> int:
     return 0
 
 
-def _module_help(name: str, module: str, argv: list[str]) -> int:
+def _plugin_commands() -> dict[str, EntryPoint]:
+    """The commands that installed packages register (entry-point group :data:`COMMAND_GROUP`), by name."""
+    return {ep.name: ep for ep in entry_points(group=COMMAND_GROUP)}
+
+
+def _load(command: str | EntryPoint):
+    """The ``main(argv) -> int`` of a command given as a library module's name or a registered entry point
+    (imported only when it runs: optuna, the report stack)."""
+    if isinstance(command, str):
+        return importlib.import_module(command).main
+    return command.load()
+
+
+def _module_help(name: str, command: str | EntryPoint, argv: list[str]) -> int:
     """A module command's own ``--help``, then the examples and override pointer of :mod:`.clihelp` it lacks."""
     from lightning_implicit.clihelp import footer
 
     try:
-        code = importlib.import_module(module).main(argv)
+        code = _load(command)(argv)
     except SystemExit as exc:  # argparse's --help
         code = exc.code
     extra = footer(name)
@@ -101,17 +117,16 @@ def _module_help(name: str, module: str, argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {
+    builtin = {
         "train": _train,
         "fit": _fit,
         "list": _list,
         "sweep": "lightning_implicit.sweep.cli",
-        "reproduce": "lightning_implicit_paper.cli",
         "params": "lightning_implicit.params",
-        "tune": "lightning_implicit.sweep.tune",
-        "budget": "lightning_implicit_paper.budget",
+        "test": "lightning_implicit.evaluate",
     }
-    commands["test"] = "lightning_implicit.evaluate"
+    plugins = {k: v for k, v in _plugin_commands().items() if k not in builtin}  # (cannot replace a built-in)
+    commands = {**builtin, **plugins}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         from lightning_implicit.clihelp import top_help
 
@@ -122,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
         return 0
-    if isinstance(commands[argv[0]], str) and any(a in ("-h", "--help") for a in argv[1:]):
+    if not callable(commands[argv[0]]) and any(a in ("-h", "--help") for a in argv[1:]):
         return _module_help(argv[0], commands[argv[0]], argv[1:])
     command = commands[argv[0]]
     from lightning_implicit.console import quiet_third_party
@@ -131,8 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     from lightning_implicit import confpath
 
     confpath.add_user_modules()  # modules of the user's config directories (LIGHTNING_IMPLICIT_CONF_PATH)
-    if isinstance(command, str):  # imported only when it runs (optuna, the report stack)
-        command = importlib.import_module(command).main
+    if not callable(command):  # imported only when it runs (optuna, the report stack)
+        command = _load(command)
     from lightning_implicit.lifecycle import ExitOnSignal, Terminated
 
     with (

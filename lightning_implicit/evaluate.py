@@ -1,8 +1,7 @@
-"""The trained model in MLflow, and ``lightning-implicit test``: the shift sweep of a logged model, again.
+"""``lightning-implicit test``: the shift sweep of a logged model, again.
 
-* :func:`log_trained_model`: after the shift sweep, :func:`~lightning_implicit.runner.run_training` logs the
-  trained LightningModule with ``mlflow.pytorch.log_model`` (an input example from the first test set and the
-  signature inferred from it), so ``mlflow.pytorch.load_model("runs:/<run id>/model")`` loads it back.
+* The trained model is logged by :func:`lightning_implicit.tracking.logged_model.log_trained_model` (called by
+  :func:`~lightning_implicit.runner.run_training` after the shift sweep).
 * ``lightning-implicit test --run-id ID`` (or ``--ckpt_path PATH``): rebuilds the run's data and model from the
   ``config.yaml`` it logged, loads the logged weights (or a Lightning checkpoint's), runs the same shift sweep
   as ``train`` does after fitting, prints it beside the trained run's numbers, and logs it as a new MLflow run
@@ -12,139 +11,18 @@
 from __future__ import annotations
 
 import argparse
-import copy
-import logging
 import re
 import sys
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["log_trained_model", "MODEL_NAME", "main", "build_parser", "EvaluationError"]
+__all__ = ["main", "build_parser", "EvaluationError"]
 
-MODEL_NAME = "model"  # the logged model's name: runs:/<run id>/model
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 class EvaluationError(RuntimeError):
     """What ``lightning-implicit test`` cannot do, and what to pass instead (printed without a traceback)."""
-
-
-# ---- logging the trained model ---------------------------------------------------------------------------------
-def _detached_copy(module):
-    """A CPU copy of ``module`` in eval mode without its Trainer and the sweep's outputs (what gets pickled)."""
-    trainer = module.__dict__.get("_trainer")
-    saved = {
-        k: module.__dict__.get(k) for k in ("sweep_results", "sweep_outputs", "_test_outputs", "_step_hooks")
-    }
-    module._trainer = None
-    module.sweep_results, module.sweep_outputs, module._test_outputs = [], {}, {}
-    module._step_hooks = None  # (it holds the trainer)
-    try:
-        out = copy.deepcopy(module)
-    finally:
-        module._trainer = trainer
-        for k, v in saved.items():
-            setattr(module, k, v)
-    for key in ("_loss_acc", "_pending_losses", "_step_hooks"):
-        out.__dict__.pop(key, None)
-    return out.cpu().eval()
-
-
-def _example_input(datamodule, n: int = 4):
-    """``n`` inputs of the first test set (the in-distribution shift), as the model reads them."""
-    ds = datamodule.test_sets[0] if getattr(datamodule, "test_sets", None) else datamodule.val_set
-    return ds[0 : min(n, len(ds))][0].detach().cpu()
-
-
-@contextmanager
-def _fluent_uri(uri: str):
-    """MLflow's fluent API on ``uri`` for the duration (the process's tracking URI and environment restored)."""
-    import mlflow
-
-    from lightning_implicit.tracking.store import _process_tracking_uri_unchanged
-
-    with _process_tracking_uri_unchanged():
-        mlflow.set_tracking_uri(uri)
-        yield
-
-
-def _mlflow_pytorch():
-    """``mlflow.pytorch``, imported without its side effects on logging. Importing it imports the standalone
-    ``pytorch_lightning`` when installed, which points lightning_utilities' rank-zero logger at
-    ``pytorch_lightning.utilities.rank_zero``, and calls ``logging.basicConfig``: every later Lightning info line
-    of the process (a reproduction's next runs) would then print a second way, past the CLI's filters."""
-    if "mlflow.pytorch" in sys.modules:
-        return sys.modules["mlflow.pytorch"]
-    import lightning.pytorch  # noqa: F401 - (sets the rank-zero logger kept below)
-    import lightning_utilities.core.rank_zero as rank_zero
-
-    root = logging.getLogger()
-    handlers, level, log = list(root.handlers), root.level, rank_zero.log
-    try:
-        import mlflow.pytorch
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
-        rank_zero.log = log
-    return mlflow.pytorch
-
-
-class _DropPickleAdvice(logging.Filter):
-    # pickle is chosen on purpose: torch.export (MLflow's pt2 default) cannot trace the fused solver's C++ kernel
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Pickle or CloudPickle" not in record.getMessage()
-
-
-def log_trained_model(logger, module, datamodule) -> str:
-    """Log ``module`` (trained, after the shift sweep) to ``logger``'s MLflow run as ``runs:/<run id>/model``;
-    returns that URI and tags the run ``logged_model`` with it. Raises what MLflow raises."""
-    import lightning
-    import mlflow
-    import torch
-    from mlflow.models import infer_signature
-
-    run_id, uri = logger.run_id, logger._tracking_uri
-    model = _detached_copy(module)
-    x = _example_input(datamodule)
-    with torch.no_grad():
-        y = model(x)
-    signature = infer_signature(x.numpy(), y.detach().numpy())
-    requirements = [
-        f"torch=={torch.__version__.split('+')[0]}",
-        f"lightning=={lightning.__version__}",
-        f"mlflow=={mlflow.__version__}",
-    ]
-    quiet, flt = logging.getLogger("mlflow.pytorch"), _DropPickleAdvice()
-    quiet.addFilter(flt)
-    client = logger.experiment
-    run = client.get_run(run_id)
-    # created here, in the run's experiment: left to itself MLflow 3.17 files a model logged by run id (no active
-    # fluent run) under the Default experiment, where runs:/<id>/model does not find it
-    logged = client.create_logged_model(
-        experiment_id=run.info.experiment_id,
-        name=MODEL_NAME,
-        source_run_id=run_id,
-        params=dict(run.data.params),
-        model_type="pytorch",
-    )
-    try:
-        with _fluent_uri(uri):
-            _mlflow_pytorch().log_model(
-                model,
-                name=MODEL_NAME,
-                run_id=run_id,
-                model_id=logged.model_id,
-                input_example=x.numpy(),
-                signature=signature,
-                pip_requirements=requirements,
-                serialization_format="pickle",
-            )
-    finally:
-        quiet.removeFilter(flt)
-    model_uri = f"runs:/{run_id}/{MODEL_NAME}"
-    client.set_tag(run_id, "logged_model", model_uri)
-    return model_uri
 
 
 # ---- lightning-implicit test ---------------------------------------------------------------------------------
@@ -245,9 +123,11 @@ def _logged_weights(run_id: str, uri: str) -> dict | None:
     """The state dict of the run's logged model; ``None`` when the run has none."""
     from mlflow.exceptions import MlflowException
 
+    from lightning_implicit.tracking.logged_model import MODEL_NAME, fluent_uri, mlflow_pytorch
+
     try:
-        with _fluent_uri(uri):
-            model = _mlflow_pytorch().load_model(f"runs:/{run_id}/{MODEL_NAME}", map_location="cpu")
+        with fluent_uri(uri):
+            model = mlflow_pytorch().load_model(f"runs:/{run_id}/{MODEL_NAME}", map_location="cpu")
     except (MlflowException, OSError):
         return None
     return model.state_dict()
@@ -276,6 +156,7 @@ def _plan(ns, overrides: list[str], uri: str, tmp: str):
 
     from lightning_implicit import confpath
     from lightning_implicit.runner import shorthand_args
+    from lightning_implicit.tracking.logged_model import MODEL_NAME
 
     ckpt = Path(ns.ckpt_path) if ns.ckpt_path else None
     if ckpt is not None and not ckpt.is_file():

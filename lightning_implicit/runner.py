@@ -18,6 +18,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning_implicit import confpath
 from lightning_implicit.data import ShiftDataModule
 from lightning_implicit.modules.base import ShiftModule
+from lightning_implicit.run.spec import RunSpec, flag_args
 from lightning_implicit.tracking import TrackingCallback, git_commit, make_logger
 from lightning_implicit.validate import ConfigError
 
@@ -58,6 +59,24 @@ class TrackingConfig:
     log_model: bool = True
 
 
+def _check_solver_settings(cfg) -> None:
+    """The model's ``solver`` and ``adjoint`` settings built once before anything else: a value they refuse (an
+    unregistered backend, a tolerance <= 0) is one :class:`ConfigError` naming the option, not a traceback."""
+    from lightning_implicit.implicit.config import AdjointConfig, SolverConfig
+
+    init = cfg.get("model", {}).get("init_args") if hasattr(cfg, "get") else None
+    for key, cls in (("solver", SolverConfig), ("adjoint", AdjointConfig)):
+        ns = init.get(key) if hasattr(init, "get") else None
+        if not hasattr(ns, "as_dict"):
+            continue  # (a model without these settings)
+        try:
+            cls(**ns.as_dict())
+        except TypeError:
+            continue  # (another class's settings under the same name: the model checks its own)
+        except ValueError as err:
+            raise ConfigError(f"--model.init_args.{key}: {err}") from None
+
+
 class ImplicitCLI(LightningCLI):
     """LightningCLI with the task spec linked from the datamodule to the model and MLflow tracking."""
 
@@ -79,6 +98,7 @@ class ImplicitCLI(LightningCLI):
         from lightning_implicit.validate import check_config
 
         check_config(self.config)  # numeric options: one named error before any data or run exists
+        _check_solver_settings(self.config)
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_class_arguments(TrackingConfig, "tracking")
@@ -189,9 +209,9 @@ def run_training(args: list[str], *, extra_callbacks: list | None = None, test: 
 
 
 def _log_model(logger, model, dm) -> None:
-    """The trained model into the run (:func:`lightning_implicit.evaluate.log_trained_model`); a failure is said
-    and tagged, never fails the trained run."""
-    from lightning_implicit.evaluate import log_trained_model
+    """The trained model into the run (:func:`lightning_implicit.tracking.logged_model.log_trained_model`); a
+    failure is said and tagged, never fails the trained run."""
+    from lightning_implicit.tracking.logged_model import log_trained_model
 
     try:
         log_trained_model(logger, model, dm)
@@ -229,51 +249,41 @@ def shorthand_args(
     devices: int | str | None = None,
     nodes: int | None = None,
 ) -> list[str]:
-    """``make train TASK=... MODEL=...`` as LightningCLI arguments (config files stacked in order)."""
-    # the task's file comes last: its recipe (a ``model: init_args:`` block, e.g. a learning rate) overrides the
-    # model file's defaults. Each is found on the config search path (user directories, then conf/).
+    """``make train TASK=... MODEL=...`` as LightningCLI arguments (config files stacked in order: see
+    :meth:`lightning_implicit.run.spec.RunSpec.config_args`)."""
     try:
-        files = [
-            confpath.find("trainer", trainer),
-            confpath.find("models", model),
-            confpath.find("tasks", task),
-        ]
+        return RunSpec(task, model, seed, trainer, devices, nodes).config_args()
     except ConfigError as err:
         raise SystemExit(f"error: {err}") from None
-    out = [a for f in files for a in ("--config", str(f))]
-    out += ["--tracking.model_name", confpath.name_of(model)]
-    if seed is not None:
-        out += ["--seed_everything", str(seed)]
-    if devices is not None:
-        devices = str(devices)  # a count ("4") or a GPU list ("0,2" -> [0, 2])
-        out += ["--trainer.devices", f"[{devices}]" if "," in devices else devices]
-    if nodes is not None:
-        out += ["--trainer.num_nodes", str(nodes)]
-    return out
 
 
 def tuned_args(task: str, model: str, use: bool = True, stream=None) -> list[str]:
-    """The overrides of ``conf/tuned/<task>/<model>.yaml`` (applied after the config files), saying which
-    recipe a run uses; ``[]`` when none was tuned or ``use`` is false."""
+    """The overrides of ``conf/tuned/<task>/<model>.yaml`` as LightningCLI arguments (see :func:`tuned_recipe`)."""
+    return flag_args(tuned_recipe(task, model, use, stream))
+
+
+def tuned_recipe(task: str, model: str, use: bool = True, stream=None) -> dict:
+    """The overrides of ``conf/tuned/<task>/<model>.yaml`` (a run's ``tuned`` layer, :mod:`lightning_implicit.run
+    .spec`), saying which recipe a run uses; ``{}`` when none was tuned or ``use`` is false."""
     from lightning_implicit.tuned import find_tuned, tuned_path
 
     stream = stream or sys.stdout
     cfg = find_tuned(task, model)
     if cfg is None:
-        return []
+        return {}
     if not use:
         print(
             f"not using the tuned config {tuned_path(task, model)} (--no-tuned / TUNED=0): the task's default "
             "recipe",
             file=stream,
         )
-        return []
+        return {}
     print(
         f"using the tuned config {cfg.path} ({cfg.summary()}); --no-tuned / TUNED=0 for the task's default "
         "recipe",
         file=stream,
     )
-    return cfg.cli_args()
+    return dict(cfg.overrides)
 
 
 def print_sweep(result: RunResult, stream=sys.stdout) -> None:

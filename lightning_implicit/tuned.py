@@ -47,9 +47,9 @@ class TunedConfig:
 
     def cli_args(self) -> list[str]:
         """The overrides as LightningCLI arguments (``--key value``)."""
-        from lightning_implicit.sweep.space import cli_value
+        from lightning_implicit.run.spec import flag_args
 
-        return [a for k, v in self.overrides.items() for a in (f"--{k}", cli_value(v))]
+        return flag_args(self.overrides)
 
     def summary(self) -> str:
         """One line for the console and the report: where the recipe came from."""

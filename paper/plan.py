@@ -16,31 +16,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
 
 from lightning_implicit import confpath
-from lightning_implicit.runner import shorthand_args
+from lightning_implicit.run.spec import QUIET_TRAINER, RunSpec, cli_value, flag_args, parse_flags
 from lightning_implicit.tuned import find_tuned
 
 from .profile import Profile
 
-__all__ = ["Job", "build_jobs", "tuned_recipes", "format_value", "QUIET_ARGS"]
+__all__ = ["Job", "build_jobs", "tuned_recipes", "QUIET_ARGS"]
 
 # Settings that change neither the result nor the identity of a run (no progress bars or checkpoints in
 # workers); left out of the hash and of the rerun command.
-QUIET_ARGS = [
-    "--trainer.enable_progress_bar",
-    "false",
-    "--trainer.enable_model_summary",
-    "false",
-    "--trainer.enable_checkpointing",
-    "false",
-]
+QUIET_ARGS = flag_args(QUIET_TRAINER)
 
 # Rough single-thread seconds per 1,000 training samples per epoch (measured on a 2-core CPU), for ordering
 # the runs heaviest first and for the first ETA; the ETA then follows the measured pace.
@@ -67,17 +59,6 @@ _DEFAULT_N = {"spiky": 7_000, "volatility": 10_000}
 _OVERHEAD_S = 4.0
 
 
-def format_value(v) -> str:
-    """A YAML value as a LightningCLI argument."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (list, dict)):
-        return json.dumps(v)
-    if v is None:
-        return "null"
-    return str(v)
-
-
 @dataclass
 class Job:
     task: str
@@ -101,7 +82,7 @@ class Job:
 
     def rerun_command(self) -> str:
         """The command that retrains this run (``make train`` when the profile adds nothing)."""
-        extra = [a for k, v in self.overrides.items() for a in (f"--{k}", format_value(v))]
+        extra = flag_args(self.overrides)
         if self.task == "volatility":
             extra += ["--data.init_args.allow_download", "false"]
         untuned = self.tuned_exists and not self.tuned  # `train` would pick the tuned recipe up: say not to
@@ -223,12 +204,13 @@ def build_jobs(
         found, use, _ = _tuned_configs(profile, task)  # each tuned file read once
         for model in plan.models:
             model_text, _ = _yaml("models", model)
-            overrides = plan.overrides_for(model)
             tuned = found[model]
-            tuned_args = tuned.cli_args() if use else []
+            recipe = tuned.overrides if use else {}
+            tuned_args = flag_args(recipe)
+            spec = RunSpec(task, model, trainer=profile.trainer)
+            spec = spec.with_layer("profile", plan.overrides_for(model)).with_layer("tuned", recipe)
             # a tuned recipe started from the profile's values (its recipe trial): it replaces them
-            if tuned_args:
-                overrides = {k: v for k, v in overrides.items() if k not in tuned.overrides}
+            overrides = {k: v for k, v in spec.layer("profile").items() if k not in recipe}
             task_data = data if task == "volatility" else None
             identity = {
                 "task": task,
@@ -236,7 +218,7 @@ def build_jobs(
                 "trainer": trainer_text,
                 "task_config": task_text,
                 "model_config": model_text,
-                "overrides": sorted((k, format_value(v)) for k, v in overrides.items()),
+                "overrides": sorted((k, cli_value(v)) for k, v in overrides.items()),
                 "data": _data_identity(task_data),
                 "tuned": tuned_args,
                 "data_args": list(data_args or []) if task == "volatility" else [],
@@ -254,23 +236,18 @@ def build_jobs(
                     "repro_seed": str(seed),
                     "repro_tuned": "true" if tuned_args else "false",
                 }
-                args = shorthand_args(task, model, trainer=profile.trainer, seed=seed) + tuned_args
-                for k, v in overrides.items():
-                    args += [f"--{k}", format_value(v)]
+                run: dict[str, object] = {}
                 if task == "volatility":
-                    if task_data:
-                        args += ["--data.init_args.data", task_data]
-                    args += list(data_args or [])
-                    args += ["--data.init_args.allow_download", "false"]
-                args += QUIET_ARGS
-                args += [
-                    "--tracking.experiment",
-                    profile.experiment(task),
-                    "--tracking.run_name",
-                    f"{model}-seed{seed}",
-                    "--tracking.tags",
-                    json.dumps(tags),
-                ]
+                    run |= {"data.init_args.data": task_data} if task_data else {}
+                    run |= {"data.init_args.allow_download": False}
+                run |= {
+                    "tracking.experiment": profile.experiment(task),
+                    "tracking.run_name": f"{model}-seed{seed}",
+                    "tracking.tags": tags,
+                }
+                user = parse_flags(data_args or []) if task == "volatility" else {}
+                spec_seed = replace(spec, seed=seed).with_layer("defaults", QUIET_TRAINER)
+                args = spec_seed.with_layer("run", run).with_layer("user", user).to_args()
                 jobs.append(
                     Job(
                         task=task,
@@ -291,8 +268,3 @@ def build_jobs(
                 )
     jobs.sort(key=lambda j: -j.cost)
     return jobs
-
-
-def cache_env() -> dict[str, str]:
-    """Environment the workers inherit (nothing beyond the parent's, listed for the report)."""
-    return {k: os.environ[k] for k in ("MLFLOW_TRACKING_URI", "LIGHTNING_IMPLICIT_CACHE") if k in os.environ}

@@ -9,8 +9,9 @@ import pytest
 import torch
 from conftest import tiny_args
 
-from lightning_implicit.evaluate import _fluent_uri, _run_from_ckpt_path, main
+from lightning_implicit.evaluate import _run_from_ckpt_path, main
 from lightning_implicit.runner import run_training
+from lightning_implicit.tracking.logged_model import fluent_uri
 
 SHIFTS = [10, 100, 1000]
 
@@ -38,7 +39,7 @@ def test_trained_model_is_logged_and_loads_back_with_one_line(trained):
     uri, res, _ = trained
     run = mlflow.MlflowClient(uri).get_run(res.run_id)
     assert run.data.tags["logged_model"] == f"runs:/{res.run_id}/model"
-    with _fluent_uri(uri):  # (the process's tracking URI is restored after)
+    with fluent_uri(uri):  # (the process's tracking URI is restored after)
         model = mlflow.pytorch.load_model(f"runs:/{res.run_id}/model")
         info = mlflow.models.get_model_info(f"runs:/{res.run_id}/model")
     assert type(model).__name__ == "ImplicitModule" and model.task.name == "addition"

@@ -176,3 +176,78 @@ def test_a_task_from_outside_the_repo_trains_sweeps_and_is_reproduced(user_dir, 
     report = next((tmp_path / "reports").rglob("report.md")).read_text()
     assert "maximum" in report
     assert _git_status() == before  # no file of the repo was edited
+
+
+BACKEND_PY = '''
+from lightning_implicit.datamodules.synthetic import ArithmeticDataModule
+from lightning_implicit.implicit import ACTIVATIONS, register_backend
+from lightning_implicit.implicit.reference import picard
+
+CALLS = []
+
+
+@register_backend("mine")
+def mine(A, BU, x0, cfg, hint=None):
+    """The paper's iteration as written, counting its calls."""
+    CALLS.append(BU.shape[0])
+    phi = ACTIVATIONS[cfg.activation].fn
+    return picard(A, BU, x0, phi=phi, tol=cfg.tol, tol_mode=cfg.tol_mode, max_iter=cfg.max_iter)
+
+
+class MineAddition(ArithmeticDataModule):
+    """The shipped addition task, from this module (so that a run imports it)."""
+'''
+
+MINE_TASK_YAML = """
+data:
+  class_path: mine_backend.MineAddition
+  init_args: {operation: add, n_train: 64, n_test: 16, batch_size: 32, shifts: [10],
+              sizes: {implicit: {hidden_features: 4}}}
+trainer:
+  max_epochs: 1
+"""
+
+
+def test_a_backend_registered_in_a_users_module_is_selected_on_the_command_line(
+    tmp_path, monkeypatch, capsys
+):
+    """``register_backend`` in a module of the user's CONF_PATH directory; ``--model.init_args.solver.backend
+    mine`` selects it through the command line (``backend`` is a name checked against the registry when the
+    config is built, not a fixed list); a name nobody registered is one error naming the registered ones."""
+    import sys
+
+    from lightning_implicit.cli import main
+    from lightning_implicit.implicit import BACKENDS, SolverConfig
+    from lightning_implicit.implicit.registry import BUILTIN_BACKENDS, backend_names
+
+    assert set(BUILTIN_BACKENDS) <= set(BACKENDS)  # the names listed once are the loops solvers.py registers
+    assert backend_names()[:4] == ["auto", *BUILTIN_BACKENDS]
+
+    d = tmp_path / "mine"
+    (d / "tasks").mkdir(parents=True)
+    (d / "mine_backend.py").write_text(textwrap.dedent(BACKEND_PY))
+    (d / "tasks" / "mine_add.yaml").write_text(textwrap.dedent(MINE_TASK_YAML))
+    monkeypatch.setenv(confpath.ENV_PATH, str(d))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # (the CLI puts the user directory on it)
+    try:
+        args = ["train", "--task", "mine_add", "--model", "implicit", "--tracking.log_model", "false"]
+        assert main([*args, "--model.init_args.solver.backend", "mine"]) == 0
+        calls = sys.modules["mine_backend"].CALLS
+        assert calls and all(n > 0 for n in calls)  # the training and the sweep's solves ran in it
+        capsys.readouterr()
+        assert main([*args, "--model.init_args.solver.backend", "mien"]) == 2  # before any data or run
+        err = capsys.readouterr().err.strip().splitlines()
+        assert (
+            err[-1].startswith("error: --model.init_args.solver: solver.backend must be one of")
+            and "'mine'" in err[-1]
+        )
+        assert SolverConfig(backend="mine").backend == "mine"
+        with pytest.raises(ValueError, match=r"solver.backend must be one of \['auto', .*'mine'\].*register"):
+            SolverConfig(backend="mien")
+    finally:
+        BACKENDS.pop("mine", None)
+        sys.modules.pop("mine_backend", None)
+    with pytest.raises(ValueError, match="got 'mine'"):
+        SolverConfig(backend="mine")  # (unregistered again)

@@ -10,11 +10,12 @@ import optuna
 import pytest
 import yaml
 from lightning_implicit.datamodules.synthetic import ArithmeticDataModule
+from lightning_implicit_paper.tune import tune_profile
 
 from lightning_implicit.confpath import builtin_root
 from lightning_implicit.sweep.default_trial import DEFAULT_ATTR, default_point
 from lightning_implicit.sweep.space import load_search_space
-from lightning_implicit.sweep.tune import TuneOptions, run_tune, space_edges
+from lightning_implicit.sweep.tune import TuneOptions, space_edges
 from lightning_implicit.tuned import TunedConfigError, find_tuned, load_tuned
 
 TINY_PROFILE = """
@@ -43,7 +44,6 @@ def tiny(tmp_path):
 
 def _opts(tmp, **kw) -> TuneOptions:
     base = dict(
-        profile=str(tmp / "tiny.yaml"),
         trials=3,
         cv=2,
         storage=f"sqlite:///{tmp / 'optuna.db'}",
@@ -60,7 +60,7 @@ def _values(storage: str, name: str) -> list:
 
 
 def test_tune_writes_a_config_with_provenance_that_train_and_reproduce_use(tiny, monkeypatch, capsys):
-    assert run_tune(_opts(tiny), say=lambda m: None) == 0
+    assert tune_profile(tiny / "tiny.yaml", _opts(tiny), say=lambda m: None) == 0
     cfg = load_tuned(tiny / "tuned" / "addition" / "implicit.yaml")
     assert (cfg.task, cfg.model) == ("addition", "implicit")
     p = cfg.provenance
@@ -154,7 +154,7 @@ def test_tune_writes_a_config_with_provenance_that_train_and_reproduce_use(tiny,
 
 def test_objective_never_reads_the_shifted_test_sets(tiny, monkeypatch):
     """Replacing every shifted test set by garbage leaves every trial's objective value unchanged."""
-    run_tune(_opts(tiny, models=["mlp"], trials=2), say=lambda m: None)
+    tune_profile(tiny / "tiny.yaml", _opts(tiny, models=["mlp"], trials=2), say=lambda m: None)
     clean = _values(f"sqlite:///{tiny / 'optuna.db'}", "tune-tiny-addition-mlp")
 
     original = ArithmeticDataModule.sample
@@ -168,7 +168,8 @@ def test_objective_never_reads_the_shifted_test_sets(tiny, monkeypatch):
     monkeypatch.setattr(ArithmeticDataModule, "sample", garbage)
     other = tiny / "garbage"
     other.mkdir()
-    run_tune(
+    tune_profile(
+        tiny / "tiny.yaml",
         _opts(tiny, models=["mlp"], trials=2, storage=f"sqlite:///{other / 'optuna.db'}", out=str(other)),
         say=lambda m: None,
     )
@@ -178,13 +179,15 @@ def test_objective_never_reads_the_shifted_test_sets(tiny, monkeypatch):
 
 def test_tune_resumes_to_the_total_budget(tiny):
     said: list[str] = []
-    run_tune(_opts(tiny, models=["mlp"], trials=1), say=said.append)
+    tune_profile(tiny / "tiny.yaml", _opts(tiny, models=["mlp"], trials=1), say=said.append)
     storage = f"sqlite:///{tiny / 'optuna.db'}"
     assert len(_values(storage, "tune-tiny-addition-mlp")) == 1
-    run_tune(_opts(tiny, models=["mlp"], trials=3), say=said.append)
+    tune_profile(tiny / "tiny.yaml", _opts(tiny, models=["mlp"], trials=3), say=said.append)
     assert len(_values(storage, "tune-tiny-addition-mlp")) == 3
     said.clear()
-    run_tune(_opts(tiny, models=["mlp"], trials=3), say=said.append)  # nothing left to do
+    tune_profile(
+        tiny / "tiny.yaml", _opts(tiny, models=["mlp"], trials=3), say=said.append
+    )  # nothing left to do
     assert len(_values(storage, "tune-tiny-addition-mlp")) == 3
     assert any("3 trial(s) done, 0 to run" in m for m in said)
 
@@ -364,7 +367,7 @@ def test_every_study_starts_from_the_configs_recipe(tiny):
     of a training fold), the model config's kappa; a number beyond the searched range is enqueued as it is."""
     (tiny / "tiny.yaml").write_text(RECIPE_PROFILE)
     said: list[str] = []
-    assert run_tune(_opts(tiny, models=["implicit"], trials=2), say=said.append) == 0
+    assert tune_profile(tiny / "tiny.yaml", _opts(tiny, models=["implicit"], trials=2), say=said.append) == 0
     study = optuna.load_study(
         study_name="tune-tiny-addition-implicit", storage=f"sqlite:///{tiny / 'optuna.db'}"
     )
@@ -397,7 +400,7 @@ def test_every_study_starts_from_the_configs_recipe(tiny):
     assert rec["trial"] == 0 and rec["cv_score"] == pytest.approx(first.value)
     assert rec["beaten"] == (study.best_trial.number != 0)
     # resuming does not enqueue it again
-    run_tune(_opts(tiny, models=["implicit"], trials=3), say=said.append)
+    tune_profile(tiny / "tiny.yaml", _opts(tiny, models=["implicit"], trials=3), say=said.append)
     study = optuna.load_study(
         study_name="tune-tiny-addition-implicit", storage=f"sqlite:///{tiny / 'optuna.db'}"
     )
@@ -492,11 +495,21 @@ def test_default_point_reads_a_repeated_width_and_its_count():
 
 def test_a_study_searched_over_other_choices_is_refused_before_any_trial(tiny):
     storage = f"sqlite:///{tiny / 'optuna.db'}"
-    run_tune(_opts(tiny, models=["mlp"], trials=1), say=lambda m: None)
+    tune_profile(tiny / "tiny.yaml", _opts(tiny, models=["mlp"], trials=1), say=lambda m: None)
     space = tiny / "space" / "default.yaml"
     space.write_text(space.read_text().replace("choices: [64, full]", "choices: [32, full]"))
     from lightning_implicit.sweep.space import SearchSpaceError
 
     with pytest.raises(SearchSpaceError, match=r"different space.*batch_size.*--study NAME"):
-        run_tune(_opts(tiny, models=["mlp"], trials=2), say=lambda m: None)
+        tune_profile(tiny / "tiny.yaml", _opts(tiny, models=["mlp"], trials=2), say=lambda m: None)
     assert len(_values(storage, "tune-tiny-addition-mlp")) == 1  # nothing ran, nothing was enqueued
+
+
+def test_a_tuned_config_records_its_storage_without_a_machine_path(tmp_path):
+    from lightning_implicit.sweep.tune import portable_storage
+
+    inside = f"sqlite:///{tmp_path / 'mlruns' / 'optuna.db'}"
+    assert portable_storage(inside, root=tmp_path) == "sqlite:///mlruns/optuna.db"
+    assert portable_storage(inside, root=tmp_path / "elsewhere") == "sqlite:///<elsewhere>/optuna.db"
+    assert portable_storage("sqlite:///mlruns/optuna.db") == "sqlite:///mlruns/optuna.db"  # already relative
+    assert portable_storage("postgresql://u:***@db/optuna") == "postgresql://u:***@db/optuna"

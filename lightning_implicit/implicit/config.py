@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal, get_args
+from typing import Literal
 
 from .activations import get_activation
-from .registry import BACKENDS as PICARD_BACKENDS
-from .registry import SOLVERS
+from .registry import AUTO, BUILTIN_BACKENDS, SOLVERS, backend_names
 
 __all__ = ["SolverConfig", "AdjointConfig", "as_config"]
 
 TolMode = Literal["abs", "rel"]
-Backend = Literal["auto", "fused", "python", "reference"]
-BUILTIN_BACKENDS = get_args(Backend)  # the loops every config accepts (registered ones: registry.BACKENDS)
 
 
-def _check_backend(name: str, backend: str) -> None:
-    if backend not in BUILTIN_BACKENDS:
-        raise ValueError(f"{name}.backend must be one of {BUILTIN_BACKENDS}, got {backend!r}")
+def _check_backend(name: str, backend: str, choices: list[str], hint: str = "") -> None:
+    if backend not in choices:
+        raise ValueError(f"{name}.backend must be one of {choices}, got {backend!r}{hint}")
 
 
 def _check_common(name: str, tol: float, tol_mode: str, max_iter: int) -> None:
@@ -56,7 +53,9 @@ class SolverConfig:
             dtype and activation; the only one that uses ``check_every`` and the block-size hint);
             ``reference`` the paper's iteration as written (:mod:`~lightning_implicit.implicit.reference`).
             Same stopping rule and per-sample results either way (up to the rounding of the products); a
-            backend that does not support the activation says so and the reference runs.
+            backend that does not support the activation says so and the reference runs. Any name of
+            :func:`~lightning_implicit.implicit.registry.backend_names` (one added with ``register_backend``
+            too: ``--model.init_args.solver.backend mine``), checked when the config is built.
         activation: ``phi`` of ``x = phi(A x + B u)``, a name in
             :data:`~lightning_implicit.implicit.activations.ACTIVATIONS` (the paper: ``relu``).
     """
@@ -70,17 +69,17 @@ class SolverConfig:
     anderson_beta: float = 1.0
     anderson_lam: float = 1e-6
     warn: bool = True
-    backend: Backend = "auto"
+    backend: str = "auto"
     activation: str = "relu"
 
     def __post_init__(self) -> None:
-        if self.backend not in (
-            *BUILTIN_BACKENDS,
-            *PICARD_BACKENDS,
-        ):  # the built-in ones and any registered backend
-            raise ValueError(
-                f"solver.backend must be one of {sorted({*BUILTIN_BACKENDS, *PICARD_BACKENDS})}, got {self.backend!r}"
-            )
+        _check_backend(  # the built-in loops and any registered one
+            "solver",
+            self.backend,
+            backend_names(),
+            " (a backend of your own: register it with lightning_implicit.implicit.register_backend in a "
+            "module that is imported first, e.g. one in your CONF_PATH directory)",
+        )
         get_activation(self.activation)  # an unknown name lists the registered ones
         if self.method not in SOLVERS:
             raise ValueError(f"unknown solver method {self.method!r}; choose one of {sorted(SOLVERS)}")
@@ -143,10 +142,12 @@ class AdjointConfig:
     warn: bool = True
     check_every: int | None = None
     direct_max_work: int | None = None
-    backend: Backend = "auto"
+    backend: str = "auto"
 
     def __post_init__(self) -> None:
-        _check_backend("adjoint", self.backend)
+        _check_backend(
+            "adjoint", self.backend, [AUTO, *BUILTIN_BACKENDS]
+        )  # (the adjoint's loops are built in)
         if self.mode not in ("fixed_point", "direct", "auto"):
             raise ValueError(f"adjoint.mode must be 'fixed_point', 'direct' or 'auto', got {self.mode!r}")
         _check_common("adjoint", self.tol, self.tol_mode, self.max_iter)

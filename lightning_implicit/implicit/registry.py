@@ -8,7 +8,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["SOLVERS", "register_solver", "BACKENDS", "PicardBackend", "register_backend"]
+__all__ = [
+    "SOLVERS",
+    "register_solver",
+    "BACKENDS",
+    "BUILTIN_BACKENDS",
+    "PicardBackend",
+    "register_backend",
+    "backend_names",
+]
 
 SolverFn = Callable[..., tuple]
 SOLVERS: dict[str, SolverFn] = {}
@@ -45,6 +53,18 @@ class PicardBackend:
 
 
 BACKENDS: dict[str, PicardBackend] = {}
+
+# The backend names, in one place: ``auto`` (a choice among the built-in loops, not a loop), the loops that
+# :mod:`.solvers` registers (``reference``: the paper's iteration as written; ``python``: the blocked loop;
+# ``fused``: the C++ loop), then whatever :func:`register_backend` adds. A config checks its ``backend`` here
+# when it is built, before :mod:`.solvers` need be imported.
+AUTO = "auto"
+BUILTIN_BACKENDS = ("reference", "python", "fused")
+
+
+def backend_names() -> list[str]:
+    """Every name a config's ``backend`` accepts: ``auto``, the built-in loops and the registered backends."""
+    return list(dict.fromkeys([AUTO, *BUILTIN_BACKENDS, *BACKENDS]))
 
 
 def register_backend(name: str, unsupported: Callable | None = None) -> Callable[[BackendFn], BackendFn]:

@@ -15,6 +15,7 @@ import functools
 import logging
 import os
 import shlex
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field, fields
@@ -25,6 +26,8 @@ from optuna.trial import TrialState
 
 from lightning_implicit.confpath import name_of
 from lightning_implicit.jobs import WorkersInterrupted, run_in_workers
+from lightning_implicit.run.spec import QUIET_TRAINER, RunSpec, flag_args, parse_flags
+from lightning_implicit.validate import ConfigError
 
 from .default_trial import DEFAULT_ATTR, default_point, has_default
 from .interrupt import DeferredInterrupt
@@ -40,17 +43,17 @@ from .space import (
 )
 from .storage import mask_url, open_storage, recover_stale_trials, resolve_storage_url
 
-__all__ = ["SweepOptions", "ModelOutcome", "run_sweep", "study_name_for", "SWEEP_TRAINER_DEFAULTS"]
+__all__ = [
+    "SweepOptions",
+    "ModelOutcome",
+    "run_sweep",
+    "run_command",
+    "study_name_for",
+    "SWEEP_TRAINER_DEFAULTS",
+]
 
 # quiet, artifact-free training runs (a search file's 'fixed' or a command-line override can change these)
-SWEEP_TRAINER_DEFAULTS = [
-    "--trainer.enable_progress_bar",
-    "false",
-    "--trainer.enable_model_summary",
-    "false",
-    "--trainer.enable_checkpointing",
-    "false",
-]
+SWEEP_TRAINER_DEFAULTS = flag_args(QUIET_TRAINER)
 INTERRUPTED = 130
 
 
@@ -224,21 +227,26 @@ def _pinned(opts: SweepOptions) -> list[str]:
     return out + list(opts.overrides)
 
 
-def _base_args(opts: SweepOptions, model: str) -> list[str]:
-    from lightning_implicit.runner import shorthand_args
+def _base_spec(opts: SweepOptions, model: str) -> RunSpec:
+    """A trial's run before the search space: the config files, the quiet defaults, the data file."""
+    run = {"data.init_args.data": opts.data, "data.init_args.interval": opts.interval}
+    spec = RunSpec(opts.task, model, opts.seed, opts.trainer).with_layer("defaults", QUIET_TRAINER)
+    return spec.with_layer("run", {k: v for k, v in run.items() if v})
 
-    args = shorthand_args(opts.task, model, opts.trainer, opts.seed)
-    if opts.data:
-        args += ["--data.init_args.data", opts.data]
-    if opts.interval:
-        args += ["--data.init_args.interval", opts.interval]
-    return args + SWEEP_TRAINER_DEFAULTS
+
+def _args(spec: RunSpec) -> list[str]:
+    try:
+        return spec.to_args()
+    except ConfigError as err:  # (an unknown task or model config: one line, exit 2)
+        raise SystemExit(f"error: {err}") from None
+
+
+def _base_args(opts: SweepOptions, model: str) -> list[str]:
+    return _args(_base_spec(opts, model))
 
 
 def _contexts(opts: SweepOptions, space: SearchSpace, models: list[str], say) -> dict[str, TrialContext]:
     """Validate every model's space against its CLI parser before anything runs."""
-    from .space import cli_value
-
     pinned = _pinned(opts)
     out = {}
     for m in models:
@@ -246,15 +254,16 @@ def _contexts(opts: SweepOptions, space: SearchSpace, models: list[str], say) ->
         dropped = ms.without_keys(_keys_of(pinned))
         if dropped:
             say(f"[{m}] not searched (pinned on the command line): {', '.join(dropped)}")
-        base = _base_args(opts, m)
-        check_cli_keys(ms, base, path=space.path, task=opts.task, pinned=pinned)
-        fixed = [a for k, v in ms.fixed.items() for a in (f"--{k}", cli_value(v))]
+        base = _base_spec(opts, m)
+        check_cli_keys(ms, _args(base), path=space.path, task=opts.task, pinned=pinned)
+        spec = base.with_layer("space", ms.fixed)
         out[m] = TrialContext(
             task=opts.task,
             model=m,
             study_name=study_name_for(opts, m, len(models)),
             space=ms,
-            base_args=base + fixed,
+            base_args=_args(spec),
+            spec=spec,
             pinned=pinned,
             cv=opts.cv,
             min_converged=opts.min_converged,
@@ -293,7 +302,8 @@ def _enqueue_default(study: optuna.Study, opts: SweepOptions, ctx: TrialContext,
 
     if has_default(study.get_trials(deepcopy=False)):
         return
-    args = [*_base_args(opts, ctx.model), *opts.recipe, *ctx.pinned, *ctx.fold_args(0)]
+    spec = _base_spec(opts, ctx.model).with_layer("profile", parse_flags(opts.recipe))
+    args = _args(spec.with_layer("run", ctx.fold_overrides(0))) + ctx.pinned
     point = default_point(ctx.space, parse_config(args), load_data(args).steps_per_epoch())
     study.enqueue_trial(point.params, user_attrs={DEFAULT_ATTR: point.label})
     say(f"[{ctx.model}] next trial: {point.label}: {format_params(point.params)}")
@@ -464,9 +474,23 @@ def _on_failed(recorder: SweepRecorder | None):
 def run_worker(argv: list[str]) -> int:
     """One sweep worker (in a process of :func:`~lightning_implicit.jobs.run_in_workers`): ``lightning-implicit
     sweep`` with ``argv`` (:meth:`SweepOptions.worker_argv`); returns its exit code."""
-    from .cli import main
+    from .parser import parse_options
 
-    return main(argv)
+    return run_command(SweepOptions(**parse_options(argv)), "lightning-implicit sweep " + shlex.join(argv))
+
+
+def run_command(opts: SweepOptions, command: str) -> int:
+    """:func:`run_sweep` as a command: its exit code, 2 after a configuration error (said on one line)."""
+    try:
+        return run_sweep(opts, command=mask_url(command))
+    except SearchSpaceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # shorthand_args: unknown task/model config
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+            return 2
+        raise
 
 
 def _retrain(ctx: TrialContext, study: optuna.Study, out: ModelOutcome, say) -> None:
@@ -477,13 +501,7 @@ def _retrain(ctx: TrialContext, study: optuna.Study, out: ModelOutcome, say) -> 
     if over is None:
         over = ctx.param_args(best.params)
     tags = {"sweep.role": "best_retrain", "optuna.study": ctx.study_name, "optuna.trial": str(best.number)}
-    args = [
-        *ctx.base_args,
-        *over,
-        *ctx.fold_args(0),
-        *ctx.tracking_args(ctx.parent_run_id, f"best-{ctx.model}-t{best.number:03d}", tags),
-        *ctx.pinned,
-    ]
+    args = ctx.run_args(over, 0, ctx.parent_run_id, f"best-{ctx.model}-t{best.number:03d}", tags)
     say(f"[{ctx.model}] retraining the best config (trial #{best.number}) with the shift sweep ...")
     result = run_training(args, test=True)
     out.best_rows = result.sweep
@@ -499,9 +517,7 @@ def _retrain(ctx: TrialContext, study: optuna.Study, out: ModelOutcome, say) -> 
 
 def _reproduce(opts: SweepOptions, ctx: TrialContext, overrides: list[str]) -> str:
     """The ``lightning-implicit train`` command that trains the best config (with the shift sweep)."""
-    from .space import cli_value
-
-    fixed = [a for k, v in ctx.space.fixed.items() for a in (f"--{k}", cli_value(v))]
+    fixed = flag_args(ctx.space.fixed)
     cmd = ["lightning-implicit", "train", "--task", opts.task, "--model", ctx.model, "--seed", str(opts.seed)]
     cmd += ["--trainer", opts.trainer] if opts.trainer != "cpu" else []
     cmd += ["--data", opts.data] if opts.data else []

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
@@ -23,16 +22,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from statistics import fmean
+from typing import Any
 
 import lightning as L
 import optuna
 from optuna.trial import TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 
+from lightning_implicit.run.spec import RunSpec, flag_args, parse_flags
+
 from .default_trial import DEFAULT_ATTR
 from .interrupt import DeferredInterrupt, InterruptAtBatchEnd
 from .records import SweepRecorder
-from .space import ModelSpace, cli_value
+from .space import ModelSpace
 from .storage import HOST
 
 __all__ = ["TrialContext", "Objective", "ConvergenceGuard"]
@@ -46,7 +48,7 @@ class TrialContext:
     model: str
     study_name: str
     space: ModelSpace
-    base_args: list[str]  # config files + data + sweep defaults + fixed settings
+    base_args: list[str]  # config files + data + sweep defaults + fixed settings (``spec``'s arguments)
     pinned: list[str] = field(default_factory=list)  # command-line overrides, applied last
     cv: int = 1
     experiment: str | None = None
@@ -54,31 +56,40 @@ class TrialContext:
     parent_run_id: str | None = None
     min_converged: float = 0.5
     search_hash: str = ""
+    spec: RunSpec | None = None  # the run before a trial's values (its arguments: base_args)
 
     def param_args(self, values: dict) -> list[str]:
-        return [a for k, v in self.space.overrides(values).items() for a in (f"--{k}", cli_value(v))]
+        return flag_args(self.space.overrides(values))
+
+    def fold_overrides(self, fold: int) -> dict[str, Any]:
+        return {} if self.cv <= 1 else {"data.init_args.n_folds": self.cv, "data.init_args.fold": fold}
 
     def fold_args(self, fold: int) -> list[str]:
-        if self.cv <= 1:
-            return []
-        return ["--data.init_args.n_folds", str(self.cv), "--data.init_args.fold", str(fold)]
+        return flag_args(self.fold_overrides(fold))
+
+    def tracking_overrides(self, parent: str | None, run_name: str, tags: dict[str, str]) -> dict[str, Any]:
+        if self.recorder is None:
+            return {"tracking.enabled": False}
+        out = {
+            "tracking.uri": self.recorder.uri,
+            "tracking.experiment": self.recorder.experiment,
+            "tracking.run_name": run_name,
+            "tracking.tags": tags,
+        }
+        return out | ({"tracking.parent_run_id": parent} if parent else {})
 
     def tracking_args(self, parent: str | None, run_name: str, tags: dict[str, str]) -> list[str]:
-        if self.recorder is None:
-            return ["--tracking.enabled", "false"]
-        out = [
-            "--tracking.uri",
-            self.recorder.uri,
-            "--tracking.experiment",
-            self.recorder.experiment,
-            "--tracking.run_name",
-            run_name,
-            "--tracking.tags",
-            json.dumps(tags),
-        ]
-        if parent:
-            out += ["--tracking.parent_run_id", parent]
-        return out
+        return flag_args(self.tracking_overrides(parent, run_name, tags))
+
+    def run_args(
+        self, over: list[str], fold: int, parent: str | None, run_name: str, tags: dict
+    ) -> list[str]:
+        """The LightningCLI arguments of one fold of a trial (:class:`~lightning_implicit.run.spec.RunSpec`):
+        the base run, the trial's values ``over`` (``--key value`` pairs), the fold and its MLflow run, then the
+        user's pinned flags as given (they win)."""
+        run = self.fold_overrides(fold) | self.tracking_overrides(parent, run_name, tags)
+        spec = self.spec.with_layer("trial", parse_flags(over)).with_layer("run", run)
+        return spec.to_args() + list(self.pinned)
 
 
 class _Probe(L.Callback):
@@ -210,13 +221,7 @@ class Objective:
                     "fold": str(fold),
                 }
                 name = f"{ctx.model}-t{trial.number:03d}" + (f"-f{fold}" if ctx.cv > 1 else "-fit")
-                args = [
-                    *ctx.base_args,
-                    *over,
-                    *ctx.fold_args(fold),
-                    *ctx.tracking_args(run_id, name, tags),
-                    *ctx.pinned,
-                ]
+                args = ctx.run_args(over, fold, run_id, name, tags)
                 handler = signal.getsignal(signal.SIGINT)  # (the sweep's deferring handler, or Python's)
                 t_fold = time.monotonic()
                 try:

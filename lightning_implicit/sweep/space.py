@@ -51,6 +51,8 @@ from typing import Any
 
 import yaml
 
+from lightning_implicit.run.spec import cli_value, flag_args
+
 __all__ = [
     "SearchSpaceError",
     "ParamSpec",
@@ -192,17 +194,6 @@ class SearchSpace:
                 f"(add a '{model}:' section with 'params:')"
             )
         return self.spaces[model]
-
-
-def cli_value(v: Any) -> str:
-    """A value as LightningCLI (jsonargparse) reads it on the command line."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return v
-    if isinstance(v, (int, float)):
-        return repr(v)
-    return json.dumps(v)
 
 
 # ---- structure -------------------------------------------------------------------------------------------
@@ -520,7 +511,7 @@ def check_cli_keys(
             f"the configuration of model {space.model!r} does not parse:\n    {_error_text(exc)}"
         ) from None
     known = [k for k in cfg.keys() if not k.startswith(("config", "__"))]
-    fixed_args = [a for k, v in space.fixed.items() for a in (f"--{k}", cli_value(v))]
+    fixed_args = flag_args(space.fixed)
     entries: list[tuple[str, str, list]] = [
         (space.origin.get(k, "fixed"), k, [v]) for k, v in space.fixed.items()
     ]

@@ -1,15 +1,17 @@
-"""``lightning-implicit tune``: tune every (task, model) of a reproduction profile, write ``conf/tuned/``.
+"""Tuning: every (task, model) of a :class:`TunePlan` by k-fold CV, written to ``conf/tuned/``.
 
 The paper (section 3): "We optimize all models using grid search and 5-fold cross-validation on
-in-distribution inputs". For each (task, model) of the profile this runs one Optuna study on the sweep
-machinery (:func:`~lightning_implicit.sweep.driver.run_sweep`):
+in-distribution inputs". For each (task, model) of the plan this runs one Optuna study on the sweep
+machinery (:func:`~lightning_implicit.sweep.driver.run_sweep`). The plan comes from the caller: the command
+``lightning-implicit tune --profile NAME`` is the paper's (:mod:`lightning_implicit_paper.tune`: a reproduction
+profile's pairs and overrides), registered as a plugin command, so the library never imports the paper.
 
 * objective: ``val/loss``, the mean over ``--cv`` folds (default 5) of the in-distribution data; the
   trials never build a test loader, so the shifted test sets cannot enter it;
 * space: ``conf/tune/<task>.yaml`` (the search-file format of :mod:`.space`): the training recipe (learning
   rate, schedule and its unit, batch size up to the full batch, optimiser steps, weight decay, gradient
   clipping) for every model, plus ``kappa`` and the solver tolerance for implicit models;
-* first trial: the model's own recipe (:mod:`.default_trial`: the task, model and profile settings, epochs
+* first trial: the model's own recipe (:mod:`.default_trial`: the task, model and plan settings, epochs
   converted to optimiser steps), enqueued once in every study, so that a tuned config is never one the default
   beats at the same cross-validation; the provenance says whether the search beat it;
 * budget: ``--trials N`` trials *in total* per (task, model), the same for every model family; running the
@@ -27,23 +29,36 @@ Examples::
 
 from __future__ import annotations
 
-import argparse
 import math
 import shlex
 import statistics
-import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-__all__ = ["TuneOptions", "run_tune", "main", "space_edges", "tune_space_path"]
+__all__ = ["TuneOptions", "TunePlan", "run_tune", "space_edges", "tune_space_path", "portable_storage"]
 
 INTERRUPTED = 130
 
 
+@dataclass(frozen=True)
+class TunePlan:
+    """What to tune: named (task, model) pairs, each with the overrides of the recipe it trains with.
+
+    ``recipes[task][model]`` maps LightningCLI keys (no leading ``--``) to values: settings of a searched key,
+    or of one the space fixes, start the search (the first trial's recipe); the others are pinned over every
+    trial. ``name`` names the studies (``tune-<name>-<task>-<model>``) and the provenance; ``command`` is the
+    command line that makes this plan (recorded in each tuned config)."""
+
+    name: str
+    recipes: dict[str, dict[str, dict[str, Any]]]
+    trainer: str = "cpu"
+    command: str = "lightning-implicit tune"
+
+
 @dataclass
 class TuneOptions:
-    profile: str = "paper"
     tasks: list[str] | None = None
     models: list[str] | None = None
     trials: int = 8
@@ -122,6 +137,20 @@ def space_edges(params: dict, space) -> list[str]:
     return out
 
 
+def portable_storage(url: str, root: str | Path | None = None) -> str:
+    """A storage URL as a committed file records it: a sqlite file below ``root`` (default: the current
+    directory, the repo's root for ``make tune``) relative to it, one elsewhere by its file name alone; so no
+    tuned config holds a path of the machine it was made on. Other URLs as they are (passwords masked before)."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix + "/"):
+        return url
+    path = Path(url[len(prefix) :]).resolve()
+    try:
+        return prefix + path.relative_to(Path(root or Path.cwd()).resolve()).as_posix()
+    except ValueError:
+        return f"{prefix}<elsewhere>/{path.name}"
+
+
 def _spent(study) -> int:
     """Trials that used budget: finished, pruned, or failed for a reason other than an interruption."""
     from optuna.trial import TrialState
@@ -162,7 +191,7 @@ def _default_record(trials, best) -> dict | None:
 
 
 def _write_tuned(
-    opts: TuneOptions, task: str, model: str, study, space, storage_url: str, commit: str
+    opts: TuneOptions, plan: TunePlan, task: str, model: str, study, space, storage_url: str, commit: str
 ) -> Path | None:
     """Write the best trial of ``study`` (``space``: the task's :class:`~.space.SearchSpace`) as a tuned config."""
     from optuna.trial import TrialState
@@ -189,9 +218,7 @@ def _write_tuned(
     }
     provenance = {
         "study": study.study_name,
-        "storage": mask_url(storage_url).replace(
-            f"sqlite:///{Path.cwd()}/", "sqlite:///"
-        ),  # (relative to the repo)
+        "storage": portable_storage(mask_url(storage_url)),
         "objective": f"val/loss, mean over {opts.cv} folds of the in-distribution data (the shift sweep never "
         "enters it)"
         if opts.cv > 1
@@ -204,7 +231,7 @@ def _write_tuned(
             "sd": float(statistics.stdev(folds)) if len(folds) > 1 else 0.0,
             "folds": [float(v) for v in folds],
         },
-        "budget": f"{opts.trials} trials per (task, model), the same for every model; profile {opts.profile}'s data "
+        "budget": f"{opts.trials} trials per (task, model), the same for every model; {plan.name}'s data "
         f"sizes; space {space.path.name} (sha256 {space.sha256})",
         "space_edges": space_edges(best.params, ms),
         # the running minimum of the CV loss in trial order (None before the first completed trial): whether the
@@ -214,11 +241,9 @@ def _write_tuned(
         "best_params": {k: (float(v) if isinstance(v, float) else v) for k, v in best.params.items()},
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "git_commit": commit,
-        "command": "lightning-implicit tune "
+        "command": f"{plan.command} "
         + shlex.join(
             [
-                "--profile",
-                opts.profile,
                 "--task",
                 task,
                 "--model",
@@ -248,40 +273,36 @@ def _write_tuned(
     return path
 
 
-def run_tune(opts: TuneOptions, *, say=print) -> int:
-    """Tune the profile's (task, model) pairs; returns the exit code (0; 1 if a study ended with no complete
+def run_tune(opts: TuneOptions, plan: TunePlan, *, say=print) -> int:
+    """Tune the plan's (task, model) pairs; returns the exit code (0; 1 if a study ended with no complete
     trial; 130 after Ctrl-C)."""
-    from lightning_implicit_paper.profile import load_profile
-
+    from lightning_implicit.run.spec import flag_args
     from lightning_implicit.tracking import git_commit
 
     from .driver import SweepOptions, run_sweep
-    from .space import SearchSpaceError, cli_value, load_search_space
+    from .space import SearchSpaceError, load_search_space
     from .storage import resolve_storage_url
 
     if opts.trials < 1 or opts.cv < 1 or opts.workers < 1:
         raise SearchSpaceError("--trials, --cv and --workers must be >= 1")
-    profile = load_profile(opts.profile)
-    tasks = opts.tasks or list(profile.tasks)
-    unknown = [t for t in tasks if t not in profile.tasks]
+    tasks = opts.tasks or list(plan.recipes)
+    unknown = [t for t in tasks if t not in plan.recipes]
     if unknown:
-        raise SearchSpaceError(
-            f"task(s) {unknown} are not in profile {profile.name!r} ({sorted(profile.tasks)})"
-        )
+        raise SearchSpaceError(f"task(s) {unknown} are not in {plan.name!r} ({sorted(plan.recipes)})")
     storage_url = resolve_storage_url(opts.storage)
     commit = git_commit()
-    pairs = [(t, m) for t in tasks for m in profile.tasks[t].models if not opts.models or m in opts.models]
+    pairs = [(t, m) for t in tasks for m in plan.recipes[t] if not opts.models or m in opts.models]
     if not pairs:
-        raise SearchSpaceError(f"no (task, model) of profile {profile.name!r} matches --model {opts.models}")
+        raise SearchSpaceError(f"no (task, model) of {plan.name!r} matches --model {opts.models}")
     spaces = {t: load_search_space(tune_space_path(t, opts.space_dir), task=t, full=True) for t in tasks}
     say(
-        f"tune {profile.name}: {len(pairs)} (task, model) pairs, {opts.trials} trials each, {opts.cv}-fold CV on "
+        f"tune {plan.name}: {len(pairs)} (task, model) pairs, {opts.trials} trials each, {opts.cv}-fold CV on "
         f"in-distribution data; storage {storage_url}"
     )
     status = 0
     for task, model in pairs:
         space = spaces[task]
-        study_name = f"tune-{profile.name}-{task}-{model}"
+        study_name = f"tune-{plan.name}-{task}-{model}"
         study = _load_study(study_name, storage_url)
         done = _spent(study) if study is not None else 0
         missing = max(0, opts.trials - done)
@@ -290,13 +311,12 @@ def run_tune(opts: TuneOptions, *, say=print) -> int:
             continue
         if missing:
             searched = {s.key for s in space.space(model).params.values() if s.key}
-            plan = profile.tasks[task]
-            # the profile's settings of a searched key, or of one the space fixes (its max_epochs -1: training
+            # the plan's settings of a searched key, or of one the space fixes (its max_epochs -1: training
             # length is counted in steps), are part of the recipe, not pinned over every trial
             ruled = searched | set(space.space(model).fixed)
-            own = plan.overrides_for(model)
-            pinned = [a for k, v in own.items() if k not in ruled for a in (f"--{k}", cli_value(v))]
-            recipe = [a for k, v in own.items() if k in ruled for a in (f"--{k}", cli_value(v))]
+            own = plan.recipes[task][model]
+            pinned = flag_args({k: v for k, v in own.items() if k not in ruled})
+            recipe = flag_args({k: v for k, v in own.items() if k in ruled})
             sweep = SweepOptions(
                 task=task,
                 models=[model],
@@ -306,7 +326,7 @@ def run_tune(opts: TuneOptions, *, say=print) -> int:
                 study=study_name,
                 seed=opts.seed,
                 full=True,
-                trainer=profile.trainer,
+                trainer=plan.trainer,
                 search_file=str(space.path),
                 storage=opts.storage,
                 tracking_uri=opts.tracking_uri,
@@ -320,9 +340,7 @@ def run_tune(opts: TuneOptions, *, say=print) -> int:
                 recipe=recipe,
             )
             code = run_sweep(
-                sweep,
-                command="lightning-implicit tune "
-                + shlex.join(["--profile", opts.profile, "--task", task, "--model", model]),
+                sweep, command=f"{plan.command} " + shlex.join(["--task", task, "--model", model])
             )
             if code == INTERRUPTED:
                 say(f"[{task}/{model}] interrupted: run the same command again to resume")
@@ -330,7 +348,9 @@ def run_tune(opts: TuneOptions, *, say=print) -> int:
             status = status or code
             study = _load_study(study_name, storage_url)
         path = (
-            _write_tuned(opts, task, model, study, space, storage_url, commit) if study is not None else None
+            _write_tuned(opts, plan, task, model, study, space, storage_url, commit)
+            if study is not None
+            else None
         )
         if path is None:
             say(f"[{task}/{model}] no complete trial: no tuned config written")
@@ -338,65 +358,3 @@ def run_tune(opts: TuneOptions, *, say=print) -> int:
         else:
             say(f"[{task}/{model}] wrote {path}")
     return status
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="lightning-implicit tune",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "--profile",
-        default="paper",
-        help="reproduction profile whose (task, model) pairs are tuned "
-        "(conf/reproduce/<name>.yaml; its data sizes are used); default paper",
-    )
-    p.add_argument("--task", default=None, help="only these tasks, comma-separated (make TASKS=)")
-    p.add_argument("--model", default=None, help="only these models, comma-separated")
-    p.add_argument("--trials", type=int, default=8, help="trials in total per (task, model) (default 8)")
-    p.add_argument(
-        "--cv", type=int, default=5, help="k-fold cross-validation on in-distribution data (default 5)"
-    )
-    p.add_argument("--workers", type=int, default=1, help="worker processes per study (default 1)")
-    p.add_argument("--seed", type=int, default=0, help="sampler and training seed (default 0)")
-    p.add_argument(
-        "--storage",
-        default=None,
-        help="Optuna storage (default $OPTUNA_STORAGE or "
-        "sqlite:///mlruns/optuna.db; PostgreSQL for several machines)",
-    )
-    p.add_argument("--tracking-uri", dest="tracking_uri", default=None, help="MLflow tracking URI")
-    p.add_argument(
-        "--no-tracking", dest="tracking", action="store_false", help="no MLflow runs for the trials"
-    )
-    p.add_argument("--out", default=None, help="where tuned configs go (default conf/tuned)")
-    p.add_argument("--space-dir", dest="space_dir", default=None, help="search spaces (default conf/tune)")
-    p.add_argument(
-        "--timeout", type=float, default=None, help="stop starting trials of a pair after this many s"
-    )
-    p.add_argument(
-        "--dry-run", dest="dry_run", action="store_true", help="list the pairs and what is left to run"
-    )
-    p.add_argument("--verbose", action="store_true", help="Lightning/Optuna logs")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    from lightning_implicit.cliargs import comma_list, split_passthrough
-
-    from .space import SearchSpaceError
-
-    argv, extra = split_passthrough(sys.argv[1:] if argv is None else argv)
-    ns = build_parser().parse_args(argv)
-    kw = {k: v for k, v in vars(ns).items() if k not in ("task", "model")}
-    opts = TuneOptions(**kw, tasks=comma_list(ns.task), models=comma_list(ns.model), extra=extra)
-    try:
-        return run_tune(opts)
-    except (SearchSpaceError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -222,9 +222,8 @@ def structural_reading(
     """Per rescaling task of ``profile``: the linear reference on the task's data (built with the profile's
     overrides) and the rescaling diagnostic of every implicit-family run whose model was logged to MLflow. A
     task whose data or models cannot be loaded carries the reason (``error``); nothing here trains."""
+    from lightning_implicit.run.spec import cli_value
     from lightning_implicit.runner import load_data, shorthand_args
-
-    from .plan import format_value
 
     out: dict[str, TaskReading] = {}
     for task in RESCALING_TASKS:
@@ -238,7 +237,7 @@ def structural_reading(
             args = shorthand_args(task, "implicit", trainer=profile.trainer)
             for k, v in plan.overrides.items():
                 if k.startswith("data."):
-                    args += [f"--{k}", format_value(v)]
+                    args += [f"--{k}", cli_value(v)]
             dm = load_data(args)
             splits = dm.build()
             rd.linear = linear_reference(

@@ -162,9 +162,10 @@ def test_a_bound_the_paper_states_is_met_on_its_side_however_far():
     assert Magnitude("figure-7", "gap", 0.00025, -0.03).flag == "opposite sign"
 
 
-def test_the_tuned_configs_own_curve_is_read_before_its_storage():
+def test_the_tuned_configs_own_curve_is_read_before_its_storage(tmp_path):
     from lightning_implicit_paper.tuning import study_curve
 
     prov = {"best_so_far": [None, 0.5, 0.4], "study": "s", "storage": "sqlite:///nowhere.db"}
     assert study_curve(prov) == [float("inf"), 0.5, 0.4]
-    assert study_curve({"study": "s", "storage": "sqlite:////nonexistent/dir/x.db"}) is None
+    missing = tmp_path / "nonexistent" / "x.db"
+    assert study_curve({"study": "s", "storage": f"sqlite:///{missing}"}) is None

@@ -29,6 +29,7 @@ def _train(argv: list[str]) -> int:
     from lightning_implicit.clihelp import train_parser
 
     known, rest = train_parser().parse_known_args(argv)  # (--help answers before torch and Lightning load)
+    check_shorthand(known.task, known.model, known.trainer, known.data, known.devices)
     from lightning_implicit.runner import run_training, shorthand_args, tuned_args
 
     args = shorthand_args(known.task, known.model, known.trainer, known.seed, known.devices, known.nodes)
@@ -41,6 +42,36 @@ def _train(argv: list[str]) -> int:
     return 0
 
 
+def check_shorthand(
+    task: str, model: str, trainer: str, data: str | None = None, devices: str | None = None
+) -> None:
+    """The mistakes decidable before torch and Lightning load (an answer in about a second): unknown task,
+    model or trainer, a data file that does not exist, a malformed device list. Raises :class:`ConfigError`
+    naming the make variable and the flag that fix it."""
+    from pathlib import Path
+
+    from lightning_implicit import confpath
+    from lightning_implicit.validate import ConfigError
+
+    for kind, name, var in (
+        ("tasks", task, "TASK"),
+        ("models", model, "MODEL"),
+        ("trainer", trainer, "TRAINER"),
+    ):
+        try:
+            confpath.find(kind, name)
+        except ConfigError as err:
+            raise ConfigError(f"{err} (make {var}=, --{kind.rstrip('s')})") from None
+    if data and data != "synthetic" and not Path(data).expanduser().exists():
+        raise ConfigError(
+            f"--data {data}: no such file; give an existing CSV/parquet file (make DATA=path) or DATA=synthetic"
+        )
+    if devices is not None and not all(part.strip().isdigit() for part in str(devices).split(",")):
+        raise ConfigError(
+            f"--devices {devices}: give a count (DEVICES=4) or a list of GPU indices (DEVICES=0,2)"
+        )
+
+
 def _report(result) -> None:
     from lightning_implicit.console import print_run_summary
     from lightning_implicit.runner import print_sweep
@@ -48,10 +79,12 @@ def _report(result) -> None:
     print_sweep(result)
     if result.run_id:
         val = ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.val.items()))
-        logger = getattr(getattr(result.module, "trainer", None), "logger", None)
+        trainer = getattr(result.module, "trainer", None)
+        logger = getattr(trainer, "logger", None)
         uri = getattr(logger, "_tracking_uri", None)  # the run's own store (--tracking.uri), not the default
+        ckpt = getattr(getattr(trainer, "checkpoint_callback", None), "best_model_path", None) or None
         try:
-            print_run_summary(result.run_id, uri=uri, headline=val or None)
+            print_run_summary(result.run_id, uri=uri, headline=val or None, checkpoint=ckpt)
         except Exception as err:  # noqa: BLE001 - the run is trained and logged; the summary is a courtesy
             print(f"MLflow run: {result.run_id} (no summary: {type(err).__name__}: {err})")
 

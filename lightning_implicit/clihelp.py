@@ -18,6 +18,7 @@ __all__ = [
     "train_parser",
     "list_parser",
     "fit_parser_kwargs",
+    "OneLineParser",
     "footer",
 ]
 
@@ -128,6 +129,16 @@ def _wrap(label: str, text: str) -> str:
     return textwrap.fill(text, width=110, initial_indent=f"  {label:<10}", subsequent_indent=" " * 12)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one :class:`~lightning_implicit.validate.ConfigError` line pointing
+    at ``--help`` (the CLI prints ``error: ...`` and exits 2), not a usage dump."""
+
+    def error(self, message: str):
+        from lightning_implicit.validate import ConfigError
+
+        raise ConfigError(f"{message} (see {self.prog} --help)")
+
+
 def train_parser() -> argparse.ArgumentParser:
     """``lightning-implicit train``: the shorthand options; everything else is a LightningCLI override."""
     from lightning_implicit import confpath
@@ -156,7 +167,7 @@ def train_parser() -> argparse.ArgumentParser:
             ),
         ]
     )
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="lightning-implicit train",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=epilog,
@@ -199,7 +210,7 @@ def train_parser() -> argparse.ArgumentParser:
 
 
 def list_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="lightning-implicit list",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="The tasks and models on the config search path, then each task's models with their "

@@ -11,7 +11,17 @@ import os
 import sys
 import warnings
 
-__all__ = ["quiet_third_party", "print_run_summary", "print_sweep_summary", "ui_urls"]
+__all__ = [
+    "quiet_third_party",
+    "print_run_summary",
+    "print_sweep_summary",
+    "ui_urls",
+    "ui_running",
+    "ui_hint",
+    "pasteable_path",
+    "venv_command",
+    "load_command",
+]
 
 # Messages that are not about the user's run (Lightning 2.6 / torch 2.13 / MLflow 3).
 _WARNINGS = [
@@ -72,6 +82,7 @@ def _ui_base(uri: str) -> str:
 
 
 def ui_running(base: str) -> bool:
+    """Whether an MLflow UI (or tracking server) answers at ``base`` (its ``/health``, within half a second)."""
     import urllib.request
 
     try:
@@ -79,6 +90,13 @@ def ui_running(base: str) -> bool:
             return r.status == 200
     except Exception:  # noqa: BLE001 - nothing listening
         return False
+
+
+def ui_hint(base: str) -> str:
+    """The ``UI:`` line when nothing answers at ``base``: the ``make ui`` command for that port."""
+    port = base.rsplit(":", 1)[-1].split("/")[0]
+    make = "make ui" if port == "5000" else f"make ui PORT={port}"
+    return f"UI:          not running at {base}; start it with `{make}` (PORT= for another port)"
 
 
 def ui_urls(uri: str, experiment_id: str, run_ids: list[str]) -> tuple[str, str | None, bool]:
@@ -93,10 +111,67 @@ def ui_urls(uri: str, experiment_id: str, run_ids: list[str]) -> tuple[str, str 
     return base, url, ui_running(base)
 
 
+def pasteable_path(path: str | os.PathLike) -> str:
+    """``path`` as a command line can use it from the working directory: relative below it, else absolute."""
+    from pathlib import Path
+
+    path = Path(path).absolute()
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def venv_command(name: str = "lightning-implicit") -> str:
+    """The console script ``name`` of the running interpreter's environment (``.venv/bin/lightning-implicit``),
+    which works without an activated virtualenv; ``python -m lightning_implicit.cli`` when it is not installed."""
+    import shlex
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / name
+    if script.is_file():
+        return shlex.quote(pasteable_path(script))
+    return f"{shlex.quote(pasteable_path(sys.executable))} -m lightning_implicit.cli"
+
+
+def _env_prefix(uri: str, conf_path: str | None) -> str:
+    """``MLFLOW_TRACKING_URI=... [LIGHTNING_IMPLICIT_CONF_PATH=...] `` for a command pasted into a fresh shell."""
+    import shlex
+
+    out = f"MLFLOW_TRACKING_URI={shlex.quote(uri)} "
+    if conf_path:
+        out += f"LIGHTNING_IMPLICIT_CONF_PATH={shlex.quote(conf_path)} "
+    return out
+
+
+def load_command(run_id: str, uri: str, conf_path: str | None = None) -> str:
+    """A shell line that loads run ``run_id``'s trained model with the project's own loader and prints it."""
+    import shlex
+
+    from lightning_implicit import evaluate
+
+    if hasattr(evaluate, "load_logged_model"):  # the state-dict format (no unpickling)
+        code = (
+            f"from lightning_implicit.evaluate import load_logged_model; print(load_logged_model({run_id!r}))"
+        )
+    else:
+        code = f"import mlflow; print(mlflow.pytorch.load_model('runs:/{run_id}/{evaluate.MODEL_NAME}'))"
+    python = shlex.quote(pasteable_path(sys.executable))
+    return f"{_env_prefix(uri, conf_path)}{python} -c {shlex.quote(code)}"
+
+
 def print_run_summary(
-    run_id: str | None, uri: str | None = None, headline: str | None = None, stream=None
+    run_id: str | None,
+    uri: str | None = None,
+    headline: str | None = None,
+    stream=None,
+    checkpoint: str | os.PathLike | None = None,
 ) -> None:
-    """Where the run is: experiment, run, UI URLs (or the ``make ui`` hint), artifacts."""
+    """Where the run is: experiment, run, UI URLs (or the ``make ui`` hint), artifacts, checkpoint, and the
+    commands that load and re-test its model; each command works pasted as it is into a fresh shell (the
+    tracking URI and the run's config directories on it, the CLI by its path in the virtualenv)."""
+    import shlex
+
     stream = stream or sys.stdout
     if not run_id:
         return
@@ -109,21 +184,27 @@ def print_run_summary(
     run = client.get_run(run_id)
     exp = client.get_experiment(run.info.experiment_id)
     base, url, up = ui_urls(uri, exp.experiment_id, [run_id])
+    conf_path = run.data.tags.get("conf_path") or None
+    cli = venv_command()
     print("\n== run summary ==", file=stream)
     if headline:
         print(f"result:      {headline}", file=stream)
     print(f"experiment:  {exp.name} (id {exp.experiment_id})", file=stream)
     print(f"run:         {run.info.run_name} ({run_id})", file=stream)
-    print(f"store:       {uri}", file=stream)
+    print(f"store:       {uri} (export MLFLOW_TRACKING_URI={shlex.quote(uri)} to use it)", file=stream)
     print(f"run in UI:   {url}", file=stream)
     print(f"compare:     {base}/#/experiments/{exp.experiment_id} (tick runs, then Compare)", file=stream)
     if not up:
-        print("UI:          not running; start it with `make ui` (PORT=5001 for another port)", file=stream)
+        print(ui_hint(base), file=stream)
     print(f"artifacts:   {run.info.artifact_uri}", file=stream)
-    model_uri = run.data.tags.get("logged_model")
-    if model_uri:
-        print(f"model:       mlflow.pytorch.load_model({model_uri!r})", file=stream)
-        print(f"re-test:     lightning-implicit test --run-id {run_id}", file=stream)
+    if checkpoint:
+        ckpt = shlex.quote(pasteable_path(checkpoint))
+        print(f"checkpoint:  {ckpt}", file=stream)
+    if run.data.tags.get("logged_model"):
+        print(f"model:       {load_command(run_id, uri, conf_path)}", file=stream)
+        print(f"re-test:     {_env_prefix(uri, conf_path)}{cli} test --run-id {run_id}", file=stream)
+    elif checkpoint:
+        print(f"re-test:     {_env_prefix(uri, conf_path)}{cli} test --ckpt_path {ckpt}", file=stream)
 
 
 def print_sweep_summary(
@@ -187,7 +268,7 @@ def print_sweep_summary(
     else:
         print(f"compare:     {base}/#/experiments/{exp.experiment_id} (tick runs, then Compare)", file=stream)
     if not up:
-        print("UI:          not running; start it with `make ui` (PORT=5001 for another port)", file=stream)
+        print(ui_hint(base), file=stream)
 
 
 def summary_without_flops(callbacks: list) -> list:

@@ -7,6 +7,7 @@ plus overrides, and is repeatable from the command line.
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -75,6 +76,24 @@ class ImplicitCLI(LightningCLI):
             **kwargs,
         )
 
+    def init_parser(self, **kwargs):
+        kwargs.setdefault("exit_on_error", False)  # a parse error is raised, then said on one line (below)
+        return super().init_parser(**kwargs)
+
+    def parse_arguments(self, parser, args) -> None:
+        """jsonargparse's error and usage dump -> one :class:`ConfigError` line naming the option, with "did you
+        mean" for a mistyped key (:func:`lightning_implicit.cliargs.explain_parse_error`)."""
+        from jsonargparse import ArgumentError
+
+        from lightning_implicit.cliargs import explain_parse_error
+
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as err:
+            raise ConfigError(
+                explain_parse_error(str(err), lambda s, c: _option_keys(parser, s, c))
+            ) from None
+
     def before_instantiate_classes(self) -> None:
         from lightning_implicit.validate import check_config
 
@@ -109,21 +128,78 @@ class ImplicitCLI(LightningCLI):
             }
             if tracking.parent_run_id:
                 tags["mlflow.parentRunId"] = tracking.parent_run_id
-            name = tracking.run_name or f"{label}-seed{seed}"
-            logger = lambda: make_logger(tracking.experiment or spec.name, name, tags, tracking.uri)  # noqa: E731
+            user_dirs = confpath.user_dirs()
+            if (
+                user_dirs
+            ):  # what `test --run-id` needs to import this run's task again (the summary prints it)
+                tags["conf_path"] = os.pathsep.join(str(d) for d in user_dirs)
+
+            def logger(trainer):
+                name = tracking.run_name or f"{label}-seed{seed}{_launch_suffix(trainer)}"
+                return make_logger(tracking.experiment or spec.name, name, tags, tracking.uri)
+
         trainer = self._get(self.config_init, "trainer", default={})
         user_callbacks = trainer.get("callbacks") or []
         kwargs.setdefault("callbacks", [*user_callbacks, *callbacks])
         if not callable(logger) or "logger" in kwargs:
             kwargs.setdefault("logger", logger)
-            return super().instantiate_trainer(**kwargs)
+            return self._build_trainer(**kwargs)
         # The Trainer is built (and its options checked) before the MLflow run is opened: a Trainer that cannot
         # be built (no GPU for --trainer gpu, a bad option) leaves no run behind, let alone a RUNNING one.
-        built = super().instantiate_trainer(**kwargs, logger=False)
+        built = self._build_trainer(**kwargs, logger=False)
         # Likewise the data: a file that cannot be loaded stops here with its one error, before any run exists.
         self.datamodule.setup("fit")
-        built.loggers = [logger()]
+        built.loggers = [logger(built)]
         return built
+
+    def _build_trainer(self, **kwargs):
+        """The Trainer; a GPU trainer on a machine without one is a :class:`ConfigError` naming the CPU ways."""
+        from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except MisconfigurationException as err:
+            text = str(err).strip()
+            if not any(word in text.lower() for word in ("gpu", "cuda", "mps")):
+                raise
+            raise ConfigError(
+                f"{text.rstrip('!.')}: this machine has no usable GPU; train on the CPU with TRAINER=cpu "
+                "(--trainer cpu), or in several CPU processes with DDP over gloo: TRAINER=ddp DEVICES=2 "
+                "(--trainer ddp --devices 2)"
+            ) from None
+
+
+def _launch_suffix(trainer) -> str:
+    """How a run ran, for its default name: ``""`` in one process, ``-ddp2`` for two processes started by
+    Lightning, ``-torchrun4`` under torchrun, ``-slurm8`` under SLURM."""
+    world = int(getattr(trainer, "world_size", 1) or 1)
+    if world <= 1:
+        return ""
+    if os.environ.get("TORCHELASTIC_RUN_ID"):
+        return f"-torchrun{world}"
+    if os.environ.get("SLURM_JOB_ID") and os.environ.get("SLURM_NTASKS"):
+        return f"-slurm{world}"
+    return f"-ddp{world}"
+
+
+def _option_keys(parser, section: str | None, class_path: str | None) -> list[str]:
+    """The ``--a.b`` options of ``parser``, or of the class configured under ``section`` (subclass mode:
+    ``--model.init_args.*``)."""
+    if section is None or class_path is None:
+        return [s for a in parser._actions for s in a.option_strings if s.startswith("--")]
+    import importlib
+
+    from jsonargparse import ArgumentParser
+
+    try:
+        module, _, name = class_path.rpartition(".")
+        sub = ArgumentParser(exit_on_error=False)
+        sub.add_class_arguments(getattr(importlib.import_module(module), name), fail_untyped=False)
+    except Exception:  # noqa: BLE001 - no suggestion rather than a second error
+        return []
+    return [
+        f"--{section}.init_args.{s[2:]}" for a in sub._actions for s in a.option_strings if s.startswith("--")
+    ]
 
 
 def load_data(args: list[str]) -> ShiftDataModule:
@@ -239,7 +315,7 @@ def shorthand_args(
             confpath.find("tasks", task),
         ]
     except ConfigError as err:
-        raise SystemExit(f"error: {err}") from None
+        raise ConfigError(f"{err} (make TASK= MODEL= TRAINER=)") from None
     out = [a for f in files for a in ("--config", str(f))]
     out += ["--tracking.model_name", confpath.name_of(model)]
     if seed is not None:
@@ -254,13 +330,16 @@ def shorthand_args(
 
 def tuned_args(task: str, model: str, use: bool = True, stream=None) -> list[str]:
     """The overrides of ``conf/tuned/<task>/<model>.yaml`` (applied after the config files), saying which
-    recipe a run uses; ``[]`` when none was tuned or ``use`` is false."""
+    recipe a run uses on ``stream`` (stderr: ``--print_config``'s stdout stays YAML), by global rank 0 only;
+    ``[]`` when none was tuned or ``use`` is false."""
     from lightning_implicit.tuned import find_tuned, tuned_path
 
-    stream = stream or sys.stdout
+    stream = stream or sys.stderr
     cfg = find_tuned(task, model)
     if cfg is None:
         return []
+    if rank_zero_only.rank != 0:  # the notice once per run, not once per DDP rank
+        return cfg.cli_args() if use else []
     if not use:
         print(
             f"not using the tuned config {tuned_path(task, model)} (--no-tuned / TUNED=0): the task's default "

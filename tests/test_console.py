@@ -263,7 +263,8 @@ def test_sweep_summary_names_best_values_studies_experiment_and_ui(mlflow_store,
     assert f"http://127.0.0.1:1/#/experiments/{exp_id}/runs/{'p' * 32}" in out
     assert f"best retrained http://127.0.0.1:1/#/experiments/{exp_id}/runs/{'a' * 32}" in out
     assert f'compare-runs?runs=["{"a" * 32}","{"b" * 32}"]' in out
-    assert "not running; start it with `make ui`" in out and "studies:     sqlite:///x/optuna.db" in out
+    assert "not running at http://127.0.0.1:1; start it with `make ui PORT=1`" in out
+    assert "studies:     sqlite:///x/optuna.db" in out
 
 
 def test_sweep_ends_with_the_summary(tmp_path, mlflow_store, monkeypatch, capsys):
@@ -303,4 +304,4 @@ mlp:
     assert (
         "experiment:  sweep-end-test" in summary and "parent run http://127.0.0.1:1/#/experiments/" in summary
     )
-    assert "`make ui`" in summary
+    assert "`make ui PORT=1`" in summary

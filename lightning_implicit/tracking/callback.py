@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -12,7 +13,14 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from .sweep_log import log_shift_sweep
 
-__all__ = ["TrackingCallback"]
+__all__ = ["TrackingCallback", "named_params", "PARAM_GROUPS"]
+
+# Every MLflow param is ``<group>.<key>`` with one of these groups (plus ``seed``); the MLflow compare view's
+# parallel-coordinates plot opens on the first three, in sorted order, of the params whose values differ between
+# the runs compared, so a param never differs by a spelling ("None" beside its resolved value, "/" beside ".").
+PARAM_GROUPS = ("model", "solver", "adjoint", "optim", "data", "trainer", "env")
+_HPARAM_GROUPS = {"solver": "solver", "adjoint": "adjoint", "optim": "optim", "task": "data.task"}
+_RESOLVED_BY_CALLBACK = ("hidden_features", "state_features", "arch_kwargs")  # sizes: resolved_params' values
 
 
 class TrackingCallback(L.Callback):
@@ -84,6 +92,27 @@ class TrackingCallback(L.Callback):
                     lg.experiment.log_artifact(lg.run_id, str(path), artifact_path="weights")
 
 
+def named_params(flat: dict[str, object]) -> dict[str, object]:
+    """A LightningModule's flattened hyper-parameters (``solver/tol``, ``kappa``, ``_instantiator``) as MLflow
+    params in the one naming style: ``solver.tol``, ``adjoint.tol``, ``optim.lr``, ``data.task.name``,
+    ``model.kappa`` (a bare key is a model setting; ``model`` itself, a baseline's name, is ``model.name``).
+    Private keys (``_instantiator``) go, and so does a size left ``None`` (the task's preset decides it, and
+    :func:`resolved_params` logs the resolved value under the same name)."""
+    out: dict[str, object] = {}
+    for key, value in flat.items():
+        head, _, rest = key.partition("/")
+        if head.startswith("_") or (not rest and head in _RESOLVED_BY_CALLBACK and value is None):
+            continue
+        if rest and head in _HPARAM_GROUPS:
+            name = f"{_HPARAM_GROUPS[head]}.{rest.replace('/', '.')}"
+        elif head == "model" and not rest:
+            name = "model.name"
+        else:
+            name = f"model.{key.replace('/', '.')}"
+        out[name] = value
+    return out
+
+
 def resolved_params(trainer, pl_module) -> dict[str, object]:
     """What this run actually trains, as flat MLflow params (logged once at fit start, never per step): the
     model's resolved sizes (its Table 4 preset plus overrides, only this model's), its parameter count, the
@@ -115,6 +144,9 @@ def resolved_params(trainer, pl_module) -> dict[str, object]:
             value = getattr(dm, "hparams", {}).get(key) if hasattr(dm, "hparams") else None
         if value is not None:
             out[f"data.{key}"] = value
+    seed = os.environ.get("PL_GLOBAL_SEED")  # (set by seed_everything: LightningCLI's --seed_everything)
+    if seed is not None:
+        out["seed"] = int(seed)
     out.update(
         {
             "trainer.max_epochs": trainer.max_epochs,

@@ -132,6 +132,16 @@ def _module_help(name: str, module: str, argv: list[str]) -> int:
     return int(code or 0)
 
 
+def _one_line(err: Exception) -> str:
+    """A user error's message for the ``error:`` line: the market data's "no data" block (what failed, the
+    accepted file layouts, how to pass a file) shortened to what failed and what to do."""
+    text = str(err).strip()
+    lines = text.splitlines()
+    if len(lines) > 2 and any(line.startswith("Accepted minute-bar file layouts") for line in lines):
+        return f"{lines[0]} {lines[-1]} (accepted file layouts: docs/market-data.md)"
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = {
@@ -184,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                 "StoreError",
                 "MisconfigurationException",
             ):
-                print(f"error: {err}", file=sys.stderr)
+                print(f"error: {_one_line(err)}", file=sys.stderr)
                 return 2
             raise
 

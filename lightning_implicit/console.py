@@ -52,6 +52,10 @@ class _DropSnippets(logging.Filter):
         return True
 
 
+def _drop_all(record: logging.LogRecord) -> bool:
+    return False
+
+
 def quiet_third_party() -> None:
     """Filter the known warnings and tips (call once, from a CLI entry point). Progress bars of the run stay;
     MLflow's artifact-download bars (a few files, instant) go."""
@@ -59,6 +63,9 @@ def quiet_third_party() -> None:
         warnings.filterwarnings("ignore", message=pattern)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     flt = _DropSnippets()
+    # yfinance logs its own download failures (DNS, cookie/crumb); the market data layer turns them into one
+    # DataUnavailableError that says what to do, so none of its records reach the screen
+    logging.getLogger("yfinance").addFilter(_drop_all)
     for name in (
         "lightning.pytorch",
         "lightning.pytorch.utilities.rank_zero",
@@ -152,10 +159,10 @@ def load_command(run_id: str, uri: str, conf_path: str | None = None) -> str:
 
     if hasattr(evaluate, "load_logged_model"):  # the state-dict format (no unpickling)
         code = (
-            f"from lightning_implicit.evaluate import load_logged_model; print(load_logged_model({run_id!r}))"
+            f'from lightning_implicit.evaluate import load_logged_model; print(load_logged_model("{run_id}"))'
         )
     else:
-        code = f"import mlflow; print(mlflow.pytorch.load_model('runs:/{run_id}/{evaluate.MODEL_NAME}'))"
+        code = f'import mlflow; print(mlflow.pytorch.load_model("runs:/{run_id}/{evaluate.MODEL_NAME}"))'
     python = shlex.quote(pasteable_path(sys.executable))
     return f"{_env_prefix(uri, conf_path)}{python} -c {shlex.quote(code)}"
 

@@ -1,0 +1,261 @@
+"""The first hour of a new user (issue 31): every user mistake answered on one ``error:`` line that names the fix
+(exit 2, no traceback, no usage dump), ``--print_config`` as YAML that ``fit --config`` reads back, params in one
+naming style, and the summary's UI hint that finds a UI already running."""
+
+from __future__ import annotations
+
+import http.server
+import subprocess
+import sys
+import threading
+
+import mlflow
+import pytest
+import torch
+import yaml
+from conftest import tiny_args
+
+
+def _one_error_line(text: str) -> str:
+    """The single ``error:`` line of ``text``; fails on a traceback or a usage dump."""
+    assert "Traceback" not in text and "usage:" not in text, text[-2000:]
+    errors = [line for line in text.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, text[-2000:]
+    return errors[0]
+
+
+# ---- mistakes decided before torch and Lightning load: a subprocess that must not import torch ----------------
+PROBE = (
+    "import sys\nfrom lightning_implicit.cli import main\ncode = main({argv!r})\n"
+    "print('torch imported:', 'torch' in sys.modules, file=sys.stderr)\nsys.exit(code)"
+)
+
+EARLY = [
+    (
+        ["train", "--task", "additon", "--model", "implicit"],
+        ["no tasks config 'additon'", "addition", "TASK="],
+    ),
+    (["train", "--task", "addition", "--model", "implicitt"], ["no models config 'implicitt'", "MODEL="]),
+    (
+        ["train", "--task", "addition", "--model", "implicit", "--trainer", "gpux"],
+        ["'gpux'", "cpu", "TRAINER="],
+    ),
+    (
+        ["train", "--task", "volatility", "--model", "implicit", "--data", "/no/such.csv"],
+        ["DATA=", "synthetic"],
+    ),
+    (
+        ["train", "--task", "addition", "--model", "implicit", "--devices", "two"],
+        ["DEVICES=4", "DEVICES=0,2"],
+    ),
+    (["train", "--task", "addition"], ["--model", "lightning-implicit train --help"]),
+    (["list", "--tsk", "addition"], ["--tsk", "lightning-implicit list --help"]),
+]
+
+
+@pytest.mark.parametrize(("argv", "named"), EARLY, ids=[" ".join(a[1:4]) for a, _ in EARLY])
+def test_mistakes_decided_before_heavy_imports(argv, named):
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE.format(argv=argv)], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 2, out.stdout + out.stderr
+    line = _one_error_line(out.stdout + out.stderr)
+    for part in named:
+        assert part in line, line
+    assert "torch imported: False" in out.stderr
+
+
+# ---- mistakes found by the LightningCLI parser or the Trainer ---------------------------------------------------
+def _cli(argv: list[str], setup: str = "") -> subprocess.CompletedProcess:
+    """``lightning-implicit <argv>`` in a fresh interpreter, after ``setup`` (Python source, e.g. a patch)."""
+    code = f"import sys\n{setup}\nfrom lightning_implicit.cli import main\nsys.exit(main({argv!r}))"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+
+
+LATE = [
+    (
+        ["--model.init_args.kapa", "0.9"],
+        "unknown option --model.init_args.kapa; did you mean --model.init_args.kappa?",
+    ),
+    (
+        ["--data.init_args.n_tran", "9"],
+        "unknown option --data.init_args.n_tran; did you mean --data.init_args.n_train?",
+    ),
+    (["--trainer.max_epochs", "abc"], "--trainer.max_epochs abc: not a valid value (expected int)"),
+    (["--model.init_args.kappa", "-1"], "--model.init_args.kappa -1.0: must be a finite number > 0"),
+    (
+        ["--tracking.experimnt", "x"],
+        "unknown option --tracking.experimnt; did you mean --tracking.experiment?",
+    ),
+]
+
+
+@pytest.mark.parametrize(("extra", "expected"), LATE, ids=[e[0] for e, _ in LATE])
+def test_option_mistakes_are_one_line_with_did_you_mean(extra, expected, capsys):
+    from lightning_implicit.runner import run_training, shorthand_args
+    from lightning_implicit.validate import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        run_training(shorthand_args("addition", "implicit") + extra)
+    assert str(err.value).startswith(expected) and "\n" not in str(err.value)
+    assert "usage:" not in capsys.readouterr().err
+
+
+def test_a_typo_on_the_command_line_exits_2_with_one_line():
+    out = _cli(
+        ["train", "--task", "addition", "--model", "implicit", "--no-tuned", "--model.init_args.kapa", "1"]
+    )
+    assert out.returncode == 2
+    line = _one_error_line(out.stdout + out.stderr)
+    assert "did you mean --model.init_args.kappa?" in line
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the machine has a GPU: --trainer gpu is no mistake")
+def test_gpu_trainer_without_a_gpu_names_the_cpu_ways():
+    from lightning_implicit.runner import run_training, shorthand_args
+    from lightning_implicit.validate import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        run_training(shorthand_args("addition", "implicit", trainer="gpu"))
+    assert "TRAINER=cpu" in str(err.value) and "TRAINER=ddp DEVICES=2" in str(err.value)
+
+
+OFFLINE = """
+import logging, yfinance
+
+class Offline:
+    def __init__(self, ticker, *a, **k):
+        logging.getLogger("yfinance").error("Failed to get ticker %r reason: DNSError", ticker)
+
+    def history(self, **kwargs):
+        raise OSError("Could not resolve host: query2.finance.yahoo.com")
+
+yfinance.Ticker = Offline
+"""
+
+
+def test_volatility_without_data_offline_is_one_quiet_line(tmp_path):
+    """No file, no cache and no network: one line that says what to do; none of yfinance's own log records."""
+    argv = ["train", "--task", "volatility", "--model", "implicit", "--no-tuned"]
+    out = _cli([*argv, "--data.init_args.cache_dir", str(tmp_path)], setup=OFFLINE)
+    assert out.returncode == 2
+    line = _one_error_line(out.stdout + out.stderr)
+    assert "no network access?" in line and "DATA=path/to/amc_1min.csv" in line and "DATA=synthetic" in line
+    assert "Failed to get ticker" not in out.stdout + out.stderr
+
+
+# ---- --print_config: YAML on stdout, notices on stderr, read back by fit --config -------------------------------
+def test_print_config_round_trips_through_fit_config(tmp_path):
+    from lightning_implicit.runner import run_training
+
+    argv = ["train", "--task", "addition", "--model", "implicit", "--trainer.max_epochs", "1"]
+    argv += [
+        "--trainer.max_steps",
+        "-1",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--tracking.log_model",
+        "false",
+    ]
+    argv += [
+        "--data.init_args.n_train",
+        "400",
+        "--data.init_args.n_test",
+        "50",
+        "--data.init_args.shifts",
+        "[10]",
+    ]
+    out = _cli([*argv, "--print_config"])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "using the tuned config" in out.stderr  # the notice: stderr, not the YAML
+    config = yaml.safe_load(out.stdout)
+    assert config["data"]["init_args"]["n_train"] == 400 and config["model"]["init_args"]["kappa"] > 0
+    path = tmp_path / "cfg.yaml"
+    path.write_text(out.stdout)
+    res = run_training(["--config", str(path), "--tracking.experiment", "print-config-round-trip"])
+    run = mlflow.MlflowClient().get_run(res.run_id)
+    assert run.info.status == "FINISHED" and run.data.params["data.n_train"] == "400"
+
+
+# ---- params: one naming style, no None twin, the seed; what MLflow's parallel-coordinates plot opens on ------
+def _mlflow_parallel_coordinates_default(runs) -> list[str]:
+    """What MLflow 3's compare view plots first: of the params whose values differ between the runs (a missing
+    one differs), the first three in sorted order (``diffParamKeys.sort().slice(0, 3)`` in its
+    ParallelCoordinatesPlotPanel)."""
+    keys = sorted({k for r in runs for k in r.data.params})
+    return [k for k in keys if len({r.data.params.get(k) for r in runs}) > 1][:3]
+
+
+def test_params_follow_one_naming_style_and_the_compare_view_opens_on_what_changed():
+    from lightning_implicit.runner import run_training
+    from lightning_implicit.tracking.callback import PARAM_GROUPS
+
+    runs = []
+    for kappa, lr in ((0.5, 0.01), (0.9, 0.02)):
+        extra = ["--model.init_args.kappa", str(kappa), "--model.init_args.optim.lr", str(lr)]
+        extra += [
+            "--tracking.log_model",
+            "false",
+            "--tracking.experiment",
+            "params-naming",
+            "--seed_everything",
+            "3",
+        ]
+        res = run_training(tiny_args("addition", "implicit", n_train=64, n_test=16, shifts=[10], extra=extra))
+        runs.append(mlflow.MlflowClient().get_run(res.run_id))
+    params = runs[0].data.params
+    for key in params:
+        group, dot, rest = key.partition(".")
+        assert key == "seed" or (group in PARAM_GROUPS and dot and rest and "/" not in key), key
+    assert params["seed"] == "3"
+    assert params["model.kappa"] == "0.5" and params["optim.lr"] == "0.01" and params["solver.tol"]
+    assert params["model.hidden_features"] == "20"  # resolved from the task's preset, no "None" twin
+    assert not any(k.startswith(("_", "kappa", "hidden_features")) for k in params)
+    assert _mlflow_parallel_coordinates_default(runs) == ["model.kappa", "optim.lr"]
+
+
+# ---- the UI hint: a UI already answering on PORT is found -------------------------------------------------------
+class _Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 - http.server's name
+        self.send_response(200 if self.path == "/health" else 404)
+        self.end_headers()
+        self.wfile.write(b"OK")
+
+    def log_message(self, *args):
+        pass
+
+
+def test_summary_finds_a_ui_running_on_port(monkeypatch, capsys):
+    from lightning_implicit.console import print_run_summary
+
+    client = mlflow.MlflowClient()
+    exp = client.create_experiment("ui-hint")
+    run_id = client.create_run(exp).info.run_id
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        monkeypatch.setenv("PORT", str(port))
+        print_run_summary(run_id)
+        up = capsys.readouterr().out
+    finally:
+        server.shutdown()
+        server.server_close()
+    print_run_summary(run_id)  # the same port, nothing listening any more
+    down = capsys.readouterr().out
+    assert f"run in UI:   http://127.0.0.1:{port}/#/experiments/{exp}/runs/{run_id}" in up
+    assert "not running" not in up
+    assert f"UI:          not running at http://127.0.0.1:{port}; start it with `make ui PORT={port}`" in down
+
+
+def test_pasteable_paths_are_relative_below_the_working_directory(tmp_path, monkeypatch):
+    from lightning_implicit.console import pasteable_path, venv_command
+
+    monkeypatch.chdir(tmp_path)
+    assert pasteable_path(tmp_path / "a" / "b.ckpt") == "a/b.ckpt"
+    assert pasteable_path("/elsewhere/x.ckpt") == "/elsewhere/x.ckpt"
+    command = venv_command()
+    assert command.endswith(("lightning-implicit", "-m lightning_implicit.cli"))
+    version = subprocess.run(f"{command} --help", shell=True, capture_output=True, text=True, timeout=120)
+    assert version.returncode == 0 and "usage: lightning-implicit" in version.stdout

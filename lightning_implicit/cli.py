@@ -90,18 +90,26 @@ def _report(result) -> None:
 
 
 def _list(argv: list[str]) -> int:
-    """Tasks and models available in ``conf/``, then each task's models with their parameter counts."""
+    """Tasks, models and trainers on the config search path (no torch import: about a second); with ``--task``
+    that task's parameter table too."""
     from lightning_implicit.clihelp import list_parser
 
-    list_parser().parse_args(argv)  # --help, and a clear error for an unknown option
-    from lightning_implicit import confpath, params
+    ns = list_parser().parse_args(argv)  # --help, and a clear error for an unknown option
+    from lightning_implicit import confpath
 
-    print("tasks: ", ", ".join(confpath.names("tasks")))
-    print("models:", ", ".join(confpath.names("models")))
+    print("tasks:   ", ", ".join(confpath.names("tasks")))
+    print("models:  ", ", ".join(confpath.names("models")))
+    print("trainers:", ", ".join(confpath.names("trainer")))
     print("config directories:", ", ".join(str(d) for d in confpath.search_path()))
-    print(
-        "\nparameter counts at each task's Table 4 sizes (lightning-implicit params --task T for one task):"
-    )
+    if not ns.task:
+        print(
+            "\nparameter counts at a task's Table 4 sizes: lightning-implicit list --task T "
+            "(or lightning-implicit params for every task)"
+        )
+        return 0
+    from lightning_implicit import params
+
+    print("\nparameter counts at the task's Table 4 sizes:")
     return params.main(argv)
 
 

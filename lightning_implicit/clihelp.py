@@ -32,7 +32,7 @@ COMMANDS = {
     "budget": "how a comparison of models moves with the training epochs (make budget)",
     "reproduce": "the paper's experiments end to end, and the report (make reproduce)",
     "params": "parameter counts of every configured model of a task",
-    "list": "the tasks and models available, with parameter counts at the Table 4 sizes",
+    "list": "the tasks, models and trainers available (--task T: its models' parameter counts)",
 }
 
 OVERRIDES = """\
@@ -153,7 +153,7 @@ def train_parser() -> argparse.ArgumentParser:
             _wrap("tasks:", _conf_choices("tasks")),
             _wrap("models:", _conf_choices("models")),
             _wrap("trainers:", _conf_choices("trainer")),
-            "(`lightning-implicit list` adds each model's parameter count per task)",
+            "(`lightning-implicit list --task T` adds each model's parameter count for task T)",
             "",
             "examples:",
             EXAMPLES["train"],
@@ -213,13 +213,11 @@ def list_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog="lightning-implicit list",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="The tasks and models on the config search path, then each task's models with their "
-        "trainable parameter counts at the task's Table 4 sizes.",
+        description="The tasks, models and trainers on the config search path; with --task, that task's models "
+        "with their trainable parameter counts at the task's Table 4 sizes.",
         epilog="examples:\n" + EXAMPLES["list"],
     )
-    p.add_argument(
-        "--task", action="append", help="only this task's parameter table (repeatable); default: every task"
-    )
+    p.add_argument("--task", action="append", help="also this task's parameter table (repeatable)")
     return p
 
 

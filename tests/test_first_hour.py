@@ -5,9 +5,13 @@ naming style, and the summary's UI hint that finds a UI already running."""
 from __future__ import annotations
 
 import http.server
+import os
+import re
+import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -259,3 +263,59 @@ def test_pasteable_paths_are_relative_below_the_working_directory(tmp_path, monk
     assert command.endswith(("lightning-implicit", "-m lightning_implicit.cli"))
     version = subprocess.run(f"{command} --help", shell=True, capture_output=True, text=True, timeout=120)
     assert version.returncode == 0 and "usage: lightning-implicit" in version.stdout
+
+
+# ---- make help, make dashboard ----------------------------------------------------------------------------------
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_make_help_lists_every_target_and_variable_on_one_line():
+    out = subprocess.run(["make", "--no-print-directory", "help"], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    makefile = (REPO / "Makefile").read_text()
+    targets = {line.split(":")[0] for line in makefile.splitlines() if re.match(r"^[a-z][a-z-]*:", line)}
+    variables = {line.split()[0] for line in makefile.splitlines() if re.match(r"^[A-Z_]+ \?=", line)}
+    listed = {line.split()[0].rstrip("=") for line in out.stdout.splitlines() if line.startswith("  ")}
+    assert targets <= listed and variables <= listed, (targets | variables) - listed
+    assert "  train            fit MODEL on TASK" in out.stdout and "  PORT=" in out.stdout
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_make_dashboard_serves_the_study_store(tmp_path):
+    import time
+    import urllib.request
+
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="dashboard-test", storage=storage)
+    study.optimize(lambda t: t.suggest_float("x", -1, 1) ** 2, n_trials=2)
+    port = _free_port()
+    cmd = ["make", "--no-print-directory", "dashboard", f"PORT={port}", f"OPTUNA_STORAGE={storage}"]
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        deadline, body = time.monotonic() + 120, None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as r:
+                    body = r.read().decode()
+                    break
+            except OSError:
+                time.sleep(0.5)
+        assert body is not None, proc.stdout.read().decode() if proc.poll() is not None else "no answer"
+        assert "dashboard-test" in body
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/dashboard", timeout=5) as r:
+            assert r.status == 200
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)

@@ -319,3 +319,33 @@ def test_make_dashboard_serves_the_study_store(tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+# ---- the C++ build says that it compiles, once, and how long it took --------------------------------------------
+def test_the_fused_build_says_once_that_it_compiles(tmp_path, monkeypatch, capsys):
+    import torch.utils.cpp_extension as cpp
+
+    from lightning_implicit.implicit import fused
+
+    calls = []
+
+    def fake_load(name, **kwargs):  # what torch's load leaves behind: the built library, then the module
+        calls.append(name)
+        (Path(cpp._get_build_directory(name, verbose=False)) / f"{name}.so").write_bytes(b"built")
+        return "module"
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    monkeypatch.setattr(cpp, "load", fake_load)
+    monkeypatch.setattr(fused, "damaged", lambda so: None)
+    fused._build.cache_clear()
+    try:
+        assert fused._build() == ("module", None)
+        first = capsys.readouterr().err
+        fused._build.cache_clear()
+        assert fused._build() == ("module", None)  # the cached build: loaded without a word
+        second = capsys.readouterr().err
+    finally:
+        fused._build.cache_clear()
+    assert len(calls) == 2
+    assert first.count("compiling the fused C++ loops") == 1 and re.search(r"compiled in \d+ s", first)
+    assert second == ""

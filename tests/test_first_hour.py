@@ -349,3 +349,27 @@ def test_the_fused_build_says_once_that_it_compiles(tmp_path, monkeypatch, capsy
     assert len(calls) == 2
     assert first.count("compiling the fused C++ loops") == 1 and re.search(r"compiled in \d+ s", first)
     assert second == ""
+
+
+# ---- shift axes: the step is the shift where it is an integer, else a scale fixed by the task's grid ------------
+def test_two_runs_of_one_task_put_the_same_shift_at_the_same_step():
+    from lightning_implicit.tracking.sweep_log import log_shift_sweep, shift_step_param, shift_steps
+
+    client = mlflow.MlflowClient()
+    exp = client.create_experiment("shift-axes")
+    grid = (1.5, 10)  # the task's declared grid
+    steps = {}
+    for shifts in ([1.5, 10], [10], [10, 2.25]):
+        run_id = client.create_run(exp).info.run_id
+        rows = [{"shift": s, "n": 4, "mse": float(s) ** 2} for s in shifts]
+        log_shift_sweep(
+            client, run_id, rows, task="t", shift_name="kappa", shift_log=True, label="m", grid=grid
+        )
+        history = client.get_metric_history(run_id, "ood/mse")
+        steps[tuple(shifts)] = {m.value: m.step for m in history}
+    assert steps[(1.5, 10)] == {2.25: 15, 100.0: 100} and steps[(10,)] == {100.0: 100}  # aligned: shift x 10
+    assert steps[(10, 2.25)][100.0] == 1000  # finer shifts than the grid's: another scale, said by the param
+    assert (
+        shift_step_param([10, 2.25], grid) == "shift x 100" and shift_step_param([10], grid) == "shift x 10"
+    )
+    assert shift_steps([10, 100, 1000]) == [10, 100, 1000] and shift_step_param([10, 100]) == "shift"

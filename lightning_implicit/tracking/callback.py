@@ -11,7 +11,7 @@ import lightning as L
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from .sweep_log import log_shift_sweep
+from .sweep_log import log_shift_sweep, shift_step_param
 
 __all__ = ["TrackingCallback", "named_params", "PARAM_GROUPS"]
 
@@ -73,6 +73,7 @@ class TrackingCallback(L.Callback):
             shift_name=spec.shift_name,
             shift_log=spec.shift_log,
             label=self.label,
+            grid=_declared_grid(trainer.datamodule),
         )
         dm = trainer.datamodule
         if dm is not None and hasattr(dm, "write_artifacts"):
@@ -90,6 +91,11 @@ class TrackingCallback(L.Callback):
                     path = Path(tmp) / f"{name}.npy"
                     np.save(path, array)
                     lg.experiment.log_artifact(lg.run_id, str(path), artifact_path="weights")
+
+
+def _declared_grid(dm) -> tuple:
+    """The task's declared shift grid (its datamodule's ``default_shifts``), ``()`` when it declares none."""
+    return tuple(getattr(dm, "default_shifts", ()) or ())
 
 
 def named_params(flat: dict[str, object]) -> dict[str, object]:
@@ -144,6 +150,9 @@ def resolved_params(trainer, pl_module) -> dict[str, object]:
             value = getattr(dm, "hparams", {}).get(key) if hasattr(dm, "hparams") else None
         if value is not None:
             out[f"data.{key}"] = value
+    grid = getattr(dm, "shift_grid", None) if dm is not None else None
+    if grid:  # how the MLflow step of ood/* maps to the shift (tracking.sweep_log.shift_steps)
+        out["data.shift_step"] = shift_step_param(grid, _declared_grid(dm))
     seed = os.environ.get("PL_GLOBAL_SEED")  # (set by seed_everything: LightningCLI's --seed_everything)
     if seed is not None:
         out["seed"] = int(seed)

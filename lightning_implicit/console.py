@@ -21,6 +21,8 @@ __all__ = [
     "pasteable_path",
     "venv_command",
     "load_command",
+    "console_callbacks",
+    "train_description",
 ]
 
 # Messages that are not about the user's run (Lightning 2.6 / torch 2.13 / MLflow 3).
@@ -28,6 +30,12 @@ _WARNINGS = [
     r".*LightningCLI's args parameter is intended.*",
     r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",
     r".*smaller than the logging interval Trainer\(log_every_n_steps.*",
+    # DDP: the modules reduce their epoch metrics over the ranks themselves (strategy.reduce), and the shift
+    # sweep gathers every rank's predictions and counts each test sample once; torch's own deprecation inside
+    # Lightning's all_gather is not the user's either
+    r".*when logging on epoch level in distributed setting to accumulate the metric across devices.*",
+    r".*Using `DistributedSampler` with the dataloaders. During `trainer.test\(\)`.*",
+    r".*torch.distributed.nn.functional.all_gather is deprecated.*",
 ]
 _LOG_SNIPPETS = (
     "litlogger",
@@ -294,6 +302,40 @@ def summary_without_flops(callbacks: list) -> list:
             cb = plain(max_depth=cb._max_depth, **cb._summarize_kwargs)
         out.append(cb)
     return out
+
+
+def console_callbacks(callbacks: list) -> list:
+    """``callbacks`` with Lightning's default console callbacks replaced by this project's: the model summary
+    without FLOPs (:func:`summary_without_flops`) and a rich progress bar that counts steps under a step-budget
+    recipe (``max_epochs -1`` with ``max_steps``: ``Epoch 15 (step 320/3000)``, not Lightning's ``Epoch 15/-2``)."""
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    out = []
+    for cb in summary_without_flops(callbacks):
+        if type(cb) is RichProgressBar:
+            cb = _steps_progress_bar_class()(refresh_rate=cb.refresh_rate, theme=cb.theme)
+        out.append(cb)
+    return out
+
+
+def train_description(epoch: int, max_epochs: int | None, step: int, max_steps: int) -> str:
+    """The progress bar's label: ``Epoch 3/19`` for an epoch budget, ``Epoch 15 (step 320/3000)`` for a step
+    budget (``max_epochs`` -1 or ``None`` with ``max_steps`` >= 1)."""
+    if max_steps >= 1 and (max_epochs is None or max_epochs < 0):
+        return f"Epoch {epoch} (step {step}/{max_steps})"
+    return f"Epoch {epoch}" + (f"/{max_epochs - 1}" if max_epochs is not None else "")
+
+
+def _steps_progress_bar_class():
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    class StepsProgressBar(RichProgressBar):
+        def _get_train_description(self, current_epoch: int) -> str:
+            t = self.trainer
+            text = train_description(current_epoch, t.max_epochs, t.global_step, t.max_steps)
+            return f"{text:{len(self.validation_description)}}"
+
+    return StepsProgressBar
 
 
 def _summary_classes():

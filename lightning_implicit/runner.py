@@ -232,13 +232,15 @@ class RunResult:
 
 def run_training(args: list[str], *, extra_callbacks: list | None = None, test: bool = True) -> RunResult:
     """Fit + shift sweep from LightningCLI arguments (``--config`` files and ``--key value`` overrides)."""
-    from lightning_implicit.console import summary_without_flops
+    from lightning_implicit.console import console_callbacks
     from lightning_implicit.lifecycle import end_failed_run, terminated_cause
 
     confpath.add_user_modules()  # a user task's class_path module
     cli = ImplicitCLI(args=args)
     trainer, model, dm = cli.trainer, cli.model, cli.datamodule
-    trainer.callbacks = summary_without_flops(trainer.callbacks)  # (FLOPs: 0 for every implicit model)
+    trainer.callbacks = console_callbacks(
+        trainer.callbacks
+    )  # (FLOPs: 0 for every implicit model; step budgets)
     if extra_callbacks:
         trainer.callbacks.extend(extra_callbacks)
     try:

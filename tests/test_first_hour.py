@@ -373,3 +373,55 @@ def test_two_runs_of_one_task_put_the_same_shift_at_the_same_step():
         shift_step_param([10, 2.25], grid) == "shift x 100" and shift_step_param([10], grid) == "shift x 10"
     )
     assert shift_steps([10, 100, 1000]) == [10, 100, 1000] and shift_step_param([10, 100]) == "shift"
+
+
+# ---- the progress bar counts steps under a step budget ------------------------------------------------------------
+def test_progress_bar_counts_steps_under_a_step_budget():
+    import lightning as L
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    from lightning_implicit.console import console_callbacks, train_description
+
+    assert train_description(15, -1, 320, 3000) == "Epoch 15 (step 320/3000)"
+    assert train_description(3, 20, 60, -1) == "Epoch 3/19"
+    trainer = L.Trainer(max_epochs=-1, max_steps=30, logger=False, enable_checkpointing=False)
+    default = [cb for cb in trainer.callbacks if isinstance(cb, RichProgressBar)]
+    (bar,) = [cb for cb in console_callbacks(trainer.callbacks) if isinstance(cb, RichProgressBar)]
+    assert default and type(bar) is not RichProgressBar and bar.refresh_rate == default[0].refresh_rate
+
+
+# ---- DDP on the CPU: quiet, one notice, a run name that says how it ran -------------------------------------------
+DDP_NOISE = ["sync_dist=True", "DistributedSampler", "all_gather is deprecated", "Warning", "warn("]
+
+
+@pytest.mark.slow
+def test_cpu_ddp_run_is_quiet_and_named_by_how_it_ran(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PORT": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "lightning_implicit.cli",
+        "train",
+        "--task",
+        "addition",
+        "--model",
+        "implicit",
+    ]
+    cmd += ["--trainer", "ddp", "--devices", "2", "--trainer.max_epochs", "1", "--trainer.max_steps", "-1"]
+    cmd += [
+        "--data.init_args.n_train",
+        "400",
+        "--data.init_args.n_test",
+        "100",
+        "--data.init_args.shifts",
+        "[10]",
+    ]
+    cmd += ["--trainer.default_root_dir", str(tmp_path / "lightning"), "--tracking.log_model", "false"]
+    out = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text[-3000:]
+    for noise in DDP_NOISE:
+        assert noise not in text, noise
+    assert text.count("using the tuned config") == 1  # rank 0 only
+    assert "run:         implicit-seed0-ddp2 (" in out.stdout

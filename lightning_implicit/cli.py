@@ -29,7 +29,7 @@ def _train(argv: list[str]) -> int:
     from lightning_implicit.clihelp import train_parser
 
     known, rest = train_parser().parse_known_args(argv)  # (--help answers before torch and Lightning load)
-    check_shorthand(known.task, known.model, known.trainer, known.data, known.devices)
+    check_shorthand(known.data, known.devices)
     from lightning_implicit.runner import run_training, shorthand_args, tuned_args
 
     args = shorthand_args(known.task, known.model, known.trainer, known.seed, known.devices, known.nodes)
@@ -42,26 +42,14 @@ def _train(argv: list[str]) -> int:
     return 0
 
 
-def check_shorthand(
-    task: str, model: str, trainer: str, data: str | None = None, devices: str | None = None
-) -> None:
-    """The mistakes decidable before torch and Lightning load (an answer in about a second): unknown task,
-    model or trainer, a data file that does not exist, a malformed device list. Raises :class:`ConfigError`
-    naming the make variable and the flag that fix it."""
+def check_shorthand(data: str | None = None, devices: str | None = None) -> None:
+    """``train``'s own mistakes decidable before torch and Lightning load (the config names are checked by
+    :func:`check_named_configs`): a data file that does not exist, a malformed device list. Raises
+    :class:`ConfigError` naming the make variable and the flag that fix it."""
     from pathlib import Path
 
-    from lightning_implicit import confpath
     from lightning_implicit.validate import ConfigError
 
-    for kind, name, var in (
-        ("tasks", task, "TASK"),
-        ("models", model, "MODEL"),
-        ("trainer", trainer, "TRAINER"),
-    ):
-        try:
-            confpath.find(kind, name)
-        except ConfigError as err:
-            raise ConfigError(f"{err} (make {var}=, --{kind.rstrip('s')})") from None
     if data and data != "synthetic" and not Path(data).expanduser().exists():
         raise ConfigError(
             f"--data {data}: no such file; give an existing CSV/parquet file (make DATA=path) or DATA=synthetic"
@@ -70,6 +58,38 @@ def check_shorthand(
         raise ConfigError(
             f"--devices {devices}: give a count (DEVICES=4) or a list of GPU indices (DEVICES=0,2)"
         )
+
+
+# the make variable of a command's --task/--model/--trainer (make tune TASKS=, make budget MODELS=)
+_MAKE_VARIABLE = {"--task": "TASK", "--model": "MODEL", "--trainer": "TRAINER"}
+_MAKE_VARIABLE_OF = {("tune", "--task"): "TASKS", ("budget", "--model"): "MODELS"}
+
+
+def check_named_configs(command: str, argv: list[str]) -> None:
+    """Every config named by ``--task``, ``--model`` or ``--trainer`` in a command's own options (before ``--``;
+    comma-separated lists too) exists on the config search path; else :class:`ConfigError` naming the choices,
+    the make variable and the flag."""
+    from lightning_implicit import confpath
+    from lightning_implicit.validate import ConfigError
+
+    kinds = {"--task": "tasks", "--model": "models", "--trainer": "trainer"}
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            break
+        flag, eq, value = arg.partition("=")
+        if flag not in kinds:
+            continue
+        if not eq:
+            if i + 1 >= len(argv):
+                continue  # (the command's own parser says that the value is missing)
+            value = argv[i + 1]
+        for name in (part.strip() for part in value.split(",")):
+            try:
+                if name:
+                    confpath.find(kinds[flag], name)
+            except ConfigError as err:
+                var = _MAKE_VARIABLE_OF.get((command, flag), _MAKE_VARIABLE[flag])
+                raise ConfigError(f"{err} (make {var}=, {flag})") from None
 
 
 def _report(result) -> None:
@@ -163,15 +183,16 @@ def main(argv: list[str] | None = None) -> int:
         "budget": "lightning_implicit_paper.budget",
     }
     commands["test"] = "lightning_implicit.evaluate"
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
+    if argv and argv[0] not in ("-h", "--help") and argv[0] not in commands:
+        from lightning_implicit.cliargs import did_you_mean
+
+        hint = did_you_mean(argv[0], commands) or f"; choose one of {', '.join(commands)}"
+        print(f"error: unknown command {argv[0]!r}{hint} (lightning-implicit --help)", file=sys.stderr)
+        return 2
+    if not argv or argv[0] in ("-h", "--help"):
         from lightning_implicit.clihelp import top_help
 
         print(top_help())
-        if argv and argv[0] not in ("-h", "--help"):
-            print(
-                f"\nerror: unknown command {argv[0]!r}; choose one of {', '.join(commands)}", file=sys.stderr
-            )
-            return 2
         return 0
     if isinstance(commands[argv[0]], str) and any(a in ("-h", "--help") for a in argv[1:]):
         return _module_help(argv[0], commands[argv[0]], argv[1:])
@@ -180,8 +201,15 @@ def main(argv: list[str] | None = None) -> int:
 
     quiet_third_party()  # the CLI boundary: known third-party warnings and tips, never in library code
     from lightning_implicit import confpath
+    from lightning_implicit.validate import ConfigError
 
-    confpath.add_user_modules()  # modules of the user's config directories (LIGHTNING_IMPLICIT_CONF_PATH)
+    try:  # decided before the command's heavy imports (torch, Lightning, optuna): an answer in about a second
+        confpath.add_user_modules()  # modules of the user's config directories (LIGHTNING_IMPLICIT_CONF_PATH)
+        if argv[0] not in ("fit", "reproduce", "list"):
+            check_named_configs(argv[0], argv[1:])
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if isinstance(command, str):  # imported only when it runs (optuna, the report stack)
         command = importlib.import_module(command).main
     from lightning_implicit.lifecycle import ExitOnSignal, Terminated

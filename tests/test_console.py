@@ -143,12 +143,13 @@ def test_every_subcommand_help_has_examples(command, capsys):
         assert "--trainer." in out or "--data.init_args" in out  # where LightningCLI overrides go
 
 
-def test_unknown_command_prints_help_and_exits_2(capsys):
+def test_unknown_command_is_one_line_with_did_you_mean_and_exits_2(capsys):
     from lightning_implicit.cli import main
 
     assert main(["trian"]) == 2
     captured = capsys.readouterr()
-    assert "unknown command 'trian'" in captured.err and "commands:" in captured.out
+    assert captured.err == "error: unknown command 'trian'; did you mean train? (lightning-implicit --help)\n"
+    assert captured.out == ""  # no help dump
 
 
 # ---- noise: Lightning's FLOPs count (0 for implicit models) ----------------------------------------------------------

@@ -54,10 +54,13 @@ EARLY = [
     ),
     (["train", "--task", "addition"], ["--model", "lightning-implicit train --help"]),
     (["list", "--tsk", "addition"], ["--tsk", "lightning-implicit list --help"]),
+    (["sweep", "--task", "addition", "--model", "implicit,mlpp"], ["no models config 'mlpp'", "--model"]),
+    (["tune", "--profile", "quick", "--task", "spikyy"], ["no tasks config 'spikyy'", "--task"]),
+    (["test", "--ckpt_path", "x.ckpt", "--trainer", "gpux"], ["no trainer config 'gpux'", "--trainer"]),
 ]
 
 
-@pytest.mark.parametrize(("argv", "named"), EARLY, ids=[" ".join(a[1:4]) for a, _ in EARLY])
+@pytest.mark.parametrize(("argv", "named"), EARLY, ids=[" ".join(a[:4]) for a, _ in EARLY])
 def test_mistakes_decided_before_heavy_imports(argv, named):
     out = subprocess.run(
         [sys.executable, "-c", PROBE.format(argv=argv)], capture_output=True, text=True, timeout=120

@@ -23,6 +23,7 @@ __all__ = [
     "load_command",
     "console_callbacks",
     "train_description",
+    "metric_notes",
 ]
 
 # Messages that are not about the user's run (Lightning 2.6 / torch 2.13 / MLflow 3).
@@ -58,6 +59,18 @@ class _DropSnippets(logging.Filter):
             record.msg, record.args = "\n".join(kept), ()
             return bool("".join(kept).strip())
         return True
+
+
+# What a column of the shift-sweep table means, printed under the table when the column is there.
+METRIC_NOTES = {
+    "mape": "mape = mean(|pred - y| / y) over the truths y > 0: a fraction without units (0.25 = 25 %)",
+    "qlike": "qlike = mean(y/pred - log(y/pred) - 1) over y > 0: 0 for a perfect forecast, without units",
+}
+
+
+def metric_notes(columns) -> list[str]:
+    """The definitions (:data:`METRIC_NOTES`) of the sweep table's ``columns`` that have one."""
+    return [METRIC_NOTES[c] for c in columns if c in METRIC_NOTES]
 
 
 def _drop_all(record: logging.LogRecord) -> bool:

@@ -368,5 +368,9 @@ def print_sweep(result: RunResult, stream=sys.stdout) -> None:
             "  ".join(f"{r[k]:>14.4g}" if isinstance(r[k], float) else f"{r[k]:>14}" for k in keys),
             file=stream,
         )
+    from lightning_implicit.console import metric_notes
+
+    for note in metric_notes(keys):  # (MAPE's definition and units beside the volatility numbers)
+        print(f"  {note}", file=stream)
     if result.run_id:
         print(f"MLflow run: {result.run_id}", file=stream)

@@ -428,3 +428,16 @@ def test_cpu_ddp_run_is_quiet_and_named_by_how_it_ran(tmp_path):
         assert noise not in text, noise
     assert text.count("using the tuned config") == 1  # rank 0 only
     assert "run:         implicit-seed0-ddp2 (" in out.stdout
+
+
+def test_sweep_table_defines_mape_and_its_units(capsys):
+    from types import SimpleNamespace
+
+    from lightning_implicit.runner import print_sweep
+
+    rows = [{"shift": 2021, "n": 30, "mape": 0.4321, "rmse": 1.5e-3}]
+    print_sweep(SimpleNamespace(sweep=rows, run_id=None))
+    out = capsys.readouterr().out
+    assert "0.4321" in out and "mape = mean(|pred - y| / y) over the truths y > 0" in out and "25 %" in out
+    print_sweep(SimpleNamespace(sweep=[{"shift": 10, "n": 5, "mse": 0.5}], run_id=None))
+    assert "mape" not in capsys.readouterr().out

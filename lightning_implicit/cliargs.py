@@ -44,6 +44,7 @@ _UNKNOWN_INNER = re.compile(
 )
 _UNKNOWN_TOP = re.compile(r"^unrecognized arguments: (?P<opt>--\S+)", re.I)
 _EXPECTED = re.compile(r"Expected an? (?P<type><class '[^']+'>|[^\s.]+)(?:\. Got value: (?P<got>.*))?$", re.M)
+_NO_MODULE = re.compile(r"No module named '(?P<module>[^']+)'")
 _GIVEN = re.compile(r"^\s*Given value: (?P<got>.*)$", re.M)
 
 PRINT_CONFIG_HINT = "every key: lightning-implicit train --task T --model M --print_config"
@@ -59,6 +60,13 @@ def explain_parse_error(message: str, keys: Callable[[str | None, str | None], I
         opt = top["opt"]
         return f"unknown option {opt}{did_you_mean(opt, keys(None, None))} ({PRINT_CONFIG_HINT})"
     section, nested, cls = _SECTION.search(message), _NESTED.search(message), _CLASS.search(message)
+    missing = _NO_MODULE.search(message)
+    if section and cls and missing:
+        return (
+            f"--{section['section']}: cannot import {cls['cls']!r} (no module named {missing['module']!r}): a task "
+            f"or model from your own config directory needs that directory on the search path: "
+            f"LIGHTNING_IMPLICIT_CONF_PATH=<dir> (make CONF_PATH=<dir>; a logged run names it in its tag conf_path)"
+        )
     prefix = f"--{section['section']}" + (".init_args" if cls else "") if section else ""
     unknown = _UNKNOWN_INNER.search(message)
     if section and unknown:

@@ -441,3 +441,15 @@ def test_sweep_table_defines_mape_and_its_units(capsys):
     assert "0.4321" in out and "mape = mean(|pred - y| / y) over the truths y > 0" in out and "25 %" in out
     print_sweep(SimpleNamespace(sweep=[{"shift": 10, "n": 5, "mse": 0.5}], run_id=None))
     assert "mape" not in capsys.readouterr().out
+
+
+def test_a_task_module_off_the_path_names_conf_path(tmp_path):
+    from lightning_implicit.runner import run_training, shorthand_args
+    from lightning_implicit.validate import ConfigError
+
+    task = tmp_path / "elsewhere.yaml"
+    task.write_text("data:\n  class_path: no_such_task_module.TaskData\n  init_args: {n_train: 10}\n")
+    with pytest.raises(ConfigError) as err:
+        run_training([*shorthand_args("addition", "implicit"), "--config", str(task)])
+    text = str(err.value)
+    assert text.startswith("--data: cannot import 'no_such_task_module.TaskData'") and "CONF_PATH=" in text

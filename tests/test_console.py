@@ -48,13 +48,15 @@ def test_train_prints_summary_without_third_party_noise(tmp_path):
         assert noise not in text, noise
     assert "experiment:  addition" in out.stdout
     assert "run:         implicit-seed0" in out.stdout
-    assert "not running; start it with `make ui`" in out.stdout
+    assert "not running at http://127.0.0.1:1; start it with `make ui PORT=1`" in out.stdout
     run_id = (
         next(line for line in out.stdout.splitlines() if line.startswith("run:")).split("(")[-1].rstrip(")")
     )
     assert f"/runs/{run_id}" in out.stdout
-    assert f"model:       mlflow.pytorch.load_model('runs:/{run_id}/model')" in out.stdout
-    assert f"re-test:     lightning-implicit test --run-id {run_id}" in out.stdout
+    assert (
+        f"model:       MLFLOW_TRACKING_URI={uri} " in out.stdout and run_id in out.stdout
+    )  # (test_paste.py)
+    assert f"lightning-implicit test --run-id {run_id}" in out.stdout
     assert "Total params" in out.stdout and "FLOPs" not in text  # the model summary stays, without FLOPs
     run = mlflow.MlflowClient(uri).get_run(run_id)
     # the resolved size is the task's Table 4 size (conf/tasks/addition.yaml), and the count follows from it

@@ -134,9 +134,15 @@ class OneLineParser(argparse.ArgumentParser):
     at ``--help`` (the CLI prints ``error: ...`` and exits 2), not a usage dump."""
 
     def error(self, message: str):
+        import re
+
         from lightning_implicit.validate import ConfigError
 
-        raise ConfigError(f"{message} (see {self.prog} --help)")
+        # the make variable of the option the message names ("argument --seed: invalid int value: 'x'")
+        named = re.search(r"argument (--[\w-]+)", message)
+        action = named and next((a for a in self._actions if named[1] in a.option_strings), None)
+        make = re.search(r"make ([A-Z_]+=)", (action and action.help) or "")
+        raise ConfigError(f"{message} ({f'make {make[1]}, ' if make else ''}see {self.prog} --help)")
 
 
 def train_parser() -> argparse.ArgumentParser:
@@ -181,25 +187,36 @@ def train_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument(
-        "--task", required=True, help="task config name (conf/tasks/<task>.yaml, or a path to a YAML file)"
+        "--task",
+        required=True,
+        help="task config name (conf/tasks/<task>.yaml, or a path to a YAML file); make TASK=",
     )
-    p.add_argument("--model", required=True, help="model config name (conf/models/<model>.yaml, or a path)")
     p.add_argument(
-        "--seed", type=int, default=None, help="seed of the data and the initialisation (default 0)"
+        "--model", required=True, help="model config name (conf/models/<model>.yaml, or a path); make MODEL="
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the data and the initialisation (default 0); make SEED=",
     )
     p.add_argument(
         "--trainer",
         default="cpu",
-        help="trainer config: cpu (default), gpu, ddp, multinode (conf/trainer/<name>.yaml)",
+        help="trainer config: cpu (default), gpu, ddp, multinode (conf/trainer/<name>.yaml); make TRAINER=",
     )
     p.add_argument(
         "--devices", default=None, help="devices per node: a count (4) or a GPU list (0,2); make DEVICES="
     )
     p.add_argument("--nodes", type=int, default=None, help="number of nodes (multi-node DDP; make NODES=)")
     p.add_argument(
-        "--data", default=None, help="data source for tasks that load data (file path or 'synthetic')"
+        "--data",
+        default=None,
+        help="data source for tasks that load data (file path or 'synthetic'); make DATA=",
     )
-    p.add_argument("--interval", default=None, help="download interval for market data (1d or 1m)")
+    p.add_argument(
+        "--interval", default=None, help="download interval for market data (1d or 1m); make INTERVAL="
+    )
     p.add_argument(
         "--no-tuned",
         dest="tuned",

@@ -54,6 +54,7 @@ EARLY = [
     ),
     (["train", "--task", "addition"], ["--model", "lightning-implicit train --help"]),
     (["list", "--tsk", "addition"], ["--tsk", "lightning-implicit list --help"]),
+    (["train", "--task", "addition", "--model", "implicit", "--seed", "x"], ["--seed", "make SEED="]),
     (["sweep", "--task", "addition", "--model", "implicit,mlpp"], ["no models config 'mlpp'", "--model"]),
     (["tune", "--profile", "quick", "--task", "spikyy"], ["no tasks config 'spikyy'", "--task"]),
     (["test", "--ckpt_path", "x.ckpt", "--trainer", "gpux"], ["no trainer config 'gpux'", "--trainer"]),

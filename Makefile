@@ -152,10 +152,11 @@ bench: venv
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) -m benchmarks.run
 
-## the MLflow UI on 127.0.0.1:PORT (default 5000) over mlruns/
+## the MLflow UI on 127.0.0.1:PORT (default 5000) over mlruns/ (or the sqlite store of MLFLOW_TRACKING_URI)
 ui: venv
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui \
-		--backend-store-uri sqlite:///mlruns/mlflow.db --default-artifact-root ./mlruns \
+		--backend-store-uri '$(or $(filter sqlite:%,$(MLFLOW_TRACKING_URI)),sqlite:///mlruns/mlflow.db)' \
+		--default-artifact-root ./mlruns \
 		--host 127.0.0.1 --port $(or $(PORT),5000) --workers 1
 
 ## an MLflow tracking server on HOST:PORT (default 127.0.0.1:5000; ALLOWED_HOSTS=)

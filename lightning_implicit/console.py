@@ -120,10 +120,17 @@ def ui_running(base: str) -> bool:
         return False
 
 
-def ui_hint(base: str) -> str:
-    """The ``UI:`` line when nothing answers at ``base``: the ``make ui`` command for that port."""
+def ui_hint(base: str, uri: str | None = None) -> str:
+    """The ``UI:`` line when nothing answers at ``base``: the ``make ui`` command for that port, and for a
+    sqlite store other than ``./mlruns/mlflow.db`` the store it must serve."""
+    import shlex
+    from pathlib import Path
+
     port = base.rsplit(":", 1)[-1].split("/")[0]
     make = "make ui" if port == "5000" else f"make ui PORT={port}"
+    default = f"sqlite:///{(Path.cwd() / 'mlruns' / 'mlflow.db').resolve()}"
+    if uri and uri.startswith("sqlite:") and uri != default:
+        make += f" MLFLOW_TRACKING_URI={shlex.quote(uri)}"
     return f"UI:          not running at {base}; start it with `{make}` (PORT= for another port)"
 
 
@@ -227,7 +234,7 @@ def print_run_summary(
     print(f"run in UI:   {url}", file=stream)
     print(f"compare:     {base}/#/experiments/{exp.experiment_id} (tick runs, then Compare)", file=stream)
     if not up:
-        print(ui_hint(base), file=stream)
+        print(ui_hint(base, uri), file=stream)
     print(f"artifacts:   {run.info.artifact_uri}", file=stream)
     if checkpoint:
         ckpt = shlex.quote(pasteable_path(checkpoint))
@@ -300,7 +307,7 @@ def print_sweep_summary(
     else:
         print(f"compare:     {base}/#/experiments/{exp.experiment_id} (tick runs, then Compare)", file=stream)
     if not up:
-        print(ui_hint(base), file=stream)
+        print(ui_hint(base, uri), file=stream)
 
 
 def summary_without_flops(callbacks: list) -> list:

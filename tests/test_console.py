@@ -48,7 +48,10 @@ def test_train_prints_summary_without_third_party_noise(tmp_path):
         assert noise not in text, noise
     assert "experiment:  addition" in out.stdout
     assert "run:         implicit-seed0" in out.stdout
-    assert "not running at http://127.0.0.1:1; start it with `make ui PORT=1`" in out.stdout
+    assert (
+        f"not running at http://127.0.0.1:1; start it with `make ui PORT=1 MLFLOW_TRACKING_URI={uri}`"
+        in out.stdout
+    )
     run_id = (
         next(line for line in out.stdout.splitlines() if line.startswith("run:")).split("(")[-1].rstrip(")")
     )
@@ -266,7 +269,10 @@ def test_sweep_summary_names_best_values_studies_experiment_and_ui(mlflow_store,
     assert f"http://127.0.0.1:1/#/experiments/{exp_id}/runs/{'p' * 32}" in out
     assert f"best retrained http://127.0.0.1:1/#/experiments/{exp_id}/runs/{'a' * 32}" in out
     assert f'compare-runs?runs=["{"a" * 32}","{"b" * 32}"]' in out
-    assert "not running at http://127.0.0.1:1; start it with `make ui PORT=1`" in out
+    assert (
+        f"not running at http://127.0.0.1:1; start it with `make ui PORT=1 MLFLOW_TRACKING_URI={mlflow_store}`"
+        in out
+    )
     assert "studies:     sqlite:///x/optuna.db" in out
 
 
@@ -307,4 +313,4 @@ mlp:
     assert (
         "experiment:  sweep-end-test" in summary and "parent run http://127.0.0.1:1/#/experiments/" in summary
     )
-    assert "`make ui PORT=1`" in summary
+    assert f"`make ui PORT=1 MLFLOW_TRACKING_URI={mlflow_store}`" in summary

@@ -254,7 +254,9 @@ def test_summary_finds_a_ui_running_on_port(monkeypatch, capsys):
     down = capsys.readouterr().out
     assert f"run in UI:   http://127.0.0.1:{port}/#/experiments/{exp}/runs/{run_id}" in up
     assert "not running" not in up
-    assert f"UI:          not running at http://127.0.0.1:{port}; start it with `make ui PORT={port}`" in down
+    store = mlflow.get_tracking_uri()  # (the session's store: not ./mlruns/mlflow.db, so the hint names it)
+    hint = f"UI:          not running at http://127.0.0.1:{port}; start it with `make ui PORT={port} "
+    assert f"{hint}MLFLOW_TRACKING_URI={store}` (PORT= for another port)" in down
 
 
 def test_pasteable_paths_are_relative_below_the_working_directory(tmp_path, monkeypatch):

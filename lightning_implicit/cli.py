@@ -54,9 +54,10 @@ def check_shorthand(data: str | None = None, devices: str | None = None) -> None
         raise ConfigError(
             f"--data {data}: no such file; give an existing CSV/parquet file (make DATA=path) or DATA=synthetic"
         )
-    if devices is not None and not all(part.strip().isdigit() for part in str(devices).split(",")):
+    ok = str(devices) in ("auto", "-1") or all(part.strip().isdigit() for part in str(devices).split(","))
+    if devices is not None and not ok:
         raise ConfigError(
-            f"--devices {devices}: give a count (DEVICES=4) or a list of GPU indices (DEVICES=0,2)"
+            f"--devices {devices}: give a count (DEVICES=4), a list of GPU indices (DEVICES=0,2), auto or -1"
         )
 
 

@@ -128,10 +128,9 @@ class ImplicitCLI(LightningCLI):
             }
             if tracking.parent_run_id:
                 tags["mlflow.parentRunId"] = tracking.parent_run_id
+            # the config directories `test --run-id` needs to import this run's task again (the summary says so)
             user_dirs = confpath.user_dirs()
-            if (
-                user_dirs
-            ):  # what `test --run-id` needs to import this run's task again (the summary prints it)
+            if user_dirs:
                 tags["conf_path"] = os.pathsep.join(str(d) for d in user_dirs)
 
             def logger(trainer):
@@ -184,22 +183,20 @@ def _launch_suffix(trainer) -> str:
 
 def _option_keys(parser, section: str | None, class_path: str | None) -> list[str]:
     """The ``--a.b`` options of ``parser``, or of the class configured under ``section`` (subclass mode:
-    ``--model.init_args.*``)."""
-    if section is None or class_path is None:
-        return [s for a in parser._actions for s in a.option_strings if s.startswith("--")]
+    ``--model.init_args.*``); ``[]`` when they cannot be listed (no suggestion rather than a second error)."""
     import importlib
 
     from jsonargparse import ArgumentParser
 
     try:
+        if section is None or class_path is None:
+            return [f"--{k}" for k in parser.get_defaults().keys()]
         module, _, name = class_path.rpartition(".")
         sub = ArgumentParser(exit_on_error=False)
         sub.add_class_arguments(getattr(importlib.import_module(module), name), fail_untyped=False)
-    except Exception:  # noqa: BLE001 - no suggestion rather than a second error
+        return [f"--{section}.init_args.{k}" for k in sub.get_defaults().keys()]
+    except Exception:  # noqa: BLE001
         return []
-    return [
-        f"--{section}.init_args.{s[2:]}" for a in sub._actions for s in a.option_strings if s.startswith("--")
-    ]
 
 
 def load_data(args: list[str]) -> ShiftDataModule:
@@ -238,9 +235,8 @@ def run_training(args: list[str], *, extra_callbacks: list | None = None, test: 
     confpath.add_user_modules()  # a user task's class_path module
     cli = ImplicitCLI(args=args)
     trainer, model, dm = cli.trainer, cli.model, cli.datamodule
-    trainer.callbacks = console_callbacks(
-        trainer.callbacks
-    )  # (FLOPs: 0 for every implicit model; step budgets)
+    # the model summary without FLOPs (0 for every implicit model), a progress bar that counts step budgets
+    trainer.callbacks = console_callbacks(trainer.callbacks)
     if extra_callbacks:
         trainer.callbacks.extend(extra_callbacks)
     try:

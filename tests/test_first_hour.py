@@ -433,17 +433,20 @@ def test_cpu_ddp_run_is_quiet_and_named_by_how_it_ran(tmp_path):
     assert "run:         implicit-seed0-ddp2 (" in out.stdout
 
 
-def test_sweep_table_defines_mape_and_its_units(capsys):
+def test_sweep_table_defines_mape_and_its_units():
+    import io
     from types import SimpleNamespace
 
     from lightning_implicit.runner import print_sweep
 
     rows = [{"shift": 2021, "n": 30, "mape": 0.4321, "rmse": 1.5e-3}]
-    print_sweep(SimpleNamespace(sweep=rows, run_id=None))
-    out = capsys.readouterr().out
-    assert "0.4321" in out and "mape = mean(|pred - y| / y) over the truths y > 0" in out and "25 %" in out
-    print_sweep(SimpleNamespace(sweep=[{"shift": 10, "n": 5, "mse": 0.5}], run_id=None))
-    assert "mape" not in capsys.readouterr().out
+    out = io.StringIO()
+    print_sweep(SimpleNamespace(sweep=rows, run_id=None), stream=out)
+    text = out.getvalue()
+    assert "0.4321" in text and "mape = mean(|pred - y| / y) over the truths y > 0" in text and "25 %" in text
+    out = io.StringIO()
+    print_sweep(SimpleNamespace(sweep=[{"shift": 10, "n": 5, "mse": 0.5}], run_id=None), stream=out)
+    assert "0.5" in out.getvalue() and "mape" not in out.getvalue()
 
 
 def test_a_task_module_off_the_path_names_conf_path(tmp_path):

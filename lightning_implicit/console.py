@@ -191,9 +191,8 @@ def load_command(run_id: str, uri: str, conf_path: str | None = None) -> str:
         )
     else:
         code = f'import mlflow; print(mlflow.pytorch.load_model("runs:/{run_id}/{evaluate.MODEL_NAME}"))'
-    if (
-        conf_path
-    ):  # the run's task module lives in a user directory: on sys.path before the run's config loads
+    # the run's task module lives in a user directory: on sys.path before the run's config is loaded
+    if conf_path:
         code = f"from lightning_implicit import confpath; confpath.add_user_modules(); {code}"
     python = shlex.quote(pasteable_path(sys.executable))
     return f"{_env_prefix(uri, conf_path)}{python} -c {shlex.quote(code)}"

@@ -1,44 +1,80 @@
-# lightning-implicit — every target creates/updates the virtualenv on first use.
+# lightning-implicit — every target creates/updates the virtualenv on first use. `make help`: targets and variables.
+# A `## text` line right above a target or a variable is its line in `make help`.
 SHELL := /bin/bash
+.DEFAULT_GOAL := help
+## interpreter that creates the virtualenv
 PYTHON ?= python3
+## the virtualenv's folder
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
+## task config: conf/tasks/<TASK>.yaml (`.venv/bin/lightning-implicit list`)
 TASK ?= addition
+## model config: conf/models/<MODEL>.yaml
 MODEL ?= implicit
+## seed of the data and the initialisation
 SEED ?= 0
+## trainer config: cpu, gpu, ddp, multinode (conf/trainer/)
 TRAINER ?= cpu
+## devices per node: a count (4) or a GPU list (0,2)
 DEVICES ?=
+## number of nodes (multi-node DDP)
 NODES ?=
+## Optuna trials per model (sweep, tune)
 TRIALS ?=
+## parallel sweep workers (processes)
 WORKERS ?=
+## k-fold cross-validation folds (sweep, tune)
 CV ?=
+## Optuna study name (sweep)
 STUDY ?=
+## data file of a task that loads data (a CSV/parquet path, or synthetic)
 DATA ?=
+## market data interval: 1d or 1m (volatility)
 INTERVAL ?=
+## reproduction profile: quick, paper (conf/reproduce/)
 PROFILE ?= quick
+## the sweep's full search space (not the quick one)
 FULL ?=
+## extra pytest arguments (test, test-fast)
 PYTEST_ARGS ?=
+## a logged MLflow run to re-test (evaluate)
 RUN_ID ?=
+## a Lightning checkpoint to re-test (evaluate)
 CKPT ?=
+## 0: ignore conf/tuned/<task>/<model>.yaml (train)
 TUNED ?=
+## comma-separated tasks (tune, reproduce)
 TASKS ?=
+## comma-separated models (budget)
 MODELS ?= implicit,eikonet
+## comma-separated epoch budgets (budget)
 EPOCHS ?= 4,8,16,32
+## comma-separated seeds (budget)
 SEEDS ?=
+## LightningCLI overrides, e.g. ARGS="--trainer.max_epochs 5"
 ARGS ?=
+## hosts the tracking server accepts (server)
 ALLOWED_HOSTS ?=
-# Your own tasks, models and profiles: directories searched before conf/ (colon-separated; see README).
+## port of the MLflow UI / tracking server / Optuna dashboard (ui, server, dashboard; default 5000, 8080)
+PORT ?=
+## the Optuna study store (dashboard; sweeps read it from the environment too)
+OPTUNA_STORAGE ?= sqlite:///mlruns/optuna.db
+## your own config directories, searched before conf/ (colon-separated; see README)
 CONF_PATH ?=
 ifneq ($(strip $(CONF_PATH)),)
 export LIGHTNING_IMPLICIT_CONF_PATH := $(CONF_PATH)
 endif
-# Market data files (TASK=volatility): the ticker's rows, the zone of naive times, the split (see README).
+## market data file: the ticker's rows (several tickers stacked)
 TICKER ?=
+## market data file: the zone of naive times (e.g. America/New_York)
 DATA_TZ ?=
+## market data: the test fraction of a chronological split
 SPLIT ?=
+## market data: train dates, FROM..TO
 TRAIN_RANGE ?=
+## market data: test dates, FROM..TO
 TEST_RANGE ?=
 comma := ,
 range_json = '["$(subst ..,"$(comma)",$(1))"]'
@@ -47,8 +83,17 @@ DATA_ARGS = $(if $(TICKER),--data.init_args.ticker $(TICKER)) $(if $(DATA_TZ),--
 	$(if $(TRAIN_RANGE),--data.init_args.train_range $(call range_json,$(TRAIN_RANGE))) \
 	$(if $(TEST_RANGE),--data.init_args.test_range $(call range_json,$(TEST_RANGE)))
 
-.PHONY: venv test test-fast train evaluate sweep tune budget reproduce bench ui server lint format clean system-deps
+.PHONY: help venv test test-fast train evaluate sweep tune budget reproduce bench ui server dashboard lint format \
+	clean system-deps
 
+## these lines: every target and variable, one line each (from the `##` comments of the Makefile)
+help:
+	@awk '/^## /{text = substr($$0, 4); next} text && /^[A-Za-z_-]+:/{split($$0, t, ":"); \
+		targets = targets sprintf("  %-16s %s\n", t[1], text)} \
+		text && /^[A-Z_]+ \?=/{vars = vars sprintf("  %-16s %s\n", $$1 "=", text)} {text = ""} \
+		END {printf "targets (make <target> [VARIABLE=value ...]):\n%s\nvariables:\n%s", targets, vars}' $(MAKEFILE_LIST)
+
+## the virtualenv (.venv) with the project installed
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -58,74 +103,90 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-## The whole suite, slow tests included (this is what CI runs).
+## the whole suite, slow tests included (what CI runs)
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-## Only the fast tests.
+## only the fast tests
 test-fast: venv
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
+## fit MODEL on TASK, run the shift sweep, log both to MLflow (SEED= TRAINER= ARGS=)
 train: venv
 	$(PY) -m lightning_implicit.cli train --task $(TASK) --model $(MODEL) --seed $(SEED) --trainer $(TRAINER) \
 		$(if $(DEVICES),--devices $(DEVICES)) $(if $(NODES),--nodes $(NODES)) \
 		$(if $(DATA),--data $(DATA)) $(if $(INTERVAL),--interval $(INTERVAL)) $(if $(filter 0 no false,$(TUNED)),--no-tuned) $(strip $(DATA_ARGS)) $(ARGS)
 
-## The shift sweep of a trained model again: RUN_ID= (a logged MLflow run) or CKPT= (a Lightning checkpoint;
-## with TASK= MODEL= when it is not under mlruns/lightning/<experiment>/<run>/checkpoints/); ARGS= overrides.
+# (CKPT= outside mlruns/lightning/<experiment>/<run>/checkpoints/ also needs TASK= MODEL=)
+## the shift sweep of a trained model again: RUN_ID= (a logged run) or CKPT= (a checkpoint)
 evaluate: venv
 	$(PY) -m lightning_implicit.cli test $(if $(RUN_ID),--run-id $(RUN_ID)) $(if $(CKPT),--ckpt_path $(CKPT)) \
 		$(if $(filter command line,$(origin TASK)),--task $(TASK)) $(if $(filter command line,$(origin MODEL)),--model $(MODEL)) \
 		$(if $(filter command line,$(origin TRAINER)),--trainer $(TRAINER)) $(ARGS)
 
+## Optuna search over conf/search/<TASK>.yaml (MODEL= TRIALS= WORKERS= CV= STUDY=)
 sweep: venv
 	$(PY) -m lightning_implicit.cli sweep --task $(TASK) $(if $(filter command line,$(origin MODEL)),--model $(MODEL)) \
 		$(if $(TRIALS),--trials $(TRIALS)) $(if $(WORKERS),--workers $(WORKERS)) $(if $(CV),--cv $(CV)) \
 		$(if $(STUDY),--study $(STUDY)) $(if $(DATA),--data $(DATA)) $(if $(INTERVAL),--interval $(INTERVAL)) \
 		$(if $(FULL),--full) $(if $(strip $(DATA_ARGS)),-- $(strip $(DATA_ARGS)))
 
-## Tune every (task, model) of PROFILE (default paper) by CV folds on in-distribution data -> conf/tuned/.
+## tune every (task, model) of PROFILE (default paper) by CV folds -> conf/tuned/ (TASKS= TRIALS= CV=)
 tune: venv
 	$(PY) -m lightning_implicit.cli tune --profile $(if $(filter command line,$(origin PROFILE)),$(PROFILE),paper) \
 		$(if $(TASKS),--task $(TASKS)) $(if $(filter command line,$(origin MODEL)),--model $(MODEL)) \
 		$(if $(TRIALS),--trials $(TRIALS)) $(if $(CV),--cv $(CV)) $(if $(WORKERS),--workers $(WORKERS))
 
-## How a comparison moves with the training epochs (reports/budget/<TASK>/budget.md).
+## how a comparison of MODELS moves with the training EPOCHS (reports/budget/<TASK>/budget.md)
 budget: venv
 	$(PY) -m lightning_implicit.cli budget --task $(TASK) --model $(MODELS) --epochs $(EPOCHS) \
 		$(if $(SEEDS),--seeds $(SEEDS)) $(if $(ARGS),-- $(ARGS))
 
+## the paper's experiments end to end, and the report (PROFILE= TASKS= WORKERS=)
 reproduce: venv
 	$(PY) -m lightning_implicit.cli reproduce --profile $(PROFILE) $(if $(DATA),--data $(DATA)) $(if $(WORKERS),--workers $(WORKERS)) \
 		$(if $(TASKS),--tasks $(TASKS)) $(if $(strip $(DATA_ARGS)),-- $(strip $(DATA_ARGS)))
 
+## the benchmarks (benchmarks/run.py): speed ratios and time to answer, with the load average
 bench: venv
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) -m benchmarks.run
 
+## the MLflow UI on 127.0.0.1:PORT (default 5000) over mlruns/ (or the sqlite store of MLFLOW_TRACKING_URI)
 ui: venv
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui \
-		--backend-store-uri sqlite:///mlruns/mlflow.db --default-artifact-root ./mlruns \
-		--host 127.0.0.1 --port $${PORT:-5000} --workers 1
+		--backend-store-uri '$(or $(filter sqlite:%,$(MLFLOW_TRACKING_URI)),sqlite:///mlruns/mlflow.db)' \
+		--default-artifact-root ./mlruns \
+		--host 127.0.0.1 --port $(or $(PORT),5000) --workers 1
 
+## an MLflow tracking server on HOST:PORT (default 127.0.0.1:5000; ALLOWED_HOSTS=)
 server: venv
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow server \
 		--backend-store-uri sqlite:///mlruns/mlflow.db --artifacts-destination ./mlruns/artifacts \
-		--host $${HOST:-127.0.0.1} --port $${PORT:-5000} --workers 1 \
+		--host $${HOST:-127.0.0.1} --port $(or $(PORT),5000) --workers 1 \
 		$(if $(ALLOWED_HOSTS),--allowed-hosts $(ALLOWED_HOSTS))
 
-## Debian packages the slow tests need (chromium, chromium-driver, postgresql, fonts); root or sudo.
+## the Optuna dashboard of the sweeps' studies (mlruns/optuna.db) on 127.0.0.1:PORT (default 8080)
+dashboard: venv
+	@$(if $(filter sqlite:///%,$(OPTUNA_STORAGE)),test -f $(patsubst sqlite:///%,%,$(OPTUNA_STORAGE)) || { echo \
+		"error: no study store $(OPTUNA_STORAGE) yet: run a sweep first (make sweep TASK=addition TRIALS=4)" >&2; exit 2; })
+	$(VENV)/bin/optuna-dashboard '$(OPTUNA_STORAGE)' --host 127.0.0.1 --port $(or $(PORT),8080)
+
+## Debian packages the slow tests need (chromium, chromium-driver, postgresql, fonts); root or sudo
 system-deps:
 	scripts/install-system-deps.sh
 
+## ruff check and format check
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports --no-logo
 
+## ruff format and fix
 format: venv
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+## remove the test and lint caches
 clean:
 	rm -rf .pytest_cache .ruff_cache .hypothesis

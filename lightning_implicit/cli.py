@@ -33,6 +33,7 @@ def _train(argv: list[str]) -> int:
     from lightning_implicit.clihelp import train_parser
 
     known, rest = train_parser().parse_known_args(argv)  # (--help answers before torch and Lightning load)
+    check_shorthand(known.data, known.devices)
     from lightning_implicit.run.spec import RunSpec
     from lightning_implicit.runner import run_training, tuned_recipe
 
@@ -44,6 +45,57 @@ def _train(argv: list[str]) -> int:
     return 0
 
 
+def check_shorthand(data: str | None = None, devices: str | None = None) -> None:
+    """``train``'s own mistakes decidable before torch and Lightning load (the config names are checked by
+    :func:`check_named_configs`): a data file that does not exist, a malformed device list. Raises
+    :class:`ConfigError` naming the make variable and the flag that fix it."""
+    from pathlib import Path
+
+    from lightning_implicit.validate import ConfigError
+
+    if data and data != "synthetic" and not Path(data).expanduser().exists():
+        raise ConfigError(
+            f"--data {data}: no such file; give an existing CSV/parquet file (make DATA=path) or DATA=synthetic"
+        )
+    ok = str(devices) in ("auto", "-1") or all(part.strip().isdigit() for part in str(devices).split(","))
+    if devices is not None and not ok:
+        raise ConfigError(
+            f"--devices {devices}: give a count (DEVICES=4), a list of GPU indices (DEVICES=0,2), auto or -1"
+        )
+
+
+# the make variable of a command's --task/--model/--trainer (make tune TASKS=, make budget MODELS=)
+_MAKE_VARIABLE = {"--task": "TASK", "--model": "MODEL", "--trainer": "TRAINER"}
+_MAKE_VARIABLE_OF = {("tune", "--task"): "TASKS", ("budget", "--model"): "MODELS"}
+
+
+def check_named_configs(command: str, argv: list[str]) -> None:
+    """Every config named by ``--task``, ``--model`` or ``--trainer`` in a command's own options (before ``--``;
+    comma-separated lists too) exists on the config search path; else :class:`ConfigError` naming the choices,
+    the make variable and the flag."""
+    from lightning_implicit import confpath
+    from lightning_implicit.validate import ConfigError
+
+    kinds = {"--task": "tasks", "--model": "models", "--trainer": "trainer"}
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            break
+        flag, eq, value = arg.partition("=")
+        if flag not in kinds:
+            continue
+        if not eq:
+            if i + 1 >= len(argv):
+                continue  # (the command's own parser says that the value is missing)
+            value = argv[i + 1]
+        for name in (part.strip() for part in value.split(",")):
+            try:
+                if name:
+                    confpath.find(kinds[flag], name)
+            except ConfigError as err:
+                var = _MAKE_VARIABLE_OF.get((command, flag), _MAKE_VARIABLE[flag])
+                raise ConfigError(f"{err} (make {var}=, {flag})") from None
+
+
 def _report(result) -> None:
     from lightning_implicit.console import print_run_summary
     from lightning_implicit.runner import print_sweep
@@ -51,27 +103,37 @@ def _report(result) -> None:
     print_sweep(result)
     if result.run_id:
         val = ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.val.items()))
-        logger = getattr(getattr(result.module, "trainer", None), "logger", None)
+        trainer = getattr(result.module, "trainer", None)
+        logger = getattr(trainer, "logger", None)
         uri = getattr(logger, "_tracking_uri", None)  # the run's own store (--tracking.uri), not the default
+        ckpt = getattr(getattr(trainer, "checkpoint_callback", None), "best_model_path", None) or None
         try:
-            print_run_summary(result.run_id, uri=uri, headline=val or None)
+            print_run_summary(result.run_id, uri=uri, headline=val or None, checkpoint=ckpt)
         except Exception as err:  # noqa: BLE001 - the run is trained and logged; the summary is a courtesy
             print(f"MLflow run: {result.run_id} (no summary: {type(err).__name__}: {err})")
 
 
 def _list(argv: list[str]) -> int:
-    """Tasks and models available in ``conf/``, then each task's models with their parameter counts."""
+    """Tasks, models and trainers on the config search path (no torch import: about a second); with ``--task``
+    that task's parameter table too."""
     from lightning_implicit.clihelp import list_parser
 
-    list_parser().parse_args(argv)  # --help, and a clear error for an unknown option
-    from lightning_implicit import confpath, params
+    ns = list_parser().parse_args(argv)  # --help, and a clear error for an unknown option
+    from lightning_implicit import confpath
 
-    print("tasks: ", ", ".join(confpath.names("tasks")))
-    print("models:", ", ".join(confpath.names("models")))
+    print("tasks:   ", ", ".join(confpath.names("tasks")))
+    print("models:  ", ", ".join(confpath.names("models")))
+    print("trainers:", ", ".join(confpath.names("trainer")))
     print("config directories:", ", ".join(str(d) for d in confpath.search_path()))
-    print(
-        "\nparameter counts at each task's Table 4 sizes (lightning-implicit params --task T for one task):"
-    )
+    if not ns.task:
+        print(
+            "\nparameter counts at a task's Table 4 sizes: lightning-implicit list --task T "
+            "(or lightning-implicit params for every task)"
+        )
+        return 0
+    from lightning_implicit import params
+
+    print("\nparameter counts at the task's Table 4 sizes:")
     return params.main(argv)
 
 
@@ -115,6 +177,16 @@ def _module_help(name: str, command: str | EntryPoint, argv: list[str]) -> int:
     return int(code or 0)
 
 
+def _one_line(err: Exception) -> str:
+    """A user error's message for the ``error:`` line: the market data's "no data" block (what failed, the
+    accepted file layouts, how to pass a file) shortened to what failed and what to do."""
+    text = str(err).strip()
+    lines = text.splitlines()
+    if len(lines) > 2 and any(line.startswith("Accepted minute-bar file layouts") for line in lines):
+        return f"{lines[0]} {lines[-1]} (accepted file layouts: docs/market-data.md)"
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     builtin = {
@@ -127,15 +199,16 @@ def main(argv: list[str] | None = None) -> int:
     }
     plugins = {k: v for k, v in _plugin_commands().items() if k not in builtin}  # (cannot replace a built-in)
     commands = {**builtin, **plugins}
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
+    if argv and argv[0] not in ("-h", "--help") and argv[0] not in commands:
+        from lightning_implicit.cliargs import did_you_mean
+
+        hint = did_you_mean(argv[0], commands) or f"; choose one of {', '.join(commands)}"
+        print(f"error: unknown command {argv[0]!r}{hint} (lightning-implicit --help)", file=sys.stderr)
+        return 2
+    if not argv or argv[0] in ("-h", "--help"):
         from lightning_implicit.clihelp import top_help
 
         print(top_help())
-        if argv and argv[0] not in ("-h", "--help"):
-            print(
-                f"\nerror: unknown command {argv[0]!r}; choose one of {', '.join(commands)}", file=sys.stderr
-            )
-            return 2
         return 0
     if not callable(commands[argv[0]]) and any(a in ("-h", "--help") for a in argv[1:]):
         return _module_help(argv[0], commands[argv[0]], argv[1:])
@@ -144,8 +217,15 @@ def main(argv: list[str] | None = None) -> int:
 
     quiet_third_party()  # the CLI boundary: known third-party warnings and tips, never in library code
     from lightning_implicit import confpath
+    from lightning_implicit.validate import ConfigError
 
-    confpath.add_user_modules()  # modules of the user's config directories (LIGHTNING_IMPLICIT_CONF_PATH)
+    try:  # decided before the command's heavy imports (torch, Lightning, optuna): an answer in about a second
+        confpath.add_user_modules()  # modules of the user's config directories (LIGHTNING_IMPLICIT_CONF_PATH)
+        if argv[0] not in ("fit", "reproduce", "list"):
+            check_named_configs(argv[0], argv[1:])
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if not callable(command):  # imported only when it runs (optuna, the report stack)
         command = _load(command)
     from lightning_implicit.lifecycle import ExitOnSignal, Terminated
@@ -166,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
                 "StoreError",
                 "MisconfigurationException",
             ):
-                print(f"error: {err}", file=sys.stderr)
+                print(f"error: {_one_line(err)}", file=sys.stderr)
                 return 2
             raise
 

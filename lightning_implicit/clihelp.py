@@ -18,6 +18,7 @@ __all__ = [
     "train_parser",
     "list_parser",
     "fit_parser_kwargs",
+    "OneLineParser",
     "footer",
 ]
 
@@ -31,7 +32,7 @@ COMMANDS = {
     "budget": "how a comparison of models moves with the training epochs (make budget)",
     "reproduce": "the paper's experiments end to end, and the report (make reproduce)",
     "params": "parameter counts of every configured model of a task",
-    "list": "the tasks and models available, with parameter counts at the Table 4 sizes",
+    "list": "the tasks, models and trainers available (--task T: its models' parameter counts)",
 }
 
 OVERRIDES = """\
@@ -128,6 +129,22 @@ def _wrap(label: str, text: str) -> str:
     return textwrap.fill(text, width=110, initial_indent=f"  {label:<10}", subsequent_indent=" " * 12)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one :class:`~lightning_implicit.validate.ConfigError` line pointing
+    at ``--help`` (the CLI prints ``error: ...`` and exits 2), not a usage dump."""
+
+    def error(self, message: str):
+        import re
+
+        from lightning_implicit.validate import ConfigError
+
+        # the make variable of the option the message names ("argument --seed: invalid int value: 'x'")
+        named = re.search(r"argument (--[\w-]+)", message)
+        action = named and next((a for a in self._actions if named[1] in a.option_strings), None)
+        make = re.search(r"make ([A-Z_]+=)", (action and action.help) or "")
+        raise ConfigError(f"{message} ({f'make {make[1]}, ' if make else ''}see {self.prog} --help)")
+
+
 def train_parser() -> argparse.ArgumentParser:
     """``lightning-implicit train``: the shorthand options; everything else is a LightningCLI override."""
     from lightning_implicit import confpath
@@ -142,7 +159,7 @@ def train_parser() -> argparse.ArgumentParser:
             _wrap("tasks:", _conf_choices("tasks")),
             _wrap("models:", _conf_choices("models")),
             _wrap("trainers:", _conf_choices("trainer")),
-            "(`lightning-implicit list` adds each model's parameter count per task)",
+            "(`lightning-implicit list --task T` adds each model's parameter count for task T)",
             "",
             "examples:",
             EXAMPLES["train"],
@@ -156,7 +173,7 @@ def train_parser() -> argparse.ArgumentParser:
             ),
         ]
     )
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="lightning-implicit train",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=epilog,
@@ -170,25 +187,36 @@ def train_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument(
-        "--task", required=True, help="task config name (conf/tasks/<task>.yaml, or a path to a YAML file)"
+        "--task",
+        required=True,
+        help="task config name (conf/tasks/<task>.yaml, or a path to a YAML file); make TASK=",
     )
-    p.add_argument("--model", required=True, help="model config name (conf/models/<model>.yaml, or a path)")
     p.add_argument(
-        "--seed", type=int, default=None, help="seed of the data and the initialisation (default 0)"
+        "--model", required=True, help="model config name (conf/models/<model>.yaml, or a path); make MODEL="
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the data and the initialisation (default 0); make SEED=",
     )
     p.add_argument(
         "--trainer",
         default="cpu",
-        help="trainer config: cpu (default), gpu, ddp, multinode (conf/trainer/<name>.yaml)",
+        help="trainer config: cpu (default), gpu, ddp, multinode (conf/trainer/<name>.yaml); make TRAINER=",
     )
     p.add_argument(
         "--devices", default=None, help="devices per node: a count (4) or a GPU list (0,2); make DEVICES="
     )
     p.add_argument("--nodes", type=int, default=None, help="number of nodes (multi-node DDP; make NODES=)")
     p.add_argument(
-        "--data", default=None, help="data source for tasks that load data (file path or 'synthetic')"
+        "--data",
+        default=None,
+        help="data source for tasks that load data (file path or 'synthetic'); make DATA=",
     )
-    p.add_argument("--interval", default=None, help="download interval for market data (1d or 1m)")
+    p.add_argument(
+        "--interval", default=None, help="download interval for market data (1d or 1m); make INTERVAL="
+    )
     p.add_argument(
         "--no-tuned",
         dest="tuned",
@@ -199,16 +227,14 @@ def train_parser() -> argparse.ArgumentParser:
 
 
 def list_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="lightning-implicit list",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="The tasks and models on the config search path, then each task's models with their "
-        "trainable parameter counts at the task's Table 4 sizes.",
+        description="The tasks, models and trainers on the config search path; with --task, that task's models "
+        "with their trainable parameter counts at the task's Table 4 sizes.",
         epilog="examples:\n" + EXAMPLES["list"],
     )
-    p.add_argument(
-        "--task", action="append", help="only this task's parameter table (repeatable); default: every task"
-    )
+    p.add_argument("--task", action="append", help="also this task's parameter table (repeatable)")
     return p
 
 

@@ -11,13 +11,32 @@ import os
 import sys
 import warnings
 
-__all__ = ["quiet_third_party", "print_run_summary", "print_sweep_summary", "ui_urls"]
+__all__ = [
+    "quiet_third_party",
+    "print_run_summary",
+    "print_sweep_summary",
+    "ui_urls",
+    "ui_running",
+    "ui_hint",
+    "pasteable_path",
+    "venv_command",
+    "load_command",
+    "console_callbacks",
+    "train_description",
+    "metric_notes",
+]
 
 # Messages that are not about the user's run (Lightning 2.6 / torch 2.13 / MLflow 3).
 _WARNINGS = [
     r".*LightningCLI's args parameter is intended.*",
     r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",
     r".*smaller than the logging interval Trainer\(log_every_n_steps.*",
+    # DDP: the modules reduce their epoch metrics over the ranks themselves (strategy.reduce), and the shift
+    # sweep gathers every rank's predictions and counts each test sample once; torch's own deprecation inside
+    # Lightning's all_gather is not the user's either
+    r".*when logging on epoch level in distributed setting to accumulate the metric across devices.*",
+    r".*Using `DistributedSampler` with the dataloaders. During `trainer.test\(\)`.*",
+    r".*torch.distributed.nn.functional.all_gather is deprecated.*",
 ]
 _LOG_SNIPPETS = (
     "litlogger",
@@ -42,6 +61,22 @@ class _DropSnippets(logging.Filter):
         return True
 
 
+# What a column of the shift-sweep table means, printed under the table when the column is there.
+METRIC_NOTES = {
+    "mape": "mape = mean(|pred - y| / y) over the truths y > 0: a fraction without units (0.25 = 25 %)",
+    "qlike": "qlike = mean(y/pred - log(y/pred) - 1) over y > 0: 0 for a perfect forecast, without units",
+}
+
+
+def metric_notes(columns) -> list[str]:
+    """The definitions (:data:`METRIC_NOTES`) of the sweep table's ``columns`` that have one."""
+    return [METRIC_NOTES[c] for c in columns if c in METRIC_NOTES]
+
+
+def _drop_all(record: logging.LogRecord) -> bool:
+    return False
+
+
 def quiet_third_party() -> None:
     """Filter the known warnings and tips (call once, from a CLI entry point). Progress bars of the run stay;
     MLflow's artifact-download bars (a few files, instant) go."""
@@ -49,6 +84,9 @@ def quiet_third_party() -> None:
         warnings.filterwarnings("ignore", message=pattern)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     flt = _DropSnippets()
+    # yfinance logs its own download failures (DNS, cookie/crumb); the market data layer turns them into one
+    # DataUnavailableError that says what to do, so none of its records reach the screen
+    logging.getLogger("yfinance").addFilter(_drop_all)
     for name in (
         "lightning.pytorch",
         "lightning.pytorch.utilities.rank_zero",
@@ -72,6 +110,7 @@ def _ui_base(uri: str) -> str:
 
 
 def ui_running(base: str) -> bool:
+    """Whether an MLflow UI (or tracking server) answers at ``base`` (its ``/health``, within half a second)."""
     import urllib.request
 
     try:
@@ -79,6 +118,20 @@ def ui_running(base: str) -> bool:
             return r.status == 200
     except Exception:  # noqa: BLE001 - nothing listening
         return False
+
+
+def ui_hint(base: str, uri: str | None = None) -> str:
+    """The ``UI:`` line when nothing answers at ``base``: the ``make ui`` command for that port, and for a
+    sqlite store other than ``./mlruns/mlflow.db`` the store it must serve."""
+    import shlex
+    from pathlib import Path
+
+    port = base.rsplit(":", 1)[-1].split("/")[0]
+    make = "make ui" if port == "5000" else f"make ui PORT={port}"
+    default = f"sqlite:///{(Path.cwd() / 'mlruns' / 'mlflow.db').resolve()}"
+    if uri and uri.startswith("sqlite:") and uri != default:
+        make += f" MLFLOW_TRACKING_URI={shlex.quote(uri)}"
+    return f"UI:          not running at {base}; start it with `{make}` (PORT= for another port)"
 
 
 def ui_urls(uri: str, experiment_id: str, run_ids: list[str]) -> tuple[str, str | None, bool]:
@@ -93,10 +146,70 @@ def ui_urls(uri: str, experiment_id: str, run_ids: list[str]) -> tuple[str, str 
     return base, url, ui_running(base)
 
 
+def pasteable_path(path: str | os.PathLike) -> str:
+    """``path`` as a command line can use it from the working directory: relative below it, else absolute."""
+    from pathlib import Path
+
+    path = Path(path).absolute()
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def venv_command(name: str = "lightning-implicit") -> str:
+    """The console script ``name`` of the running interpreter's environment (``.venv/bin/lightning-implicit``),
+    which works without an activated virtualenv; ``python -m lightning_implicit.cli`` when it is not installed."""
+    import shlex
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / name
+    if script.is_file():
+        return shlex.quote(pasteable_path(script))
+    return f"{shlex.quote(pasteable_path(sys.executable))} -m lightning_implicit.cli"
+
+
+def _env_prefix(uri: str, conf_path: str | None) -> str:
+    """``MLFLOW_TRACKING_URI=... [LIGHTNING_IMPLICIT_CONF_PATH=...] `` for a command pasted into a fresh shell."""
+    import shlex
+
+    out = f"MLFLOW_TRACKING_URI={shlex.quote(uri)} "
+    if conf_path:
+        out += f"LIGHTNING_IMPLICIT_CONF_PATH={shlex.quote(conf_path)} "
+    return out
+
+
+def load_command(run_id: str, uri: str, conf_path: str | None = None) -> str:
+    """A shell line that loads run ``run_id``'s trained model with the project's own loader and prints it."""
+    import shlex
+
+    from lightning_implicit import evaluate
+
+    if hasattr(evaluate, "load_logged_model"):  # the state-dict format (no unpickling)
+        code = (
+            f'from lightning_implicit.evaluate import load_logged_model; print(load_logged_model("{run_id}"))'
+        )
+    else:
+        code = f'import mlflow; print(mlflow.pytorch.load_model("runs:/{run_id}/{evaluate.MODEL_NAME}"))'
+    # the run's task module lives in a user directory: on sys.path before the run's config is loaded
+    if conf_path:
+        code = f"from lightning_implicit import confpath; confpath.add_user_modules(); {code}"
+    python = shlex.quote(pasteable_path(sys.executable))
+    return f"{_env_prefix(uri, conf_path)}{python} -c {shlex.quote(code)}"
+
+
 def print_run_summary(
-    run_id: str | None, uri: str | None = None, headline: str | None = None, stream=None
+    run_id: str | None,
+    uri: str | None = None,
+    headline: str | None = None,
+    stream=None,
+    checkpoint: str | os.PathLike | None = None,
 ) -> None:
-    """Where the run is: experiment, run, UI URLs (or the ``make ui`` hint), artifacts."""
+    """Where the run is: experiment, run, UI URLs (or the ``make ui`` hint), artifacts, checkpoint, and the
+    commands that load and re-test its model; each command works pasted as it is into a fresh shell (the
+    tracking URI and the run's config directories on it, the CLI by its path in the virtualenv)."""
+    import shlex
+
     stream = stream or sys.stdout
     if not run_id:
         return
@@ -109,21 +222,27 @@ def print_run_summary(
     run = client.get_run(run_id)
     exp = client.get_experiment(run.info.experiment_id)
     base, url, up = ui_urls(uri, exp.experiment_id, [run_id])
+    conf_path = run.data.tags.get("conf_path") or None
+    cli = venv_command()
     print("\n== run summary ==", file=stream)
     if headline:
         print(f"result:      {headline}", file=stream)
     print(f"experiment:  {exp.name} (id {exp.experiment_id})", file=stream)
     print(f"run:         {run.info.run_name} ({run_id})", file=stream)
-    print(f"store:       {uri}", file=stream)
+    print(f"store:       {uri} (export MLFLOW_TRACKING_URI={shlex.quote(uri)} to use it)", file=stream)
     print(f"run in UI:   {url}", file=stream)
     print(f"compare:     {base}/#/experiments/{exp.experiment_id} (tick runs, then Compare)", file=stream)
     if not up:
-        print("UI:          not running; start it with `make ui` (PORT=5001 for another port)", file=stream)
+        print(ui_hint(base, uri), file=stream)
     print(f"artifacts:   {run.info.artifact_uri}", file=stream)
-    model_uri = run.data.tags.get("logged_model")
-    if model_uri:
-        print(f"model:       mlflow.pytorch.load_model({model_uri!r})", file=stream)
-        print(f"re-test:     lightning-implicit test --run-id {run_id}", file=stream)
+    if checkpoint:
+        ckpt = shlex.quote(pasteable_path(checkpoint))
+        print(f"checkpoint:  {ckpt}", file=stream)
+    if run.data.tags.get("logged_model"):
+        print(f"model:       {load_command(run_id, uri, conf_path)}", file=stream)
+        print(f"re-test:     {_env_prefix(uri, conf_path)}{cli} test --run-id {run_id}", file=stream)
+    elif checkpoint:
+        print(f"re-test:     {_env_prefix(uri, conf_path)}{cli} test --ckpt_path {ckpt}", file=stream)
 
 
 def print_sweep_summary(
@@ -187,7 +306,7 @@ def print_sweep_summary(
     else:
         print(f"compare:     {base}/#/experiments/{exp.experiment_id} (tick runs, then Compare)", file=stream)
     if not up:
-        print("UI:          not running; start it with `make ui` (PORT=5001 for another port)", file=stream)
+        print(ui_hint(base, uri), file=stream)
 
 
 def summary_without_flops(callbacks: list) -> list:
@@ -206,6 +325,40 @@ def summary_without_flops(callbacks: list) -> list:
             cb = plain(max_depth=cb._max_depth, **cb._summarize_kwargs)
         out.append(cb)
     return out
+
+
+def console_callbacks(callbacks: list) -> list:
+    """``callbacks`` with Lightning's default console callbacks replaced by this project's: the model summary
+    without FLOPs (:func:`summary_without_flops`) and a rich progress bar that counts steps under a step-budget
+    recipe (``max_epochs -1`` with ``max_steps``: ``Epoch 15 (step 320/3000)``, not Lightning's ``Epoch 15/-2``)."""
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    out = []
+    for cb in summary_without_flops(callbacks):
+        if type(cb) is RichProgressBar:
+            cb = _steps_progress_bar_class()(refresh_rate=cb.refresh_rate, theme=cb.theme)
+        out.append(cb)
+    return out
+
+
+def train_description(epoch: int, max_epochs: int | None, step: int, max_steps: int) -> str:
+    """The progress bar's label: ``Epoch 3/19`` for an epoch budget, ``Epoch 15 (step 320/3000)`` for a step
+    budget (``max_epochs`` -1 or ``None`` with ``max_steps`` >= 1)."""
+    if max_steps >= 1 and (max_epochs is None or max_epochs < 0):
+        return f"Epoch {epoch} (step {step}/{max_steps})"
+    return f"Epoch {epoch}" + (f"/{max_epochs - 1}" if max_epochs is not None else "")
+
+
+def _steps_progress_bar_class():
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    class StepsProgressBar(RichProgressBar):
+        def _get_train_description(self, current_epoch: int) -> str:
+            t = self.trainer
+            text = train_description(current_epoch, t.max_epochs, t.global_step, t.max_steps)
+            return f"{text:{len(self.validation_description)}}"
+
+    return StepsProgressBar
 
 
 def _summary_classes():

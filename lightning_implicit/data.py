@@ -338,7 +338,8 @@ class SyntheticShiftDataModule(ShiftDataModule):
         n_train: in-distribution samples (split into train/validation folds).
         n_test: samples per shift.
         shifts: the kappa grid, positive numbers (integer shifts are the MLflow steps of `ood/*`; a grid with
-            non-integers logs the index as the step and the value as `ood/shift`). ``None``: the default grid.
+            non-integers logs shift x 10^k as the step, k fixed by the task's grid and these shifts, and the value
+            as `ood/shift`: ``tracking.sweep_log.shift_steps``). ``None``: the default grid.
         (others: see :class:`ShiftDataModule`)
     """
 

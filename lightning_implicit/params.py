@@ -23,7 +23,7 @@ def task_datamodule(task: str):
     try:
         path = confpath.find("tasks", task)
     except ConfigError as err:
-        raise SystemExit(f"error: {err}") from None
+        raise ConfigError(f"{err} (--task)") from None
     confpath.add_user_modules()
     data = yaml.safe_load(path.read_text())["data"]
     module, _, name = data["class_path"].rpartition(".")

@@ -7,6 +7,7 @@ plus overrides, and is repeatable from the command line.
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -94,6 +95,24 @@ class ImplicitCLI(LightningCLI):
             **kwargs,
         )
 
+    def init_parser(self, **kwargs):
+        kwargs.setdefault("exit_on_error", False)  # a parse error is raised, then said on one line (below)
+        return super().init_parser(**kwargs)
+
+    def parse_arguments(self, parser, args) -> None:
+        """jsonargparse's error and usage dump -> one :class:`ConfigError` line naming the option, with "did you
+        mean" for a mistyped key (:func:`lightning_implicit.cliargs.explain_parse_error`)."""
+        from jsonargparse import ArgumentError
+
+        from lightning_implicit.cliargs import explain_parse_error
+
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as err:
+            raise ConfigError(
+                explain_parse_error(str(err), lambda s, c: _option_keys(parser, s, c))
+            ) from None
+
     def before_instantiate_classes(self) -> None:
         from lightning_implicit.validate import check_config
 
@@ -129,21 +148,75 @@ class ImplicitCLI(LightningCLI):
             }
             if tracking.parent_run_id:
                 tags["mlflow.parentRunId"] = tracking.parent_run_id
-            name = tracking.run_name or f"{label}-seed{seed}"
-            logger = lambda: make_logger(tracking.experiment or spec.name, name, tags, tracking.uri)  # noqa: E731
+            # the config directories `test --run-id` needs to import this run's task again (the summary says so)
+            user_dirs = confpath.user_dirs()
+            if user_dirs:
+                tags["conf_path"] = os.pathsep.join(str(d) for d in user_dirs)
+
+            def logger(trainer):
+                name = tracking.run_name or f"{label}-seed{seed}{_launch_suffix(trainer)}"
+                return make_logger(tracking.experiment or spec.name, name, tags, tracking.uri)
+
         trainer = self._get(self.config_init, "trainer", default={})
         user_callbacks = trainer.get("callbacks") or []
         kwargs.setdefault("callbacks", [*user_callbacks, *callbacks])
         if not callable(logger) or "logger" in kwargs:
             kwargs.setdefault("logger", logger)
-            return super().instantiate_trainer(**kwargs)
+            return self._build_trainer(**kwargs)
         # The Trainer is built (and its options checked) before the MLflow run is opened: a Trainer that cannot
         # be built (no GPU for --trainer gpu, a bad option) leaves no run behind, let alone a RUNNING one.
-        built = super().instantiate_trainer(**kwargs, logger=False)
+        built = self._build_trainer(**kwargs, logger=False)
         # Likewise the data: a file that cannot be loaded stops here with its one error, before any run exists.
         self.datamodule.setup("fit")
-        built.loggers = [logger()]
+        built.loggers = [logger(built)]
         return built
+
+    def _build_trainer(self, **kwargs):
+        """The Trainer; a GPU trainer on a machine without one is a :class:`ConfigError` naming the CPU ways."""
+        from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except MisconfigurationException as err:
+            text = str(err).strip()
+            if not any(word in text.lower() for word in ("gpu", "cuda", "mps")):
+                raise
+            raise ConfigError(
+                f"{text.rstrip('!.')}: this machine has no usable GPU; train on the CPU with TRAINER=cpu "
+                "(--trainer cpu), or in several CPU processes with DDP over gloo: TRAINER=ddp DEVICES=2 "
+                "(--trainer ddp --devices 2)"
+            ) from None
+
+
+def _launch_suffix(trainer) -> str:
+    """How a run ran, for its default name: ``""`` in one process, ``-ddp2`` for two processes started by
+    Lightning, ``-torchrun4`` under torchrun, ``-slurm8`` under SLURM."""
+    world = int(getattr(trainer, "world_size", 1) or 1)
+    if world <= 1:
+        return ""
+    if os.environ.get("TORCHELASTIC_RUN_ID"):
+        return f"-torchrun{world}"
+    if os.environ.get("SLURM_JOB_ID") and os.environ.get("SLURM_NTASKS"):
+        return f"-slurm{world}"
+    return f"-ddp{world}"
+
+
+def _option_keys(parser, section: str | None, class_path: str | None) -> list[str]:
+    """The ``--a.b`` options of ``parser``, or of the class configured under ``section`` (subclass mode:
+    ``--model.init_args.*``); ``[]`` when they cannot be listed (no suggestion rather than a second error)."""
+    import importlib
+
+    from jsonargparse import ArgumentParser
+
+    try:
+        if section is None or class_path is None:
+            return [f"--{k}" for k in parser.get_defaults().keys()]
+        module, _, name = class_path.rpartition(".")
+        sub = ArgumentParser(exit_on_error=False)
+        sub.add_class_arguments(getattr(importlib.import_module(module), name), fail_untyped=False)
+        return [f"--{section}.init_args.{k}" for k in sub.get_defaults().keys()]
+    except Exception:  # noqa: BLE001
+        return []
 
 
 def load_data(args: list[str]) -> ShiftDataModule:
@@ -176,13 +249,14 @@ class RunResult:
 
 def run_training(args: list[str], *, extra_callbacks: list | None = None, test: bool = True) -> RunResult:
     """Fit + shift sweep from LightningCLI arguments (``--config`` files and ``--key value`` overrides)."""
-    from lightning_implicit.console import summary_without_flops
+    from lightning_implicit.console import console_callbacks
     from lightning_implicit.lifecycle import end_failed_run, terminated_cause
 
     confpath.add_user_modules()  # a user task's class_path module
     cli = ImplicitCLI(args=args)
     trainer, model, dm = cli.trainer, cli.model, cli.datamodule
-    trainer.callbacks = summary_without_flops(trainer.callbacks)  # (FLOPs: 0 for every implicit model)
+    # the model summary without FLOPs (0 for every implicit model), a progress bar that counts step budgets
+    trainer.callbacks = console_callbacks(trainer.callbacks)
     if extra_callbacks:
         trainer.callbacks.extend(extra_callbacks)
     try:
@@ -254,7 +328,7 @@ def shorthand_args(
     try:
         return RunSpec(task, model, seed, trainer, devices, nodes).config_args()
     except ConfigError as err:
-        raise SystemExit(f"error: {err}") from None
+        raise ConfigError(f"{err} (make TASK= MODEL= TRAINER=)") from None
 
 
 def tuned_args(task: str, model: str, use: bool = True, stream=None) -> list[str]:
@@ -264,13 +338,16 @@ def tuned_args(task: str, model: str, use: bool = True, stream=None) -> list[str
 
 def tuned_recipe(task: str, model: str, use: bool = True, stream=None) -> dict:
     """The overrides of ``conf/tuned/<task>/<model>.yaml`` (a run's ``tuned`` layer, :mod:`lightning_implicit.run
-    .spec`), saying which recipe a run uses; ``{}`` when none was tuned or ``use`` is false."""
+    .spec`), saying which recipe a run uses on ``stream`` (stderr: ``--print_config``'s stdout stays YAML), by
+    global rank 0 only; ``{}`` when none was tuned or ``use`` is false."""
     from lightning_implicit.tuned import find_tuned, tuned_path
 
-    stream = stream or sys.stdout
+    stream = stream or sys.stderr
     cfg = find_tuned(task, model)
     if cfg is None:
         return {}
+    if rank_zero_only.rank != 0:  # the notice once per run, not once per DDP rank
+        return dict(cfg.overrides) if use else {}
     if not use:
         print(
             f"not using the tuned config {tuned_path(task, model)} (--no-tuned / TUNED=0): the task's default "
@@ -297,5 +374,9 @@ def print_sweep(result: RunResult, stream=sys.stdout) -> None:
             "  ".join(f"{r[k]:>14.4g}" if isinstance(r[k], float) else f"{r[k]:>14}" for k in keys),
             file=stream,
         )
+    from lightning_implicit.console import metric_notes
+
+    for note in metric_notes(keys):  # (MAPE's definition and units beside the volatility numbers)
+        print(f"  {note}", file=stream)
     if result.run_id:
         print(f"MLflow run: {result.run_id}", file=stream)

@@ -43,8 +43,11 @@ def _require_browser() -> None:
         pytest.fail("selenium is missing: pip install -e '.[dev]'", pytrace=False)
 
 
-def _store_with_two_runs(root: Path) -> tuple[str, str, list[tuple[str, str]]]:
-    """Two short fits (seeds 0 and 1) of one task tracked to ``root/mlflow.db``: (uri, exp id, runs)."""
+def _store_with_two_runs(
+    root: Path, shifts=("[10, 100, 1000]", "[10, 100, 1000]"), experiment: str = EXPERIMENT
+) -> tuple[str, str, list[tuple[str, str]]]:
+    """Two short fits (seeds 0 and 1, on ``shifts[seed]``) of one task tracked to ``root/mlflow.db``: (uri, exp
+    id, runs)."""
     import mlflow
 
     from lightning_implicit.runner import run_training, shorthand_args
@@ -66,15 +69,15 @@ def _store_with_two_runs(root: Path) -> tuple[str, str, list[tuple[str, str]]]:
             "--data.init_args.n_test",
             "50",
             "--data.init_args.shifts",
-            "[10, 100, 1000]",
+            shifts[seed],
             "--tracking.uri",
             uri,
             "--tracking.experiment",
-            EXPERIMENT,
+            experiment,
         ]
         res = run_training(args)
         runs.append((res.run_id, f"implicit-seed{seed}"))
-    exp = mlflow.MlflowClient(uri).get_experiment_by_name(EXPERIMENT)
+    exp = mlflow.MlflowClient(uri).get_experiment_by_name(experiment)
     return uri, exp.experiment_id, runs
 
 
@@ -206,4 +209,45 @@ def test_mlflow_ui_compares_two_runs_and_charts_ood_metric(tmp_path):
             driver.quit()
         server.stop()
     assert not server.group_alive()
+    shutil.rmtree(tmp_path / "chrome-profile", ignore_errors=True)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_mlflow_ui_charts_non_integer_shifts_of_two_runs_on_one_axis(tmp_path):
+    """Shifts 1.5 / 2.5 and 10: both runs log at step = shift x 10, so the UI's ood/mse chart puts shift 10 of
+    both runs at the same x (issue 31: a non-integer grid must not shift one run's curve against the other)."""
+    _require_browser()
+    from selenium.webdriver.common.by import By
+
+    _, exp_id, runs = _store_with_two_runs(tmp_path, ("[1.5, 10]", "[2.5, 10]"), "browser-shift-axis")
+    server = MlflowServer(tmp_path / "mlflow.db", tmp_path / "artifacts", tmp_path / "server.log").start()
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    driver = None
+    try:
+        driver = _driver(tmp_path / "chrome-profile")
+        page = Page(driver, shots)
+        ids = [rid for rid, _ in runs]
+        q = urllib.parse.urlencode({"runs": json.dumps(ids), "experiments": json.dumps([exp_id])})
+        driver.get(f"{server.url}/#/compare-runs?{q}")
+        link = page.wait(
+            lambda d: d.find_elements(By.CSS_SELECTOR, 'a[href*="metric=%22ood%2Fmse%22"]'), "ood/mse link"
+        )[0]
+        driver.get(link.get_attribute("href"))
+        page.wait(
+            lambda d: len(d.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .scatterlayer g.trace")) >= 2,
+            "one curve per run",
+        )
+        traces = driver.execute_script(
+            "return Array.from(document.querySelectorAll('.js-plotly-plot')).flatMap("
+            "p => (p.data || []).map(t => [String(t.name), Array.from(t.x || []).map(Number)]))"
+        )
+        page.shot("shift_axis.png")
+    finally:
+        if driver is not None:
+            driver.quit()
+        server.stop()
+    xs = {name.split(" ")[0]: sorted(x) for name, x in traces}  # (plotly draws each run's line and markers)
+    assert xs == {"implicit-seed0": [15, 100], "implicit-seed1": [25, 100]}, traces
     shutil.rmtree(tmp_path / "chrome-profile", ignore_errors=True)

@@ -105,7 +105,7 @@ def test_float_shifts_have_their_own_test_sets_and_index_steps():
     assert [t.shift for t in splits.tests] == [0.5, 1, 2.5]
     assert not np.allclose(splits.tests[0].x / 0.5, splits.tests[2].x / 2.5)  # distinct random streams
     np.testing.assert_array_equal(dm.build().tests[2].x, splits.tests[2].x)  # reproducible
-    assert shift_steps([0.5, 1, 2.5]) == [0, 1, 2] and shift_steps([10, 100]) == [10, 100]
+    assert shift_steps([0.5, 1, 2.5]) == [5, 10, 25] and shift_steps([10, 100]) == [10, 100]
     with pytest.raises(ValueError, match="positive numbers"):
         Uniform(shifts=[0])
 
@@ -165,11 +165,11 @@ def test_a_task_from_outside_the_repo_trains_sweeps_and_is_reproduced(user_dir, 
     runs = client.search_runs([exp.experiment_id])
     models = {r.data.tags.get("model") for r in runs}
     assert {"implicit", "mlp"} <= models, models
-    # a non-integer shift grid: steps 0, 1 and the shifts' values as ood/shift, the metrics at those steps
+    # a non-integer shift grid: steps = shift x 10 (the param says so), the shifts' values as ood/shift
     trained = next(r for r in runs if r.data.tags.get("model") == "implicit" and "ood/mse" in r.data.metrics)
     shifts = {m.step: m.value for m in client.get_metric_history(trained.info.run_id, "ood/shift")}
-    assert shifts == {0: 1.5, 1: 10.0}
-    assert {m.step for m in client.get_metric_history(trained.info.run_id, "ood/mse")} == {0, 1}
+    assert shifts == {15: 1.5, 100: 10.0} and trained.data.params["data.shift_step"] == "shift x 10"
+    assert {m.step for m in client.get_metric_history(trained.info.run_id, "ood/mse")} == {15, 100}
     import optuna
 
     assert "maximum-implicit" in optuna.get_all_study_names(env["OPTUNA_STORAGE"])

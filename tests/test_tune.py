@@ -93,9 +93,9 @@ def test_tune_writes_a_config_with_provenance_that_train_and_reproduce_use(tiny,
     from lightning_implicit.runner import tuned_args
 
     args = tuned_args("addition", "implicit")
-    assert "using the tuned config" in capsys.readouterr().out
+    assert "using the tuned config" in capsys.readouterr().err
     assert args[args.index("--trainer.max_steps") + 1] == str(cfg.overrides["trainer.max_steps"])
-    assert tuned_args("addition", "implicit", use=False) == [] and "TUNED=0" in capsys.readouterr().out
+    assert tuned_args("addition", "implicit", use=False) == [] and "TUNED=0" in capsys.readouterr().err
     assert tuned_args("identity", "implicit") == []
 
     from lightning_implicit_paper.plan import build_jobs

@@ -27,6 +27,7 @@ import os
 import shutil
 import struct
 import sys
+import time
 import warnings
 from contextlib import contextmanager
 from functools import lru_cache
@@ -206,7 +207,16 @@ def _build():
         directory = Path(_get_build_directory(name, verbose=False))
         with ninja_on_path(), _build_lock(directory):
             _heal(directory, name)
+            so = directory / f"{name}.so"
+            compiling = not so.exists() or so.stat().st_mtime < _SOURCE.stat().st_mtime
+            if compiling:  # (tens of seconds, once: said, so that the first run is not silent)
+                print(
+                    f"lightning_implicit: compiling the fused C++ loops into {directory} ...", file=sys.stderr
+                )
+                t0 = time.perf_counter()
             module = load(name=name, sources=[str(_SOURCE)], extra_cflags=[*_CFLAGS, *isa], verbose=False)
+            if compiling:
+                print(f"lightning_implicit: compiled in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
             _record(directory, name)
         return module, None
     except Exception as e:  # compiler missing, headers missing, ...: reported, never silent

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -10,9 +11,16 @@ import lightning as L
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from .sweep_log import log_shift_sweep
+from .sweep_log import log_shift_sweep, shift_step_param
 
-__all__ = ["TrackingCallback"]
+__all__ = ["TrackingCallback", "named_params", "PARAM_GROUPS"]
+
+# Every MLflow param is ``<group>.<key>`` with one of these groups (plus ``seed``); the MLflow compare view's
+# parallel-coordinates plot opens on the first three, in sorted order, of the params whose values differ between
+# the runs compared, so a param never differs by a spelling ("None" beside its resolved value, "/" beside ".").
+PARAM_GROUPS = ("model", "solver", "adjoint", "optim", "data", "trainer", "env")
+_HPARAM_GROUPS = {"solver": "solver", "adjoint": "adjoint", "optim": "optim", "task": "data.task"}
+_RESOLVED_BY_CALLBACK = ("hidden_features", "state_features", "arch_kwargs")  # sizes: resolved_params' values
 
 
 class TrackingCallback(L.Callback):
@@ -65,6 +73,7 @@ class TrackingCallback(L.Callback):
             shift_name=spec.shift_name,
             shift_log=spec.shift_log,
             label=self.label,
+            grid=_declared_grid(trainer.datamodule),
         )
         dm = trainer.datamodule
         if dm is not None and hasattr(dm, "write_artifacts"):
@@ -82,6 +91,32 @@ class TrackingCallback(L.Callback):
                     path = Path(tmp) / f"{name}.npy"
                     np.save(path, array)
                     lg.experiment.log_artifact(lg.run_id, str(path), artifact_path="weights")
+
+
+def _declared_grid(dm) -> tuple:
+    """The task's declared shift grid (its datamodule's ``default_shifts``), ``()`` when it declares none."""
+    return tuple(getattr(dm, "default_shifts", ()) or ())
+
+
+def named_params(flat: dict[str, object]) -> dict[str, object]:
+    """A LightningModule's flattened hyper-parameters (``solver/tol``, ``kappa``, ``_instantiator``) as MLflow
+    params in the one naming style: ``solver.tol``, ``adjoint.tol``, ``optim.lr``, ``data.task.name``,
+    ``model.kappa`` (a bare key is a model setting; ``model`` itself, a baseline's name, is ``model.name``).
+    Private keys (``_instantiator``) go, and so does a size left ``None`` (the task's preset decides it, and
+    :func:`resolved_params` logs the resolved value under the same name)."""
+    out: dict[str, object] = {}
+    for key, value in flat.items():
+        head, _, rest = key.partition("/")
+        if head.startswith("_") or (not rest and head in _RESOLVED_BY_CALLBACK and value is None):
+            continue
+        if rest and head in _HPARAM_GROUPS:
+            name = f"{_HPARAM_GROUPS[head]}.{rest.replace('/', '.')}"
+        elif head == "model" and not rest:
+            name = "model.name"
+        else:
+            name = f"model.{key.replace('/', '.')}"
+        out[name] = value
+    return out
 
 
 def resolved_params(trainer, pl_module) -> dict[str, object]:
@@ -115,6 +150,12 @@ def resolved_params(trainer, pl_module) -> dict[str, object]:
             value = getattr(dm, "hparams", {}).get(key) if hasattr(dm, "hparams") else None
         if value is not None:
             out[f"data.{key}"] = value
+    grid = getattr(dm, "shift_grid", None) if dm is not None else None
+    if grid:  # how the MLflow step of ood/* maps to the shift (tracking.sweep_log.shift_steps)
+        out["data.shift_step"] = shift_step_param(grid, _declared_grid(dm))
+    seed = os.environ.get("PL_GLOBAL_SEED")  # (set by seed_everything: LightningCLI's --seed_everything)
+    if seed is not None:
+        out["seed"] = int(seed)
     out.update(
         {
             "trainer.max_epochs": trainer.max_epochs,

@@ -123,11 +123,13 @@ def _make_logger(experiment: str, run_name: str, tags: dict[str, str], tracking_
 
 def _own_params(params) -> dict:
     """Hyper-parameters without the task's Table 4 presets of every other model (issue 20: only this model's
-    resolved sizes are logged, by the tracking callback)."""
+    resolved sizes are logged, by the tracking callback), named as every param is (``tracking.callback``)."""
     from lightning.fabric.utilities.logger import _convert_params, _flatten_dict
 
+    from .callback import named_params
+
     flat = _flatten_dict(_convert_params(params))
-    return {k: v for k, v in flat.items() if "presets" not in k}
+    return named_params({k: v for k, v in flat.items() if "presets" not in k})
 
 
 def _own_params_logger_class():

@@ -183,14 +183,8 @@ def load_command(run_id: str, uri: str, conf_path: str | None = None) -> str:
     """A shell line that loads run ``run_id``'s trained model with the project's own loader and prints it."""
     import shlex
 
-    from lightning_implicit import evaluate
-
-    if hasattr(evaluate, "load_logged_model"):  # the state-dict format (no unpickling)
-        code = (
-            f'from lightning_implicit.evaluate import load_logged_model; print(load_logged_model("{run_id}"))'
-        )
-    else:
-        code = f'import mlflow; print(mlflow.pytorch.load_model("runs:/{run_id}/{evaluate.MODEL_NAME}"))'
+    # the state-dict format, loaded without unpickling (lightning_implicit.evaluate.load_logged_model)
+    code = f'from lightning_implicit.evaluate import load_logged_model; print(load_logged_model("{run_id}"))'
     # the run's task module lives in a user directory: on sys.path before the run's config is loaded
     if conf_path:
         code = f"from lightning_implicit import confpath; confpath.add_user_modules(); {code}"

@@ -131,11 +131,6 @@ class ShiftDataModule(L.LightningDataModule):
         n_folds, fold: the in-distribution data are split into ``n_folds`` seeded folds; fold ``fold`` is
             the validation set (the paper's 5-fold cross-validation runs ``fold = 0 .. n_folds - 1``).
         num_workers: DataLoader workers.
-        steps_per_call: up to this many consecutive training mini-batches are handed to the model in one
-            Lightning step, which takes one optimiser step per mini-batch (:meth:`ShiftModule.training_step`):
-            the same mini-batches in the same order, the same steps and results, with Lightning's per-step
-            bookkeeping paid once per call. 1 on several devices (DDP synchronises one backward per call), with
-            ``trainer.limit_train_batches`` or a step-based ``trainer.val_check_interval`` (they count calls).
         sizes: model sizes for this task, ``{model: {argument: value}}`` (the paper's Table 4 sizes are the
             ``sizes`` of each conf/tasks/<task>.yaml); a model's module takes its size from here unless given.
     """
@@ -150,12 +145,8 @@ class ShiftDataModule(L.LightningDataModule):
         n_folds: int = 5,
         fold: int = 0,
         num_workers: int = 0,
-        steps_per_call: int = 16,
     ) -> None:
         super().__init__()
-        if not (isinstance(steps_per_call, int) and steps_per_call >= 1):
-            raise ValueError(f"steps_per_call must be an integer >= 1, got {steps_per_call!r}")
-        self.steps_per_call = steps_per_call
         if n_folds < 2:
             raise ValueError(f"n_folds must be >= 2 (one fold is held out for validation), got {n_folds}")
         if not 0 <= fold < n_folds:
@@ -229,26 +220,11 @@ class ShiftDataModule(L.LightningDataModule):
         per_rank = math.ceil(len(self.train_set) / max(1, world_size))
         return max(1, math.ceil(per_rank / self.train_batch_size))
 
-    def train_steps_per_call(self) -> int:
-        """Mini-batches per Lightning training step (``steps_per_call``, or 1 where Lightning counts batches:
-        several devices, ``limit_train_batches``, a step-based ``val_check_interval``; see the class)."""
-        trainer = getattr(self, "trainer", None)
-        if trainer is None or self.steps_per_call == 1:
-            return 1
-        limit, interval = trainer.limit_train_batches, trainer.val_check_interval
-        counts_calls = any(v is not None and (isinstance(v, int) or v != 1.0) for v in (limit, interval))
-        if trainer.world_size > 1 or counts_calls:
-            return 1
-        return min(self.steps_per_call, self.steps_per_epoch())
-
     def train_dataloader(self) -> DataLoader:
         g = torch.Generator().manual_seed(self.seed)
-        # One DataLoader batch holds the next ``k`` mini-batches of the same random permutation (the sampler draws
-        # the permutation whatever the batch size): the model splits it back into mini-batches of train_batch_size.
-        k = self.train_steps_per_call()
         return DataLoader(
             self.train_set,
-            batch_size=self.train_batch_size * k,
+            batch_size=self.train_batch_size,
             shuffle=True,
             generator=g,
             num_workers=self.num_workers,

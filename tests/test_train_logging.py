@@ -76,7 +76,7 @@ def test_a_non_finite_loss_is_still_detected(interval, monkeypatch):
         original(self)
 
     def accumulate(self, loss, n, _orig=ShiftModule._accumulate_loss):
-        if self.global_step == 3:  # the third step's loss (accumulated after its optimiser step)
+        if self.global_step == 2:  # the third step's loss (kept by training_step, before its optimiser step)
             loss = torch.full_like(loss, float("nan"))
         _orig(self, loss, n)
 

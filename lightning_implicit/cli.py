@@ -49,7 +49,8 @@ def _report(result) -> None:
     if result.run_id:
         val = ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.val.items()))
         logger = getattr(getattr(result.module, "trainer", None), "logger", None)
-        uri = getattr(logger, "_tracking_uri", None)  # the run's own store (--tracking.uri), not the default
+        # the run's own store (--tracking.uri), not the default: its MlflowClient's
+        uri = getattr(getattr(logger, "experiment", None), "tracking_uri", None)
         try:
             print_run_summary(result.run_id, uri=uri, headline=val or None)
         except Exception as err:  # noqa: BLE001 - the run is trained and logged; the summary is a courtesy

@@ -96,7 +96,7 @@ def log_trained_model(logger, module, datamodule) -> str:
     import torch
     from mlflow.models import infer_signature
 
-    run_id, uri = logger.run_id, logger._tracking_uri
+    run_id, uri = logger.run_id, logger.experiment.tracking_uri
     model = _detached_copy(module)
     x = _example_input(datamodule)
     with torch.no_grad():

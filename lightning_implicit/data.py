@@ -131,6 +131,13 @@ class ShiftDataModule(L.LightningDataModule):
         n_folds, fold: the in-distribution data are split into ``n_folds`` seeded folds; fold ``fold`` is
             the validation set (the paper's 5-fold cross-validation runs ``fold = 0 .. n_folds - 1``).
         num_workers: DataLoader workers.
+        steps_per_call: opt-in speed path (default 1: Lightning's own loop, one mini-batch per training step).
+            ``k > 1``: each Lightning training step receives ``k`` consecutive mini-batches of the same random
+            order and the model takes one optimiser step per mini-batch itself (:mod:`~lightning_implicit.
+            modules.multistep`): the same steps and weights, with Lightning's per-step cost paid once per ``k``.
+            One device only, without the Trainer's clipping, accumulation, ``limit_train_batches`` or a
+            step-based ``val_check_interval`` (refused with an error); Lightning's own step counters
+            (``log(on_step=True)``, ``LearningRateMonitor``) count calls.
         sizes: model sizes for this task, ``{model: {argument: value}}`` (the paper's Table 4 sizes are the
             ``sizes`` of each conf/tasks/<task>.yaml); a model's module takes its size from here unless given.
     """
@@ -145,8 +152,12 @@ class ShiftDataModule(L.LightningDataModule):
         n_folds: int = 5,
         fold: int = 0,
         num_workers: int = 0,
+        steps_per_call: int = 1,
     ) -> None:
         super().__init__()
+        if not (isinstance(steps_per_call, int) and steps_per_call >= 1):
+            raise ValueError(f"steps_per_call must be an integer >= 1, got {steps_per_call!r}")
+        self.steps_per_call = steps_per_call
         if n_folds < 2:
             raise ValueError(f"n_folds must be >= 2 (one fold is held out for validation), got {n_folds}")
         if not 0 <= fold < n_folds:
@@ -222,9 +233,12 @@ class ShiftDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         g = torch.Generator().manual_seed(self.seed)
+        # steps_per_call k > 1: one batch holds the next k mini-batches of the same random permutation (the sampler
+        # draws it whatever the batch size); the model splits it back into mini-batches of train_batch_size
+        k = min(self.steps_per_call, self.steps_per_epoch())
         return DataLoader(
             self.train_set,
-            batch_size=self.train_batch_size,
+            batch_size=self.train_batch_size * k,
             shuffle=True,
             generator=g,
             num_workers=self.num_workers,

@@ -1,6 +1,7 @@
 """The modules train through Lightning's own loop: the same weights, bit for bit, as a plain PyTorch loop doing
 the same steps (the task's loss, the optimiser and schedule of the recipe, clipping, accumulation, ``A``'s
-projection after every optimiser step), and the Trainer's step-counting options apply as in any Lightning project."""
+projection after every optimiser step); and so does the opt-in speed path (``data.init_args.steps_per_call``:
+several optimiser steps per Lightning step)."""
 
 from __future__ import annotations
 
@@ -74,6 +75,7 @@ def _plain_training(args: list[str], accumulate: int = 1) -> tuple[dict, int, fl
     return module.state_dict(), steps, opt.param_groups[0]["lr"]
 
 
+@pytest.mark.parametrize("steps_per_call", [1, 16])
 @pytest.mark.parametrize(
     "model, extra, accumulate",
     [
@@ -107,9 +109,12 @@ def _plain_training(args: list[str], accumulate: int = 1) -> tuple[dict, int, fl
         ("implicit", ["--model.init_args.optim.lr_schedule", "cosine"], 2),
     ],
 )
-def test_lightning_trains_exactly_like_a_plain_loop(model, extra, accumulate):
+def test_lightning_trains_exactly_like_a_plain_loop(model, extra, accumulate, steps_per_call):
+    if accumulate > 1 and steps_per_call > 1:
+        pytest.skip("the speed path refuses accumulate_grad_batches (test_the_speed_path_refuses_...)")
     args = _args(model, *extra, "--trainer.accumulate_grad_batches", str(accumulate))
-    res = run_training(args, test=False)
+    res = run_training([*args, "--data.init_args.steps_per_call", str(steps_per_call)], test=False)
+    assert res.module.automatic_optimization == (steps_per_call == 1)
     weights, steps, lr = _plain_training(args, accumulate)
     # 400 training samples in batches of 64: 7 mini-batches per epoch (the last of 16 samples)
     assert res.module.global_step == steps == EPOCHS * math.ceil(7 / accumulate)
@@ -120,6 +125,18 @@ def test_lightning_trains_exactly_like_a_plain_loop(model, extra, accumulate):
     assert res.module.optimizers().param_groups[0]["lr"] == lr < res.module.optim.lr
 
 
-def test_max_steps_stops_inside_an_epoch():
-    res = run_training(_args("implicit", "--trainer.max_steps", "10"), test=False)
-    assert res.module.global_step == 10  # not a multiple of the 7 steps per epoch
+@pytest.mark.parametrize("steps_per_call", [1, 16])
+def test_max_steps_stops_inside_an_epoch(steps_per_call):
+    args = _args(
+        "implicit", "--trainer.max_steps", "10", "--data.init_args.steps_per_call", str(steps_per_call)
+    )
+    res = run_training(args, test=False)
+    assert res.module.global_step == 10  # not a multiple of the 7 steps per epoch (nor of a call's)
+
+
+@pytest.mark.parametrize(
+    "option", [["--trainer.gradient_clip_val", "1"], ["--trainer.accumulate_grad_batches", "2"]]
+)
+def test_the_speed_path_refuses_trainer_options_that_count_calls(option):
+    with pytest.raises(ValueError, match=f"steps_per_call 16 .* cannot be combined with {option[0]}"):
+        run_training(_args("mlp", *option, "--data.init_args.steps_per_call", "16"), test=False)

@@ -21,6 +21,7 @@ from torch import nn
 from lightning_implicit.implicit.config import as_config
 from lightning_implicit.task import TaskSpec
 
+from .multistep import check_trainer, several_steps
 from .optim import OptimConfig
 
 __all__ = ["ShiftModule"]
@@ -132,11 +133,23 @@ class ShiftModule(L.LightningModule):
         """The model's output in the shift sweep (subclasses evaluate with their test-time settings)."""
         return self.predict_batch(x, y)
 
+    def setup(self, stage: str) -> None:
+        if stage != "fit":
+            return
+        # the opt-in speed path (data.init_args.steps_per_call > 1): several optimiser steps per training step
+        k = getattr(self.trainer.datamodule, "steps_per_call", 1)
+        if k > 1:
+            check_trainer(self.trainer, k)
+        self.automatic_optimization = k == 1
+
     def training_step(self, batch, batch_idx):
-        """The task's loss on one mini-batch; Lightning runs backward, clipping, accumulation and the step."""
+        """The task's loss on one mini-batch; Lightning runs backward, clipping, accumulation and the step.
+        (With ``data.init_args.steps_per_call > 1``: :func:`~lightning_implicit.modules.multistep.several_steps`.)"""
+        if not self.automatic_optimization:
+            return several_steps(self, batch)
         x, y, _ = batch
         loss = self.task.loss(self.predict_batch(x, y), y)
-        self._accumulate_loss(loss.detach(), len(x))
+        self.keep_loss(loss.detach(), len(x))
         return loss
 
     def optimizer_step(self, *args, **kwargs) -> None:
@@ -153,7 +166,7 @@ class ShiftModule(L.LightningModule):
     # (Implicit models' solver statistics are their callback's: SolverStatsCallback.)
     _loss_acc: torch.Tensor | None = None  # float64 (sum of loss * samples, samples) since the epoch's start
     _loss_window_start: int = 0
-    _checked_at: int = -1  # the global step of the last check
+    _checked_at: int = 0  # the global step of the last check
     _pending_losses: tuple[list[torch.Tensor], list[int]] | None = None  # steps not yet in ``_loss_acc``
 
     def __getstate__(self) -> dict:
@@ -167,8 +180,8 @@ class ShiftModule(L.LightningModule):
         super().__setstate__(state)
         self.__dict__.setdefault("_test_outputs", {})
 
-    def _accumulate_loss(self, loss: torch.Tensor, n: int) -> None:
-        """Keep one step's mean loss over ``n`` samples (summed by :meth:`_fold_losses`)."""
+    def keep_loss(self, loss: torch.Tensor, n: int) -> None:
+        """Keep one step's mean loss over ``n`` samples (summed on the device at the logging interval)."""
         if self._pending_losses is None:
             self._pending_losses = ([], [])
         self._pending_losses[0].append(loss)
@@ -189,14 +202,20 @@ class ShiftModule(L.LightningModule):
         self._loss_acc, self._pending_losses = None, None
         self._loss_window_start = self.global_step
 
+    def on_train_start(self) -> None:
+        self._checked_at = self.global_step
+
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
         step, every = self.global_step, self.trainer.log_every_n_steps
-        if every > 0 and step % every == 0 and step != self._checked_at:  # a logging window ended
+        if every > 0 and step // every > self._checked_at // every:  # a logging window ended
             self._checked_at = step
             self._fold_losses()
             self.check_finite_loss()
 
     def on_train_epoch_end(self) -> None:
+        sched = self.lr_schedulers()
+        if not self.automatic_optimization and sched is not None and self.optim.lr_interval == "epoch":
+            sched.step()  # (Lightning steps schedules itself in automatic optimisation only)
         self._fold_losses()
         self.check_finite_loss()
         acc = self._loss_acc

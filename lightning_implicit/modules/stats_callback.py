@@ -42,7 +42,7 @@ class SolverStatsCallback(L.Callback):
         """A window ends every ``log_every_n_steps`` optimiser steps (``trainer.global_step``; with
         ``accumulate_grad_batches`` the batches in between add their solves to the window)."""
         step, every = trainer.global_step, trainer.log_every_n_steps
-        if every > 0 and step % every == 0 and step > self._window_start:
+        if every > 0 and step // every > self._window_start // every:
             self._log_window(trainer, pl_module)
             self._window_start = step
 

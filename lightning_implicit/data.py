@@ -19,7 +19,7 @@ from typing import Literal
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 from torchmetrics import functional as tmf
 
 from lightning_implicit.task import TaskSpec
@@ -108,6 +108,23 @@ class BatchTensorDataset(TensorDataset):
     def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
         idx = torch.as_tensor(indices, dtype=torch.long)
         return tuple(t[idx] for t in self.tensors)
+
+
+class _DrawsLikeOneStep(RandomSampler):
+    """The training order of the speed path (``steps_per_call > 1``): the permutation a DataLoader of
+    ``batch_size`` samples draws, and the same draws from ``generator`` after it. (A :class:`RandomSampler` draws
+    a second permutation when it is read past the first; Lightning reads a loader of ``batch_size`` past it only
+    for a last, partial batch, a loader of ``k`` batches whenever ``k * batch_size`` does not divide the set.)"""
+
+    def __init__(self, data_source, generator: torch.Generator, batch_size: int) -> None:
+        super().__init__(data_source, generator=generator)
+        self.batch_size = batch_size
+
+    def __iter__(self):
+        n = len(self.data_source)
+        yield from torch.randperm(n, generator=self.generator).tolist()
+        if n % self.batch_size:
+            torch.randperm(n, generator=self.generator)
 
 
 def _batch_collate(batch):
@@ -236,10 +253,12 @@ class ShiftDataModule(L.LightningDataModule):
         # steps_per_call k > 1: one batch holds the next k mini-batches of the same random permutation (the sampler
         # draws it whatever the batch size); the model splits it back into mini-batches of train_batch_size
         k = min(self.steps_per_call, self.steps_per_epoch())
+        sampler = None if k == 1 else _DrawsLikeOneStep(self.train_set, g, self.train_batch_size)
         return DataLoader(
             self.train_set,
             batch_size=self.train_batch_size * k,
-            shuffle=True,
+            shuffle=sampler is None,
+            sampler=sampler,
             generator=g,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

@@ -140,3 +140,15 @@ def test_max_steps_stops_inside_an_epoch(steps_per_call):
 def test_the_speed_path_refuses_trainer_options_that_count_calls(option):
     with pytest.raises(ValueError, match=f"steps_per_call 16 .* cannot be combined with {option[0]}"):
         run_training(_args("mlp", *option, "--data.init_args.steps_per_call", "16"), test=False)
+
+
+def test_the_speed_path_keeps_the_order_when_the_batches_divide_the_set():
+    # 512 training samples: 8 full mini-batches per epoch (Lightning does not read the sampler past them)
+    args = tiny_args("addition", "implicit", epochs=3, n_train=640, shifts=[10]) + [
+        "--tracking.enabled",
+        "false",
+    ]
+    one = run_training([*args, "--data.init_args.steps_per_call", "1"], test=False).module.state_dict()
+    many = run_training([*args, "--data.init_args.steps_per_call", "3"], test=False).module.state_dict()
+    for k in one:
+        torch.testing.assert_close(one[k], many[k], rtol=0, atol=0, msg=k)

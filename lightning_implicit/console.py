@@ -224,7 +224,7 @@ def _summary_classes():
             trainable_parameters,
             model_size,
             total_training_modes,
-            total_flops,
+            total_flops: int = 0,  # (Lightning >= 2.6 passes it; 2.5 does not)
             **summarize_kwargs,
         ) -> None:
             data = [col for col in summary_data if col[0] != "FLOPs"]
@@ -253,7 +253,7 @@ def _summary_classes():
             trainable_parameters,
             model_size,
             total_training_modes,
-            total_flops,
+            total_flops: int = 0,  # (Lightning >= 2.6 passes it; 2.5 does not)
             **summarize_kwargs,
         ) -> None:
             from rich import get_console

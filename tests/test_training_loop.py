@@ -152,3 +152,20 @@ def test_the_speed_path_keeps_the_order_when_the_batches_divide_the_set():
     many = run_training([*args, "--data.init_args.steps_per_call", "3"], test=False).module.state_dict()
     for k in one:
         torch.testing.assert_close(one[k], many[k], rtol=0, atol=0, msg=k)
+
+
+def test_the_speed_path_refusal_is_one_error_line(capsys):
+    from lightning_implicit.cli import main
+
+    tiny = [
+        "--trainer.enable_progress_bar",
+        "false",
+        "--data.init_args.n_train",
+        "200",
+        "--data.init_args.n_test",
+        "50",
+    ]
+    options = ["--trainer.limit_train_batches", "2", "--data.init_args.steps_per_call", "4"]
+    assert main(["train", "--task", "addition", "--model", "mlp", "--no-tuned", *tiny, *options]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: --data.init_args.steps_per_call 4") and "limit_train_batches" in err[-1]

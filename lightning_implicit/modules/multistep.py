@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import torch
 
+from lightning_implicit.validate import ConfigError
+
 __all__ = ["check_trainer", "several_steps"]
 
 
 def check_trainer(trainer, k: int) -> None:
-    """Raise ``ValueError`` for a Trainer option that counts Lightning steps, which are not optimiser steps here."""
+    """Raise :class:`~lightning_implicit.validate.ConfigError` (the CLI prints it as one ``error:`` line, exit 2)
+    for a Trainer option that counts Lightning steps, which are not optimiser steps here."""
     limit, interval = trainer.limit_train_batches, trainer.val_check_interval
     refused = [
         (
@@ -34,7 +37,7 @@ def check_trainer(trainer, k: int) -> None:
     ]
     for bad, what in refused:
         if bad:
-            raise ValueError(
+            raise ConfigError(
                 f"--data.init_args.steps_per_call {k} (several optimiser steps per Lightning step) cannot be "
                 f"combined with {what}: set --data.init_args.steps_per_call 1 for Lightning's own loop"
             )

@@ -105,7 +105,8 @@ def _report(result) -> None:
         val = ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.val.items()))
         trainer = getattr(result.module, "trainer", None)
         logger = getattr(trainer, "logger", None)
-        uri = getattr(logger, "_tracking_uri", None)  # the run's own store (--tracking.uri), not the default
+        # the run's own store (--tracking.uri), not the default: its MlflowClient's
+        uri = getattr(getattr(logger, "experiment", None), "tracking_uri", None)
         ckpt = getattr(getattr(trainer, "checkpoint_callback", None), "best_model_path", None) or None
         try:
             print_run_summary(result.run_id, uri=uri, headline=val or None, checkpoint=ckpt)

@@ -313,10 +313,11 @@ def summary_without_flops(callbacks: list) -> list:
     plain, rich = _summary_classes()
     out = []
     for cb in callbacks:
+        # the same object (its depth and options), with the subclass's ``summarize`` (no private state read)
         if type(cb) is RichModelSummary:
-            cb = rich(max_depth=cb._max_depth, **cb._summarize_kwargs)
+            cb.__class__ = rich
         elif type(cb) is ModelSummary:
-            cb = plain(max_depth=cb._max_depth, **cb._summarize_kwargs)
+            cb.__class__ = plain
         out.append(cb)
     return out
 
@@ -358,7 +359,6 @@ def _steps_progress_bar_class():
 def _summary_classes():
     from lightning.pytorch.callbacks import ModelSummary, RichModelSummary
     from lightning.pytorch.utilities.model_summary.model_summary import (
-        _format_summary_table,
         get_formatted_model_size,
         get_human_readable_count,
     )
@@ -371,14 +371,25 @@ def _summary_classes():
             trainable_parameters,
             model_size,
             total_training_modes,
-            total_flops,
+            total_flops: int = 0,  # (Lightning >= 2.6 passes it; 2.5 does not)
             **summarize_kwargs,
         ) -> None:
             data = [col for col in summary_data if col[0] != "FLOPs"]
-            table = _format_summary_table(
-                total_parameters, trainable_parameters, model_size, total_training_modes, total_flops, *data
-            )
-            lines = [line for line in table.splitlines() if "Total FLOPs" not in line]
+            widths = [max([len(name), *(len(str(v)) for v in values)]) for name, values in data]
+            rule = "-" * (sum(widths) + 3 * (len(data) + 1))
+            lines = [" | ".join(f"{name:<{w}}" for (name, _), w in zip(data, widths, strict=True)), rule]
+            for row in zip(*(values for _, values in data), strict=True):
+                lines.append(" | ".join(f"{str(v):<{w}}" for v, w in zip(row, widths, strict=True)))
+            trainable, total = int(trainable_parameters), int(total_parameters)
+            lines += [
+                rule,
+                f"{get_human_readable_count(trainable):<10}Trainable params",
+                f"{get_human_readable_count(total - trainable):<10}Non-trainable params",
+                f"{get_human_readable_count(total):<10}Total params",
+                f"{get_formatted_model_size(model_size):<10}Total estimated model params size (MB)",
+                f"{total_training_modes['train']:<10}Modules in train mode",
+                f"{total_training_modes['eval']:<10}Modules in eval mode",
+            ]
             logging.getLogger("lightning.pytorch.callbacks.model_summary").info("\n" + "\n".join(lines))
 
     class RichParamsSummary(RichModelSummary):
@@ -389,7 +400,7 @@ def _summary_classes():
             trainable_parameters,
             model_size,
             total_training_modes,
-            total_flops,
+            total_flops: int = 0,  # (Lightning >= 2.6 passes it; 2.5 does not)
             **summarize_kwargs,
         ) -> None:
             from rich import get_console

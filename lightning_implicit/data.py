@@ -19,7 +19,7 @@ from typing import Literal
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 from torchmetrics import functional as tmf
 
 from lightning_implicit.task import TaskSpec
@@ -110,6 +110,23 @@ class BatchTensorDataset(TensorDataset):
         return tuple(t[idx] for t in self.tensors)
 
 
+class _DrawsLikeOneStep(RandomSampler):
+    """The training order of the speed path (``steps_per_call > 1``): the permutation a DataLoader of
+    ``batch_size`` samples draws, and the same draws from ``generator`` after it. (A :class:`RandomSampler` draws
+    a second permutation when it is read past the first; Lightning reads a loader of ``batch_size`` past it only
+    for a last, partial batch, a loader of ``k`` batches whenever ``k * batch_size`` does not divide the set.)"""
+
+    def __init__(self, data_source, generator: torch.Generator, batch_size: int) -> None:
+        super().__init__(data_source, generator=generator)
+        self.batch_size = batch_size
+
+    def __iter__(self):
+        n = len(self.data_source)
+        yield from torch.randperm(n, generator=self.generator).tolist()
+        if n % self.batch_size:
+            torch.randperm(n, generator=self.generator)
+
+
 def _batch_collate(batch):
     return batch if isinstance(batch, tuple) else torch.utils.data.default_collate(batch)
 
@@ -131,11 +148,13 @@ class ShiftDataModule(L.LightningDataModule):
         n_folds, fold: the in-distribution data are split into ``n_folds`` seeded folds; fold ``fold`` is
             the validation set (the paper's 5-fold cross-validation runs ``fold = 0 .. n_folds - 1``).
         num_workers: DataLoader workers.
-        steps_per_call: up to this many consecutive training mini-batches are handed to the model in one
-            Lightning step, which takes one optimiser step per mini-batch (:meth:`ShiftModule.training_step`):
-            the same mini-batches in the same order, the same steps and results, with Lightning's per-step
-            bookkeeping paid once per call. 1 on several devices (DDP synchronises one backward per call), with
-            ``trainer.limit_train_batches`` or a step-based ``trainer.val_check_interval`` (they count calls).
+        steps_per_call: opt-in speed path (default 1: Lightning's own loop, one mini-batch per training step).
+            ``k > 1``: each Lightning training step receives ``k`` consecutive mini-batches of the same random
+            order and the model takes one optimiser step per mini-batch itself (:mod:`~lightning_implicit.
+            modules.multistep`): the same steps and weights, with Lightning's per-step cost paid once per ``k``.
+            One device only, without the Trainer's clipping, accumulation, ``limit_train_batches`` or a
+            step-based ``val_check_interval`` (refused with an error); Lightning's own step counters
+            (``log(on_step=True)``, ``LearningRateMonitor``) count calls.
         sizes: model sizes for this task, ``{model: {argument: value}}`` (the paper's Table 4 sizes are the
             ``sizes`` of each conf/tasks/<task>.yaml); a model's module takes its size from here unless given.
     """
@@ -150,7 +169,7 @@ class ShiftDataModule(L.LightningDataModule):
         n_folds: int = 5,
         fold: int = 0,
         num_workers: int = 0,
-        steps_per_call: int = 16,
+        steps_per_call: int = 1,
     ) -> None:
         super().__init__()
         if not (isinstance(steps_per_call, int) and steps_per_call >= 1):
@@ -229,27 +248,17 @@ class ShiftDataModule(L.LightningDataModule):
         per_rank = math.ceil(len(self.train_set) / max(1, world_size))
         return max(1, math.ceil(per_rank / self.train_batch_size))
 
-    def train_steps_per_call(self) -> int:
-        """Mini-batches per Lightning training step (``steps_per_call``, or 1 where Lightning counts batches:
-        several devices, ``limit_train_batches``, a step-based ``val_check_interval``; see the class)."""
-        trainer = getattr(self, "trainer", None)
-        if trainer is None or self.steps_per_call == 1:
-            return 1
-        limit, interval = trainer.limit_train_batches, trainer.val_check_interval
-        counts_calls = any(v is not None and (isinstance(v, int) or v != 1.0) for v in (limit, interval))
-        if trainer.world_size > 1 or counts_calls:
-            return 1
-        return min(self.steps_per_call, self.steps_per_epoch())
-
     def train_dataloader(self) -> DataLoader:
         g = torch.Generator().manual_seed(self.seed)
-        # One DataLoader batch holds the next ``k`` mini-batches of the same random permutation (the sampler draws
-        # the permutation whatever the batch size): the model splits it back into mini-batches of train_batch_size.
-        k = self.train_steps_per_call()
+        # steps_per_call k > 1: one batch holds the next k mini-batches of the same random permutation (the sampler
+        # draws it whatever the batch size); the model splits it back into mini-batches of train_batch_size
+        k = min(self.steps_per_call, self.steps_per_epoch())
+        sampler = None if k == 1 else _DrawsLikeOneStep(self.train_set, g, self.train_batch_size)
         return DataLoader(
             self.train_set,
             batch_size=self.train_batch_size * k,
-            shuffle=True,
+            shuffle=sampler is None,
+            sampler=sampler,
             generator=g,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

@@ -79,9 +79,15 @@ def terminated_cause(err: BaseException) -> Terminated | None:
 def end_failed_run(logger, err: BaseException) -> None:
     """End ``logger``'s MLflow run FAILED (KILLED after a signal or Ctrl-C) with ``err`` as its ``error`` tag.
     Never raises: the original error is what the user must see."""
-    run_id = getattr(logger, "_run_id", None)
-    client = getattr(logger, "_mlflow_client", None)
-    if not run_id or client is None:
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    if not isinstance(logger, MLFlowLogger):
+        return
+    try:  # (the run exists: make_logger opens it before the fit)
+        run_id, client = logger.run_id, logger.experiment
+    except Exception:  # noqa: BLE001 - a store that is itself the problem must not hide the error
+        return
+    if not run_id:
         return
     cause = terminated_cause(err) or err
     killed = isinstance(cause, KeyboardInterrupt)

@@ -166,6 +166,14 @@ class ImplicitCLI(LightningCLI):
         # The Trainer is built (and its options checked) before the MLflow run is opened: a Trainer that cannot
         # be built (no GPU for --trainer gpu, a bad option) leaves no run behind, let alone a RUNNING one.
         built = self._build_trainer(**kwargs, logger=False)
+        if built.fast_dev_run:  # Lightning's debug run logs nothing: no MLflow run is opened for it either
+            if rank_zero_only.rank == 0:
+                print(
+                    "fast_dev_run: nothing is logged to MLflow (one batch of each loop, no checkpoint); drop "
+                    "--trainer.fast_dev_run for a tracked run",
+                    file=sys.stderr,
+                )
+            return built
         # Likewise the data: a file that cannot be loaded stops here with its one error, before any run exists.
         self.datamodule.setup("fit")
         built.loggers = [logger(built)]

@@ -39,16 +39,12 @@ def check_config(cfg) -> None:
         )
     if steps is not None and steps != -1 and (not isinstance(steps, int) or steps < 1):
         raise ConfigError(f"--trainer.max_steps {steps}: must be a whole number >= 1 (or -1: no step limit)")
-    clip, accumulate = _get(cfg, "trainer.gradient_clip_val"), _get(cfg, "trainer.accumulate_grad_batches")
-    if clip is not None:  # the models run their own optimiser steps (several per Lightning step)
+    precision, model = _get(cfg, "trainer.precision"), str(_get(cfg, "model.class_path") or "")
+    if str(precision) in ("16-true", "bf16-true") and model.endswith("ImplicitModule"):
         raise ConfigError(
-            f"--trainer.gradient_clip_val {clip}: gradient clipping is part of the model's optimiser settings: "
-            f"use --model.init_args.optim.grad_clip {clip}"
-        )
-    if accumulate not in (None, 1):
-        raise ConfigError(
-            f"--trainer.accumulate_grad_batches {accumulate}: not supported (every mini-batch is one optimiser "
-            "step); use a larger --data.init_args.batch_size instead"
+            f"--trainer.precision {precision}: an implicit model's fixed-point solve needs float32 weights (a "
+            "tolerance of 3e-6 is below half-precision resolution); use --trainer.precision bf16-mixed or "
+            "16-mixed (the solve stays in float32, the rest runs in half precision) or 32-true"
         )
     for key in ("batch_size", "eval_batch_size"):
         v = _get(cfg, f"data.init_args.{key}")

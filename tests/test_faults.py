@@ -61,9 +61,8 @@ TINY = [
         (["--data.init_args.batch_size", "0"], "--data.init_args.batch_size 0: must be a whole number >= 1"),
         (["--data.init_args.shifts", "[]"], "--data.init_args.shifts []: give at least one shift"),
         (
-            ["--trainer.gradient_clip_val", "1.0"],
-            "--trainer.gradient_clip_val 1.0: gradient clipping is part of the model's optimiser settings: "
-            "use --model.init_args.optim.grad_clip 1.0",
+            ["--trainer.precision", "bf16-true"],
+            "--trainer.precision bf16-true: an implicit model's fixed-point solve needs float32 weights",
         ),
     ],
 )

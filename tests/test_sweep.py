@@ -477,7 +477,8 @@ def test_stale_trials_are_failed_and_retried(tmp_path):
     trials = study.get_trials()
     assert trials[n_dead].state == trials[n_silent].state == TrialState.FAIL
     assert "is gone" in trials[n_dead].user_attrs["fail_reason"]
-    assert "no heartbeat" in trials[n_silent].user_attrs["fail_reason"]
+    retry_of = {t.user_attrs.get("retry_of"): t for t in trials}
+    assert "no heartbeat" in retry_of[n_silent].user_attrs["retry_reason"]
     assert trials[n_alive].state == TrialState.RUNNING
     retries = [t for t in trials if t.state == TrialState.WAITING]
     assert sorted(t.user_attrs["retry_of"] for t in retries) == [n_dead, n_silent]

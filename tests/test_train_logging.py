@@ -75,13 +75,13 @@ def test_a_non_finite_loss_is_still_detected(interval, monkeypatch):
         calls["n"] += 1
         original(self)
 
-    def accumulate(self, loss, n, _orig=ShiftModule._accumulate_loss):
-        if self.global_step == 3:  # the third step's loss (accumulated after its optimiser step)
+    def accumulate(self, loss, n, _orig=ShiftModule.keep_loss):
+        if self.global_step == 2:  # the third step's loss (kept by training_step, before its optimiser step)
             loss = torch.full_like(loss, float("nan"))
         _orig(self, loss, n)
 
     monkeypatch.setattr(ShiftModule, "after_optimizer_step", counted)
-    monkeypatch.setattr(ShiftModule, "_accumulate_loss", accumulate)
+    monkeypatch.setattr(ShiftModule, "keep_loss", accumulate)
     args = tiny_args("addition", "mlp", epochs=3, shifts=[10, 100]) + [
         "--trainer.log_every_n_steps",
         interval,

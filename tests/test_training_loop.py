@@ -1,37 +1,98 @@
-"""The modules' training loop: several optimiser steps per Lightning step give the same training as one."""
+"""The modules train through Lightning's own loop: the same weights, bit for bit, as a plain PyTorch loop doing
+the same steps (the task's loss, the optimiser and schedule of the recipe, clipping, accumulation, ``A``'s
+projection after every optimiser step); and so does the opt-in speed path (``data.init_args.steps_per_call``:
+several optimiser steps per Lightning step)."""
 
 from __future__ import annotations
 
-import lightning as L
+import math
+
 import pytest
 import torch
 
-from lightning_implicit.runner import run_training
+from lightning_implicit.runner import ImplicitCLI, run_training
 from tests.conftest import tiny_args
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
+EPOCHS = 3
 
-def _train(model: str, steps_per_call: int, *extra: str):
-    args = tiny_args("addition", model, epochs=3, n_train=500, shifts=[10]) + [
-        "--data.init_args.steps_per_call",
-        str(steps_per_call),
+
+def _args(model: str, *extra: str) -> list[str]:
+    return tiny_args("addition", model, epochs=EPOCHS, n_train=500, shifts=[10]) + [
         "--tracking.enabled",
         "false",
         *extra,
     ]
-    return run_training(args, test=False)
 
 
+def _plain_training(args: list[str], accumulate: int = 1) -> tuple[dict, int, float]:
+    """The recipe of ``args`` trained by a plain loop over the same module and data: the mini-batches the
+    datamodule's seeded sampler draws, in order; returns the weights, the optimiser steps and the last lr."""
+    cli = ImplicitCLI(args=[*args, "--seed_everything", "0"])
+    module, dm = cli.model, cli.datamodule
+    dm.setup("fit")
+    torch.manual_seed(0)  # (what the run's seed_everything sets before the fit)
+    x_all, y_all, _ = dm.train_set.tensors
+    n, bs = len(x_all), dm.train_batch_size
+    cfg = module.optim
+    cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.SGD
+    opt = cls(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    batches = math.ceil(n / bs)
+    steps_per_epoch = math.ceil(batches / accumulate)
+    sched = None
+    if cfg.lr_schedule == "exponential":
+        sched = torch.optim.lr_scheduler.ExponentialLR(opt, cfg.lr_gamma)
+    elif cfg.lr_schedule == "cosine":
+        t_max = EPOCHS * steps_per_epoch if cfg.lr_interval == "step" else EPOCHS
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t_max)
+    g = torch.Generator().manual_seed(dm.seed)
+    steps = 0
+    module.train()
+    for _ in range(EPOCHS):
+        torch.empty((), dtype=torch.int64).random_(generator=g)  # the DataLoader iterator's base seed
+        perm = torch.randperm(n, generator=g)
+        if n % bs:  # the sampler is read past its permutation only for a last, partial batch
+            torch.randperm(n, generator=g)
+        opt.zero_grad(set_to_none=True)
+        for b, i in enumerate(range(0, n, bs)):
+            idx = perm[i : i + bs]
+            x, y = x_all[idx], y_all[idx]
+            loss = module.task.loss(module.predict_batch(x, y), y)
+            (loss / accumulate).backward()
+            if (b + 1) % accumulate and b + 1 < batches:
+                continue
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            steps += 1
+            module.after_optimizer_step()
+            if sched is not None and cfg.lr_interval == "step":
+                sched.step()
+        if sched is not None and cfg.lr_interval == "epoch":
+            sched.step()
+    return module.state_dict(), steps, opt.param_groups[0]["lr"]
+
+
+@pytest.mark.parametrize("steps_per_call", [1, 16])
 @pytest.mark.parametrize(
-    "model, extra",
+    "model, extra, accumulate",
     [
         # the implicit model with A's projection after every step and a per-step exponential schedule
         (
             "implicit",
-            ["--model.init_args.optim.lr_gamma", "0.99", "--model.init_args.optim.lr_interval", "step"],
+            [
+                "--model.init_args.optim.lr_schedule",
+                "exponential",
+                "--model.init_args.optim.lr_gamma",
+                "0.99",
+                "--model.init_args.optim.lr_interval",
+                "step",
+            ],
+            1,
         ),
-        # an MLP with gradient clipping and a cosine schedule over epochs
+        # an MLP with the recipe's gradient clipping and a cosine schedule over epochs
         (
             "mlp",
             [
@@ -42,95 +103,69 @@ def _train(model: str, steps_per_call: int, *extra: str):
                 "--model.init_args.optim.lr",
                 "0.05",
             ],
+            1,
         ),
+        # the implicit model, two mini-batches per optimiser step (Lightning's accumulate_grad_batches)
+        ("implicit", ["--model.init_args.optim.lr_schedule", "cosine"], 2),
     ],
 )
-def test_several_steps_per_call_train_exactly_like_one(model, extra):
-    one = _train(model, 1, *extra)
-    many = _train(model, 16, *extra)
-    # 400 training samples in batches of 64: 7 steps per epoch (the last of 16 samples), 3 epochs
-    assert one.module.global_step == many.module.global_step == 21
-    a, b = one.module.state_dict(), many.module.state_dict()
-    assert a.keys() == b.keys()
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
-    assert one.val == many.val
-    lr_one = one.module.optimizers().param_groups[0]["lr"]
-    assert lr_one == many.module.optimizers().param_groups[0]["lr"] and lr_one < 0.05
+def test_lightning_trains_exactly_like_a_plain_loop(model, extra, accumulate, steps_per_call):
+    if accumulate > 1 and steps_per_call > 1:
+        pytest.skip("the speed path refuses accumulate_grad_batches (test_the_speed_path_refuses_...)")
+    args = _args(model, *extra, "--trainer.accumulate_grad_batches", str(accumulate))
+    res = run_training([*args, "--data.init_args.steps_per_call", str(steps_per_call)], test=False)
+    assert res.module.automatic_optimization == (steps_per_call == 1)
+    weights, steps, lr = _plain_training(args, accumulate)
+    # 400 training samples in batches of 64: 7 mini-batches per epoch (the last of 16 samples)
+    assert res.module.global_step == steps == EPOCHS * math.ceil(7 / accumulate)
+    got = res.module.state_dict()
+    assert got.keys() == weights.keys()
+    for k in got:
+        torch.testing.assert_close(got[k], weights[k], rtol=0, atol=0, msg=k)
+    assert res.module.optimizers().param_groups[0]["lr"] == lr < res.module.optim.lr
 
 
-def test_max_steps_stops_inside_a_call():
-    res = _train("implicit", 16, "--trainer.max_steps", "10")
-    assert res.module.global_step == 10  # not a multiple of the 7 steps per call
+@pytest.mark.parametrize("steps_per_call", [1, 16])
+def test_max_steps_stops_inside_an_epoch(steps_per_call):
+    args = _args(
+        "implicit", "--trainer.max_steps", "10", "--data.init_args.steps_per_call", str(steps_per_call)
+    )
+    res = run_training(args, test=False)
+    assert res.module.global_step == 10  # not a multiple of the 7 steps per epoch (nor of a call's)
 
 
-class HookLog(L.Callback):
-    """Every per-optimiser-step hook Lightning calls on a callback, with what the hook sees."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple] = []
-
-    def on_before_backward(self, trainer, pl_module, loss) -> None:
-        self.calls.append(
-            ("before_backward", pl_module.global_step, pl_module._current_fx_name, float(loss.detach()))
-        )
-
-    def on_after_backward(self, trainer, pl_module) -> None:
-        grads = [p.grad is not None for p in pl_module.parameters()]
-        self.calls.append(("after_backward", pl_module.global_step, pl_module._current_fx_name, all(grads)))
-        pl_module.log("probe/after_backward", float(pl_module.global_step))  # logging from a hook works
-
-    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
-        self.calls.append(
-            ("before_step", pl_module.global_step, pl_module._current_fx_name, type(optimizer).__name__)
-        )
+@pytest.mark.parametrize(
+    "option", [["--trainer.gradient_clip_val", "1"], ["--trainer.accumulate_grad_batches", "2"]]
+)
+def test_the_speed_path_refuses_trainer_options_that_count_calls(option):
+    with pytest.raises(ValueError, match=f"steps_per_call 16 .* cannot be combined with {option[0]}"):
+        run_training(_args("mlp", *option, "--data.init_args.steps_per_call", "16"), test=False)
 
 
-def _train_logged(monkeypatch, direct: bool):
-    from lightning_implicit.modules import step_hooks
-
-    seen = []
-    original = step_hooks.StepHooks.__init__
-
-    def init(self, trainer, module):
-        original(self, trainer, module)
-        seen.append(self.direct)
-        self.direct = self.direct and direct  # False: through Lightning's manual_backward / optimizer.step
-
-    monkeypatch.setattr(step_hooks.StepHooks, "__init__", init)
-    log = HookLog()
-    args = tiny_args("addition", "implicit", epochs=2, n_train=500, shifts=[10]) + [
+def test_the_speed_path_keeps_the_order_when_the_batches_divide_the_set():
+    # 512 training samples: 8 full mini-batches per epoch (Lightning does not read the sampler past them)
+    args = tiny_args("addition", "implicit", epochs=3, n_train=640, shifts=[10]) + [
         "--tracking.enabled",
         "false",
     ]
-    res = run_training(args, extra_callbacks=[log], test=False)
-    monkeypatch.undo()
-    return res, log, seen
+    one = run_training([*args, "--data.init_args.steps_per_call", "1"], test=False).module.state_dict()
+    many = run_training([*args, "--data.init_args.steps_per_call", "3"], test=False).module.state_dict()
+    for k in one:
+        torch.testing.assert_close(one[k], many[k], rtol=0, atol=0, msg=k)
 
 
-def test_direct_hooks_call_what_lightning_calls(monkeypatch):
-    """On one device at full precision the module calls the step hooks itself: the same hooks, in the same order,
-    seeing the same state, and the same training, as through Lightning's manual_backward / optimizer.step."""
-    direct, log_d, seen_d = _train_logged(monkeypatch, True)
-    lightning, log_l, seen_l = _train_logged(monkeypatch, False)
-    assert seen_d == seen_l == [True]  # the direct path applies here (and was switched off in the second run)
-    assert len(log_d.calls) == 3 * 14  # 400 training samples, batch 64: 7 steps per epoch, 2 epochs
-    assert log_d.calls == log_l.calls
-    assert [c[0] for c in log_d.calls[:3]] == ["before_backward", "after_backward", "before_step"]
-    assert {c[2] for c in log_d.calls} == {
-        "on_before_backward",
-        "on_after_backward",
-        "on_before_optimizer_step",
-    }
-    a, b = direct.module.state_dict(), lightning.module.state_dict()
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
-    assert direct.module.trainer.callback_metrics["probe/after_backward"] == 13.0
+def test_the_speed_path_refusal_is_one_error_line(capsys):
+    from lightning_implicit.cli import main
 
-
-def test_a_profiler_goes_through_lightning():
-    from lightning_implicit.modules.step_hooks import StepHooks
-
-    res = _train("implicit", 16, "--trainer.profiler", "simple")
-    assert res.module.global_step == 21
-    assert not StepHooks(res.module.trainer, res.module).direct
+    tiny = [
+        "--trainer.enable_progress_bar",
+        "false",
+        "--data.init_args.n_train",
+        "200",
+        "--data.init_args.n_test",
+        "50",
+    ]
+    options = ["--trainer.limit_train_batches", "2", "--data.init_args.steps_per_call", "4"]
+    assert main(["train", "--task", "addition", "--model", "mlp", "--no-tuned", *tiny, *options]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: --data.init_args.steps_per_call 4") and "limit_train_batches" in err[-1]

@@ -1,4 +1,7 @@
-"""The thin shared base of every LightningModule: loss, torchmetrics, optimiser, and the shift sweep.
+"""The shared base of every LightningModule: loss, torchmetrics, optimiser, and the shift sweep.
+
+Training is Lightning's automatic optimisation: one optimiser step per mini-batch (or per
+``trainer.accumulate_grad_batches``), with the Trainer's clipping, precision, callbacks and loops.
 
 ``test`` runs over one dataloader per shift; at its end :attr:`ShiftModule.sweep_results` holds one row per
 shift (``{"shift": k, "mse": ..., ...}``) computed on every test sample exactly once (gathered across ranks
@@ -18,8 +21,8 @@ from torch import nn
 from lightning_implicit.implicit.config import as_config
 from lightning_implicit.task import TaskSpec
 
+from .multistep import check_trainer, several_steps
 from .optim import OptimConfig
-from .step_hooks import StepHooks
 
 __all__ = ["ShiftModule"]
 
@@ -48,8 +51,6 @@ class ShiftModule(L.LightningModule):
         if task is None:
             raise ValueError("a model needs its task: pass task=datamodule.spec (the CLI links it for you)")
         self.optim = as_config(OptimConfig, optim, "optim")
-        # The training loop is this module's own (:meth:`training_step`): several optimiser steps per call.
-        self.automatic_optimization = False
         self.task = TaskSpec.from_dict(task) if isinstance(task, dict) else task
         # the validation loss, weighted by batch size (a NaN stays NaN: the sweep prunes on it)
         self.val_loss = torchmetrics.MeanMetric(nan_strategy="disable")
@@ -90,19 +91,38 @@ class ShiftModule(L.LightningModule):
         return self.optim.build(params, self._schedule_length)
 
     def _schedule_length(self) -> int:
-        """The run's length in the schedule's unit, optimiser steps or epochs (for the cosine schedule)."""
-        trainer, dm = self.trainer, self.trainer.datamodule
-        per_epoch = dm.steps_per_epoch(trainer.world_size)
-        epochs = trainer.max_epochs if trainer.max_epochs is not None and trainer.max_epochs > 0 else None
-        steps = [
-            n
-            for n in (trainer.max_steps if trainer.max_steps > 0 else None, epochs and epochs * per_epoch)
-            if n
-        ]
-        if not steps:
+        """The run's length in the schedule's unit, optimiser steps or epochs (for the cosine schedule).
+
+        From Lightning's own count of the run's optimiser steps (``trainer.estimated_stepping_batches``: devices,
+        ``accumulate_grad_batches``, ``limit_train_batches``, ``max_steps`` and ``max_epochs`` all counted)."""
+        trainer = self.trainer
+        total = trainer.estimated_stepping_batches
+        if not math.isfinite(total):
             raise ValueError("the cosine schedule needs trainer.max_steps or trainer.max_epochs")
-        total = min(steps)
-        return math.ceil(total / per_epoch) if self.optim.lr_interval == "epoch" else total
+        if self.optim.lr_interval == "step":
+            return int(total)
+        per_epoch = max(1, math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches))
+        return math.ceil(total / per_epoch)
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        """Clip before each optimiser step. ``--trainer.gradient_clip_val`` (with ``gradient_clip_algorithm``),
+        when given, wins over the recipe's ``optim.grad_clip`` (a 2-norm bound); the run records which one
+        applied as the parameter ``grad_clip_from`` (:meth:`on_fit_start`)."""
+        if gradient_clip_val is None and self.optim.grad_clip > 0:
+            gradient_clip_val, gradient_clip_algorithm = self.optim.grad_clip, "norm"
+        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
+    def grad_clip_from(self) -> str:
+        """Which setting clips the gradients in this fit: ``trainer`` (``--trainer.gradient_clip_val``, which
+        wins), ``optim`` (``optim.grad_clip``) or ``none``."""
+        if self.trainer.gradient_clip_val is not None:
+            return "trainer"
+        return "optim" if self.optim.grad_clip > 0 else "none"
+
+    def on_fit_start(self) -> None:
+        # where the recipe (OptimConfig) and a Trainer option both set something, the run says which one applied
+        for lg in self.loggers:
+            lg.log_hyperparams({"grad_clip_from": self.grad_clip_from()})
 
     # ---- steps -----------------------------------------------------------------------------------
     def predict_batch(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -113,63 +133,55 @@ class ShiftModule(L.LightningModule):
         """The model's output in the shift sweep (subclasses evaluate with their test-time settings)."""
         return self.predict_batch(x, y)
 
+    def setup(self, stage: str) -> None:
+        if stage != "fit":
+            return
+        # the opt-in speed path (data.init_args.steps_per_call > 1): several optimiser steps per training step
+        k = getattr(self.trainer.datamodule, "steps_per_call", 1)
+        if k > 1:
+            check_trainer(self.trainer, k)
+        self.automatic_optimization = k == 1
+
     def training_step(self, batch, batch_idx):
-        """One optimiser step per mini-batch of ``batch`` (the datamodule's ``train_steps_per_call`` consecutive
-        mini-batches of ``train_batch_size``): zero the gradients, the loss, backward, clip (``optim.grad_clip``),
-        step, the schedule (``lr_interval: step``), :meth:`after_optimizer_step`. Returns the call's
-        sample-weighted mean loss (detached). Backward and step call Lightning's hooks (:class:`StepHooks`)."""
+        """The task's loss on one mini-batch; Lightning runs backward, clipping, accumulation and the step.
+        (With ``data.init_args.steps_per_call > 1``: :func:`~lightning_implicit.modules.multistep.several_steps`.)"""
+        if not self.automatic_optimization:
+            return several_steps(self, batch)
         x, y, _ = batch
-        size = getattr(self.trainer.datamodule, "train_batch_size", None) or len(x)
-        opt, sched = self.optimizers(), self.lr_schedulers()
-        hooks = self._step_hooks
-        if hooks is None or hooks.trainer is not self.trainer:
-            hooks = self._step_hooks = StepHooks(self.trainer, self)
-        sched = sched if self.optim.lr_interval == "step" else None
-        max_steps = self.trainer.max_steps
-        before = self._loss_acc  # (the call's mean: acc - before; the accumulator is replaced, never mutated)
-        steps = 0
-        for xb, yb in zip(x.split(size), y.split(size), strict=True):
-            if 0 < max_steps <= self.global_step:
-                break
-            loss = self.task.loss(self.predict_batch(xb, yb), yb)
-            opt.zero_grad(set_to_none=True)
-            hooks.backward(loss)
-            if self.optim.grad_clip > 0:
-                self.clip_gradients(
-                    opt, gradient_clip_val=self.optim.grad_clip, gradient_clip_algorithm="norm"
-                )
-            hooks.step(opt)
-            if sched is not None:
-                sched.step()
-            self.after_optimizer_step()
-            self._accumulate_loss(loss.detach(), len(xb))
-            steps += 1
-            if self._window_ends():
-                self._end_window()
-        # Lightning's logging axis counts calls of this method; it counts optimiser steps, as with one per call.
-        self.trainer.fit_loop.epoch_loop._batches_that_stepped += max(steps - 1, 0)
-        if steps == 0:
-            return None
-        self._fold_losses()
-        acc = self._loss_acc if before is None else self._loss_acc - before
-        return acc[0] / acc[1]
+        loss = self.task.loss(self.predict_batch(x, y), y)
+        self.keep_loss(loss.detach(), len(x))
+        return loss
+
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        self.after_optimizer_step()
 
     def after_optimizer_step(self) -> None:
         """Called after every optimiser step (implicit models project ``A`` back onto the well-posed set)."""
 
-    # ---- training statistics: kept on the device, read and logged at the logging interval ---------------
-    # A ``self.log`` call costs ~1 ms of Lightning bookkeeping and a host read stalls an accelerator, so nothing is
-    # read or logged per step: each step's loss is kept (a reference) and summed on the device once per call into
-    # the epoch's (sum, count); every ``trainer.log_every_n_steps`` optimiser steps and at the end of an epoch the
-    # loss is checked for non-finite values, and callbacks log their window's statistics
-    # (``on_logging_window_end``; implicit models' solver statistics: SolverStatsCallback).
-    _step_hooks: StepHooks | None = None
+    # ---- the epoch's training loss: kept on the device, checked at the logging interval -----------------
+    # A ``self.log`` call per step costs Lightning bookkeeping and a host read stalls an accelerator: each step's
+    # loss is kept (a reference) and summed on the device into the epoch's (sum, count); every
+    # ``trainer.log_every_n_steps`` optimiser steps and at the end of an epoch it is checked for non-finite values.
+    # (Implicit models' solver statistics are their callback's: SolverStatsCallback.)
     _loss_acc: torch.Tensor | None = None  # float64 (sum of loss * samples, samples) since the epoch's start
     _loss_window_start: int = 0
+    _checked_at: int = 0  # the global step of the last check
     _pending_losses: tuple[list[torch.Tensor], list[int]] | None = None  # steps not yet in ``_loss_acc``
 
-    def _accumulate_loss(self, loss: torch.Tensor, n: int) -> None:
-        """Keep one step's mean loss over ``n`` samples (summed by :meth:`_fold_losses`)."""
+    def __getstate__(self) -> dict:
+        # a copy or pickle of the module (MLflow's logged model) leaves the fit's and the test's buffers behind
+        state = super().__getstate__()
+        for key in ("_loss_acc", "_pending_losses", "_test_outputs"):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self.__dict__.setdefault("_test_outputs", {})
+
+    def keep_loss(self, loss: torch.Tensor, n: int) -> None:
+        """Keep one step's mean loss over ``n`` samples (summed on the device at the logging interval)."""
         if self._pending_losses is None:
             self._pending_losses = ([], [])
         self._pending_losses[0].append(loss)
@@ -190,42 +202,20 @@ class ShiftModule(L.LightningModule):
         self._loss_acc, self._pending_losses = None, None
         self._loss_window_start = self.global_step
 
-    def on_train_end(self) -> None:
-        self._step_hooks = None  # (it holds the trainer)
+    def on_train_start(self) -> None:
+        self._checked_at = self.global_step
 
-    def _window_ends(self) -> bool:
-        """Did the optimiser step just taken end a logging window (every ``trainer.log_every_n_steps`` steps)?"""
-        every = self.trainer.log_every_n_steps
-        return every > 0 and self.global_step % every == 0
-
-    def _end_window(self) -> None:
-        """The end of a logging window: check the loss, then callbacks with ``on_logging_window_end`` log theirs."""
-        self._fold_losses()
-        self.check_finite_loss()
-        for cb in self.trainer.callbacks:
-            hook = getattr(cb, "on_logging_window_end", None)
-            if hook is not None:
-                hook(self.trainer, self)
-
-    def log_step_metrics(self, means: dict[str, float], maxima: dict[str, float] | None = None) -> None:
-        """Write step metrics at the optimiser step just taken (step index ``global_step - 1``, as Lightning's
-        ``log(on_step=True)`` would), reduced across devices (``means`` averaged, ``maxima`` as maxima), to every
-        logger and to ``trainer.callback_metrics``. (``self.log`` writes at Lightning's steps, i.e. calls of
-        :meth:`training_step`, each of which takes several optimiser steps.)"""
-        out = {}
-        for values, op in ((means, "mean"), (maxima or {}, "max")):
-            if values:  # one collective per kind of reduction
-                t = torch.tensor(list(values.values()), dtype=torch.float64, device=self.device)
-                out.update(zip(values, self.trainer.strategy.reduce(t, reduce_op=op).tolist(), strict=True))
-        for lg in self.loggers:
-            lg.log_metrics(out, step=self.global_step - 1)
-        # ...and where callbacks that monitor a metric read it
-        self.trainer.callback_metrics.update({k: torch.tensor(v) for k, v in out.items()})
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        step, every = self.global_step, self.trainer.log_every_n_steps
+        if every > 0 and step // every > self._checked_at // every:  # a logging window ended
+            self._checked_at = step
+            self._fold_losses()
+            self.check_finite_loss()
 
     def on_train_epoch_end(self) -> None:
         sched = self.lr_schedulers()
-        if sched is not None and self.optim.lr_interval == "epoch":
-            sched.step()
+        if not self.automatic_optimization and sched is not None and self.optim.lr_interval == "epoch":
+            sched.step()  # (Lightning steps schedules itself in automatic optimisation only)
         self._fold_losses()
         self.check_finite_loss()
         acc = self._loss_acc

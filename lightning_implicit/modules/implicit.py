@@ -106,7 +106,13 @@ class ImplicitModule(ShiftModule):
     def forward(self, x: torch.Tensor, solver_cfg=None, adjoint_cfg=None) -> torch.Tensor:
         if self.task.is_sequence and not self.sequence_model:
             x = x.reshape(x.shape[0], -1)
-        out = self.net(x, solver_cfg=solver_cfg, adjoint_cfg=adjoint_cfg)
+        if torch.is_autocast_enabled(x.device.type):
+            # mixed precision (--trainer.precision bf16-mixed / 16-mixed): the fixed-point solve and its adjoint
+            # stay in float32 (a tolerance of 3e-6 is below bf16/fp16 resolution); the loss is Lightning's
+            with torch.autocast(x.device.type, enabled=False):
+                out = self.net(x.float(), solver_cfg=solver_cfg, adjoint_cfg=adjoint_cfg)
+        else:
+            out = self.net(x, solver_cfg=solver_cfg, adjoint_cfg=adjoint_cfg)
         if self.family == "implicit_rnn" and self.task.many_to_one:
             out = out[:, -1]
         return out
@@ -149,6 +155,9 @@ class ImplicitModule(ShiftModule):
         self.net.project_()
 
     def configure_callbacks(self):
+        # one per Trainer: the fit's instance is kept by the test run that follows (and one a user passed wins)
+        if any(isinstance(cb, SolverStatsCallback) for cb in self.trainer.callbacks):
+            return []
         return [SolverStatsCallback()]
 
     # ---- shift sweep: per-sample depth ------------------------------------------------------------

@@ -113,6 +113,10 @@ class _Pruning(PyTorchLightningPruningCallback):
 
     last_step: int | None = None
 
+    def __init__(self, trial: optuna.trial.Trial, monitor: str) -> None:
+        super().__init__(trial, monitor)
+        self.trial = trial
+
     def on_validation_end(self, trainer, pl_module) -> None:
         value = trainer.callback_metrics.get(self.monitor)
         if not trainer.sanity_checking and value is not None:
@@ -120,7 +124,7 @@ class _Pruning(PyTorchLightningPruningCallback):
         try:
             super().on_validation_end(trainer, pl_module)
         except optuna.TrialPruned:
-            pruner = type(self._trial.study.pruner).__name__
+            pruner = type(self.trial.study.pruner).__name__
             raise optuna.TrialPruned(
                 f"{self.monitor} {float(value):.4g} at epoch {self.last_step} is worse than earlier trials at that "
                 f"epoch ({pruner})"

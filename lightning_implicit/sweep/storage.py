@@ -16,8 +16,9 @@ by the sweep after its workers exit): a RUNNING trial is *stale* when
   attributes; immediate, any storage), or
 * its heartbeat is older than the grace period (RDB storages; any host).
 
-A stale trial gets ``fail_reason`` and becomes FAIL, and a fresh copy of its parameters is enqueued as a
-WAITING trial (what :class:`optuna.storages.RetryFailedTrialCallback` does, at most ``--max-retry`` times per
+A stale trial becomes FAIL (found by process id: with ``fail_reason``; by heartbeat: by Optuna's own
+``optuna.storages.fail_stale_trials``, the reason on its retry as ``retry_reason``), and a fresh copy of its
+parameters is enqueued as a WAITING trial (what :class:`optuna.storages.RetryFailedTrialCallback` does, at most ``--max-retry`` times per
 original trial), which the next free worker runs. Its MLflow run
 (and its fold runs) are marked FAILED with the reason.
 """
@@ -161,17 +162,20 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
-def _heartbeat_stale_ids(storage, study_id: int) -> set[int]:
-    # RDBStorage implements optuna's BaseHeartbeat; JournalStorage does not (optuna 5)
-    getter = getattr(storage, "_get_stale_trial_ids", None)
-    interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
-    if getter is None or not interval:
-        return set()
+def _fail_heartbeat_stale(study: optuna.Study, storage, study_id: int, running: list) -> list[int]:
+    """Optuna's own heartbeat check (``optuna.storages.fail_stale_trials``: RDB storages with heartbeats; the
+    storage's stale-trial callback of :func:`open_storage` reports and retries them); returns the numbers of the
+    trials in ``running`` it failed."""
+    if not isinstance(storage, optuna.storages.RDBStorage) or not storage.get_heartbeat_interval():
+        return []
     try:
-        return set(getter(study_id))
+        optuna.storages.fail_stale_trials(study)
+        failed = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.FAIL,))
     except Exception as exc:  # noqa: BLE001 - never let the check itself stop a sweep
         log.warning("heartbeat check failed: %s", exc)
-        return set()
+        return []
+    was_running = {t.number for t in running}
+    return sorted(t.number for t in failed if t.number in was_running)
 
 
 def recover_stale_trials(
@@ -194,7 +198,6 @@ def recover_stale_trials(
     running = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
     if not running:
         return []
-    stale = _heartbeat_stale_ids(storage, study_id) if only_pid is None else set()
     failed = []
     for t in running:
         host, pid = t.user_attrs.get("worker_host"), t.user_attrs.get("worker_pid")
@@ -204,17 +207,16 @@ def recover_stale_trials(
             reason = reason_dead
         elif host == HOST and isinstance(pid, int) and pid != os.getpid() and not pid_alive(pid):
             reason = f"{reason_dead} (pid {pid} on {host} is gone)"
-        elif t._trial_id in stale:
-            reason = f"{reason_dead} (no heartbeat from {host or 'unknown host'} pid {pid} within the grace period)"
         else:
             continue
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
         try:
-            storage.set_trial_user_attr(t._trial_id, "fail_reason", reason)
-            if not storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+            storage.set_trial_user_attr(trial_id, "fail_reason", reason)
+            if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
                 continue
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another worker got there first
-        frozen = storage.get_trial(t._trial_id)
+        frozen = storage.get_trial(trial_id)
         failed.append(frozen.number)
         if on_failed is not None:
             try:
@@ -223,6 +225,9 @@ def recover_stale_trials(
                 log.warning("could not record the failure of trial %s: %s", frozen.number, exc)
         if retry:
             _retry(study, frozen, reason, max_retry)
+    if only_pid is None and retry:  # the others: silent past the grace period (any host)
+        left = [t for t in running if t.number not in failed]
+        failed += _fail_heartbeat_stale(study, storage, study_id, left)
     return failed
 
 

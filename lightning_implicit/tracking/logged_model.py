@@ -16,22 +16,14 @@ MODEL_NAME = "model"  # the logged model's name: runs:/<run id>/model
 
 
 def _detached_copy(module):
-    """A CPU copy of ``module`` in eval mode without its Trainer and the sweep's outputs (what gets pickled)."""
-    trainer = module.__dict__.get("_trainer")
-    saved = {
-        k: module.__dict__.get(k) for k in ("sweep_results", "sweep_outputs", "_test_outputs", "_step_hooks")
-    }
-    module._trainer = None
-    module.sweep_results, module.sweep_outputs, module._test_outputs = [], {}, {}
-    module._step_hooks = None  # (it holds the trainer)
+    """A CPU copy of ``module`` in eval mode without the sweep's outputs (what gets pickled). A copy of a
+    LightningModule leaves its Trainer behind, and a :class:`ShiftModule`'s leaves its training and test buffers."""
+    saved = module.sweep_results, module.sweep_outputs
+    module.sweep_results, module.sweep_outputs = [], {}
     try:
         out = copy.deepcopy(module)
     finally:
-        module._trainer = trainer
-        for k, v in saved.items():
-            setattr(module, k, v)
-    for key in ("_loss_acc", "_pending_losses", "_step_hooks"):
-        out.__dict__.pop(key, None)
+        module.sweep_results, module.sweep_outputs = saved
     return out.cpu().eval()
 
 
@@ -88,7 +80,7 @@ def log_trained_model(logger, module, datamodule) -> str:
     import torch
     from mlflow.models import infer_signature
 
-    run_id, uri = logger.run_id, logger._tracking_uri
+    run_id, uri = logger.run_id, logger.experiment.tracking_uri
     model = _detached_copy(module)
     x = _example_input(datamodule)
     with torch.no_grad():

@@ -8,8 +8,11 @@ at import time).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
+from argparse import Namespace
+from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -124,12 +127,32 @@ def _make_logger(experiment: str, run_name: str, tags: dict[str, str], tracking_
 def _own_params(params) -> dict:
     """Hyper-parameters without the task's Table 4 presets of every other model (issue 20: only this model's
     resolved sizes are logged, by the tracking callback), named as every param is (``tracking.callback``)."""
-    from lightning.fabric.utilities.logger import _convert_params, _flatten_dict
-
     from .callback import named_params
 
-    flat = _flatten_dict(_convert_params(params))
-    return named_params({k: v for k, v in flat.items() if "presets" not in k})
+    return named_params(_flat(_without_presets(params)))
+
+
+def _flat(value, prefix: str = "") -> dict:
+    """Nested mappings as one level with ``a/b`` keys (as the MLflow logger flattens them)."""
+    if not isinstance(value, Mapping):
+        return {prefix: value}
+    out: dict = {}
+    for k, v in value.items():
+        out.update(_flat(v, f"{prefix}/{k}" if prefix else str(k)))
+    return out
+
+
+def _without_presets(value):
+    """``value`` (nested dicts, namespaces, dataclasses and lists of them) without any key naming presets."""
+    if isinstance(value, Namespace):
+        value = vars(value)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    if isinstance(value, Mapping):
+        return {k: _without_presets(v) for k, v in value.items() if "presets" not in str(k)}
+    if isinstance(value, list) and value and all(isinstance(v, Mapping | Namespace) for v in value):
+        return [_without_presets(v) for v in value]
+    return value
 
 
 def _own_params_logger_class():
@@ -153,16 +176,18 @@ def _process_tracking_uri_unchanged():
     Lightning calls ``mlflow.set_tracking_uri(uri)``, which in MLflow 3 also sets ``$MLFLOW_TRACKING_URI``: one
     run with an explicit ``--tracking.uri`` would silently redirect every later run of the process.
     """
-    from mlflow.tracking._tracking_service import utils
+    import mlflow
 
-    global_uri, env_uri = utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
+    # MLflow's set_tracking_uri also sets the variable: where it is unset, so was the process's URI
+    env_uri = os.environ.get("MLFLOW_TRACKING_URI")
+    uri = mlflow.get_tracking_uri() if env_uri is not None else None
     try:
         yield
     finally:
-        utils._tracking_uri = global_uri
-        if env_uri is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
+        mlflow.set_tracking_uri(None)  # unset (MLflow also unsets the variable)
+        if env_uri is not None:
+            if uri != env_uri:  # a URI set by mlflow.set_tracking_uri, then the variable changed
+                mlflow.set_tracking_uri(uri)
             os.environ["MLFLOW_TRACKING_URI"] = env_uri
 
 

@@ -133,6 +133,12 @@ class OneLineParser(argparse.ArgumentParser):
     """An argparse parser whose errors are one :class:`~lightning_implicit.validate.ConfigError` line pointing
     at ``--help`` (the CLI prints ``error: ...`` and exits 2), not a usage dump."""
 
+    def add_argument(self, *args, **kwargs):
+        """argparse's, keeping each option's action (its help names the make variable: :meth:`error`)."""
+        action = super().add_argument(*args, **kwargs)
+        self.__dict__.setdefault("options", []).append(action)
+        return action
+
     def error(self, message: str):
         import re
 
@@ -140,7 +146,7 @@ class OneLineParser(argparse.ArgumentParser):
 
         # the make variable of the option the message names ("argument --seed: invalid int value: 'x'")
         named = re.search(r"argument (--[\w-]+)", message)
-        action = named and next((a for a in self._actions if named[1] in a.option_strings), None)
+        action = named and next((a for a in self.options if named[1] in a.option_strings), None)
         make = re.search(r"make ([A-Z_]+=)", (action and action.help) or "")
         raise ConfigError(f"{message} ({f'make {make[1]}, ' if make else ''}see {self.prog} --help)")
 

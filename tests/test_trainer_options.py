@@ -142,7 +142,9 @@ def test_clipping_by_value_and_the_trainer_wins_over_the_recipe(model, tmp_path)
         epochs=1,
     )
     assert max(probe.grad_max) <= 1e-4 * (1 + 1e-5)
-    assert _run_of(exp).data.params["grad_clip_from"] == "trainer"  # the run records which setting applied
+    assert (
+        _run_of(exp).data.params["optim.grad_clip_from"] == "trainer"
+    )  # the run records which setting applied
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -107,7 +107,7 @@ class ShiftModule(L.LightningModule):
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
         """Clip before each optimiser step. ``--trainer.gradient_clip_val`` (with ``gradient_clip_algorithm``),
         when given, wins over the recipe's ``optim.grad_clip`` (a 2-norm bound); the run records which one
-        applied as the parameter ``grad_clip_from`` (:meth:`on_fit_start`)."""
+        applied as the parameter ``optim.grad_clip_from`` (:meth:`on_fit_start`)."""
         if gradient_clip_val is None and self.optim.grad_clip > 0:
             gradient_clip_val, gradient_clip_algorithm = self.optim.grad_clip, "norm"
         self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
@@ -122,7 +122,7 @@ class ShiftModule(L.LightningModule):
     def on_fit_start(self) -> None:
         # where the recipe (OptimConfig) and a Trainer option both set something, the run says which one applied
         for lg in self.loggers:
-            lg.log_hyperparams({"grad_clip_from": self.grad_clip_from()})
+            lg.log_hyperparams({"optim": {"grad_clip_from": self.grad_clip_from()}})  # optim.grad_clip_from
 
     # ---- steps -----------------------------------------------------------------------------------
     def predict_batch(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

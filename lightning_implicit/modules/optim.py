@@ -23,7 +23,7 @@ class OptimConfig:
         lr_interval: the schedule's unit of time ``t``: an optimiser ``step`` or an ``epoch``.
         grad_clip: clip the gradients' total 2-norm to this value before each step (0, the default: no clipping).
             ``--trainer.gradient_clip_val`` (Lightning's clipping, by norm or value), when given, wins over it;
-            the run logs which applied as the parameter ``grad_clip_from`` (``trainer``, ``optim`` or ``none``).
+            the run logs which applied as the parameter ``optim.grad_clip_from`` (``trainer``, ``optim`` or ``none``).
 
     These are the recipe's; the Trainer's options act on top of them as in any Lightning project
     (``accumulate_grad_batches``: one optimiser step, and one step of a per-step schedule, per that many

@@ -270,10 +270,17 @@ def adjoint(module, A, d, g, tol: float, tol_mode: str, max_iter: int, compact: 
     return module.adjoint(A, d, g, tol, tol_mode != "abs", max_iter, compact, _DIRECT_BLAS)
 
 
-def project_rows_l1(A: torch.Tensor, kappa: float, backend: str = "auto") -> torch.Tensor | None:
+# Michelot passes over a row's candidates before Condat's loop takes over (csrc: typical rows need 2-6)
+MICHELOT_PASSES = 12
+
+
+def project_rows_l1(
+    A: torch.Tensor, kappa: float, backend: str = "auto", inplace: bool = False
+) -> torch.Tensor | None:
     """The fused projection of :func:`.projection.project_rows_l1` for a 2-d CPU float32/float64 ``A`` outside
-    autograd, or ``None`` where it does not apply (then the caller's torch version runs)."""
-    if A.dim() != 2 or (A.requires_grad and torch.is_grad_enabled()):
+    autograd (``inplace``: a contiguous ``A``, changed in place and returned), or ``None`` where it does not apply
+    (then the caller's torch version runs)."""
+    if A.dim() != 2 or (A.requires_grad and torch.is_grad_enabled()) or (inplace and not A.is_contiguous()):
         return None
     module = usable(A, backend)
-    return None if module is None else module.project_rows_l1(A, float(kappa))
+    return None if module is None else module.project_rows_l1(A, float(kappa), inplace, MICHELOT_PASSES)

@@ -21,7 +21,7 @@
 // Both return (x (batch, n), iterations int64 (batch,), residual (batch,), converged bool (batch,), and the number
 // of samples that did not converge).
 //
-//   project_rows_l1(A, kappa)   the well-posedness projection of A's rows (one call instead of ~18 dispatches)
+//   project_rows_l1(A, kappa, inplace)   the well-posedness projection of A's rows (expected linear time per row)
 
 #include <torch/extension.h>
 
@@ -418,47 +418,144 @@ Solve adjoint(torch::Tensor A, torch::Tensor d, torch::Tensor g, double tol, boo
   return R.get();
 }
 
-// Euclidean projection of each row onto the L1 ball of radius kappa (Duchi et al. 2008, sort and threshold), in
-// place; rows already inside are left untouched (bit for bit), rows with a non-finite entry become NaN.
+// Euclidean projection of each row onto the L1 ball of radius kappa: x = sign(a) max(|a| - theta, 0) with theta the
+// root of sum_k max(|a_k| - theta, 0) = kappa (the entries above theta: its active set). Per row, in expected linear
+// time (the sort-and-threshold method of Duchi et al. sorts: O(n log n)):
+//  1. one vectorised pass: ||a||_1 and max |a|; a row inside the ball is left there (read once, bit for bit);
+//  2. the candidates: the entries above a lower bound of theta, max(max |a| - kappa, (||a||_1 - kappa) / n)
+//     (theta = (sum of the active set - kappa) / its size is at least both; far outside the ball this leaves a
+//     handful), gathered by a branch-free pass;
+//  3. Michelot's fixed point on the candidates (a few branch-free passes), and where it is slow Condat's algorithm
+//     ("Fast projection onto the simplex and the l1 ball", Math. Program. 2016, Algorithm 1), its running
+//     threshold kept as (sum - kappa) / count and compared by multiplication (no division in the loop), find the
+//     active set;
+//  4. theta = (sum of the active set - kappa) / its size (the sort-based formula, in double precision: both agree
+//     to rounding), and one pass writes the row.
+// Rows with a non-finite entry become NaN. `src` and `dst` may be the same rows (in place); `c` and `w` are scratch
+// buffers of n doubles.
 template <typename T>
-void project_rows(T* p, int64_t rows, int64_t n, double kappa) {
-  std::vector<T> u(n);
-  const T kap = static_cast<T>(kappa);
-  for (int64_t r = 0; r < rows; ++r) {
-    T* row = p + r * n;
-    T s = 0;
-    for (int64_t k = 0; k < n; ++k) s += std::abs(row[k]);
-    if (s <= kap) continue;
-    if (!std::isfinite(s)) {
-      std::fill(row, row + n, std::numeric_limits<T>::quiet_NaN());
-      continue;
+double l1_threshold(const T* __restrict row, int64_t n, double kap, double lower, int64_t passes,
+                    double* __restrict c, double* __restrict w) {
+  int64_t m = 0;  // 2. the candidates
+  for (int64_t k = 0; k < n; ++k) {
+    const double y = std::abs(static_cast<double>(row[k]));
+    c[m] = y;
+    m += y > lower;
+  }
+  // Michelot's step on the candidates, a branch-free pass each: the candidates contain the active set, so (their
+  // sum - kappa) / their number is a lower bound of theta too; once a pass removes none, they are the active set
+  // and that bound is theta. A few passes settle typical rows (~1.8 ns per entry in all at n = 1000, where
+  // Condat's branchy loop alone takes ~2.4 ns); an adversarial row (one entry removed per pass: O(n^2)) goes on to
+  // Condat after `passes`.
+  for (int64_t pass = 0; pass < passes && m > 0; ++pass) {
+    double sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t k = 0; k < m; ++k) sum += c[k];
+    const double bound = (sum - kap) / static_cast<double>(m);
+    const int64_t before = m;
+    m = 0;
+    for (int64_t k = 0; k < before; ++k) {
+      const double y = c[k];
+      c[m] = y;
+      m += y > bound;
     }
-    for (int64_t k = 0; k < n; ++k) u[k] = std::abs(row[k]);
-    std::sort(u.begin(), u.end(), [](T a, T b) { return a > b; });
-    // rho = the number of sorted entries that stay positive: j u_j - css_j > -kappa (true for a prefix of j)
-    T css = 0, css_rho = 0;
-    int64_t rho = 0;
-    for (int64_t j = 0; j < n; ++j) {
-      css += u[j];
-      if (static_cast<T>(j + 1) * u[j] - css > -kap) {
-        rho = j + 1;
-        css_rho = css;
+    if (m == before) return bound;
+  }
+  // 3. Condat: the set v (stored over the candidates already read, v[0..cnt)), its sum S; threshold (S - kap) / cnt
+  double* v = c;
+  int64_t cnt = 1, nw = 0;
+  double S = c[0];
+  for (int64_t k = 1; k < m; ++k) {
+    const double y = c[k];
+    if (y * static_cast<double>(cnt) > S - kap) {                    // y above the threshold
+      if (S + y - kap > (y - kap) * static_cast<double>(cnt + 1)) {  // still above y - kappa with y in the set
+        v[cnt++] = y;
+        S += y;
+      } else {  // y alone exceeds kappa more than the set does: set the set aside, restart it at y
+        std::memcpy(w + nw, v, sizeof(double) * static_cast<size_t>(cnt));
+        nw += cnt;
+        v[0] = y;
+        cnt = 1;
+        S = y;
       }
     }
-    const T theta = (css_rho - kap) / static_cast<T>(rho);
+  }
+  for (int64_t k = 0; k < nw; ++k) {
+    const double y = w[k];
+    if (y * static_cast<double>(cnt) > S - kap) {
+      v[cnt++] = y;
+      S += y;
+    }
+  }
+  for (bool changed = true; changed;) {  // drop the set's values at or below the threshold
+    changed = false;
+    int64_t keep = 0;
+    const int64_t size = cnt;
+    for (int64_t k = 0; k < size; ++k) {
+      const double y = v[k];
+      if (y * static_cast<double>(cnt) > S - kap || cnt == 1) {
+        v[keep++] = y;
+      } else {
+        S -= y;
+        --cnt;
+        changed = true;
+      }
+    }
+    cnt = keep;
+  }
+  double sum = 0;  // 4.
+  for (int64_t k = 0; k < cnt; ++k) sum += v[k];
+  return (sum - kap) / static_cast<double>(cnt);
+}
+
+template <typename T>
+void project_rows(const T* src, T* dst, int64_t rows, int64_t n, double kappa, int64_t passes) {
+  std::vector<double> c(std::max<int64_t>(n, 1)), w(std::max<int64_t>(n, 1));
+  const T kap = static_cast<T>(kappa);
+  const size_t row_bytes = sizeof(T) * static_cast<size_t>(n);
+  // (the L1 norm's rounding, relative: the lower bound of theta is taken below it)
+  const double slack = 1.0 - 2.0 * static_cast<double>(n) * std::numeric_limits<T>::epsilon();
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* a = src + r * n;
+    T* out = dst + r * n;
+    T s = 0, top = 0;  // 1.
+#pragma omp simd reduction(+ : s) reduction(max : top)
     for (int64_t k = 0; k < n; ++k) {
-      const T a = std::abs(row[k]) - theta;
-      row[k] = std::copysign(a > T(0) ? a : T(0), row[k]);
+      const T y = std::abs(a[k]);
+      s += y;
+      top = top < y ? y : top;
+    }
+    if (s <= kap) {
+      if (out != a) std::memcpy(out, a, row_bytes);
+      continue;
+    }
+    if (!std::isfinite(s)) {
+      std::fill(out, out + n, std::numeric_limits<T>::quiet_NaN());
+      continue;
+    }
+    const double lower = std::max(static_cast<double>(top) - kappa,
+                                  (static_cast<double>(s) * slack - kappa) / static_cast<double>(n));
+    const T theta = static_cast<T>(l1_threshold(a, n, kappa, lower, passes, c.data(), w.data()));
+#pragma omp simd
+    for (int64_t k = 0; k < n; ++k) {
+      const T x = a[k];
+      const T d = std::abs(x) - theta;
+      out[k] = std::copysign(d > T(0) ? d : T(0), x);
     }
   }
 }
 
-torch::Tensor project_rows_l1(torch::Tensor A, double kappa) {
+// The projection of a 2-d CPU A: a new contiguous tensor, or (`inplace`, A contiguous) A itself, changed in place.
+// `passes`: Michelot passes at most before Condat's loop finishes (0: Condat's loop alone).
+torch::Tensor project_rows_l1(torch::Tensor A, double kappa, bool inplace, int64_t passes) {
   TORCH_CHECK(A.device().is_cpu() && A.dim() == 2, "project_rows_l1: a 2-d CPU tensor, got ", A.sizes());
   TORCH_CHECK(kappa > 0, "project_rows_l1: kappa must be positive");
-  auto out = A.contiguous().clone();
-  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "project_rows_l1", [&] {
-    project_rows<scalar_t>(out.data_ptr<scalar_t>(), out.size(0), out.size(1), kappa);
+  TORCH_CHECK(!inplace || A.is_contiguous(), "project_rows_l1: in place needs a contiguous A");
+  auto src = A.contiguous();
+  auto out = inplace ? A : torch::empty(src.sizes(), src.options());
+  AT_DISPATCH_FLOATING_TYPES(src.scalar_type(), "project_rows_l1", [&] {
+    project_rows<scalar_t>(src.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), src.size(0), src.size(1), kappa,
+                           passes);
   });
   return out;
 }
@@ -470,6 +567,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   using release = pybind11::call_guard<pybind11::gil_scoped_release>;
   m.def("picard", &picard, "Per-sample Picard iteration x <- relu(BU + x A^T) (batch-first)", release());
   m.def("adjoint", &adjoint, "Per-sample adjoint iteration w <- g + (d * w) A (batch-first)", release());
-  m.def("project_rows_l1", &project_rows_l1, "Rows of A onto the L1 ball of radius kappa (Duchi et al.)",
+  m.def("project_rows_l1", &project_rows_l1, "Rows of A onto the L1 ball of radius kappa (Condat's algorithm)",
         release());
 }

@@ -255,19 +255,24 @@ def usable(like: torch.Tensor, backend: str):
     return fused_module(required=backend == "fused")
 
 
-def picard(module, A, BU, x0, tol: float, tol_mode: str, max_iter: int, compact: bool):
+# The loops' layouts (csrc): (n, batch) columns; batch-first rows that drop finished samples every iteration;
+# columns that drop finished samples once a quarter of them are done.
+COLUMNS, ROWS, COLUMNS_DROPPING = 0, 1, 2
+
+
+def picard(module, A, BU, x0, tol: float, tol_mode: str, max_iter: int, layout: int):
     """``x <- relu(BU + x A^T)`` per sample; ``x0 = None`` starts at zero. See :func:`.solvers.picard`.
 
-    ``compact``: finished samples leave the batch (worth it for large problems; otherwise every sample runs until
-    the last one stops, in the ``(n, batch)`` layout, and its result does not depend on the others, bit for
-    bit)."""
-    return module.picard(A, BU, x0, tol, tol_mode != "abs", max_iter, compact, _DIRECT_BLAS)[:4]
+    ``layout``: :data:`COLUMNS` (every sample runs until the last one stops; its result does not depend on the
+    others, bit for bit), :data:`ROWS` or :data:`COLUMNS_DROPPING` (finished samples leave the batch), as
+    :func:`.solvers.fused_layout` picks."""
+    return module.picard(A, BU, x0, tol, tol_mode != "abs", max_iter, int(layout), _DIRECT_BLAS)[:4]
 
 
-def adjoint(module, A, d, g, tol: float, tol_mode: str, max_iter: int, compact: bool):
+def adjoint(module, A, d, g, tol: float, tol_mode: str, max_iter: int, layout: int):
     """``w <- g + (d * w) A`` per sample, from ``w = g``. See :mod:`.adjoint`. Returns ``(w, iterations, residual,
     converged, number not converged)``."""
-    return module.adjoint(A, d, g, tol, tol_mode != "abs", max_iter, compact, _DIRECT_BLAS)
+    return module.adjoint(A, d, g, tol, tol_mode != "abs", max_iter, int(layout), _DIRECT_BLAS)
 
 
 # Michelot passes over a row's candidates before Condat's loop takes over (csrc: typical rows need 2-6)

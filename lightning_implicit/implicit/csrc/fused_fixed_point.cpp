@@ -5,18 +5,21 @@
 // that iterate, its count t + 1, its residual, and whether it met the threshold. One matrix product per iteration
 // (the BLAS torch uses: called directly where it is MKL, else through ATen's addmm), then one pass over the product
 // that applies the ReLU (forward), computes every residual and records finished samples. No Python, no allocation
-// and no host synchronisation per iteration. Two layouts:
+// and no host synchronisation per iteration. Three layouts (`layout`, chosen by the caller from measured costs):
 //
-// - small problems (`compact` false): every sample runs until the last one stops (a finished sample sits on its
+// - kColumns (0, small problems): every sample runs until the last one stops (a finished sample sits on its
 //   fixed point and is recorded once), so the results do not depend on the other samples, bit for bit. The
 //   iterates are kept (n, batch), samples along the contiguous dimension (the Python loop's layout and product):
 //   the pass vectorises across samples with their running maxima in registers (iterate_cols).
-// - large problems (`compact` true): batch-first rows; finished rows leave the batch in the same pass (a stable
+// - kColumnsDropping (2): the same, but once a quarter of the samples present have finished, their columns leave
+//   the arrays (a pass over each), so the products cost about the per-sample counts (a sample's rounding may then
+//   depend on the batch's width).
+// - kRows (1, large problems): batch-first rows; finished rows leave the batch in the same pass (a stable
 //   in-place compaction), so the products cost the per-sample iteration counts, not the slowest sample's
 //   (iterate).
 //
-//   picard(A, BU, x0, tol, rel, max_iter, compact, blas)      x <- relu(BU + x A^T)  (the forward state equation)
-//   adjoint(A, d, g, tol, rel, max_iter, compact, blas)       w <- g + (d * w) A     (its implicit backward, from w = g)
+//   picard(A, BU, x0, tol, rel, max_iter, layout, blas)      x <- relu(BU + x A^T)  (the forward state equation)
+//   adjoint(A, d, g, tol, rel, max_iter, layout, blas)       w <- g + (d * w) A     (its implicit backward, from w = g)
 //
 // Both return (x (batch, n), iterations int64 (batch,), residual (batch,), converged bool (batch,), and the number
 // of samples that did not converge).
@@ -36,6 +39,8 @@
 #include <vector>
 
 namespace {
+
+constexpr int64_t kColumns = 0, kRows = 1, kColumnsDropping = 2;  // the loops' layouts (see above)
 
 void check_inputs(const torch::Tensor& A, const torch::Tensor& rows, const char* what) {
   TORCH_CHECK(A.device().is_cpu() && rows.device().is_cpu(), what, ": CPU tensors only");
@@ -291,11 +296,27 @@ inline void column_pass(T* __restrict next, const T* __restrict prev, const T* _
   }
 }
 
-// The loop for small problems: samples along columns, no compaction. `bias`, `d` and `x0` are (b, n) row-major
-// (`d` only for the adjoint; `x0` may be null: start at zero, or for the adjoint at `bias`).
+// Drop the columns j with `gone[j]` of the (n, m) row-major array `p` in place: it becomes (n, m') with the other
+// columns in order (each element moves to a lower address: one forward pass).
+template <typename T>
+void drop_columns(T* p, int64_t n, int64_t m, const std::vector<char>& gone) {
+  int64_t w = 0;
+  for (int64_t k = 0; k < n; ++k) {
+    const T* row = p + k * m;
+    for (int64_t j = 0; j < m; ++j) {
+      if (!gone[j]) p[w++] = row[j];
+    }
+  }
+}
+
+// The loop for small problems: samples along columns. `bias`, `d` and `x0` are (b, n) row-major (`d` only for the
+// adjoint; `x0` may be null: start at zero, or for the adjoint at `bias`). `drop`: once a quarter of the columns
+// have finished, they leave the arrays (one pass over each, O(n b): cheap next to the products, so the products
+// then cost about the per-sample counts; a few finished ones stay so that the width remains a multiple of W); without it every sample runs until the last one stops and a sample's
+// result does not depend on the batch's width, bit for bit.
 template <typename T, bool FORWARD, bool REL>
 void iterate_cols(const T* A, const T* bias, const T* d, const T* x0, int64_t b, int64_t n, double tol,
-                  int64_t max_iter, bool blas, const torch::TensorOptions& options, Result& R) {
+                  int64_t max_iter, bool drop, bool blas, const torch::TensorOptions& options, Result& R) {
   const int64_t size = b * n;
   Scratch<T> cur_s(size), next_s(size), bias_s(size), d_s(FORWARD ? 1 : size), v_s(FORWARD ? 1 : size);
   Scratch<T> r_s(b), s_s(b), bad_s(b);
@@ -309,52 +330,79 @@ void iterate_cols(const T* A, const T* bias, const T* d, const T* x0, int64_t b,
     transpose_into(dT, d, b, n);
     multiply(v, dT, cur, size);
   }
-  std::vector<char> recorded(b, 0);
+  std::vector<char> recorded(b, 0), gone(b, 0);  // per column present: finished; leaving now
+  std::vector<int64_t> idx(b);       // the sample of each column present
+  std::iota(idx.begin(), idx.end(), 0);
   T* out = R.out.data_ptr<T>();
   T* res_out = R.res.data_ptr<T>();
   int64_t* its_out = R.its.data_ptr<int64_t>();
   bool* conv_out = R.conv.data_ptr<bool>();
   const T tol_t = static_cast<T>(tol);
-  int64_t running = b;
+  int64_t running = b, m = b;  // samples still running; columns present (m >= running)
   for (int64_t t = 1; t <= max_iter && running > 0; ++t) {
-    std::memcpy(next, biasT, sizeof(T) * size);
-    add_product_cols(next, FORWARD ? cur : v, A, b, n, FORWARD, blas, options);
+    std::memcpy(next, biasT, sizeof(T) * n * m);
+    add_product_cols(next, FORWARD ? cur : v, A, m, n, FORWARD, blas, options);
     // the ReLU, the residuals and the scales (and the adjoint's next d * w): blocks of W samples keep their
     // running maxima in registers down the n rows; the last partial block goes through the same code at width 1
     constexpr int64_t W = 64 / sizeof(T);  // one cache line of each row
     int64_t j0 = 0;
-    for (; j0 + W <= b; j0 += W) {
+    for (; j0 + W <= m; j0 += W) {
       column_pass<T, FORWARD, REL, W>(next + j0, cur + j0, FORWARD ? nullptr : dT + j0, FORWARD ? nullptr : v + j0,
-                                      b, n, r + j0, s + j0, bad + j0);
+                                      m, n, r + j0, s + j0, bad + j0);
     }
-    for (; j0 < b; ++j0) {
+    for (; j0 < m; ++j0) {
       column_pass<T, FORWARD, REL, 1>(next + j0, cur + j0, FORWARD ? nullptr : dT + j0, FORWARD ? nullptr : v + j0,
-                                      b, n, r + j0, s + j0, bad + j0);
+                                      m, n, r + j0, s + j0, bad + j0);
     }
-    for (int64_t j = 0; j < b; ++j) {  // the stopping test; a finished sample is copied out once
+    for (int64_t j = 0; j < m; ++j) {  // the stopping test; a finished sample is copied out once
       if (recorded[j]) continue;
       const T res = bad[j] != T(0) ? std::numeric_limits<T>::quiet_NaN() : r[j];
       const T thr = REL ? tol_t * std::max(T(1), s[j]) : tol_t;
       const bool done = res < thr;
       if (!done && t < max_iter) continue;
-      T* dst = out + j * n;
-      for (int64_t k = 0; k < n; ++k) dst[k] = next[k * b + j];
-      res_out[j] = res;
-      its_out[j] = t;
-      conv_out[j] = done;
+      const int64_t i = idx[j];
+      T* dst = out + i * n;
+      for (int64_t k = 0; k < n; ++k) dst[k] = next[k * m + j];
+      res_out[i] = res;
+      its_out[i] = t;
+      conv_out[i] = done;
       R.unconverged += !done;
       recorded[j] = 1;
       --running;
     }
     std::swap(cur, next);
+    // the finished columns leave (as many as leave a multiple of W columns: the products and the passes stay on
+    // full blocks)
+    const int64_t keep = std::min(m, (running + W - 1) / W * W);
+    if (drop && running > 0 && 4 * (m - running) >= m && keep < m) {
+      int64_t leaving = m - keep;
+      for (int64_t j = 0; j < m; ++j) {
+        gone[j] = recorded[j] && leaving > 0;
+        leaving -= gone[j];
+      }
+      drop_columns(cur, n, m, gone);
+      drop_columns(biasT, n, m, gone);
+      if (!FORWARD) {
+        drop_columns(dT, n, m, gone);
+        drop_columns(v, n, m, gone);
+      }
+      int64_t w = 0;
+      for (int64_t j = 0; j < m; ++j) {
+        if (!gone[j]) {
+          idx[w] = idx[j];
+          recorded[w++] = recorded[j];
+        }
+      }
+      m = w;
+    }
   }
 }
 
 template <typename T, bool FORWARD>
 void iterate_cols(const T* A, const T* bias, const T* d, const T* x0, int64_t b, int64_t n, double tol, bool rel,
-                  int64_t max_iter, bool blas, const torch::TensorOptions& options, Result& R) {
-  if (rel) iterate_cols<T, FORWARD, true>(A, bias, d, x0, b, n, tol, max_iter, blas, options, R);
-  else iterate_cols<T, FORWARD, false>(A, bias, d, x0, b, n, tol, max_iter, blas, options, R);
+                  int64_t max_iter, bool drop, bool blas, const torch::TensorOptions& options, Result& R) {
+  if (rel) iterate_cols<T, FORWARD, true>(A, bias, d, x0, b, n, tol, max_iter, drop, blas, options, R);
+  else iterate_cols<T, FORWARD, false>(A, bias, d, x0, b, n, tol, max_iter, drop, blas, options, R);
 }
 
 // A read-only (b, n) input in the loop's dtype, contiguous (the caller's tensor where it already is).
@@ -368,20 +416,21 @@ torch::Tensor private_copy(const torch::Tensor& t, const torch::Tensor& like) {
 }
 
 Solve picard(torch::Tensor A, torch::Tensor BU, c10::optional<torch::Tensor> x0, double tol, bool rel,
-             int64_t max_iter, bool compact, bool blas) {
+             int64_t max_iter, int64_t layout, bool blas) {
   check_inputs(A, BU, "picard");
   TORCH_CHECK(max_iter >= 1, "picard: max_iter must be >= 1");
   TORCH_CHECK(!x0 || x0->sizes() == BU.sizes(), "picard: x0 must have BU's shape");
   const int64_t b = BU.size(0), n = BU.size(1);
   Result R(b, n, BU.options());
   auto Ac = A.is_contiguous() ? A : A.contiguous();
-  if (!compact) {
+  TORCH_CHECK(layout >= 0 && layout <= 2, "picard: layout must be 0, 1 or 2");
+  if (layout != kRows) {
     auto bias = input_of(BU, BU);
     auto x = x0 ? input_of(*x0, BU) : torch::Tensor();
     AT_DISPATCH_FLOATING_TYPES(BU.scalar_type(), "picard", [&] {
       iterate_cols<scalar_t, true>(Ac.data_ptr<scalar_t>(), bias.data_ptr<scalar_t>(), nullptr,
-                                   x0 ? x.data_ptr<scalar_t>() : nullptr, b, n, tol, rel, max_iter, blas,
-                                   BU.options(), R);
+                                   x0 ? x.data_ptr<scalar_t>() : nullptr, b, n, tol, rel, max_iter,
+                                   layout == kColumnsDropping, blas, BU.options(), R);
     });
     return R.get();
   }
@@ -394,19 +443,21 @@ Solve picard(torch::Tensor A, torch::Tensor BU, c10::optional<torch::Tensor> x0,
   return R.get();
 }
 
-Solve adjoint(torch::Tensor A, torch::Tensor d, torch::Tensor g, double tol, bool rel, int64_t max_iter, bool compact,
-              bool blas) {
+Solve adjoint(torch::Tensor A, torch::Tensor d, torch::Tensor g, double tol, bool rel, int64_t max_iter,
+              int64_t layout, bool blas) {
   check_inputs(A, g, "adjoint");
   TORCH_CHECK(max_iter >= 1, "adjoint: max_iter must be >= 1");
   TORCH_CHECK(d.sizes() == g.sizes(), "adjoint: d and g must have one shape");
   const int64_t b = g.size(0), n = g.size(1);
   Result R(b, n, g.options());
   auto Ac = A.is_contiguous() ? A : A.contiguous();
-  if (!compact) {
+  TORCH_CHECK(layout >= 0 && layout <= 2, "adjoint: layout must be 0, 1 or 2");
+  if (layout != kRows) {
     auto bias = input_of(g, g), dd = input_of(d, g);
     AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "adjoint", [&] {
       iterate_cols<scalar_t, false>(Ac.data_ptr<scalar_t>(), bias.data_ptr<scalar_t>(), dd.data_ptr<scalar_t>(),
-                                    nullptr, b, n, tol, rel, max_iter, blas, g.options(), R);
+                                    nullptr, b, n, tol, rel, max_iter, layout == kColumnsDropping, blas,
+                                    g.options(), R);
     });
     return R.get();
   }

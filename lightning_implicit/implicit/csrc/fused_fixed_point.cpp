@@ -41,6 +41,8 @@
 namespace {
 
 constexpr int64_t kColumns = 0, kRows = 1, kColumnsDropping = 2;  // the loops' layouts (see above)
+// kColumnsDropping drops once the finishes since the last drop span (iterations x n) >= this (see iterate_cols)
+constexpr int64_t kDropSpan = 160;
 
 void check_inputs(const torch::Tensor& A, const torch::Tensor& rows, const char* what) {
   TORCH_CHECK(A.device().is_cpu() && rows.device().is_cpu(), what, ": CPU tensors only");
@@ -339,6 +341,8 @@ void iterate_cols(const T* A, const T* bias, const T* d, const T* x0, int64_t b,
   bool* conv_out = R.conv.data_ptr<bool>();
   const T tol_t = static_cast<T>(tol);
   int64_t running = b, m = b;  // samples still running; columns present (m >= running)
+  int64_t first_done = 0;      // the iteration of the first finish since the last drop (0: none yet)
+  int64_t kept_done = 0;       // finished columns kept by the last drop (padding)
   for (int64_t t = 1; t <= max_iter && running > 0; ++t) {
     std::memcpy(next, biasT, sizeof(T) * n * m);
     add_product_cols(next, FORWARD ? cur : v, A, m, n, FORWARD, blas, options);
@@ -371,10 +375,14 @@ void iterate_cols(const T* A, const T* bias, const T* d, const T* x0, int64_t b,
       --running;
     }
     std::swap(cur, next);
-    // the finished columns leave (as many as leave a multiple of W columns: the products and the passes stay on
-    // full blocks)
+    // the finished columns leave once a quarter of the columns have finished (as many as leave a multiple of W
+    // columns: the products and the passes stay on full blocks), if the finishes have spread over a while
+    // ((iterations since the first) x n >= kDropSpan: 8 iterations at n = 20): a drop costs a pass over the n x m
+    // elements of each array (~1 / n of an iteration's product each), which a batch finishing within a few
+    // iterations never earns back (signed weights at n = 20, batch 256: +25 % per solve without this rule)
+    if (first_done == 0 && m - running > kept_done) first_done = t;
     const int64_t keep = std::min(m, (running + W - 1) / W * W);
-    if (drop && running > 0 && 4 * (m - running) >= m && keep < m) {
+    if (drop && running > 0 && 4 * (m - running) >= m && keep < m && (t - first_done + 1) * n >= kDropSpan) {
       int64_t leaving = m - keep;
       for (int64_t j = 0; j < m; ++j) {
         gone[j] = recorded[j] && leaving > 0;
@@ -394,6 +402,8 @@ void iterate_cols(const T* A, const T* bias, const T* d, const T* x0, int64_t b,
         }
       }
       m = w;
+      kept_done = m - running;
+      first_done = 0;
     }
   }
 }

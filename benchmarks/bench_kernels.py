@@ -190,10 +190,10 @@ def bench_step(old, rounds: int) -> list[dict]:
                 old_model = old.ImplicitModel(P, n, Q, kappa=kappa, solver=old.SolverConfig(warn=False))
                 old_model.load_state_dict(state)
                 fns[BASELINE] = make_step(old_model, u, y)
+            # (many repeats where they are cheap: the fastest of few is a lottery on a loaded machine)
             small = n <= 100
-            t = timed(
-                fns, rounds=3 * rounds if small else rounds, reps=10 if small else 1, warmup=2 if small else 1
-            )
+            reps = 30 if small else 3 if n <= 500 else 2
+            t = timed(fns, rounds=3 * rounds if small else 2 * rounds, reps=reps, warmup=2 if small else 1)
             floor = min(t["floor rows"][0], t["floor cols"][0]), min(t["floor rows"][1], t["floor cols"][1])
             r = dict(kind=kind, n=n, step=t["step"], floor=floor, counts=counts, old=t.get(BASELINE))
             rows.append(r)
@@ -225,7 +225,7 @@ def bench_projection(old, rounds: int) -> list[dict]:
             fns = {"clone": A.clone, "projection": lambda A=A: project_rows_l1(A, 0.95)}
             if old is not None:
                 fns[BASELINE] = lambda A=A: old.project_rows_l1(A, 0.95)
-            t = timed(fns, rounds=rounds, reps=10, warmup=2)
+            t = timed(fns, rounds=rounds, reps=30, warmup=2)
             r = dict(n=n, factor=factor, t=t)
             rows.append(r)
             c = t["clone"]

@@ -191,7 +191,7 @@ struct Result {
 // `bias`, `d` and `x` are private copies (rows move).
 template <typename T>
 void iterate(const torch::Tensor& A, torch::Tensor bias, torch::Tensor d, torch::Tensor x, int64_t n, double tol,
-             bool rel, int64_t max_iter, bool forward, bool blas, Result& R) {
+             bool rel, int64_t max_iter, bool forward, bool blas, Result& R, bool start_at_bias = false) {
   const int64_t b = bias.size(0);
   const auto options = bias.options();
   auto nxt = torch::empty({b, n}, options);
@@ -211,12 +211,15 @@ void iterate(const torch::Tensor& A, torch::Tensor bias, torch::Tensor d, torch:
                               : (rel ? finish_rows<T, false, true> : finish_rows<T, false, false>);
   int64_t m = b;  // rows still running (the product's height)
   T* pv = forward ? nullptr : v.data_ptr<T>();
-  if (!forward) multiply(pv, pd, cur, b * n);  // later ones: in finish_rows
+  // `start_at_bias`: the iterate starts equal to the bias (the adjoint's w = g) and `x` is only scratch: the first
+  // iteration reads the bias rows as its previous iterate (finish_rows moves a row only after reading it)
+  const T* first = start_at_bias ? pbias : cur;
+  if (!forward) multiply(pv, pd, first, b * n);  // later ones: in finish_rows
   for (int64_t t = 1; t <= max_iter && m > 0; ++t) {
     std::memcpy(next, pbias, bytes * m);
     add_product(next, forward ? cur : pv, pA, m, n, forward, blas, options);
-    m = finish(next, cur, consts, idx, m, n, t, max_iter, tol, pv, pd, R.out.data_ptr<T>(), R.res.data_ptr<T>(),
-               R.its.data_ptr<int64_t>(), R.conv.data_ptr<bool>(), R.unconverged);
+    m = finish(next, t == 1 ? first : cur, consts, idx, m, n, t, max_iter, tol, pv, pd, R.out.data_ptr<T>(),
+               R.res.data_ptr<T>(), R.its.data_ptr<int64_t>(), R.conv.data_ptr<bool>(), R.unconverged);
     std::swap(cur, next);
   }
 }
@@ -471,10 +474,10 @@ Solve adjoint(torch::Tensor A, torch::Tensor d, torch::Tensor g, double tol, boo
     });
     return R.get();
   }
-  // private copies (rows move): the iterate (from w = g), g and d
-  auto w = private_copy(g, g), bias = private_copy(g, g), dd = private_copy(d, g);
+  // private copies (rows move): g and d; the iterate starts at g and its buffer needs no copy of it
+  auto w = torch::empty({b, n}, g.options()), bias = private_copy(g, g), dd = private_copy(d, g);
   AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "adjoint", [&] {
-    iterate<scalar_t>(Ac, bias, dd, w, n, tol, rel, max_iter, /*forward=*/false, blas, R);
+    iterate<scalar_t>(Ac, bias, dd, w, n, tol, rel, max_iter, /*forward=*/false, blas, R, /*start_at_bias=*/true);
   });
   return R.get();
 }

@@ -3,10 +3,10 @@
 At the paper's small sizes (n = 20-36, batch 64) an iteration's product costs ~1 us of arithmetic but ~2 us of
 Python and dispatcher overhead per operation, so the Python loop (:func:`.solvers.blocked_iteration`) spends
 most of its time on dispatch and bookkeeping. The fused loop runs one BLAS product per iteration and a single
-pass over its result (ReLU, residuals, recording; compaction of finished samples on large problems): same
-stopping rule, no per-iteration Python. On small problems it keeps the Python loop's ``(n, batch)`` layout and
-products, so both give the same results bit for bit; on large ones (compaction) they agree up to the rounding
-of the products.
+pass over its result (ReLU, residuals, recording; finished samples leaving the batch where that measured cheaper,
+:func:`.solvers.fused_layout`): same stopping rule, no per-iteration Python. On the smallest problems (the paper's
+n = 20, batch 64) it keeps the Python loop's ``(n, batch)`` layout and products, so both give the same results
+bit for bit; where finished samples leave, they agree up to the rounding of the products.
 
 The extension is compiled on first use with :func:`torch.utils.cpp_extension.load` (a C++ compiler and ``ninja``,
 a dependency of this package; ~30 s once, cached under ``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``).

@@ -14,7 +14,8 @@ first iterate below the threshold, its count and residual), chosen by ``backend`
 adjoint uses the same loops:
 
 - the **fused** C++ loop (:mod:`.fused`, CPU float32/float64, the default there): one BLAS product per
-  iteration and one pass over it (ReLU, residuals, recording; on large problems compaction of finished rows), no
+  iteration and one pass over it (ReLU, residuals, recording; finished samples leave where :func:`fused_layout`
+  finds that cheaper), no
   Python per iteration. Profile (CPU, 1 thread, ``make bench``): at n = 20-36, batch 64 a product costs ~1 us of
   arithmetic and ~2 us per Python dispatch, so the Python loops below spend most of their time on dispatch; a
   fused call costs 1.1-1.4x the bare loop of its products (about 3-4 us of fixed cost per call, then 1.05-1.3x

@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lightning_implicit.implicit import ConvergenceWarning, ImplicitModel, SolverConfig
+from lightning_implicit.implicit import AdjointConfig, ConvergenceWarning, ImplicitModel, SolverConfig
 from lightning_implicit.implicit.projection import project_rows_l1
 
 SIZES = (20, 100, 500, 1000)
@@ -177,7 +177,8 @@ def bench_step(old, rounds: int) -> list[dict]:
             state = weights(kind, n, gen)
             u = torch.rand(BATCH, P, generator=gen) * 2 - 1
             y = torch.randn(BATCH, Q, generator=gen)
-            cfg = dict(kappa=kappa, solver=SolverConfig(warn=False))
+            # (warn=False for both solves, as the training module runs them: no convergence check per step)
+            cfg = dict(kappa=kappa, solver=SolverConfig(warn=False), adjoint=AdjointConfig(warn=False))
             model = ImplicitModel(P, n, Q, **cfg)
             model.load_state_dict(state)
             step = make_step(model, u, y)
@@ -187,7 +188,14 @@ def bench_step(old, rounds: int) -> list[dict]:
             fns["floor rows"] = make_floor(model, u, y, bare, counts, cols=False)
             fns["floor cols"] = make_floor(model, u, y, bare, counts, cols=True)
             if old is not None:
-                old_model = old.ImplicitModel(P, n, Q, kappa=kappa, solver=old.SolverConfig(warn=False))
+                old_model = old.ImplicitModel(
+                    P,
+                    n,
+                    Q,
+                    kappa=kappa,
+                    solver=old.SolverConfig(warn=False),
+                    adjoint=old.AdjointConfig(warn=False),
+                )
                 old_model.load_state_dict(state)
                 fns[BASELINE] = make_step(old_model, u, y)
             # (many repeats where they are cheap: the fastest of few is a lottery on a loaded machine)

@@ -247,3 +247,17 @@ def test_in_place_projection_changes_only_rows_outside():
     C = A.t().clone().t()
     project_rows_l1_(C, 0.5)
     torch.testing.assert_close(C, B, rtol=0, atol=1e-12)
+
+
+def test_in_place_projection_of_a_parameter_bumps_its_version():
+    """A parameter projected in place (grad mode on, as after an optimiser step): autograd sees the change (its
+    version counter moves, as for an in-place op), and a matrix already inside is left alone (version kept)."""
+    A = torch.nn.Parameter(torch.randn(6, 6, dtype=torch.float64) * 3)
+    before = A._version
+    project_rows_l1_(A, 0.9)
+    assert A._version > before and float(inf_norm(A.detach())) <= 0.9 + 1e-12
+    with torch.no_grad():
+        A.mul_(0.5)  # every row strictly inside
+    settled, values = A._version, A.detach().clone()
+    project_rows_l1_(A, 0.9)
+    assert A._version == settled and torch.equal(A.detach(), values)

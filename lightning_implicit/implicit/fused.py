@@ -283,9 +283,11 @@ def project_rows_l1(
     A: torch.Tensor, kappa: float, backend: str = "auto", inplace: bool = False
 ) -> torch.Tensor | None:
     """The fused projection of :func:`.projection.project_rows_l1` for a 2-d CPU float32/float64 ``A`` outside
-    autograd (``inplace``: a contiguous ``A``, changed in place and returned), or ``None`` where it does not apply
-    (then the caller's torch version runs)."""
-    if A.dim() != 2 or (A.requires_grad and torch.is_grad_enabled()) or (inplace and not A.is_contiguous()):
+    autograd (``inplace``: a contiguous ``A``, changed in place outside autograd, as an optimiser step changes a
+    parameter, and returned), or ``None`` where it does not apply (then the caller's torch version runs)."""
+    if A.dim() != 2 or (inplace and not A.is_contiguous()):
+        return None
+    if not inplace and A.requires_grad and torch.is_grad_enabled():
         return None
     module = usable(A, backend)
     return None if module is None else module.project_rows_l1(A, float(kappa), inplace, MICHELOT_PASSES)

@@ -102,7 +102,6 @@ class ImplicitLayer(nn.Module):
         triangular without feedback)."""
         return self.A if self._mask is None else self.A * self._mask
 
-    @torch.no_grad()
     def project_(self) -> None:
         """Restore well-posedness after an optimiser step: rows of the (masked) ``A`` onto the L1 ball of radius
         kappa.
@@ -111,8 +110,9 @@ class ImplicitLayer(nn.Module):
         state equation is then well posed for any values (as in the paper's ablation).
         """
         if self._mask is not None:
-            self.A.mul_(self._mask)
-        if not self.structure.nilpotent:  # in place: rows inside the ball are only read
+            with torch.no_grad():
+                self.A.mul_(self._mask)
+        if not self.structure.nilpotent:  # in place, outside autograd: rows inside the ball are only read
             project_rows_l1_(self.A, self.kappa, _PROJECTION_BACKEND.get(self.solver_cfg.backend, "auto"))
 
     def well_posedness(self) -> float:

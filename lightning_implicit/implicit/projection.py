@@ -57,13 +57,14 @@ def project_rows_l1(A: torch.Tensor, kappa: float, backend: str = "auto") -> tor
     return project_rows_l1_torch(A, kappa) if out is None else out
 
 
-@torch.no_grad()
 def project_rows_l1_(A: torch.Tensor, kappa: float, backend: str = "auto") -> torch.Tensor:
-    """:func:`project_rows_l1` in place (no autograd): ``A``'s rows outside the ball are overwritten with their
-    projections; on CPU rows inside are only read (no copy of ``A``). Returns ``A``."""
+    """:func:`project_rows_l1` in place, outside autograd (as an optimiser step changes a parameter): ``A``'s rows
+    outside the ball are overwritten with their projections; on CPU rows inside are only read (no copy of ``A``).
+    Returns ``A``."""
     _check_kappa(kappa)
     if fused_projection(A, kappa, backend, inplace=True) is None:
-        A.copy_(project_rows_l1_torch(A, kappa))
+        with torch.no_grad():
+            A.copy_(project_rows_l1_torch(A, kappa))
     return A
 
 

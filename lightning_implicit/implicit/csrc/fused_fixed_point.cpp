@@ -573,7 +573,8 @@ double l1_threshold(const T* __restrict row, int64_t n, double kap, double lower
 }
 
 template <typename T>
-void project_rows(const T* src, T* dst, int64_t rows, int64_t n, double kappa, int64_t passes) {
+int64_t project_rows(const T* src, T* dst, int64_t rows, int64_t n, double kappa, int64_t passes) {
+  int64_t changed = 0;  // rows outside the ball (returned)
   std::vector<double> c(std::max<int64_t>(n, 1)), w(std::max<int64_t>(n, 1));
   const T kap = static_cast<T>(kappa);
   const size_t row_bytes = sizeof(T) * static_cast<size_t>(n);
@@ -593,6 +594,7 @@ void project_rows(const T* src, T* dst, int64_t rows, int64_t n, double kappa, i
       if (out != a) std::memcpy(out, a, row_bytes);
       continue;
     }
+    ++changed;
     if (!std::isfinite(s)) {
       std::fill(out, out + n, std::numeric_limits<T>::quiet_NaN());
       continue;
@@ -607,6 +609,7 @@ void project_rows(const T* src, T* dst, int64_t rows, int64_t n, double kappa, i
       out[k] = std::copysign(d > T(0) ? d : T(0), x);
     }
   }
+  return changed;
 }
 
 // The projection of a 2-d CPU A: a new contiguous tensor, or (`inplace`, A contiguous) A itself, changed in place.
@@ -617,10 +620,14 @@ torch::Tensor project_rows_l1(torch::Tensor A, double kappa, bool inplace, int64
   TORCH_CHECK(!inplace || A.is_contiguous(), "project_rows_l1: in place needs a contiguous A");
   auto src = A.contiguous();
   auto out = inplace ? A : torch::empty(src.sizes(), src.options());
+  int64_t changed = 0;
   AT_DISPATCH_FLOATING_TYPES(src.scalar_type(), "project_rows_l1", [&] {
-    project_rows<scalar_t>(src.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), src.size(0), src.size(1), kappa,
-                           passes);
+    changed = project_rows<scalar_t>(src.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), src.size(0), src.size(1),
+                                     kappa, passes);
   });
+  // (in place: written through the raw data, so autograd's version counter is bumped here, as an in-place op
+  // would, and a graph that saved A sees the change)
+  if (inplace && changed > 0) torch::autograd::impl::bump_version(A);
   return out;
 }
 

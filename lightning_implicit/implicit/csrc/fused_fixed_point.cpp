@@ -87,13 +87,13 @@ void multiply(T* __restrict v, const T* __restrict d, const T* __restrict w, int
 
 // ------------------------------------------------------------------------------------------ large problems
 // One pass after the product: (ReLU,) stopping test, recording of finished rows, and a stable in-place compaction
-// of the running rows of `next` and of the per-row constants `consts` (moved along with them). Returns the rows
-// still running. The adjoint (`v` given) also prepares the next product's input v = d * w for every row still
-// running, while the row is in cache.
+// of the running rows of `next` (`idx`: each row's sample). Returns the rows still running. The adjoint (`v`
+// given) also prepares the next product's input v = d * w for every row still running, while the row is in cache
+// (`d` is the caller's, in the samples' order: the per-sample constants never move).
 template <typename T, bool RELU, bool REL>
-int64_t finish_rows(T* next, const T* prev, const std::vector<T*>& consts, std::vector<int64_t>& idx, int64_t m,
-                    int64_t n, int64_t t, int64_t max_iter, double tol, T* v, const T* d, T* out, T* res_out,
-                    int64_t* its_out, bool* conv_out, int64_t& unconverged) {
+int64_t finish_rows(T* next, const T* prev, std::vector<int64_t>& idx, int64_t m, int64_t n, int64_t t,
+                    int64_t max_iter, double tol, T* v, const T* d, T* out, T* res_out, int64_t* its_out,
+                    bool* conv_out, int64_t& unconverged) {
   int64_t keep = 0;
   const size_t row_bytes = sizeof(T) * static_cast<size_t>(n);
   const T tol_t = static_cast<T>(tol);
@@ -113,10 +113,9 @@ int64_t finish_rows(T* next, const T* prev, const std::vector<T*>& consts, std::
     } else {
       if (keep != r) {
         std::memcpy(next + keep * n, row, row_bytes);
-        for (T* c : consts) std::memcpy(c + keep * n, c + r * n, row_bytes);
         idx[keep] = j;
       }
-      if (v != nullptr) multiply(v + keep * n, d + keep * n, next + keep * n, n);
+      if (v != nullptr) multiply(v + keep * n, d + j * n, next + keep * n, n);
       ++keep;
     }
   }
@@ -188,7 +187,8 @@ struct Result {
 // The compacting loop shared by both iterations: x_{t+1} = bias + (pre(x_t)) op(A), then finish_rows.
 //   picard:  bias = B u, pre = identity, op(A) = A^T, ReLU after the product
 //   adjoint: bias = g, pre = d * (.), op(A) = A
-// `bias`, `d` and `x` are private copies (rows move).
+// `x` is a private buffer (its rows move as samples finish); `bias` and `d` are the caller's (read only: each
+// iteration gathers the running samples' bias rows by index, so no copies of them are made).
 template <typename T>
 void iterate(const torch::Tensor& A, torch::Tensor bias, torch::Tensor d, torch::Tensor x, int64_t n, double tol,
              bool rel, int64_t max_iter, bool forward, bool blas, Result& R, bool start_at_bias = false) {
@@ -199,10 +199,8 @@ void iterate(const torch::Tensor& A, torch::Tensor bias, torch::Tensor d, torch:
   const T* pA = A.data_ptr<T>();
   T* cur = x.data_ptr<T>();
   T* next = nxt.data_ptr<T>();
-  T* pbias = bias.data_ptr<T>();
-  T* pd = forward ? nullptr : d.data_ptr<T>();
-  std::vector<T*> consts{pbias};
-  if (!forward) consts.push_back(pd);
+  const T* pbias = bias.data_ptr<T>();
+  const T* pd = forward ? nullptr : d.data_ptr<T>();
   std::vector<int64_t> idx(b);
   std::iota(idx.begin(), idx.end(), 0);
   const size_t bytes = sizeof(T) * static_cast<size_t>(n);
@@ -212,13 +210,17 @@ void iterate(const torch::Tensor& A, torch::Tensor bias, torch::Tensor d, torch:
   int64_t m = b;  // rows still running (the product's height)
   T* pv = forward ? nullptr : v.data_ptr<T>();
   // `start_at_bias`: the iterate starts equal to the bias (the adjoint's w = g) and `x` is only scratch: the first
-  // iteration reads the bias rows as its previous iterate (finish_rows moves a row only after reading it)
+  // iteration reads the bias rows (in the samples' order, as all rows are then) as its previous iterate
   const T* first = start_at_bias ? pbias : cur;
   if (!forward) multiply(pv, pd, first, b * n);  // later ones: in finish_rows
   for (int64_t t = 1; t <= max_iter && m > 0; ++t) {
-    std::memcpy(next, pbias, bytes * m);
+    if (m == b) {  // (no sample has left yet: the rows are in the samples' order)
+      std::memcpy(next, pbias, bytes * m);
+    } else {
+      for (int64_t r = 0; r < m; ++r) std::memcpy(next + r * n, pbias + idx[r] * n, bytes);
+    }
     add_product(next, forward ? cur : pv, pA, m, n, forward, blas, options);
-    m = finish(next, t == 1 ? first : cur, consts, idx, m, n, t, max_iter, tol, pv, pd, R.out.data_ptr<T>(),
+    m = finish(next, t == 1 ? first : cur, idx, m, n, t, max_iter, tol, pv, pd, R.out.data_ptr<T>(),
                R.res.data_ptr<T>(), R.its.data_ptr<int64_t>(), R.conv.data_ptr<bool>(), R.unconverged);
     std::swap(cur, next);
   }
@@ -447,9 +449,9 @@ Solve picard(torch::Tensor A, torch::Tensor BU, c10::optional<torch::Tensor> x0,
     });
     return R.get();
   }
-  // private copies (rows move)
+  // the iterate: a private buffer (rows move); B u read in place
   auto x = x0 ? private_copy(*x0, BU) : torch::zeros({b, n}, BU.options());
-  auto bias = private_copy(BU, BU);
+  auto bias = input_of(BU, BU);
   AT_DISPATCH_FLOATING_TYPES(BU.scalar_type(), "picard", [&] {
     iterate<scalar_t>(Ac, bias, torch::Tensor(), x, n, tol, rel, max_iter, /*forward=*/true, blas, R);
   });
@@ -474,8 +476,8 @@ Solve adjoint(torch::Tensor A, torch::Tensor d, torch::Tensor g, double tol, boo
     });
     return R.get();
   }
-  // private copies (rows move): g and d; the iterate starts at g and its buffer needs no copy of it
-  auto w = torch::empty({b, n}, g.options()), bias = private_copy(g, g), dd = private_copy(d, g);
+  // g and d read in place; the iterate starts at g, so its (private) buffer needs no copy of it
+  auto w = torch::empty({b, n}, g.options()), bias = input_of(g, g), dd = input_of(d, g);
   AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "adjoint", [&] {
     iterate<scalar_t>(Ac, bias, dd, w, n, tol, rel, max_iter, /*forward=*/false, blas, R, /*start_at_bias=*/true);
   });

@@ -414,3 +414,29 @@ def test_fused_layout_rule():
     assert fused_layout(36, 1024) == fused.ROWS
     assert fused_layout(100, 64) == fused.ROWS
     assert fused_layout(8, 16) == fused.COLUMNS
+
+
+@pytest.mark.parametrize("layout", ["COLUMNS", "ROWS"])
+def test_zero_start_skips_the_first_product_only_where_it_adds_zeros(layout):
+    """From x = 0 the first iterate is relu(B u) (the fused loop skips that product); with a non-finite entry in
+    A the product runs (0 * inf = NaN), so NaN shows up at the same iteration as in the step-by-step rule."""
+    from lightning_implicit.implicit import fused
+
+    module = fused.fused_module(required=True)
+    A, B, u = make_problem(12, 4, 0.9, 1.0, 20, seed=7)
+    BU = u @ B.t()
+    zeros = torch.zeros_like(BU)
+    x, its, res, conv = fused.picard(module, A, BU, None, 1e-12, "abs", 500, getattr(fused, layout))
+    x_ref, it_ref, r_ref, c_ref = reference_picard(A, BU, zeros, 1e-12, "abs", 500)
+    assert its.tolist() == it_ref.tolist() and conv.tolist() == c_ref.tolist()
+    torch.testing.assert_close(x, x_ref, rtol=0, atol=1e-15)
+    A_bad = A.clone()
+    A_bad[3, 5] = float("inf")
+    for max_iter in (1, 4):  # (1: the first iterate itself has the NaN column)
+        x, its, res, conv = fused.picard(
+            module, A_bad, BU, None, 1e-12, "abs", max_iter, getattr(fused, layout)
+        )
+        x_ref, it_ref, r_ref, c_ref = reference_picard(A_bad, BU, zeros, 1e-12, "abs", max_iter)
+        assert its.tolist() == it_ref.tolist() and conv.tolist() == c_ref.tolist()
+        assert bool(x_ref.isnan().any()) and torch.equal(x.isnan(), x_ref.isnan())
+        assert torch.equal(res.isnan(), r_ref.isnan())

@@ -191,7 +191,8 @@ struct Result {
 // iteration gathers the running samples' bias rows by index, so no copies of them are made).
 template <typename T>
 void iterate(const torch::Tensor& A, torch::Tensor bias, torch::Tensor d, torch::Tensor x, int64_t n, double tol,
-             bool rel, int64_t max_iter, bool forward, bool blas, Result& R, bool start_at_bias = false) {
+             bool rel, int64_t max_iter, bool forward, bool blas, Result& R, bool start_at_bias = false,
+             bool zero_start = false) {
   const int64_t b = bias.size(0);
   const auto options = bias.options();
   auto nxt = torch::empty({b, n}, options);
@@ -219,7 +220,7 @@ void iterate(const torch::Tensor& A, torch::Tensor bias, torch::Tensor d, torch:
     } else {
       for (int64_t r = 0; r < m; ++r) std::memcpy(next + r * n, pbias + idx[r] * n, bytes);
     }
-    add_product(next, forward ? cur : pv, pA, m, n, forward, blas, options);
+    if (!(zero_start && t == 1)) add_product(next, forward ? cur : pv, pA, m, n, forward, blas, options);
     m = finish(next, t == 1 ? first : cur, idx, m, n, t, max_iter, tol, pv, pd, R.out.data_ptr<T>(),
                R.res.data_ptr<T>(), R.its.data_ptr<int64_t>(), R.conv.data_ptr<bool>(), R.unconverged);
     std::swap(cur, next);
@@ -323,7 +324,8 @@ void drop_columns(T* p, int64_t n, int64_t m, const std::vector<char>& gone) {
 // result does not depend on the batch's width, bit for bit.
 template <typename T, bool FORWARD, bool REL>
 void iterate_cols(const T* A, const T* bias, const T* d, const T* x0, int64_t b, int64_t n, double tol,
-                  int64_t max_iter, bool drop, bool blas, const torch::TensorOptions& options, Result& R) {
+                  int64_t max_iter, bool drop, bool blas, const torch::TensorOptions& options, Result& R,
+                  bool zero_start) {
   const int64_t size = b * n;
   Scratch<T> cur_s(size), next_s(size), bias_s(size), d_s(FORWARD ? 1 : size), v_s(FORWARD ? 1 : size);
   Scratch<T> r_s(b), s_s(b), bad_s(b);
@@ -350,7 +352,7 @@ void iterate_cols(const T* A, const T* bias, const T* d, const T* x0, int64_t b,
   int64_t kept_done = 0;       // finished columns kept by the last drop (padding)
   for (int64_t t = 1; t <= max_iter && running > 0; ++t) {
     std::memcpy(next, biasT, sizeof(T) * n * m);
-    add_product_cols(next, FORWARD ? cur : v, A, m, n, FORWARD, blas, options);
+    if (!(zero_start && t == 1)) add_product_cols(next, FORWARD ? cur : v, A, m, n, FORWARD, blas, options);
     // the ReLU, the residuals and the scales (and the adjoint's next d * w): blocks of W samples keep their
     // running maxima in registers down the n rows; the last partial block goes through the same code at width 1
     constexpr int64_t W = 64 / sizeof(T);  // one cache line of each row
@@ -415,9 +417,29 @@ void iterate_cols(const T* A, const T* bias, const T* d, const T* x0, int64_t b,
 
 template <typename T, bool FORWARD>
 void iterate_cols(const T* A, const T* bias, const T* d, const T* x0, int64_t b, int64_t n, double tol, bool rel,
-                  int64_t max_iter, bool drop, bool blas, const torch::TensorOptions& options, Result& R) {
-  if (rel) iterate_cols<T, FORWARD, true>(A, bias, d, x0, b, n, tol, max_iter, drop, blas, options, R);
-  else iterate_cols<T, FORWARD, false>(A, bias, d, x0, b, n, tol, max_iter, drop, blas, options, R);
+                  int64_t max_iter, bool drop, bool blas, const torch::TensorOptions& options, Result& R,
+                  bool zero_start = false) {
+  if (rel) iterate_cols<T, FORWARD, true>(A, bias, d, x0, b, n, tol, max_iter, drop, blas, options, R, zero_start);
+  else iterate_cols<T, FORWARD, false>(A, bias, d, x0, b, n, tol, max_iter, drop, blas, options, R, zero_start);
+}
+
+// Whether every entry is finite (x - x is 0 exactly for finite x, NaN otherwise).
+template <typename T>
+bool all_finite(const T* p, int64_t count) {
+  int bad = 0;
+#pragma omp simd reduction(| : bad)
+  for (int64_t k = 0; k < count; ++k) bad |= !(p[k] - p[k] == T(0));
+  return bad == 0;
+}
+
+// A forward solve from x = 0 skips the first product: x_1 = relu(B u + 0 A^T) = relu(B u) exactly (the product
+// adds only zeros) where A is finite (0 * inf would be NaN: then the product runs, as in the reference).
+bool zero_start_skips(const torch::Tensor& A, bool from_zero) {
+  if (!from_zero) return false;
+  bool finite = true;
+  AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "all_finite",
+                             [&] { finite = all_finite<scalar_t>(A.data_ptr<scalar_t>(), A.numel()); });
+  return finite;
 }
 
 // A read-only (b, n) input in the loop's dtype, contiguous (the caller's tensor where it already is).
@@ -439,13 +461,14 @@ Solve picard(torch::Tensor A, torch::Tensor BU, c10::optional<torch::Tensor> x0,
   Result R(b, n, BU.options());
   auto Ac = A.is_contiguous() ? A : A.contiguous();
   TORCH_CHECK(layout >= 0 && layout <= 2, "picard: layout must be 0, 1 or 2");
+  const bool skip = zero_start_skips(Ac, !x0);
   if (layout != kRows) {
     auto bias = input_of(BU, BU);
     auto x = x0 ? input_of(*x0, BU) : torch::Tensor();
     AT_DISPATCH_FLOATING_TYPES(BU.scalar_type(), "picard", [&] {
       iterate_cols<scalar_t, true>(Ac.data_ptr<scalar_t>(), bias.data_ptr<scalar_t>(), nullptr,
                                    x0 ? x.data_ptr<scalar_t>() : nullptr, b, n, tol, rel, max_iter,
-                                   layout == kColumnsDropping, blas, BU.options(), R);
+                                   layout == kColumnsDropping, blas, BU.options(), R, skip);
     });
     return R.get();
   }
@@ -453,7 +476,7 @@ Solve picard(torch::Tensor A, torch::Tensor BU, c10::optional<torch::Tensor> x0,
   auto x = x0 ? private_copy(*x0, BU) : torch::zeros({b, n}, BU.options());
   auto bias = input_of(BU, BU);
   AT_DISPATCH_FLOATING_TYPES(BU.scalar_type(), "picard", [&] {
-    iterate<scalar_t>(Ac, bias, torch::Tensor(), x, n, tol, rel, max_iter, /*forward=*/true, blas, R);
+    iterate<scalar_t>(Ac, bias, torch::Tensor(), x, n, tol, rel, max_iter, /*forward=*/true, blas, R, false, skip);
   });
   return R.get();
 }

@@ -9,14 +9,14 @@ after, and a run on a busy machine says so.
 1. **Training step ÷ bare products** at n = 20, 100, 500, 1000 (batch 256, p = 50, q = 10), for two kinds of
    weights with every row of ``A`` on its kappa ball (as after training): *signed* (Gaussian rows, kappa 0.95)
    and *slow* (non-negative rows, kappa 0.95: the contraction factor is about kappa itself, the slowest sample
-   needing 60-200 iterations). The
-   step is the library's: forward, MSE loss, backward, Adam (fused, lr 1e-5), projection of ``A``. The floor is
-   what any implementation of the same iterations must compute: the bare products of the forward and the
-   adjoint iterations in C++ (the BLAS calls of the fused loop, no residuals, stopping test or recording) at the
-   step's **mean** per-sample iteration counts (perfect per-sample stopping at zero cost), the products of the
-   input, output and gradient terms, and the Adam step on the same parameters. Beside it, the step of the code
-   at ``fee458c`` (the commit before this issue) on the same weights and batch, built from git into a temporary
-   folder (needs the git history; skipped otherwise).
+   needing 60-200 iterations). The step is the library's: forward, MSE loss, backward, Adam (fused, lr 1e-5),
+   projection of ``A``. The floor is what any implementation of the same iterations must compute: the bare
+   products of the forward (from x = 0: one fewer than its iterations, the first iterate being relu(B u)) and of
+   the adjoint iterations in C++ (the BLAS calls of the fused loop, no residuals, stopping test or recording) at
+   the step's **mean** per-sample iteration counts (perfect per-sample stopping at zero cost), the products of
+   the input, output and gradient terms, and the Adam step on the same parameters. Beside it, the step of the
+   code at ``fee458c`` (the commit before this issue) on the same weights and batch, built from git into a
+   temporary folder (needs the git history; skipped otherwise).
 2. **Projection ÷ A.clone()** at n = 500 and 1000, float32, every row outside the ball (Gaussian rows of L1 norm
    3 kappa, and rows just outside: 1.05 kappa), and the sort-based projection of ``fee458c`` for comparison.
 """
@@ -162,7 +162,9 @@ def make_floor(model: ImplicitModel, u: torch.Tensor, y: torch.Tensor, bare, cou
 
     def floor():
         BU = u @ B.t()
-        xk = bare.bare_picard(A, BU, k_fwd, cols)
+        # (k_fwd iterations from x = 0 need k_fwd - 1 products: the first iterate is relu(B u); the bare loop from
+        # zero runs k_fwd - 1 products, the same cost)
+        xk = bare.bare_picard(A, BU, max(k_fwd - 1, 1), cols)
         torch.addmm(u @ D.t(), xk.t() if cols else xk, C.t())  # y = C x + D u
         g = g_out @ C
         w = bare.bare_adjoint(A, d, g, k_bwd, cols)

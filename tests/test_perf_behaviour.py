@@ -361,3 +361,82 @@ def test_rnn_first_step_start_gradcheck():
     ).double()
     s = torch.randn(3, 4, 1, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda s: rnn(s), (s,), atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("layout", ["COLUMNS", "ROWS", "COLUMNS_DROPPING"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_every_fused_layout_follows_the_rule(layout, dtype):
+    """The fused loop's three layouts (:func:`.solvers.fused_layout` picks one by size) record each sample at its
+    first iterate below the threshold: the counts and flags of the step-by-step rule, the points to rounding (bit
+    for bit in the columns layout, whose products are the reference's), forward and adjoint; samples finishing
+    early, late and never (``max_iter``) so that the dropping layouts drop several times."""
+    from lightning_implicit.implicit import fused
+
+    module = fused.fused_module(required=True)
+    code = getattr(fused, layout)
+    A, B, u = make_problem(24, 5, 0.97, 1.0, 70, seed=3, dtype=dtype)
+    u[:20] *= 1e-3  # early finishers
+    u[20:30] *= 1e3  # late finishers
+    BU = u @ B.t()
+    tol = 1e-11 if dtype == torch.float64 else 1e-5
+    close = dict(rtol=1e-9, atol=1e-9) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-4)
+    for mode in ("abs", "rel"):
+        for max_iter in (3000, 40):
+            x_ref, it_ref, _, c_ref = reference_picard(A, BU, torch.zeros_like(BU), tol, mode, max_iter)
+            x, its, res, conv = fused.picard(module, A, BU, None, tol, mode, max_iter, code)
+            assert its.tolist() == it_ref.tolist() and conv.tolist() == c_ref.tolist()
+            if code == fused.COLUMNS:
+                assert torch.equal(x, x_ref)
+            else:
+                torch.testing.assert_close(x, x_ref, **close)
+    g = torch.Generator().manual_seed(4)
+    d = (torch.rand(70, 24, generator=g) > 0.3).to(dtype)
+    grad = torch.randn(70, 24, generator=g, dtype=dtype) * torch.logspace(-4, 3, 70, dtype=dtype)[:, None]
+    for mode in ("abs", "rel"):
+        w_ref, it_ref, c_ref = reference_adjoint(A, d, grad, tol, mode, 2000)
+        w, its, _, conv, n_bad = fused.adjoint(module, A, d, grad, tol, mode, 2000, code)
+        assert its.tolist() == it_ref.tolist() and conv.tolist() == c_ref.tolist()
+        assert n_bad == int((~conv).sum())
+        torch.testing.assert_close(w, w_ref, **close)
+
+
+def test_fused_layout_rule():
+    """Rows from n >= 32 at n^2 batch >= 2^19 (and wherever the Python loop compacts), dropping columns from
+    n^2 batch >= 2^16, plain columns below (the paper's n = 20, batch 64: bit for bit the Python loop's)."""
+    from lightning_implicit.implicit import fused
+    from lightning_implicit.implicit.solvers import fused_layout
+
+    assert fused_layout(20, 64) == fused.COLUMNS
+    assert fused_layout(20, 256) == fused.COLUMNS_DROPPING
+    assert fused_layout(20, 1024) == fused.COLUMNS_DROPPING
+    assert fused_layout(20, 8192) == fused.ROWS  # (LARGE_WORK)
+    assert fused_layout(36, 256) == fused.COLUMNS_DROPPING
+    assert fused_layout(36, 1024) == fused.ROWS
+    assert fused_layout(100, 64) == fused.ROWS
+    assert fused_layout(8, 16) == fused.COLUMNS
+
+
+@pytest.mark.parametrize("layout", ["COLUMNS", "ROWS"])
+def test_zero_start_skips_the_first_product_only_where_it_adds_zeros(layout):
+    """From x = 0 the first iterate is relu(B u) (the fused loop skips that product); with a non-finite entry in
+    A the product runs (0 * inf = NaN), so NaN shows up at the same iteration as in the step-by-step rule."""
+    from lightning_implicit.implicit import fused
+
+    module = fused.fused_module(required=True)
+    A, B, u = make_problem(12, 4, 0.9, 1.0, 20, seed=7)
+    BU = u @ B.t()
+    zeros = torch.zeros_like(BU)
+    x, its, res, conv = fused.picard(module, A, BU, None, 1e-12, "abs", 500, getattr(fused, layout))
+    x_ref, it_ref, r_ref, c_ref = reference_picard(A, BU, zeros, 1e-12, "abs", 500)
+    assert its.tolist() == it_ref.tolist() and conv.tolist() == c_ref.tolist()
+    torch.testing.assert_close(x, x_ref, rtol=0, atol=1e-15)
+    A_bad = A.clone()
+    A_bad[3, 5] = float("inf")
+    for max_iter in (1, 4):  # (1: the first iterate itself has the NaN column)
+        x, its, res, conv = fused.picard(
+            module, A_bad, BU, None, 1e-12, "abs", max_iter, getattr(fused, layout)
+        )
+        x_ref, it_ref, r_ref, c_ref = reference_picard(A_bad, BU, zeros, 1e-12, "abs", max_iter)
+        assert its.tolist() == it_ref.tolist() and conv.tolist() == c_ref.tolist()
+        assert bool(x_ref.isnan().any()) and torch.equal(x.isnan(), x_ref.isnan())
+        assert torch.equal(res.isnan(), r_ref.isnan())

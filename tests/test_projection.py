@@ -9,7 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lightning_implicit.implicit import inf_norm, project_rows_l1
-from lightning_implicit.implicit.projection import project_rows_l1_torch
+from lightning_implicit.implicit.fused import fused_module
+from lightning_implicit.implicit.projection import (
+    project_rows_l1_,
+    project_rows_l1_sorted,
+    project_rows_l1_torch,
+)
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -19,9 +24,24 @@ def _fused_required(A, kappa):
     return project_rows_l1(A, kappa, backend="fused")
 
 
-# the public function's fused C++ loop (2-d CPU tensors) and the torch version (other devices, batches)
+def _fused_in_place(A, kappa):
+    """The in-place C++ projection, on a copy (the input stays as it was)."""
+    B = A.clone()
+    assert project_rows_l1_(B, kappa, backend="fused") is B
+    return B
+
+
+def _torch_in_place(A, kappa):
+    B = A.clone()
+    assert project_rows_l1_(B, kappa, backend="python") is B
+    return B
+
+
+# the public function's fused C++ loop (2-d CPU tensors), the torch version (other devices, batches), both in place
 IMPLEMENTATIONS = pytest.mark.parametrize(
-    "project", [_fused_required, project_rows_l1_torch], ids=["fused", "torch"]
+    "project",
+    [_fused_required, project_rows_l1_torch, _fused_in_place, _torch_in_place],
+    ids=["fused", "torch", "fused_inplace", "torch_inplace"],
 )
 
 
@@ -160,3 +180,84 @@ def test_fused_and_torch_projections_agree_and_nan_propagates():
     B = (torch.randn(4, 5, generator=g) * 2).requires_grad_()
     project_rows_l1(B, 0.5).sum().backward()
     assert B.grad is not None and bool(torch.isfinite(B.grad).all())
+
+
+def _hard_rows(g: torch.Generator, n: int) -> torch.Tensor:
+    """Rows of every kind, float64: random far outside / just outside / exactly on / inside the ball (kappa 0.9),
+    zero rows, ties (equal magnitudes, across signs), a one-hot row, geometric magnitudes (Michelot's iteration
+    removes one entry per pass: the fallback to Condat's algorithm), and rows with zeros."""
+    kappa = 0.9
+    rows = []
+    for scale in (80.0, 3.0, 1.0001, 1.0, 0.5):
+        r = torch.randn(n, generator=g, dtype=torch.float64)
+        rows.append(r / r.abs().sum() * kappa * scale)
+    rows.append(torch.zeros(n, dtype=torch.float64))
+    ties = torch.full((n,), 0.25, dtype=torch.float64)
+    ties[::2] *= -1
+    rows += [ties, ties * 10, torch.cat([ties[: n // 2], torch.zeros(n - n // 2, dtype=torch.float64)])]
+    one_hot = torch.zeros(n, dtype=torch.float64)
+    one_hot[n // 3] = -5.0
+    rows.append(one_hot)
+    geometric = 0.5 ** torch.arange(n, dtype=torch.float64) * 3
+    rows += [geometric, geometric.flip(0), -geometric[torch.randperm(n, generator=g)]]
+    rounded = torch.randint(-3, 4, (n,), generator=g).to(torch.float64) / 4  # many exact ties, some zeros
+    rows.append(rounded)
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 64, 300])
+@IMPLEMENTATIONS
+def test_matches_sort_based_projection_to_1e12(project, n):
+    """The linear-time projections against the sort-and-threshold reference (Duchi et al.) in float64."""
+    g = torch.Generator().manual_seed(n)
+    A = torch.cat([_hard_rows(g, n), torch.randn(40, n, generator=g, dtype=torch.float64) * 2])
+    for kappa in (0.9, 0.05, 2.5):
+        P = project(A, kappa)
+        ref = project_rows_l1_sorted(A, kappa)
+        torch.testing.assert_close(P, ref, rtol=0, atol=1e-12)
+        inside = A.abs().sum(dim=1) <= kappa
+        assert torch.equal(P[inside], A[inside])  # rows inside: untouched, bit for bit
+
+
+@pytest.mark.parametrize("passes", [0, 1, 2])
+def test_condat_loop_alone_is_exact(passes):
+    """Condat's loop (which finishes rows that Michelot's passes leave unsettled; with 0 passes it does all the
+    work) against the sort-based reference, on the same hard rows."""
+    module = fused_module(required=True)
+    g = torch.Generator().manual_seed(passes)
+    for n in (1, 2, 5, 64, 300):
+        A = torch.cat([_hard_rows(g, n), torch.randn(30, n, generator=g, dtype=torch.float64) * 3])
+        for kappa in (0.9, 0.05, 2.5):
+            P = module.project_rows_l1(A, kappa, False, passes)
+            torch.testing.assert_close(P, project_rows_l1_sorted(A, kappa), rtol=0, atol=1e-12)
+            B = A.clone()
+            module.project_rows_l1(B, kappa, True, passes)
+            assert torch.equal(B, P)
+
+
+def test_in_place_projection_changes_only_rows_outside():
+    g = torch.Generator().manual_seed(3)
+    A = torch.randn(20, 30, generator=g, dtype=torch.float64)
+    A[::2] *= 0.01  # inside the ball
+    B = A.clone()
+    project_rows_l1_(B, 0.5)
+    assert torch.equal(B[::2], A[::2])
+    torch.testing.assert_close(B, project_rows_l1_sorted(A, 0.5), rtol=0, atol=1e-12)
+    # a non-contiguous A (a transposed view) goes through the torch version, in place all the same
+    C = A.t().clone().t()
+    project_rows_l1_(C, 0.5)
+    torch.testing.assert_close(C, B, rtol=0, atol=1e-12)
+
+
+def test_in_place_projection_of_a_parameter_bumps_its_version():
+    """A parameter projected in place (grad mode on, as after an optimiser step): autograd sees the change (its
+    version counter moves, as for an in-place op), and a matrix already inside is left alone (version kept)."""
+    A = torch.nn.Parameter(torch.randn(6, 6, dtype=torch.float64) * 3)
+    before = A._version
+    project_rows_l1_(A, 0.9)
+    assert A._version > before and float(inf_norm(A.detach())) <= 0.9 + 1e-12
+    with torch.no_grad():
+        A.mul_(0.5)  # every row strictly inside
+    settled, values = A._version, A.detach().clone()
+    project_rows_l1_(A, 0.9)
+    assert A._version == settled and torch.equal(A.detach(), values)

@@ -15,7 +15,7 @@ import torch
 
 from . import fused
 from .config import AdjointConfig
-from .solvers import batched_solve, blocked_iteration, is_large
+from .solvers import batched_solve, blocked_iteration, fused_layout
 
 __all__ = ["solve_adjoint"]
 
@@ -70,7 +70,7 @@ def solve_adjoint(A: torch.Tensor, d: torch.Tensor, g: torch.Tensor, cfg: Adjoin
         return (*_direct(A, d, g), mode)
     if module is not None:  # the fused C++ loop (it counts the unconverged samples: no host sync for that)
         w, iters, residual, converged, n_bad = fused.adjoint(
-            module, A, d, g, cfg.tol, cfg.tol_mode, cfg.max_iter, is_large(n, g.shape[0])
+            module, A, d, g, cfg.tol, cfg.tol_mode, cfg.max_iter, fused_layout(n, g.shape[0])
         )
     else:
         (w, iters, residual, converged), n_bad = _fixed_point(A, d, g, cfg, hint), None

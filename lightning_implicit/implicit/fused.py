@@ -3,10 +3,10 @@
 At the paper's small sizes (n = 20-36, batch 64) an iteration's product costs ~1 us of arithmetic but ~2 us of
 Python and dispatcher overhead per operation, so the Python loop (:func:`.solvers.blocked_iteration`) spends
 most of its time on dispatch and bookkeeping. The fused loop runs one BLAS product per iteration and a single
-pass over its result (ReLU, residuals, recording; compaction of finished samples on large problems): same
-stopping rule, no per-iteration Python. On small problems it keeps the Python loop's ``(n, batch)`` layout and
-products, so both give the same results bit for bit; on large ones (compaction) they agree up to the rounding
-of the products.
+pass over its result (ReLU, residuals, recording; finished samples leaving the batch where that measured cheaper,
+:func:`.solvers.fused_layout`): same stopping rule, no per-iteration Python. On the smallest problems (the paper's
+n = 20, batch 64) it keeps the Python loop's ``(n, batch)`` layout and products, so both give the same results
+bit for bit; where finished samples leave, they agree up to the rounding of the products.
 
 The extension is compiled on first use with :func:`torch.utils.cpp_extension.load` (a C++ compiler and ``ninja``,
 a dependency of this package; ~30 s once, cached under ``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``).
@@ -265,25 +265,39 @@ def usable(like: torch.Tensor, backend: str):
     return fused_module(required=backend == "fused")
 
 
-def picard(module, A, BU, x0, tol: float, tol_mode: str, max_iter: int, compact: bool):
+# The loops' layouts (csrc): (n, batch) columns; batch-first rows that drop finished samples every iteration;
+# columns that drop finished samples once a quarter of them are done.
+COLUMNS, ROWS, COLUMNS_DROPPING = 0, 1, 2
+
+
+def picard(module, A, BU, x0, tol: float, tol_mode: str, max_iter: int, layout: int):
     """``x <- relu(BU + x A^T)`` per sample; ``x0 = None`` starts at zero. See :func:`.solvers.picard`.
 
-    ``compact``: finished samples leave the batch (worth it for large problems; otherwise every sample runs until
-    the last one stops, in the ``(n, batch)`` layout, and its result does not depend on the others, bit for
-    bit)."""
-    return module.picard(A, BU, x0, tol, tol_mode != "abs", max_iter, compact, _DIRECT_BLAS)[:4]
+    ``layout``: :data:`COLUMNS` (every sample runs until the last one stops; its result does not depend on the
+    others, bit for bit), :data:`ROWS` or :data:`COLUMNS_DROPPING` (finished samples leave the batch), as
+    :func:`.solvers.fused_layout` picks."""
+    return module.picard(A, BU, x0, tol, tol_mode != "abs", max_iter, int(layout), _DIRECT_BLAS)[:4]
 
 
-def adjoint(module, A, d, g, tol: float, tol_mode: str, max_iter: int, compact: bool):
+def adjoint(module, A, d, g, tol: float, tol_mode: str, max_iter: int, layout: int):
     """``w <- g + (d * w) A`` per sample, from ``w = g``. See :mod:`.adjoint`. Returns ``(w, iterations, residual,
     converged, number not converged)``."""
-    return module.adjoint(A, d, g, tol, tol_mode != "abs", max_iter, compact, _DIRECT_BLAS)
+    return module.adjoint(A, d, g, tol, tol_mode != "abs", max_iter, int(layout), _DIRECT_BLAS)
 
 
-def project_rows_l1(A: torch.Tensor, kappa: float, backend: str = "auto") -> torch.Tensor | None:
+# Michelot passes over a row's candidates before Condat's loop takes over (csrc: typical rows need 2-6)
+MICHELOT_PASSES = 12
+
+
+def project_rows_l1(
+    A: torch.Tensor, kappa: float, backend: str = "auto", inplace: bool = False
+) -> torch.Tensor | None:
     """The fused projection of :func:`.projection.project_rows_l1` for a 2-d CPU float32/float64 ``A`` outside
-    autograd, or ``None`` where it does not apply (then the caller's torch version runs)."""
-    if A.dim() != 2 or (A.requires_grad and torch.is_grad_enabled()):
+    autograd (``inplace``: a contiguous ``A``, changed in place outside autograd, as an optimiser step changes a
+    parameter, and returned), or ``None`` where it does not apply (then the caller's torch version runs)."""
+    if A.dim() != 2 or (inplace and not A.is_contiguous()):
+        return None
+    if not inplace and A.requires_grad and torch.is_grad_enabled():
         return None
     module = usable(A, backend)
-    return None if module is None else module.project_rows_l1(A, float(kappa))
+    return None if module is None else module.project_rows_l1(A, float(kappa), inplace, MICHELOT_PASSES)

@@ -20,7 +20,7 @@ from torch import nn
 from .activations import Activation, get_activation
 from .config import AdjointConfig, SolverConfig, as_config
 from .function import ImplicitFunction, fixed_point_solve
-from .projection import inf_norm, project_rows_l1
+from .projection import inf_norm, project_rows_l1_
 from .stats import SolverStats, warn_if_unconverged
 from .structures import get_structure
 
@@ -102,7 +102,6 @@ class ImplicitLayer(nn.Module):
         triangular without feedback)."""
         return self.A if self._mask is None else self.A * self._mask
 
-    @torch.no_grad()
     def project_(self) -> None:
         """Restore well-posedness after an optimiser step: rows of the (masked) ``A`` onto the L1 ball of radius
         kappa.
@@ -110,13 +109,11 @@ class ImplicitLayer(nn.Module):
         For a nilpotent structure (without feedback: strictly upper triangular) only the mask is applied: the
         state equation is then well posed for any values (as in the paper's ablation).
         """
-        A = self.effective_A()
-        if self.structure.nilpotent:
-            self.A.copy_(A)
-        else:
-            self.A.copy_(
-                project_rows_l1(A, self.kappa, _PROJECTION_BACKEND.get(self.solver_cfg.backend, "auto"))
-            )
+        if self._mask is not None:
+            with torch.no_grad():
+                self.A.mul_(self._mask)
+        if not self.structure.nilpotent:  # in place, outside autograd: rows inside the ball are only read
+            project_rows_l1_(self.A, self.kappa, _PROJECTION_BACKEND.get(self.solver_cfg.backend, "auto"))
 
     def well_posedness(self) -> float:
         """The certificate ``||A||_inf`` of the effective ``A``."""

@@ -14,7 +14,8 @@ first iterate below the threshold, its count and residual), chosen by ``backend`
 adjoint uses the same loops:
 
 - the **fused** C++ loop (:mod:`.fused`, CPU float32/float64, the default there): one BLAS product per
-  iteration and one pass over it (ReLU, residuals, recording; on large problems compaction of finished rows), no
+  iteration and one pass over it (ReLU, residuals, recording; finished samples leave where :func:`fused_layout`
+  finds that cheaper), no
   Python per iteration. Profile (CPU, 1 thread, ``make bench``): at n = 20-36, batch 64 a product costs ~1 us of
   arithmetic and ~2 us per Python dispatch, so the Python loops below spend most of their time on dispatch; a
   fused call costs 1.1-1.4x the bare loop of its products (about 3-4 us of fixed cost per call, then 1.05-1.3x
@@ -108,6 +109,27 @@ LARGE_WORK = 1 << 21
 def is_large(n: int, batch: int) -> bool:
     """A problem of at least ``LARGE_WORK`` multiply-adds per iteration: its loops drop finished samples."""
     return n * n * batch >= LARGE_WORK
+
+
+# The fused C++ loop's layouts (:mod:`.fused`), by measured crossovers (1 thread, trained-like weights whose
+# slowest sample needs 2-2.5x the mean iterations, and signed ones where all need about the same; ``make bench``):
+# the batch-first rows (finished rows leave every iteration) beat the (n, batch) columns from n >= 32 and
+# n^2 batch >= 2^19 (at n = 36, batch 1024: 0.3-0.6x with slow weights, 0.8-1.1x with signed; at n = 20 the rows'
+# products and per-row passes cost 1.5-4x the columns' at every batch); below that, the columns drop their
+# finished samples from n^2 batch >= 2^16 (dropping costs a pass over the arrays a few times per solve; below,
+# results stay independent of the batch bit for bit, as the Python loop's, which the tests check).
+FUSED_ROWS_MIN_N = 32
+FUSED_ROWS_WORK = 1 << 19
+FUSED_DROP_WORK = 1 << 16
+
+
+def fused_layout(n: int, batch: int) -> int:
+    """The fused loop's layout for ``n`` states and ``batch`` samples (:data:`.fused.ROWS`, ``COLUMNS_DROPPING``
+    or ``COLUMNS``; see ``FUSED_ROWS_WORK``)."""
+    work = n * n * batch
+    if is_large(n, batch) or (n >= FUSED_ROWS_MIN_N and work >= FUSED_ROWS_WORK):
+        return fused.ROWS
+    return fused.COLUMNS_DROPPING if work >= FUSED_DROP_WORK else fused.COLUMNS
 
 
 # Compact once this fraction of the batch has finished (~ the share of each later product it saves).
@@ -387,7 +409,7 @@ def _fused_unsupported(BU, cfg: SolverConfig) -> str | None:
 def _fused(A, BU, x0, cfg: SolverConfig, hint=None):
     module = fused.usable(BU, "fused")
     return fused.picard(
-        module, A, BU, x0, cfg.tol, cfg.tol_mode, cfg.max_iter, is_large(A.shape[0], BU.shape[0])
+        module, A, BU, x0, cfg.tol, cfg.tol_mode, cfg.max_iter, fused_layout(A.shape[0], BU.shape[0])
     )
 
 

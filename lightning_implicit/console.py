@@ -68,7 +68,10 @@ def quiet_third_party() -> None:
 
 def _ui_base(uri: str) -> str:
     """The UI of a tracking URI: the server itself, or ``make ui`` on port 5000 (``PORT=``) for a local store."""
-    return uri.rstrip("/") if uri.startswith("http") else f"http://127.0.0.1:{os.environ.get('PORT', '5000')}"
+    from lightning_implicit.redact import redact
+
+    local = f"http://127.0.0.1:{os.environ.get('PORT', '5000')}"
+    return redact(uri.rstrip("/")) if uri.startswith("http") else local
 
 
 def ui_running(base: str) -> bool:
@@ -102,6 +105,7 @@ def print_run_summary(
         return
     import mlflow
 
+    from lightning_implicit.redact import redact
     from lightning_implicit.tracking import resolve_tracking_uri
 
     uri = resolve_tracking_uri(uri)
@@ -114,15 +118,18 @@ def print_run_summary(
         print(f"result:      {headline}", file=stream)
     print(f"experiment:  {exp.name} (id {exp.experiment_id})", file=stream)
     print(f"run:         {run.info.run_name} ({run_id})", file=stream)
-    print(f"store:       {uri}", file=stream)
+    print(f"store:       {redact(uri)}", file=stream)
     print(f"run in UI:   {url}", file=stream)
     print(f"compare:     {base}/#/experiments/{exp.experiment_id} (tick runs, then Compare)", file=stream)
     if not up:
         print("UI:          not running; start it with `make ui` (PORT=5001 for another port)", file=stream)
-    print(f"artifacts:   {run.info.artifact_uri}", file=stream)
+    print(f"artifacts:   {redact(run.info.artifact_uri)}", file=stream)
     model_uri = run.data.tags.get("logged_model")
     if model_uri:
-        print(f"model:       mlflow.pytorch.load_model({model_uri!r})", file=stream)
+        print(
+            f"model:       {model_uri}/state_dict.pt (lightning_implicit.evaluate.load_logged_model({run_id!r}))",
+            file=stream,
+        )
         print(f"re-test:     lightning-implicit test --run-id {run_id}", file=stream)
 
 
@@ -138,6 +145,8 @@ def print_sweep_summary(
     """The end of ``lightning-implicit sweep``: per model the best value, trial and study; the MLflow experiment,
     the parent and best-retrain runs with their UI URLs (or the ``make ui`` hint). ``outcomes`` are the sweep's
     per-model results (``model, study_name, best_value, best_number, parent_run_id, retrain_run_id``)."""
+    from lightning_implicit.redact import redact
+
     stream = stream or sys.stdout
     if not outcomes:
         return
@@ -150,7 +159,7 @@ def print_sweep_summary(
         )
         print(f"{o.model + ':':<12} best {best}; study {o.study_name!r}", file=stream)
     if storage:
-        print(f"studies:     {storage}", file=stream)
+        print(f"studies:     {redact(storage)}", file=stream)
     if not experiment:
         print("tracking:    off (--no-tracking): no runs logged", file=stream)
         return
@@ -165,7 +174,7 @@ def print_sweep_summary(
         return
     base = _ui_base(uri)
     up = ui_running(base)
-    print(f"experiment:  {exp.name} (id {exp.experiment_id}) in {uri}", file=stream)
+    print(f"experiment:  {exp.name} (id {exp.experiment_id}) in {redact(uri)}", file=stream)
     for o in outcomes:
         if o.parent_run_id:
             print(

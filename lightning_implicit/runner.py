@@ -44,8 +44,9 @@ class TrackingConfig:
         model_name: the model's label in tags, tables and plots (the config file's name by default).
         parent_run_id: nest this run under another (sweeps, reproduction).
         tags: extra tags.
-        log_model: log the trained model after the shift sweep (``mlflow.pytorch.load_model("runs:/<id>/model")``
-            loads it; ``lightning-implicit test --run-id <id>`` re-runs its sweep).
+        log_model: log the trained weights after the shift sweep (``runs:/<id>/model/state_dict.pt``;
+            ``lightning_implicit.evaluate.load_logged_model(<id>)`` loads them without unpickling anything;
+            ``lightning-implicit test --run-id <id>`` re-runs its sweep).
     """
 
     enabled: bool = True

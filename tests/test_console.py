@@ -53,7 +53,10 @@ def test_train_prints_summary_without_third_party_noise(tmp_path):
         next(line for line in out.stdout.splitlines() if line.startswith("run:")).split("(")[-1].rstrip(")")
     )
     assert f"/runs/{run_id}" in out.stdout
-    assert f"model:       mlflow.pytorch.load_model('runs:/{run_id}/model')" in out.stdout
+    assert (
+        f"model:       runs:/{run_id}/model/state_dict.pt (lightning_implicit.evaluate.load_logged_model("
+        in (out.stdout)
+    )
     assert f"re-test:     lightning-implicit test --run-id {run_id}" in out.stdout
     assert "Total params" in out.stdout and "FLOPs" not in text  # the model summary stays, without FLOPs
     run = mlflow.MlflowClient(uri).get_run(run_id)

@@ -337,3 +337,81 @@ def test_corrupt_optuna_store_one_named_error(tmp_path):
     db.write_bytes(os.urandom(4096))
     with pytest.raises(StoreError, match=r"the Optuna store .*optuna.db is damaged .*\.recover"):
         open_storage(f"sqlite:///{db}", heartbeat=0)
+
+
+# -- no code run from a logged artifact (issue 33) -----------------------------------------------------------------
+
+
+class _Payload:
+    """Unpickling this creates ``marker``: the code a crafted artifact would run."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.fixture
+def trained_run(store):
+    """A tiny trained run with its logged weights; returns its id."""
+    from lightning_implicit.runner import run_training
+    from tests.conftest import tiny_args
+
+    return run_training(tiny_args("addition", "implicit", n_train=200, n_test=50, shifts=[10])).run_id
+
+
+def _retest_refused(run_id: str, store, marker: Path, capsys, what: str) -> None:
+    n_runs = len(store())
+    assert main(["test", "--run-id", run_id, "--tracking-uri", store.uri]) == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"error: refused to load runs:/{run_id}/model{what}")
+    assert "--trust-pickle" in last and "Traceback" not in err and err.count("error: ") == 1
+    assert not marker.exists()  # the payload never ran
+    assert len(store()) == n_runs and "RUNNING" not in [r[0] for r in store()]  # no test run opened
+
+
+def test_crafted_state_dict_pickle_is_refused_and_runs_nothing(trained_run, store, tmp_path, capsys):
+    import torch
+
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "model" / "state_dict.pt"
+    evil.parent.mkdir()
+    torch.save({"A": _Payload(marker)}, evil)  # an attacker's file in place of the logged weights
+    mlflow.MlflowClient(store.uri).log_artifact(trained_run, str(evil), "model")
+    _retest_refused(trained_run, store, marker, capsys, "/state_dict.pt: it is not a plain state dict")
+
+
+def test_pickled_mlflow_model_is_refused_without_trust_pickle(store, tmp_path, capsys):
+    """A run whose model was logged as a pickle (MLflow's pytorch flavor, as before issue 33) is not unpickled."""
+    import torch
+
+    from lightning_implicit.evaluate import _fluent_uri, _mlflow_pytorch
+
+    marker = tmp_path / "pwned"
+
+    class Evil(torch.nn.Module):
+        def __reduce_ex__(self, protocol):
+            return (Path.touch, (marker,))
+
+    client = mlflow.MlflowClient(store.uri)
+    exp = client.create_experiment("pickled", artifact_location=(tmp_path / "art").as_uri())
+    run = client.create_run(exp)
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("seed_everything: 0\n")
+    client.log_artifact(run.info.run_id, str(cfg))
+    # as log_trained_model did before issue 33 (pip_requirements given: inferring them would load the model)
+    logged = client.create_logged_model(experiment_id=exp, name="model", source_run_id=run.info.run_id)
+    with _fluent_uri(store.uri):
+        _mlflow_pytorch().log_model(
+            Evil(),
+            name="model",
+            run_id=run.info.run_id,
+            model_id=logged.model_id,
+            serialization_format="pickle",
+            pip_requirements=["torch"],
+        )
+    client.set_terminated(run.info.run_id)
+    assert not marker.exists()
+    _retest_refused(run.info.run_id, store, marker, capsys, ": it is a pickled model")

@@ -128,6 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     from lightning_implicit.console import quiet_third_party
 
     quiet_third_party()  # the CLI boundary: known third-party warnings and tips, never in library code
+    from lightning_implicit.redact import redact_process_output
+
+    redact_process_output()  # no password of a store URL in a log line or a traceback
+    from lightning_implicit.tracking.store import bound_store_waits
+
+    bound_store_waits()  # a store that does not answer fails in seconds (retries and timeouts bounded)
     from lightning_implicit import confpath
 
     confpath.add_user_modules()  # modules of the user's config directories (LIGHTNING_IMPLICIT_CONF_PATH)

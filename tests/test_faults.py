@@ -415,3 +415,218 @@ def test_pickled_mlflow_model_is_refused_without_trust_pickle(store, tmp_path, c
     client.set_terminated(run.info.run_id)
     assert not marker.exists()
     _retest_refused(run.info.run_id, store, marker, capsys, ": it is a pickled model")
+
+
+# -- secrets: no password on screen, in logs or in the stores (issue 33) -------------------------------------------
+
+
+@pytest.mark.slow
+def test_no_password_on_screen_in_logs_or_in_the_stores(tmp_path):
+    """``train`` and ``sweep`` with a password in a tracking server's URL (in ``MLFLOW_TRACKING_URI``, then on the
+    command line) and in an (unreachable) PostgreSQL study store's URL (in ``OPTUNA_STORAGE``, then ``--storage``):
+    the password is in no output and no file that they or the server wrote (server store, artifacts, Optuna
+    store, logs)."""
+    from conftest import TINY_TRAIN
+    from test_mlflow_server import MlflowServer
+
+    secret = "Xq7-s3cret-pw"
+    work = tmp_path / "work"
+    work.mkdir()
+    server = MlflowServer(tmp_path / "server.db", tmp_path / "artifacts", tmp_path / "server.log").start()
+    tracking = server.url.replace("http://", f"http://alice:{secret}@")
+    postgres = f"postgresql://bob:{secret}@127.0.0.1:1/optuna"
+    base = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "OPTUNA_STORAGE")}
+    sqlite_optuna = f"sqlite:///{work / 'optuna.db'}"
+    sweep = ["sweep", "--task", "addition", "--model", "implicit", "--trials", "2", "--epochs", "1"]
+    sweep += ["--n-train", "200", "--n-test", "50"]
+    cases = [
+        ({"MLFLOW_TRACKING_URI": tracking, "PORT": "1"}, [*TINY_TRAIN], 0),
+        ({"OPTUNA_STORAGE": sqlite_optuna}, [*sweep, "--tracking-uri", tracking], 0),
+        ({"OPTUNA_STORAGE": postgres, "MLFLOW_TRACKING_URI": tracking}, sweep, 2),
+        ({}, [*sweep, "--storage", postgres, "--tracking-uri", tracking], 2),
+    ]
+    outputs = []
+    try:
+        for env, args, code in cases:
+            out = subprocess.run(
+                cli_command(*args),
+                env={**base, **env},
+                cwd=work,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            outputs.append(out.stdout + out.stderr)
+            assert out.returncode == code, (args, out.stdout[-2000:], out.stderr[-3000:])
+    finally:
+        server.stop()
+    assert "alice:***@" in outputs[0] and "alice:***@" in outputs[1]  # the summaries name the store, redacted
+    assert "bob:***@" in outputs[2] and "bob:***@" in outputs[3]  # the error names the study store, redacted
+    for text in outputs:
+        assert secret not in text
+    files = [f for f in tmp_path.rglob("*") if f.is_file()]
+    assert any(f.name == "optuna.db" for f in files) and any(f.name == "server.db" for f in files)
+    leaked = [str(f) for f in files if secret.encode() in f.read_bytes()]
+    assert not leaked
+
+
+# -- stores that fail: one named line, exit 2, in seconds, no run left RUNNING (issue 33) --------------------------
+
+
+def _run_cli(argv: list[str], capsys) -> tuple[int, str, float]:
+    started = time.monotonic()
+    code = main(argv)
+    return code, capsys.readouterr().err, time.monotonic() - started
+
+
+def _one_error_line(err: str) -> str:
+    assert err.count("Traceback") == err.count("--- Logging error ---"), err[-3000:]
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, err[-3000:]
+    return lines[0]
+
+
+@pytest.fixture
+def broken_store(tmp_path):
+    """``make(kind)``: the sqlite URI of a store that is read-only (an immutable file or folder: root ignores file
+    modes), on a full disk (a 64 KiB tmpfs) or truncated; undone at the end."""
+    undo = []
+
+    def sh(*cmd: str) -> bool:
+        return subprocess.run(cmd, capture_output=True).returncode == 0
+
+    def make(kind: str, name: str = "mlflow.db") -> str:
+        folder = tmp_path / kind
+        folder.mkdir()
+        db = folder / name
+        if kind == "full":
+            if not sh("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)):
+                pytest.skip("needs mount (root) for a tmpfs")
+            undo.append(("umount", str(folder)))
+            _fill(folder)
+            return f"sqlite:///{db}"
+        import sqlite3
+
+        with sqlite3.connect(db) as con:
+            con.execute("CREATE TABLE t (x)")
+            con.executemany("INSERT INTO t VALUES (?)", [(os.urandom(500),) for _ in range(200)])
+        if kind == "truncated":
+            data = db.read_bytes()
+            db.write_bytes(data[: len(data) // 3])
+        elif kind in ("read-only file", "read-only folder"):
+            target = db if kind == "read-only file" else folder
+            if kind == "read-only folder":
+                db.unlink()  # a new store in a folder that cannot be written
+            if not sh("chattr", "+i", str(target)):
+                pytest.skip("needs chattr +i (root, a filesystem with attributes)")
+            undo.append(("chattr", "-i", str(target)))
+        return f"sqlite:///{db}"
+
+    yield make
+    for cmd in reversed(undo):
+        sh(*cmd)
+
+
+def _fill(folder: Path) -> None:
+    try:
+        with (folder / "fill").open("wb") as fh:
+            while True:
+                fh.write(b"\0" * 4096)
+                fh.flush()
+    except OSError:
+        pass
+
+
+STORE_CASES = [
+    ("read-only file", "it cannot be written"),
+    ("read-only folder", "it cannot be written"),
+    ("full", "its disk is full"),
+    ("truncated", "is damaged"),
+]
+
+
+@pytest.mark.parametrize("kind, says", STORE_CASES)
+def test_broken_mlflow_store_one_named_error_under_train(kind, says, broken_store, monkeypatch, capsys):
+    uri = broken_store(kind)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    code, err, took = _run_cli(["train", "--task", "addition", "--model", "implicit", *TINY], capsys)
+    line = _one_error_line(err)
+    assert code == 2 and line.startswith(f"error: the MLflow store {uri[len('sqlite:///') :]} ")
+    assert says in line and ("MLFLOW_TRACKING_URI" in line or "mv " in line)
+    assert took < 60  # (measured 1-3 s on 2 busy cores; MLflow alone retried for 120 s)
+
+
+@pytest.mark.parametrize("kind, says", STORE_CASES)
+def test_broken_stores_one_named_error_under_sweep(kind, says, broken_store, tmp_path, monkeypatch, capsys):
+    """The same stores as the sweep's MLflow store, then as its Optuna store."""
+    sweep = ["sweep", "--task", "addition", "--model", "implicit", "--trials", "1", "--epochs", "1"]
+    sweep += ["--n-train", "100", "--n-test", "20", "--no-retrain"]
+    uri = broken_store(kind)
+    ok_optuna = f"sqlite:///{tmp_path / 'optuna.db'}"
+    code, err, _ = _run_cli([*sweep, "--tracking-uri", uri, "--storage", ok_optuna], capsys)
+    line = _one_error_line(err)
+    assert (
+        code == 2 and line.startswith(f"error: the MLflow store {uri[len('sqlite:///') :]} ") and says in line
+    )
+    ok_mlflow = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", ok_mlflow)
+    optuna_uri = uri.replace("mlflow.db", "optuna.db") if kind == "read-only folder" else uri
+    code, err, _ = _run_cli([*sweep, "--storage", optuna_uri], capsys)
+    line = _one_error_line(err)
+    assert (
+        code == 2
+        and line.startswith(f"error: the Optuna store {optuna_uri[len('sqlite:///') :]} ")
+        and says in line
+    )
+    assert "--storage" in line or "mv " in line
+    # nothing RUNNING in the MLflow store that worked: the sweep stopped before any run
+    client = mlflow.MlflowClient(ok_mlflow)
+    for e in client.search_experiments():
+        assert all(r.info.status != "RUNNING" for r in client.search_runs([e.experiment_id]))
+
+
+@pytest.mark.parametrize(
+    "uri, shown",
+    [
+        ("postgresql://alice:pw-x9@127.0.0.1:1/mlflow", "postgresql+psycopg2://alice:***@127.0.0.1:1/mlflow"),
+        ("http://alice:pw-x9@127.0.0.1:1", "http://alice:***@127.0.0.1:1"),
+    ],
+)
+def test_unreachable_tracking_server_one_named_error(uri, shown, monkeypatch, capsys):
+    pytest.importorskip("psycopg2")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    code, err, took = _run_cli(["train", "--task", "addition", "--model", "implicit", *TINY], capsys)
+    line = _one_error_line(err)
+    assert code == 2 and line.startswith(f"error: the MLflow store {shown} failed (") and "pw-x9" not in err
+    assert "it cannot be reached" in line and "MLFLOW_TRACKING_URI" in line
+    assert took < 60  # (measured 3-6 s; 200 s of silence before the bounded retries)
+
+
+def test_unreachable_postgresql_study_store_one_named_error(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("psycopg2")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    url = "postgresql://bob:pw-y8@127.0.0.1:1/optuna"
+    code, err, _ = _run_cli(
+        ["sweep", "--task", "addition", "--model", "implicit", "--trials", "1", "--storage", url], capsys
+    )
+    line = _one_error_line(err)
+    assert code == 2 and line.startswith(
+        "error: the Optuna store postgresql+psycopg2://bob:***@127.0.0.1:1/optuna"
+    )
+    assert "--storage" in line and "pw-y8" not in err
+
+
+def test_postgresql_without_a_driver_says_what_to_install(monkeypatch):
+    import importlib.util
+
+    from lightning_implicit.tracking.store import StoreError, database_driver
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name in ("psycopg", "psycopg2") else real(name, *a),
+    )
+    with pytest.raises(StoreError, match=r"postgresql://u:\*\*\*@h/db .*pip install psycopg2-binary"):
+        database_driver("postgresql://u:pw@h/db")
+    assert database_driver("sqlite:///x.db") == "sqlite:///x.db"

@@ -132,6 +132,12 @@ def options_from_args(argv: list[str]):
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from lightning_implicit.redact import redact_process_output
+
+    redact_process_output()  # (a worker process starts here: its log lines and tracebacks too)
+    from lightning_implicit.tracking.store import bound_store_waits
+
+    bound_store_waits()
     opts = options_from_args(argv)
     from .driver import run_sweep
     from .space import SearchSpaceError

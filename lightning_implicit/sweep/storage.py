@@ -94,10 +94,12 @@ def open_storage(
             "nor a journal file (journal:path/study.log)"
         )
     url = _driver(url)
+    from lightning_implicit.tracking.store import check_store
+
+    check_store(url, "Optuna")  # read-only, damaged, full, unreachable: named at once, not after retries
     engine_kwargs = None
     if url.startswith("sqlite:///"):
         db = Path(url[len("sqlite:///") :])
-        db.parent.mkdir(parents=True, exist_ok=True)
         try:
             with sqlite3.connect(
                 db, timeout=60
@@ -136,14 +138,10 @@ def _raise_named(err: Exception, url: str):
 
 
 def _driver(url: str) -> str:
-    """``postgresql://`` with psycopg2 when psycopg (3) is missing: SQLAlchemy >= 2.1 defaults to psycopg 3,
-    the project's dev extra installs psycopg2-binary."""
-    import importlib.util
+    """``postgresql://`` with an installed driver (:func:`~lightning_implicit.tracking.store.database_driver`)."""
+    from lightning_implicit.tracking.store import database_driver
 
-    if url.startswith(("postgresql://", "postgres://")) and importlib.util.find_spec("psycopg") is None:
-        if importlib.util.find_spec("psycopg2") is not None:
-            return "postgresql+psycopg2://" + url.split("://", 1)[1]
-    return url
+    return database_driver(url)
 
 
 def pid_alive(pid: int) -> bool:

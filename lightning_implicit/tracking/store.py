@@ -13,37 +13,210 @@ import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["resolve_tracking_uri", "make_logger", "git_commit", "StoreError", "store_error"]
+__all__ = [
+    "resolve_tracking_uri",
+    "make_logger",
+    "git_commit",
+    "StoreError",
+    "store_error",
+    "check_store",
+    "bound_store_waits",
+    "database_driver",
+]
 
 
 class StoreError(RuntimeError):
-    """A tracking or study store that cannot be opened (a damaged sqlite file): says which file and what to do."""
+    """A tracking or study store that cannot be used (damaged, read-only, full, unreachable, no driver): says
+    which store (password redacted) and what to do; the command line prints it as one ``error:`` line, exit 2."""
 
 
-def store_error(err: Exception, uri: str, kind: str) -> StoreError | None:
-    """A :class:`StoreError` naming the file when ``err`` says that the sqlite file behind ``uri`` is damaged."""
-    text = str(err).lower()
-    if not uri.startswith("sqlite:///") or not any(
-        s in text for s in ("file is not a database", "malformed", "database disk image", "no such table")
-    ):
-        return None
+# what to change, per store kind: the flags and variables that choose the store
+FIXES = {
+    "MLflow": "or point the run at another store (--tracking.uri / --tracking-uri, or MLFLOW_TRACKING_URI)",
+    "Optuna": "or point the sweep at another study store (--storage, or OPTUNA_STORAGE)",
+}
+
+# (what, phrases of the error, advice): the first match names the failure
+_KINDS = (
+    (
+        "damaged",
+        ("file is not a database", "malformed", "database disk image", "no such table"),
+        None,  # (sqlite only: the advice names the file)
+    ),
+    (
+        "full",
+        ("database or disk is full", "disk i/o error", "no space left on device", "disk quota exceeded"),
+        "its disk is full: free space there",
+    ),
+    (
+        "read-only",
+        ("readonly database", "read-only file system", "unable to open database file", "permission denied"),
+        "it cannot be written: make the file and its folder writable (chmod, chattr -i, a read-write mount)",
+    ),
+    (
+        "no driver",
+        ("no module named 'psycopg", "no module named 'pymysql", "no module named 'mysqldb"),
+        "its database driver is not installed: pip install psycopg2-binary (PostgreSQL; or psycopg[binary]), "
+        "pymysql (MySQL)",
+    ),
+    (
+        "unreachable",
+        (
+            "could not connect",
+            "connection refused",
+            "password authentication failed",
+            "authentication failed",
+            "timeout expired",
+            "timed out",
+            "could not translate host name",
+            "name or service not known",
+            "max retries exceeded",
+            "failed to establish a new connection",
+            "connection reset",
+            "server closed the connection",
+            "no route to host",
+            "api request to",
+        ),
+        "it cannot be reached: check that its server runs and accepts this user and password",
+    ),
+)
+
+
+def _chain_text(err: BaseException) -> str:
+    """The messages of ``err``, its causes and contexts (and SQLAlchemy's wrapped DBAPI error), lower case."""
+    seen, parts, todo = set(), [], [err]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        parts.append(f"{type(e).__name__}: {e}")
+        todo += [e.__cause__, e.__context__, getattr(e, "orig", None)]
+    return "\n".join(parts).lower()
+
+
+def _first_line(err: BaseException) -> str:
+    """The first line of the database driver's own message in ``err``'s chain (else of ``err``), redacted."""
     from lightning_implicit.redact import redact
 
-    path = uri[len("sqlite:///") :]
-    return StoreError(
-        f"the {kind} store {path} is damaged ({str(err).splitlines()[0][:200]}). Repair it with "
-        f"`sqlite3 {path} .recover | sqlite3 {path}.recovered` and move the result in its place, or move it aside "
-        f"(`mv {path} {path}.bad`) to start a new one; uri {redact(uri)}"
-    )
+    todo, seen = [err], set()
+    while todo:
+        e = todo.pop(0)
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if type(e).__module__.split(".")[0] in ("sqlite3", "psycopg2", "psycopg", "pymysql", "MySQLdb"):
+            err = e
+            break
+        todo += [getattr(e, "orig", None), e.__cause__, e.__context__]
+    text = str(err).strip().splitlines()
+    return redact((text[0] if text else type(err).__name__)[:200])
+
+
+def store_error(err: BaseException, uri: str, kind: str) -> StoreError | None:
+    """A :class:`StoreError` naming the store behind ``uri`` (``kind``: "MLflow" or "Optuna") when ``err`` (or
+    an error in its chain) says that the store is damaged, full, read-only, unreachable or lacks its driver;
+    ``None`` for any other error."""
+    from lightning_implicit.redact import redact
+
+    text = _chain_text(err)
+    sqlite = uri.startswith("sqlite:///")
+    path = uri[len("sqlite:///") :] if sqlite else None
+    for what, phrases, advice in _KINDS:
+        if not any(p in text for p in phrases):
+            continue
+        if what == "damaged":
+            if not sqlite:
+                continue
+            return StoreError(
+                f"the {kind} store {path} is damaged ({_first_line(err)}). Repair it with "
+                f"`sqlite3 {path} .recover | sqlite3 {path}.recovered` and move the result in its place, or move "
+                f"it aside (`mv {path} {path}.bad`) to start a new one; uri {redact(uri)}"
+            )
+        name = path if sqlite else redact(uri)
+        return StoreError(f"the {kind} store {name} failed ({_first_line(err)}): {advice}, {FIXES[kind]}")
+    return None
+
+
+def check_store(uri: str, kind: str, timeout: float = 10.0) -> None:
+    """Raise a :class:`StoreError` at once when the database behind ``uri`` cannot be used: a sqlite file that
+    cannot be opened, read or written (read-only, damaged, full), a database server that does not answer or
+    refuses the user (one connection attempt, ``PGCONNECT_TIMEOUT``), a missing driver. MLflow itself retries
+    for minutes before it says so. HTTP tracking servers are left to MLflow's bounded retries
+    (:func:`bound_store_waits`)."""
+    import sqlite3
+
+    if "://" in uri and not uri.startswith(("sqlite:", "http:", "https:", "databricks", "file:")):
+        _check_server(uri, kind)
+        return
+    if not uri.startswith("sqlite:///") or uri == "sqlite:///:memory:":
+        return
+    path = Path(uri[len("sqlite:///") :])
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        con = sqlite3.connect(path, timeout=timeout)
+        try:
+            con.execute("SELECT count(*) FROM sqlite_master").fetchall()
+            # a write, rolled back: fails on a read-only file, folder or mount and on a full disk
+            con.execute("BEGIN IMMEDIATE")
+            con.execute("CREATE TABLE lightning_implicit_write_probe (x)")
+            con.execute("ROLLBACK")
+        finally:
+            con.close()
+    except (sqlite3.Error, OSError) as err:
+        if "locked" in str(err) or "busy" in str(err):
+            return  # another process writes: the store works (MLflow and Optuna wait for their turn)
+        named = store_error(err, uri, kind)
+        if named is None:
+            raise StoreError(
+                f"the {kind} store {path} cannot be used ({_first_line(err)}): {FIXES[kind]}"
+            ) from None
+        raise named from None
+
+
+def _check_server(uri: str, kind: str) -> None:
+    """One connection to a database server (PostgreSQL, MySQL) through SQLAlchemy."""
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(uri, poolclass=sqlalchemy.pool.NullPool)
+        try:
+            with engine.connect():
+                pass
+        finally:
+            engine.dispose()
+    except Exception as err:  # noqa: BLE001 - named below, or said as it is
+        named = store_error(err, uri, kind)
+        if named is None:
+            from lightning_implicit.redact import redact
+
+            raise StoreError(
+                f"the {kind} store {redact(uri)} cannot be used ({_first_line(err)}): {FIXES[kind]}"
+            ) from None
+        raise named from None
+
+
+def bound_store_waits() -> None:
+    """Bounded waits for a store that does not answer (set once at the command line; a user's value is kept):
+    MLflow's HTTP client retries 2 times, 1 s apart, each request waiting at most 10 s (MLflow's defaults: 7
+    retries with exponential back-off and 120 s, minutes of silence), and PostgreSQL connections give up after
+    5 s (``PGCONNECT_TIMEOUT``, read by libpq for MLflow and Optuna alike; the default waits forever)."""
+    for key, value in (
+        ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"),
+        ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
+        ("MLFLOW_HTTP_REQUEST_TIMEOUT", "10"),
+        ("PGCONNECT_TIMEOUT", "5"),
+    ):
+        os.environ.setdefault(key, value)
 
 
 def resolve_tracking_uri(uri: str | None = None, root: str | os.PathLike | None = None) -> str:
     """``uri`` if given, else ``$MLFLOW_TRACKING_URI``, else the local sqlite store under ``root/mlruns``."""
     if uri:
-        return _absolute_sqlite(_reject_file_store(uri))
+        return database_driver(_absolute_sqlite(_reject_file_store(uri)))
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
-        return _absolute_sqlite(_reject_file_store(env))
+        return database_driver(_absolute_sqlite(_reject_file_store(env)))
     folder = Path(root or os.getcwd()).resolve() / "mlruns"
     folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{folder / 'mlflow.db'}"
@@ -54,9 +227,33 @@ def _absolute_sqlite(uri: str) -> str:
     that the artifact location next to it can be a file URI; its folder is created."""
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////") and uri != "sqlite:///:memory:":
         path = Path(uri[len("sqlite:///") :]).resolve()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            pass  # (a read-only place: check_sqlite_store names it)
         return f"sqlite:///{path}"
     return uri
+
+
+def database_driver(url: str) -> str:
+    """``postgresql://`` with psycopg2 when psycopg (3) is missing (SQLAlchemy >= 2.1 defaults to psycopg 3; the
+    project's dev extra installs psycopg2-binary); a :class:`StoreError` saying what to install when neither is.
+    Other URLs are returned as they are."""
+    import importlib.util
+
+    if (
+        not url.startswith(("postgresql://", "postgres://"))
+        or importlib.util.find_spec("psycopg") is not None
+    ):
+        return url
+    if importlib.util.find_spec("psycopg2") is not None:
+        return "postgresql+psycopg2://" + url.split("://", 1)[1]
+    from lightning_implicit.redact import redact
+
+    raise StoreError(
+        f"the store {redact(url)} is a PostgreSQL database, and no PostgreSQL driver is installed: "
+        "pip install psycopg2-binary (or psycopg[binary])"
+    )
 
 
 def _reject_file_store(uri: str) -> str:
@@ -80,6 +277,7 @@ def make_logger(experiment: str, run_name: str, tags: dict[str, str], uri: str |
     """An ``MLFlowLogger`` on the resolved store; one experiment per task, one run per (model, seed)."""
 
     tracking_uri = resolve_tracking_uri(uri)
+    check_store(tracking_uri, "MLflow")
     try:
         return _make_logger(experiment, run_name, tags, tracking_uri)
     except Exception as err:

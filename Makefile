@@ -82,7 +82,7 @@ sweep: venv
 	$(PY) -m lightning_implicit.cli sweep --task $(TASK) $(if $(filter command line,$(origin MODEL)),--model $(MODEL)) \
 		$(if $(TRIALS),--trials $(TRIALS)) $(if $(WORKERS),--workers $(WORKERS)) $(if $(CV),--cv $(CV)) \
 		$(if $(STUDY),--study $(STUDY)) $(if $(DATA),--data $(DATA)) $(if $(INTERVAL),--interval $(INTERVAL)) \
-		$(if $(FULL),--full) $(if $(strip $(DATA_ARGS)),-- $(strip $(DATA_ARGS)))
+		$(if $(FULL),--full) $(if $(strip $(DATA_ARGS) $(ARGS)),-- $(strip $(DATA_ARGS) $(ARGS)))
 
 ## Tune every (task, model) of PROFILE (default paper) by CV folds on in-distribution data -> conf/tuned/.
 tune: venv

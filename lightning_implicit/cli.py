@@ -29,10 +29,14 @@ def _train(argv: list[str]) -> int:
     from lightning_implicit.clihelp import train_parser
 
     known, rest = train_parser().parse_known_args(argv)  # (--help answers before torch and Lightning load)
-    from lightning_implicit.runner import run_training, shorthand_args, tuned_args
+    from lightning_implicit.runner import run_training, shorthand_args, tuned_args, tuned_override_note
 
     args = shorthand_args(known.task, known.model, known.trainer, known.seed, known.devices, known.nodes)
-    args += tuned_args(known.task, known.model, known.tuned)
+    tuned = tuned_args(known.task, known.model, known.tuned)
+    args += tuned
+    note = tuned_override_note(tuned, rest)  # the user's max_epochs that the recipe's step budget overrides
+    if note:
+        print(note)
     if known.data:
         args += ["--data.init_args.data", known.data]
     if known.interval:

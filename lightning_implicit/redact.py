@@ -9,6 +9,7 @@ to every log record and to the traceback of an uncaught exception.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import traceback
@@ -47,8 +48,11 @@ def _redacting_excepthook(exc_type, exc, tb) -> None:
 
 
 def redact_process_output() -> None:
-    """Every log record's message and an uncaught exception's traceback pass through :func:`redact` (the
-    command line's boundary; library code never calls this)."""
+    """Every log record's message and an uncaught exception's traceback pass through :func:`redact`, and MLflow
+    prints no run URL of its own (the command line's boundary; library code never calls this)."""
+    # MLflow writes "View run ... at: <tracking URI>" to stdout itself, password included: the run summary
+    # names the run and its UI (redacted) instead
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     make = logging.getLogRecordFactory()
     if not getattr(make, "redacts", False):
         logging.setLogRecordFactory(_redacting_factory(make))

@@ -63,18 +63,32 @@ class ImplicitCLI(LightningCLI):
     """LightningCLI with the task spec linked from the datamodule to the model and MLflow tracking."""
 
     def __init__(self, args: list[str] | None = None, **kwargs) -> None:
-        super().__init__(
-            ShiftModule,
-            ShiftDataModule,
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            run=False,
-            save_config_callback=None,
-            auto_configure_optimizers=False,
-            seed_everything_default=0,
-            args=args,
-            **kwargs,
-        )
+        from argparse import ArgumentError
+
+        from lightning_implicit.validate import ConfigError, parse_error_line
+
+        # a prefix of an option (--trainer.max_epoch) is an error, not that option; a bad value or key is one
+        # named line (ConfigError: the CLI prints "error: ..." and exits 2), not a usage dump
+        kwargs["parser_kwargs"] = {
+            "allow_abbrev": False,
+            "exit_on_error": False,
+            **kwargs.get("parser_kwargs", {}),
+        }
+        try:
+            super().__init__(
+                ShiftModule,
+                ShiftDataModule,
+                subclass_mode_model=True,
+                subclass_mode_data=True,
+                run=False,
+                save_config_callback=None,
+                auto_configure_optimizers=False,
+                seed_everything_default=0,
+                args=args,
+                **kwargs,
+            )
+        except ArgumentError as err:
+            raise ConfigError(parse_error_line(err)) from None
 
     def before_instantiate_classes(self) -> None:
         from lightning_implicit.validate import check_config
@@ -275,6 +289,35 @@ def tuned_args(task: str, model: str, use: bool = True, stream=None) -> list[str
         file=stream,
     )
     return cfg.cli_args()
+
+
+def _values(args: list[str]) -> dict[str, str]:
+    """``--key value`` / ``--key=value`` pairs of ``args`` (the last of a repeated key)."""
+    out, i = {}, 0
+    while i < len(args):
+        a = args[i]
+        if a.startswith("--") and "=" in a:
+            key, value = a[2:].split("=", 1)
+            out[key] = value
+        elif a.startswith("--") and i + 1 < len(args):
+            out[a[2:]] = args[i + 1]
+            i += 1
+        i += 1
+    return out
+
+
+def tuned_override_note(tuned: list[str], user: list[str]) -> str | None:
+    """What a tuned recipe (``tuned``: its overrides) does to the user's own ``--trainer.max_epochs``: its step
+    budget (``--trainer.max_steps``) ends training first. ``None`` when it does not."""
+    mine, recipe = _values(user), _values(tuned)
+    steps = recipe.get("trainer.max_steps")
+    if "trainer.max_epochs" not in mine or "trainer.max_steps" in mine or steps in (None, "-1"):
+        return None
+    return (
+        f"note: the tuned recipe stops training after --trainer.max_steps {steps} optimiser steps, whatever "
+        f"--trainer.max_epochs {mine['trainer.max_epochs']} asks; add --trainer.max_steps -1 (or --no-tuned, "
+        "TUNED=0) to train for those epochs"
+    )
 
 
 def print_sweep(result: RunResult, stream=sys.stdout) -> None:

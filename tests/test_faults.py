@@ -57,7 +57,29 @@ TINY = [
     [
         (["--trainer.max_epochs", "0"], "--trainer.max_epochs 0: must be a whole number >= 1"),
         (["--trainer.max_epochs", "-1"], "--trainer.max_epochs -1: must be a whole number >= 1"),
-        (["--model.init_args.kappa", "-0.5"], "--model.init_args.kappa -0.5: must be a finite number > 0"),
+        (["--model.init_args.kappa", "-0.5"], "--model.init_args.kappa -0.5: must be a number in (0, 1)"),
+        (["--model.init_args.kappa", "1.5"], "--model.init_args.kappa 1.5: must be a number in (0, 1)"),
+        (["--model.init_args.kappa", "1"], "--model.init_args.kappa 1.0: must be a number in (0, 1)"),
+        (["--model.init_args.kappa", "nan"], "--model.init_args.kappa nan: must be a finite number"),
+        (["--model.init_args.optim.lr", "nan"], "--model.init_args.optim.lr nan: must be a finite number"),
+        (["--model.init_args.optim.lr", "inf"], "--model.init_args.optim.lr inf: must be a finite number"),
+        (["--model.init_args.optim.lr=-inf"], "--model.init_args.optim.lr -inf: must be a finite number"),
+        (["--data.init_args.n_train", "1e400"], "--data.init_args.n_train 1e400: must be a whole number"),
+        (
+            ["--data.init_args.shifts", "[10, .inf]"],
+            "--data.init_args.shifts[1] inf: must be a finite number",
+        ),
+        (
+            ["--data.init_args.shifts", "[10, .nan]"],
+            "--data.init_args.shifts[1] nan: must be a finite number",
+        ),
+        (["--trainer.max_epochs", "abc"], "--trainer.max_epochs abc: must be a whole number"),
+        (["--model.init_args.kapa", "0.5"], "--model.init_args.kapa 0.5: no such option"),
+        # a prefix of --trainer.max_epochs is not that option (argparse's allow_abbrev is off)
+        (
+            ["--trainer.max_epoch", "1"],
+            "unrecognized arguments: --trainer.max_epoch 1 (options are written in full",
+        ),
         (["--data.init_args.batch_size", "0"], "--data.init_args.batch_size 0: must be a whole number >= 1"),
         (["--data.init_args.shifts", "[]"], "--data.init_args.shifts []: give at least one shift"),
         (
@@ -630,3 +652,70 @@ def test_postgresql_without_a_driver_says_what_to_install(monkeypatch):
     with pytest.raises(StoreError, match=r"postgresql://u:\*\*\*@h/db .*pip install psycopg2-binary"):
         database_driver("postgresql://u:pw@h/db")
     assert database_driver("sqlite:///x.db") == "sqlite:///x.db"
+
+
+# -- command line: every bad value one line (issue 33) -------------------------------------------------------------
+
+
+def test_trials_zero_is_an_error_and_opens_no_run(store, tmp_path, capsys):
+    argv = ["sweep", "--task", "addition", "--model", "implicit", "--trials", "0"]
+    code, err, _ = _run_cli([*argv, "--storage", f"sqlite:///{tmp_path / 'optuna.db'}"], capsys)
+    assert code == 2 and _one_error_line(err).startswith(
+        "error: --trials 0 (TRIALS= of make sweep): must be >= 1"
+    )
+    assert store() == []  # no empty FINISHED parent run
+
+
+@pytest.mark.parametrize(
+    "override, says",
+    [
+        (["--trainer.max_epoch", "1"], "unrecognized arguments: --trainer.max_epoch 1"),
+        (["--model.init_args.kapa", "0.5"], "--model.init_args.kapa 0.5: no such option"),
+        (["--model.init_args.optim.lr", "nan"], "--model.init_args.optim.lr nan: must be a finite number"),
+    ],
+)
+def test_bad_sweep_override_is_blamed_on_the_command_line(override, says, store, tmp_path, capsys):
+    argv = ["sweep", "--task", "addition", "--model", "implicit", "--trials", "1"]
+    argv += ["--storage", f"sqlite:///{tmp_path / 'optuna.db'}", "--", *override]
+    code, err, _ = _run_cli(argv, capsys)
+    line = _one_error_line(err)
+    assert code == 2 and line.startswith(
+        f"error: a command-line override is rejected ({' '.join(override)}): "
+    )
+    assert says in line and "conf/search" not in line
+    assert store() == []
+
+
+def test_make_sweep_passes_args_to_every_trial():
+    if shutil.which("make") is None:
+        pytest.skip("needs make")
+    out = subprocess.run(
+        ["make", "-n", "sweep", "TASK=addition", "TRIALS=2", "ARGS=--trainer.max_epochs 1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    line = " ".join(out.stdout.replace("\\\n", " ").split())
+    assert "lightning_implicit.cli sweep --task addition" in line and line.endswith(
+        "-- --trainer.max_epochs 1"
+    )
+
+
+def test_max_epochs_that_a_tuned_recipe_overrides_is_reported():
+    from lightning_implicit.runner import tuned_override_note
+    from lightning_implicit.tuned import find_tuned
+
+    recipe = find_tuned("addition", "implicit").cli_args()  # (sets max_epochs -1 and a step budget)
+    steps = recipe[recipe.index("--trainer.max_steps") + 1]
+    note = tuned_override_note(recipe, ["--trainer.max_epochs", "1000000000"])
+    assert note == (
+        f"note: the tuned recipe stops training after --trainer.max_steps {steps} optimiser steps, whatever "
+        "--trainer.max_epochs 1000000000 asks; add --trainer.max_steps -1 (or --no-tuned, TUNED=0) to train for "
+        "those epochs"
+    )
+    assert tuned_override_note(recipe, ["--trainer.max_epochs=5"]) is not None
+    assert tuned_override_note(recipe, ["--trainer.max_epochs", "5", "--trainer.max_steps", "-1"]) is None
+    assert tuned_override_note(recipe, ["--model.init_args.optim.lr", "0.1"]) is None
+    assert tuned_override_note([], ["--trainer.max_epochs", "5"]) is None

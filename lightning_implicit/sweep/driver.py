@@ -554,8 +554,13 @@ def _run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) 
     path = Path(opts.search_file) if opts.search_file else search_file_path(opts.task)
     space = load_search_space(path, task=opts.task, full=opts.full)
     models = opts.models or space.models
-    if opts.cv < 1 or opts.workers < 1 or opts.trials < 0:
-        raise SearchSpaceError("--cv and --workers must be >= 1 and --trials >= 0")
+    if opts.trials < 1:
+        raise SearchSpaceError(
+            f"--trials {opts.trials} (TRIALS= of make sweep): must be >= 1, the trials to run now per model "
+            "(a finished study's summary: lightning-implicit sweep ... --trials 1, or the MLflow UI)"
+        )
+    if opts.cv < 1 or opts.workers < 1:
+        raise SearchSpaceError("--cv and --workers must be >= 1")
     ctxs = _contexts(opts, space, models, say)
     if (
         opts.worker_index is None

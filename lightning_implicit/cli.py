@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     from lightning_implicit.redact import redact_process_output
 
     redact_process_output()  # no password of a store URL in a log line or a traceback
-    from lightning_implicit.tracking.store import bound_store_waits
+    from lightning_implicit.store_waits import bound_store_waits
 
     bound_store_waits()  # a store that does not answer fails in seconds (retries and timeouts bounded)
     from lightning_implicit import confpath

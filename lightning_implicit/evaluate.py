@@ -500,6 +500,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"unrecognized argument {a!r} (LightningCLI overrides look like --data.init_args.n_test 2000)"
             )
     uri = resolve_tracking_uri(ns.tracking_uri)
+    from lightning_implicit.tracking.store import check_store
+
+    check_store(uri, "MLflow")  # a store that cannot be used: one named error (StoreError), not a traceback
     with tempfile.TemporaryDirectory(prefix="lightning-implicit-test-") as tmp:
         try:
             args, source, state, ckpt, weights = _plan(ns, overrides, uri, tmp)

@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     from lightning_implicit.redact import redact_process_output
 
     redact_process_output()  # (a worker process starts here: its log lines and tracebacks too)
-    from lightning_implicit.tracking.store import bound_store_waits
+    from lightning_implicit.store_waits import bound_store_waits
 
     bound_store_waits()
     opts = options_from_args(argv)

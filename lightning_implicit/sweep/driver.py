@@ -38,7 +38,7 @@ from .space import (
     parse_config,
     search_file_path,
 )
-from .storage import mask_url, open_storage, recover_stale_trials, resolve_storage_url
+from .storage import claim_retrain, mask_url, open_storage, recover_stale_trials, resolve_storage_url
 
 __all__ = ["SweepOptions", "ModelOutcome", "run_sweep", "study_name_for", "SWEEP_TRAINER_DEFAULTS"]
 
@@ -476,6 +476,13 @@ def _retrain(ctx: TrialContext, study: optuna.Study, out: ModelOutcome, say) -> 
     over = best.user_attrs.get("cli_overrides")
     if over is None:
         over = ctx.param_args(best.params)
+    holder = claim_retrain(study, best.number)  # one retraining per best trial, whichever sweep gets there
+    if holder is not None:
+        say(f"[{ctx.model}] the best config (trial #{best.number}) is retrained by another sweep ({holder})")
+        out.notes.append(
+            f"best config (trial #{best.number}) retrained by another sweep of the study ({holder})"
+        )
+        return
     tags = {"sweep.role": "best_retrain", "optuna.study": ctx.study_name, "optuna.trial": str(best.number)}
     args = [
         *ctx.base_args,

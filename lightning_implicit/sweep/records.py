@@ -29,6 +29,7 @@ from optuna.trial import TrialState
 from lightning_implicit.tracking.store import (
     artifact_location,
     check_store,
+    first_use,
     resolve_tracking_uri,
     store_error,
 )
@@ -62,7 +63,8 @@ class SweepRecorder:
         self.experiment = experiment
         check_store(self.uri, "MLflow")  # read-only, damaged, full, unreachable: one named error, no retries
         try:
-            self.client = mlflow.MlflowClient(self.uri)
+            # (MlflowClient creates or migrates a new store's schema: one process at a time)
+            self.client = first_use(lambda: mlflow.MlflowClient(self.uri), self.uri)
             self._open_experiment(experiment)
         except Exception as err:
             named = store_error(err, self.uri, "MLflow")

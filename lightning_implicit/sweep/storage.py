@@ -28,6 +28,7 @@ import logging
 import os
 import socket
 import sqlite3
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -37,7 +38,15 @@ from optuna.trial import TrialState
 
 from .default_trial import DEFAULT_ATTR
 
-__all__ = ["resolve_storage_url", "open_storage", "recover_stale_trials", "pid_alive", "mask_url", "HOST"]
+__all__ = [
+    "resolve_storage_url",
+    "open_storage",
+    "recover_stale_trials",
+    "pid_alive",
+    "mask_url",
+    "claim_retrain",
+    "HOST",
+]
 
 HOST = socket.gethostname()
 log = logging.getLogger(__name__)
@@ -121,7 +130,10 @@ def open_storage(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat_interval
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **hb)
+            from lightning_implicit.tracking.store import first_use
+
+            # (a new store's tables are created once: two sweeps started together raced on them)
+            return first_use(lambda: optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **hb), url)
         except Exception as err:
             _raise_named(err, url)
 
@@ -254,3 +266,33 @@ def _retry(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str, ma
             system_attrs=system_attrs,
         )
     )
+
+
+RETRAIN_ATTR = "best_retrain_claim"
+
+
+def claim_retrain(study: optuna.Study, trial_number: int, settle: float = 1.0) -> str | None:
+    """Claim the retraining of the study's best trial ``trial_number`` for this process; ``None`` when it is
+    ours, else who holds it (``host pid``). Two sweeps of one study each retrained the same best config.
+
+    The claim is a study user attribute (``best_retrain_claim:t<number>``); of two claims written within
+    ``settle`` seconds the later wins (each writer reads the attribute back after ``settle`` s). A claim of a
+    process on this host that no longer runs is taken over (a sweep killed while retraining)."""
+    key, me = f"{RETRAIN_ATTR}:t{trial_number}", f"{HOST} {os.getpid()}"
+
+    def holder() -> str | None:
+        fresh = study._storage.get_study_user_attrs(study._study_id)
+        return fresh.get(key)
+
+    current = holder()
+    if current is not None and current != me and _claim_alive(current):
+        return current
+    study.set_user_attr(key, me)
+    time.sleep(settle)
+    current = holder()
+    return None if current == me else current
+
+
+def _claim_alive(claim: str) -> bool:
+    host, _, pid = claim.rpartition(" ")
+    return host != HOST or not pid.isdigit() or pid_alive(int(pid))

@@ -20,8 +20,9 @@ __all__ = [
     "StoreError",
     "store_error",
     "check_store",
-    "bound_store_waits",
     "database_driver",
+    "schema_lock",
+    "first_use",
 ]
 
 
@@ -143,7 +144,7 @@ def check_store(uri: str, kind: str, timeout: float = 10.0) -> None:
     cannot be opened, read or written (read-only, damaged, full), a database server that does not answer or
     refuses the user (one connection attempt, ``PGCONNECT_TIMEOUT``), a missing driver. MLflow itself retries
     for minutes before it says so. HTTP tracking servers are left to MLflow's bounded retries
-    (:func:`bound_store_waits`)."""
+    (:func:`lightning_implicit.store_waits.bound_store_waits`)."""
     import sqlite3
 
     if "://" in uri and not uri.startswith(("sqlite:", "http:", "https:", "databricks", "file:")):
@@ -174,6 +175,46 @@ def check_store(uri: str, kind: str, timeout: float = 10.0) -> None:
         raise named from None
 
 
+@contextmanager
+def schema_lock(uri: str):
+    """Held while a process may create or migrate the schema of the sqlite store behind ``uri``: two sweeps
+    started together on a fresh store each ran MLflow's (or Optuna's) alembic migrations, and the later failed
+    ("Online migration expected to match one row"). A file lock beside the database (``<db>.lock``); other
+    URIs: no lock (their first use is retried, :func:`first_use`)."""
+    if not uri.startswith("sqlite:///") or uri == "sqlite:///:memory:":
+        yield
+        return
+    from filelock import FileLock
+
+    with FileLock(uri[len("sqlite:///") :] + ".lock", timeout=300):
+        yield
+
+
+def first_use(open_store, uri: str, attempts: int = 3):
+    """``open_store()`` (which creates the store's schema when it is new) under :func:`schema_lock`; on a
+    database server, a lost race of two first uses (an alembic migration error) is retried."""
+    import time
+
+    for attempt in range(attempts):
+        try:
+            with schema_lock(uri):
+                return open_store()
+        except Exception as err:
+            text = _chain_text(err)
+            racing = any(p in text for p in ("online migration", "already exists", "duplicate key", "unique"))
+            if not racing or attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _ensure_mlflow_schema(uri: str) -> None:
+    """The MLflow store behind ``uri`` opened once (its tables created or migrated), one process at a time."""
+    import mlflow
+
+    first_use(lambda: mlflow.MlflowClient(uri).search_experiments(max_results=1), uri)
+
+
 def _check_server(uri: str, kind: str) -> None:
     """One connection to a database server (PostgreSQL, MySQL) through SQLAlchemy."""
     import sqlalchemy
@@ -194,20 +235,6 @@ def _check_server(uri: str, kind: str) -> None:
                 f"the {kind} store {redact(uri)} cannot be used ({_first_line(err)}): {FIXES[kind]}"
             ) from None
         raise named from None
-
-
-def bound_store_waits() -> None:
-    """Bounded waits for a store that does not answer (set once at the command line; a user's value is kept):
-    MLflow's HTTP client retries 2 times, 1 s apart, each request waiting at most 10 s (MLflow's defaults: 7
-    retries with exponential back-off and 120 s, minutes of silence), and PostgreSQL connections give up after
-    5 s (``PGCONNECT_TIMEOUT``, read by libpq for MLflow and Optuna alike; the default waits forever)."""
-    for key, value in (
-        ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"),
-        ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
-        ("MLFLOW_HTTP_REQUEST_TIMEOUT", "10"),
-        ("PGCONNECT_TIMEOUT", "5"),
-    ):
-        os.environ.setdefault(key, value)
 
 
 def resolve_tracking_uri(uri: str | None = None, root: str | os.PathLike | None = None) -> str:
@@ -279,6 +306,7 @@ def make_logger(experiment: str, run_name: str, tags: dict[str, str], uri: str |
     tracking_uri = resolve_tracking_uri(uri)
     check_store(tracking_uri, "MLflow")
     try:
+        _ensure_mlflow_schema(tracking_uri)
         return _make_logger(experiment, run_name, tags, tracking_uri)
     except Exception as err:
         named = store_error(err, tracking_uri, "MLflow")

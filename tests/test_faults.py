@@ -767,3 +767,102 @@ def test_retest_on_an_unreachable_store_one_named_error(capsys):
         "error: the MLflow store postgresql+psycopg2://carol:***@127.0.0.1:1/mlflow"
     )
     assert "pw-z7" not in err
+
+
+# -- a real PostgreSQL server (slow; skipped where none is installed) ----------------------------------------------
+
+
+@pytest.fixture
+def postgres(tmp_path):
+    """A throw-away PostgreSQL server on a free port (user ``admin``, password auth); yields
+    ``(url without database, password, run_as)``. As root it runs as the ``postgres`` user."""
+    import tempfile
+
+    from test_mlflow_server import free_port
+
+    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        pytest.skip("needs PostgreSQL's initdb and pg_ctl")
+    run_as = []
+    if os.geteuid() == 0:
+        if (
+            shutil.which("runuser") is None
+            or subprocess.run(["id", "postgres"], capture_output=True).returncode
+        ):
+            pytest.skip("as root, needs a postgres user and runuser")
+        run_as = ["runuser", "-u", "postgres", "--"]
+    root = Path(tempfile.mkdtemp(prefix="li-pg-"))  # (pytest's tmp_path is private to root)
+    root.chmod(0o777)
+    password, port = "pg-Secr3t-9", free_port()
+    (root / "pw").write_text(password + "\n")
+    (root / "pw").chmod(0o644)
+
+    def sh(*cmd: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*run_as, *cmd], capture_output=True, text=True, timeout=120)
+
+    out = sh(
+        initdb, "-D", str(root / "data"), "-U", "admin", f"--pwfile={root / 'pw'}", "--auth=scram-sha-256"
+    )
+    assert out.returncode == 0, out.stderr
+    opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1"
+    out = sh(pg_ctl, "-D", str(root / "data"), "-o", opts, "-l", str(root / "log"), "-w", "start")
+    assert out.returncode == 0, out.stderr + (root / "log").read_text()
+    try:
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(
+            f"postgresql+psycopg2://admin:{password}@127.0.0.1:{port}/postgres", isolation_level="AUTOCOMMIT"
+        )
+        with engine.connect() as con:
+            con.execute(sqlalchemy.text("CREATE DATABASE optuna"))
+        engine.dispose()
+        yield f"postgresql://admin:{password}@127.0.0.1:{port}", password, root
+    finally:
+        sh(pg_ctl, "-D", str(root / "data"), "-m", "immediate", "stop")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_postgresql_wrong_password_one_line_and_no_password_in_the_study_store(postgres, tmp_path):
+    pytest.importorskip("psycopg2")
+    server, password, root = postgres
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    env.pop("OPTUNA_STORAGE", None)
+    sweep = ["sweep", "--task", "addition", "--model", "implicit", "--trials", "1", "--epochs", "1"]
+    sweep += ["--n-train", "100", "--n-test", "20", "--no-retrain"]
+    wrong = server.replace(password, "not-the-password") + "/optuna"
+    started = time.monotonic()
+    out = subprocess.run(
+        cli_command(*sweep, "--storage", wrong),
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 2, out.stderr[-3000:]
+    line = _one_error_line(out.stderr)
+    assert line.startswith(
+        f"error: the Optuna store postgresql+psycopg2://admin:***@{server.split('@')[1]}/optuna"
+    )
+    assert "password authentication failed" in line and "not-the-password" not in out.stdout + out.stderr
+    assert time.monotonic() - started < 120
+    # the right password (in OPTUNA_STORAGE): the sweep runs, and the study database holds no password
+    out = subprocess.run(
+        cli_command(*sweep),
+        env={**env, "OPTUNA_STORAGE": server + "/optuna"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert password not in out.stdout + out.stderr and "admin:***@" in out.stdout
+    dump = subprocess.run(
+        [shutil.which("pg_dump") or "pg_dump", "-d", server + "/optuna"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert dump.returncode == 0 and "trial_values" in dump.stdout, dump.stderr
+    assert password not in dump.stdout

@@ -244,6 +244,11 @@ def _source_run(client, run_id: str, uri: str):
         return client.get_run(run_id)
     except MlflowException as err:
         from lightning_implicit.redact import redact
+        from lightning_implicit.tracking.store import store_error
+
+        named = store_error(err, uri, "MLflow")  # the store itself fails (a server that does not answer)
+        if named is not None:
+            raise named from None
 
         raise EvaluationError(
             f"no MLflow run {run_id!r} in the store {redact(uri)} ({str(err).splitlines()[0][:160]}); "

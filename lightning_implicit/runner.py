@@ -173,6 +173,7 @@ def run_training(args: list[str], *, extra_callbacks: list | None = None, test: 
     """Fit + shift sweep from LightningCLI arguments (``--config`` files and ``--key value`` overrides)."""
     from lightning_implicit.console import summary_without_flops
     from lightning_implicit.lifecycle import end_failed_run, terminated_cause
+    from lightning_implicit.tracking.store import store_failure
 
     confpath.add_user_modules()  # a user task's class_path module
     cli = ImplicitCLI(args=args)
@@ -193,6 +194,9 @@ def run_training(args: list[str], *, extra_callbacks: list | None = None, test: 
         signalled = terminated_cause(err)
         if signalled is not None and signalled is not err:
             raise signalled from None  # Lightning's sys.exit(1) after a signal: keep the signal (exit 128 + n)
+        named = store_failure(err, getattr(trainer.logger, "_tracking_uri", None) or "", "MLflow")
+        if named is not None:  # the store failed mid-run (its disk filled up, its server went away)
+            raise named from err
         raise
     run_id = trainer.logger.run_id if trainer.logger is not None and trainer.is_global_zero else None
     if run_id and test and cli.config_init["tracking"].log_model:

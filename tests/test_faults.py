@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -870,3 +871,39 @@ def test_postgresql_wrong_password_one_line_and_no_password_in_the_study_store(p
     )
     assert dump.returncode == 0 and "trial_values" in dump.stdout, dump.stderr
     assert password not in dump.stdout
+
+
+@pytest.mark.parametrize(
+    "fault, says",
+    [
+        (lambda: sqlite3.OperationalError("database or disk is full"), "its disk is full"),
+        (lambda: OSError(28, "No space left on device"), None),  # (not raised by the store's code: as it is)
+    ],
+)
+def test_store_failing_mid_run_is_named_and_the_run_ends_failed(fault, says, store):
+    """The tracking store fails during training (its disk fills up): the run still ends FAILED, and the error
+    names the store (a full disk elsewhere, e.g. a checkpoint's, is not blamed on it)."""
+    import lightning as L
+
+    from lightning_implicit.runner import run_training
+    from lightning_implicit.tracking.store import StoreError
+    from tests.conftest import tiny_args
+
+    error = fault()
+
+    class Fill(L.Callback):
+        def on_train_batch_end(self, *args, **kwargs):
+            raise error
+
+    expected = StoreError if says else type(error)
+    with pytest.raises(expected) as caught:
+        run_training(
+            tiny_args("addition", "implicit", n_train=200, n_test=50), extra_callbacks=[Fill()], test=False
+        )
+    if says:
+        path = store.uri[len("sqlite:///") :]
+        assert str(caught.value).startswith(
+            f"the MLflow store {path} failed (database or disk is full): {says}"
+        )
+    ((status, tags, _),) = store()
+    assert status == "FAILED" and ("disk is full" in tags["error"] or "No space" in tags["error"])

@@ -19,6 +19,7 @@ __all__ = [
     "git_commit",
     "StoreError",
     "store_error",
+    "store_failure",
     "check_store",
     "database_driver",
     "schema_lock",
@@ -137,6 +138,42 @@ def store_error(err: BaseException, uri: str, kind: str) -> StoreError | None:
         name = path if sqlite else redact(uri)
         return StoreError(f"the {kind} store {name} failed ({_first_line(err)}): {advice}, {FIXES[kind]}")
     return None
+
+
+_STORE_MODULES = ("sqlite3", "sqlalchemy", "mlflow", "optuna", "psycopg2", "psycopg", "requests", "urllib3")
+
+
+def store_failure(err: BaseException, uri: str, kind: str) -> StoreError | None:
+    """:func:`store_error` for an error raised mid-run, when the error's chain comes from the store's own
+    stack (sqlite, SQLAlchemy, MLflow, a database driver, HTTP): a full disk or a timeout elsewhere (a
+    checkpoint, a collective) is not the store's."""
+    if not uri or not isinstance(err, Exception):
+        return None
+    todo, seen = [err], set()
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if type(e).__module__.split(".")[0] in _STORE_MODULES or _raised_in_store_code(e):
+            return store_error(err, uri, kind)
+        todo += [e.__cause__, e.__context__, getattr(e, "orig", None)]
+    return None
+
+
+def _raised_in_store_code(err: BaseException) -> bool:
+    """An OS error (a full disk, a read-only file system) raised while MLflow or the tracking code wrote."""
+    import errno
+
+    if not isinstance(err, OSError) or err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        return False
+    tb = err.__traceback__
+    while tb is not None:
+        name = tb.tb_frame.f_globals.get("__name__", "")
+        if name.startswith(("mlflow", "lightning_implicit.tracking")):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def check_store(uri: str, kind: str, timeout: float = 10.0) -> None:

@@ -907,3 +907,21 @@ def test_store_failing_mid_run_is_named_and_the_run_ends_failed(fault, says, sto
         )
     ((status, tags, _),) = store()
     assert status == "FAILED" and ("disk is full" in tags["error"] or "No space" in tags["error"])
+
+
+def test_store_failing_mid_sweep_is_found_by_probing_the_stores(broken_store, tmp_path):
+    """A store error mid-sweep (the sqlite error does not say which file): the store that fails its probe now is
+    named; an error from elsewhere, or with both stores fine, is left as it is."""
+    from lightning_implicit.sweep.cli import _failed_store, options_from_args
+
+    full = sqlite3.OperationalError("database or disk is full")
+    good = f"sqlite:///{tmp_path / 'good.db'}"
+    bad = broken_store("read-only file", "optuna.db")
+    opts = options_from_args(["--task", "addition", "--storage", bad, "--tracking-uri", good])
+    named = _failed_store(full, opts)
+    assert str(named).startswith(f"the Optuna store {bad[len('sqlite:///') :]} failed (")
+    opts = options_from_args(["--task", "addition", "--storage", good, "--tracking-uri", bad])
+    assert str(_failed_store(full, opts)).startswith(f"the MLflow store {bad[len('sqlite:///') :]} failed (")
+    assert _failed_store(ValueError("database or disk is full"), opts) is None  # not from a store's stack
+    fine = options_from_args(["--task", "addition", "--storage", good, "--tracking-uri", good])
+    assert _failed_store(full, fine) is None

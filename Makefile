@@ -129,7 +129,7 @@ sweep: venv
 	$(PY) -m lightning_implicit.cli sweep --task $(TASK) $(if $(filter command line,$(origin MODEL)),--model $(MODEL)) \
 		$(if $(TRIALS),--trials $(TRIALS)) $(if $(WORKERS),--workers $(WORKERS)) $(if $(CV),--cv $(CV)) \
 		$(if $(STUDY),--study $(STUDY)) $(if $(DATA),--data $(DATA)) $(if $(INTERVAL),--interval $(INTERVAL)) \
-		$(if $(FULL),--full) $(if $(strip $(DATA_ARGS)),-- $(strip $(DATA_ARGS)))
+		$(if $(FULL),--full) $(if $(strip $(DATA_ARGS) $(ARGS)),-- $(strip $(DATA_ARGS) $(ARGS)))
 
 ## tune every (task, model) of PROFILE (default paper) by CV folds -> conf/tuned/ (TASKS= TRIALS= CV=)
 tune: venv

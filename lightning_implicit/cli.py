@@ -34,11 +34,17 @@ def _train(argv: list[str]) -> int:
 
     known, rest = train_parser().parse_known_args(argv)  # (--help answers before torch and Lightning load)
     check_shorthand(known.data, known.devices)
-    from lightning_implicit.run.spec import RunSpec
-    from lightning_implicit.runner import run_training, tuned_recipe
+    from lightning_implicit.run.spec import RunSpec, flag_args
+    from lightning_implicit.runner import run_training, tuned_override_note, tuned_recipe
 
     spec = RunSpec(known.task, known.model, known.seed, known.trainer, known.devices, known.nodes)
-    spec = spec.with_layer("tuned", tuned_recipe(known.task, known.model, known.tuned))
+    recipe = tuned_recipe(known.task, known.model, known.tuned)
+    note = tuned_override_note(
+        flag_args(recipe), rest
+    )  # the user's max_epochs that the recipe's steps override
+    if note:
+        print(note, file=sys.stderr)
+    spec = spec.with_layer("tuned", recipe)
     run = {"data.init_args.data": known.data, "data.init_args.interval": known.interval}
     spec = spec.with_layer("run", {k: v for k, v in run.items() if v})  # (--data, --interval when given)
     _report(run_training(spec.to_args() + rest))  # (the user's LightningCLI flags last, as given: they win)
@@ -217,6 +223,12 @@ def main(argv: list[str] | None = None) -> int:
     from lightning_implicit.console import quiet_third_party
 
     quiet_third_party()  # the CLI boundary: known third-party warnings and tips, never in library code
+    from lightning_implicit.redact import redact_process_output
+
+    redact_process_output()  # no password of a store URL in a log line or a traceback
+    from lightning_implicit.store_waits import bound_store_waits
+
+    bound_store_waits()  # a store that does not answer fails in seconds (retries and timeouts bounded)
     from lightning_implicit import confpath
     from lightning_implicit.validate import ConfigError
 

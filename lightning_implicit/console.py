@@ -106,7 +106,10 @@ def quiet_third_party() -> None:
 
 def _ui_base(uri: str) -> str:
     """The UI of a tracking URI: the server itself, or ``make ui`` on port 5000 (``PORT=``) for a local store."""
-    return uri.rstrip("/") if uri.startswith("http") else f"http://127.0.0.1:{os.environ.get('PORT', '5000')}"
+    from lightning_implicit.redact import redact
+
+    local = f"http://127.0.0.1:{os.environ.get('PORT', '5000')}"
+    return redact(uri.rstrip("/")) if uri.startswith("http") else local
 
 
 def ui_running(base: str) -> bool:
@@ -173,7 +176,10 @@ def _env_prefix(uri: str, conf_path: str | None) -> str:
     """``MLFLOW_TRACKING_URI=... [LIGHTNING_IMPLICIT_CONF_PATH=...] `` for a command pasted into a fresh shell."""
     import shlex
 
-    out = f"MLFLOW_TRACKING_URI={shlex.quote(uri)} "
+    from lightning_implicit.redact import redact
+
+    # a URL with a password is not printed: the line then reads it from the user's exported variable
+    out = f"MLFLOW_TRACKING_URI={shlex.quote(uri)} " if redact(uri) == uri else ""
     if conf_path:
         out += f"LIGHTNING_IMPLICIT_CONF_PATH={shlex.quote(conf_path)} "
     return out
@@ -209,6 +215,7 @@ def print_run_summary(
         return
     import mlflow
 
+    from lightning_implicit.redact import redact
     from lightning_implicit.tracking import resolve_tracking_uri
 
     uri = resolve_tracking_uri(uri)
@@ -223,12 +230,18 @@ def print_run_summary(
         print(f"result:      {headline}", file=stream)
     print(f"experiment:  {exp.name} (id {exp.experiment_id})", file=stream)
     print(f"run:         {run.info.run_name} ({run_id})", file=stream)
-    print(f"store:       {uri} (export MLFLOW_TRACKING_URI={shlex.quote(uri)} to use it)", file=stream)
+    if redact(uri) == uri:
+        print(f"store:       {uri} (export MLFLOW_TRACKING_URI={shlex.quote(uri)} to use it)", file=stream)
+    else:  # a password in the URL: never on screen; the pasted lines read it from the environment
+        print(
+            f"store:       {redact(uri)} (export MLFLOW_TRACKING_URI=<this URL with its password>)",
+            file=stream,
+        )
     print(f"run in UI:   {url}", file=stream)
     print(f"compare:     {base}/#/experiments/{exp.experiment_id} (tick runs, then Compare)", file=stream)
     if not up:
         print(ui_hint(base, uri), file=stream)
-    print(f"artifacts:   {run.info.artifact_uri}", file=stream)
+    print(f"artifacts:   {redact(run.info.artifact_uri)}", file=stream)
     if checkpoint:
         ckpt = shlex.quote(pasteable_path(checkpoint))
         print(f"checkpoint:  {ckpt}", file=stream)
@@ -251,6 +264,8 @@ def print_sweep_summary(
     """The end of ``lightning-implicit sweep``: per model the best value, trial and study; the MLflow experiment,
     the parent and best-retrain runs with their UI URLs (or the ``make ui`` hint). ``outcomes`` are the sweep's
     per-model results (``model, study_name, best_value, best_number, parent_run_id, retrain_run_id``)."""
+    from lightning_implicit.redact import redact
+
     stream = stream or sys.stdout
     if not outcomes:
         return
@@ -263,7 +278,7 @@ def print_sweep_summary(
         )
         print(f"{o.model + ':':<12} best {best}; study {o.study_name!r}", file=stream)
     if storage:
-        print(f"studies:     {storage}", file=stream)
+        print(f"studies:     {redact(storage)}", file=stream)
     if not experiment:
         print("tracking:    off (--no-tracking): no runs logged", file=stream)
         return
@@ -278,7 +293,7 @@ def print_sweep_summary(
         return
     base = _ui_base(uri)
     up = ui_running(base)
-    print(f"experiment:  {exp.name} (id {exp.experiment_id}) in {uri}", file=stream)
+    print(f"experiment:  {exp.name} (id {exp.experiment_id}) in {redact(uri)}", file=stream)
     for o in outcomes:
         if o.parent_run_id:
             print(

@@ -1,7 +1,11 @@
 """``lightning-implicit test``: the shift sweep of a logged model, again.
 
 * The trained model is logged by :func:`lightning_implicit.tracking.logged_model.log_trained_model` (called by
-  :func:`~lightning_implicit.runner.run_training` after the shift sweep).
+  :func:`~lightning_implicit.runner.run_training` after the shift sweep) as a plain state dict
+  (``runs:/<run id>/model/state_dict.pt``, with ``model/model.json``); :func:`load_logged_model` rebuilds the
+  module from the run's ``config.yaml`` and loads them with ``torch.load(weights_only=True)``. Nothing logged is
+  unpickled: a model logged as a pickle (MLflow's pytorch flavor, older runs) is refused unless the user passes
+  ``--trust-pickle``.
 * ``lightning-implicit test --run-id ID`` (or ``--ckpt_path PATH``): rebuilds the run's data and model from the
   ``config.yaml`` it logged, loads the logged weights (or a Lightning checkpoint's), runs the same shift sweep
   as ``train`` does after fitting, prints it beside the trained run's numbers, and logs it as a new MLflow run
@@ -16,13 +20,39 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["main", "build_parser", "EvaluationError"]
+__all__ = ["load_logged_model", "main", "build_parser", "EvaluationError"]
 
+TRUST_PICKLE = "--trust-pickle"  # the opt-in to unpickle a model logged as a pickle (runs its code)
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 class EvaluationError(RuntimeError):
     """What ``lightning-implicit test`` cannot do, and what to pass instead (printed without a traceback)."""
+
+
+def load_logged_model(run_id: str, uri: str | None = None):
+    """The trained LightningModule of run ``run_id`` (in eval mode, on the CPU): built from the run's
+    ``config.yaml`` and loaded with its logged weights, read with ``torch.load(weights_only=True)`` (no code of
+    the store's runs). Raises :class:`EvaluationError` when the run has no such weights."""
+    import mlflow
+
+    from lightning_implicit.runner import ImplicitCLI
+    from lightning_implicit.tracking import resolve_tracking_uri
+    from lightning_implicit.tracking.logged_model import MODEL_NAME, WEIGHTS_FILE
+
+    uri = resolve_tracking_uri(uri)
+    with tempfile.TemporaryDirectory(prefix="lightning-implicit-load-") as tmp:
+        _source_run(mlflow.MlflowClient(uri), run_id, uri)
+        config = _run_config(run_id, uri, tmp)
+        state = _logged_weights(run_id, uri, tmp, trust_pickle=False)
+        if state is None:
+            raise EvaluationError(f"run {run_id} has no logged weights ({MODEL_NAME}/{WEIGHTS_FILE})")
+        cli = ImplicitCLI(
+            args=["--config", str(config), "--tracking.enabled", "false", "--trainer.logger", "false"]
+        )
+    model = cli.model
+    model.load_state_dict(state)
+    return model.cpu().eval()
 
 
 # ---- lightning-implicit test ---------------------------------------------------------------------------------
@@ -80,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
         "sqlite:///mlruns/mlflow.db)",
     )
     p.add_argument("--no-log", dest="log", action="store_false", help="print the sweep only; no MLflow run")
+    p.add_argument(
+        TRUST_PICKLE,
+        dest="trust_pickle",
+        action="store_true",
+        help="load a model logged as a pickle (older runs; MLflow's pytorch flavor). Unpickling runs any code "
+        "put in the file: only for stores that no one you distrust can write to",
+    )
     return p
 
 
@@ -98,6 +135,11 @@ def _source_run(client, run_id: str, uri: str):
         return client.get_run(run_id)
     except MlflowException as err:
         from lightning_implicit.redact import redact
+        from lightning_implicit.tracking.store import store_error
+
+        named = store_error(err, uri, "MLflow")  # the store itself fails (a server that does not answer)
+        if named is not None:
+            raise named from None
 
         raise EvaluationError(
             f"no MLflow run {run_id!r} in the store {redact(uri)} ({str(err).splitlines()[0][:160]}); "
@@ -119,11 +161,47 @@ def _download(run_id: str, path: str, uri: str, dst: str) -> Path | None:
         return None
 
 
-def _logged_weights(run_id: str, uri: str) -> dict | None:
-    """The state dict of the run's logged model; ``None`` when the run has none."""
-    from mlflow.exceptions import MlflowException
+def _logged_weights(run_id: str, uri: str, tmp: str, *, trust_pickle: bool) -> dict | None:
+    """The state dict of the run's logged model; ``None`` when the run has none.
 
-    from lightning_implicit.tracking.logged_model import MODEL_NAME, fluent_uri, mlflow_pytorch
+    ``model/state_dict.pt`` is read with ``torch.load(weights_only=True)``: plain tensors and numbers only, a
+    pickle that would run code is refused. A model logged as a pickle (MLflow's pytorch flavor, as runs logged
+    before it did) is unpickled only with ``trust_pickle`` (``--trust-pickle``): unpickling runs whatever code
+    its writer put in it."""
+    import pickle
+
+    import torch
+
+    from lightning_implicit.tracking.logged_model import MODEL_NAME, WEIGHTS_FILE, fluent_uri, mlflow_pytorch
+
+    path = _download(run_id, f"{MODEL_NAME}/{WEIGHTS_FILE}", uri, tmp)
+    if path is not None:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+            raise EvaluationError(
+                f"refused to load runs:/{run_id}/{MODEL_NAME}/{WEIGHTS_FILE}: it is not a plain state dict "
+                f"({first}); loading it could run code that anyone with write access to the store put there. "
+                f"Re-test the run's checkpoint with --ckpt_path PATH, or pass {TRUST_PICKLE} if you trust "
+                "everyone who can write to this store"
+            ) from None
+        if not isinstance(state, dict):
+            raise EvaluationError(
+                f"runs:/{run_id}/{MODEL_NAME}/{WEIGHTS_FILE} holds a {type(state).__name__}, not a state dict"
+            )
+        return state
+    flavor = _pickled_model(run_id, uri)
+    if flavor is None:
+        return None
+    if not trust_pickle:
+        raise EvaluationError(
+            f"refused to load runs:/{run_id}/{MODEL_NAME}: it is a pickled model ({flavor}), and unpickling runs "
+            "any code that whoever wrote it to the store put in it. Re-test the run's checkpoint with "
+            f"--ckpt_path PATH (or retrain it), or pass {TRUST_PICKLE} if you trust everyone who can write to "
+            "this store"
+        )
+    from mlflow.exceptions import MlflowException
 
     try:
         with fluent_uri(uri):
@@ -131,6 +209,42 @@ def _logged_weights(run_id: str, uri: str) -> dict | None:
     except (MlflowException, OSError):
         return None
     return model.state_dict()
+
+
+def _pickled_model(run_id: str, uri: str) -> str | None:
+    """How the run's MLflow model (``runs:/<id>/model``, MLflow's pytorch flavor) is serialised, read from its
+    ``MLmodel`` file (YAML: reading it runs nothing); ``None`` when the run has no MLflow model."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from lightning_implicit.tracking.logged_model import MODEL_NAME, fluent_uri
+
+    try:
+        with fluent_uri(uri):
+            info = mlflow.models.get_model_info(f"runs:/{run_id}/{MODEL_NAME}")
+    except (MlflowException, OSError):
+        return None
+    flavor = (info.flavors or {}).get("pytorch") or {}
+    return f"MLflow pytorch flavor, {flavor.get('serialization_format') or flavor.get('pickle_module_name') or 'pickle'}"
+
+
+def _run_config(run_id: str, uri: str, tmp: str) -> Path:
+    """The run's ``config.yaml`` without its logger, callbacks and tracking (the rebuilt model's are not the
+    run's own)."""
+    import yaml
+
+    config_path = _download(run_id, "config.yaml", uri, tmp)
+    if config_path is None:
+        raise EvaluationError(
+            f"run {run_id} has no config.yaml artifact (it was not logged by lightning-implicit "
+            "train): test its checkpoint with --ckpt_path PATH --task T --model M instead"
+        )
+    config = yaml.safe_load(config_path.read_text()) or {}
+    for key in ("logger", "callbacks"):  # the trained run's own objects are not the test's
+        (config.get("trainer") or {}).pop(key, None)
+    config.pop("tracking", None)
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return config_path
 
 
 def _run_checkpoint(config: dict, experiment_id: str, run_id: str) -> Path | None:
@@ -186,23 +300,14 @@ def _plan(ns, overrides: list[str], uri: str, tmp: str):
 
     client = mlflow.MlflowClient(uri)
     source = _source_run(client, run_id, uri)
-    config_path = _download(run_id, "config.yaml", uri, tmp)
-    if config_path is None:
-        raise EvaluationError(
-            f"run {run_id} has no config.yaml artifact (it was not logged by lightning-implicit "
-            "train): test its checkpoint with --ckpt_path PATH --task T --model M instead"
-        )
+    config_path = _run_config(run_id, uri, tmp)
     config = yaml.safe_load(config_path.read_text()) or {}
-    for key in ("logger", "callbacks"):  # the trained run's own objects are not the test's
-        (config.get("trainer") or {}).pop(key, None)
-    config.pop("tracking", None)
-    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     args = ["--config", str(config_path)]
     if ns.trainer:  # (an unknown name: ConfigError naming the choices)
         args += ["--config", str(confpath.find("trainer", ns.trainer))]
     state, label = None, None
     if ckpt is None:
-        state = _logged_weights(run_id, uri)
+        state = _logged_weights(run_id, uri, tmp, trust_pickle=ns.trust_pickle)
         label = f"runs:/{run_id}/{MODEL_NAME}"
         if state is None:
             ckpt = _run_checkpoint(config, source.info.experiment_id, run_id)
@@ -245,7 +350,13 @@ def run_test(args: list[str], *, state_dict: dict | None = None, ckpt_path: Path
                 f"({str(err).splitlines()[0][:200]}): drop the --model.init_args.* size overrides"
             ) from None
     try:
-        trainer.test(model, datamodule=dm, verbose=False, ckpt_path=str(ckpt_path) if ckpt_path else None)
+        trainer.test(
+            model,
+            datamodule=dm,
+            verbose=False,
+            ckpt_path=str(ckpt_path) if ckpt_path else None,
+            weights_only=True,  # (a checkpoint holds plain data: nothing in it is run)
+        )
         if trainer.is_global_zero:  # the config, data card and resolved params, as a training run logs them
             for cb in trainer.callbacks:
                 if isinstance(cb, TrackingCallback):
@@ -290,6 +401,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"unrecognized argument {a!r} (LightningCLI overrides look like --data.init_args.n_test 2000)"
             )
     uri = resolve_tracking_uri(ns.tracking_uri)
+    from lightning_implicit.tracking.store import check_store
+
+    check_store(uri, "MLflow")  # a store that cannot be used: one named error (StoreError), not a traceback
     with tempfile.TemporaryDirectory(prefix="lightning-implicit-test-") as tmp:
         try:
             args, source, state, ckpt, weights = _plan(ns, overrides, uri, tmp)

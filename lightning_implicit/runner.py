@@ -46,8 +46,9 @@ class TrackingConfig:
         model_name: the model's label in tags, tables and plots (the config file's name by default).
         parent_run_id: nest this run under another (sweeps, reproduction).
         tags: extra tags.
-        log_model: log the trained model after the shift sweep (``mlflow.pytorch.load_model("runs:/<id>/model")``
-            loads it; ``lightning-implicit test --run-id <id>`` re-runs its sweep).
+        log_model: log the trained weights after the shift sweep (``runs:/<id>/model/state_dict.pt``;
+            ``lightning_implicit.evaluate.load_logged_model(<id>)`` loads them without unpickling anything;
+            ``lightning-implicit test --run-id <id>`` re-runs its sweep).
     """
 
     enabled: bool = True
@@ -82,18 +83,32 @@ class ImplicitCLI(LightningCLI):
     """LightningCLI with the task spec linked from the datamodule to the model and MLflow tracking."""
 
     def __init__(self, args: list[str] | None = None, **kwargs) -> None:
-        super().__init__(
-            ShiftModule,
-            ShiftDataModule,
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            run=False,
-            save_config_callback=None,
-            auto_configure_optimizers=False,
-            seed_everything_default=0,
-            args=args,
-            **kwargs,
-        )
+        from argparse import ArgumentError
+
+        from lightning_implicit.validate import ConfigError, parse_error_line
+
+        # a prefix of an option (--trainer.max_epoch) is an error, not that option; a bad value or key is one
+        # named line (ConfigError: the CLI prints "error: ..." and exits 2), not a usage dump
+        kwargs["parser_kwargs"] = {
+            "allow_abbrev": False,
+            "exit_on_error": False,
+            **kwargs.get("parser_kwargs", {}),
+        }
+        try:
+            super().__init__(
+                ShiftModule,
+                ShiftDataModule,
+                subclass_mode_model=True,
+                subclass_mode_data=True,
+                run=False,
+                save_config_callback=None,
+                auto_configure_optimizers=False,
+                seed_everything_default=0,
+                args=args,
+                **kwargs,
+            )
+        except ArgumentError as err:
+            raise ConfigError(parse_error_line(err)) from None
 
     def init_parser(self, **kwargs):
         kwargs.setdefault("exit_on_error", False)  # a parse error is raised, then said on one line (below)
@@ -259,6 +274,7 @@ def run_training(args: list[str], *, extra_callbacks: list | None = None, test: 
     """Fit + shift sweep from LightningCLI arguments (``--config`` files and ``--key value`` overrides)."""
     from lightning_implicit.console import console_callbacks
     from lightning_implicit.lifecycle import end_failed_run, terminated_cause
+    from lightning_implicit.tracking.store import store_failure
 
     confpath.add_user_modules()  # a user task's class_path module
     cli = ImplicitCLI(args=args)
@@ -280,6 +296,9 @@ def run_training(args: list[str], *, extra_callbacks: list | None = None, test: 
         signalled = terminated_cause(err)
         if signalled is not None and signalled is not err:
             raise signalled from None  # Lightning's sys.exit(1) after a signal: keep the signal (exit 128 + n)
+        named = store_failure(err, getattr(trainer.logger, "_tracking_uri", None) or "", "MLflow")
+        if named is not None:  # the store failed mid-run (its disk filled up, its server went away)
+            raise named from err
         raise
     run_id = trainer.logger.run_id if trainer.logger is not None and trainer.is_global_zero else None
     if run_id and test and cli.config_init["tracking"].log_model:
@@ -369,6 +388,35 @@ def tuned_recipe(task: str, model: str, use: bool = True, stream=None) -> dict:
         file=stream,
     )
     return dict(cfg.overrides)
+
+
+def _values(args: list[str]) -> dict[str, str]:
+    """``--key value`` / ``--key=value`` pairs of ``args`` (the last of a repeated key)."""
+    out, i = {}, 0
+    while i < len(args):
+        a = args[i]
+        if a.startswith("--") and "=" in a:
+            key, value = a[2:].split("=", 1)
+            out[key] = value
+        elif a.startswith("--") and i + 1 < len(args):
+            out[a[2:]] = args[i + 1]
+            i += 1
+        i += 1
+    return out
+
+
+def tuned_override_note(tuned: list[str], user: list[str]) -> str | None:
+    """What a tuned recipe (``tuned``: its overrides) does to the user's own ``--trainer.max_epochs``: its step
+    budget (``--trainer.max_steps``) ends training first. ``None`` when it does not."""
+    mine, recipe = _values(user), _values(tuned)
+    steps = recipe.get("trainer.max_steps")
+    if "trainer.max_epochs" not in mine or "trainer.max_steps" in mine or steps in (None, "-1"):
+        return None
+    return (
+        f"note: the tuned recipe stops training after --trainer.max_steps {steps} optimiser steps, whatever "
+        f"--trainer.max_epochs {mine['trainer.max_epochs']} asks; add --trainer.max_steps -1 (or --no-tuned, "
+        "TUNED=0) to train for those epochs"
+    )
 
 
 def print_sweep(result: RunResult, stream=sys.stdout) -> None:

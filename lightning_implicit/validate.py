@@ -7,8 +7,9 @@ the value and what is accepted (the CLI prints it as ``error: ...`` and exits 2,
 from __future__ import annotations
 
 import math
+import re
 
-__all__ = ["ConfigError", "check_config"]
+__all__ = ["ConfigError", "check_config", "parse_error_line"]
 
 
 class ConfigError(ValueError):
@@ -28,8 +29,31 @@ def _number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _non_finite(node, prefix: str = ""):
+    """``(dotted key, value)`` of the first NaN or infinite number anywhere in ``node``, else ``None``."""
+    if isinstance(node, float) and not math.isfinite(node):
+        return prefix, node
+    if isinstance(node, dict) or type(node).__name__ == "Namespace":
+        items = node.items() if isinstance(node, dict) else vars(node).items()
+        for k, v in items:
+            found = _non_finite(v, f"{prefix}.{k}" if prefix else str(k))
+            if found is not None:
+                return found
+    elif isinstance(node, (list, tuple)):
+        for i, v in enumerate(node):
+            found = _non_finite(v, f"{prefix}[{i}]")
+            if found is not None:
+                return found
+    return None
+
+
 def check_config(cfg) -> None:
-    """Raise :class:`ConfigError` for the first invalid numeric option of ``cfg`` (a jsonargparse namespace)."""
+    """Raise :class:`ConfigError` for the first invalid numeric option of ``cfg`` (a jsonargparse namespace):
+    any NaN or infinite number, then the options below."""
+    found = _non_finite(cfg)
+    if found is not None:
+        key, value = found
+        raise ConfigError(f"--{key} {value}: must be a finite number (not NaN or infinite)")
     epochs, steps = _get(cfg, "trainer.max_epochs"), _get(cfg, "trainer.max_steps")
     bounded = isinstance(steps, int) and steps >= 1  # -1 epochs with a step budget: the tuned recipes
     if epochs is not None and (not isinstance(epochs, int) or epochs < 1) and not (epochs == -1 and bounded):
@@ -52,9 +76,10 @@ def check_config(cfg) -> None:
             allowed = "a whole number >= 1 or 'full'" if key == "batch_size" else "a whole number >= 1"
             raise ConfigError(f"--data.init_args.{key} {v!r}: must be {allowed}")
     kappa = _get(cfg, "model.init_args.kappa")
-    if kappa is not None and (not _number(kappa) or kappa <= 0):
+    if kappa is not None and (not _number(kappa) or not 0 < kappa < 1):
         raise ConfigError(
-            f"--model.init_args.kappa {kappa!r}: must be a finite number > 0 (the row-sum bound of A)"
+            f"--model.init_args.kappa {kappa!r}: must be a number in (0, 1), e.g. 0.95 (the row-sum bound of A: "
+            "||A||_inf <= kappa < 1 keeps the model well-posed)"
         )
     lr = _get(cfg, "model.init_args.optim.lr")
     if lr is not None and (not _number(lr) or lr <= 0):
@@ -70,3 +95,52 @@ def check_config(cfg) -> None:
                 raise ConfigError(
                     f"--data.init_args.{key} {list(v)!r}: every shift must be a finite number, not {bad[0]!r}"
                 )
+
+
+_NOISE = (
+    "Does not validate against any of the Union subtypes",
+    "Subtypes:",
+    "Errors:",
+    "Given value type:",
+    "Given value:",
+    "- Expected a <class 'NoneType'>",
+    "Problem with given class_path",
+    "tip:",
+)
+
+
+def parse_error_line(err: BaseException) -> str:
+    """The LightningCLI (jsonargparse) parse error ``err`` as one line: the option as the user wrote it, its
+    value and what is wrong (its message lists union subtypes and nested parsers over a dozen lines)."""
+    text = str(err)
+    keys = re.findall(r'Parser key "([^"]+)"', text)
+    nested = re.search(r"NestedArg\(key='([^']+)', val='([^']*)'\)", text)
+    given = re.search(r"^\s*Given value: (.*)$", text, re.MULTILINE)
+    reasons = [
+        ln.strip().lstrip("- ").strip()
+        for ln in text.splitlines()
+        if ln.strip() and not ln.strip().startswith(_NOISE) and not re.match(r'\s*-?\s*Parser key "', ln)
+    ]
+    if text.lower().startswith("unrecognized arguments") or not keys:
+        line = " ".join(text.split())
+        if "unrecognized arguments" in line.lower():
+            line += (
+                " (options are written in full: a prefix such as --trainer.max_epoch is not accepted; "
+                "see --help for the options)"
+            )
+        return line
+    key, value = keys[0], given.group(1) if given else None
+    if nested is not None and key in ("model", "data"):
+        key, value = f"{key}.init_args.{nested.group(1)}", nested.group(2)
+    elif nested is None and len(keys) > 1 and key in ("model", "data"):
+        key = f"{key}.init_args.{keys[-1]}"
+    reason = reasons[-1] if reasons else "invalid value"
+    wanted = {"float": "a finite number", "int": "a whole number", "bool": "true or false", "str": "a string"}
+    reason = re.sub(
+        r"Expected a <class '(\w+)'>(\. Got value: .*)?",
+        lambda m: f"must be {wanted.get(m.group(1), m.group(1))}",
+        reason,
+    )
+    if reason.startswith("Option '") and "is not accepted" in reason:
+        reason = "no such option (see --help for the options; a misspelt key?)"
+    return f"--{key}{'' if value is None else ' ' + value}: {reason}"

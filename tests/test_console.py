@@ -57,7 +57,7 @@ def test_train_prints_summary_without_third_party_noise(tmp_path):
     )
     assert f"/runs/{run_id}" in out.stdout
     assert (
-        f"model:       MLFLOW_TRACKING_URI={uri} " in out.stdout and run_id in out.stdout
+        f"model:       MLFLOW_TRACKING_URI={uri} " in out.stdout and "load_logged_model" in out.stdout
     )  # (test_paste.py)
     assert f"lightning-implicit test --run-id {run_id}" in out.stdout
     assert "Total params" in out.stdout and "FLOPs" not in text  # the model summary stays, without FLOPs

@@ -11,7 +11,6 @@ from conftest import tiny_args
 
 from lightning_implicit.evaluate import _run_from_ckpt_path, main
 from lightning_implicit.runner import run_training
-from lightning_implicit.tracking.logged_model import fluent_uri
 
 SHIFTS = [10, 100, 1000]
 
@@ -35,24 +34,36 @@ def trained(tmp_path_factory):
     return uri, res, root
 
 
-def test_trained_model_is_logged_and_loads_back_with_one_line(trained):
+def test_trained_model_is_logged_as_weights_and_loads_back_with_one_line(trained):
+    import json
+
+    from lightning_implicit.evaluate import load_logged_model
+
     uri, res, _ = trained
-    run = mlflow.MlflowClient(uri).get_run(res.run_id)
+    client = mlflow.MlflowClient(uri)
+    run = client.get_run(res.run_id)
     assert run.data.tags["logged_model"] == f"runs:/{res.run_id}/model"
-    with fluent_uri(uri):  # (the process's tracking URI is restored after)
-        model = mlflow.pytorch.load_model(f"runs:/{res.run_id}/model")
-        info = mlflow.models.get_model_info(f"runs:/{res.run_id}/model")
+    assert {a.path for a in client.list_artifacts(res.run_id, "model")} == {
+        "model/state_dict.pt",
+        "model/model.json",
+    }
+    # plain tensors: loads with weights_only=True, equal to the trained module's weights
+    path = client.download_artifacts(res.run_id, "model/state_dict.pt")
+    state = torch.load(path, weights_only=True)
+    trained_state = res.module.state_dict()
+    assert state.keys() == trained_state.keys()
+    assert all(torch.equal(state[k], trained_state[k].cpu()) for k in state)
+    model = load_logged_model(res.run_id, uri)
     assert type(model).__name__ == "ImplicitModule" and model.task.name == "addition"
     x = res.datamodule.test_sets[1][0:16][0]
     res.module.eval()
     with torch.no_grad():
         assert torch.equal(model(x), res.module.cpu()(x))
-    # the signature describes what the model reads and returns (any batch size)
-    (inp,), (outp,) = info.signature.inputs.inputs, info.signature.outputs.inputs
-    assert inp.shape == (-1, *x.shape[1:]) and outp.shape == (-1, *model(x).shape[1:])
-    assert info.saved_input_example_info is not None
-    logged = mlflow.MlflowClient(uri).search_logged_models(experiment_ids=[run.info.experiment_id])
-    assert [m.source_run_id for m in logged] == [res.run_id]
+    # the card says what the model reads and returns (any batch size)
+    card = json.loads(Path(client.download_artifacts(res.run_id, "model/model.json")).read_text())
+    with torch.no_grad():
+        y = model(x)
+    assert card["input_shape"] == [-1, *x.shape[1:]] and card["output_shape"] == [-1, *y.shape[1:]]
 
 
 def test_test_command_reproduces_the_runs_sweep_and_logs_a_nested_run(trained, capsys):

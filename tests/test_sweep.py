@@ -199,7 +199,7 @@ def test_sweep_logs_parent_and_nested_runs_then_resumes(env, capsys):
 
 def test_resume_with_a_different_objective_is_refused(env, capsys):
     search = env.search(TINY)
-    assert main(env.args(search, "--model", "implicit", "--trials", "0", "--no-retrain")) == 0
+    assert main(env.args(search, "--model", "implicit", "--trials", "1", "--no-retrain")) == 0
     assert main(env.args(search, "--model", "implicit", "--trials", "1", "--cv", "2")) == 2
     assert "cv: study has 1, now 2" in capsys.readouterr().err
 

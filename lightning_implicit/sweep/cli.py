@@ -38,10 +38,49 @@ def options_from_args(argv: list[str]):
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from lightning_implicit.redact import redact_process_output
+
+    redact_process_output()  # (a worker process starts here: its log lines and tracebacks too)
+    from lightning_implicit.store_waits import bound_store_waits
+
+    bound_store_waits()
     opts = options_from_args(argv)
     from .driver import run_command
 
-    return run_command(opts, "lightning-implicit sweep " + shlex.join(argv))
+    try:
+        return run_command(opts, "lightning-implicit sweep " + shlex.join(argv))
+    except Exception as exc:
+        named = _failed_store(exc, opts)
+        if named is None:
+            raise
+        raise named from exc
+
+
+def _failed_store(exc: Exception, opts):
+    """When ``exc`` comes from a store's stack mid-sweep (a disk that filled up, a server that went away): the
+    :class:`~lightning_implicit.tracking.store.StoreError` of whichever store (study, then tracking) fails its
+    probe now; ``None`` when neither does (the error is then not the stores')."""
+    from lightning_implicit.tracking.store import (
+        StoreError,
+        check_store,
+        database_driver,
+        resolve_tracking_uri,
+        store_failure,
+    )
+
+    from .storage import resolve_storage_url
+
+    stores = [(database_driver(resolve_storage_url(opts.storage)), "Optuna")]
+    if opts.tracking:
+        stores.append((resolve_tracking_uri(opts.tracking_uri), "MLflow"))
+    if all(store_failure(exc, uri, kind) is None for uri, kind in stores):
+        return None
+    for uri, kind in stores:
+        try:
+            check_store(uri, kind)
+        except StoreError as err:
+            return err
+    return None
 
 
 if __name__ == "__main__":

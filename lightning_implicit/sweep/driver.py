@@ -41,7 +41,7 @@ from .space import (
     parse_config,
     search_file_path,
 )
-from .storage import mask_url, open_storage, recover_stale_trials, resolve_storage_url
+from .storage import claim_retrain, mask_url, open_storage, recover_stale_trials, resolve_storage_url
 
 __all__ = [
     "SweepOptions",
@@ -500,6 +500,13 @@ def _retrain(ctx: TrialContext, study: optuna.Study, out: ModelOutcome, say) -> 
     over = best.user_attrs.get("cli_overrides")
     if over is None:
         over = ctx.param_args(best.params)
+    holder = claim_retrain(study, best.number)  # one retraining per best trial, whichever sweep gets there
+    if holder is not None:
+        say(f"[{ctx.model}] the best config (trial #{best.number}) is retrained by another sweep ({holder})")
+        out.notes.append(
+            f"best config (trial #{best.number}) retrained by another sweep of the study ({holder})"
+        )
+        return
     tags = {"sweep.role": "best_retrain", "optuna.study": ctx.study_name, "optuna.trial": str(best.number)}
     args = ctx.run_args(over, 0, ctx.parent_run_id, f"best-{ctx.model}-t{best.number:03d}", tags)
     say(f"[{ctx.model}] retraining the best config (trial #{best.number}) with the shift sweep ...")
@@ -570,8 +577,13 @@ def _run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) 
     path = Path(opts.search_file) if opts.search_file else search_file_path(opts.task)
     space = load_search_space(path, task=opts.task, full=opts.full)
     models = opts.models or space.models
-    if opts.cv < 1 or opts.workers < 1 or opts.trials < 0:
-        raise SearchSpaceError("--cv and --workers must be >= 1 and --trials >= 0")
+    if opts.trials < 1:
+        raise SearchSpaceError(
+            f"--trials {opts.trials} (TRIALS= of make sweep): must be >= 1, the trials to run now per model "
+            "(a finished study's summary: lightning-implicit sweep ... --trials 1, or the MLflow UI)"
+        )
+    if opts.cv < 1 or opts.workers < 1:
+        raise SearchSpaceError("--cv and --workers must be >= 1")
     ctxs = _contexts(opts, space, models, say)
     if (
         opts.worker_index is None

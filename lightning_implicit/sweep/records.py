@@ -26,7 +26,13 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from lightning_implicit.tracking.store import artifact_location, resolve_tracking_uri
+from lightning_implicit.tracking.store import (
+    artifact_location,
+    check_store,
+    first_use,
+    resolve_tracking_uri,
+    store_error,
+)
 
 __all__ = ["SweepRecorder", "write_summary"]
 
@@ -54,8 +60,21 @@ class SweepRecorder:
         for name in ("mlflow", "alembic"):  # mlflow configures its logger on import
             logging.getLogger(name).setLevel(logging.WARNING)
         self.uri = resolve_tracking_uri(uri)
-        self.client = mlflow.MlflowClient(self.uri)
         self.experiment = experiment
+        check_store(self.uri, "MLflow")  # read-only, damaged, full, unreachable: one named error, no retries
+        try:
+            # (MlflowClient creates or migrates a new store's schema: one process at a time)
+            self.client = first_use(lambda: mlflow.MlflowClient(self.uri), self.uri)
+            self._open_experiment(experiment)
+        except Exception as err:
+            named = store_error(err, self.uri, "MLflow")
+            if named is None:
+                raise
+            raise named from None
+
+    def _open_experiment(self, experiment: str) -> None:
+        import mlflow
+
         exp = self.client.get_experiment_by_name(experiment)
         if exp is None:
             location = artifact_location(self.uri)

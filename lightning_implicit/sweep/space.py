@@ -510,6 +510,13 @@ def check_cli_keys(
         raise SearchSpaceError(
             f"the configuration of model {space.model!r} does not parse:\n    {_error_text(exc)}"
         ) from None
+    if pinned:  # the user's own overrides: a typo there is theirs, not the search file's
+        try:
+            parse_config([*base_args, *pinned])
+        except Exception as exc:  # noqa: BLE001
+            raise SearchSpaceError(
+                f"a command-line override is rejected ({' '.join(pinned)}): {' '.join(_error_text(exc).split())}"
+            ) from None
     known = [k for k in cfg.keys() if not k.startswith(("config", "__"))]
     fixed_args = flag_args(space.fixed)
     entries: list[tuple[str, str, list]] = [

@@ -29,6 +29,7 @@ import logging
 import os
 import socket
 import sqlite3
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -38,7 +39,15 @@ from optuna.trial import TrialState
 
 from .default_trial import DEFAULT_ATTR
 
-__all__ = ["resolve_storage_url", "open_storage", "recover_stale_trials", "pid_alive", "mask_url", "HOST"]
+__all__ = [
+    "resolve_storage_url",
+    "open_storage",
+    "recover_stale_trials",
+    "pid_alive",
+    "mask_url",
+    "claim_retrain",
+    "HOST",
+]
 
 HOST = socket.gethostname()
 log = logging.getLogger(__name__)
@@ -95,10 +104,12 @@ def open_storage(
             "nor a journal file (journal:path/study.log)"
         )
     url = _driver(url)
+    from lightning_implicit.tracking.store import check_store
+
+    check_store(url, "Optuna")  # read-only, damaged, full, unreachable: named at once, not after retries
     engine_kwargs = None
     if url.startswith("sqlite:///"):
         db = Path(url[len("sqlite:///") :])
-        db.parent.mkdir(parents=True, exist_ok=True)
         try:
             with sqlite3.connect(
                 db, timeout=60
@@ -120,7 +131,10 @@ def open_storage(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat_interval
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **hb)
+            from lightning_implicit.tracking.store import first_use
+
+            # (a new store's tables are created once: two sweeps started together raced on them)
+            return first_use(lambda: optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **hb), url)
         except Exception as err:
             _raise_named(err, url)
 
@@ -137,14 +151,10 @@ def _raise_named(err: Exception, url: str):
 
 
 def _driver(url: str) -> str:
-    """``postgresql://`` with psycopg2 when psycopg (3) is missing: SQLAlchemy >= 2.1 defaults to psycopg 3,
-    the project's dev extra installs psycopg2-binary."""
-    import importlib.util
+    """``postgresql://`` with an installed driver (:func:`~lightning_implicit.tracking.store.database_driver`)."""
+    from lightning_implicit.tracking.store import database_driver
 
-    if url.startswith(("postgresql://", "postgres://")) and importlib.util.find_spec("psycopg") is None:
-        if importlib.util.find_spec("psycopg2") is not None:
-            return "postgresql+psycopg2://" + url.split("://", 1)[1]
-    return url
+    return database_driver(url)
 
 
 def pid_alive(pid: int) -> bool:
@@ -261,3 +271,33 @@ def _retry(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str, ma
             system_attrs=system_attrs,
         )
     )
+
+
+RETRAIN_ATTR = "best_retrain_claim"
+
+
+def claim_retrain(study: optuna.Study, trial_number: int, settle: float = 1.0) -> str | None:
+    """Claim the retraining of the study's best trial ``trial_number`` for this process; ``None`` when it is
+    ours, else who holds it (``host pid``). Two sweeps of one study each retrained the same best config.
+
+    The claim is a study user attribute (``best_retrain_claim:t<number>``); of two claims written within
+    ``settle`` seconds the later wins (each writer reads the attribute back after ``settle`` s). A claim of a
+    process on this host that no longer runs is taken over (a sweep killed while retraining)."""
+    key, me = f"{RETRAIN_ATTR}:t{trial_number}", f"{HOST} {os.getpid()}"
+
+    def holder() -> str | None:
+        fresh = study._storage.get_study_user_attrs(study._study_id)
+        return fresh.get(key)
+
+    current = holder()
+    if current is not None and current != me and _claim_alive(current):
+        return current
+    study.set_user_attr(key, me)
+    time.sleep(settle)
+    current = holder()
+    return None if current == me else current
+
+
+def _claim_alive(claim: str) -> bool:
+    host, _, pid = claim.rpartition(" ")
+    return host != HOST or not pid.isdigit() or pid_alive(int(pid))

@@ -1,7 +1,8 @@
-"""The trained model in MLflow: :func:`log_trained_model` logs a trained LightningModule after its shift sweep
-with ``mlflow.pytorch.log_model`` (an input example from the first test set and the signature inferred from it),
-so ``mlflow.pytorch.load_model("runs:/<run id>/model")`` loads it back (``lightning-implicit test``:
-:mod:`lightning_implicit.evaluate`). Below the runner, which calls it after a run's test."""
+"""The trained model in MLflow: :func:`log_trained_model` logs a trained LightningModule's weights after its
+shift sweep as a plain state dict (``runs:/<run id>/model/state_dict.pt``, with ``model/model.json``), which
+:func:`lightning_implicit.evaluate.load_logged_model` reads with ``torch.load(weights_only=True)``: nothing logged
+is unpickled (a model logged as a pickle by older runs is refused unless the user passes ``--trust-pickle``; then
+:func:`mlflow_pytorch` loads it). Below the runner, which calls it after a run's test."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import logging
 import sys
 from contextlib import contextmanager
 
-__all__ = ["MODEL_NAME", "log_trained_model", "fluent_uri", "mlflow_pytorch"]
+__all__ = ["MODEL_NAME", "WEIGHTS_FILE", "log_trained_model", "fluent_uri", "mlflow_pytorch"]
 
-MODEL_NAME = "model"  # the logged model's name: runs:/<run id>/model
+MODEL_NAME = "model"  # the logged model's folder: runs:/<run id>/model
+WEIGHTS_FILE = "state_dict.pt"  # its weights: a plain state dict (torch.load(weights_only=True))
 
 
 def _detached_copy(module):
@@ -66,58 +68,41 @@ def mlflow_pytorch():
     return mlflow.pytorch
 
 
-class _DropPickleAdvice(logging.Filter):
-    # pickle is chosen on purpose: torch.export (MLflow's pt2 default) cannot trace the fused solver's C++ kernel
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Pickle or CloudPickle" not in record.getMessage()
-
-
 def log_trained_model(logger, module, datamodule) -> str:
-    """Log ``module`` (trained, after the shift sweep) to ``logger``'s MLflow run as ``runs:/<run id>/model``;
-    returns that URI and tags the run ``logged_model`` with it. Raises what MLflow raises."""
-    import lightning
-    import mlflow
-    import torch
-    from mlflow.models import infer_signature
+    """Log ``module``'s weights (trained, after the shift sweep) to ``logger``'s MLflow run: ``model/state_dict.pt``
+    (a plain state dict, read back with ``torch.load(weights_only=True)``, which runs no code) beside
+    ``model/model.json`` (format, class, input and output shapes, how to load it); the run's ``config.yaml``
+    rebuilds the model. Tags the run ``logged_model`` with ``runs:/<run id>/model`` and returns that URI. Raises
+    what MLflow raises."""
+    import json
+    import tempfile
+    from pathlib import Path
 
-    run_id, uri = logger.run_id, logger.experiment.tracking_uri
+    import torch
+
+    run_id = logger.run_id
     model = _detached_copy(module)
     x = _example_input(datamodule)
     with torch.no_grad():
         y = model(x)
-    signature = infer_signature(x.numpy(), y.detach().numpy())
-    requirements = [
-        f"torch=={torch.__version__.split('+')[0]}",
-        f"lightning=={lightning.__version__}",
-        f"mlflow=={mlflow.__version__}",
-    ]
-    quiet, flt = logging.getLogger("mlflow.pytorch"), _DropPickleAdvice()
-    quiet.addFilter(flt)
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    card = {
+        "format": f"torch state dict ({WEIGHTS_FILE}; torch.load(..., weights_only=True))",
+        "class": f"{type(module).__module__}.{type(module).__qualname__}",
+        "config": "config.yaml (the run's resolved LightningCLI config)",
+        "input_shape": [-1, *x.shape[1:]],
+        "output_shape": [-1, *y.shape[1:]],
+        "torch": torch.__version__,
+        "load": f"lightning_implicit.evaluate.load_logged_model({run_id!r}, uri)",
+        "re-test": f"lightning-implicit test --run-id {run_id}",
+    }
     client = logger.experiment
-    run = client.get_run(run_id)
-    # created here, in the run's experiment: left to itself MLflow 3.17 files a model logged by run id (no active
-    # fluent run) under the Default experiment, where runs:/<id>/model does not find it
-    logged = client.create_logged_model(
-        experiment_id=run.info.experiment_id,
-        name=MODEL_NAME,
-        source_run_id=run_id,
-        params=dict(run.data.params),
-        model_type="pytorch",
-    )
-    try:
-        with fluent_uri(uri):
-            mlflow_pytorch().log_model(
-                model,
-                name=MODEL_NAME,
-                run_id=run_id,
-                model_id=logged.model_id,
-                input_example=x.numpy(),
-                signature=signature,
-                pip_requirements=requirements,
-                serialization_format="pickle",
-            )
-    finally:
-        quiet.removeFilter(flt)
+    with tempfile.TemporaryDirectory(prefix="lightning-implicit-model-") as tmp:
+        folder = Path(tmp) / MODEL_NAME
+        folder.mkdir()
+        torch.save(state, folder / WEIGHTS_FILE)
+        (folder / "model.json").write_text(json.dumps(card, indent=2) + "\n")
+        client.log_artifacts(run_id, str(folder), MODEL_NAME)
     model_uri = f"runs:/{run_id}/{MODEL_NAME}"
     client.set_tag(run_id, "logged_model", model_uri)
     return model_uri

@@ -16,37 +16,274 @@ from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["resolve_tracking_uri", "make_logger", "git_commit", "StoreError", "store_error"]
+__all__ = [
+    "resolve_tracking_uri",
+    "make_logger",
+    "git_commit",
+    "StoreError",
+    "store_error",
+    "store_failure",
+    "check_store",
+    "database_driver",
+    "schema_lock",
+    "first_use",
+]
 
 
 class StoreError(RuntimeError):
-    """A tracking or study store that cannot be opened (a damaged sqlite file): says which file and what to do."""
+    """A tracking or study store that cannot be used (damaged, read-only, full, unreachable, no driver): says
+    which store (password redacted) and what to do; the command line prints it as one ``error:`` line, exit 2."""
 
 
-def store_error(err: Exception, uri: str, kind: str) -> StoreError | None:
-    """A :class:`StoreError` naming the file when ``err`` says that the sqlite file behind ``uri`` is damaged."""
-    text = str(err).lower()
-    if not uri.startswith("sqlite:///") or not any(
-        s in text for s in ("file is not a database", "malformed", "database disk image", "no such table")
-    ):
-        return None
+# what to change, per store kind: the flags and variables that choose the store
+FIXES = {
+    "MLflow": "or point the run at another store (--tracking.uri / --tracking-uri, or MLFLOW_TRACKING_URI)",
+    "Optuna": "or point the sweep at another study store (--storage, or OPTUNA_STORAGE)",
+}
+
+# (what, phrases of the error, advice): the first match names the failure
+_KINDS = (
+    (
+        "damaged",
+        ("file is not a database", "malformed", "database disk image", "no such table"),
+        None,  # (sqlite only: the advice names the file)
+    ),
+    (
+        "full",
+        ("database or disk is full", "disk i/o error", "no space left on device", "disk quota exceeded"),
+        "its disk is full: free space there",
+    ),
+    (
+        "read-only",
+        ("readonly database", "read-only file system", "unable to open database file", "permission denied"),
+        "it cannot be written: make the file and its folder writable (chmod, chattr -i, a read-write mount)",
+    ),
+    (
+        "no driver",
+        ("no module named 'psycopg", "no module named 'pymysql", "no module named 'mysqldb"),
+        "its database driver is not installed: pip install psycopg2-binary (PostgreSQL; or psycopg[binary]), "
+        "pymysql (MySQL)",
+    ),
+    (
+        "unreachable",
+        (
+            "could not connect",
+            "connection refused",
+            "password authentication failed",
+            "authentication failed",
+            "timeout expired",
+            "timed out",
+            "could not translate host name",
+            "name or service not known",
+            "max retries exceeded",
+            "failed to establish a new connection",
+            "connection reset",
+            "server closed the connection",
+            "no route to host",
+            "api request to",
+        ),
+        "it cannot be reached: check that its server runs and accepts this user and password",
+    ),
+)
+
+
+def _chain_text(err: BaseException) -> str:
+    """The messages of ``err``, its causes and contexts (and SQLAlchemy's wrapped DBAPI error), lower case."""
+    seen, parts, todo = set(), [], [err]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        parts.append(f"{type(e).__name__}: {e}")
+        todo += [e.__cause__, e.__context__, getattr(e, "orig", None)]
+    return "\n".join(parts).lower()
+
+
+def _first_line(err: BaseException) -> str:
+    """The first line of the database driver's own message in ``err``'s chain (else of ``err``), redacted."""
     from lightning_implicit.redact import redact
 
-    path = uri[len("sqlite:///") :]
-    return StoreError(
-        f"the {kind} store {path} is damaged ({str(err).splitlines()[0][:200]}). Repair it with "
-        f"`sqlite3 {path} .recover | sqlite3 {path}.recovered` and move the result in its place, or move it aside "
-        f"(`mv {path} {path}.bad`) to start a new one; uri {redact(uri)}"
-    )
+    todo, seen = [err], set()
+    while todo:
+        e = todo.pop(0)
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if type(e).__module__.split(".")[0] in ("sqlite3", "psycopg2", "psycopg", "pymysql", "MySQLdb"):
+            err = e
+            break
+        todo += [getattr(e, "orig", None), e.__cause__, e.__context__]
+    text = str(err).strip().splitlines()
+    return redact((text[0] if text else type(err).__name__)[:200])
+
+
+def store_error(err: BaseException, uri: str, kind: str) -> StoreError | None:
+    """A :class:`StoreError` naming the store behind ``uri`` (``kind``: "MLflow" or "Optuna") when ``err`` (or
+    an error in its chain) says that the store is damaged, full, read-only, unreachable or lacks its driver;
+    ``None`` for any other error."""
+    from lightning_implicit.redact import redact
+
+    text = _chain_text(err)
+    sqlite = uri.startswith("sqlite:///")
+    path = uri[len("sqlite:///") :] if sqlite else None
+    for what, phrases, advice in _KINDS:
+        if not any(p in text for p in phrases):
+            continue
+        if what == "damaged":
+            if not sqlite:
+                continue
+            return StoreError(
+                f"the {kind} store {path} is damaged ({_first_line(err)}). Repair it with "
+                f"`sqlite3 {path} .recover | sqlite3 {path}.recovered` and move the result in its place, or move "
+                f"it aside (`mv {path} {path}.bad`) to start a new one; uri {redact(uri)}"
+            )
+        name = path if sqlite else redact(uri)
+        return StoreError(f"the {kind} store {name} failed ({_first_line(err)}): {advice}, {FIXES[kind]}")
+    return None
+
+
+_STORE_MODULES = ("sqlite3", "sqlalchemy", "mlflow", "optuna", "psycopg2", "psycopg", "requests", "urllib3")
+
+
+def store_failure(err: BaseException, uri: str, kind: str) -> StoreError | None:
+    """:func:`store_error` for an error raised mid-run, when the error's chain comes from the store's own
+    stack (sqlite, SQLAlchemy, MLflow, a database driver, HTTP): a full disk or a timeout elsewhere (a
+    checkpoint, a collective) is not the store's."""
+    if not uri or not isinstance(err, Exception):
+        return None
+    todo, seen = [err], set()
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if type(e).__module__.split(".")[0] in _STORE_MODULES or _raised_in_store_code(e):
+            return store_error(err, uri, kind)
+        todo += [e.__cause__, e.__context__, getattr(e, "orig", None)]
+    return None
+
+
+def _raised_in_store_code(err: BaseException) -> bool:
+    """An OS error (a full disk, a read-only file system) raised while MLflow or the tracking code wrote."""
+    import errno
+
+    if not isinstance(err, OSError) or err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        return False
+    tb = err.__traceback__
+    while tb is not None:
+        name = tb.tb_frame.f_globals.get("__name__", "")
+        if name.startswith(("mlflow", "lightning_implicit.tracking")):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def check_store(uri: str, kind: str, timeout: float = 10.0) -> None:
+    """Raise a :class:`StoreError` at once when the database behind ``uri`` cannot be used: a sqlite file that
+    cannot be opened, read or written (read-only, damaged, full), a database server that does not answer or
+    refuses the user (one connection attempt, ``PGCONNECT_TIMEOUT``), a missing driver. MLflow itself retries
+    for minutes before it says so. HTTP tracking servers are left to MLflow's bounded retries
+    (:func:`lightning_implicit.store_waits.bound_store_waits`)."""
+    import sqlite3
+
+    if "://" in uri and not uri.startswith(("sqlite:", "http:", "https:", "databricks", "file:")):
+        _check_server(uri, kind)
+        return
+    if not uri.startswith("sqlite:///") or uri == "sqlite:///:memory:":
+        return
+    path = Path(uri[len("sqlite:///") :])
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        con = sqlite3.connect(path, timeout=timeout)
+        try:
+            con.execute("SELECT count(*) FROM sqlite_master").fetchall()
+            # a write, rolled back: fails on a read-only file, folder or mount and on a full disk
+            con.execute("BEGIN IMMEDIATE")
+            con.execute("CREATE TABLE lightning_implicit_write_probe (x)")
+            con.execute("ROLLBACK")
+        finally:
+            con.close()
+    except (sqlite3.Error, OSError) as err:
+        if "locked" in str(err) or "busy" in str(err):
+            return  # another process writes: the store works (MLflow and Optuna wait for their turn)
+        named = store_error(err, uri, kind)
+        if named is None:
+            raise StoreError(
+                f"the {kind} store {path} cannot be used ({_first_line(err)}): {FIXES[kind]}"
+            ) from None
+        raise named from None
+
+
+@contextmanager
+def schema_lock(uri: str):
+    """Held while a process may create or migrate the schema of the sqlite store behind ``uri``: two sweeps
+    started together on a fresh store each ran MLflow's (or Optuna's) alembic migrations, and the later failed
+    ("Online migration expected to match one row"). A file lock beside the database (``<db>.lock``); other
+    URIs: no lock (their first use is retried, :func:`first_use`)."""
+    if not uri.startswith("sqlite:///") or uri == "sqlite:///:memory:":
+        yield
+        return
+    from filelock import FileLock
+
+    with FileLock(uri[len("sqlite:///") :] + ".lock", timeout=300):
+        yield
+
+
+def first_use(open_store, uri: str, attempts: int = 3):
+    """``open_store()`` (which creates the store's schema when it is new) under :func:`schema_lock`; on a
+    database server, a lost race of two first uses (an alembic migration error) is retried."""
+    import time
+
+    for attempt in range(attempts):
+        try:
+            with schema_lock(uri):
+                return open_store()
+        except Exception as err:
+            text = _chain_text(err)
+            racing = any(p in text for p in ("online migration", "already exists", "duplicate key", "unique"))
+            if not racing or attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _ensure_mlflow_schema(uri: str) -> None:
+    """The MLflow store behind ``uri`` opened once (its tables created or migrated), one process at a time."""
+    import mlflow
+
+    first_use(lambda: mlflow.MlflowClient(uri).search_experiments(max_results=1), uri)
+
+
+def _check_server(uri: str, kind: str) -> None:
+    """One connection to a database server (PostgreSQL, MySQL) through SQLAlchemy."""
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(uri, poolclass=sqlalchemy.pool.NullPool)
+        try:
+            with engine.connect():
+                pass
+        finally:
+            engine.dispose()
+    except Exception as err:  # noqa: BLE001 - named below, or said as it is
+        named = store_error(err, uri, kind)
+        if named is None:
+            from lightning_implicit.redact import redact
+
+            raise StoreError(
+                f"the {kind} store {redact(uri)} cannot be used ({_first_line(err)}): {FIXES[kind]}"
+            ) from None
+        raise named from None
 
 
 def resolve_tracking_uri(uri: str | None = None, root: str | os.PathLike | None = None) -> str:
     """``uri`` if given, else ``$MLFLOW_TRACKING_URI``, else the local sqlite store under ``root/mlruns``."""
     if uri:
-        return _absolute_sqlite(_reject_file_store(uri))
+        return database_driver(_absolute_sqlite(_reject_file_store(uri)))
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
-        return _absolute_sqlite(_reject_file_store(env))
+        return database_driver(_absolute_sqlite(_reject_file_store(env)))
     folder = Path(root or os.getcwd()).resolve() / "mlruns"
     folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{folder / 'mlflow.db'}"
@@ -57,9 +294,33 @@ def _absolute_sqlite(uri: str) -> str:
     that the artifact location next to it can be a file URI; its folder is created."""
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////") and uri != "sqlite:///:memory:":
         path = Path(uri[len("sqlite:///") :]).resolve()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            pass  # (a read-only place: check_sqlite_store names it)
         return f"sqlite:///{path}"
     return uri
+
+
+def database_driver(url: str) -> str:
+    """``postgresql://`` with psycopg2 when psycopg (3) is missing (SQLAlchemy >= 2.1 defaults to psycopg 3; the
+    project's dev extra installs psycopg2-binary); a :class:`StoreError` saying what to install when neither is.
+    Other URLs are returned as they are."""
+    import importlib.util
+
+    if (
+        not url.startswith(("postgresql://", "postgres://"))
+        or importlib.util.find_spec("psycopg") is not None
+    ):
+        return url
+    if importlib.util.find_spec("psycopg2") is not None:
+        return "postgresql+psycopg2://" + url.split("://", 1)[1]
+    from lightning_implicit.redact import redact
+
+    raise StoreError(
+        f"the store {redact(url)} is a PostgreSQL database, and no PostgreSQL driver is installed: "
+        "pip install psycopg2-binary (or psycopg[binary])"
+    )
 
 
 def _reject_file_store(uri: str) -> str:
@@ -83,7 +344,9 @@ def make_logger(experiment: str, run_name: str, tags: dict[str, str], uri: str |
     """An ``MLFlowLogger`` on the resolved store; one experiment per task, one run per (model, seed)."""
 
     tracking_uri = resolve_tracking_uri(uri)
+    check_store(tracking_uri, "MLflow")
     try:
+        _ensure_mlflow_schema(tracking_uri)
         return _make_logger(experiment, run_name, tags, tracking_uri)
     except Exception as err:
         named = store_error(err, tracking_uri, "MLflow")

@@ -81,6 +81,9 @@ def explain_parse_error(message: str, keys: Callable[[str | None, str | None], I
         inner = [m["section"] for m in _SECTION.finditer(message)][1:]
         key = f"{prefix}.{nested['key']}" if nested else f"{prefix}.{inner[0]}" if inner else prefix
         given = expected[0]["got"] or (_GIVEN.search(message) or {"got": "?"})["got"]
-        return f"{key} {given}: not a valid value (expected {kinds})"
+        if nested:  # the value as the user wrote it (1e400, not the inf it parsed to)
+            given = nested["val"].strip().strip("'\"")
+        wanted = {"float": "a finite number", "int": "a whole number", "bool": "true or false"}
+        return f"{key} {given}: must be {' or '.join(wanted.get(k, k) for k in kinds.split(' or '))}"
     lines = [line.strip() for line in message.splitlines() if line.strip()]
     return " ".join(lines[:3]) + (" ..." if len(lines) > 3 else "")

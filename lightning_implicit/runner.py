@@ -85,7 +85,7 @@ class ImplicitCLI(LightningCLI):
     def __init__(self, args: list[str] | None = None, **kwargs) -> None:
         from argparse import ArgumentError
 
-        from lightning_implicit.validate import ConfigError, parse_error_line
+        from lightning_implicit.cliargs import explain_parse_error
 
         # a prefix of an option (--trainer.max_epoch) is an error, not that option; a bad value or key is one
         # named line (ConfigError: the CLI prints "error: ..." and exits 2), not a usage dump
@@ -108,7 +108,7 @@ class ImplicitCLI(LightningCLI):
                 **kwargs,
             )
         except ArgumentError as err:
-            raise ConfigError(parse_error_line(err)) from None
+            raise ConfigError(explain_parse_error(str(err), lambda section, cls: [])) from None
 
     def init_parser(self, **kwargs):
         kwargs.setdefault("exit_on_error", False)  # a parse error is raised, then said on one line (below)
@@ -242,6 +242,14 @@ def _option_keys(parser, section: str | None, class_path: str | None) -> list[st
         return []
 
 
+def _logger_uri(logger) -> str:
+    """The tracking URI of a run's MLflow logger (its client's), ``""`` when there is none or it cannot say."""
+    try:
+        return logger.experiment.tracking_uri or ""
+    except Exception:  # noqa: BLE001 - (a store that failed may fail again here: the caller names it)
+        return ""
+
+
 def load_data(args: list[str]) -> ShiftDataModule:
     """The datamodule of a run's arguments, loaded and validated (``setup("fit")``), with nothing trained or
     tracked: sweeps and reproductions call it once so that a bad data file stops them before any trial or run.
@@ -296,7 +304,7 @@ def run_training(args: list[str], *, extra_callbacks: list | None = None, test: 
         signalled = terminated_cause(err)
         if signalled is not None and signalled is not err:
             raise signalled from None  # Lightning's sys.exit(1) after a signal: keep the signal (exit 128 + n)
-        named = store_failure(err, getattr(trainer.logger, "_tracking_uri", None) or "", "MLflow")
+        named = store_failure(err, _logger_uri(trainer.logger), "MLflow")
         if named is not None:  # the store failed mid-run (its disk filled up, its server went away)
             raise named from err
         raise

@@ -7,9 +7,8 @@ the value and what is accepted (the CLI prints it as ``error: ...`` and exits 2,
 from __future__ import annotations
 
 import math
-import re
 
-__all__ = ["ConfigError", "check_config", "parse_error_line"]
+__all__ = ["ConfigError", "check_config"]
 
 
 class ConfigError(ValueError):
@@ -95,52 +94,3 @@ def check_config(cfg) -> None:
                 raise ConfigError(
                     f"--data.init_args.{key} {list(v)!r}: every shift must be a finite number, not {bad[0]!r}"
                 )
-
-
-_NOISE = (
-    "Does not validate against any of the Union subtypes",
-    "Subtypes:",
-    "Errors:",
-    "Given value type:",
-    "Given value:",
-    "- Expected a <class 'NoneType'>",
-    "Problem with given class_path",
-    "tip:",
-)
-
-
-def parse_error_line(err: BaseException) -> str:
-    """The LightningCLI (jsonargparse) parse error ``err`` as one line: the option as the user wrote it, its
-    value and what is wrong (its message lists union subtypes and nested parsers over a dozen lines)."""
-    text = str(err)
-    keys = re.findall(r'Parser key "([^"]+)"', text)
-    nested = re.search(r"NestedArg\(key='([^']+)', val='([^']*)'\)", text)
-    given = re.search(r"^\s*Given value: (.*)$", text, re.MULTILINE)
-    reasons = [
-        ln.strip().lstrip("- ").strip()
-        for ln in text.splitlines()
-        if ln.strip() and not ln.strip().startswith(_NOISE) and not re.match(r'\s*-?\s*Parser key "', ln)
-    ]
-    if text.lower().startswith("unrecognized arguments") or not keys:
-        line = " ".join(text.split())
-        if "unrecognized arguments" in line.lower():
-            line += (
-                " (options are written in full: a prefix such as --trainer.max_epoch is not accepted; "
-                "see --help for the options)"
-            )
-        return line
-    key, value = keys[0], given.group(1) if given else None
-    if nested is not None and key in ("model", "data"):
-        key, value = f"{key}.init_args.{nested.group(1)}", nested.group(2)
-    elif nested is None and len(keys) > 1 and key in ("model", "data"):
-        key = f"{key}.init_args.{keys[-1]}"
-    reason = reasons[-1] if reasons else "invalid value"
-    wanted = {"float": "a finite number", "int": "a whole number", "bool": "true or false", "str": "a string"}
-    reason = re.sub(
-        r"Expected a <class '(\w+)'>(\. Got value: .*)?",
-        lambda m: f"must be {wanted.get(m.group(1), m.group(1))}",
-        reason,
-    )
-    if reason.startswith("Option '") and "is not accepted" in reason:
-        reason = "no such option (see --help for the options; a misspelt key?)"
-    return f"--{key}{'' if value is None else ' ' + value}: {reason}"

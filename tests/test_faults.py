@@ -75,11 +75,14 @@ TINY = [
             "--data.init_args.shifts[1] nan: must be a finite number",
         ),
         (["--trainer.max_epochs", "abc"], "--trainer.max_epochs abc: must be a whole number"),
-        (["--model.init_args.kapa", "0.5"], "--model.init_args.kapa 0.5: no such option"),
+        (
+            ["--model.init_args.kapa", "0.5"],
+            "unknown option --model.init_args.kapa; did you mean --model.init_args.kappa?",
+        ),
         # a prefix of --trainer.max_epochs is not that option (argparse's allow_abbrev is off)
         (
             ["--trainer.max_epoch", "1"],
-            "unrecognized arguments: --trainer.max_epoch 1 (options are written in full",
+            "unknown option --trainer.max_epoch; did you mean --trainer.max_epochs?",
         ),
         (["--data.init_args.batch_size", "0"], "--data.init_args.batch_size 0: must be a whole number >= 1"),
         (["--data.init_args.shifts", "[]"], "--data.init_args.shifts []: give at least one shift"),
@@ -669,8 +672,11 @@ def test_trials_zero_is_an_error_and_opens_no_run(store, tmp_path, capsys):
 @pytest.mark.parametrize(
     "override, says",
     [
-        (["--trainer.max_epoch", "1"], "unrecognized arguments: --trainer.max_epoch 1"),
-        (["--model.init_args.kapa", "0.5"], "--model.init_args.kapa 0.5: no such option"),
+        (
+            ["--trainer.max_epoch", "1"],
+            "unknown option --trainer.max_epoch; did you mean --trainer.max_epochs?",
+        ),
+        (["--model.init_args.kapa", "0.5"], "unknown option --model.init_args.kapa; did you mean"),
         (["--model.init_args.optim.lr", "nan"], "--model.init_args.optim.lr nan: must be a finite number"),
     ],
 )

@@ -89,8 +89,8 @@ LATE = [
         ["--data.init_args.n_tran", "9"],
         "unknown option --data.init_args.n_tran; did you mean --data.init_args.n_train?",
     ),
-    (["--trainer.max_epochs", "abc"], "--trainer.max_epochs abc: not a valid value (expected int)"),
-    (["--model.init_args.kappa", "-1"], "--model.init_args.kappa -1.0: must be a finite number > 0"),
+    (["--trainer.max_epochs", "abc"], "--trainer.max_epochs abc: must be a whole number"),
+    (["--model.init_args.kappa", "-1"], "--model.init_args.kappa -1.0: must be a number in (0, 1)"),
     (
         ["--tracking.experimnt", "x"],
         "unknown option --tracking.experimnt; did you mean --tracking.experiment?",

@@ -286,8 +286,7 @@ def claim_retrain(study: optuna.Study, trial_number: int, settle: float = 1.0) -
     key, me = f"{RETRAIN_ATTR}:t{trial_number}", f"{HOST} {os.getpid()}"
 
     def holder() -> str | None:
-        fresh = study._storage.get_study_user_attrs(study._study_id)
-        return fresh.get(key)
+        return study.user_attrs.get(key)  # (read from the storage at each access)
 
     current = holder()
     if current is not None and current != me and _claim_alive(current):

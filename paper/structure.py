@@ -265,11 +265,12 @@ def structural_reading(
 
 
 def _logged_module(run_id: str):
-    """The run's logged model (``runs:/<id>/model``) in eval mode, or ``None`` when it cannot be loaded."""
-    import mlflow
+    """The run's logged model (``runs:/<id>/model``: its state dict, read without unpickling) in eval mode, or
+    ``None`` when it cannot be loaded."""
+    from lightning_implicit.evaluate import load_logged_model
 
     try:
-        module = mlflow.pytorch.load_model(f"runs:/{run_id}/model", map_location="cpu")
+        module = load_logged_model(run_id)
     except Exception:  # noqa: BLE001 - a run without a logged model has no rescaling diagnostic
         return None
     module.eval()

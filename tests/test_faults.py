@@ -412,7 +412,7 @@ def test_pickled_mlflow_model_is_refused_without_trust_pickle(store, tmp_path, c
     """A run whose model was logged as a pickle (MLflow's pytorch flavor, as before issue 33) is not unpickled."""
     import torch
 
-    from lightning_implicit.evaluate import _fluent_uri, _mlflow_pytorch
+    from lightning_implicit.tracking.logged_model import fluent_uri, mlflow_pytorch
 
     marker = tmp_path / "pwned"
 
@@ -428,8 +428,8 @@ def test_pickled_mlflow_model_is_refused_without_trust_pickle(store, tmp_path, c
     client.log_artifact(run.info.run_id, str(cfg))
     # as log_trained_model did before issue 33 (pip_requirements given: inferring them would load the model)
     logged = client.create_logged_model(experiment_id=exp, name="model", source_run_id=run.info.run_id)
-    with _fluent_uri(store.uri):
-        _mlflow_pytorch().log_model(
+    with fluent_uri(store.uri):
+        mlflow_pytorch().log_model(
             Evil(),
             name="model",
             run_id=run.info.run_id,

@@ -56,6 +56,13 @@ def test_shipped_profiles_are_valid(name):
         ("tasks: {addition: {overrides: {model.init_args.kapa: 0.5}}}\n", "'model.init_args.kapa'"),
         ("tasks: {addition: {models: [mlp], model_overrides: {nalu: {}}}}\n", "'nalu'"),
         ("seeds: []\ntasks: {addition: {}}\n", "seeds"),
+        (
+            "tasks: {addition: {modles: [mlp]}}\n",
+            "tasks.addition.modles: unknown key 'modles'; did you mean 'models'?",
+        ),
+        ("workers: 0\ntasks: {addition: {}}\n", "workers: "),
+        ("tuned: maybe\ntasks: {addition: {}}\n", "tuned: "),
+        ("seeds: [0, x]\ntasks: {addition: {}}\n", "seeds: "),
     ],
 )
 def test_profile_errors_name_the_key(tmp_path, text, needle):

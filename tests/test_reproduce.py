@@ -7,6 +7,7 @@ import json
 import math
 import re
 import uuid
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -42,6 +43,36 @@ def test_shipped_profiles_are_valid(name):
     jobs = build_jobs(prof, commit="abc")
     assert len({j.key for j in jobs}) == len(jobs)
     assert jobs[0].cost >= jobs[-1].cost  # heaviest first
+
+
+BEFORE_EXTENDS = Path(__file__).parent / "profiles_before_extends"
+
+
+@pytest.mark.parametrize("name", ["paper-default", "paper-feedback-default"])
+def test_a_profile_that_extends_another_plans_the_runs_of_its_old_full_copy(tmp_path, name):
+    """The shipped profile (``extends: paper...``) and the full copy it replaced (kept under tests/profiles_before_extends) plan
+    the same runs: keys, config hashes, arguments, overrides."""
+    assert "extends" in load_profile(name).path.read_text()
+    old = tmp_path / f"{name}.yaml"  # the same name: the profile's name is part of the runs' tags
+    old.write_text((BEFORE_EXTENDS / f"{name}.yaml").read_text())
+
+    def plan(profile):
+        return [(j.key, j.config_hash, j.args, j.overrides, j.tuned) for j in build_jobs(profile, commit="c")]
+
+    new_prof, old_prof = load_profile(name), load_profile(old)
+    assert plan(new_prof) == plan(old_prof)
+    for attr in ("description", "seeds", "workers", "trainer", "tuned", "compare_with", "tasks"):
+        assert getattr(new_prof, attr) == getattr(old_prof, attr), attr
+
+
+def test_extends_merges_top_level_keys_and_refuses_cycles(tmp_path):
+    (tmp_path / "base.yaml").write_text("seeds: [3, 4]\nworkers: 3\ntasks: {addition: {models: [mlp]}}\n")
+    (tmp_path / "child.yaml").write_text(f"extends: {tmp_path / 'base.yaml'}\nworkers: 1\n")
+    prof = load_profile(tmp_path / "child.yaml")
+    assert (prof.seeds, prof.workers, prof.tasks["addition"].models) == ([3, 4], 1, ["mlp"])
+    (tmp_path / "base.yaml").write_text(f"extends: {tmp_path / 'child.yaml'}\n")
+    with pytest.raises(ProfileError, match="extends: .*cycle"):
+        load_profile(tmp_path / "child.yaml")
 
 
 @pytest.mark.parametrize(

@@ -50,8 +50,8 @@ BEFORE_EXTENDS = Path(__file__).parent / "profiles_before_extends"
 
 @pytest.mark.parametrize("name", ["paper-default", "paper-feedback-default"])
 def test_a_profile_that_extends_another_plans_the_runs_of_its_old_full_copy(tmp_path, name):
-    """The shipped profile (``extends: paper...``) and the full copy it replaced (kept under tests/profiles_before_extends) plan
-    the same runs: keys, config hashes, arguments, overrides."""
+    """The shipped profile (``extends: paper...``) and the full copy it replaced (kept under
+    tests/profiles_before_extends) plan the same runs: keys, config hashes, arguments, overrides."""
     assert "extends" in load_profile(name).path.read_text()
     old = tmp_path / f"{name}.yaml"  # the same name: the profile's name is part of the runs' tags
     old.write_text((BEFORE_EXTENDS / f"{name}.yaml").read_text())

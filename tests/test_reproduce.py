@@ -441,3 +441,30 @@ def test_two_workers_train_the_runs_in_worker_processes(tiny_profile, tmp_path, 
     assert 1 <= len(logs) <= 2
     assert sum(log.read_text().count("=== addition/") for log in logs) == 3
     assert (tmp_path / "r" / "tiny" / "report.md").exists()
+
+
+def test_progress_lines_give_elapsed_and_eta_from_the_estimated_costs():
+    """The ETA is the remaining estimated cost at the measured pace: 30 cost units done in 30 s, 10 left."""
+    import io
+    from types import SimpleNamespace
+
+    from lightning_implicit_paper.execute import Outcome, Progress
+
+    jobs = [
+        SimpleNamespace(key=k, cost=c, name=f"addition/mlp seed={i}")
+        for i, (k, c) in enumerate([("a", 30.0), ("b", 10.0)])
+    ]
+    now = [100.0]
+    out = io.StringIO()
+    with Progress(jobs, workers=2, stream=out, clock=lambda: now[0]) as progress:
+        now[0] = 130.0
+        progress.update(Outcome("a", None, "ok", "trained", 29.5))
+        now[0] = 145.0
+        progress.update(Outcome("b", None, "failed", "trained", 14.0, "RuntimeError: boom\nmore"))
+    first, second, err = out.getvalue().splitlines()
+    assert first.startswith("[1/2] trained  addition/mlp seed=0")
+    assert first.endswith("  29.5s | elapsed 0:30 | ETA 0:10")
+    assert second.startswith("[2/2] FAILED   addition/mlp seed=1") and second.endswith(
+        "| elapsed 0:45 | ETA 0:00"
+    )
+    assert err.strip() == "RuntimeError: boom"

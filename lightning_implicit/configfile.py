@@ -4,6 +4,10 @@ A config file's schema is a dataclass (fields with types and defaults). :func:`p
 unknown key, at any depth of nested dataclasses, is named with the closest known key: "did you mean"), then lets
 jsonargparse validate the types and build the dataclass. Domain rules (a task that exists, distinct seeds) stay
 with the loader that knows them.
+
+Free-form values (LightningCLI overrides, Optuna arguments, categorical choices) are typed as a bare ``dict`` or
+``tuple``: jsonargparse keeps their values as written, where ``dict[str, Any]`` would read the string ``"1"`` as
+``1`` and ``"true"`` as ``True``.
 """
 
 from __future__ import annotations

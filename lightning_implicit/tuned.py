@@ -43,17 +43,17 @@ class TunedConfigError(ValueError):
 class TunedFile:
     """A tuned config file's schema (``overrides`` is required; see the module docstring)."""
 
-    overrides: dict[str, Any]
+    overrides: dict  # bare dict: values kept as written
     task: str = ""
     model: str = ""
-    provenance: dict[str, Any] | None = None
+    provenance: dict | None = None
 
 
 @dataclass
 class TunedConfig:
     task: str
     model: str
-    overrides: dict[str, Any]
+    overrides: dict  # bare dict: values kept as written
     provenance: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
 

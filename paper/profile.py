@@ -35,7 +35,6 @@ import importlib
 import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 from jsonargparse.typing import NonNegativeInt, PositiveInt
@@ -221,8 +220,8 @@ class TaskEntry:
     """One task's block of a profile file, as written (``models: null``: the task's default models)."""
 
     models: list[str] | None = None
-    overrides: dict[str, Any] = field(default_factory=dict)
-    model_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    overrides: dict = field(default_factory=dict)  # bare dict: values kept as written
+    model_overrides: dict[str, dict] = field(default_factory=dict)
 
 
 @dataclass
@@ -239,8 +238,8 @@ class ProfileFile:
     experiment_prefix: str | None = ""
     tuned: bool = False
     compare_with: str | None = None
-    overrides: dict[str, Any] = field(default_factory=dict)
-    model_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    overrides: dict = field(default_factory=dict)  # bare dict: values kept as written
+    model_overrides: dict[str, dict] = field(default_factory=dict)
     tasks: dict[str, TaskEntry] = field(default_factory=dict)
 
 

@@ -28,9 +28,11 @@ from typing import Any
 
 import yaml
 
-__all__ = ["TunedConfig", "TunedConfigError", "tuned_path", "load_tuned", "find_tuned"]
+from lightning_implicit import configfile
 
-KEYS = ("task", "model", "overrides", "provenance")
+__all__ = ["TunedConfig", "TunedFile", "TunedConfigError", "tuned_path", "load_tuned", "find_tuned"]
+
+FIX = "fix it, delete it, or pass --no-tuned (make TUNED=0) to train without it"
 
 
 class TunedConfigError(ValueError):
@@ -38,10 +40,20 @@ class TunedConfigError(ValueError):
 
 
 @dataclass
+class TunedFile:
+    """A tuned config file's schema (``overrides`` is required; see the module docstring)."""
+
+    overrides: dict  # bare dict: values kept as written
+    task: str = ""
+    model: str = ""
+    provenance: dict | None = None
+
+
+@dataclass
 class TunedConfig:
     task: str
     model: str
-    overrides: dict[str, Any]
+    overrides: dict  # bare dict: values kept as written
     provenance: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
 
@@ -91,26 +103,10 @@ def tuned_path(task: str, model: str, root: Path | None = None) -> Path:
 
 
 def load_tuned(path: Path) -> TunedConfig:
-    """Read and validate one tuned config file."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise TunedConfigError(
-            f"{path}: cannot read the tuned config ({err}); fix it, delete it, or pass "
-            "--no-tuned (make TUNED=0) to train without it"
-        ) from None
-    if not isinstance(raw, dict):
-        raise TunedConfigError(f"{path}: expected a mapping with keys {KEYS}")
-    unknown = sorted(set(raw) - set(KEYS))
-    if unknown or not isinstance(raw.get("overrides"), dict):
-        raise TunedConfigError(f"{path}: expected keys {KEYS} with 'overrides' a mapping; unknown: {unknown}")
-    return TunedConfig(
-        task=str(raw.get("task", "")),
-        model=str(raw.get("model", "")),
-        overrides=raw["overrides"],
-        provenance=dict(raw.get("provenance") or {}),
-        path=Path(path),
-    )
+    """Read and validate one tuned config file (its schema: :class:`TunedFile`)."""
+    raw = configfile.read_yaml(path, TunedConfigError)
+    spec = configfile.parse(TunedFile, raw, path=path, error=TunedConfigError, fix=FIX)
+    return TunedConfig(spec.task, spec.model, spec.overrides, spec.provenance or {}, path=Path(path))
 
 
 def find_tuned(task: str, model: str, root: Path | None = None) -> TunedConfig | None:

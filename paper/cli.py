@@ -153,17 +153,17 @@ def reproduce(
     out_dir = Path(out) / profile.name
     outcomes: dict[str, Outcome] = dict(reused)
     if not report_only and todo:
-        progress = Progress(todo, profile.workers, stream=stream)
         try:
-            for o in run_jobs(
-                todo,
-                workers=profile.workers,
-                threads=profile.threads_per_worker,
-                log_dir=out_dir / "logs",
-                on_done=progress.update,
-                train=train,
-            ):
-                outcomes[o.key] = o
+            with Progress(todo, profile.workers, stream=stream) as progress:
+                for o in run_jobs(
+                    todo,
+                    workers=profile.workers,
+                    threads=profile.threads_per_worker,
+                    log_dir=out_dir / "logs",
+                    on_done=progress.update,
+                    train=train,
+                ):
+                    outcomes[o.key] = o
         except Interrupted as err:
             print(
                 f"\ninterrupted: {err}. Finished runs are kept in MLflow; run the same command again to resume "

@@ -8,8 +8,8 @@
   (:func:`lightning_implicit.jobs.run_in_workers`, ``torch.set_num_threads(threads_per_worker)``), each importing
   the framework once and taking jobs heaviest first; their console output goes to
   ``<report dir>/logs/worker-<pid>.log``. A worker that dies fails its run only. ``workers = 1``: in this process.
-* **Progress.** One line per finished run: position, outcome, wall time, elapsed and ETA (from the runs'
-  estimated costs, rescaled by the measured pace).
+* **Progress.** One line per finished run: position, outcome, wall time, elapsed and ETA (rich's progress over
+  the runs' estimated costs: remaining cost at the measured pace), a live bar below them on a terminal.
 * **Ctrl-C.** Workers ignore SIGINT; the parent kills them, marks their unfinished MLflow runs ``KILLED`` and
   raises :class:`Interrupted`. Finished runs stay in MLflow, so the next invocation resumes.
 """
@@ -43,6 +43,9 @@ class Outcome:
     source: str  # trained | reused
     wall_s: float = 0.0
     error: str | None = None
+
+
+_YEAR_S = 365 * 24 * 3600.0
 
 
 def fmt_duration(seconds: float) -> str:
@@ -196,31 +199,56 @@ def _pool_job(job: dict) -> dict:
 
 
 class Progress:
-    """One line per finished run with elapsed time and ETA."""
+    """One line per finished run: position, outcome, wall time, elapsed and ETA, through rich's progress.
 
-    def __init__(self, jobs: list[Job], workers: int, stream=None) -> None:
+    Its total is the runs' estimated cost (:attr:`Job.cost`), so the ETA is the remaining cost over the measured
+    pace (cost done per second since the start). On a terminal a live bar sits below the lines; elsewhere (a
+    log, a pipe) only the lines are written. Use as a context manager (the bar stops on exit)."""
+
+    def __init__(
+        self, jobs: list[Job], workers: int, stream=None, clock: Callable[[], float] | None = None
+    ) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import Progress as Bar
+
         self.total = len(jobs)
         self.cost = {j.key: j.cost for j in jobs}
-        self.remaining = sum(self.cost.values())
-        self.done_cost = 0.0
-        self.done = 0
-        self.workers = max(1, workers)
-        self.t0 = time.time()
-        self.stream = stream or sys.stdout
         self.names = {j.key: j.name for j in jobs}
+        self.done = 0
+        console = Console(file=stream or sys.stdout, highlight=False)
+        columns = (BarColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+        # the pace over the whole reproduction (rich's default: the last 30 s, too short for runs of minutes)
+        self.bar = Bar(
+            *columns,
+            console=console,
+            transient=True,
+            speed_estimate_period=_YEAR_S,
+            get_time=clock or time.monotonic,
+        )
+        self.task = self.bar.add_task("runs", total=sum(self.cost.values()) or 1.0)
+        self.bar.advance(self.task, 0.0)  # a first sample at the start: the pace counts from here
+        self.workers = max(1, workers)
+
+    def __enter__(self) -> Progress:
+        if self.bar.console.is_terminal:  # the live bar; a log or a pipe gets the lines only
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar.live.is_started:
+            self.bar.stop()
 
     def eta(self) -> float:
-        elapsed = time.time() - self.t0
-        if self.done_cost > 0 and elapsed > 0:
-            return self.remaining * elapsed / self.done_cost
-        return self.remaining / self.workers
+        """Seconds left: remaining cost over the measured pace (before the first run ends: over the workers)."""
+        task = self.bar.tasks[0]
+        left = task.time_remaining
+        return float(left) if left is not None else float(task.remaining or 0.0) / self.workers
 
     def update(self, out: Outcome) -> None:
         self.done += 1
-        c = self.cost.get(out.key, 0.0)
-        self.remaining -= c
-        self.done_cost += c
-        elapsed = time.time() - self.t0
+        self.bar.advance(self.task, self.cost.get(out.key, 0.0))
+        elapsed = self.bar.tasks[0].elapsed or 0.0
         tag = {"ok": "trained", "diverged": "DIVERGED", "failed": "FAILED"}.get(out.outcome, out.outcome)
         line = (
             f"[{self.done:>{len(str(self.total))}}/{self.total}] {tag:<8} {self.names.get(out.key, out.key):<44} "
@@ -228,7 +256,7 @@ class Progress:
         )
         if out.error and out.outcome != "ok":
             line += f"\n      {out.error.splitlines()[0][:200]}"
-        print(line, file=self.stream, flush=True)
+        self.bar.console.out(line, highlight=False)
 
 
 def run_jobs(

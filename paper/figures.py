@@ -27,6 +27,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from jsonargparse.typing import PositiveFloat  # noqa: E402
+
+from lightning_implicit import configfile  # noqa: E402
 
 from .paper_numbers import TABLE4_MODELS, label, read_entries, resolve_numbers  # noqa: E402
 from .results import Results, download_artifact, metric_history  # noqa: E402
@@ -420,6 +423,22 @@ DEFAULT_PANEL_KIND = "shift"
 TABLE4 = "table4"
 
 
+FIX = "the keys are described at the head of paper/figures.yaml"
+
+
+@dataclass
+class PanelsEntry:
+    """A figure of panels as written: its texts, its size in inches, its panels (each a mapping: a panel kind
+    and its keys, checked by :func:`_parse_panel`) and the keys every panel gets."""
+
+    file: str
+    title: str
+    caption: str
+    size: tuple[PositiveFloat, PositiveFloat]
+    panels: list[dict]
+    defaults: dict = field(default_factory=dict)
+
+
 class FigureSpecError(ValueError):
     """``figures.yaml`` names an unknown key, kind, model set or paper number (the message names the figure)."""
 
@@ -526,25 +545,13 @@ def _parse_figure(i: int, entry, seen: set[str]) -> Figure:
             kind=kind,
             params=_params(where, f"a {kind} figure", FIGURE_KINDS[kind], rest, keys=(*FIGURE_KEYS, "kind")),
         )
-    for key in rest:
-        if key not in PANELS_KEYS:
-            raise FigureSpecError(
-                f"{where}: unknown key {key!r} (a figure has: {', '.join(FIGURE_KEYS + PANELS_KEYS)}; or "
-                f"{', '.join(FIGURE_KEYS)}, a kind of {', '.join(FIGURE_KINDS)} and its keys)"
-            )
-    for key in ("size", "panels"):
-        if key not in rest:
-            raise FigureSpecError(f"{where}: missing key {key!r}")
-    size = rest["size"]
-    if not (isinstance(size, list) and len(size) == 2 and all(_is_number(x) and x > 0 for x in size)):
-        raise FigureSpecError(f"{where}: key 'size' must be [width, height] in inches")
-    if not isinstance(rest["panels"], list) or not rest["panels"]:
+    spec = configfile.parse(PanelsEntry, entry, path=where, error=FigureSpecError, fix=FIX)
+    if not spec.panels:
         raise FigureSpecError(f"{where}: key 'panels' must be a non-empty list")
-    defaults = rest.get("defaults") or {}
-    if not isinstance(defaults, dict):
-        raise FigureSpecError(f"{where}: key 'defaults' must be a mapping of panel keys")
-    panels = tuple(_parse_panel(f"{where}, panel {j + 1}", p, defaults) for j, p in enumerate(rest["panels"]))
-    return Figure(**texts, size=(float(size[0]), float(size[1])), panels=panels)
+    panels = tuple(
+        _parse_panel(f"{where}, panel {j + 1}", p, spec.defaults) for j, p in enumerate(spec.panels)
+    )
+    return Figure(**texts, size=(float(spec.size[0]), float(spec.size[1])), panels=panels)
 
 
 def load_figures(path: Path | str | None = None) -> list[Figure]:

@@ -3,6 +3,8 @@
 A profile says which tasks and models run, over which seeds, with which LightningCLI overrides::
 
     description: what this profile is for
+    extends: paper                # optional: start from conf/reproduce/paper.yaml; each key set here replaces
+                                  # the parent's whole value (``compare_with: null`` resets one to its default)
     seeds: [0, 1, 2]              # every (task, model) runs once per seed (model init, shuffling and data)
     workers: 2                    # parallel worker processes (1: in this process)
     threads_per_worker: 1         # torch.set_num_threads in each worker
@@ -20,7 +22,8 @@ A profile says which tasks and models run, over which seeds, with which Lightnin
         overrides: {data.init_args.n_train: 2000}
         model_overrides: {mlp: {trainer.max_epochs: 10}}
 
-Unknown keys anywhere, unknown tasks/models and override keys that the trainer, the task's datamodule or the
+The file parses into :class:`ProfileFile` (jsonargparse checks the types, :mod:`lightning_implicit.configfile`
+the keys). Unknown keys anywhere, unknown tasks/models and override keys that the trainer, the task's datamodule or the
 model's module do not accept are errors that name the key (:class:`ProfileError`), raised before anything
 trains.
 """
@@ -34,28 +37,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from jsonargparse.typing import NonNegativeInt, PositiveInt
 
-from lightning_implicit import confpath
+from lightning_implicit import configfile, confpath
 
 from .paper_numbers import ABLATION_TASKS, TABLE4_MODELS
 
-__all__ = ["ProfileError", "Profile", "TaskPlan", "load_profile", "profile_path", "default_models"]
+__all__ = [
+    "ProfileError",
+    "Profile",
+    "ProfileFile",
+    "TaskEntry",
+    "TaskPlan",
+    "load_profile",
+    "profile_path",
+    "default_models",
+]
 
-TOP_KEYS = {
-    "description",
-    "seeds",
-    "workers",
-    "threads_per_worker",
-    "trainer",
-    "ui_url",
-    "experiment_prefix",
-    "tuned",
-    "compare_with",
-    "overrides",
-    "model_overrides",
-    "tasks",
-}
-TASK_KEYS = {"models", "overrides", "model_overrides"}
 ABLATION_MODEL = "implicit_nofeedback"
 BIAS_MODEL = "implicit_bias"
 # The tasks whose shifted test inputs are rescaled training inputs (identity: U(-5,5) -> U(-k,k); addition and
@@ -217,97 +215,130 @@ def _check_override_keys(where: str, overrides: dict, task: str, models: list[st
             )
 
 
-def _mapping(where: str, value, allowed: set[str] | None = None) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ProfileError(f"{where}: expected a mapping, got {type(value).__name__}")
-    if allowed is not None:
-        for key in value:
-            if key not in allowed:
-                raise ProfileError(f"{where}: unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")
-    return value
+@dataclass
+class TaskEntry:
+    """One task's block of a profile file, as written (``models: null``: the task's default models)."""
+
+    models: list[str] | None = None
+    overrides: dict = field(default_factory=dict)  # bare dict: values kept as written
+    model_overrides: dict[str, dict] = field(default_factory=dict)
 
 
-def _int(where: str, value, lo: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-        raise ProfileError(f"{where}: expected an integer >= {lo}, got {value!r}")
-    return value
+@dataclass
+class ProfileFile:
+    """A profile file's schema (the module docstring says what each key means)."""
+
+    description: str = ""
+    extends: str | None = None
+    seeds: list[NonNegativeInt] = field(default_factory=lambda: [0, 1, 2])
+    workers: PositiveInt = 1
+    threads_per_worker: PositiveInt = 1
+    trainer: str = "cpu"
+    ui_url: str = "http://127.0.0.1:5000"
+    experiment_prefix: str | None = ""
+    tuned: bool = False
+    compare_with: str | None = None
+    overrides: dict = field(default_factory=dict)  # bare dict: values kept as written
+    model_overrides: dict[str, dict] = field(default_factory=dict)
+    tasks: dict[str, TaskEntry] = field(default_factory=dict)
+
+
+FIX = "the keys are described in conf/reproduce/quick.yaml and paper/profile.py"
+
+
+def _expanded(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """The file's mapping over its parent's (``extends: <profile>``): each top-level key the file sets replaces
+    the parent's whole value (``key: null`` resets it to the default); ``extends`` chains."""
+    if path.resolve() in seen:
+        chain = " -> ".join(p.stem for p in (*seen, path.resolve()))
+        raise ProfileError(
+            f"{path}: extends: profiles extend each other in a cycle ({chain}); remove one 'extends'"
+        )
+    raw = configfile.read_yaml(path, ProfileError)
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw
+    if not isinstance(parent, str) or not parent:
+        raise ProfileError(f"{path}: extends: expected a profile name, got {parent!r}")
+    try:
+        base = _expanded(profile_path(parent), (*seen, path.resolve()))
+    except ProfileError as err:
+        raise ProfileError(f"{path}: extends: {err}") from None
+    return {**base, **raw}
+
+
+def _check_choices(path: Path, spec: ProfileFile) -> None:
+    if not spec.seeds or len(set(spec.seeds)) != len(spec.seeds):
+        raise ProfileError(
+            f"{path}: seeds: expected a non-empty list of distinct integers, got {spec.seeds!r}"
+        )
+    if spec.trainer not in _choices("trainer"):
+        raise ProfileError(
+            f"{path}: trainer: unknown trainer config {spec.trainer!r}{configfile.suggest(spec.trainer, _choices('trainer'))} "
+            f"(choose one of {_choices('trainer')})"
+        )
+    if spec.compare_with is not None:
+        profile_path(spec.compare_with)  # exists (names the choices otherwise)
+    for m in spec.model_overrides:
+        _check_model(f"{path}: model_overrides", m)
+    if not spec.tasks:
+        raise ProfileError(f"{path}: tasks: at least one task is needed (choose from {_choices('tasks')})")
+    for task in spec.tasks:
+        if task not in _choices("tasks"):
+            raise ProfileError(
+                f"{path}: tasks.{task}: unknown task {task!r}{configfile.suggest(task, _choices('tasks'))} "
+                f"(choose from {_choices('tasks')})"
+            )
+
+
+def _check_model(where: str, model: str) -> None:
+    if model not in _choices("models"):
+        raise ProfileError(
+            f"{where}: unknown model {model!r}{configfile.suggest(model, _choices('models'))} "
+            f"(choose from {_choices('models')})"
+        )
+
+
+def _task_plan(path: Path, task: str, entry: TaskEntry, spec: ProfileFile) -> TaskPlan:
+    """A task's runs: its models, the profile's overrides under the task's own, checked against the classes."""
+    where = f"{path}: tasks.{task}"
+    models = default_models(task) if entry.models is None else entry.models
+    if not models or len(set(models)) != len(models):
+        raise ProfileError(
+            f"{where}.models: expected a non-empty list of distinct model names, got {models!r}"
+        )
+    for m in models:
+        _check_model(f"{where}.models", m)
+    overrides = {**spec.overrides, **entry.overrides}
+    _check_override_keys(f"{where}.overrides", overrides, task, models)
+    for m in entry.model_overrides:
+        if m not in models:
+            raise ProfileError(f"{where}.model_overrides: model {m!r} is not in this task's models {models}")
+    model_overrides = {}
+    for m in models:
+        ov = {**spec.model_overrides.get(m, {}), **entry.model_overrides.get(m, {})}
+        if ov:
+            _check_override_keys(f"{where}.model_overrides.{m}", ov, task, [m])
+            model_overrides[m] = ov
+    return TaskPlan(task=task, models=list(models), overrides=overrides, model_overrides=model_overrides)
 
 
 def load_profile(profile: str | Path) -> Profile:
-    """Read and validate a profile (name under ``conf/reproduce/`` or a path)."""
+    """Read and validate a profile (name under ``conf/reproduce/`` or a path), its parent merged in."""
     path = profile_path(str(profile))
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ProfileError(f"{path}: not valid YAML: {err}") from None
-    raw = _mapping(str(path), raw, TOP_KEYS)
-    prof = Profile(name=path.stem, path=path)
-    prof.description = str(raw.get("description", ""))
-    seeds = raw.get("seeds", prof.seeds)
-    if not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds):
-        raise ProfileError(f"{path}: seeds: expected a non-empty list of distinct integers, got {seeds!r}")
-    prof.seeds = [_int(f"{path}: seeds", s, 0) for s in seeds]
-    prof.workers = _int(f"{path}: workers", raw.get("workers", prof.workers))
-    prof.threads_per_worker = _int(f"{path}: threads_per_worker", raw.get("threads_per_worker", 1))
-    prof.trainer = str(raw.get("trainer", prof.trainer))
-    if prof.trainer not in _choices("trainer"):
-        raise ProfileError(
-            f"{path}: trainer: unknown trainer config {prof.trainer!r}; choose one of {_choices('trainer')}"
-        )
-    prof.ui_url = str(raw.get("ui_url", prof.ui_url)).rstrip("/")
-    prof.experiment_prefix = str(raw.get("experiment_prefix", "") or "")
-    tuned = raw.get("tuned", False)
-    if not isinstance(tuned, bool):
-        raise ProfileError(f"{path}: tuned: expected true or false, got {tuned!r}")
-    prof.tuned = tuned
-    other = raw.get("compare_with")
-    if other is not None:
-        if not isinstance(other, str) or not other:
-            raise ProfileError(f"{path}: compare_with: expected a profile name, got {other!r}")
-        profile_path(other)  # exists (names the choices otherwise)
-        prof.compare_with = other
-    common = _mapping(f"{path}: overrides", raw.get("overrides"))
-    common_models = _mapping(f"{path}: model_overrides", raw.get("model_overrides"))
-    for m, ov in common_models.items():
-        if m not in _choices("models"):
-            raise ProfileError(
-                f"{path}: model_overrides: unknown model {m!r}; choose from {_choices('models')}"
-            )
-        _mapping(f"{path}: model_overrides.{m}", ov)
-    tasks = _mapping(f"{path}: tasks", raw.get("tasks"))
-    if not tasks:
-        raise ProfileError(f"{path}: tasks: at least one task is needed (choose from {_choices('tasks')})")
-    for task, spec in tasks.items():
-        where = f"{path}: tasks.{task}"
-        if task not in _choices("tasks"):
-            raise ProfileError(f"{where}: unknown task {task!r}; choose from {_choices('tasks')}")
-        spec = _mapping(where, spec, TASK_KEYS)
-        models = spec.get("models")
-        models = default_models(task) if models is None else models
-        if not isinstance(models, list) or not models or len(set(models)) != len(models):
-            raise ProfileError(
-                f"{where}.models: expected a non-empty list of distinct model names, got {models!r}"
-            )
-        for m in models:
-            if m not in _choices("models"):
-                raise ProfileError(f"{where}.models: unknown model {m!r}; choose from {_choices('models')}")
-        overrides = {**common, **_mapping(f"{where}.overrides", spec.get("overrides"))}
-        _check_override_keys(f"{where}.overrides", overrides, task, models)
-        own = _mapping(f"{where}.model_overrides", spec.get("model_overrides"))
-        for m in own:
-            if m not in models:
-                raise ProfileError(
-                    f"{where}.model_overrides: model {m!r} is not in this task's models {models}"
-                )
-        model_overrides = {}
-        for m in models:
-            ov = {**(common_models.get(m) or {}), **_mapping(f"{where}.model_overrides.{m}", own.get(m))}
-            if ov:
-                _check_override_keys(f"{where}.model_overrides.{m}", ov, task, [m])
-                model_overrides[m] = ov
-        prof.tasks[task] = TaskPlan(
-            task=task, models=list(models), overrides=overrides, model_overrides=model_overrides
-        )
-    return prof
+    spec = configfile.parse(ProfileFile, _expanded(path), path=path, error=ProfileError, fix=FIX)
+    _check_choices(path, spec)
+    return Profile(
+        name=path.stem,
+        path=path,
+        description=spec.description,
+        seeds=list(spec.seeds),
+        workers=int(spec.workers),
+        threads_per_worker=int(spec.threads_per_worker),
+        trainer=spec.trainer,
+        ui_url=spec.ui_url.rstrip("/"),
+        experiment_prefix=spec.experiment_prefix or "",
+        tuned=spec.tuned,
+        compare_with=spec.compare_with,
+        tasks={task: _task_plan(path, task, entry, spec) for task, entry in spec.tasks.items()},
+    )

@@ -63,6 +63,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lightning_implicit import configfile
+
 from .paper_numbers import TABLE4_MODELS, label, read_entries, resolve_numbers
 from .results import Results, Series
 
@@ -519,6 +521,21 @@ OTHERS = ("table4 others", "table4 baselines")
 SHIFT_SELECTORS = ("at_most", "below", "in_range")
 
 
+CLAIM_FIX = PART_FIX = "the keys are described at the head of paper/claims.yaml"
+
+
+@dataclass
+class ClaimEntry:
+    """A claim as written in claims.yaml (``check``: a check kind and its keys, checked by :func:`_parse_check`)."""
+
+    id: str
+    source: str
+    section: str
+    claim: str
+    rule: str
+    check: dict
+
+
 class ClaimsError(ValueError):
     """``claims.yaml`` names an unknown key, check kind, model set or paper number (the message names the claim)."""
 
@@ -800,12 +817,17 @@ def _parse_check(cid: str, spec, where: str = "check") -> dict:
     return {"kind": kind, **params}
 
 
+@dataclass
+class ClaimPart:
+    """One part of a ``combine`` check as written: a name and a check."""
+
+    name: str
+    check: dict
+
+
 def _parse_part(cid: str, part, where: str) -> tuple[str, dict]:
-    if not isinstance(part, dict) or set(part) != {"name", "check"}:
-        keys = sorted(set(part) - {"name", "check"}) if isinstance(part, dict) else []
-        what = f"unknown key {keys[0]!r}" if keys else "each part needs exactly a 'name' and a 'check'"
-        raise ClaimsError(f"claim {cid}: {what} in {where} (a part has: name, check)")
-    return str(part["name"]), _parse_check(cid, part["check"], f"{where}.check")
+    spec = configfile.parse(ClaimPart, part, path=f"claim {cid}: {where}", error=ClaimsError, fix=PART_FIX)
+    return spec.name, _parse_check(cid, spec.check, f"{where}.check")
 
 
 def _model_set(cid: str, name: str, tasks, model) -> list[str]:
@@ -843,17 +865,12 @@ def load_claims(path: Path | str | None = None) -> list[Claim]:
         cid = str(entry.get("id", f"#{i + 1}")) if isinstance(entry, dict) else f"#{i + 1}"
         if not isinstance(entry, dict):
             raise ClaimsError(f"claim {cid}: expected a mapping with keys {', '.join(CLAIM_KEYS)}")
-        for key in entry:
-            if key not in CLAIM_KEYS:
-                raise ClaimsError(f"claim {cid}: unknown key {key!r} (a claim has: {', '.join(CLAIM_KEYS)})")
-        for key in CLAIM_KEYS:
-            if key not in entry:
-                raise ClaimsError(f"claim {cid}: missing key {key!r}")
+        spec = configfile.parse(ClaimEntry, entry, path=f"claim {cid}", error=ClaimsError, fix=CLAIM_FIX)
         if any(c.id == cid for c in out):
             raise ClaimsError(f"claim {cid}: the id is used twice")
-        check = _parse_check(cid, entry["check"])
-        texts = {k: _fill(cid, str(entry[k]), check) for k in ("claim", "rule")}
-        out.append(Claim(cid, str(entry["source"]), str(entry["section"]), check=check, **texts))
+        check = _parse_check(cid, spec.check)
+        texts = {k: _fill(cid, getattr(spec, k), check) for k in ("claim", "rule")}
+        out.append(Claim(cid, spec.source, spec.section, check=check, **texts))
     return out
 
 

@@ -7,6 +7,7 @@ import json
 import math
 import re
 import uuid
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -44,6 +45,36 @@ def test_shipped_profiles_are_valid(name):
     assert jobs[0].cost >= jobs[-1].cost  # heaviest first
 
 
+BEFORE_EXTENDS = Path(__file__).parent / "profiles_before_extends"
+
+
+@pytest.mark.parametrize("name", ["paper-default", "paper-feedback-default"])
+def test_a_profile_that_extends_another_plans_the_runs_of_its_old_full_copy(tmp_path, name):
+    """The shipped profile (``extends: paper...``) and the full copy it replaced (kept under
+    tests/profiles_before_extends) plan the same runs: keys, config hashes, arguments, overrides."""
+    assert "extends" in load_profile(name).path.read_text()
+    old = tmp_path / f"{name}.yaml"  # the same name: the profile's name is part of the runs' tags
+    old.write_text((BEFORE_EXTENDS / f"{name}.yaml").read_text())
+
+    def plan(profile):
+        return [(j.key, j.config_hash, j.args, j.overrides, j.tuned) for j in build_jobs(profile, commit="c")]
+
+    new_prof, old_prof = load_profile(name), load_profile(old)
+    assert plan(new_prof) == plan(old_prof)
+    for attr in ("description", "seeds", "workers", "trainer", "tuned", "compare_with", "tasks"):
+        assert getattr(new_prof, attr) == getattr(old_prof, attr), attr
+
+
+def test_extends_merges_top_level_keys_and_refuses_cycles(tmp_path):
+    (tmp_path / "base.yaml").write_text("seeds: [3, 4]\nworkers: 3\ntasks: {addition: {models: [mlp]}}\n")
+    (tmp_path / "child.yaml").write_text(f"extends: {tmp_path / 'base.yaml'}\nworkers: 1\n")
+    prof = load_profile(tmp_path / "child.yaml")
+    assert (prof.seeds, prof.workers, prof.tasks["addition"].models) == ([3, 4], 1, ["mlp"])
+    (tmp_path / "base.yaml").write_text(f"extends: {tmp_path / 'child.yaml'}\n")
+    with pytest.raises(ProfileError, match="extends: .*cycle"):
+        load_profile(tmp_path / "child.yaml")
+
+
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
@@ -56,6 +87,13 @@ def test_shipped_profiles_are_valid(name):
         ("tasks: {addition: {overrides: {model.init_args.kapa: 0.5}}}\n", "'model.init_args.kapa'"),
         ("tasks: {addition: {models: [mlp], model_overrides: {nalu: {}}}}\n", "'nalu'"),
         ("seeds: []\ntasks: {addition: {}}\n", "seeds"),
+        (
+            "tasks: {addition: {modles: [mlp]}}\n",
+            "tasks.addition.modles: unknown key 'modles'; did you mean 'models'?",
+        ),
+        ("workers: 0\ntasks: {addition: {}}\n", "workers: "),
+        ("tuned: maybe\ntasks: {addition: {}}\n", "tuned: "),
+        ("seeds: [0, x]\ntasks: {addition: {}}\n", "seeds: "),
     ],
 )
 def test_profile_errors_name_the_key(tmp_path, text, needle):
@@ -403,3 +441,30 @@ def test_two_workers_train_the_runs_in_worker_processes(tiny_profile, tmp_path, 
     assert 1 <= len(logs) <= 2
     assert sum(log.read_text().count("=== addition/") for log in logs) == 3
     assert (tmp_path / "r" / "tiny" / "report.md").exists()
+
+
+def test_progress_lines_give_elapsed_and_eta_from_the_estimated_costs():
+    """The ETA is the remaining estimated cost at the measured pace: 30 cost units done in 30 s, 10 left."""
+    import io
+    from types import SimpleNamespace
+
+    from lightning_implicit_paper.execute import Outcome, Progress
+
+    jobs = [
+        SimpleNamespace(key=k, cost=c, name=f"addition/mlp seed={i}")
+        for i, (k, c) in enumerate([("a", 30.0), ("b", 10.0)])
+    ]
+    now = [100.0]
+    out = io.StringIO()
+    with Progress(jobs, workers=2, stream=out, clock=lambda: now[0]) as progress:
+        now[0] = 130.0
+        progress.update(Outcome("a", None, "ok", "trained", 29.5))
+        now[0] = 145.0
+        progress.update(Outcome("b", None, "failed", "trained", 14.0, "RuntimeError: boom\nmore"))
+    first, second, err = out.getvalue().splitlines()
+    assert first.startswith("[1/2] trained  addition/mlp seed=0")
+    assert first.endswith("  29.5s | elapsed 0:30 | ETA 0:10")
+    assert second.startswith("[2/2] FAILED   addition/mlp seed=1") and second.endswith(
+        "| elapsed 0:45 | ETA 0:00"
+    )
+    assert err.strip() == "RuntimeError: boom"

@@ -216,7 +216,9 @@ def test_a_broken_tuned_config_is_named(tmp_path, monkeypatch):
     (conf / "tuned" / "addition" / "implicit.yaml").write_text(
         yaml.safe_dump({"task": "addition", "overides": {}})
     )
-    with pytest.raises(TunedConfigError, match="implicit.yaml"):
+    with pytest.raises(
+        TunedConfigError, match="implicit.yaml: overides: unknown key 'overides'; did you mean 'overr"
+    ):
         find_tuned("addition", "implicit", conf / "tuned")
 
 

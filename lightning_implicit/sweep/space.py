@@ -49,8 +49,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from jsonargparse.typing import PositiveInt
 
+from lightning_implicit import configfile
 from lightning_implicit.run.spec import cli_value, flag_args
 
 __all__ = [
@@ -66,9 +67,6 @@ __all__ = [
 ]
 
 TOP_KEYS = ("description", "models", "fixed", "params", "quick", "sampler", "pruner")
-MODEL_KEYS = ("fixed", "params")
-QUICK_KEYS = ("fixed", "params")
-PARAM_FIELDS = ("key", "type", "low", "high", "log", "step", "choices", "repeat", "help")
 PARAM_TYPES = ("float", "int", "categorical")
 PRUNER_TYPES = ("median", "percentile", "nop")
 
@@ -197,118 +195,112 @@ class SearchSpace:
 
 
 # ---- structure -------------------------------------------------------------------------------------------
-def _mapping(obj, where: str, path: Path) -> dict:
-    if obj is None:
-        return {}
-    if not isinstance(obj, dict):
-        raise SearchSpaceError(f"{path}: {where} must be a mapping, got {type(obj).__name__}: {obj!r}")
-    return obj
+@dataclass
+class ParamEntry:
+    """A parameter as written in a search file (types checked by jsonargparse; the rules between fields by
+    :func:`_param`)."""
+
+    type: str | None = None
+    key: str | None = None
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple | None = None  # bare tuple: kept as written (a list[Any] would read "1" as 1)
+    repeat: PositiveInt | str | None = None
+    help: str | None = None
 
 
-def _check_fixed(obj, where: str, path: Path) -> dict[str, Any]:
-    fixed = _mapping(obj, where, path)
+@dataclass
+class SectionEntry:
+    """``fixed`` settings and ``params`` (raw: ``quick.params`` entries merge into them before checking)."""
+
+    fixed: dict = field(default_factory=dict)  # bare dict: values kept as written
+    params: dict[str, dict] = field(default_factory=dict)
+
+
+@dataclass
+class SearchFile:
+    """A search file's keys other than the model sections (those are :class:`SectionEntry` each)."""
+
+    description: str = ""
+    models: list[str] | None = None
+    fixed: dict = field(default_factory=dict)  # bare dict: values kept as written
+    params: dict[str, dict] = field(default_factory=dict)
+    quick: SectionEntry = field(default_factory=SectionEntry)
+    sampler: dict = field(default_factory=dict)
+    pruner: dict = field(default_factory=dict)
+
+
+def _check_fixed(fixed: dict, where: str, path: Path) -> dict[str, Any]:
     for k in fixed:
-        if not isinstance(k, str) or not k or k.startswith("-"):
+        if not k or k.startswith("-"):
             raise SearchSpaceError(
                 f"{path}: {where}: key {k!r} must be a LightningCLI path like 'trainer.max_epochs'"
             )
     return dict(fixed)
 
 
-def _number(v, what: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        # YAML 1.1 reads 1e-4 as a string; accept it but nothing else
-        try:
-            return float(v)
-        except (TypeError, ValueError):
-            raise SearchSpaceError(f"{what} must be a number, got {v!r}") from None
-    return float(v)
+def _choices(name: str, entry: ParamEntry, where: str) -> ParamSpec:
+    if any(v is not None for v in (entry.low, entry.high, entry.step)) or entry.log:
+        raise SearchSpaceError(
+            f"{where}: a categorical parameter takes 'choices', not 'low'/'high'/'log'/'step'"
+        )
+    choices = entry.choices
+    if not choices:
+        raise SearchSpaceError(f"{where}: a categorical parameter needs a non-empty list 'choices'")
+    bad = [c for c in choices if not _scalar(c)]
+    if bad:
+        raise SearchSpaceError(
+            f"{where}: choice {bad[0]!r} is not a number, string, boolean or null (Optuna stores only "
+            "those); use 'repeat' for lists or a JSON string"
+        )
+    if len({json.dumps(c) for c in choices}) != len(choices):
+        raise SearchSpaceError(f"{where}: duplicate choices {choices}")
+    return ParamSpec(
+        name=name, type="categorical", key=entry.key, choices=tuple(choices), repeat=entry.repeat
+    )
 
 
-def _param(name: str, raw, where: str, path: Path) -> ParamSpec:
-    raw = _mapping(raw, where, path)
-    unknown = [k for k in raw if k not in PARAM_FIELDS]
-    if unknown:
-        raise SearchSpaceError(
-            f"{path}: {where}: unknown field {unknown[0]!r}{_suggest(str(unknown[0]), PARAM_FIELDS)} "
-            f"(allowed: {', '.join(PARAM_FIELDS)})"
-        )
-    kind = raw.get("type")
-    if kind not in PARAM_TYPES:
-        got = "missing" if kind is None else repr(kind)
-        raise SearchSpaceError(
-            f"{path}: {where}: unknown distribution type {got}; use one of {', '.join(PARAM_TYPES)}"
-        )
-    key = raw.get("key")
-    if key is not None and (not isinstance(key, str) or not key or key.startswith("-")):
-        raise SearchSpaceError(
-            f"{path}: {where}: key must be a LightningCLI path like 'model.init_args.optim.lr', got {key!r}"
-        )
-    repeat = raw.get("repeat")
-    if repeat is not None and not (isinstance(repeat, str) or (isinstance(repeat, int) and repeat >= 1)):
-        raise SearchSpaceError(
-            f"{path}: {where}: repeat must be an integer >= 1 or a parameter name, got {repeat!r}"
-        )
-    if kind == "categorical":
-        for f in ("low", "high", "log", "step"):
-            if f in raw:
-                raise SearchSpaceError(f"{path}: {where}: a categorical parameter takes 'choices', not {f!r}")
-        choices = raw.get("choices")
-        if not isinstance(choices, list) or not choices:
-            raise SearchSpaceError(
-                f"{path}: {where}: a categorical parameter needs a non-empty list 'choices'"
-            )
-        bad = [c for c in choices if not _scalar(c)]
-        if bad:
-            raise SearchSpaceError(
-                f"{path}: {where}: choice {bad[0]!r} is not a number, string, boolean or null (Optuna stores only "
-                "those); use 'repeat' for lists or a JSON string"
-            )
-        if len({json.dumps(c) for c in choices}) != len(choices):
-            raise SearchSpaceError(f"{path}: {where}: duplicate choices {choices}")
-        return ParamSpec(name=name, type=kind, key=key, choices=tuple(choices), repeat=repeat)
-    if "choices" in raw:
-        raise SearchSpaceError(f"{path}: {where}: a {kind} parameter takes 'low'/'high', not 'choices'")
-    missing = [f for f in ("low", "high") if raw.get(f) is None]
+def _bounds(name: str, entry: ParamEntry, where: str) -> ParamSpec:
+    kind, low, high, step = entry.type, entry.low, entry.high, entry.step
+    if entry.choices is not None:
+        raise SearchSpaceError(f"{where}: a {kind} parameter takes 'low'/'high', not 'choices'")
+    missing = [f for f, v in (("low", low), ("high", high)) if v is None]
     if missing:
         raise SearchSpaceError(
-            f"{path}: {where}: {'an' if kind == 'int' else 'a'} {kind} parameter needs bounds: "
-            f"missing {' and '.join(missing)}"
+            f"{where}: {'an' if kind == 'int' else 'a'} {kind} parameter needs bounds: missing {' and '.join(missing)}"
         )
-    low, high = _number(raw["low"], f"{path}: {where}: low"), _number(raw["high"], f"{path}: {where}: high")
     if not (math.isfinite(low) and math.isfinite(high)):
-        raise SearchSpaceError(f"{path}: {where}: bounds must be finite, got low={low}, high={high}")
+        raise SearchSpaceError(f"{where}: bounds must be finite, got low={low}, high={high}")
     if low > high:
-        raise SearchSpaceError(f"{path}: {where}: low ({raw['low']}) > high ({raw['high']})")
-    log = raw.get("log", False)
-    if not isinstance(log, bool):
-        raise SearchSpaceError(f"{path}: {where}: log must be true or false, got {log!r}")
-    if log and low <= 0:
-        raise SearchSpaceError(f"{path}: {where}: a log-scaled parameter needs low > 0, got {raw['low']}")
-    step = raw.get("step")
-    if step is not None:
-        step = _number(step, f"{path}: {where}: step")
-        if step <= 0:
-            raise SearchSpaceError(f"{path}: {where}: step must be > 0, got {raw['step']}")
-        if log:
-            raise SearchSpaceError(f"{path}: {where}: 'step' and 'log: true' cannot be combined (Optuna)")
-    if kind == "int":
-        for f, v in (("low", low), ("high", high), ("step", step)):
-            if v is not None and v != int(v):
-                raise SearchSpaceError(
-                    f"{path}: {where}: an int parameter needs an integer {f}, got {raw[f]}"
-                )
-    return ParamSpec(name=name, type=kind, key=key, low=low, high=high, log=log, step=step, repeat=repeat)
+        raise SearchSpaceError(f"{where}: low ({low:g}) > high ({high:g})")
+    if entry.log and low <= 0:
+        raise SearchSpaceError(f"{where}: a log-scaled parameter needs low > 0, got {low:g}")
+    if step is not None and (step <= 0 or entry.log):
+        raise SearchSpaceError(f"{where}: step must be > 0 and cannot be combined with 'log: true' (Optuna)")
+    for f, v in (("low", low), ("high", high), ("step", step)):
+        if kind == "int" and v is not None and v != int(v):
+            raise SearchSpaceError(f"{where}: an int parameter needs an integer {f}, got {v:g}")
+    return ParamSpec(name, kind, entry.key, low, high, entry.log, step, repeat=entry.repeat)
 
 
-def _params(obj, where: str, path: Path) -> dict[str, dict]:
-    params = _mapping(obj, where, path)
-    for name in params:
-        if not isinstance(name, str) or not name:
-            raise SearchSpaceError(
-                f"{path}: {where}: parameter names must be non-empty strings, got {name!r}"
-            )
-    return dict(params)
+def _param(name: str, raw: dict, where: str, path: Path) -> ParamSpec:
+    """One parameter (``raw``: its entry with the budget's changes merged) as a checked :class:`ParamSpec`."""
+    entry = configfile.parse(ParamEntry, raw, path=f"{path}: {where}", error=SearchSpaceError)
+    where = f"{path}: {where}"
+    if entry.type not in PARAM_TYPES:
+        got = "missing" if entry.type is None else repr(entry.type)
+        raise SearchSpaceError(
+            f"{where}: unknown distribution type {got}; use one of {', '.join(PARAM_TYPES)}"
+        )
+    if entry.key is not None and (not entry.key or entry.key.startswith("-")):
+        raise SearchSpaceError(
+            f"{where}: key must be a LightningCLI path like 'model.init_args.optim.lr', got {entry.key!r}"
+        )
+    if isinstance(entry.repeat, int):
+        entry.repeat = int(entry.repeat)  # a plain int (not jsonargparse's PositiveInt) in the spec
+    return _choices(name, entry, where) if entry.type == "categorical" else _bounds(name, entry, where)
 
 
 def _check_kwargs(cls, kwargs: dict, where: str, path: Path, skip: tuple[str, ...] = ()) -> None:
@@ -321,15 +313,28 @@ def _check_kwargs(cls, kwargs: dict, where: str, path: Path, skip: tuple[str, ..
             )
 
 
-def load_search_space(path: str | Path, *, task: str, full: bool = False, model_names=None) -> SearchSpace:
-    """Read and check a search file; ``full`` ignores the ``quick`` block (the task's own budget).
-
-    ``model_names``: the model configs that exist (``conf/models/*.yaml`` stems); other top-level keys are
-    errors.
-    """
+def _check_optuna(spec: SearchFile, path: Path) -> None:
+    """``sampler`` and ``pruner`` arguments against the Optuna classes they build."""
     import optuna
 
-    path = Path(path)
+    _check_kwargs(optuna.samplers.TPESampler, spec.sampler, "sampler", path, skip=("seed",))
+    if "seed" in spec.sampler:
+        raise SearchSpaceError(f"{path}: sampler: 'seed' comes from the command line (--seed)")
+    ptype = spec.pruner.get("type", "median")
+    pruners = {
+        "median": optuna.pruners.MedianPruner,
+        "percentile": optuna.pruners.PercentilePruner,
+        "nop": optuna.pruners.NopPruner,
+    }
+    if ptype not in pruners:
+        raise SearchSpaceError(
+            f"{path}: pruner: unknown type {ptype!r}; use one of {', '.join(PRUNER_TYPES)}"
+        )
+    _check_kwargs(pruners[ptype], {k: v for k, v in spec.pruner.items() if k != "type"}, "pruner", path)
+
+
+def _read(path: Path, task: str, model_names) -> tuple[str, SearchFile, dict[str, SectionEntry]]:
+    """The file's text, its top-level keys and its model sections (each parsed; unknown keys named)."""
     if not path.exists():
         from lightning_implicit import confpath
 
@@ -337,122 +342,105 @@ def load_search_space(path: str | Path, *, task: str, full: bool = False, model_
         raise SearchSpaceError(
             f"no search space for task {task!r}: {path} does not exist (search files: {have})"
         )
-    text = path.read_text()
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise SearchSpaceError(f"{path}: not valid YAML: {exc}") from None
-    raw = _mapping(raw, "the file", path)
+    raw = configfile.read_yaml(path, SearchSpaceError)
     if model_names is None:
         from lightning_implicit import confpath
 
         model_names = confpath.names("models")
-    model_names = set(model_names)
     for k in raw:
-        if k not in TOP_KEYS and k not in model_names:
+        if k not in TOP_KEYS and k not in set(model_names):
             raise SearchSpaceError(
                 f"{path}: unknown top-level key {k!r}{_suggest(str(k), [*TOP_KEYS, *model_names])} "
                 f"(allowed: {', '.join(TOP_KEYS)} or a model config name from conf/models/)"
             )
-    sections = [k for k in raw if k not in TOP_KEYS]
+    top = configfile.parse(
+        SearchFile, {k: v for k, v in raw.items() if k in TOP_KEYS}, path=path, error=SearchSpaceError
+    )
+    sections = {
+        m: configfile.parse(SectionEntry, raw[m] or {}, path=f"{path}: {m}", error=SearchSpaceError)
+        for m in raw
+        if m not in TOP_KEYS
+    }
+    return path.read_text(), top, sections
+
+
+def _check_sections(path: Path, top: SearchFile, sections: dict[str, SectionEntry]) -> list[str]:
+    """The models swept by default (``models``, else every section), checked against the sections."""
     if not sections:
         raise SearchSpaceError(f"{path}: no model section (e.g. 'implicit:' with 'params:')")
-    default_models = raw.get("models", sections)
-    if not isinstance(default_models, list) or not all(isinstance(m, str) for m in default_models):
-        raise SearchSpaceError(f"{path}: models must be a list of model names, got {default_models!r}")
-    for m in default_models:
+    models = list(sections) if top.models is None else top.models
+    for m in models:
         if m not in sections:
             raise SearchSpaceError(
-                f"{path}: models lists {m!r} but the file has no '{m}:' section ({sections})"
+                f"{path}: models lists {m!r} but the file has no '{m}:' section ({list(sections)})"
             )
-    top_fixed = _check_fixed(raw.get("fixed"), "fixed", path)
-    top_params = _params(raw.get("params"), "params", path)
-    quick = _mapping(raw.get("quick"), "quick", path)
-    for k in quick:
-        if k not in QUICK_KEYS:
-            raise SearchSpaceError(
-                f"{path}: quick: unknown key {k!r}{_suggest(str(k), QUICK_KEYS)} (allowed: fixed, params)"
-            )
-    quick_fixed = _check_fixed(quick.get("fixed"), "quick.fixed", path)
-    quick_params = _params(quick.get("params"), "quick.params", path)
-    for name, over in quick_params.items():
-        _mapping(over, f"quick.params.{name}", path)
-        if name not in top_params and not any(
-            name in _mapping(_mapping(raw[s], s, path).get("params"), f"{s}.params", path) for s in sections
-        ):
+    for name in top.quick.params:
+        if name not in top.params and not any(name in sec.params for sec in sections.values()):
             raise SearchSpaceError(f"{path}: quick.params.{name}: no model section has a parameter {name!r}")
+    return models
 
-    sampler = dict(_mapping(raw.get("sampler"), "sampler", path))
-    _check_kwargs(optuna.samplers.TPESampler, sampler, "sampler", path, skip=("seed",))
-    if "seed" in sampler:
-        raise SearchSpaceError(f"{path}: sampler: 'seed' comes from the command line (--seed)")
-    pruner = dict(_mapping(raw.get("pruner"), "pruner", path))
-    ptype = pruner.get("type", "median")
-    if ptype not in PRUNER_TYPES:
-        raise SearchSpaceError(
-            f"{path}: pruner: unknown type {ptype!r}; use one of {', '.join(PRUNER_TYPES)}"
-        )
-    pruner_cls = {
-        "median": optuna.pruners.MedianPruner,
-        "percentile": optuna.pruners.PercentilePruner,
-        "nop": optuna.pruners.NopPruner,
-    }[ptype]
-    _check_kwargs(pruner_cls, {k: v for k, v in pruner.items() if k != "type"}, "pruner", path)
 
-    spaces: dict[str, ModelSpace] = {}
-    for m in sections:
-        sec = _mapping(raw[m], m, path)
-        for k in sec:
-            if k not in MODEL_KEYS:
+def _model_space(m: str, sec: SectionEntry, top: SearchFile, full: bool, path: Path) -> ModelSpace:
+    """One model's space: the top-level and own parameters (the budget's changes merged), the fixed layers."""
+    params: dict[str, ParamSpec] = {}
+    for name, entry in {**top.params, **sec.params}.items():
+        where = f"{m}.params.{name}" if name in sec.params else f"params.{name}"
+        merged = dict(entry)
+        if not full and name in top.quick.params:
+            merged.update(top.quick.params[name])
+            where += " (with quick.params)"
+        params[name] = _param(name, merged, where, path)
+    _check_params(m, params, path)
+    layers = [
+        ("fixed", _check_fixed(top.fixed, "fixed", path)),
+        ("quick.fixed", {} if full else _check_fixed(top.quick.fixed, "quick.fixed", path)),
+        (f"{m}.fixed", _check_fixed(sec.fixed, f"{m}.fixed", path)),
+    ]
+    fixed = {k: v for _, layer in layers for k, v in layer.items()}
+    origin = {k: where for where, layer in layers for k in layer}
+    return ModelSpace(model=m, fixed=fixed, params=params, origin=origin)
+
+
+def _check_params(m: str, params: dict[str, ParamSpec], path: Path) -> None:
+    """``repeat`` names an int or categorical parameter; every parameter sets a key or is repeated by one."""
+    for name, spec in params.items():
+        if isinstance(spec.repeat, str):
+            other = params.get(spec.repeat)
+            if other is None or other.type == "float" or spec.repeat == name:
                 raise SearchSpaceError(
-                    f"{path}: {m}: unknown key {k!r}{_suggest(str(k), MODEL_KEYS)} (allowed: fixed, params)"
+                    f"{path}: {m}.params.{name}: repeat {spec.repeat!r} must name an int or categorical "
+                    f"parameter of {m!r} (have {sorted(params)})"
                 )
-        own_params = _params(sec.get("params"), f"{m}.params", path)
-        raw_params = {**top_params, **own_params}
-        params: dict[str, ParamSpec] = {}
-        for name, spec in raw_params.items():
-            where = f"{m}.params.{name}" if name in own_params else f"params.{name}"
-            merged = dict(_mapping(spec, where, path))
-            if not full and name in quick_params:
-                merged.update(quick_params[name])
-                where += " (with quick.params)"
-            params[name] = _param(name, merged, where, path)
-        for name, spec in params.items():
-            if isinstance(spec.repeat, str):
-                other = params.get(spec.repeat)
-                if other is None or other.type == "float" or spec.repeat == name:
-                    raise SearchSpaceError(
-                        f"{path}: {m}.params.{name}: repeat {spec.repeat!r} must name an int or categorical "
-                        f"parameter of {m!r} (have {sorted(params)})"
-                    )
-            if spec.key is None and not any(o.repeat == name for o in params.values()):
-                raise SearchSpaceError(
-                    f"{path}: {m}.params.{name}: missing 'key' (the LightningCLI path it sets)"
-                )
-        keys = [s.key for s in params.values() if s.key]
-        dup = sorted({k for k in keys if keys.count(k) > 1})
-        if dup:
-            raise SearchSpaceError(f"{path}: {m}.params: two parameters set the same key {dup[0]!r}")
-        model_fixed = _check_fixed(sec.get("fixed"), f"{m}.fixed", path)
-        layers = [
-            ("fixed", top_fixed),
-            ("quick.fixed", {} if full else quick_fixed),
-            (f"{m}.fixed", model_fixed),
-        ]
-        fixed = {k: v for _, layer in layers for k, v in layer.items()}
-        origin = {k: where for where, layer in layers for k in layer}
-        spaces[m] = ModelSpace(model=m, fixed=fixed, params=params, origin=origin)
-    desc = raw.get("description", "")
+        if spec.key is None and not any(o.repeat == name for o in params.values()):
+            raise SearchSpaceError(
+                f"{path}: {m}.params.{name}: missing 'key' (the LightningCLI path it sets)"
+            )
+    keys = [s.key for s in params.values() if s.key]
+    dup = sorted({k for k in keys if keys.count(k) > 1})
+    if dup:
+        raise SearchSpaceError(f"{path}: {m}.params: two parameters set the same key {dup[0]!r}")
+
+
+def load_search_space(path: str | Path, *, task: str, full: bool = False, model_names=None) -> SearchSpace:
+    """Read and check a search file; ``full`` ignores the ``quick`` block (the task's own budget).
+
+    ``model_names``: the model configs that exist (``conf/models/*.yaml`` stems); other top-level keys are
+    errors.
+    """
+    path = Path(path)
+    text, top, sections = _read(path, task, model_names)
+    models = _check_sections(path, top, sections)
+    _check_optuna(top, path)
     return SearchSpace(
         task=task,
         path=path,
         sha256=hashlib.sha256(text.encode()).hexdigest()[:16],
         budget="full" if full else "quick",
-        models=list(default_models),
-        spaces=spaces,
-        sampler=sampler,
-        pruner=pruner,
-        description=desc if isinstance(desc, str) else "",
+        models=list(models),
+        spaces={m: _model_space(m, sec, top, full, path) for m, sec in sections.items()},
+        sampler=dict(top.sampler),
+        pruner=dict(top.pruner),
+        description=top.description,
     )
 
 

@@ -71,7 +71,9 @@ of the run's config (e.g. --data.init_args.n_test 2000, --model.init_args.solver
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    from lightning_implicit.clihelp import OneLineParser  # (a bad option: one error: line, exit 2)
+
+    p = OneLineParser(
         prog="lightning-implicit test",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

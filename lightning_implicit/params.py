@@ -6,7 +6,6 @@ counterparts" (section 2.1); this table makes the comparison visible for any tas
 
 from __future__ import annotations
 
-import argparse
 import importlib
 
 import yaml
@@ -55,7 +54,9 @@ def parameter_table(task: str) -> list[tuple[str, int]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="lightning-implicit params", description=__doc__)
+    from lightning_implicit.clihelp import OneLineParser  # (a bad option: one error: line, exit 2)
+
+    p = OneLineParser(prog="lightning-implicit params", description=__doc__)
     p.add_argument("--task", action="append", help="task name (repeatable); default: every task")
     args = p.parse_args(argv)
     tasks = args.task or confpath.names("tasks")

@@ -162,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     from lightning_implicit.cliargs import comma_list, split_passthrough
 
     argv, extra = split_passthrough(sys.argv[1:] if argv is None else argv)
-    p = argparse.ArgumentParser(
+    from lightning_implicit.clihelp import OneLineParser  # (a bad option: one error: line, exit 2)
+
+    p = OneLineParser(
         prog="lightning-implicit budget",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

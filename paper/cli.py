@@ -16,7 +16,6 @@ never downloads. Without data the report marks it skipped, with the reason.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import sys
@@ -351,7 +350,9 @@ def _companion(profile, commit: str, data: str | None, amc_skip: str | None, cli
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="lightning-implicit reproduce", description=__doc__.split("\n\n")[0])
+    from lightning_implicit.clihelp import OneLineParser  # (a bad option: one error: line, exit 2)
+
+    p = OneLineParser(prog="lightning-implicit reproduce", description=__doc__.split("\n\n")[0])
     p.add_argument("--profile", default="quick", help="conf/reproduce/<name>.yaml or a path (default: quick)")
     p.add_argument(
         "--data",

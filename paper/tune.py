@@ -38,7 +38,9 @@ def tune_profile(profile: str | Path, opts: TuneOptions, *, say=print) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    from lightning_implicit.clihelp import OneLineParser  # (a bad option: one error: line, exit 2)
+
+    p = OneLineParser(
         prog="lightning-implicit tune",
         description=library_tune.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -73,6 +73,28 @@ def test_mistakes_decided_before_heavy_imports(argv, named):
     assert "torch imported: False" in out.stderr
 
 
+# every command's own options: a bad value or an unknown option is one line, not argparse's usage dump
+OWN_OPTIONS = [
+    (["sweep", "--task", "addition", "--trials", "many"], "--trials"),
+    (["sweep", "--task", "addition", "--trails", "3"], "--trails"),
+    (["tune", "--profile", "quick", "--workers", "x"], "--workers"),
+    (["test", "--run-id", "abc", "--no-such-flag"], "--no-such-flag"),
+    (["budget", "--task", "addition", "--model", "implicit", "--epochs", "4", "--seeds", "zero"], "--seeds"),
+    (["reproduce", "--profile", "quick", "--workrs", "2"], "--workrs"),
+    (["params", "--tsk", "addition"], "--tsk"),
+]
+
+
+@pytest.mark.parametrize(("argv", "named"), OWN_OPTIONS, ids=[" ".join(a[:4]) for a, _ in OWN_OPTIONS])
+def test_every_commands_own_option_mistakes_are_one_line(argv, named):
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE.format(argv=argv)], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 2, out.stdout + out.stderr
+    line = _one_error_line(out.stdout + out.stderr)
+    assert named in line and "--help" in line, line
+
+
 # ---- mistakes found by the LightningCLI parser or the Trainer ---------------------------------------------------
 def _cli(argv: list[str], setup: str = "") -> subprocess.CompletedProcess:
     """``lightning-implicit <argv>`` in a fresh interpreter, after ``setup`` (Python source, e.g. a patch)."""

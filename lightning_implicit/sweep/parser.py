@@ -11,7 +11,9 @@ __all__ = ["build_parser", "parse_options"]
 
 def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     """The parser of ``lightning-implicit sweep`` (``description``: its ``--help`` text)."""
-    p = argparse.ArgumentParser(
+    from lightning_implicit.clihelp import OneLineParser  # (a bad option: one error: line, exit 2)
+
+    p = OneLineParser(
         prog="lightning-implicit sweep",
         description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,

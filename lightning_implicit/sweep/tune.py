@@ -38,8 +38,6 @@ from pathlib import Path
 
 __all__ = ["TuneOptions", "run_tune", "main", "space_edges", "tune_space_path"]
 
-INTERRUPTED = 130
-
 
 @dataclass
 class TuneOptions:
@@ -311,9 +309,9 @@ def run_tune(opts: TuneOptions, *, say=print) -> int:
                 command="lightning-implicit tune "
                 + shlex.join(["--profile", opts.profile, "--task", task, "--model", model]),
             )
-            if code == INTERRUPTED:
+            if code > 128:  # a signal stopped it (128 + its number: 130 Ctrl-C, 143 SIGTERM)
                 say(f"[{task}/{model}] interrupted: run the same command again to resume")
-                return INTERRUPTED
+                return code
             status = status or code
             study = _load_study(study_name, storage_url)
         path = (

@@ -288,10 +288,13 @@ class WorkerPool:
         return out
 
     def close(self, timeout: float = 5.0) -> None:
-        """Idle workers leave; busy ones (and any that do not leave within ``timeout`` s) are killed."""
+        """Idle workers leave; busy ones, ones still starting (nothing of theirs to lose) and any that do not
+        leave within ``timeout`` s are killed."""
         self.max_respawns = 0
         for w in self._workers:
-            if w.busy:
+            if not w.ready:
+                self._read(w, [])  # (it may have become ready meanwhile)
+            if w.busy or not w.ready:
                 _signal(w.proc.pid, signal.SIGKILL)
             else:
                 try:

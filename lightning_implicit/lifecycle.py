@@ -20,12 +20,14 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from typing import NoReturn
 
 __all__ = [
     "Terminated",
     "ExitOnSignal",
     "DeferredSignals",
     "end_failed_run",
+    "exit_process",
     "signal_name",
     "terminated_cause",
 ]
@@ -144,6 +146,29 @@ class DeferredSignals:
         """Raise :class:`Terminated` if a signal is pending (call it where no write is in flight)."""
         if self.pending is not None:
             raise Terminated(self.pending)
+
+
+def exit_process(code: int) -> NoReturn:
+    """End the command-line process with ``code`` (its entry points only, never a library call).
+
+    After a signal (``code`` > 128) the interpreter's own teardown of torch, Lightning and MLflow (2-7 s measured
+    on a busy 2-core machine, after the command's work is done and its runs are closed) is skipped: the
+    ``atexit`` handlers run (logging, multiprocessing's children, weakref finalizers), stdout and stderr are
+    flushed, and the process ends at once, so that a stop takes seconds. Otherwise: :func:`sys.exit`."""
+    if code <= 128:
+        sys.exit(code)
+    import atexit
+    import os
+
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001 - a closed pipe: nothing more to say
+                pass
+        os._exit(code)
 
 
 def terminated_cause(err: BaseException) -> Terminated | None:

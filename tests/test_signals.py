@@ -179,8 +179,10 @@ def _race_once(tmp_path: Path, workers: int, signum: int, delay: float) -> str:
         sweep.finish(timeout=10)
     out = sweep.output
     name = signal.Signals(signum).name
-    if finished_before or (code == 0 and f"received {name}" not in out):
-        assert code == 0, out[-3000:]  # (the sweep ended before the signal landed)
+    if finished_before or f"received {name}" not in out:
+        # the sweep was done before the signal landed (or it landed in the interpreter's own shutdown, which
+        # dies of it as any process does): all of it finished
+        assert code in (0, -signum) and "== sweep summary ==" in out, out[-3000:]
         outcome = "finished"
     else:
         assert code == 128 + signum, out[-3000:]
@@ -205,7 +207,7 @@ def test_signal_race_leaves_nothing_running_20_of_20(tmp_path):
     outcomes = []
     for i in range(20):
         workers, signum = 1 + i % 2, (signal.SIGTERM, signal.SIGINT)[(i // 2) % 2]
-        delay = rng.uniform(0.0, 12.0)
+        delay = rng.uniform(0.0, 8.0)
         run_dir = tmp_path / f"r{i:02d}"
         run_dir.mkdir()
         outcomes.append(_race_once(run_dir, workers, signum, delay))

@@ -11,11 +11,14 @@ __all__ = ["InterruptAtBatchEnd"]
 
 
 class InterruptAtBatchEnd(L.Callback):
-    """Raises a pending deferred signal (:class:`~lightning_implicit.lifecycle.Terminated`) at the end of every
-    training, validation and test batch."""
+    """Raises a pending deferred signal (:class:`~lightning_implicit.lifecycle.Terminated`) when fit starts and at
+    the end of every training, validation and test batch."""
 
     def __init__(self, interrupt: DeferredSignals) -> None:
         self.interrupt = interrupt
+
+    def on_fit_start(self, *args, **kwargs) -> None:  # (before the first batch: a start-up is seconds)
+        self.interrupt.check()
 
     def on_train_batch_end(self, *args, **kwargs) -> None:
         self.interrupt.check()

@@ -219,6 +219,8 @@ class Objective:
                     *ctx.tracking_args(run_id, name, tags),
                     *ctx.pinned,
                 ]
+                if self.interrupt is not None:  # a safe point: no write in flight (a fold starts in seconds)
+                    self.interrupt.check()
                 handler = signal.getsignal(signal.SIGINT)  # (the sweep's deferring handler, or Python's)
                 t_fold = time.monotonic()
                 try:

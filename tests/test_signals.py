@@ -212,3 +212,54 @@ def test_signal_race_leaves_nothing_running_20_of_20(tmp_path):
         run_dir.mkdir()
         outcomes.append(_race_once(run_dir, workers, signum, delay))
     assert outcomes.count("stopped") >= 10, outcomes  # (most repeats did race the signal)
+
+
+class _DyingPool:
+    """A stand-in for :class:`~lightning_implicit.jobs.WorkerPool` whose workers all die on their first job and are
+    not replaced (the respawn limit reached): what the sweep's scheduler must report, not hide."""
+
+    def __init__(self, size: int) -> None:
+        self.alive, self.start_error, self.jobs = size, None, {}
+
+    @property
+    def idle(self) -> int:
+        return self.alive - len(self.jobs)
+
+    @property
+    def running(self) -> dict:
+        return dict(self.jobs)
+
+    def submit(self, key, fn, arg) -> int:
+        self.jobs[key] = arg
+        return 1
+
+    def wait(self, timeout):
+        from lightning_implicit.jobs import JobResult
+
+        dead = [
+            JobResult(k, error="worker died (killed by SIGKILL; killed or out of memory)", died=True)
+            for k in self.jobs
+        ]
+        self.alive -= len(self.jobs)
+        self.jobs = {}
+        return dead
+
+
+def test_a_sweep_whose_workers_cannot_go_on_exits_1_and_says_how_many_trials_are_missing(capsys):
+    from lightning_implicit.lifecycle import DeferredSignals
+    from lightning_implicit.sweep.driver import SweepOptions, _model_outcome, _ModelRun, _run_parallel
+
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(study_name="addition-mlp", storage=storage)
+    opts = SweepOptions(task="addition", trials=5, workers=2, retrain=False)
+    run = _ModelRun("mlp", None, study, None, 0)
+    signum, status = _run_parallel(opts, [run], _DyingPool(2), storage, None, DeferredSignals(), print)
+    assert (signum, status) == (None, 1)
+    assert run.lost == 5 and run.ran == 0 and run.todo == 0
+    out, failed = _model_outcome(opts, run, None, print)
+    assert failed == 1 and out.notes == [
+        "5 of 5 trial(s) missing: they could not run (see the worker errors above)"
+    ]
+    said = capsys.readouterr().out
+    assert "error: no worker left to run the sweep's trials (the workers kept dying)" in said
+    assert "[mlp] error: 5 of 5 trial(s) missing" in said and "run the command again to make them up" in said

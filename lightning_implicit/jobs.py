@@ -33,7 +33,14 @@ from multiprocessing.connection import wait as wait_ready
 from pathlib import Path
 from typing import Any
 
-__all__ = ["JobResult", "WorkerPool", "WorkersInterrupted", "run_in_workers", "worker_slot"]
+__all__ = [
+    "JobResult",
+    "WorkerPool",
+    "WorkersInterrupted",
+    "run_in_workers",
+    "start_forkserver",
+    "worker_slot",
+]
 
 
 @dataclass
@@ -162,11 +169,7 @@ class WorkerPool:
     ) -> None:
         if log_dir is not None:
             Path(log_dir).mkdir(parents=True, exist_ok=True)
-        if preload and "forkserver" in mp.get_all_start_methods():
-            self._ctx = mp.get_context("forkserver")
-            self._ctx.set_forkserver_preload(list(preload))
-        else:
-            self._ctx = mp.get_context("spawn")
+        self._ctx = start_forkserver(preload)
         self._setup = (
             threads,
             None if log_dir is None else str(log_dir),
@@ -315,6 +318,20 @@ class WorkerPool:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def start_forkserver(preload: Sequence[str]):
+    """The multiprocessing context of a pool with ``preload`` modules: the forkserver's, started now if it is not
+    running (it imports ``preload`` in the background: call this early, e.g. before validating a command, and the
+    imports overlap that work); without ``preload`` (or without forkserver on this platform): ``spawn``'s."""
+    if not preload or "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(list(preload))
+    from multiprocessing import forkserver
+
+    forkserver.ensure_running()  # (spawns the server and returns; its imports run while this process goes on)
+    return ctx
 
 
 def _signal(pid: int, signum: int) -> None:

@@ -33,7 +33,7 @@ import optuna
 from optuna.trial import TrialState
 
 from lightning_implicit.confpath import name_of
-from lightning_implicit.jobs import WorkerPool, worker_slot
+from lightning_implicit.jobs import WorkerPool, start_forkserver, worker_slot
 from lightning_implicit.lifecycle import DeferredSignals, signal_name
 
 from .default_trial import DEFAULT_ATTR, default_point, has_default
@@ -906,6 +906,8 @@ def _run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) 
     models = opts.models or space.models
     if opts.cv < 1 or opts.workers < 1 or opts.trials < 0:
         raise SearchSpaceError("--cv and --workers must be >= 1 and --trials >= 0")
+    if opts.workers > 1 and opts.worker_index is None:
+        start_forkserver(WORKER_PRELOAD)  # its imports run while this process checks the space and the data
     ctxs = _contexts(opts, space, models, say)
     pool = None
     if opts.workers > 1 and opts.worker_index is None:

@@ -166,10 +166,13 @@ class WorkerPool:
         initargs: tuple = (),
         max_respawns: int | None = None,
         preload: Sequence[str] = (),
+        fork: bool = False,
+        fork_initargs: tuple | None = None,
     ) -> None:
         if log_dir is not None:
             Path(log_dir).mkdir(parents=True, exist_ok=True)
-        self._ctx = start_forkserver(preload)
+        self._preload = tuple(preload)
+        self._ctx = None if fork else start_forkserver(preload)  # (fork: started at the first replacement)
         self._setup = (
             threads,
             None if log_dir is None else str(log_dir),
@@ -177,20 +180,30 @@ class WorkerPool:
             initializer,
             initargs,
         )
+        first_ctx, first = None, self._setup
+        if fork and "fork" in mp.get_all_start_methods():
+            # the first workers are forked from this process as it is now (its imports and state, e.g.
+            # ``fork_initargs`` handed to ``initializer`` without pickling); replacements of dead workers, started
+            # when this process may hold database connections and threads, use the safe method above
+            first_ctx = mp.get_context("fork")
+            first = (*self._setup[:4], fork_initargs if fork_initargs is not None else initargs)
         self._workers: list[_Worker] = []
         self._next_slot = 0
         self.max_respawns = max_respawns
         self.deaths = 0  # workers that died (after starting)
         self.start_error: str | None = None
         for _ in range(max(1, size)):
-            self._spawn()
+            self._spawn(first_ctx, first)
 
     # ---- workers ---------------------------------------------------------------------------------------------
-    def _spawn(self) -> None:
-        parent_end, child_end = self._ctx.Pipe()
-        proc = self._ctx.Process(
+    def _spawn(self, ctx=None, setup: tuple | None = None) -> None:
+        if ctx is None and self._ctx is None:
+            self._ctx = start_forkserver(self._preload)
+        ctx, setup = ctx or self._ctx, setup or self._setup
+        parent_end, child_end = ctx.Pipe()
+        proc = ctx.Process(
             target=_worker_main,
-            args=(child_end, self._next_slot, *self._setup),
+            args=(child_end, self._next_slot, *setup),
             name=f"worker-{self._next_slot}",
         )
         proc.start()

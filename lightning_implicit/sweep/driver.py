@@ -24,6 +24,7 @@ import logging
 import os
 import shlex
 import signal
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field, fields
@@ -33,7 +34,7 @@ import optuna
 from optuna.trial import TrialState
 
 from lightning_implicit.confpath import name_of
-from lightning_implicit.jobs import WorkerPool, start_forkserver, worker_slot
+from lightning_implicit.jobs import WorkerPool, worker_slot
 from lightning_implicit.lifecycle import DeferredSignals, signal_name
 
 from .default_trial import DEFAULT_ATTR, default_point, has_default
@@ -653,7 +654,9 @@ class _SweepWorker:
     trial; the stores and studies are opened by the first job that needs them (never while the parent creates
     a fresh store's schema)."""
 
-    def __init__(self, opts: SweepOptions) -> None:
+    def __init__(
+        self, opts: SweepOptions, space: SearchSpace | None = None, ctxs: dict | None = None
+    ) -> None:
         import torch
 
         from lightning_implicit import confpath
@@ -667,12 +670,18 @@ class _SweepWorker:
         _quiet(opts.verbose)
         # the worker's number offsets its sampler seed: workers do not draw the same startup configs
         self.opts = dataclasses.replace(opts, worker_index=worker_slot() or 0)
-        path = Path(opts.search_file) if opts.search_file else search_file_path(opts.task)
-        self.space = load_search_space(path, task=opts.task, full=opts.full)
-        models = opts.models or self.space.models
-        self.ctxs = _contexts(opts, self.space, models, lambda msg: None)
-        first = self.ctxs[models[0]]
-        load_data([*first.base_args, *first.pinned])  # the model and data modules, and the data, paid once
+        if (
+            space is None or ctxs is None
+        ):  # a fresh interpreter (a replacement): its own imports, checks, data
+            path = Path(opts.search_file) if opts.search_file else search_file_path(opts.task)
+            space = load_search_space(path, task=opts.task, full=opts.full)
+            models = opts.models or space.models
+            ctxs = _contexts(opts, space, models, lambda msg: None)
+            first = ctxs[models[0]]
+            load_data(
+                [*first.base_args, *first.pinned]
+            )  # the model and data modules, and the data, paid once
+        self.space, self.ctxs = space, copy.deepcopy(ctxs)
         self.storage = None
         self.recorder: SweepRecorder | None = None
         self.on_failed = None
@@ -906,23 +915,27 @@ def _run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) 
     models = opts.models or space.models
     if opts.cv < 1 or opts.workers < 1 or opts.trials < 0:
         raise SearchSpaceError("--cv and --workers must be >= 1 and --trials >= 0")
-    if opts.workers > 1 and opts.worker_index is None:
-        start_forkserver(WORKER_PRELOAD)  # its imports run while this process checks the space and the data
     ctxs = _contexts(opts, space, models, say)
+    if opts.worker_index is None:  # the data once, before any study or MLflow run: a bad file fails here
+        from lightning_implicit.runner import load_data
+
+        first = ctxs[models[0]]
+        load_data([*first.base_args, *first.pinned])
     pool = None
     if opts.workers > 1 and opts.worker_index is None:
-        # started first: the workers import torch, Lightning and MLflow and load the data while this process
-        # checks the data, opens the studies and creates the MLflow parent runs; they live for the whole sweep
         size = min(opts.workers, max(opts.trials * len(models), 1))
+        sys.stdout.flush()
+        sys.stderr.flush()
         pool = WorkerPool(
-            size, initializer=_SweepWorker, initargs=(opts,), max_respawns=2 * size, preload=WORKER_PRELOAD
+            size,
+            initializer=_SweepWorker,
+            initargs=(opts,),
+            fork_initargs=(opts, space, ctxs),
+            max_respawns=2 * size,
+            fork=True,
+            preload=WORKER_PRELOAD,
         )
     try:
-        if opts.worker_index is None:  # the data once, before any study or MLflow run: a bad file fails here
-            from lightning_implicit.runner import load_data
-
-            first = ctxs[models[0]]
-            load_data([*first.base_args, *first.pinned])
         what = "batch" if pool is None else "batch (the workers' trials too)"
         with DeferredSignals(what=what) as signals:  # taken at safe points, never inside a database write
             return _sweep(opts, space, models, ctxs, pool, signals, console, command, say)

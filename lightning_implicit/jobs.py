@@ -5,9 +5,10 @@ imports, data and any per-worker state (``initializer``) are paid once per worke
 are started with the ``spawn`` start method (a fresh interpreter: no forked torch, MLflow or database state), or,
 given ``preload`` modules, forked from a ``forkserver``: a fresh interpreter that imports those modules once
 (torch, Lightning, MLflow: seconds of CPU) and forks every worker from that state, still without this
-process's threads, connections or runs; a replacement for a dead worker then starts in milliseconds. Each worker
-has its own pipe and runs one job at a time; the parent watches every worker's pipe and process sentinel, so
-that:
+process's threads, connections or runs. With ``fork=True`` the first workers are forked from this process itself
+(for a caller that has done its imports and opened no database yet: the sweep); replacements of dead workers
+then come from the forkserver. Each worker has its own pipe and runs one job at a time; the parent watches every
+worker's pipe and process sentinel, so that:
 
 * results come back as jobs finish, in completion order;
 * a worker that dies (killed, out of memory) fails the one job it was running, reported as

@@ -5,8 +5,8 @@ recover dead workers' trials, retrain the best config with the shift sweep, log 
 the same command again resumes the study (same name and storage) and adds N trials.
 
 ``--workers K`` (K > 1) starts K worker processes once, for the whole sweep (:class:`~lightning_implicit.jobs.WorkerPool`,
-forked from a server that imported torch, Lightning and MLflow once): every model's trials are handed out one
-at a time to whichever worker is free, and a model's best config is retrained by a worker as soon as its last
+forked from this process once its imports and data checks are done, before any store is opened): every model's
+trials are handed out one at a time to whichever worker is free, and a model's best config is retrained by a worker as soon as its last
 trial is back, while the next model's trials run. A worker that dies fails only its own trial (retried per
 ``--max-retry``); a fresh worker takes its place and the quota is made up, or the sweep exits 1 saying how many
 trials are missing. SIGTERM or Ctrl-C: said with the signal's name, forwarded to the workers, whose trials end
@@ -63,8 +63,8 @@ SWEEP_TRAINER_DEFAULTS = [
     "false",
 ]
 
-# imported once by the forkserver that forks the sweep's workers (lightning_implicit.jobs): a worker starts with
-# them loaded instead of paying their seconds of import each
+# imported once by the forkserver that starts replacements of dead workers (lightning_implicit.jobs): a replacement
+# starts with them loaded instead of paying their seconds of import (the first workers are forks of the sweep)
 WORKER_PRELOAD = ("torch", "lightning", "mlflow", "optuna", "lightning_implicit.runner", __name__)
 
 

@@ -1,13 +1,13 @@
 """Parallel sweeps: the same fixed sweep with 1 worker and with 2 workers, wall time and their ratio.
 
 The sweep: ``lightning-implicit sweep --task addition`` (both models of ``conf/search/addition.yaml``, its quick
-budget), ``--trials 4`` per model (8 trials), then each model's best config retrained with the shift sweep, on
+budget), ``--trials 8`` per model (16 trials), then each model's best config retrained with the shift sweep, on
 fresh temporary Optuna and MLflow stores; the whole command is timed, from ``Popen`` to its exit (imports, store
 creation, worker start-up, trials, retraining, summary). The two runs alternate ``--repeats`` times in this
 process and the ratio of the medians is printed, with the load average before and after: on a machine that other
 processes share, a figure measured under load says so. Target (issue 32): 2 workers <= 0.65x 1 worker.
 
-Run alone: ``python -m benchmarks.bench_sweep [--trials 4] [--repeats 1] [--task addition]``.
+Run alone: ``python -m benchmarks.bench_sweep [--trials 8] [--repeats 1] [--task addition]``.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def load() -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.bench_sweep", description=__doc__.splitlines()[0])
     p.add_argument("--task", default="addition")
-    p.add_argument("--trials", type=int, default=4, help="trials per model (default 4: 8 in all)")
+    p.add_argument("--trials", type=int, default=8, help="trials per model (default 8: 16 in all)")
     p.add_argument("--repeats", type=int, default=1)
     args = p.parse_args(argv or [])
     cores = os.cpu_count() or 1

@@ -264,5 +264,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
 
 
+def run() -> None:
+    """The ``lightning-implicit`` console script: :func:`main`, then a prompt exit after a signal
+    (:func:`lightning_implicit.lifecycle.exit_process`)."""
+    from lightning_implicit.lifecycle import exit_process
+
+    exit_process(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

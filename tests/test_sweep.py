@@ -682,22 +682,31 @@ def test_postgres_backed_sweep_with_two_workers(env, mlflow_uri, postgres_url, m
     assert parent.data.tags["optuna.storage"].startswith("postgresql://")
 
 
-def test_ctrl_c_is_deferred_to_a_safe_point_and_a_second_one_is_immediate():
-    """The first SIGINT only sets a flag (raised by ``check`` at the next batch end: never inside a database
-    write); a second raises at once; the previous handler is back afterwards."""
-    from lightning_implicit.sweep.interrupt import DeferredInterrupt
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_is_deferred_to_a_safe_point_and_a_second_one_is_immediate(signum, capsys):
+    """The first SIGINT or SIGTERM only sets a flag, said with the signal's name (raised by ``check`` at the next
+    batch end: never inside a database write); a second raises at once; the previous handler is back afterwards."""
+    from lightning_implicit.lifecycle import DeferredSignals, Terminated
 
-    before = signal.getsignal(signal.SIGINT)
-    with DeferredInterrupt() as interrupt:
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(0.05)  # (the handler runs between bytecodes of the main thread)
-        assert interrupt.pending
-        with pytest.raises(KeyboardInterrupt):
-            interrupt.check()
-        with pytest.raises(KeyboardInterrupt):
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.5)
-    assert signal.getsignal(signal.SIGINT) is before
+    # (Python's handler, as in a terminal: a background job starts with SIGINT ignored, which stays ignored)
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        before = signal.getsignal(signum)
+        with DeferredSignals() as interrupt:
+            os.kill(os.getpid(), signum)
+            time.sleep(0.05)  # (the handler runs between bytecodes of the main thread)
+            assert interrupt.pending == signum
+            with pytest.raises(Terminated) as info:
+                interrupt.check()
+            assert info.value.signum == signum and info.value.exit_code == 128 + signum
+            with pytest.raises(Terminated):
+                os.kill(os.getpid(), signum)
+                time.sleep(0.5)
+        assert signal.getsignal(signum) is before
+    finally:
+        signal.signal(signal.SIGINT, outer)
+    name = signal.Signals(signum).name
+    assert f"received {name}: stopping at the end of the current batch" in capsys.readouterr().out
 
 
 def test_a_signal_right_after_the_trials_run_is_created_leaves_no_run_running(env, monkeypatch):

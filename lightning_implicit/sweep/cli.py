@@ -10,8 +10,9 @@ Examples::
 (name ``<task>-<model>`` or ``--study``) in the same storage (``--storage``, ``$OPTUNA_STORAGE``, default
 ``sqlite:///mlruns/optuna.db``) and adds N more. Everything after ``--`` (and any other ``--a.b value``
 option) is a LightningCLI override applied to every trial; a searched parameter with the same key is then
-not searched. Ctrl-C stops cleanly at the end of the current batch (finished trials are kept, the running one is
-FAIL "interrupted"); a second Ctrl-C stops at once.
+not searched. Ctrl-C or SIGTERM stops cleanly at the end of the current batch, workers' trials included (finished
+trials are kept, running ones are FAIL "interrupted"; exit 130 or 143); a second one stops at once. ``--workers K``
+runs K processes that live for the whole sweep; one that dies fails only its own trial, which is retried.
 """
 
 from __future__ import annotations

@@ -2,19 +2,28 @@
 recover dead workers' trials, retrain the best config with the shift sweep, log the summary, print it.
 
 ``--trials N`` means *N more trials in this invocation* (per model), whatever the study already holds: running
-the same command again resumes the study (same name and storage) and adds N trials. With ``--workers K`` the
-N trials are split into K fixed quotas (N // K, plus one for the first N % K workers), so that K processes
-never run more or fewer than N between them; a WAITING retry of a dead worker's trial counts toward the quota
-of the worker that picks it up.
+the same command again resumes the study (same name and storage) and adds N trials.
+
+``--workers K`` (K > 1) starts K worker processes once, for the whole sweep (:class:`~lightning_implicit.jobs.WorkerPool`,
+forked from this process once its imports and data checks are done, before any store is opened): every model's
+trials are handed out one at a time to whichever worker is free, and a model's best config is retrained by a worker as soon as its last
+trial is back, while the next model's trials run. A worker that dies fails only its own trial (retried per
+``--max-retry``); a fresh worker takes its place and the quota is made up, or the sweep exits 1 saying how many
+trials are missing. SIGTERM or Ctrl-C: said with the signal's name, forwarded to the workers, whose trials end
+FAIL 'interrupted' at their next batch end; the sweep exits 128 + the signal's number with nothing RUNNING.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import dataclasses
 import functools
+import itertools
 import logging
 import os
 import shlex
+import signal
 import sys
 import time
 import warnings
@@ -25,12 +34,13 @@ import optuna
 from optuna.trial import TrialState
 
 from lightning_implicit.confpath import name_of
-from lightning_implicit.jobs import WorkersInterrupted, run_in_workers
+from lightning_implicit.jobs import WorkerPool, worker_slot
+from lightning_implicit.lifecycle import DeferredSignals, signal_name
 from lightning_implicit.run.spec import QUIET_TRAINER, RunSpec, flag_args, parse_flags
 from lightning_implicit.validate import ConfigError
 
 from .default_trial import DEFAULT_ATTR, default_point, has_default
-from .interrupt import DeferredInterrupt
+from .interrupt import InterruptAtBatchEnd
 from .objective import Objective, TrialContext, format_params
 from .records import SweepRecorder
 from .space import (
@@ -54,7 +64,10 @@ __all__ = [
 
 # quiet, artifact-free training runs (a search file's 'fixed' or a command-line override can change these)
 SWEEP_TRAINER_DEFAULTS = flag_args(QUIET_TRAINER)
-INTERRUPTED = 130
+
+# imported once by the forkserver that starts replacements of dead workers (lightning_implicit.jobs): a replacement
+# starts with them loaded instead of paying their seconds of import (the first workers are forks of the sweep)
+WORKER_PRELOAD = ("torch", "lightning", "mlflow", "optuna", "lightning_implicit.runner", __name__)
 
 
 class SweepAbort(RuntimeError):
@@ -348,9 +361,11 @@ class _TrialPrinter:
     def __init__(self, label: str, quota: int, streak: int = 3) -> None:
         self.label, self.quota, self.done, self.streak = label, quota, 0, streak
         self.errors: list[str] = []
+        self.last: optuna.trial.FrozenTrial | None = None
 
     def __call__(self, study: optuna.Study, t: optuna.trial.FrozenTrial) -> None:
         self.done += 1
+        self.last = t
         dur = (
             (t.datetime_complete - t.datetime_start).total_seconds()
             if t.datetime_complete and t.datetime_start
@@ -375,7 +390,10 @@ class _TrialPrinter:
             msg = t.user_attrs.get("fail_reason", "failed")
         params = format_params(t.params)
         print(f"{head} {msg}  ({dur:.1f}s)  {params}", flush=True)
-        reason = t.user_attrs.get("fail_reason", "") if t.state == TrialState.FAIL else ""
+        self.count(t.user_attrs.get("fail_reason", "") if t.state == TrialState.FAIL else "")
+
+    def count(self, reason: str) -> None:
+        """The error streak: :class:`SweepAbort` after ``streak`` trials in a row failed with the same error."""
         self.errors = (
             [*self.errors, reason][-self.streak :] if reason and not reason.startswith("non-finite") else []
         )
@@ -439,14 +457,24 @@ def _check_signature(
 
 
 def _run_quota(
-    study: optuna.Study, storage, ctx: TrialContext, opts: SweepOptions, quota: int, label: str, on_failed
+    study: optuna.Study,
+    storage,
+    ctx: TrialContext,
+    opts: SweepOptions,
+    quota: int,
+    label: str,
+    on_failed,
+    *,
+    printer: _TrialPrinter | None = None,
+    signals: DeferredSignals | None = None,
 ) -> int:
-    """Run ``quota`` trials in this process; returns how many ran. Ctrl-C is taken at the next batch end or
-    between trials (:class:`~.interrupt.DeferredInterrupt`), never inside a database write."""
-    printer = _TrialPrinter(label, quota)
+    """Run ``quota`` trials in this process; returns how many ran. SIGTERM and Ctrl-C are taken at the next batch
+    end or between trials (``signals``, or a :class:`~lightning_implicit.lifecycle.DeferredSignals` of its own),
+    never inside a database write."""
+    printer = printer or _TrialPrinter(label, quota)
     t0 = time.monotonic()
     ran = 0
-    with DeferredInterrupt() as interrupt:
+    with contextlib.nullcontext(signals) if signals is not None else DeferredSignals() as interrupt:
         objective = Objective(ctx, interrupt, say=functools.partial(print, flush=True), label=label)
         while ran < quota:
             interrupt.check()
@@ -471,14 +499,6 @@ def _on_failed(recorder: SweepRecorder | None):
     return cb
 
 
-def run_worker(argv: list[str]) -> int:
-    """One sweep worker (in a process of :func:`~lightning_implicit.jobs.run_in_workers`): ``lightning-implicit
-    sweep`` with ``argv`` (:meth:`SweepOptions.worker_argv`); returns its exit code."""
-    from .parser import parse_options
-
-    return run_command(SweepOptions(**parse_options(argv)), "lightning-implicit sweep " + shlex.join(argv))
-
-
 def run_command(opts: SweepOptions, command: str) -> int:
     """:func:`run_sweep` as a command: its exit code, 2 after a configuration error (said on one line)."""
     try:
@@ -486,14 +506,9 @@ def run_command(opts: SweepOptions, command: str) -> int:
     except SearchSpaceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except SystemExit as exc:  # shorthand_args: unknown task/model config
-        if isinstance(exc.code, str):
-            print(exc.code, file=sys.stderr)
-            return 2
-        raise
 
 
-def _retrain(ctx: TrialContext, study: optuna.Study, out: ModelOutcome, say) -> None:
+def _retrain(ctx: TrialContext, study: optuna.Study, out: ModelOutcome, say, callbacks=None) -> None:
     from lightning_implicit.runner import run_training
 
     best = study.best_trial
@@ -510,7 +525,7 @@ def _retrain(ctx: TrialContext, study: optuna.Study, out: ModelOutcome, say) -> 
     tags = {"sweep.role": "best_retrain", "optuna.study": ctx.study_name, "optuna.trial": str(best.number)}
     args = ctx.run_args(over, 0, ctx.parent_run_id, f"best-{ctx.model}-t{best.number:03d}", tags)
     say(f"[{ctx.model}] retraining the best config (trial #{best.number}) with the shift sweep ...")
-    result = run_training(args, test=True)
+    result = run_training(args, test=True, extra_callbacks=callbacks)
     out.best_rows = result.sweep
     metrics = list(getattr(result.module.task, "metrics", ()))
     row = result.sweep[0] if result.sweep else {}
@@ -545,6 +560,344 @@ def _outcome(study: optuna.Study, model: str, ran: int, parent: str | None) -> M
     return out
 
 
+def _signum(err: BaseException) -> int:
+    """The signal behind a ``KeyboardInterrupt`` (:class:`~lightning_implicit.lifecycle.Terminated` carries it;
+    a plain one is Ctrl-C)."""
+    return getattr(err, "signum", signal.SIGINT)
+
+
+@dataclass
+class _ModelRun:
+    """One model's study in this sweep, and (in parallel sweeps) its trials handed out and come back."""
+
+    model: str
+    ctx: TrialContext
+    study: optuna.Study
+    parent: str | None
+    n_before: int
+    todo: int = 0  # trials still to hand out
+    running: int = 0
+    ran: int = 0  # trials that came back (any state)
+    lost: int = 0  # trials that could not run (a job error, a worker that died past the respawn limit)
+    retrain: str = "no"  # "wait" (after the trials), "running", "done", "no"
+    retrained: dict | None = None
+    printer: _TrialPrinter | None = None  # (its error streak)
+    notes: list[str] = field(default_factory=list)
+
+
+def _open_model(
+    opts: SweepOptions,
+    space: SearchSpace,
+    storage,
+    recorder: SweepRecorder | None,
+    url: str,
+    experiment: str,
+    command: str | None,
+    studies: dict,
+    ctx: TrialContext,
+    *,
+    say,
+) -> _ModelRun:
+    """Open (or resume) ``ctx.model``'s study, check it, enqueue its recipe, open its MLflow parent run."""
+    m = ctx.model
+    study = _open_study(opts, space, ctx, storage, create=True)
+    studies[m] = study
+    _check_signature(study, opts, space, ctx, say)
+    _check_space(study, space, ctx)
+    if opts.start_from_default:
+        _enqueue_default(study, opts, ctx, say)
+    n_before = len([t for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING])
+    parent = None
+    if recorder is not None:
+        parent = recorder.parent_run(
+            study,
+            {
+                "optuna.study": ctx.study_name,
+                "optuna.storage": mask_url(url),
+                "task": opts.task,
+                "model": m,
+                "sampler": f"TPESampler(seed={opts.seed}, {', '.join(f'{k}={v}' for k, v in space.sampler.items())})",
+                "pruner": f"{type(study.pruner).__name__}({', '.join(f'{k}={v}' for k, v in space.pruner.items() if k != 'type')})",
+                "search_file": str(space.path),
+                "search_file_hash": space.sha256,
+                "budget": space.budget,
+                "cv": str(opts.cv),
+                "workers": str(opts.workers),
+                "command": command or f"lightning-implicit sweep --task {opts.task} --model {m}",
+            },
+        )
+    ctx.recorder, ctx.parent_run_id = recorder, parent
+    say(
+        f"[{m}] study {ctx.study_name!r}: {n_before} trial(s) so far"
+        + (f"; MLflow parent run {parent} (experiment {experiment!r})" if parent else "")
+    )
+    return _ModelRun(m, ctx, study, parent, n_before)
+
+
+def _model_outcome(opts: SweepOptions, run: _ModelRun, signum: int | None, say) -> tuple[ModelOutcome, int]:
+    """The model's outcome after its trials (and, in parallel sweeps, its retraining); and 1 if it failed."""
+    m, study, failed = run.model, run.study, 0
+    n_after = len([t for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING])
+    out = _outcome(study, m, n_after - run.n_before, run.parent)
+    out.notes += run.notes
+    reason = _all_failed(study) if n_after > run.n_before else None
+    if reason is not None and signum is None:
+        out.notes.append(f"every trial failed; the first: {reason}")
+        say(f"[{m}] error: every trial failed (first reason: {reason})")
+        failed = 1
+    if run.lost and signum is None:
+        msg = (
+            f"{run.lost} of {opts.trials} trial(s) missing: they could not run (see the worker errors above)"
+        )
+        out.notes.append(msg)
+        say(f"[{m}] error: {msg}; run the command again to make them up")
+        failed = 1
+    if out.best_number is not None:
+        out.reproduce = _reproduce(opts, run.ctx, out.best_overrides)
+    if run.retrained is not None:
+        out.best_rows, out.metric = run.retrained["best_rows"], run.retrained["metric"]
+        out.retrain_run_id = run.retrained["retrain_run_id"]
+    if signum is not None:
+        out.notes.append(
+            f"interrupted ({signal_name(signum)}): finished trials are kept; a running one is FAIL 'interrupted'"
+        )
+    return out, failed
+
+
+# ---- parallel sweeps: persistent workers ----------------------------------------------------------------------
+class _SweepWorker:
+    """A worker process's sweep state, built once per worker (:class:`~lightning_implicit.jobs.WorkerPool`'s
+    initializer): the imports, the search space, the trial contexts and the data are paid here, before the first
+    trial; the stores and studies are opened by the first job that needs them (never while the parent creates
+    a fresh store's schema)."""
+
+    def __init__(
+        self, opts: SweepOptions, space: SearchSpace | None = None, ctxs: dict | None = None
+    ) -> None:
+        import torch
+
+        from lightning_implicit import confpath
+        from lightning_implicit.console import quiet_third_party
+        from lightning_implicit.runner import load_data
+
+        quiet_third_party()
+        confpath.add_user_modules()
+        if opts.threads > 0:
+            torch.set_num_threads(opts.threads)
+        _quiet(opts.verbose)
+        # the worker's number offsets its sampler seed: workers do not draw the same startup configs
+        self.opts = dataclasses.replace(opts, worker_index=worker_slot() or 0)
+        if (
+            space is None or ctxs is None
+        ):  # a fresh interpreter (a replacement): its own imports, checks, data
+            path = Path(opts.search_file) if opts.search_file else search_file_path(opts.task)
+            space = load_search_space(path, task=opts.task, full=opts.full)
+            models = opts.models or space.models
+            ctxs = _contexts(opts, space, models, lambda msg: None)
+            first = ctxs[models[0]]
+            load_data(
+                [*first.base_args, *first.pinned]
+            )  # the model and data modules, and the data, paid once
+        self.space, self.ctxs = space, copy.deepcopy(ctxs)
+        self.storage = None
+        self.recorder: SweepRecorder | None = None
+        self.on_failed = None
+        self.studies: dict[str, optuna.Study] = {}
+
+    def _open(self, model: str, parent: str | None) -> tuple[TrialContext, optuna.Study]:
+        o = self.opts
+        if self.storage is None:
+            self.recorder = (
+                SweepRecorder(o.tracking_uri, o.experiment or name_of(o.task)) if o.tracking else None
+            )
+            self.on_failed = _on_failed(self.recorder)
+            self.storage = open_storage(
+                resolve_storage_url(o.storage),
+                heartbeat=o.heartbeat,
+                grace=o.grace,
+                max_retry=o.max_retry,
+                on_failed=self.on_failed,
+            )
+        ctx = self.ctxs[model]
+        ctx.recorder, ctx.parent_run_id = self.recorder, parent
+        if model not in self.studies:
+            self.studies[model] = _open_study(o, self.space, ctx, self.storage, create=False)
+        return ctx, self.studies[model]
+
+    def trial(self, signals: DeferredSignals, model: str, parent: str | None, k: int) -> dict:
+        """One trial of ``model``'s study (the k-th of the sweep's quota); its number, state and fail reason."""
+        ctx, study = self._open(model, parent)
+        label = f"{self.opts.task}/{model} w{self.opts.worker_index}"
+        printer = _TrialPrinter(label, self.opts.trials, streak=10**9)
+        printer.done = k - 1
+        try:
+            _run_quota(
+                study,
+                self.storage,
+                ctx,
+                self.opts,
+                1,
+                label,
+                self.on_failed,
+                printer=printer,
+                signals=signals,
+            )
+        except KeyboardInterrupt:
+            recover_stale_trials(
+                study,
+                self.storage,
+                only_pid=os.getpid(),
+                reason_dead="interrupted",
+                retry=False,
+                on_failed=self.on_failed,
+            )
+            raise
+        t = printer.last
+        if t is None:
+            return {}
+        reason = t.user_attrs.get("fail_reason", "") if t.state == TrialState.FAIL else ""
+        return {"number": t.number, "state": t.state.name, "reason": reason}
+
+    def retrain(self, signals: DeferredSignals, model: str, parent: str | None) -> dict:
+        """The best config of ``model``'s study retrained with the shift sweep."""
+        ctx, study = self._open(model, parent)
+        out = ModelOutcome(model=model, study_name=ctx.study_name, counts={}, ran=0)
+        signals.check()
+        _retrain(ctx, study, out, functools.partial(print, flush=True), [InterruptAtBatchEnd(signals)])
+        rows = [
+            {k: v.item() if hasattr(v, "item") else v for k, v in row.items()} for row in out.best_rows or []
+        ]
+        return {"best_rows": rows or None, "metric": out.metric, "retrain_run_id": out.retrain_run_id}
+
+
+def _sweep_job(worker: _SweepWorker, job: tuple) -> dict:
+    """A job of a parallel sweep, in a worker: ``("trial", model, parent run, k)`` or ``("retrain", model, parent
+    run)``."""
+    kind, *args = job
+    # the parent forwards SIGTERM to stop the sweep: taken at the next batch end, never inside a database write
+    with DeferredSignals(announce=False) as signals:
+        return worker.trial(signals, *args) if kind == "trial" else worker.retrain(signals, *args)
+
+
+def _run_parallel(
+    opts: SweepOptions,
+    runs: list[_ModelRun],
+    pool: WorkerPool,
+    storage,
+    on_failed,
+    signals: DeferredSignals,
+    say,
+) -> tuple[int | None, int]:
+    """Hand every model's trials, then its retraining, to the pool's workers as they come free (the next model's
+    trials start while the last ones of the previous model run: no idle gap between phases). A worker that dies
+    fails its own trial (retried per ``--max-retry``); a fresh worker takes its place and the quota is made up.
+    Returns the signal that stopped the sweep (``None``) and the status (1: a model stopped on an error streak)."""
+    status = 0
+    t0 = time.monotonic()
+    jobs: dict[int, tuple[str, _ModelRun]] = {}
+    keys = itertools.count()
+    for r in runs:
+        r.todo = opts.trials
+        r.retrain = "wait" if opts.retrain else "no"
+        r.printer = _TrialPrinter(r.model, opts.trials)
+
+    def next_job() -> tuple[str, _ModelRun] | None:
+        for r in runs:  # a model whose trials are all back: its retraining first
+            if r.retrain == "wait" and r.todo == 0 and r.running == 0:
+                if _outcome(r.study, r.model, 0, None).best_number is None:
+                    r.retrain = "no"
+                    continue
+                r.retrain = "running"
+                return "retrain", r
+        for r in runs:
+            if r.todo > 0:
+                r.todo -= 1
+                r.running += 1
+                return "trial", r
+        return None
+
+    def came_back(res) -> None:
+        nonlocal status
+        kind, r = jobs.pop(res.index)
+        if kind == "retrain":
+            r.retrain = "done"
+            if res.error is not None:
+                r.notes.append(f"retraining the best config failed: {res.error}")
+            else:
+                r.retrained = res.value
+            return
+        r.running -= 1
+        if res.died:
+            # its trial is FAIL 'worker died' (pid gone) and re-enqueued; a fresh worker makes up the quota
+            recover_stale_trials(r.study, storage, max_retry=opts.max_retry, on_failed=on_failed)
+            if pool.alive and signals.pending is None:
+                say(f"[{r.model}] {res.error}: its trial is failed and retried; the other workers go on")
+                r.todo += 1
+            else:
+                r.lost += 1
+            return
+        if res.error is not None:
+            if signals.pending is None:
+                say(f"[{r.model}] a trial could not run: {res.error}")
+                r.lost += 1
+            return
+        r.ran += 1
+        try:
+            r.printer.count(res.value.get("reason", ""))
+        except SweepAbort as exc:
+            say(f"[{r.model}] sweep stopped: {exc}")
+            r.todo, status = 0, 1
+
+    try:
+        while True:
+            signals.check()
+            if (
+                opts.timeout is not None
+                and time.monotonic() - t0 >= opts.timeout
+                and any(r.todo for r in runs)
+            ):
+                say(f"--timeout {opts.timeout:g}s reached: no more trials are started")
+                for r in runs:
+                    r.todo = 0
+            while pool.idle:
+                job = next_job()
+                if job is None:
+                    break
+                kind, r = job
+                key = next(keys)
+                jobs[key] = job
+                k = r.ran + r.running
+                pool.submit(
+                    key,
+                    _sweep_job,
+                    (kind, r.model, r.parent, k) if kind == "trial" else (kind, r.model, r.parent),
+                )
+            if not jobs:
+                break
+            for res in pool.wait(0.25):
+                came_back(res)
+            if not pool.alive:  # every worker died past the respawn limit, or none could start
+                why = pool.start_error or "the workers kept dying"
+                say(f"error: no worker left to run the sweep's trials ({why})")
+                for r in runs:
+                    r.lost, r.todo = r.lost + r.todo, 0
+                status = 1
+    except KeyboardInterrupt as err:
+        signum = _signum(err)
+        say(f"stopping the workers ({len(pool.running)} running job(s)) ...")
+        for res in pool.stop(grace=6.0):
+            came_back(res)
+        pool.close(timeout=1.0)
+        for r in runs:  # the trials of workers that did not stop in time: FAIL 'interrupted', not retried
+            recover_stale_trials(
+                r.study, storage, reason_dead="interrupted", retry=False, on_failed=on_failed
+            )
+            if r.retrain == "running" and r.ctx.recorder is not None and r.parent:
+                r.ctx.recorder.end_running_children(r.parent, f"interrupted ({signal_name(signum)})")
+        return signum, status
+    return None, status
+
+
 def run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) -> int:
     """Run the sweep described by ``opts``; returns the process exit code (0, 130 after Ctrl-C).
 
@@ -567,7 +920,7 @@ def run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) -
 
 
 def _run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) -> int:
-    from .report import make_console, print_summary
+    from .report import make_console
 
     console = console or make_console()
 
@@ -585,13 +938,37 @@ def _run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) 
     if opts.cv < 1 or opts.workers < 1:
         raise SearchSpaceError("--cv and --workers must be >= 1")
     ctxs = _contexts(opts, space, models, say)
-    if (
-        opts.worker_index is None
-    ):  # the data once, before any study or MLflow run: a bad file fails here, not per trial
+    if opts.worker_index is None:  # the data once, before any study or MLflow run: a bad file fails here
         from lightning_implicit.runner import load_data
 
         first = ctxs[models[0]]
         load_data([*first.base_args, *first.pinned])
+    pool = None
+    if opts.workers > 1 and opts.worker_index is None:
+        size = min(opts.workers, max(opts.trials * len(models), 1))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pool = WorkerPool(
+            size,
+            initializer=_SweepWorker,
+            initargs=(opts,),
+            fork_initargs=(opts, space, ctxs),
+            max_respawns=2 * size,
+            fork=True,
+            preload=WORKER_PRELOAD,
+        )
+    try:
+        what = "batch" if pool is None else "batch (the workers' trials too)"
+        with DeferredSignals(what=what) as signals:  # taken at safe points, never inside a database write
+            return _sweep(opts, space, models, ctxs, pool, signals, console, command, say)
+    finally:
+        if pool is not None:
+            pool.close()
+
+
+def _sweep(opts, space, models, ctxs, pool, signals, console, command, say) -> int:
+    from .report import print_summary
+
     url = resolve_storage_url(opts.storage)
     experiment = opts.experiment or name_of(opts.task)
     recorder = SweepRecorder(opts.tracking_uri, experiment) if opts.tracking else None
@@ -607,8 +984,8 @@ def _run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) 
         study = _open_study(opts, space, ctx, storage, create=False)
         label = f"{opts.task}/{ctx.model} w{opts.worker_index}"
         try:
-            _run_quota(study, storage, ctx, opts, opts.trials, label, on_failed)
-        except KeyboardInterrupt:
+            _run_quota(study, storage, ctx, opts, opts.trials, label, on_failed, signals=signals)
+        except KeyboardInterrupt as err:
             recover_stale_trials(
                 study,
                 storage,
@@ -617,7 +994,7 @@ def _run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) 
                 retry=False,
                 on_failed=on_failed,
             )
-            return INTERRUPTED
+            return 128 + _signum(err)
         return 0
 
     # ---- the sweep ---------------------------------------------------------------------------------------
@@ -634,77 +1011,38 @@ def _run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) 
     )
     outcomes: list[ModelOutcome] = []
     studies: dict[str, optuna.Study] = {}
-    interrupted = False
+    signum: int | None = None  # the signal that stopped the sweep
     status = 0
-    for m in models:
-        ctx = ctxs[m]
-        study = _open_study(opts, space, ctx, storage, create=True)
-        studies[m] = study
-        _check_signature(study, opts, space, ctx, say)
-        _check_space(study, space, ctx)
-        if opts.start_from_default:
-            _enqueue_default(study, opts, ctx, say)
-        n_before = len([t for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING])
-        parent = None
-        if recorder is not None:
-            parent = recorder.parent_run(
-                study,
-                {
-                    "optuna.study": ctx.study_name,
-                    "optuna.storage": mask_url(url),
-                    "task": opts.task,
-                    "model": m,
-                    "sampler": f"TPESampler(seed={opts.seed}, {', '.join(f'{k}={v}' for k, v in space.sampler.items())})",
-                    "pruner": f"{type(study.pruner).__name__}({', '.join(f'{k}={v}' for k, v in space.pruner.items() if k != 'type')})",
-                    "search_file": str(space.path),
-                    "search_file_hash": space.sha256,
-                    "budget": space.budget,
-                    "cv": str(opts.cv),
-                    "workers": str(opts.workers),
-                    "command": command or f"lightning-implicit sweep --task {opts.task} --model {m}",
-                },
-            )
-        ctx.recorder, ctx.parent_run_id = recorder, parent
-        say(
-            f"[{m}] study {ctx.study_name!r}: {n_before} trial(s) so far"
-            + (f"; MLflow parent run {parent} (experiment {experiment!r})" if parent else "")
-        )
+    setup = functools.partial(
+        _open_model, opts, space, storage, recorder, url, experiment, command, studies, say=say
+    )
+    if pool is not None:  # every model's trials, then its retraining, on the workers started above
+        runs = []
         try:
-            if opts.workers <= 1:
-                _run_quota(study, storage, ctx, opts, opts.trials, f"{opts.task}/{m}", on_failed)
-            else:
-                k = min(opts.workers, max(opts.trials, 1))
-                quotas = [opts.trials // k + (1 if i < opts.trials % k else 0) for i in range(k)]
-                argvs = [opts.worker_argv(m, i, q, parent) for i, q in enumerate(quotas) if q > 0]
-                say(f"[{m}] starting {len(argvs)} worker process(es)")
-                try:  # the framework's job executor; each worker runs its quota of this study's trials
-                    results = run_in_workers(
-                        run_worker,
-                        argvs,
-                        workers=len(argvs),
-                        env=opts.secret_env(),
-                        grace=20.0,
-                        worker_sigint=True,
-                    )
-                except WorkersInterrupted:
-                    interrupted, results = True, []
-                for r in results:
-                    code = r.value if r.error is None else r.error
-                    if code not in (0, INTERRUPTED) and not interrupted:
-                        say(
-                            f"[{m}] worker w{r.index} ended with {code}; its unfinished trial is failed and "
-                            "re-enqueued; run the command again to make up the missing trials"
-                        )
-                recover_stale_trials(
-                    study,
-                    storage,
-                    max_retry=opts.max_retry,
-                    on_failed=on_failed,
-                    reason_dead="interrupted" if interrupted else "worker died",
-                    retry=not interrupted,
-                )
-        except KeyboardInterrupt:
-            interrupted = True
+            for m in models:
+                signals.check()
+                runs.append(setup(ctxs[m]))
+        except KeyboardInterrupt as err:
+            signum = _signum(err)
+        if signum is None:
+            signum, status = _run_parallel(opts, runs, pool, storage, on_failed, signals, say)
+        for r in runs:
+            out, failed = _model_outcome(opts, r, signum, say)
+            status = status or failed
+            outcomes.append(out)
+    for m in models if pool is None else ():
+        ctx = ctxs[m]
+        try:
+            signals.check()
+            run = setup(ctx)
+        except KeyboardInterrupt as err:
+            signum = _signum(err)
+            break
+        study = run.study
+        try:
+            _run_quota(study, storage, ctx, opts, opts.trials, f"{opts.task}/{m}", on_failed, signals=signals)
+        except KeyboardInterrupt as err:
+            signum = _signum(err)
             recover_stale_trials(
                 study,
                 storage,
@@ -716,30 +1054,24 @@ def _run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) 
         except SweepAbort as exc:
             say(f"[{m}] sweep stopped: {exc}")
             status = 1
-        n_after = len([t for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING])
-        out = _outcome(study, m, n_after - n_before, parent)
-        reason = _all_failed(study) if n_after > n_before else None
-        if reason is not None and not interrupted:
-            out.notes.append(f"every trial failed; the first: {reason}")
-            say(f"[{m}] error: every trial failed (first reason: {reason})")
-            status = 1
-        if out.best_number is not None:
-            out.reproduce = _reproduce(opts, ctx, out.best_overrides)
+        out, failed = _model_outcome(opts, run, signum, say)
+        status = status or failed
         outcomes.append(out)
-        if interrupted:
-            out.notes.append(
-                "interrupted (Ctrl-C): finished trials are kept; the running one is FAIL 'interrupted'"
-            )
+        if signum is not None:
             break
         if opts.retrain and out.best_number is not None:
             try:
-                _retrain(ctx, study, out, say)
-            except KeyboardInterrupt:
-                interrupted = True
-                out.notes.append("interrupted during the retraining of the best config")
+                signals.check()
+                _retrain(ctx, study, out, say, callbacks=[InterruptAtBatchEnd(signals)])
+            except KeyboardInterrupt as err:
+                signum = _signum(err)
+                out.notes.append(
+                    f"interrupted ({signal_name(signum)}) during the retraining of the best config"
+                )
                 break
             except Exception as exc:  # noqa: BLE001 - the sweep itself succeeded
                 out.notes.append(f"retraining the best config failed: {type(exc).__name__}: {exc}")
+    interrupted = signum is not None
 
     # ---- summary: MLflow artifacts, terminal ---------------------------------------------------------------
     comparison = {o.model: o.best_rows for o in outcomes if o.best_rows}
@@ -778,4 +1110,9 @@ def _run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) 
         )
     except Exception as exc:  # noqa: BLE001 - the sweep is done and recorded; the summary is a courtesy
         say(f"(no sweep summary: {type(exc).__name__}: {exc})")
-    return INTERRUPTED if interrupted else status
+    if signum is None and signals.pending is not None:  # a signal during the summary: it was finished first
+        signum = signals.pending
+    if signum is not None:
+        print(f"stopped: received {signal_name(signum)} (exit {128 + signum})", flush=True)
+        return 128 + signum
+    return status

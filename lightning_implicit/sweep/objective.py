@@ -29,10 +29,11 @@ import optuna
 from optuna.trial import TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 
+from lightning_implicit.lifecycle import DeferredSignals
 from lightning_implicit.run.spec import RunSpec, flag_args, parse_flags
 
 from .default_trial import DEFAULT_ATTR
-from .interrupt import DeferredInterrupt, InterruptAtBatchEnd
+from .interrupt import InterruptAtBatchEnd
 from .records import SweepRecorder
 from .space import ModelSpace
 from .storage import HOST
@@ -93,11 +94,11 @@ class TrialContext:
 
 
 class _Probe(L.Callback):
-    """Remembers the training run's MLflow id and whether fit was interrupted by Ctrl-C."""
+    """Remembers the training run's MLflow id and the signal (or Ctrl-C) that interrupted fit, if one did."""
 
     def __init__(self) -> None:
         self.run_id: str | None = None
-        self.interrupted = False
+        self.interrupted: KeyboardInterrupt | None = None
 
     def on_fit_start(self, trainer, pl_module) -> None:
         lg = trainer.logger
@@ -105,7 +106,7 @@ class _Probe(L.Callback):
 
     def on_exception(self, trainer, pl_module, exception) -> None:
         if isinstance(exception, KeyboardInterrupt):
-            self.interrupted = True
+            self.interrupted = exception
 
 
 class _Pruning(PyTorchLightningPruningCallback):
@@ -171,7 +172,7 @@ class Objective:
     def __init__(
         self,
         ctx: TrialContext,
-        interrupt: DeferredInterrupt | None = None,
+        interrupt: DeferredSignals | None = None,
         say: Callable[[str], None] | None = None,
         label: str | None = None,
     ) -> None:
@@ -226,6 +227,8 @@ class Objective:
                 }
                 name = f"{ctx.model}-t{trial.number:03d}" + (f"-f{fold}" if ctx.cv > 1 else "-fit")
                 args = ctx.run_args(over, fold, run_id, name, tags)
+                if self.interrupt is not None:  # a safe point: no write in flight (a fold starts in seconds)
+                    self.interrupt.check()
                 handler = signal.getsignal(signal.SIGINT)  # (the sweep's deferring handler, or Python's)
                 t_fold = time.monotonic()
                 try:
@@ -236,7 +239,7 @@ class Objective:
                         signal.signal(
                             signal.SIGINT, handler if callable(handler) else signal.default_int_handler
                         )
-                        raise KeyboardInterrupt from None
+                        raise probe.interrupted from None  # (a Terminated keeps its signal: exit 128 + n)
                     raise
                 loss = result.val.get("val/loss")
                 if loss is None:

@@ -1,6 +1,5 @@
 """The command line of ``lightning-implicit sweep`` (:mod:`.cli`), parsed into the fields of
-:class:`~lightning_implicit.sweep.driver.SweepOptions`: read by the command and by each parallel worker
-(:func:`~lightning_implicit.sweep.driver.run_worker`), below both."""
+:class:`~lightning_implicit.sweep.driver.SweepOptions` (below the command and the driver)."""
 
 from __future__ import annotations
 

@@ -199,6 +199,8 @@ class SweepRecorder:
         if reason:
             key = "prune_reason" if state == TrialState.PRUNED else "fail_reason"
             tags.append(RunTag(key, reason[:5000]))
+            if state == TrialState.FAIL:  # (MLflow's own place for why a run failed, as for training runs)
+                tags.append(RunTag("error", reason[:5000]))
         if pruned_step is not None:
             tags.append(RunTag("pruned_step", str(pruned_step)))
         self.client.log_batch(run_id, metrics=metrics, tags=tags)
@@ -218,8 +220,17 @@ class SweepRecorder:
             filter_string=f"tags.mlflow.parentRunId = '{run_id}' and attributes.status = 'RUNNING'",
         )
         for r in [*children]:
-            self.mark_run(r.info.run_id, "FAILED", {"fail_reason": reason})
-        self.mark_run(run_id, "FAILED", {"fail_reason": reason, "optuna.state": "FAIL"})
+            self.mark_run(r.info.run_id, "FAILED", {"fail_reason": reason, "error": reason})
+        self.mark_run(run_id, "FAILED", {"fail_reason": reason, "error": reason, "optuna.state": "FAIL"})
+
+    def end_running_children(self, run_id: str, reason: str) -> None:
+        """The RUNNING child runs of ``run_id`` (a retraining whose worker was killed) -> KILLED with ``error``."""
+        children = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{run_id}' and attributes.status = 'RUNNING'",
+        )
+        for r in children:
+            self.mark_run(r.info.run_id, "KILLED", {"error": reason})
 
     # ---- summary -------------------------------------------------------------------------------------
     def log_summary(

@@ -39,8 +39,6 @@ from typing import Any
 
 __all__ = ["TuneOptions", "TunePlan", "run_tune", "space_edges", "tune_space_path", "portable_storage"]
 
-INTERRUPTED = 130
-
 
 @dataclass(frozen=True)
 class TunePlan:
@@ -342,9 +340,9 @@ def run_tune(opts: TuneOptions, plan: TunePlan, *, say=print) -> int:
             code = run_sweep(
                 sweep, command=f"{plan.command} " + shlex.join(["--task", task, "--model", model])
             )
-            if code == INTERRUPTED:
+            if code > 128:  # a signal stopped it (128 + its number: 130 Ctrl-C, 143 SIGTERM)
                 say(f"[{task}/{model}] interrupted: run the same command again to resume")
-                return INTERRUPTED
+                return code
             status = status or code
             study = _load_study(study_name, storage_url)
         path = (

@@ -47,6 +47,8 @@ CKPT ?=
 TUNED ?=
 ## comma-separated tasks (tune, reproduce)
 TASKS ?=
+## 0: reproduce PROFILE=paper without the default-recipe column (--no-compare)
+COMPARE ?=
 ## comma-separated models (budget)
 MODELS ?= implicit,eikonet
 ## comma-separated epoch budgets (budget)
@@ -145,7 +147,7 @@ budget: venv
 ## the paper's experiments end to end, and the report (PROFILE= TASKS= WORKERS=)
 reproduce: venv
 	$(PY) -m lightning_implicit.cli reproduce --profile $(PROFILE) $(if $(DATA),--data $(DATA)) $(if $(WORKERS),--workers $(WORKERS)) \
-		$(if $(TASKS),--tasks $(TASKS)) $(if $(strip $(DATA_ARGS)),-- $(strip $(DATA_ARGS)))
+		$(if $(TASKS),--tasks $(TASKS)) $(if $(filter 0 no false,$(COMPARE)),--no-compare) $(if $(strip $(DATA_ARGS)),-- $(strip $(DATA_ARGS)))
 
 ## the benchmarks (benchmarks/run.py): speed ratios and time to answer, with the load average
 bench: venv

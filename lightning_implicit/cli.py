@@ -55,11 +55,12 @@ def check_shorthand(data: str | None = None, devices: str | None = None) -> None
     """``train``'s own mistakes decidable before torch and Lightning load (the config names are checked by
     :func:`check_named_configs`): a data file that does not exist, a malformed device list. Raises
     :class:`ConfigError` naming the make variable and the flag that fix it."""
-    from pathlib import Path
+    import os
 
     from lightning_implicit.validate import ConfigError
 
-    if data and data != "synthetic" and not Path(data).expanduser().exists():
+    # (a link whose target is missing or loops is the loader's to name: it says which, and why)
+    if data and data != "synthetic" and not os.path.lexists(os.path.expanduser(data)):
         raise ConfigError(
             f"--data {data}: no such file; give an existing CSV/parquet file (make DATA=path) or DATA=synthetic"
         )

@@ -74,7 +74,9 @@ def test_volatility_without_data_or_network_fails_fast_with_guidance(tmp_path, c
     )
     assert rc == 2 and time.monotonic() - t0 < 30
     err = capsys.readouterr().err
-    assert "DATA=" in err and "Alpha Vantage" in err and "yfinance" in err
+    # one line: what failed, what to do (a file, DATA=synthetic, or downloads) and where the layouts are listed
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert "DATA=" in line and "yfinance" in line and "docs/market-data.md" in line
 
 
 def test_volatility_synthetic_runs_and_is_labelled(mlflow_store):

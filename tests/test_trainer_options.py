@@ -276,10 +276,19 @@ def test_deterministic(model):
     assert probe.deterministic is True
 
 
-def test_a_default_run_overrides_no_callbacks(caplog):
+def test_a_default_run_overrides_no_callbacks(caplog, monkeypatch):
     """The implicit model's SolverStatsCallback is added once per Trainer: the test run after the fit keeps it
     (Lightning's "callbacks returned in configure_callbacks will override existing callbacks" line is gone)."""
-    with caplog.at_level(logging.INFO, logger="lightning.pytorch"):
+    from lightning_utilities.core import rank_zero
+
+    # Lightning's info lines reach pytest's handler whatever an earlier test left (Lightning stops propagation
+    # when its package is first imported without a root handler; rank_zero's logger can be rebound)
+    for name in ("lightning.pytorch", rank_zero.log.name):
+        monkeypatch.setattr(logging.getLogger(name), "propagate", True)
+    with (
+        caplog.at_level(logging.INFO, logger="lightning.pytorch"),
+        caplog.at_level(logging.INFO, logger=rank_zero.log.name),
+    ):
         _train("implicit", epochs=1)
     assert "max_epochs=1` reached" in caplog.text  # (Lightning's info lines are seen here)
     assert "will override existing callbacks" not in caplog.text

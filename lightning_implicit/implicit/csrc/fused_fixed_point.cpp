@@ -507,6 +507,51 @@ Solve adjoint(torch::Tensor A, torch::Tensor d, torch::Tensor g, double tol, boo
   return R.get();
 }
 
+// The implicit layer's autograd node in two calls, with the products around the solves made here rather than as
+// separate Python operations (each costs a few us of Python and dispatch, as much as a solve at n = 20; the same ATen
+// kernels on the same operands, so the results are those of the operations written out in Python, bit for bit):
+//
+//   layer_forward(A, B, u, x0, C, D, ...)    BU = u B^T, x = picard(A, BU, x0), and with C, D: y = u D^T + x C^T.
+//       Returns (y (undefined without C), x, iterations, residual, converged, number not converged).
+//   layer_backward(A, B, u, x, C, D, g_out, need, ...)   the ReLU layer's implicit backward from g_out = dL/dy (with C,
+//       D; else dL/dx): g = g_out C, d = sign(x) (relu' at the fixed point), w = adjoint(A, d, g), v = d * w, and the
+//       gradients the mask `need` (A, B, u, C, D) asks for: dA = v^T x, dB = v^T u, du = v B (+ g_out D),
+//       dC = g_out^T x, dD = g_out^T u. Returns (dA, dB, du, dC, dD, w, d, g, iterations, residual, converged,
+//       number not converged); the caller redoes v and the gradients where it changes w (a direct solve of the
+//       samples left unconverged).
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor, int64_t> layer_forward(
+    torch::Tensor A, torch::Tensor B, torch::Tensor u, c10::optional<torch::Tensor> x0, c10::optional<torch::Tensor> C,
+    c10::optional<torch::Tensor> D, double tol, bool rel, int64_t max_iter, int64_t layout, bool blas) {
+  TORCH_CHECK(C.has_value() == D.has_value(), "layer_forward: C and D go together");
+  auto BU = u.mm(B.t());
+  auto [x, its, res, conv, bad] = picard(A, BU, x0, tol, rel, max_iter, layout, blas);
+  torch::Tensor y;
+  if (C) y = at::addmm(u.mm(D->t()), x, C->t());
+  return {y, x, its, res, conv, bad};
+}
+
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor,
+           torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor, int64_t>
+layer_backward(torch::Tensor A, torch::Tensor B, torch::Tensor u, torch::Tensor x, c10::optional<torch::Tensor> C,
+               c10::optional<torch::Tensor> D, torch::Tensor g_out, std::vector<bool> need, double tol, bool rel,
+               int64_t max_iter, int64_t layout, bool blas) {
+  TORCH_CHECK(C.has_value() == D.has_value(), "layer_backward: C and D go together");
+  TORCH_CHECK(need.size() == 5, "layer_backward: need has 5 flags (A, B, u, C, D)");
+  torch::Tensor gA, gB, gu, gC, gD, g = g_out;
+  if (C) {  // y = x C^T + u D^T
+    if (need[3]) gC = g_out.t().mm(x);
+    if (need[4]) gD = g_out.t().mm(u);
+    g = g_out.mm(*C);
+  }
+  auto d = x.sign();
+  auto [w, its, res, conv, bad] = adjoint(A, d, g, tol, rel, max_iter, layout, blas);
+  auto v = d * w;
+  if (need[0]) gA = v.t().mm(x);
+  if (need[1]) gB = v.t().mm(u);
+  if (need[2]) gu = C ? at::addmm(g_out.mm(*D), v, B) : v.mm(B);
+  return {gA, gB, gu, gC, gD, w, d, g, its, res, conv, bad};
+}
+
 // Euclidean projection of each row onto the L1 ball of radius kappa: x = sign(a) max(|a| - theta, 0) with theta the
 // root of sum_k max(|a_k| - theta, 0) = kappa (the entries above theta: its active set). Per row, in expected linear
 // time (the sort-and-threshold method of Duchi et al. sorts: O(n log n)):
@@ -662,6 +707,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   // (the loops run without the GIL: other Python threads, e.g. data loading, go on meanwhile)
   using release = pybind11::call_guard<pybind11::gil_scoped_release>;
   m.def("picard", &picard, "Per-sample Picard iteration x <- relu(BU + x A^T) (batch-first)", release());
+  m.def("layer_forward", &layer_forward, "u B^T, the Picard solve and the readout u D^T + x C^T", release());
+  m.def("layer_backward", &layer_backward, "The ReLU layer's implicit backward with its gradient products",
+        release());
   m.def("adjoint", &adjoint, "Per-sample adjoint iteration w <- g + (d * w) A (batch-first)", release());
   m.def("project_rows_l1", &project_rows_l1, "Rows of A onto the L1 ball of radius kappa (Condat's algorithm)",
         release());

@@ -558,7 +558,9 @@ layer_backward(torch::Tensor A, torch::Tensor B, torch::Tensor u, torch::Tensor 
 //  1. one vectorised pass: ||a||_1 and max |a|; a row inside the ball is left there (read once, bit for bit);
 //  2. the candidates: the entries above a lower bound of theta, max(max |a| - kappa, (||a||_1 - kappa) / n)
 //     (theta = (sum of the active set - kappa) / its size is at least both; far outside the ball this leaves a
-//     handful), gathered by a branch-free pass;
+//     handful), gathered by a branch-free pass; while they are most of the row (just outside the ball, as after
+//     an optimiser step), Michelot's steps run over the whole row with a mask first (vectorised, no gathering:
+//     2-2.6x faster at n = 500-1000 for rows at 1.05 and 3 kappa, and at n = 100 after an Adam step);
 //  3. Michelot's fixed point on the candidates (a few branch-free passes), and where it is slow Condat's algorithm
 //     ("Fast projection onto the simplex and the l1 ball", Math. Program. 2016, Algorithm 1), its running
 //     threshold kept as (sum - kappa) / count and compared by multiplication (no division in the loop), find the
@@ -570,7 +572,27 @@ layer_backward(torch::Tensor A, torch::Tensor B, torch::Tensor u, torch::Tensor 
 template <typename T>
 double l1_threshold(const T* __restrict row, int64_t n, double kap, double lower, int64_t passes,
                     double* __restrict c, double* __restrict w) {
-  int64_t m = 0;  // 2. the candidates
+  // 2a. While the set above the bound is dense (a row just outside the ball, as after an optimiser step: nearly
+  // every entry is active), Michelot's step runs over the whole row with a mask: one vectorised pass of sums and
+  // counts each, no gathering (the set {|a| > bound} shrinks to the active set; once a pass keeps the count, the
+  // bound is theta). A sparse set (a row far outside) is gathered instead (2b), and Michelot runs on it.
+  int64_t before = -1;
+  for (; passes > 0; --passes) {
+    double sum = 0;
+    int64_t count = 0;
+#pragma omp simd reduction(+ : sum, count)
+    for (int64_t k = 0; k < n; ++k) {
+      const double y = std::abs(static_cast<double>(row[k]));
+      const bool in = y > lower;
+      sum += in ? y : 0.0;
+      count += in;
+    }
+    if (count == before) return lower;
+    if (count == 0 || count * 8 < n) break;
+    before = count;
+    lower = (sum - kap) / static_cast<double>(count);
+  }
+  int64_t m = 0;  // 2b. the candidates
   for (int64_t k = 0; k < n; ++k) {
     const double y = std::abs(static_cast<double>(row[k]));
     c[m] = y;

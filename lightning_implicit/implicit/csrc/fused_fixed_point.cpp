@@ -55,13 +55,19 @@ void check_inputs(const torch::Tensor& A, const torch::Tensor& rows, const char*
 // One row after the product, in one pass: the ReLU (forward; NaN stays NaN, as torch.relu), the residual
 // ||next - prev||_inf and, for the rel rule, the scale ||next||_inf. NaN propagates into the residual (a sample
 // with a NaN never counts as converged). Written for the vectoriser (max reductions, NaN as a flag).
-template <typename T, bool RELU, bool REL>
-inline T row_pass(T* __restrict row, const T* __restrict prev, int64_t n, T& scale) {
+// BIAS: the product was written without its bias (BLAS's beta = 0), which is added here first (one pass less
+// than copying the bias rows into place before each product).
+template <typename T, bool RELU, bool REL, bool BIAS>
+inline T row_pass(T* __restrict row, const T* __restrict prev, const T* __restrict bias, int64_t n, T& scale) {
   T r = 0, s = 0;
   int bad = 0;
 #pragma omp simd reduction(max : r, s) reduction(| : bad)
   for (int64_t k = 0; k < n; ++k) {
     T v = row[k];
+    if (BIAS) {
+      v = v + bias[k];
+      if (!RELU) row[k] = v;
+    }
     if (RELU) {
       v = v < T(0) ? T(0) : v;
       row[k] = v;
@@ -90,9 +96,10 @@ void multiply(T* __restrict v, const T* __restrict d, const T* __restrict w, int
 // of the running rows of `next` (`idx`: each row's sample). Returns the rows still running. The adjoint (`v`
 // given) also prepares the next product's input v = d * w for every row still running, while the row is in cache
 // (`d` is the caller's, in the samples' order: the per-sample constants never move).
+// `bias` (the samples' bias rows, in their order; null: already in `next`) is added to each row first.
 template <typename T, bool RELU, bool REL>
-int64_t finish_rows(T* next, const T* prev, std::vector<int64_t>& idx, int64_t m, int64_t n, int64_t t,
-                    int64_t max_iter, double tol, T* v, const T* d, T* out, T* res_out, int64_t* its_out,
+int64_t finish_rows(T* next, const T* prev, const T* bias, std::vector<int64_t>& idx, int64_t m, int64_t n,
+                    int64_t t, int64_t max_iter, double tol, T* v, const T* d, T* out, T* res_out, int64_t* its_out,
                     bool* conv_out, int64_t& unconverged) {
   int64_t keep = 0;
   const size_t row_bytes = sizeof(T) * static_cast<size_t>(n);
@@ -101,7 +108,8 @@ int64_t finish_rows(T* next, const T* prev, std::vector<int64_t>& idx, int64_t m
     T* row = next + r * n;
     const int64_t j = idx[r];
     T scale;
-    const T res = row_pass<T, RELU, REL>(row, prev + r * n, n, scale);
+    const T res = bias != nullptr ? row_pass<T, RELU, REL, true>(row, prev + r * n, bias + j * n, n, scale)
+                                  : row_pass<T, RELU, REL, false>(row, prev + r * n, nullptr, n, scale);
     const T thr = REL ? tol_t * std::max(T(1), scale) : tol_t;
     const bool done = res < thr;
     if (done || t == max_iter) {
@@ -135,15 +143,15 @@ void dgemm_(const char*, const char*, const int*, const int*, const int*, const 
 // C += op(A) op(B) in BLAS's column-major terms (alpha = beta = 1); false where the symbol is absent.
 template <typename T>
 bool blas_gemm(const char* ta, const char* tb, int m, int n, int k, const T* A, int lda, const T* B, int ldb, T* C,
-               int ldc) {
+               int ldc, T beta = 1) {
   const T one = 1;
   lda = std::max(lda, 1), ldb = std::max(ldb, 1), ldc = std::max(ldc, 1);  // (BLAS rejects 0)
   if constexpr (std::is_same_v<T, float>) {
     if (sgemm_ == nullptr) return false;
-    sgemm_(ta, tb, &m, &n, &k, &one, A, &lda, B, &ldb, &one, C, &ldc);
+    sgemm_(ta, tb, &m, &n, &k, &one, A, &lda, B, &ldb, &beta, C, &ldc);
   } else {
     if (dgemm_ == nullptr) return false;
-    dgemm_(ta, tb, &m, &n, &k, &one, A, &lda, B, &ldb, &one, C, &ldc);
+    dgemm_(ta, tb, &m, &n, &k, &one, A, &lda, B, &ldb, &beta, C, &ldc);
   }
   return true;
 }
@@ -158,15 +166,20 @@ inline bool fits_int(int64_t a, int64_t b) {
 // `blas`: call the BLAS symbols directly (only where the caller knows them to be MKL's 32-bit-integer interface).
 template <typename T>
 void add_product(T* Y, const T* X, const T* A, int64_t rows, int64_t n, bool transpose_A, bool blas,
-                 const torch::TensorOptions& options) {
+                 const torch::TensorOptions& options, bool overwrite = false) {
   const int ni = static_cast<int>(n), ri = static_cast<int>(rows);
-  if (blas && fits_int(rows, n) && blas_gemm<T>(transpose_A ? "T" : "N", "N", ni, ri, ni, A, ni, X, ni, Y, ni)) {
+  if (blas && fits_int(rows, n) &&
+      blas_gemm<T>(transpose_A ? "T" : "N", "N", ni, ri, ni, A, ni, X, ni, Y, ni, overwrite ? T(0) : T(1))) {
     return;
   }
   auto y = torch::from_blob(Y, {rows, n}, options);
   auto x = torch::from_blob(const_cast<T*>(X), {rows, n}, options);
   auto a = torch::from_blob(const_cast<T*>(A), {n, n}, options);
-  y.addmm_(x, transpose_A ? a.t() : a);
+  if (overwrite) {
+    at::mm_out(y, x, transpose_A ? a.t() : a);
+  } else {
+    y.addmm_(x, transpose_A ? a.t() : a);
+  }
 }
 
 // x, iterations, residual, converged, and the number of samples that did not converge
@@ -215,13 +228,15 @@ void iterate(const torch::Tensor& A, torch::Tensor bias, torch::Tensor d, torch:
   const T* first = start_at_bias ? pbias : cur;
   if (!forward) multiply(pv, pd, first, b * n);  // later ones: in finish_rows
   for (int64_t t = 1; t <= max_iter && m > 0; ++t) {
-    if (m == b) {  // (no sample has left yet: the rows are in the samples' order)
+    // next = the product alone (beta = 0), its bias rows added in the pass after it (no copy of them first)
+    const bool product = !(zero_start && t == 1);
+    if (product) {
+      add_product(next, forward ? cur : pv, pA, m, n, forward, blas, options, /*overwrite=*/true);
+    } else {  // (the first iterate from zero: the bias alone; no sample has left yet)
       std::memcpy(next, pbias, bytes * m);
-    } else {
-      for (int64_t r = 0; r < m; ++r) std::memcpy(next + r * n, pbias + idx[r] * n, bytes);
     }
-    if (!(zero_start && t == 1)) add_product(next, forward ? cur : pv, pA, m, n, forward, blas, options);
-    m = finish(next, t == 1 ? first : cur, idx, m, n, t, max_iter, tol, pv, pd, R.out.data_ptr<T>(),
+    m = finish(next, t == 1 ? first : cur, product ? pbias : nullptr, idx, m, n, t, max_iter, tol, pv, pd,
+               R.out.data_ptr<T>(),
                R.res.data_ptr<T>(), R.its.data_ptr<int64_t>(), R.conv.data_ptr<bool>(), R.unconverged);
     std::swap(cur, next);
   }

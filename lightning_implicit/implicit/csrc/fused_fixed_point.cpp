@@ -581,7 +581,15 @@ layer_backward(torch::Tensor A, torch::Tensor B, torch::Tensor u, torch::Tensor 
   }
   auto d = x.sign();
   auto [w, its, res, conv, bad] = adjoint(A, d, g, tol, rel, max_iter, layout, blas);
-  auto v = d * w;
+  torch::Tensor v;  // v = d * w (both contiguous: a plain loop, no TensorIterator)
+  if (d.is_contiguous() && w.is_contiguous() && d.scalar_type() == w.scalar_type()) {
+    v = torch::empty(w.sizes(), w.options());
+    AT_DISPATCH_FLOATING_TYPES(w.scalar_type(), "layer_backward", [&] {
+      multiply(v.data_ptr<scalar_t>(), d.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(), w.numel());
+    });
+  } else {
+    v = d * w;
+  }
   if (need[0]) gA = product(v, true, x, false, blas);
   if (need[1]) gB = product(v, true, u, false, blas);
   if (need[2]) gu = C ? at::addmm(g_out.mm(*D), v, B) : v.mm(B);

@@ -164,6 +164,12 @@ class ImplicitLayer(nn.Module):
         del sink[:-1]  # (this call's statistics only; the previous ones stay where the solve raised)
         return out
 
+    def __setstate__(self, state: dict) -> None:
+        # (a layer pickled before its statistics moved to ``_stats`` had a ``last_stats`` attribute)
+        state.setdefault("_stats", [] if state.get("last_stats") is None else [state["last_stats"]])
+        state.pop("last_stats", None)
+        super().__setstate__(state)
+
     @property
     def last_stats(self) -> SolverStats | None:
         """Per-sample statistics of the last forward (:class:`SolverStats`; its ``backward_*`` fields are filled

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 import torch
 from torch.func import functional_call
@@ -9,6 +11,7 @@ from torch.func import functional_call
 from lightning_implicit.implicit import (
     AdjointConfig,
     ImplicitFunction,
+    ImplicitLayer,
     ImplicitModel,
     ImplicitRNN,
     SolverConfig,
@@ -324,3 +327,19 @@ def test_implicit_rnn_warns_once_per_call_not_per_step():
     hits = [w for w in caught if issubclass(w.category, ConvergenceWarning)]
     assert len(hits) == 1 and "6 time steps" in str(hits[0].message)
     assert not bool(rnn.last_stats.converged.all())
+
+
+def test_layer_pickled_with_a_last_stats_attribute_still_runs():
+    """A layer pickled when its statistics were the attribute ``last_stats`` (not the list ``_stats``) loads,
+    keeps those statistics and records the next forward's."""
+    layer = ImplicitLayer(3, 5)
+    layer(torch.rand(4, 3))
+    state = dict(layer.__dict__)
+    stats = state.pop("_stats")[-1]
+    state["last_stats"] = stats
+    old = ImplicitLayer.__new__(ImplicitLayer)
+    old.__setstate__(state)
+    assert old.last_stats is stats
+    old(torch.rand(2, 3))
+    assert old.last_stats is not stats and old.last_stats.iterations.shape == (2,)
+    assert pickle.loads(pickle.dumps(old)).last_stats.iterations.shape == (2,)

@@ -17,7 +17,7 @@ from . import fused
 from .config import AdjointConfig
 from .solvers import batched_solve, blocked_iteration, fused_layout
 
-__all__ = ["solve_adjoint"]
+__all__ = ["solve_adjoint", "finish_unconverged"]
 
 
 def _fixed_point(A, d, g, cfg: AdjointConfig, hint=None):
@@ -74,13 +74,21 @@ def solve_adjoint(A: torch.Tensor, d: torch.Tensor, g: torch.Tensor, cfg: Adjoin
         )
     else:
         (w, iters, residual, converged), n_bad = _fixed_point(A, d, g, cfg, hint), None
-    # ``auto``: samples the iteration left unconverged after max_iter (a contraction close to 1) are solved
-    # exactly where a direct solve is affordable (the limits of the Python loop's rule)
-    if cfg.mode == "auto" and n <= cfg.direct_limit_n(device_type) and (n_bad is None or n_bad > 0):
+    if n_bad is None or n_bad > 0:
+        w, residual, converged, mode = finish_unconverged(A, d, g, w, residual, converged, cfg, mode)
+    return w, iters, residual, converged, mode
+
+
+def finish_unconverged(A, d, g, w, residual, converged, cfg: AdjointConfig, mode: str):
+    """``auto``: samples the iteration left unconverged after max_iter (a contraction close to 1) solved exactly
+    where a direct solve is affordable (the limits of the Python loop's rule). Returns ``(w, residual, converged,
+    mode)``, the same objects where nothing changed."""
+    device_type = "cpu" if g.is_cpu else g.device.type
+    if cfg.mode == "auto" and A.shape[0] <= cfg.direct_limit_n(device_type):
         bad = (~converged).nonzero().squeeze(1)
         if bad.numel():
             w_d, _, r_d, c_d = _direct(A, d[bad], g[bad])
             w, residual = w.index_copy(0, bad, w_d), residual.index_copy(0, bad, r_d)
             converged = converged.index_copy(0, bad, c_d)
             mode = "fixed_point+direct"
-    return w, iters, residual, converged, mode
+    return w, residual, converged, mode

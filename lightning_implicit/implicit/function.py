@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import torch
 
+from . import fused
 from .activations import get_activation
-from .adjoint import solve_adjoint
+from .adjoint import finish_unconverged, solve_adjoint
 from .config import AdjointConfig, SolverConfig
-from .solvers import SOLVERS
+from .solvers import SOLVERS, fused_layout, picard
 from .stats import SolverStats, warn_if_unconverged
 
 __all__ = ["ImplicitFunction", "fixed_point_solve"]
@@ -50,6 +51,28 @@ def fixed_point_solve(
     return x, stats
 
 
+def _fused_forward(cfg: SolverConfig, u: torch.Tensor):
+    """The fused module where the forward is the built-in Picard with ReLU that :func:`.solvers.select_backend`
+    would run in the fused loop (then :func:`fused.layer_forward` makes the whole node's forward in one call), else
+    ``None``."""
+    if cfg.method != "picard" or cfg.activation != "relu" or cfg.backend not in ("auto", "fused"):
+        return None
+    if SOLVERS.get("picard") is not picard:  # (a solver registered over the built-in one)
+        return None
+    return fused.usable(u, cfg.backend)
+
+
+def _fused_backward(cfg: AdjointConfig, relu: bool, n: int, g: torch.Tensor):
+    """The fused module where the backward is the ReLU layer's fixed-point adjoint in the fused loop (as
+    :func:`.adjoint.solve_adjoint` would run it), else ``None``."""
+    if not relu or cfg.mode == "direct" or cfg.backend not in ("auto", "fused"):
+        return None
+    module = fused.usable(g, cfg.backend)
+    if module is None or cfg.resolved_mode(n, g.shape[0], "cpu", fused=True) != "fixed_point":
+        return None
+    return module
+
+
 class ImplicitFunction(torch.autograd.Function):
     @staticmethod
     def forward(
@@ -65,24 +88,60 @@ class ImplicitFunction(torch.autograd.Function):
         C=None,
         D=None,
     ):
-        BU = u @ B.t()
-        x, stats = fixed_point_solve(A, BU, x0, solver_cfg, None if hints is None else hints[0])
+        module = _fused_forward(solver_cfg, u)
+        if module is not None:  # u B^T, the solve and the readout in one call (no Python between)
+            y, x, iters, residual, converged = fused.layer_forward(
+                module, A, B, u, x0, C, D, solver_cfg, fused_layout(A.shape[0], u.shape[0])
+            )
+            stats = SolverStats(
+                iterations=iters, residual=residual, converged=converged, solver=solver_cfg.method
+            )
+            if solver_cfg.warn:
+                warn_if_unconverged(converged, residual, "forward solve (picard)", solver_cfg.max_iter)
+        else:
+            BU = u @ B.t()
+            x, stats = fixed_point_solve(A, BU, x0, solver_cfg, None if hints is None else hints[0])
+            y = None if C is None else torch.addmm(u @ D.t(), x, C.t())
         ctx.save_for_backward(A, B, u, x, C, D)
         ctx.adjoint_cfg = adjoint_cfg
         ctx.activation = get_activation(solver_cfg.activation)
+        ctx.relu = solver_cfg.activation == "relu"
         ctx.hint = None if hints is None else hints[1]
         ctx.stats = stats
         sink.append(stats)
-        if C is None:
-            return x
-        # the prediction equation in the same autograd node (C and D given): y = C x + D u
-        return torch.addmm(u @ D.t(), x, C.t())
+        # with C and D: the prediction equation y = C x + D u in the same autograd node
+        return x if C is None else y
 
     @staticmethod
     def backward(ctx, g_out):
         A, B, u, x, C, D = ctx.saved_tensors
         cfg: AdjointConfig = ctx.adjoint_cfg
         need = ctx.needs_input_grad
+        module = _fused_backward(cfg, ctx.relu, A.shape[0], g_out)
+        if module is not None:  # the adjoint and every product around it in one call
+            gA, gB, gu, gC, gD, w, d, g, iters, residual, converged, n_bad = fused.layer_backward(
+                module,
+                A,
+                B,
+                u,
+                x,
+                C,
+                D,
+                g_out,
+                (need[0], need[1], need[2], C is not None and need[8], D is not None and need[9]),
+                cfg,
+                fused_layout(A.shape[0], g_out.shape[0]),
+            )
+            mode = "fixed_point"
+            if n_bad:  # ``auto``: the unconverged samples solved directly where affordable (as solve_adjoint)
+                w2, residual, converged, mode = finish_unconverged(A, d, g, w, residual, converged, cfg, mode)
+                if w2 is not w:
+                    v = d * w2
+                    gA = v.t() @ x if need[0] else None
+                    gB = v.t() @ u if need[1] else None
+                    gu = (v @ B if C is None else torch.addmm(g_out @ D, v, B)) if need[2] else None
+            _record_adjoint(ctx, cfg, iters, residual, converged, mode)
+            return gA, gB, gu, None, None, None, None, None, gC, gD
         gC = gD = None
         if C is None:
             g = g_out  # dL/dx
@@ -98,11 +157,7 @@ class ImplicitFunction(torch.autograd.Function):
         else:
             d = act.derivative(torch.addmm(u @ B.t(), x, A.t()))
         w, iters, residual, converged, mode = solve_adjoint(A, d, g, cfg, hint=ctx.hint)
-        st: SolverStats = ctx.stats
-        st.backward_iterations, st.backward_residual, st.backward_converged = iters, residual, converged
-        st.adjoint_mode = mode
-        if cfg.warn:
-            warn_if_unconverged(converged, residual, f"adjoint solve ({mode})", cfg.max_iter)
+        _record_adjoint(ctx, cfg, iters, residual, converged, mode)
         v = d * w
         gA = v.t() @ x if need[0] else None
         gB = v.t() @ u if need[1] else None
@@ -110,3 +165,12 @@ class ImplicitFunction(torch.autograd.Function):
         if need[2]:
             gu = v @ B if C is None else torch.addmm(g_out @ D, v, B)
         return gA, gB, gu, None, None, None, None, None, gC, gD
+
+
+def _record_adjoint(ctx, cfg: AdjointConfig, iters, residual, converged, mode: str) -> None:
+    """The adjoint solve's statistics into the forward's :class:`SolverStats` (and its warning)."""
+    st: SolverStats = ctx.stats
+    st.backward_iterations, st.backward_residual, st.backward_converged = iters, residual, converged
+    st.adjoint_mode = mode
+    if cfg.warn:
+        warn_if_unconverged(converged, residual, f"adjoint solve ({mode})", cfg.max_iter)

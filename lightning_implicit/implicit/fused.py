@@ -35,7 +35,16 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["FusedUnavailableWarning", "fused_module", "usable", "picard", "adjoint", "project_rows_l1"]
+__all__ = [
+    "FusedUnavailableWarning",
+    "fused_module",
+    "usable",
+    "picard",
+    "adjoint",
+    "layer_forward",
+    "layer_backward",
+    "project_rows_l1",
+]
 
 _SOURCE = Path(__file__).with_name("csrc") / "fused_fixed_point.cpp"
 _DTYPES = (torch.float32, torch.float64)
@@ -283,6 +292,37 @@ def adjoint(module, A, d, g, tol: float, tol_mode: str, max_iter: int, layout: i
     """``w <- g + (d * w) A`` per sample, from ``w = g``. See :mod:`.adjoint`. Returns ``(w, iterations, residual,
     converged, number not converged)``."""
     return module.adjoint(A, d, g, tol, tol_mode != "abs", max_iter, int(layout), _DIRECT_BLAS)
+
+
+def layer_forward(module, A, B, u, x0, C, D, cfg, layout: int):
+    """The layer's forward in one call: ``BU = u B^T``, :func:`picard` from ``x0`` (``None``: zero) with ``cfg``
+    (a :class:`~.config.SolverConfig`), and with ``C (q, n)``, ``D (q, p)`` the readout ``y = u D^T + x C^T``.
+    ``layout``: as for :func:`picard`. Returns ``(y or None, x, iterations, residual, converged)``."""
+    return module.layer_forward(
+        A, B, u, x0, C, D, cfg.tol, cfg.tol_mode != "abs", cfg.max_iter, layout, _DIRECT_BLAS
+    )[:5]
+
+
+def layer_backward(module, A, B, u, x, C, D, g_out, need, cfg, layout: int):
+    """The ReLU layer's implicit backward in one call (csrc ``layer_backward``): the adjoint :func:`adjoint` from
+    ``g = g_out C`` (or ``g_out`` without ``C``) and ``d = sign(x)``, and the gradients ``need`` asks for (flags
+    for A, B, u, C, D). Returns ``(dA, dB, du, dC, dD, w, d, g, iterations, residual, converged, number not
+    converged)`` (``None`` for a gradient not asked for); ``layout``: as for :func:`adjoint`."""
+    return module.layer_backward(
+        A,
+        B,
+        u,
+        x,
+        C,
+        D,
+        g_out,
+        list(need),
+        cfg.tol,
+        cfg.tol_mode != "abs",
+        cfg.max_iter,
+        layout,
+        _DIRECT_BLAS,
+    )
 
 
 # Michelot passes over a row's candidates before Condat's loop takes over (csrc: typical rows need 2-6)

@@ -87,7 +87,10 @@ class ImplicitLayer(nn.Module):
         self.A = nn.Parameter(torch.empty(n, n).uniform_(-1, 1) / n)
         self.B = nn.Parameter(torch.empty(n, p).uniform_(-1, 1) / math.sqrt(p))
         self.project_()
-        self.last_stats: SolverStats | None = None
+        # The statistics of the last forward (one entry; the solve appends each call's, the older ones are then
+        # dropped): a plain list, so that a forward sets no attribute (nn.Module's __setattr__ costs ~5 us a call,
+        # as much as a small solve)
+        self._stats: list[SolverStats] = []
         # Iterations of the previous forward / adjoint solve: they size the first block of the next blocked
         # solve (a speed-up only; results do not depend on them). Per instance, never shared.
         self._hints: tuple[list[int], list[int]] = ([], [])
@@ -100,7 +103,8 @@ class ImplicitLayer(nn.Module):
     def effective_A(self) -> torch.Tensor:
         """``A`` as used in the state equation: its free entries (:attr:`structure`; e.g. strictly upper
         triangular without feedback)."""
-        return self.A if self._mask is None else self.A * self._mask
+        # (the structure says whether there is a mask: a plain attribute, no module lookup of the buffer)
+        return self.A if self.structure.mask is None else self.A * self._mask
 
     def project_(self) -> None:
         """Restore well-posedness after an optimiser step: rows of the (masked) ``A`` onto the L1 ball of radius
@@ -139,7 +143,7 @@ class ImplicitLayer(nn.Module):
         """
         if u.dim() != 2 or u.shape[1] != self.in_features:
             raise ValueError(f"expected input (batch, {self.in_features}), got {tuple(u.shape)}")
-        sink: list[SolverStats] = []
+        sink = self._stats
         cfg = self.solver_cfg if solver_cfg is None else solver_cfg
         if not warn and cfg.warn:
             cfg = cfg.replace(warn=False)
@@ -157,8 +161,20 @@ class ImplicitLayer(nn.Module):
             C,
             D,
         )
-        self.last_stats = sink[0]
+        del sink[:-1]  # (this call's statistics only; the previous ones stay where the solve raised)
         return out
+
+    def __setstate__(self, state: dict) -> None:
+        # (a layer pickled before its statistics moved to ``_stats`` had a ``last_stats`` attribute)
+        state.setdefault("_stats", [] if state.get("last_stats") is None else [state["last_stats"]])
+        state.pop("last_stats", None)
+        super().__setstate__(state)
+
+    @property
+    def last_stats(self) -> SolverStats | None:
+        """Per-sample statistics of the last forward (:class:`SolverStats`; its ``backward_*`` fields are filled
+        after ``backward``), ``None`` before the first."""
+        return self._stats[-1] if self._stats else None
 
 
 class ImplicitModel(nn.Module):

@@ -23,7 +23,7 @@ DEVICES ?=
 NODES ?=
 ## Optuna trials per model (sweep, tune)
 TRIALS ?=
-## parallel sweep workers (processes)
+## parallel worker processes (sweep, tune, reproduce)
 WORKERS ?=
 ## k-fold cross-validation folds (sweep, tune)
 CV ?=
@@ -33,7 +33,7 @@ STUDY ?=
 DATA ?=
 ## market data interval: 1d or 1m (volatility)
 INTERVAL ?=
-## reproduction profile: quick, paper (conf/reproduce/)
+## reproduction profile: quick, paper, paper-default, paper-feedback, ... (conf/reproduce/)
 PROFILE ?= quick
 ## the sweep's full search space (not the quick one)
 FULL ?=

@@ -253,13 +253,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nstopped: {err} (exit {err.exit_code})", file=sys.stderr)
             return err.exit_code
         except Exception as err:  # data problems are the user's to fix: say what and how, without a traceback
-            if type(err).__name__ in (
+            names = {
+                c.__name__ for c in type(err).__mro__
+            }  # (a subclass of ConfigError too: TunedConfigError, ...)
+            if names & {
                 "DataUnavailableError",
                 "DataValidationError",
                 "ConfigError",
                 "StoreError",
                 "MisconfigurationException",
-            ):
+            }:
                 print(f"error: {_one_line(err)}", file=sys.stderr)
                 return 2
             raise

@@ -23,12 +23,14 @@ from typing import Any, TypeVar
 
 import yaml
 
+from lightning_implicit.validate import ConfigError
+
 __all__ = ["ConfigFileError", "read_yaml", "parse", "suggest"]
 
 T = TypeVar("T")
 
 
-class ConfigFileError(ValueError):
+class ConfigFileError(ConfigError):
     """A config file that cannot be used: the message names the file, the key and the fix."""
 
 

@@ -172,7 +172,7 @@ class ImplicitCLI(LightningCLI):
                 name = tracking.run_name or f"{label}-seed{seed}{_launch_suffix(trainer)}"
                 return make_logger(tracking.experiment or spec.name, name, tags, tracking.uri)
 
-        trainer = self._get(self.config_init, "trainer", default={})
+        trainer = self.config_init.get("trainer") or {}
         user_callbacks = trainer.get("callbacks") or []
         kwargs.setdefault("callbacks", [*user_callbacks, *callbacks])
         if not callable(logger) or "logger" in kwargs:
@@ -330,7 +330,15 @@ def _log_model(logger, model, dm) -> None:
             "still tested by lightning-implicit test --ckpt_path",
             file=sys.stderr,
         )
-        logger.experiment.set_tag(logger.run_id, "logged_model_error", f"{type(err).__name__}: {err}"[:5000])
+        try:
+            logger.experiment.set_tag(
+                logger.run_id, "logged_model_error", f"{type(err).__name__}: {err}"[:5000]
+            )
+        except Exception as tag_err:  # noqa: BLE001 - the store itself failed: the run still ends as trained
+            print(
+                f"warning: the run's store did not take the tag either ({type(tag_err).__name__})",
+                file=sys.stderr,
+            )
 
 
 def _end_process_group() -> None:

@@ -29,13 +29,14 @@ from typing import Any
 import yaml
 
 from lightning_implicit import configfile
+from lightning_implicit.validate import ConfigError
 
 __all__ = ["TunedConfig", "TunedFile", "TunedConfigError", "tuned_path", "load_tuned", "find_tuned"]
 
 FIX = "fix it, delete it, or pass --no-tuned (make TUNED=0) to train without it"
 
 
-class TunedConfigError(ValueError):
+class TunedConfigError(ConfigError):
     """A tuned config file that cannot be used; the message names the file and the fix."""
 
 

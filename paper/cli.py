@@ -16,11 +16,12 @@ never downloads. Without data the report marks it skipped, with the reason.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import time
 from pathlib import Path
+
+from lightning_implicit.redact import redact
 
 __all__ = ["main", "reproduce", "amc_availability"]
 
@@ -130,7 +131,7 @@ def reproduce(
         file=stream,
     )
     print(
-        f"  {len(jobs) + len(extra)} runs: {len(reused)} reused from MLflow ({uri}), {len(todo)} to train with "
+        f"  {len(jobs) + len(extra)} runs: {len(reused)} reused from MLflow ({redact(uri)}), {len(todo)} to train with "
         f"{profile.workers} worker(s) (first estimate {fmt_duration(est)})",
         file=stream,
     )
@@ -207,7 +208,7 @@ def reproduce(
         if sys.argv[1:2] == ["reproduce"]
         else f"make reproduce PROFILE={profile.name}",
         "commit": commit,
-        "tracking_uri": uri,
+        "tracking_uri": redact(uri),
         "report_run_id": report_run_id,
         "report_run_url": run_url(profile.ui_url, exp_id, report_run_id),
         "trained": trained,
@@ -219,8 +220,7 @@ def reproduce(
     companion = _companion(profile, commit, data, amc_skip, client) if profile.compare_with else None
     from .structure import structural_reading
 
-    with _tracking_uri(uri):  # the logged models are read back with runs:/<id>/model
-        readings = structural_reading(results, profile)
+    readings = structural_reading(results, profile, uri=uri)  # (the logged models of that store)
     path, verdicts = build_report(
         results,
         profile,
@@ -272,19 +272,6 @@ def reproduce(
         )
         return 1
     return 0
-
-
-@contextlib.contextmanager
-def _tracking_uri(uri: str):
-    """MLflow's fluent tracking URI set to ``uri`` for the block (restored after)."""
-    import mlflow
-
-    old = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(old)
 
 
 def _preflight_market(data: str, data_args: list[str], stream) -> None:

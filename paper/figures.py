@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 from jsonargparse.typing import PositiveFloat  # noqa: E402
 
 from lightning_implicit import configfile  # noqa: E402
+from lightning_implicit.validate import ConfigError  # noqa: E402
 
 from .paper_numbers import TABLE4_MODELS, label, read_entries, resolve_numbers  # noqa: E402
 from .results import Results, download_artifact, metric_history  # noqa: E402
@@ -439,7 +440,7 @@ class PanelsEntry:
     defaults: dict = field(default_factory=dict)
 
 
-class FigureSpecError(ValueError):
+class FigureSpecError(ConfigError):
     """``figures.yaml`` names an unknown key, kind, model set or paper number (the message names the figure)."""
 
 

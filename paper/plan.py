@@ -28,11 +28,7 @@ from lightning_implicit.tuned import find_tuned
 
 from .profile import Profile
 
-__all__ = ["Job", "build_jobs", "tuned_recipes", "QUIET_ARGS"]
-
-# Settings that change neither the result nor the identity of a run (no progress bars or checkpoints in
-# workers); left out of the hash and of the rerun command.
-QUIET_ARGS = flag_args(QUIET_TRAINER)
+__all__ = ["Job", "build_jobs", "tuned_recipes"]
 
 # Rough single-thread seconds per 1,000 training samples per epoch (measured on a 2-core CPU), for ordering
 # the runs heaviest first and for the first ETA; the ETA then follows the measured pace.

@@ -217,7 +217,7 @@ def _claim_models(check: dict) -> set[str]:
 
 
 def structural_reading(
-    results: Results, profile, client=None, *, n_inputs: int = 1000
+    results: Results, profile, client=None, *, n_inputs: int = 1000, uri: str | None = None
 ) -> dict[str, TaskReading]:
     """Per rescaling task of ``profile``: the linear reference on the task's data (built with the profile's
     overrides) and the rescaling diagnostic of every implicit-family run whose model was logged to MLflow. A
@@ -255,7 +255,7 @@ def structural_reading(
             for r in results.runs(task, model):
                 if not r.usable or not r.run_id:
                     continue
-                module = _logged_module(r.run_id)
+                module = _logged_module(r.run_id, uri)
                 if module is None:
                     continue
                 rd.rescaled.setdefault(model, {})[r.seed] = rescaling(
@@ -264,13 +264,13 @@ def structural_reading(
     return out
 
 
-def _logged_module(run_id: str):
+def _logged_module(run_id: str, uri: str | None = None):
     """The run's logged model (``runs:/<id>/model``: its state dict, read without unpickling) in eval mode, or
     ``None`` when it cannot be loaded."""
     from lightning_implicit.evaluate import load_logged_model
 
     try:
-        module = load_logged_model(run_id)
+        module = load_logged_model(run_id, uri)
     except Exception:  # noqa: BLE001 - a run without a logged model has no rescaling diagnostic
         return None
     module.eval()

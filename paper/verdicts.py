@@ -64,6 +64,7 @@ from pathlib import Path
 import numpy as np
 
 from lightning_implicit import configfile
+from lightning_implicit.validate import ConfigError
 
 from .paper_numbers import TABLE4_MODELS, label, read_entries, resolve_numbers
 from .results import Results, Series
@@ -536,7 +537,7 @@ class ClaimEntry:
     check: dict
 
 
-class ClaimsError(ValueError):
+class ClaimsError(ConfigError):
     """``claims.yaml`` names an unknown key, check kind, model set or paper number (the message names the claim)."""
 
 

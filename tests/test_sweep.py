@@ -382,27 +382,6 @@ def test_worker_command_line_round_trips():
     )
     assert opts.models == ["implicit", "mlp"] and opts.cv == 3 and not opts.tracking and opts.full
     assert opts.overrides == ["--model.init_args.optim.grad_clip", "1.0", "--data.init_args.n_test", "9"]
-    back = options_from_args(opts.worker_argv("mlp", 1, 4, "abc"))
-    assert (back.models, back.trials, back.workers, back.worker_index, back.parent_run_id) == (
-        ["mlp"],
-        4,
-        1,
-        1,
-        "abc",
-    )
-    for f in (
-        "cv",
-        "study",
-        "epochs",
-        "tracking",
-        "full",
-        "overrides",
-        "heartbeat",
-        "seed",
-        "min_converged",
-        "threads",
-    ):
-        assert getattr(back, f) == getattr(opts, f), f
 
 
 def test_storage_url_resolution(tmp_path, monkeypatch):

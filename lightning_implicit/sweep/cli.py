@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     from lightning_implicit.redact import redact_process_output
 
-    redact_process_output()  # (a worker process starts here: its log lines and tracebacks too)
+    redact_process_output()  # (no password in a log line or a traceback; the workers are forks of this process)
     from lightning_implicit.store_waits import bound_store_waits
 
     bound_store_waits()

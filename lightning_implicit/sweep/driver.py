@@ -27,7 +27,7 @@ import signal
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
@@ -37,7 +37,6 @@ from lightning_implicit.confpath import name_of
 from lightning_implicit.jobs import WorkerPool, worker_slot
 from lightning_implicit.lifecycle import DeferredSignals, signal_name
 from lightning_implicit.run.spec import QUIET_TRAINER, RunSpec, flag_args, parse_flags
-from lightning_implicit.validate import ConfigError
 
 from .default_trial import DEFAULT_ATTR, default_point, has_default
 from .interrupt import InterruptAtBatchEnd
@@ -59,11 +58,8 @@ __all__ = [
     "run_sweep",
     "run_command",
     "study_name_for",
-    "SWEEP_TRAINER_DEFAULTS",
 ]
 
-# quiet, artifact-free training runs (a search file's 'fixed' or a command-line override can change these)
-SWEEP_TRAINER_DEFAULTS = flag_args(QUIET_TRAINER)
 
 # imported once by the forkserver that starts replacements of dead workers (lightning_implicit.jobs): a replacement
 # starts with them loaded instead of paying their seconds of import (the first workers are forks of the sweep)
@@ -110,62 +106,7 @@ class SweepOptions:
     # command-line overrides that belong to that recipe but are searched (a profile's learning rate, say)
     start_from_default: bool = False
     recipe: list[str] = field(default_factory=list)
-    worker_index: int | None = None  # internal: this process is worker i of a parallel sweep
-    parent_run_id: str | None = None  # internal: the sweep's MLflow parent run (workers)
-
-    def worker_argv(self, model: str, index: int, quota: int, parent_run_id: str | None) -> list[str]:
-        """The command line of worker ``index`` (re-invoking ``lightning-implicit sweep --worker-index``)."""
-        o = copy.deepcopy(self)
-        o.models, o.trials, o.workers, o.worker_index, o.parent_run_id = (
-            [model],
-            quota,
-            1,
-            index,
-            parent_run_id,
-        )
-        out: list[str] = ["--task", o.task]
-        flag = {
-            "n_train": "--n-train",
-            "n_test": "--n-test",
-            "search_file": "--search-file",
-            "tracking_uri": "--tracking-uri",
-            "min_converged": "--min-converged",
-            "max_retry": "--max-retry",
-            "worker_index": "--worker-index",
-            "parent_run_id": "--parent-run-id",
-        }
-        for f in fields(o):
-            v = getattr(o, f.name)
-            if f.name in ("task", "overrides", "start_from_default", "recipe") or v is None:
-                continue
-            if f.name in _SECRET_ENV and mask_url(str(v)) != str(v):
-                continue  # a URL with a password goes by environment (secret_env), never on a command line
-            name = flag.get(f.name, "--" + f.name.replace("_", "-"))
-            if f.name == "models":
-                out += ["--model", ",".join(v)]
-            elif f.name == "tracking":
-                out += [] if v else ["--no-tracking"]
-            elif f.name == "retrain":
-                out += [] if v else ["--no-retrain"]
-            elif isinstance(v, bool):
-                out += [name] if v else []
-            else:
-                out += [name, str(v)]
-        return out + (["--", *o.overrides] if o.overrides else [])
-
-    def secret_env(self) -> dict[str, str]:
-        """The URLs with a password that :meth:`worker_argv` leaves out, as the variables that hand them to a
-        worker."""
-        env = {}
-        for name, var in _SECRET_ENV.items():
-            v = getattr(self, name)
-            if v is not None and mask_url(str(v)) != str(v):
-                env[var] = str(v)
-        return env
-
-
-# options whose value may hold a password, and the variable that hands it to a worker instead of its argv
-_SECRET_ENV = {"storage": "OPTUNA_STORAGE", "tracking_uri": "MLFLOW_TRACKING_URI"}
+    worker_index: int | None = None  # internal: set in worker i of a parallel sweep (its sampler seed offset)
 
 
 @dataclass
@@ -248,14 +189,7 @@ def _base_spec(opts: SweepOptions, model: str) -> RunSpec:
 
 
 def _args(spec: RunSpec) -> list[str]:
-    try:
-        return spec.to_args()
-    except ConfigError as err:  # (an unknown task or model config: one line, exit 2)
-        raise SystemExit(f"error: {err}") from None
-
-
-def _base_args(opts: SweepOptions, model: str) -> list[str]:
-    return _args(_base_spec(opts, model))
+    return spec.to_args()  # (an unknown task or model config: a ConfigError, one line and exit 2 at the CLI)
 
 
 def _contexts(opts: SweepOptions, space: SearchSpace, models: list[str], say) -> dict[str, TrialContext]:
@@ -899,7 +833,7 @@ def _run_parallel(
 
 
 def run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) -> int:
-    """Run the sweep described by ``opts``; returns the process exit code (0, 130 after Ctrl-C).
+    """Run the sweep described by ``opts``; returns the process exit code (0; 1 when trials are missing; 128 + n after signal n: 130 Ctrl-C, 143 SIGTERM).
 
     ``command``: the command line, recorded as a tag of the parent run. Trials train with ``opts.threads``
     torch threads per process (default 1: the searched models are small, intra-op parallelism costs more than
@@ -976,26 +910,6 @@ def _sweep(opts, space, models, ctxs, pool, signals, console, command, say) -> i
     storage = open_storage(
         url, heartbeat=opts.heartbeat, grace=opts.grace, max_retry=opts.max_retry, on_failed=on_failed
     )
-
-    # ---- a worker process: run its quota and leave ---------------------------------------------------------
-    if opts.worker_index is not None:
-        ctx = ctxs[models[0]]
-        ctx.recorder, ctx.parent_run_id = recorder, opts.parent_run_id
-        study = _open_study(opts, space, ctx, storage, create=False)
-        label = f"{opts.task}/{ctx.model} w{opts.worker_index}"
-        try:
-            _run_quota(study, storage, ctx, opts, opts.trials, label, on_failed, signals=signals)
-        except KeyboardInterrupt as err:
-            recover_stale_trials(
-                study,
-                storage,
-                only_pid=os.getpid(),
-                reason_dead="interrupted",
-                retry=False,
-                on_failed=on_failed,
-            )
-            return 128 + _signum(err)
-        return 0
 
     # ---- the sweep ---------------------------------------------------------------------------------------
     kind = (

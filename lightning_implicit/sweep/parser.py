@@ -92,8 +92,6 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
         help="torch threads per trial process (default 1; 0: torch's default, one per core)",
     )
     p.add_argument("--verbose", action="store_true", help="show Lightning/Optuna logs and solver warnings")
-    p.add_argument("--worker-index", dest="worker_index", type=int, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--parent-run-id", dest="parent_run_id", default=None, help=argparse.SUPPRESS)
     return p
 
 

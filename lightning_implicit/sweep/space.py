@@ -53,6 +53,7 @@ from jsonargparse.typing import PositiveInt
 
 from lightning_implicit import configfile
 from lightning_implicit.run.spec import cli_value, flag_args
+from lightning_implicit.validate import ConfigError
 
 __all__ = [
     "SearchSpaceError",
@@ -71,7 +72,7 @@ PARAM_TYPES = ("float", "int", "categorical")
 PRUNER_TYPES = ("median", "percentile", "nop")
 
 
-class SearchSpaceError(ValueError):
+class SearchSpaceError(ConfigError):
     """A search file (or a command-line choice against it) is invalid; the message names the entry."""
 
 

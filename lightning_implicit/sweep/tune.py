@@ -37,6 +37,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from lightning_implicit.redact import redact
+
 __all__ = ["TuneOptions", "TunePlan", "run_tune", "space_edges", "tune_space_path", "portable_storage"]
 
 
@@ -295,7 +297,7 @@ def run_tune(opts: TuneOptions, plan: TunePlan, *, say=print) -> int:
     spaces = {t: load_search_space(tune_space_path(t, opts.space_dir), task=t, full=True) for t in tasks}
     say(
         f"tune {plan.name}: {len(pairs)} (task, model) pairs, {opts.trials} trials each, {opts.cv}-fold CV on "
-        f"in-distribution data; storage {storage_url}"
+        f"in-distribution data; storage {redact(storage_url)}"
     )
     status = 0
     for task, model in pairs:

@@ -18,7 +18,8 @@ WEIGHTS_FILE = "state_dict.pt"  # its weights: a plain state dict (torch.load(we
 
 
 def _detached_copy(module):
-    """A CPU copy of ``module`` in eval mode without the sweep's outputs (what gets pickled). A copy of a
+    """A CPU copy of ``module`` in eval mode without the sweep's outputs (for the example forward and the state
+    dict that are logged). A copy of a
     LightningModule leaves its Trainer behind, and a :class:`ShiftModule`'s leaves its training and test buffers."""
     saved = module.sweep_results, module.sweep_outputs
     module.sweep_results, module.sweep_outputs = [], {}

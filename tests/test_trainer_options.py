@@ -5,7 +5,6 @@ by a probe callback added with ``--trainer.callbacks+``."""
 from __future__ import annotations
 
 import importlib
-import logging
 import math
 
 import lightning as L
@@ -276,31 +275,27 @@ def test_deterministic(model):
     assert probe.deterministic is True
 
 
-def test_a_default_run_overrides_no_callbacks(monkeypatch):
+def test_a_default_run_overrides_no_callbacks(tmp_path):
     """The implicit model's SolverStatsCallback is added once per Trainer: the test run after the fit keeps it
-    (Lightning's "callbacks returned in configure_callbacks will override existing callbacks" line is gone)."""
-    from lightning_utilities.core import rank_zero
+    (Lightning's "callbacks returned in configure_callbacks will override existing callbacks" line is gone). In a
+    fresh process, as a user runs it: Lightning's info lines then reach the console as on a user's screen,
+    whatever another test left in this process's logging."""
+    import os
+    import subprocess
+    import sys
 
-    # Lightning's info lines, read at the logger they go through, whatever an earlier test of this process left
-    # (its level, propagation, a logging.disable, the rank of rank_zero_only)
-    seen: list[str] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            seen.append(record.getMessage())
-
-    log, keep = rank_zero.log, Keep(logging.INFO)
-    monkeypatch.setattr(rank_zero.rank_zero_only, "rank", 0)
-    previous, disabled = log.level, logging.root.manager.disable
-    logging.disable(logging.NOTSET)
-    log.setLevel(logging.INFO)
-    log.addHandler(keep)
-    try:
-        _train("implicit", epochs=1)
-    finally:
-        log.removeHandler(keep)
-        log.setLevel(previous)
-        logging.disable(disabled)
-    text = "\n".join(seen)
-    assert "max_epochs=1` reached" in text, (log.name, text[-2000:])  # (Lightning's info lines are seen here)
+    tiny = TINY[: TINY.index("--trainer.callbacks+")]  # (the probe lives in this test module)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    argv = ["train", "--task", "addition", "--model", "implicit", *tiny, "--trainer.max_epochs", "1"]
+    out = subprocess.run(
+        [sys.executable, "-m", "lightning_implicit.cli", *argv],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text[-3000:]
+    assert "max_epochs=1` reached" in text, text[-3000:]  # (Lightning's info lines are seen here)
     assert "will override existing callbacks" not in text

@@ -54,7 +54,32 @@ class Terminated(KeyboardInterrupt):
         return 128 + self.signum
 
 
-class ExitOnSignal:
+class _Handlers:
+    """Installs :meth:`_handler` for ``signals`` on entry (main thread only; elsewhere a no-op), leaving alone a
+    signal whose current handler :meth:`_keep` says to keep, and restores the previous handlers on exit."""
+
+    signals: tuple[int, ...]
+
+    def _keep(self, signum: int, current) -> bool:
+        return False
+
+    def __enter__(self):
+        self._previous: dict[int, object] = {}
+        if threading.current_thread() is threading.main_thread():
+            for s in self.signals:
+                current = signal.getsignal(s)
+                if not self._keep(s, current):
+                    self._previous[s] = current
+                    signal.signal(s, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous.clear()
+
+
+class ExitOnSignal(_Handlers):
     """``with ExitOnSignal() as sig:`` raises :class:`Terminated` on SIGTERM (and on SIGINT where no other handler
     than Python's default is installed); ``sig.received`` is the first signal number seen (``None``: none).
     Main thread only (elsewhere a no-op); the previous handlers are restored on exit."""
@@ -62,22 +87,11 @@ class ExitOnSignal:
     def __init__(self, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> None:
         self.signals = signals
         self.received: int | None = None
-        self._previous: dict[int, object] = {}
 
-    def __enter__(self) -> ExitOnSignal:
-        if threading.current_thread() is threading.main_thread():
-            for s in self.signals:
-                current = signal.getsignal(s)
-                if s == signal.SIGINT and current is not signal.default_int_handler:
-                    continue
-                self._previous[s] = current
-                signal.signal(s, self._handler)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for s, handler in self._previous.items():
-            signal.signal(s, handler)
-        self._previous.clear()
+    def _keep(self, signum: int, current) -> bool:
+        return (
+            signum == signal.SIGINT and current is not signal.default_int_handler
+        )  # (someone else's Ctrl-C)
 
     def _handler(self, signum, frame) -> None:
         if self.received is None:
@@ -89,7 +103,7 @@ class ExitOnSignal:
         return 128 + self.received if self.received is not None else code
 
 
-class DeferredSignals:
+class DeferredSignals(_Handlers):
     """``with DeferredSignals() as signals:`` defers SIGTERM and SIGINT to :meth:`check` (main thread only;
     elsewhere a no-op).
 
@@ -113,22 +127,9 @@ class DeferredSignals:
         self.what = what
         self.announce = announce  # say the signal on stdout (a sweep worker's parent says it instead)
         self.pending: int | None = None
-        self._previous: dict[int, object] = {}
 
-    def __enter__(self) -> DeferredSignals:
-        if threading.current_thread() is threading.main_thread():
-            for s in self.signals:
-                current = signal.getsignal(s)
-                if current is signal.SIG_IGN:
-                    continue
-                self._previous[s] = current
-                signal.signal(s, self._handler)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for s, handler in self._previous.items():
-            signal.signal(s, handler)
-        self._previous.clear()
+    def _keep(self, signum: int, current) -> bool:
+        return current is signal.SIG_IGN  # (a background job's SIGINT, a worker's Ctrl-C its parent handles)
 
     def _handler(self, signum, frame) -> None:
         if self.pending is not None:  # a second signal: at once

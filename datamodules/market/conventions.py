@@ -21,6 +21,7 @@ from __future__ import annotations
 from datetime import time as dtime
 
 __all__ = [
+    "SESSION_MINUTES",
     "NY_TZ",
     "PAPER_TEST_RANGE",
     "PAPER_TRAIN_RANGE",
@@ -32,6 +33,11 @@ __all__ = [
 NY_TZ = "America/New_York"
 SESSION_OPEN = dtime(9, 30)
 SESSION_CLOSE = dtime(16, 0)  # exclusive: the last regular bar is labelled 15:59
+# the regular session as minutes after midnight, New York: [open, close) = [570, 960), 390 bars
+SESSION_MINUTES = (
+    SESSION_OPEN.hour * 60 + SESSION_OPEN.minute,
+    SESSION_CLOSE.hour * 60 + SESSION_CLOSE.minute,
+)
 PAPER_TRAIN_RANGE = ("2015-02-01", "2020-12-31")
 PAPER_TEST_RANGE = ("2021-01-01", "2021-12-31")
 VARIANCE_DEFINITION = "population (ddof=0)"

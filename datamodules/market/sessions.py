@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .conventions import NY_TZ
+from .conventions import NY_TZ, SESSION_MINUTES
 from .errors import DataValidationError
 
 __all__ = ["minute_vwap", "regular_session_vwap"]
@@ -49,8 +49,7 @@ def _fill_short_gaps(v: np.ndarray, max_ffill: int) -> tuple[np.ndarray, int, in
 
 _DAY_NS = 86_400 * 10**9
 _MINUTE_NS = 60 * 10**9
-_OPEN_MINUTE = 9 * 60 + 30
-_SESSION_MINUTES = 390
+_OPEN_MINUTE, _CLOSE_MINUTE = SESSION_MINUTES  # the regular session, minutes after midnight New York
 
 
 def wall_clock(idx: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
@@ -94,7 +93,7 @@ def regular_session_vwap(
         vwap, _ = minute_vwap(df)
     values = np.asarray(vwap.to_numpy(dtype=np.float64))
     day, minute = wall_clock(idx)
-    in_session = (minute >= _OPEN_MINUTE) & (minute < 16 * 60)
+    in_session = (minute >= _OPEN_MINUTE) & (minute < _CLOSE_MINUTE)
     traded = np.asarray(df["volume"].to_numpy() > 0)
     keep = in_session & traded
     all_days = np.unique(day)

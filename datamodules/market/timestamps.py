@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .conventions import NY_TZ
+from .conventions import NY_TZ, SESSION_MINUTES
 from .errors import DataValidationError
 
 _OFFSET_RE = r"(?:[zZ]|[+-]\d{2}:?\d{2}|\s?UTC|\s?GMT)$"
@@ -25,7 +25,6 @@ _SLASH_RE = (
     r"(?:[ T](?P<hour>\d{1,2}):(?P<minute>\d{2})(?::(?P<second>\d{2}))?)?$"
 )
 NY_OFFSETS_MIN = (-300, -240)  # EST, EDT
-_SESSION_MINUTES = (9 * 60 + 30, 16 * 60)
 
 
 def _arrow(s: pd.Series) -> pa.ChunkedArray:
@@ -236,7 +235,7 @@ def offsets_in_other_season(col: pd.Series, idx: pd.DatetimeIndex) -> int:
 
     def in_session(wall: np.ndarray) -> int:
         minute = (wall % (86_400 * 10**9)) // (60 * 10**9)
-        return int(((minute >= _SESSION_MINUTES[0]) & (minute < _SESSION_MINUTES[1])).sum())
+        return int(((minute >= SESSION_MINUTES[0]) & (minute < SESSION_MINUTES[1])).sum())
 
     by_clock, by_instant = in_session(stated_wall), in_session(ny_wall[wrong])
     if (

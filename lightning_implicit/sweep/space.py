@@ -39,7 +39,6 @@ fails before the first trial with a message naming the entry.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import inspect
 import json
@@ -86,11 +85,6 @@ def search_file_path(task: str, conf: Path | None = None) -> Path:
     return confpath.find("search", confpath.name_of(task), required=False) or confpath.find(
         "search", "default"
     )
-
-
-def _suggest(word: str, options) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _scalar(v: Any) -> bool:
@@ -309,7 +303,7 @@ def _check_kwargs(cls, kwargs: dict, where: str, path: Path, skip: tuple[str, ..
     for k in kwargs:
         if k not in allowed:
             raise SearchSpaceError(
-                f"{path}: {where}: {cls.__name__} has no argument {k!r}{_suggest(str(k), allowed)} "
+                f"{path}: {where}: {cls.__name__} has no argument {k!r}{configfile.suggest(str(k), allowed)} "
                 f"(allowed: {', '.join(allowed)})"
             )
 
@@ -351,7 +345,7 @@ def _read(path: Path, task: str, model_names) -> tuple[str, SearchFile, dict[str
     for k in raw:
         if k not in TOP_KEYS and k not in set(model_names):
             raise SearchSpaceError(
-                f"{path}: unknown top-level key {k!r}{_suggest(str(k), [*TOP_KEYS, *model_names])} "
+                f"{path}: unknown top-level key {k!r}{configfile.suggest(str(k), [*TOP_KEYS, *model_names])} "
                 f"(allowed: {', '.join(TOP_KEYS)} or a model config name from conf/models/)"
             )
     top = configfile.parse(
@@ -523,7 +517,7 @@ def check_cli_keys(
         if not _structural_key_ok(key, cfg):
             raise SearchSpaceError(
                 f"{path}: {where}: key {key!r} is not a LightningCLI option of model {space.model!r} for task "
-                f"{task!r}{_suggest(key, known)}"
+                f"{task!r}{configfile.suggest(key, known)}"
             )
     n_probe = max((len(v) for _, _, v in entries), default=0)
 

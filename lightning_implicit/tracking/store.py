@@ -207,12 +207,7 @@ def check_store(uri: str, kind: str, timeout: float = 10.0) -> None:
     except (sqlite3.Error, OSError) as err:
         if "locked" in str(err) or "busy" in str(err):
             return  # another process writes: the store works (MLflow and Optuna wait for their turn)
-        named = store_error(err, uri, kind)
-        if named is None:
-            raise StoreError(
-                f"the {kind} store {path} cannot be used ({_first_line(err)}): {FIXES[kind]}"
-            ) from None
-        raise named from None
+        raise _store_failed(err, uri, kind, str(path)) from None
 
 
 @contextmanager
@@ -266,15 +261,18 @@ def _check_server(uri: str, kind: str) -> None:
                 pass
         finally:
             engine.dispose()
-    except Exception as err:  # noqa: BLE001 - named below, or said as it is
-        named = store_error(err, uri, kind)
-        if named is None:
-            from lightning_implicit.redact import redact
+    except Exception as err:  # noqa: BLE001 - named, or said as it is
+        from lightning_implicit.redact import redact
 
-            raise StoreError(
-                f"the {kind} store {redact(uri)} cannot be used ({_first_line(err)}): {FIXES[kind]}"
-            ) from None
-        raise named from None
+        raise _store_failed(err, uri, kind, redact(uri)) from None
+
+
+def _store_failed(err: BaseException, uri: str, kind: str, where: str) -> StoreError:
+    """The :class:`StoreError` of a store that failed its probe: :func:`store_error`'s named case, else the
+    error's first line with the fix (``where``: the store as shown, its password redacted)."""
+    return store_error(err, uri, kind) or StoreError(
+        f"the {kind} store {where} cannot be used ({_first_line(err)}): {FIXES[kind]}"
+    )
 
 
 def resolve_tracking_uri(uri: str | None = None, root: str | os.PathLike | None = None) -> str:

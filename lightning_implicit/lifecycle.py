@@ -174,11 +174,15 @@ def exit_process(code: int) -> NoReturn:
 
 def terminated_cause(err: BaseException) -> Terminated | None:
     """The :class:`Terminated` behind ``err`` (Lightning turns a ``KeyboardInterrupt`` in ``fit`` into
-    ``sys.exit(1)``; the signal is its context)."""
+    ``sys.exit(1)``; the signal is its context). Lightning's own ``SIGTERMException`` (its loops raise it at a
+    batch end after its SIGTERM handler ran: a ``SystemExit`` whose code is ``None``, i.e. exit 0) is the
+    SIGTERM it stands for, so that a terminated run never exits as if it had finished."""
     seen = set()
     while err is not None and id(err) not in seen:
         if isinstance(err, Terminated):
             return err
+        if isinstance(err, SystemExit) and type(err).__name__ == "SIGTERMException":
+            return Terminated(signal.SIGTERM)
         seen.add(id(err))
         err = err.__context__
     return None

@@ -133,6 +133,31 @@ def test_failure_during_fit_ends_run_failed_with_error_tag(store):
     assert status == "FAILED" and tags["error"] == "Boom: injected fault"
 
 
+def test_sigterm_that_lightning_takes_first_is_a_signal_not_a_finished_run(store):
+    """A SIGTERM between a batch-end check of a sweep's trial and Lightning's own (its handler runs before the
+    sweep's deferring one, and its loop raises ``SIGTERMException``, a ``SystemExit`` whose exit code is 0) must
+    stop the run as a signal: ``Terminated(SIGTERM)``, the run KILLED, exit 143 (it exited 0, unsaid, in CI)."""
+    import os
+
+    import lightning as L
+
+    from lightning_implicit.lifecycle import DeferredSignals, Terminated
+    from lightning_implicit.runner import run_training
+    from tests.conftest import tiny_args
+
+    class Kill(L.Callback):  # the signal lands after every batch-end check of the batch
+        def on_train_batch_end(self, trainer, *args, **kwargs):
+            if trainer.global_step == 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    with DeferredSignals(announce=False) as signals, pytest.raises(Terminated) as stopped:
+        run_training(tiny_args("addition", "mlp", n_train=200, n_test=50), extra_callbacks=[Kill()], test=False)
+    assert stopped.value.signum == signal.SIGTERM and stopped.value.exit_code == 143
+    assert signals.pending == signal.SIGTERM
+    ((status, tags, _),) = store()
+    assert status == "KILLED" and tags["error"] == "Terminated: received SIGTERM"
+
+
 def test_end_failed_run_killed_on_signal(store):
     from lightning_implicit.lifecycle import Terminated, end_failed_run
     from lightning_implicit.tracking.store import make_logger
@@ -687,7 +712,7 @@ def test_make_sweep_passes_args_to_every_trial():
     if shutil.which("make") is None:
         pytest.skip("needs make")
     out = subprocess.run(
-        ["make", "-n", "sweep", "TASK=addition", "TRIALS=2", "ARGS=--trainer.max_epochs 1"],
+        ["make", "--no-print-directory", "-n", "sweep", "TASK=addition", "TRIALS=2", "ARGS=--trainer.max_epochs 1"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -151,7 +151,9 @@ def test_sigterm_that_lightning_takes_first_is_a_signal_not_a_finished_run(store
                 os.kill(os.getpid(), signal.SIGTERM)
 
     with DeferredSignals(announce=False) as signals, pytest.raises(Terminated) as stopped:
-        run_training(tiny_args("addition", "mlp", n_train=200, n_test=50), extra_callbacks=[Kill()], test=False)
+        run_training(
+            tiny_args("addition", "mlp", n_train=200, n_test=50), extra_callbacks=[Kill()], test=False
+        )
     assert stopped.value.signum == signal.SIGTERM and stopped.value.exit_code == 143
     assert signals.pending == signal.SIGTERM
     ((status, tags, _),) = store()
@@ -712,7 +714,15 @@ def test_make_sweep_passes_args_to_every_trial():
     if shutil.which("make") is None:
         pytest.skip("needs make")
     out = subprocess.run(
-        ["make", "--no-print-directory", "-n", "sweep", "TASK=addition", "TRIALS=2", "ARGS=--trainer.max_epochs 1"],
+        [
+            "make",
+            "--no-print-directory",
+            "-n",
+            "sweep",
+            "TASK=addition",
+            "TRIALS=2",
+            "ARGS=--trainer.max_epochs 1",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

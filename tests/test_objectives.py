@@ -113,6 +113,23 @@ def test_learning_rate_schedules_follow_their_formula(schedule, interval, expect
         assert lr == pytest.approx(expected(t, n_steps, per_epoch), rel=1e-9, abs=1e-12)
 
 
+def test_cosine_schedule_over_epochs_with_a_step_budget():
+    """A tuned recipe's budget is ``max_steps`` with ``max_epochs -1``: the cosine schedule over epochs still
+    spans the run (10 steps of 4 batches an epoch: 3 epochs), not an OverflowError (a tune trial failed so)."""
+    probe = _LrProbe()
+    extra = ["--model.init_args.optim.lr", "0.02", "--model.init_args.optim.lr_schedule", "cosine"]
+    extra += ["--model.init_args.optim.lr_interval", "epoch", "--data.init_args.batch_size", "100"]
+    extra += ["--trainer.max_epochs", "-1", "--trainer.max_steps", "10", "--tracking.enabled", "false"]
+    run_training(
+        tiny_args("rolling_argmax", "lstm", epochs=3, n_train=500, shifts=[10], extra=extra),
+        extra_callbacks=[probe],
+        test=False,
+    )
+    assert len(probe.lrs) == 10
+    for t, lr in enumerate(probe.lrs):
+        assert lr == pytest.approx(0.01 * (1 + math.cos(math.pi * (t // 4) / 3)), rel=1e-9, abs=1e-12)
+
+
 def test_rolling_argmax_task_recipe_is_the_authors():
     """The task config trains every model on the authors' recipe (the model file's lr is overridden)."""
     from lightning_implicit.runner import ImplicitCLI, shorthand_args

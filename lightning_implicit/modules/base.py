@@ -101,7 +101,16 @@ class ShiftModule(L.LightningModule):
             raise ValueError("the cosine schedule needs trainer.max_steps or trainer.max_epochs")
         if self.optim.lr_interval == "step":
             return int(total)
-        per_epoch = max(1, math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches))
+        batches = trainer.num_training_batches
+        if not math.isfinite(batches):  # a step budget (max_epochs -1): Lightning counted it without the data
+            trainer.fit_loop.setup_data()
+            batches = trainer.num_training_batches
+        if not math.isfinite(batches):
+            raise ValueError(
+                "the cosine schedule over epochs needs a training loader with a length; "
+                "use --model.init_args.optim.lr_interval step"
+            )
+        per_epoch = max(1, math.ceil(batches / trainer.accumulate_grad_batches))
         return math.ceil(total / per_epoch)
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):

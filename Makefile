@@ -78,12 +78,28 @@ SPLIT ?=
 TRAIN_RANGE ?=
 ## market data: test dates, FROM..TO
 TEST_RANGE ?=
+# ---- the one table from make variables to `lightning-implicit` flags; each target names the variables it passes --
+#   VAR:--flag    `--flag value` when VAR is set        VAR:+--flag   `--flag` when VAR is set (a switch)
+#   VAR:!--flag   `--flag` when VAR is 0, no or false   VAR:..--flag  FROM..TO as `--flag '["FROM","TO"]'`
+FLAG_TABLE := TASK:--task TASKS:--tasks MODEL:--model MODELS:--model SEED:--seed SEEDS:--seeds TRAINER:--trainer \
+	DEVICES:--devices NODES:--nodes DATA:--data INTERVAL:--interval TRIALS:--trials WORKERS:--workers CV:--cv \
+	STUDY:--study FULL:+--full PROFILE:--profile EPOCHS:--epochs RUN_ID:--run-id CKPT:--ckpt_path \
+	TUNED:!--no-tuned COMPARE:!--no-compare TICKER:--data.init_args.ticker DATA_TZ:--data.init_args.assume_tz \
+	SPLIT:--data.init_args.test_fraction TRAIN_RANGE:..--data.init_args.train_range \
+	TEST_RANGE:..--data.init_args.test_range
+# the market data file's variables (LightningCLI keys: after `--` for the commands that pass them through)
+MARKET_VARS := TICKER DATA_TZ SPLIT TRAIN_RANGE TEST_RANGE
 comma := ,
-range_json = '["$(subst ..,"$(comma)",$(1))"]'
-DATA_ARGS = $(if $(TICKER),--data.init_args.ticker $(TICKER)) $(if $(DATA_TZ),--data.init_args.assume_tz $(DATA_TZ)) \
-	$(if $(SPLIT),--data.init_args.test_fraction $(SPLIT)) \
-	$(if $(TRAIN_RANGE),--data.init_args.train_range $(call range_json,$(TRAIN_RANGE))) \
-	$(if $(TEST_RANGE),--data.init_args.test_range $(call range_json,$(TEST_RANGE)))
+_entry = $(or $(patsubst $(1):%,%,$(filter $(1):%,$(FLAG_TABLE))),$(error $(1) is not in the Makefile's FLAG_TABLE))
+_flag = $(if $(filter +%,$(2)),$(if $($(1)),$(2:+%=%)),$(if $(filter !%,$(2)),$(if $(filter 0 no false,$($(1))),\
+	$(2:!%=%)),$(if $($(1)),$(if $(filter ..%,$(2)),$(2:..%=%) '["$(subst ..,"$(comma)",$($(1)))"]',$(2) $($(1))))))
+# the flags of the variables $(1) that are set; `given`: only those set on make's command line
+flags = $(strip $(foreach v,$(1),$(call _flag,$(v),$(call _entry,$(v)))))
+given = $(call flags,$(foreach v,$(1),$(if $(filter command line,$(origin $(v))),$(v))))
+# `-- $(1)` (passed through to LightningCLI) when $(1) is not empty
+passthrough = $(if $(strip $(1)),-- $(strip $(1)))
+# `lightning-implicit <command> <flags>` in the virtualenv, on one line: what make prints can be pasted
+cli = $(PY) -m lightning_implicit.cli $(strip $(1))
 
 .PHONY: help venv test test-fast train evaluate sweep tune budget reproduce bench ui server dashboard lint format \
 	clean system-deps
@@ -115,39 +131,32 @@ test-fast: venv
 
 ## fit MODEL on TASK, run the shift sweep, log both to MLflow (SEED= TRAINER= ARGS=)
 train: venv
-	$(PY) -m lightning_implicit.cli train --task $(TASK) --model $(MODEL) --seed $(SEED) --trainer $(TRAINER) \
-		$(if $(DEVICES),--devices $(DEVICES)) $(if $(NODES),--nodes $(NODES)) \
-		$(if $(DATA),--data $(DATA)) $(if $(INTERVAL),--interval $(INTERVAL)) $(if $(filter 0 no false,$(TUNED)),--no-tuned) $(strip $(DATA_ARGS)) $(ARGS)
+	$(call cli,train $(call flags,TASK MODEL SEED TRAINER DEVICES NODES DATA INTERVAL TUNED \
+		$(MARKET_VARS)) $(ARGS))
 
 # (CKPT= outside mlruns/lightning/<experiment>/<run>/checkpoints/ also needs TASK= MODEL=)
 ## the shift sweep of a trained model again: RUN_ID= (a logged run) or CKPT= (a checkpoint)
 evaluate: venv
-	$(PY) -m lightning_implicit.cli test $(if $(RUN_ID),--run-id $(RUN_ID)) $(if $(CKPT),--ckpt_path $(CKPT)) \
-		$(if $(filter command line,$(origin TASK)),--task $(TASK)) $(if $(filter command line,$(origin MODEL)),--model $(MODEL)) \
-		$(if $(filter command line,$(origin TRAINER)),--trainer $(TRAINER)) $(ARGS)
+	$(call cli,test $(call flags,RUN_ID CKPT) $(call given,TASK MODEL TRAINER) $(ARGS))
 
 ## Optuna search over conf/search/<TASK>.yaml (MODEL= TRIALS= WORKERS= CV= STUDY=)
 sweep: venv
-	$(PY) -m lightning_implicit.cli sweep --task $(TASK) $(if $(filter command line,$(origin MODEL)),--model $(MODEL)) \
-		$(if $(TRIALS),--trials $(TRIALS)) $(if $(WORKERS),--workers $(WORKERS)) $(if $(CV),--cv $(CV)) \
-		$(if $(STUDY),--study $(STUDY)) $(if $(DATA),--data $(DATA)) $(if $(INTERVAL),--interval $(INTERVAL)) \
-		$(if $(FULL),--full) $(if $(strip $(DATA_ARGS) $(ARGS)),-- $(strip $(DATA_ARGS) $(ARGS)))
+	$(call cli,sweep $(call flags,TASK) $(call given,MODEL) \
+		$(call flags,TRIALS WORKERS CV STUDY DATA INTERVAL FULL) $(call passthrough,$(call flags,$(MARKET_VARS)) $(ARGS)))
 
 ## tune every (task, model) of PROFILE (default paper) by CV folds -> conf/tuned/ (TASKS= TRIALS= CV=)
 tune: venv
-	$(PY) -m lightning_implicit.cli tune --profile $(if $(filter command line,$(origin PROFILE)),$(PROFILE),paper) \
-		$(if $(TASKS),--task $(TASKS)) $(if $(filter command line,$(origin MODEL)),--model $(MODEL)) \
-		$(if $(TRIALS),--trials $(TRIALS)) $(if $(CV),--cv $(CV)) $(if $(WORKERS),--workers $(WORKERS))
+	$(call cli,tune $(or $(call given,PROFILE),--profile paper) $(call flags,TASKS) \
+		$(call given,MODEL) $(call flags,TRIALS CV WORKERS))
 
 ## how a comparison of MODELS moves with the training EPOCHS (reports/budget/<TASK>/budget.md)
 budget: venv
-	$(PY) -m lightning_implicit.cli budget --task $(TASK) --model $(MODELS) --epochs $(EPOCHS) \
-		$(if $(SEEDS),--seeds $(SEEDS)) $(if $(ARGS),-- $(ARGS))
+	$(call cli,budget $(call flags,TASK MODELS EPOCHS SEEDS) $(call passthrough,$(ARGS)))
 
 ## the paper's experiments end to end, and the report (PROFILE= TASKS= WORKERS=)
 reproduce: venv
-	$(PY) -m lightning_implicit.cli reproduce --profile $(PROFILE) $(if $(DATA),--data $(DATA)) $(if $(WORKERS),--workers $(WORKERS)) \
-		$(if $(TASKS),--tasks $(TASKS)) $(if $(filter 0 no false,$(COMPARE)),--no-compare) $(if $(strip $(DATA_ARGS)),-- $(strip $(DATA_ARGS)))
+	$(call cli,reproduce $(call flags,PROFILE DATA WORKERS TASKS COMPARE) \
+		$(call passthrough,$(call flags,$(MARKET_VARS))))
 
 ## the benchmarks (benchmarks/run.py): speed ratios and time to answer, with the load average
 bench: venv

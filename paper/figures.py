@@ -44,6 +44,7 @@ __all__ = [
     "Figure",
     "FigureSpecError",
     "Panel",
+    "figure_spec",
     "load_figures",
 ]
 
@@ -419,7 +420,7 @@ FIGURE_KINDS: dict[str, Callable[..., object]] = {
 FIGURES_FILE = Path(__file__).with_name("figures.yaml")
 # every figure has FIGURE_KEYS, then either PANELS_KEYS or a kind of FIGURE_KINDS and that kind's keys
 FIGURE_KEYS = ("file", "title", "caption")
-PANELS_KEYS = ("size", "panels", "defaults")
+PANELS_KEYS = ("size", "panels", "defaults", "report_tasks")
 DEFAULT_PANEL_KIND = "shift"
 TABLE4 = "table4"
 
@@ -438,6 +439,7 @@ class PanelsEntry:
     size: tuple[PositiveFloat, PositiveFloat]
     panels: list[dict]
     defaults: dict = field(default_factory=dict)
+    report_tasks: list[str] | None = None  # the tasks the report's section tabulates (default: the panels')
 
 
 class FigureSpecError(ConfigError):
@@ -459,6 +461,20 @@ class Figure:
     panels: tuple[Panel, ...] = ()
     kind: str | None = None  # whole-figure kinds
     params: dict = field(default_factory=dict)
+    report_tasks: tuple[str, ...] = ()  # figures.yaml's report_tasks (empty: the tasks of the panels)
+
+    def tasks(self) -> list[str]:
+        """The tasks the figure shows, in order: those of its panels (``task``, ``tasks``) or of its kind."""
+        specs = [p.params for p in self.panels] or [self.params]
+        return list(dict.fromkeys(t for sp in specs for t in (sp.get("tasks") or [sp.get("task")]) if t))
+
+    def metrics(self, task: str) -> list[str]:
+        """The metrics of the figure's ``shift`` panels of ``task``, in order."""
+        return list(
+            dict.fromkeys(
+                p.params["metric"] for p in self.panels if p.kind == "shift" and p.params.get("task") == task
+            )
+        )
 
 
 def _is_number(x) -> bool:
@@ -552,7 +568,12 @@ def _parse_figure(i: int, entry, seen: set[str]) -> Figure:
     panels = tuple(
         _parse_panel(f"{where}, panel {j + 1}", p, spec.defaults) for j, p in enumerate(spec.panels)
     )
-    return Figure(**texts, size=(float(spec.size[0]), float(spec.size[1])), panels=panels)
+    return Figure(
+        **texts,
+        size=(float(spec.size[0]), float(spec.size[1])),
+        panels=panels,
+        report_tasks=tuple(spec.report_tasks or ()),
+    )
 
 
 def load_figures(path: Path | str | None = None) -> list[Figure]:
@@ -570,6 +591,15 @@ def load_figures(path: Path | str | None = None) -> list[Figure]:
 @functools.cache
 def _shipped_figures() -> tuple[Figure, ...]:
     return tuple(load_figures(FIGURES_FILE))
+
+
+def figure_spec(file: str) -> Figure:
+    """The figure ``file`` of the shipped figures.yaml (the report reads the tasks and metrics of its sections
+    from it: :meth:`Figure.tasks`, :meth:`Figure.metrics`, ``report_tasks``)."""
+    for spec in _shipped_figures():
+        if spec.file == file:
+            return spec
+    raise KeyError(f"no figure {file!r} in {FIGURES_FILE}")
 
 
 # file name -> (title, caption), in the report's order

@@ -4,7 +4,9 @@ A profile says which tasks and models run, over which seeds, with which Lightnin
 
     description: what this profile is for
     extends: paper                # optional: start from conf/reproduce/paper.yaml; each key set here replaces
-                                  # the parent's whole value (``compare_with: null`` resets one to its default)
+                                  # the parent's whole value (``compare_with: null`` resets one to its default);
+                                  # ``tasks`` merge per task (an entry replaces the parent's; ``<task>: null``
+                                  # drops one)
     seeds: [0, 1, 2]              # every (task, model) runs once per seed (model init, shuffling and data)
     workers: 2                    # parallel worker processes (1: in this process)
     threads_per_worker: 1         # torch.set_num_threads in each worker
@@ -248,7 +250,9 @@ FIX = "the keys are described in conf/reproduce/quick.yaml and paper/profile.py"
 
 def _expanded(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     """The file's mapping over its parent's (``extends: <profile>``): each top-level key the file sets replaces
-    the parent's whole value (``key: null`` resets it to the default); ``extends`` chains."""
+    the parent's whole value (``key: null`` resets it to the default), except ``tasks``, merged per task: a task
+    the file names replaces the parent's entry of that task (``<task>: null`` drops it), the others are
+    inherited, so a task is listed once; ``extends`` chains."""
     if path.resolve() in seen:
         chain = " -> ".join(p.stem for p in (*seen, path.resolve()))
         raise ProfileError(
@@ -264,7 +268,11 @@ def _expanded(path: Path, seen: tuple[Path, ...] = ()) -> dict:
         base = _expanded(profile_path(parent), (*seen, path.resolve()))
     except ProfileError as err:
         raise ProfileError(f"{path}: extends: {err}") from None
-    return {**base, **raw}
+    merged = {**base, **raw}
+    if isinstance(base.get("tasks"), dict) and isinstance(raw.get("tasks"), dict):
+        tasks = {**base["tasks"], **raw["tasks"]}  # per task: the parent's order, the child's entries
+        merged["tasks"] = {task: entry for task, entry in tasks.items() if entry is not None}
+    return merged
 
 
 def _check_choices(path: Path, spec: ProfileFile) -> None:

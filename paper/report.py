@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 from . import verdicts as V
-from .figures import FIGURES, draw_all
+from .figures import FIGURES, draw_all, figure_spec
 from .magnitudes import magnitude_table
 from .paper_numbers import (
     ABLATION_TASKS,
@@ -153,7 +153,19 @@ def _not_run(results: Results, tasks) -> str | None:
 
 
 # ---- sections -------------------------------------------------------------------------------------------
-def _sec_sweep(results, verdicts, section, tasks, fig, metric_of, paper_text) -> list[str]:
+def _metric_of(fig: str, task: str) -> str:
+    """The metric the figure ``fig`` draws for ``task`` (its first shift panel of the task)."""
+    return figure_spec(fig).metrics(task)[0]
+
+
+def _table4(task: str) -> tuple[str, ...]:
+    """The task's Table 4 models (numbers.yaml; none for a task the paper's Table 4 does not list)."""
+    return TABLE4_MODELS.get(task, ())
+
+
+def _sec_sweep(results, verdicts, section, fig, paper_text) -> list[str]:
+    """A figure's section: the tasks and metrics of its panels (figures.yaml), a per-shift table per task."""
+    tasks = figure_spec(fig).tasks()
     out = [_figure(fig), paper_text + "\n"]
     nr = _not_run(results, tasks)
     if nr:
@@ -162,8 +174,8 @@ def _sec_sweep(results, verdicts, section, tasks, fig, metric_of, paper_text) ->
     out.append(magnitude_table(results, section))
     for task in tasks:
         if task in results.tasks():
-            metric = metric_of(task)
-            models = list(dict.fromkeys([*TABLE4_MODELS[task], *results.models(task)]))
+            metric = _metric_of(fig, task)
+            models = list(dict.fromkeys([*_table4(task), *results.models(task)]))
             models = [m for m in models if m != "implicit_nofeedback"]
             out.append(
                 _details(
@@ -420,39 +432,36 @@ def _recipe_cell(rec: dict | None) -> str:
     return f"{score}{partly}, {'beaten' if rec.get('beaten') else '**the best trial**'}"
 
 
-def _sec_fig7(results, verdicts) -> list[str]:
+def _sec_fig7(results, verdicts, fig="figure7_earthquake.png") -> list[str]:
     out = [
-        _figure("figure7_earthquake.png"),
+        _figure(fig),
         "Paper (Section 3.2): the implicit model improves the in-distribution test loss by 0.25e-3 over EikoNet, "
         "surpasses it from k = 2 on and is 1.59e-2 better at k = 9 (11° longitude, 2° latitude), but is worse in "
         "depth (409 km) and origin time (9.2 s) at k = 9.\n",
     ]
-    nr = _not_run(results, ["earthquake"])
+    tasks = figure_spec(fig).tasks()
+    nr = _not_run(results, tasks)
     if nr:
         return [*out, nr]
     out.append(_verdict_lines(verdicts, "figure-7"))
     out.append(magnitude_table(results, "figure-7"))
-    models = [m for m in dict.fromkeys([*TABLE4_MODELS["earthquake"], *results.models("earthquake")])]
-    for metric, _ in (
-        ("mse", ""),
-        ("lon_wrapped_mae_deg", ""),
-        ("lat_mae_deg", ""),
-        ("depth_mae_km", ""),
-        ("time_mae_s", ""),
-    ):
-        out.append(
-            _details(
-                f"earthquake: {metric} per region k (k = 0: in-distribution)",
-                _sweep_table(results, "earthquake", models, metric),
+    for task in tasks:
+        models = list(dict.fromkeys([*_table4(task), *results.models(task)]))
+        for metric in figure_spec(fig).metrics(task):
+            out.append(
+                _details(
+                    f"{task}: {metric} per region k (k = 0: in-distribution)",
+                    _sweep_table(results, task, models, metric),
+                )
             )
-        )
     return out
 
 
-def _sec_fig8(results, verdicts) -> list[str]:
+def _sec_fig8(results, verdicts, fig="figure8_depth.png") -> list[str]:
     paper = TEXT_NUMBERS["fig8_iterations"]["value"]
+    spec = figure_spec(fig)
     out = [
-        _figure("figure8_depth.png"),
+        _figure(fig),
         "Paper (Section 4): implicit models converge in about 15 iterations on addition, 30 on subtraction and "
         "175 on rolling argmax, and need more iterations as the input moves away from the training "
         "distribution.\n",
@@ -465,7 +474,7 @@ def _sec_fig8(results, verdicts) -> list[str]:
         "|---" * 10 + "|",
     ]
     any_row = False
-    for task in ("addition", "subtraction", "rolling_argmax", "identity", "rolling_average", "earthquake"):
+    for task in spec.report_tasks or spec.tasks():
         for model in ("implicit", "implicit_rnn", "implicit_nofeedback"):
             if not any(r.usable for r in results.runs(task, model)):
                 continue
@@ -484,7 +493,7 @@ def _sec_fig8(results, verdicts) -> list[str]:
     out.append("\n".join(rows) + "\n" if any_row else "_Not run in this profile (no implicit runs)._\n")
     out.append(_verdict_lines(verdicts, "figure-8"))
     out.append(magnitude_table(results, "figure-8"))
-    for task in ("addition", "subtraction", "rolling_argmax"):
+    for task in spec.tasks():
         models = [m for m in ("implicit", "implicit_rnn", "implicit_nofeedback") if results.runs(task, m)]
         if models:
             out.append(
@@ -531,7 +540,7 @@ def _alt_cell(results, task, model, shift, links) -> str:
     return "-"
 
 
-def _sec_table2(results, verdicts) -> list[str]:
+def _sec_table2(results, verdicts, fig="figure10_feedback.png") -> list[str]:
     lines = [
         "| Task | Feedback (paper) | Feedback (ours, test at the smallest shift) | No feedback (paper) | "
         "No feedback (ours, test at the smallest shift) | Feedback (ours, in-distribution validation) | "
@@ -539,8 +548,8 @@ def _sec_table2(results, verdicts) -> list[str]:
         "|---" * 7 + "|",
     ]
     for task in ABLATION_TASKS:
-        acc = task == "rolling_argmax"
-        metric = "accuracy" if acc else "mse"
+        metric = _metric_of(fig, task)
+        acc = metric == "accuracy"
         p = TABLE2[task]
         pf = (lambda v: f"{100 * v:.1f}%") if acc else (lambda v: f"{v:g}")
         if task not in results.tasks():
@@ -565,14 +574,14 @@ def _sec_table2(results, verdicts) -> list[str]:
         "Table 2 is measured: we read it at the smallest OOD shift of each grid and also give the in-distribution "
         "validation metric.\n",
         "\n".join(lines) + "\n",
-        _figure("figure10_feedback.png"),
+        _figure(fig),
         "Paper (Section 4, Figure 10): feedback helps on subtraction, rolling argmax and rolling average but not "
         "on addition, and with feedback the loss grows more slowly with the shift.\n",
     ]
     out.append(_verdict_lines(verdicts, "table-2"))
     for task in ABLATION_TASKS:
         if task in results.tasks():
-            metric = "accuracy" if task == "rolling_argmax" else "mse"
+            metric = _metric_of(fig, task)
             out.append(
                 _details(
                     f"{task}: test {metric} per shift, with and without feedback",
@@ -889,9 +898,7 @@ def build_report(
             results,
             verdicts,
             "figure-3",
-            ["identity"],
             "figure3_identity.png",
-            lambda t: "mse",
             f"Paper (Section 3.1): the implicit model keeps the lowest test MSE (below 5 for shifts 0-25) and at shift "
             f"200 beats the Transformer by 1e5 and the MLP by 1e3. Table 3's grid is kappa {TABLE3['identity']['shifts']}; the "
             "paper profiles extend it to k = 205 (the text's shift 200 is U(-205, 205)).",
@@ -904,9 +911,7 @@ def build_report(
             results,
             verdicts,
             "figure-4",
-            ["addition", "subtraction"],
             "figure4_arithmetic.png",
-            lambda t: "mse",
             "Paper (Section 3.1): the implicit model outperforms the Transformer encoders and NALU, with test loss < 1 "
             "for shifts < 100; NALU is worst (> 1e10 at shift 10).",
         ),
@@ -918,9 +923,7 @@ def build_report(
             results,
             verdicts,
             "figure-5",
-            ["rolling_average", "rolling_argmax"],
             "figure5_rolling.png",
-            lambda t: "accuracy" if t == "rolling_argmax" else "mse",
             "Paper (Section 3.1): on rolling average the implicit loss stays close to constant while LSTM and "
             "Transformer degrade; on rolling argmax implicit and implicitRNN beat the LSTM and Transformers, "
             "implicitRNN beats implicit, and the Transformer without positional encodings is the best Transformer "
@@ -935,7 +938,7 @@ def build_report(
             _figure("figure6_spiky.png"),
             "Paper: the implicitRNN captures the spikes' locations and magnitudes; the Transformer decoder and LSTM "
             "tend to output the series' average. (Qualitative: no verdict.)\n",
-            _not_run(results, ["spiky"]) or "",
+            _not_run(results, figure_spec("figure6_spiky.png").tasks()) or "",
         ],
     )
     section("figure-7", "Figure 7: earthquake location", _sec_fig7(results, verdicts))
@@ -947,7 +950,7 @@ def build_report(
             _figure("figure9_feedback_A.png"),
             "Paper: Figure 9 is a diagram of one iteration; the feedback weights are those on and below the diagonal "
             "of A. Here: the learned A of our addition models (qualitative: no verdict).\n",
-            _not_run(results, ["addition"]) or "",
+            _not_run(results, figure_spec("figure9_feedback_A.png").tasks()) or "",
         ],
     )
     section("table-2", "Table 2 and Figure 10: feedback ablation", _sec_table2(results, verdicts))

@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="reproduction profile whose (task, model) pairs are tuned "
         "(conf/reproduce/<name>.yaml; its data sizes are used); default paper",
     )
-    p.add_argument("--task", default=None, help="only these tasks, comma-separated (make TASKS=)")
+    p.add_argument("--task", "--tasks", default=None, help="only these tasks, comma-separated (make TASKS=)")
     p.add_argument("--model", default=None, help="only these models, comma-separated")
     p.add_argument("--trials", type=int, default=8, help="trials in total per (task, model) (default 8)")
     p.add_argument(

@@ -455,3 +455,47 @@ def test_transformer_layers_use_the_cpu_dropout():
     for net in (DepthwiseEncoder(), EncoderDecoder(), MaskedDecoder()):
         drops = [m for m in net.modules() if isinstance(m, torch.nn.Dropout)]
         assert drops and all(type(m) is Dropout for m in drops), type(net).__name__
+
+
+def test_a_baseline_registered_from_its_own_module_is_built_with_its_sizes_and_layout():
+    """register_baseline: the name, the sizes the task dictates and the input layout come from the module that
+    defines the model (nothing else names it); a second registration of a name is an error."""
+    import warnings
+
+    from torch import nn
+
+    from lightning_implicit.baselines import BASELINE_SPECS, register_baseline
+    from lightning_implicit.modules import BaselineModule
+
+    class StepSum(nn.Module):
+        def __init__(self, in_features: int, out_features: int, scale: float = 1.0) -> None:
+            super().__init__()
+            self.in_features, self.scale = in_features, scale
+            self.proj = nn.Linear(in_features, out_features)
+
+        def forward(self, x):  # (batch, time, in_features) -> (batch, time, out_features)
+            return self.proj(x) * self.scale
+
+    def sizes(task, kw):
+        return {**kw, "in_features": task.step_features, "out_features": task.seq_out_features}
+
+    register_baseline("step_sum_test", sizes=sizes, sequence=True, scale=2.0)(StepSum)
+    try:
+        spec = task_spec("rolling_average")
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            module = BaselineModule(spec, model="step_sum_test")
+        assert any("no Table 4 size" in str(w.message) for w in seen)  # no sizes: the constructor's defaults
+        assert isinstance(module.net, StepSum) and module.net.scale == 2.0
+        assert module.net.in_features == spec.step_features and module.sequence_model
+        assert baseline_kwargs(spec, "step_sum_test", {"scale": 3.0}) == {
+            "scale": 3.0,
+            "in_features": spec.step_features,
+            "out_features": spec.seq_out_features,
+        }
+        with pytest.raises(ValueError, match="registered twice"):
+            register_baseline("step_sum_test")(StepSum)
+    finally:
+        BASELINE_SPECS.pop("step_sum_test", None)
+        BASELINES.pop("step_sum_test", None)
+    assert BaselineModule(task_spec("addition"), model="mlp").sequence_model is False

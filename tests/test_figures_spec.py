@@ -590,3 +590,34 @@ def test_a_missing_key_and_a_repeated_file_are_errors(tmp_path):
         F.load_figures(_edited(tmp_path, "- file: figure4_arithmetic.png", "- file: figure3_identity.png"))
     with pytest.raises(F.FigureSpecError, match="expected one top-level key 'figures'"):
         F.load_figures(_edited(tmp_path, "figures:\n- file: figure3", "figure:\n- file: figure3"))
+
+
+def test_a_task_gets_its_report_section_from_a_panel_in_figures_yaml(tmp_path, monkeypatch):
+    """report.py names no task: a task added as a panel of Figure 4 (with a model list, no Table 4 models in
+    numbers.yaml) gets its per-shift table in the Figure 4 section; the section's existing tasks keep theirs."""
+    from lightning_implicit_paper import report
+    from lightning_implicit_paper.profile import load_profile
+
+    path = _edited(
+        tmp_path,
+        "  - {task: subtraction, title: Subtraction (Figure 4)}\n",
+        "  - {task: subtraction, title: Subtraction (Figure 4)}\n"
+        "  - {task: maximum, models: [implicit, mlp], metric: mae, title: Maximum}\n",
+    )
+    specs = tuple(F.load_figures(path))
+    monkeypatch.setattr(F, "_shipped_figures", lambda: specs)
+    assert F.figure_spec("figure4_arithmetic.png").tasks() == ["addition", "subtraction", "maximum"]
+    assert F.figure_spec("figure4_arithmetic.png").metrics("maximum") == ["mae"]
+    recs = [
+        _record(task, model, seed, {metric: {10: 1.0 + seed, 100: 2.0 + seed}})
+        for task, metric in (("addition", "mse"), ("maximum", "mae"))
+        for model in ("implicit", "mlp")
+        for seed in (0, 1)
+    ]
+    md, _ = report.build_report(Results(recs), load_profile("quick"), tmp_path / "out", amc_skip="no data")
+    text = md.read_text()
+    fig4 = text.split('<a id="figure-4">', 1)[1].split('<a id="figure-5">', 1)[0]
+    assert "maximum: test mae per shift" in fig4 and "addition: test mse per shift" in fig4
+    assert "subtraction: test mse per shift" not in fig4  # not run: no table
+    maximum = fig4.split("maximum: test mae per shift", 1)[1].split("</details>", 1)[0]
+    assert "| shift | Implicit | MLP |" in maximum and "| 100 | 2.5 ± 0.71" in maximum

@@ -308,6 +308,46 @@ def test_make_help_lists_every_target_and_variable_on_one_line():
     assert "  train            fit MODEL on TASK" in out.stdout and "  PORT=" in out.stdout
 
 
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (
+            [
+                "train",
+                "TUNED=0",
+                "DEVICES=0,2",
+                "TRAIN_RANGE=2015-01-01..2020-12-31",
+                "ARGS=--trainer.max_epochs 1",
+            ],
+            "train --task addition --model implicit --seed 0 --trainer cpu --devices 0,2 --no-tuned "
+            '--data.init_args.train_range \'["2015-01-01","2020-12-31"]\' --trainer.max_epochs 1',
+        ),
+        (["train", "TUNED=1"], "train --task addition --model implicit --seed 0 --trainer cpu"),
+        (
+            ["sweep", "MODEL=mlp", "FULL=1", "TICKER=AMC", "CV=3"],
+            "sweep --task addition --model mlp --cv 3 --full -- --data.init_args.ticker AMC",
+        ),
+        (["sweep"], "sweep --task addition"),  # MODEL only when given on make's command line
+        (["tune", "TASKS=addition,identity"], "tune --profile paper --tasks addition,identity"),
+        (["reproduce", "COMPARE=0", "WORKERS=3"], "reproduce --profile quick --workers 3 --no-compare"),
+        (["evaluate", "RUN_ID=abc", "MODEL=mlp"], "test --run-id abc --model mlp"),
+        (
+            ["budget", "SEEDS=1,2"],
+            "budget --task addition --model implicit,eikonet --epochs 4,8,16,32 --seeds 1,2",
+        ),
+    ],
+)
+def test_make_prints_one_pastable_line_with_the_flags_of_the_variables_set(argv, expected):
+    """The Makefile's one table from variables to flags: each target prints one line, the flags of the variables
+    set (a switch for FULL, TUNED=0 and COMPARE=0; a FROM..TO range as a JSON pair), in the table's order."""
+    out = subprocess.run(
+        ["make", "--no-print-directory", "-n", *argv, "VENV=.venv"], cwd=REPO, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    line = next(x for x in out.stdout.splitlines() if "lightning_implicit.cli" in x)
+    assert line == f".venv/bin/python -m lightning_implicit.cli {expected}"
+
+
 def _free_port() -> int:
     import socket
 

@@ -48,7 +48,7 @@ def test_shipped_profiles_are_valid(name):
 BEFORE_EXTENDS = Path(__file__).parent / "profiles_before_extends"
 
 
-@pytest.mark.parametrize("name", ["paper-default", "paper-feedback-default"])
+@pytest.mark.parametrize("name", ["paper-default", "paper-feedback-default", "quick"])
 def test_a_profile_that_extends_another_plans_the_runs_of_its_old_full_copy(tmp_path, name):
     """The shipped profile (``extends: paper...``) and the full copy it replaced (kept under
     tests/profiles_before_extends) plan the same runs: keys, config hashes, arguments, overrides."""
@@ -73,6 +73,25 @@ def test_extends_merges_top_level_keys_and_refuses_cycles(tmp_path):
     (tmp_path / "base.yaml").write_text(f"extends: {tmp_path / 'child.yaml'}\n")
     with pytest.raises(ProfileError, match="extends: .*cycle"):
         load_profile(tmp_path / "child.yaml")
+
+
+def test_extends_merges_tasks_per_task(tmp_path):
+    """A child's task entry replaces the parent's entry of that task (not merged into it), the parent's other
+    tasks are inherited in the parent's order, ``<task>: null`` drops one."""
+    (tmp_path / "base.yaml").write_text(
+        "tasks:\n  identity: {models: [mlp], overrides: {trainer.max_epochs: 3}}\n"
+        "  addition: {models: [mlp], model_overrides: {mlp: {trainer.max_epochs: 9}}}\n"
+        "  subtraction: {models: [mlp]}\n"
+    )
+    (tmp_path / "child.yaml").write_text(
+        f"extends: {tmp_path / 'base.yaml'}\n"
+        "tasks: {addition: {models: [mlp, implicit]}, subtraction: null, earthquake: {models: [eikonet]}}\n"
+    )
+    prof = load_profile(tmp_path / "child.yaml")
+    assert list(prof.tasks) == ["identity", "addition", "earthquake"]
+    assert prof.tasks["identity"].overrides == {"trainer.max_epochs": 3}
+    assert prof.tasks["addition"].models == ["mlp", "implicit"]
+    assert prof.tasks["addition"].model_overrides == {}  # the parent's entry is replaced, not merged
 
 
 @pytest.mark.parametrize(

@@ -354,6 +354,31 @@ def test_search_space_merges_budgets_and_repeat():
         space.space("lstm")
 
 
+def test_a_model_without_a_section_gets_the_files_shared_params(tmp_path):
+    """conf/tune/default.yaml has no section for the baselines: each gets the top-level params alone (the
+    implicit models add their own); a file without top-level params still names the missing section."""
+    tune = load_search_space(ROOT / "conf" / "tune" / "default.yaml", task="addition", full=True)
+    shared = {
+        "lr",
+        "lr_schedule",
+        "lr_interval",
+        "lr_gamma",
+        "batch_size",
+        "steps",
+        "weight_decay",
+        "grad_clip",
+    }
+    for model in ("mlp", "lstm", "eikonet", "encdec_nope"):
+        assert set(tune.space(model).params) == shared, model
+        assert tune.space(model).fixed == {"trainer.max_epochs": -1}
+    assert set(tune.space("implicit").params) == shared | {"kappa", "tol"}
+    (tmp_path / "s.yaml").write_text(
+        "implicit:\n  params:\n    lr: {key: model.init_args.optim.lr, type: float, low: 0.001, high: 0.1}\n"
+    )
+    with pytest.raises(SearchSpaceError, match="no search space for model 'mlp'"):
+        load_search_space(tmp_path / "s.yaml", task="addition").space("mlp")
+
+
 def test_worker_command_line_round_trips():
     opts = options_from_args(
         [

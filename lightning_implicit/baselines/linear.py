@@ -10,7 +10,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .registry import register_baseline
 
+
+@register_baseline("linear")
 class LinearRegression(nn.Module):
     """Affine map ``y = x Wᵀ + b``.
 

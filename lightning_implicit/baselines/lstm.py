@@ -16,7 +16,20 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .registry import register_baseline
 
+
+def _lstm_sizes(task, kwargs: dict) -> dict:
+    """One step's features in; the sequence's (or the last step's: ``many_to_one``) outputs out."""
+    return {
+        **kwargs,
+        "in_features": task.step_features,
+        "out_features": task.seq_out_features,
+        "many_to_one": task.many_to_one,
+    }
+
+
+@register_baseline("lstm", sizes=_lstm_sizes, sequence=True)
 class LSTMNet(nn.Module):
     """Stack of single-layer ``nn.LSTM`` s (widths may differ per layer) and a linear head.
 

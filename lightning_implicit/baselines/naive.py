@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .registry import register_baseline
+
 
 class _NoParameterModel(nn.Module):
     """Base for rule-based models: ``trainable = False`` and an empty anchor parameter (see module doc)."""
@@ -40,6 +42,7 @@ def _prices(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+@register_baseline("zero", sizes=lambda task, kw: {**kw, "out_features": task.flat_out_features})
 class ZeroForecaster(_NoParameterModel):
     """Always predicts 0.
 
@@ -55,6 +58,7 @@ class ZeroForecaster(_NoParameterModel):
         return self._attach(torch.zeros(x.shape[0], self.out_features, dtype=dtype, device=x.device))
 
 
+@register_baseline("persistence", sizes=lambda task, kw: dict(kw))
 class PersistenceForecaster(_NoParameterModel):
     """Predicts the population variance (``ddof=0``) of the last ``window`` input prices.
 

@@ -21,6 +21,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .registry import register_baseline
+
 
 class NAC(nn.Module):
     """Neural accumulator: a bias-free linear layer with ``W = tanh(Ŵ) ⊙ sigmoid(M̂)``.
@@ -79,6 +81,8 @@ class NALUCell(nn.Module):
 CELLS: dict[str, type[nn.Module]] = {"nalu": NALUCell, "nac": NAC}
 
 
+@register_baseline("nalu")
+@register_baseline("nac", cell="nac")
 class NALU(nn.Module):
     """A stack of NALU (or NAC) cells ``in_features × hidden[0] × ... × out_features``.
 

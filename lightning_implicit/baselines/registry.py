@@ -1,33 +1,88 @@
-"""Name -> constructor registry for the baselines, Table 4 presets, and a parameter counter."""
+"""Name -> baseline registry (each baseline registers from its own module) and a parameter counter.
+
+A baseline module registers its class with :func:`register_baseline`, saying what the model takes from the task
+(``sizes``: its input/output sizes, given the task's :class:`~lightning_implicit.task.TaskSpec`) and whether it
+reads ``(batch, time, features)`` sequences (``sequence=True``) or the flattened input::
+
+    @register_baseline("gru", sequence=True, sizes=lambda task, kw: {**kw, "in_features": task.step_features})
+    class GRUNet(nn.Module): ...
+
+The package imports every baseline module (``lightning_implicit/baselines/__init__.py``), so the names are
+registered once the package is imported. ``task`` is read by attribute only (this package imports no Lightning).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from torch import nn
 
-from .linear import LinearRegression
-from .lstm import LSTMNet
-from .mlp import MLP
-from .naive import PersistenceForecaster, ZeroForecaster
-from .nalu import NALU
-from .transformer import DepthwiseEncoder, EncoderDecoder, MaskedDecoder, SequentialEncoder
+__all__ = [
+    "BASELINES",
+    "BASELINE_SPECS",
+    "BaselineSpec",
+    "baseline_spec",
+    "build_baseline",
+    "count_parameters",
+    "flat_sizes",
+    "register_baseline",
+]
 
-BASELINES: dict[str, Callable[..., nn.Module]] = {
-    "mlp": MLP,
-    "lstm": LSTMNet,
-    "nalu": NALU,
-    "nac": partial(NALU, cell="nac"),
-    "seq_encoder": SequentialEncoder,
-    "depth_encoder": DepthwiseEncoder,
-    "encdec": EncoderDecoder,
-    "masked_decoder": MaskedDecoder,
-    "linear": LinearRegression,
-    "zero": ZeroForecaster,
-    "persistence": PersistenceForecaster,
-}
+T = TypeVar("T")
+Sizes = Callable[[Any, dict], dict]
+
+
+def flat_sizes(task, kwargs: dict) -> dict:
+    """The default: the flattened input and output sizes of the task (``in_features``, ``out_features``)."""
+    return {**kwargs, "in_features": task.in_features, "out_features": task.flat_out_features}
+
+
+@dataclass(frozen=True)
+class BaselineSpec:
+    """A registered baseline: its constructor, the constructor arguments the task dictates, its input layout."""
+
+    name: str
+    build: Callable[..., nn.Module]
+    sizes: Sizes = flat_sizes  # (task, preset kwargs) -> kwargs with the task's sizes (the task's win)
+    sequence: bool = False  # reads (batch, time, features); otherwise the flattened (batch, features)
+
+
+BASELINE_SPECS: dict[str, BaselineSpec] = {}
+BASELINES: dict[str, Callable[..., nn.Module]] = {}  # name -> constructor
+
+
+def register_baseline(
+    name: str, *, sizes: Sizes = flat_sizes, sequence: bool = False, **fixed: Any
+) -> Callable[[T], T]:
+    """Register the decorated class under ``name`` (``fixed``: constructor arguments of this name, e.g.
+    ``cell="nac"``); a name registered twice is an error."""
+
+    def deco(cls: T) -> T:
+        if name in BASELINE_SPECS:
+            raise ValueError(
+                f"baseline {name!r} is registered twice ({BASELINE_SPECS[name].build} and {cls})"
+            )
+        build = partial(cls, **fixed) if fixed else cls
+        BASELINE_SPECS[name] = BaselineSpec(name, build, sizes, sequence)
+        BASELINES[name] = build
+        return cls
+
+    return deco
+
+
+def baseline_spec(name: str) -> BaselineSpec:
+    """The baseline registered under ``name``.
+
+    Raises:
+        ValueError: for an unknown name; the message lists the valid names.
+    """
+    try:
+        return BASELINE_SPECS[name]
+    except KeyError:
+        raise ValueError(f"unknown baseline {name!r}; valid names: {', '.join(sorted(BASELINES))}") from None
 
 
 def build_baseline(name: str, **kwargs: Any) -> nn.Module:
@@ -36,11 +91,7 @@ def build_baseline(name: str, **kwargs: Any) -> nn.Module:
     Raises:
         ValueError: for an unknown name; the message lists the valid names.
     """
-    try:
-        constructor = BASELINES[name]
-    except KeyError:
-        raise ValueError(f"unknown baseline {name!r}; valid names: {', '.join(sorted(BASELINES))}") from None
-    return constructor(**kwargs)
+    return baseline_spec(name).build(**kwargs)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -34,6 +34,8 @@ import math
 import torch
 from torch import nn
 
+from .registry import register_baseline
+
 DROPOUT = 0.1
 LAYER_NORM_EPS = 1e-5
 
@@ -149,6 +151,12 @@ def _as_steps(x: torch.Tensor, features: int, what: str) -> tuple[torch.Tensor, 
     return x, False
 
 
+def _seq_encoder_sizes(task, kwargs: dict) -> dict:
+    """The flattened input read as a sequence of its scalars."""
+    return {**kwargs, "seq_len": task.in_features, "out_features": task.flat_out_features}
+
+
+@register_baseline("seq_encoder", sizes=_seq_encoder_sizes)
 class SequentialEncoder(nn.Module):
     """Encoder that reads a whole array as one token of width ``d_model = seq_len`` (see module doc).
 
@@ -187,6 +195,14 @@ class SequentialEncoder(nn.Module):
         return self.head(self.encoder(token).squeeze(1))
 
 
+def _depth_encoder_sizes(task, kwargs: dict) -> dict:
+    """The flattened output; positions up to the flattened input's length unless the preset says otherwise."""
+    out = {**kwargs, "out_features": task.flat_out_features}
+    out.setdefault("max_len", task.in_features)
+    return out
+
+
+@register_baseline("depth_encoder", sizes=_depth_encoder_sizes)
 class DepthwiseEncoder(nn.Module):
     """Encoder with one token per array element: ``Linear(1, d_model)`` -> encoder -> pool -> linear.
 
@@ -233,6 +249,19 @@ class DepthwiseEncoder(nn.Module):
         return self.head(h)
 
 
+def _encdec_sizes(task, kwargs: dict) -> dict:
+    """A sequence task's steps (a flat task: a sequence of scalars, one output); positions up to its length."""
+    out = {
+        **kwargs,
+        "in_features": task.step_features if task.is_sequence else 1,
+        "out_features": task.seq_out_features if task.is_sequence else 1,
+        "classification": task.kind == "classification",
+    }
+    out.setdefault("max_len", task.seq_len if task.is_sequence else task.in_features)
+    return out
+
+
+@register_baseline("encdec", sizes=_encdec_sizes, sequence=True)
 class EncoderDecoder(nn.Module):
     """Encoder-decoder transformer for sequence-to-sequence tasks (identity, rolling average / argmax).
 
@@ -365,6 +394,17 @@ class EncoderDecoder(nn.Module):
         return self._format(torch.cat(outputs, dim=1), was_2d)
 
 
+def _masked_decoder_sizes(task, kwargs: dict) -> dict:
+    """One step's features in, the flattened outputs out."""
+    return {
+        **kwargs,
+        "in_features": task.step_features,
+        "out_features": task.flat_out_features,
+        "many_to_one": task.many_to_one,
+    }
+
+
+@register_baseline("masked_decoder", sizes=_masked_decoder_sizes, sequence=True)
 class MaskedDecoder(nn.Module):
     """Decoder-only (causal) transformer for next-value forecasting (spiky series).
 

@@ -5,49 +5,19 @@ from __future__ import annotations
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
-from lightning_implicit.baselines import build_baseline
+from lightning_implicit.baselines import baseline_spec, build_baseline
 from lightning_implicit.task import TaskSpec
 
 from .base import ShiftModule
 from .optim import OptimConfig
 
-__all__ = ["BaselineModule", "SEQUENCE_ARCHS"]
-
-# Baselines that read (batch, time, features); the others read the flattened input.
-SEQUENCE_ARCHS = frozenset({"lstm", "encdec", "masked_decoder"})
+__all__ = ["BaselineModule", "baseline_kwargs"]
 
 
 def baseline_kwargs(task: TaskSpec, arch: str, kwargs: dict) -> dict:
-    """Constructor arguments: the preset's sizes plus the input/output sizes the task dictates."""
-    kw = dict(kwargs)
-    if arch == "lstm":
-        kw.update(
-            in_features=task.step_features, out_features=task.seq_out_features, many_to_one=task.many_to_one
-        )
-    elif arch == "encdec":
-        step = task.step_features if task.is_sequence else 1
-        kw.update(
-            in_features=step,
-            out_features=task.seq_out_features if task.is_sequence else 1,
-            classification=task.kind == "classification",
-        )
-        kw.setdefault("max_len", task.seq_len if task.is_sequence else task.in_features)
-    elif arch == "masked_decoder":
-        kw.update(
-            in_features=task.step_features, out_features=task.flat_out_features, many_to_one=task.many_to_one
-        )
-    elif arch == "seq_encoder":
-        kw.update(seq_len=task.in_features, out_features=task.flat_out_features)
-    elif arch == "depth_encoder":
-        kw.update(out_features=task.flat_out_features)
-        kw.setdefault("max_len", task.in_features)
-    elif arch in ("zero",):
-        kw.update(out_features=task.flat_out_features)
-    elif arch == "persistence":
-        pass
-    else:  # mlp, nalu, nac, linear
-        kw.update(in_features=task.in_features, out_features=task.flat_out_features)
-    return kw
+    """Constructor arguments: the preset's sizes plus the input/output sizes the task dictates (what the
+    baseline registered for ``arch`` takes from the task: :func:`~lightning_implicit.baselines.register_baseline`)."""
+    return baseline_spec(arch).sizes(task, dict(kwargs))
 
 
 class BaselineModule(ShiftModule):
@@ -88,7 +58,7 @@ class BaselineModule(ShiftModule):
                 f"a preset to the task's TaskSpec(presets=...)",
                 category=UserWarning,
             )
-        self.sequence_model = arch in SEQUENCE_ARCHS
+        self.sequence_model = baseline_spec(arch).sequence
         self.needs_targets = bool(getattr(self.net, "needs_targets", False))
         self.teacher_forcing_eval = teacher_forcing_eval
 

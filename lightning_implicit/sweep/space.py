@@ -7,7 +7,8 @@ path, exactly what ``make train`` accepts as ``--<path> <value>``)::
     models: [implicit, mlp]            # swept when no --model is given (first the implicit model)
     fixed:                             # every trial of every model
       trainer.max_epochs: 20
-    params:                            # optional: parameters of every model section (a section's own win)
+    params:                            # optional: parameters of every model (a section's own win; a model
+                                       # config without a section gets these alone)
       lr: {key: model.init_args.optim.lr, type: float, low: 1.0e-4, high: 0.1, log: true}
     quick:                             # the default budget; --full ignores this block
       fixed: {data.init_args.n_train: 2000}
@@ -420,19 +421,28 @@ def load_search_space(path: str | Path, *, task: str, full: bool = False, model_
     """Read and check a search file; ``full`` ignores the ``quick`` block (the task's own budget).
 
     ``model_names``: the model configs that exist (``conf/models/*.yaml`` stems); other top-level keys are
-    errors.
+    errors. A model config without a section of its own gets the file's top-level ``params`` (where the file
+    has some), so a new model needs no empty section.
     """
     path = Path(path)
+    if model_names is None:
+        from lightning_implicit import confpath
+
+        model_names = confpath.names("models")
     text, top, sections = _read(path, task, model_names)
     models = _check_sections(path, top, sections)
     _check_optuna(top, path)
+    # a model config without a section gets the file's shared params (when it has some)
+    shared = [m for m in model_names if m not in sections] if top.params else []
     return SearchSpace(
         task=task,
         path=path,
         sha256=hashlib.sha256(text.encode()).hexdigest()[:16],
         budget="full" if full else "quick",
         models=list(models),
-        spaces={m: _model_space(m, sec, top, full, path) for m, sec in sections.items()},
+        spaces={
+            m: _model_space(m, sections.get(m, SectionEntry()), top, full, path) for m in [*sections, *shared]
+        },
         sampler=dict(top.sampler),
         pruner=dict(top.pruner),
         description=top.description,

@@ -19,9 +19,19 @@ from __future__ import annotations
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lightning_implicit.redact import redact
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from .execute import Outcome
+    from .plan import Job
+    from .profile import Profile
+    from .results import RunRecord
 
 __all__ = ["main", "reproduce", "amc_availability"]
 
@@ -63,28 +73,63 @@ def reproduce(
     data_args: list[str] | None = None,
     compare: bool = True,
 ) -> int:
-    """The whole pipeline (the CLI's body; ``train`` replaces ``run_training`` in tests). ``compare``: also train
-    the runs of the profile's ``compare_with`` profile (the report's default-recipe column)."""
-    import mlflow
+    """The whole pipeline (the CLI's body; ``train`` replaces ``run_training`` in tests): plan, execute, report.
+    ``compare``: also train the runs of the profile's ``compare_with`` profile (the report's default-recipe column).
 
-    from lightning_implicit.tracking import git_commit, resolve_tracking_uri
-    from lightning_implicit.tuned import load_tuned
-
-    from . import verdicts as V
-    from .execute import Interrupted, Outcome, Progress, find_reusable, fmt_duration, run_jobs
-    from .plan import build_jobs, tuned_recipes
-    from .profile import ProfileError, load_profile
-    from .report import build_report, log_report_run, start_report_run
-    from .results import RunRecord, load_results, run_url
+    Returns the exit code: 0, 1 (every run of a task failed), 2 (a bad profile or ``--tasks``), 130 (interrupted).
+    """
+    from .profile import ProfileError
 
     stream = stream or sys.stdout
     t0 = time.time()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
-        profile = load_profile(profile_name)
+        profile = _configured_profile(profile_name, workers=workers, seeds=seeds, tasks=tasks)
     except ProfileError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    plan = _plan(
+        profile, data=data, data_args=data_args or [], retrain=retrain, compare=compare, stream=stream
+    )
+    _print_plan(plan, stream)
+    if dry_run:
+        _print_dry_run(plan, stream)
+        return 0
+    out_dir = Path(out) / profile.name
+    outcomes = _execute(plan, out_dir, report_only=report_only, train=train, stream=stream)
+    if outcomes is None:
+        return 130
+    return _report(plan, outcomes, out_dir, t0=t0, train_wall=time.time() - t0, stream=stream)
+
+
+@dataclass
+class _Plan:
+    """What ``reproduce`` will do: the profile's ``jobs`` (without the ``skipped`` AMC ones), the ``extra`` jobs of
+    the compared profile, the finished runs ``reused`` from MLflow (by job key) and the ``todo`` runs to train,
+    heaviest first."""
+
+    profile: Profile
+    commit: str
+    data: str | None
+    amc_skip: str | None
+    uri: str
+    client: MlflowClient
+    jobs: list[Job]
+    skipped: list[Job]
+    extra: list[Job]
+    reused: dict[str, Outcome]
+    todo: list[Job]
+    tuned_notes: list[str]
+
+
+def _configured_profile(
+    name: str, *, workers: int | None, seeds: list[int] | None, tasks: list[str] | None
+) -> Profile:
+    """The profile with the command line's ``--workers``, ``--seeds`` and ``--tasks``; raises ``ProfileError``
+    for a bad profile or a task not in it."""
+    from .profile import ProfileError, load_profile
+
+    profile = load_profile(name)
     if workers is not None:
         profile.workers = workers
     if seeds is not None:
@@ -92,17 +137,31 @@ def reproduce(
     if tasks:
         unknown = sorted(set(tasks) - set(profile.tasks))
         if unknown:
-            print(
-                f"error: --tasks {','.join(unknown)}: not in profile {profile.name!r} (its tasks: "
-                f"{', '.join(profile.tasks)})",
-                file=sys.stderr,
+            raise ProfileError(
+                f"--tasks {','.join(unknown)}: not in profile {profile.name!r} (its tasks: "
+                f"{', '.join(profile.tasks)})"
             )
-            return 2
         profile.tasks = {t: plan for t, plan in profile.tasks.items() if t in tasks}
+    return profile
+
+
+def _plan(
+    profile: Profile, *, data: str | None, data_args: list[str], retrain: bool, compare: bool, stream
+) -> _Plan:
+    """One job per (task, model, seed) of the profile and, with ``compare``, of its compared profile; the ones
+    already in MLflow at this code version are reused (all trained again with ``retrain``). A bad market file
+    stops here, before any run (the data error propagates)."""
+    import mlflow
+
+    from lightning_implicit.tracking import git_commit, resolve_tracking_uri
+
+    from .execute import find_reusable
+    from .plan import build_jobs, tuned_recipes
+
     commit = git_commit()
     amc_skip = amc_availability(data) if "volatility" in profile.tasks else None
     if "volatility" in profile.tasks and not amc_skip:
-        _preflight_market(data, data_args or [], stream)  # a bad file stops here, before any run
+        _preflight_market(data, data_args, stream)  # a bad file stops here, before any run
     jobs = build_jobs(profile, commit=commit, data=data, data_args=data_args)
     tuned_notes = [why for task in profile.tasks if (why := tuned_recipes(profile, task)[1])]
     for why in tuned_notes:
@@ -124,54 +183,83 @@ def reproduce(
     reused = {} if retrain else find_reusable(jobs + extra, commit, client)
     todo = [j for j in jobs + extra if j.key not in reused]
     todo.sort(key=lambda j: -j.cost)
+    return _Plan(
+        profile, commit, data, amc_skip, uri, client, jobs, skipped, extra, reused, todo, tuned_notes
+    )
+
+
+def _print_plan(plan: _Plan, stream) -> None:
+    """The plan in a few lines: the profile, how many runs are reused and trained, the first time estimate."""
+    from .execute import fmt_duration
+
+    profile, todo = plan.profile, plan.todo
     est = sum(j.cost for j in todo) / max(1, min(profile.workers, len(todo) or 1))
     print(
         f"reproduce: profile {profile.name!r} ({profile.path}), {len(profile.tasks)} task(s), seeds {profile.seeds}, "
-        f"code {commit[:12]}",
+        f"code {plan.commit[:12]}",
         file=stream,
     )
     print(
-        f"  {len(jobs) + len(extra)} runs: {len(reused)} reused from MLflow ({redact(uri)}), {len(todo)} to train with "
-        f"{profile.workers} worker(s) (first estimate {fmt_duration(est)})",
+        f"  {len(plan.jobs) + len(plan.extra)} runs: {len(plan.reused)} reused from MLflow ({redact(plan.uri)}), "
+        f"{len(todo)} to train with {profile.workers} worker(s) (first estimate {fmt_duration(est)})",
         file=stream,
     )
-    if extra:
+    if plan.extra:
         print(
-            f"  of them {len(extra)} for profile {profile.compare_with!r} (the compared recipes; the others are "
+            f"  of them {len(plan.extra)} for profile {profile.compare_with!r} (the compared recipes; the others are "
             "shared or this profile's; --no-compare leaves them out)",
             file=stream,
         )
-    if amc_skip:
-        print(f"  AMC volatility skipped: {amc_skip}", file=stream)
-    if dry_run:
-        for j in jobs + extra:
-            print(
-                f"  {'reuse' if j.key in reused else 'train'}  {j.name:<44} est {j.cost:6.1f}s  {j.rerun_command()}",
-                file=stream,
-            )
-        return 0
-    out_dir = Path(out) / profile.name
-    outcomes: dict[str, Outcome] = dict(reused)
-    if not report_only and todo:
-        try:
-            with Progress(todo, profile.workers, stream=stream) as progress:
-                for o in run_jobs(
-                    todo,
-                    workers=profile.workers,
-                    threads=profile.threads_per_worker,
-                    log_dir=out_dir / "logs",
-                    on_done=progress.update,
-                    train=train,
-                ):
-                    outcomes[o.key] = o
-        except Interrupted as err:
-            print(
-                f"\ninterrupted: {err}. Finished runs are kept in MLflow; run the same command again to resume "
-                "where it stopped.",
-                file=stream,
-            )
-            return 130
-    train_wall = time.time() - t0
+    if plan.amc_skip:
+        print(f"  AMC volatility skipped: {plan.amc_skip}", file=stream)
+
+
+def _print_dry_run(plan: _Plan, stream) -> None:
+    """``--dry-run``: one line per run, reused or trained, with its estimate and the command that reruns it."""
+    for j in plan.jobs + plan.extra:
+        print(
+            f"  {'reuse' if j.key in plan.reused else 'train'}  {j.name:<44} est {j.cost:6.1f}s  {j.rerun_command()}",
+            file=stream,
+        )
+
+
+def _execute(plan: _Plan, out_dir: Path, *, report_only: bool, train, stream) -> dict[str, Outcome] | None:
+    """Train the ``todo`` runs in worker processes (none with ``report_only``), one progress line per run.
+
+    Returns the outcome of every run by job key (reused ones included), or None when interrupted (the finished
+    runs are kept in MLflow; the same command resumes)."""
+    from .execute import Interrupted, Progress, run_jobs
+
+    profile = plan.profile
+    outcomes = dict(plan.reused)
+    if report_only or not plan.todo:
+        return outcomes
+    try:
+        with Progress(plan.todo, profile.workers, stream=stream) as progress:
+            for o in run_jobs(
+                plan.todo,
+                workers=profile.workers,
+                threads=profile.threads_per_worker,
+                log_dir=out_dir / "logs",
+                on_done=progress.update,
+                train=train,
+            ):
+                outcomes[o.key] = o
+    except Interrupted as err:
+        print(
+            f"\ninterrupted: {err}. Finished runs are kept in MLflow; run the same command again to resume "
+            "where it stopped.",
+            file=stream,
+        )
+        return None
+    return outcomes
+
+
+def _run_records(plan: _Plan, outcomes: dict[str, Outcome]) -> list[RunRecord]:
+    """One ``RunRecord`` per run of the profile: the skipped AMC runs first, then each job with its outcome
+    (``missing`` when it has none)."""
+    from .results import RunRecord
+
     records = [
         RunRecord(
             task=j.task,
@@ -180,11 +268,11 @@ def reproduce(
             key=j.key,
             command=j.rerun_command(),
             outcome="skipped",
-            error=amc_skip,
+            error=plan.amc_skip,
         )
-        for j in skipped
+        for j in plan.skipped
     ]
-    for j in jobs:
+    for j in plan.jobs:
         o = outcomes.get(j.key)
         records.append(
             RunRecord(
@@ -200,47 +288,79 @@ def reproduce(
                 error=o.error if o else None,
             )
         )
+    return records
+
+
+def _report(
+    plan: _Plan, outcomes: dict[str, Outcome], out_dir: Path, *, t0: float, train_wall: float, stream
+) -> int:
+    """Read every run back, write the report and log it to its MLflow run, print the verdicts; the exit code."""
+    from lightning_implicit.tuned import load_tuned
+
+    from .report import build_report, log_report_run, start_report_run
+    from .results import load_results, run_url
+    from .structure import structural_reading
+
+    profile, client = plan.profile, plan.client
+    records = _run_records(plan, outcomes)
     results = load_results(records, client, profile.ui_url)
-    report_run_id, exp_id = start_report_run(client, profile, commit)
+    report_run_id, exp_id = start_report_run(client, profile, plan.commit)
     trained = sum(o.source == "trained" for o in outcomes.values())
     header = {
         "command": " ".join(["lightning-implicit reproduce", *sys.argv[2:]])
         if sys.argv[1:2] == ["reproduce"]
         else f"make reproduce PROFILE={profile.name}",
-        "commit": commit,
-        "tracking_uri": redact(uri),
+        "commit": plan.commit,
+        "tracking_uri": redact(plan.uri),
         "report_run_id": report_run_id,
         "report_run_url": run_url(profile.ui_url, exp_id, report_run_id),
         "trained": trained,
-        "reused": len(reused),
+        "reused": len(plan.reused),
         "wall_s": train_wall,
         "workers": profile.workers,
     }
-    tuned = {(j.task, j.model): load_tuned(Path(j.tuned)) for j in jobs if j.tuned}
-    companion = _companion(profile, commit, data, amc_skip, client) if profile.compare_with else None
-    from .structure import structural_reading
-
-    readings = structural_reading(results, profile, uri=uri)  # (the logged models of that store)
+    tuned = {(j.task, j.model): load_tuned(Path(j.tuned)) for j in plan.jobs if j.tuned}
+    companion = (
+        _companion(profile, plan.commit, plan.data, plan.amc_skip, client) if profile.compare_with else None
+    )
+    readings = structural_reading(results, profile, uri=plan.uri)  # (the logged models of that store)
     path, verdicts = build_report(
         results,
         profile,
         out_dir,
         client=client,
-        amc_skip=amc_skip,
+        amc_skip=plan.amc_skip,
         header=header,
         tuned=tuned,
-        tuned_notes=tuned_notes,
+        tuned_notes=plan.tuned_notes,
         companion=companion,
         readings=readings,
     )
     stats = {
         "runs": len(records),
         "trained": trained,
-        "reused": len(reused),
+        "reused": len(plan.reused),
         "wall_s": time.time() - t0,
         "failed": sum(r.outcome in ("failed", "missing") for r in records),
     }
     log_report_run(client, report_run_id, out_dir, verdicts, stats)
+    _print_outcome(
+        plan, records, verdicts, out_dir, path=path, run=(report_run_id, exp_id), t0=t0, stream=stream
+    )
+    return _exit_code(records, out_dir)
+
+
+def _print_outcome(
+    plan: _Plan, records: list, verdicts, out_dir: Path, *, path, run, t0: float, stream
+) -> None:
+    """The verdicts, the failed runs, where the report is, and its run in the MLflow UI (and whether that runs)."""
+    from lightning_implicit.console import ui_running
+
+    from . import verdicts as V
+    from .execute import fmt_duration
+    from .results import run_url
+
+    profile, (report_run_id, exp_id) = plan.profile, run
     print("\nverdicts:", file=stream)
     for v in verdicts:
         mark = f" ({V.ON_MARGIN})" if v.on_margin else ""
@@ -256,12 +376,14 @@ def reproduce(
         f"{profile.reproduce_experiment!r}; total {fmt_duration(time.time() - t0)}",
         file=stream,
     )
-    from lightning_implicit.console import ui_running
-
     ui = run_url(profile.ui_url, exp_id, report_run_id)
     print(f"report run in UI: {ui}", file=stream)
     if not ui_running(profile.ui_url.rstrip("/")):
         print("UI: not running; start it with `make ui` (the report's run links open there)", file=stream)
+
+
+def _exit_code(records: list[RunRecord], out_dir: Path) -> int:
+    """1 (with an ``error:`` line) when every run of some task that was not skipped failed, else 0."""
     dead = sorted(
         {r.task for r in records if r.outcome != "skipped"}
         - {r.task for r in records if r.outcome in ("ok", "diverged")}

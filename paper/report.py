@@ -187,28 +187,33 @@ def _sec_sweep(results, verdicts, section, fig, paper_text) -> list[str]:
 
 
 def _sec_table1(results: Results, verdicts, amc_skip: str | None) -> list[str]:
+    lines = _table1_lines(results, amc_skip)
+    out = [
+        "Paper's layout (Table 1 of the paper; its numbers are copied in `paper_numbers.TABLE1`) with our "
+        "measured values beside the paper's (lower is better). Spiky MSEs are in the paper's units: the target "
+        "min-max scaled by the training part's range (`mse_paper` = raw MSE / range²; raw MSEs and the reference "
+        "forecasters are in the table below it). "
+        "*Train* is the metric on the training split after training; *test* on the test part "
+        "(spiky: the chronological continuation; AMC: the test year).\n",
+        "\n".join(lines) + "\n",
+    ]
+    if "spiky" in results.tasks():
+        out.append(_spiky_units_table(results))
+    out.extend(_amc_data_notes(results, amc_skip))
+    out.append(_verdict_lines(verdicts, "table-1"))
+    return out
+
+
+def _table1_lines(results: Results, amc_skip: str | None) -> list[str]:
+    """Table 1's markdown lines: the paper's rows, then our models without a row, then the naive forecasters."""
     head = (
         "| Model | Spiky train MSE (paper) | Spiky train MSE (ours) | Spiky test MSE (paper) | Spiky test MSE (ours) "
         "| AMC train MAPE (paper) | AMC train MAPE (ours) | AMC test MAPE (paper) | AMC test MAPE (ours) |"
     )
     lines = [head, "|---" * 9 + "|"]
-    spiky_run = "spiky" in results.tasks()
-    amc_run = "volatility" in results.tasks() and not amc_skip
 
     def ours(task, model, kind):
-        if model is None:
-            return "-"
-        if task == "spiky" and not spiky_run:
-            return "not run"
-        if task == "volatility" and not amc_run:
-            return "skipped" if amc_skip else "not run"
-        if not results.runs(task, model):
-            return "not run"
-        metric = "mse_paper" if task == "spiky" else "mape"
-        if kind == "train":
-            return cell(results.scalar(task, model, f"train_eval/{metric}"), _links(results, task, model))
-        shift = results.shifts(task)[0] if results.shifts(task) else None
-        return cell(_at(results, task, model, metric, shift), _links(results, task, model))
+        return _table1_ours(results, task, model, kind, amc_skip)
 
     def paper(v):
         return "-" if v is None else f"{v:g}"
@@ -231,49 +236,67 @@ def _sec_table1(results: Results, verdicts, amc_skip: str | None) -> list[str]:
                 f"| {label(m)} (Table 4, no Table 1 row) | - | {cols[0]} | - | {cols[1]} | - | {cols[2]} | - | "
                 f"{cols[3]} |"
             )
-    if amc_run:
-        shift = results.shifts("volatility")[0] if results.shifts("volatility") else None
-        for prefix, name in (
-            ("naive_zero_", "Zero forecast (naive)"),
-            ("naive_persistence_", "Persistence (naive)"),
-        ):
-            vals, links = {}, {}
-            for m in results.models("volatility"):
-                v = _at(results, "volatility", m, f"{prefix}mape", shift)
-                if v:
-                    vals, links = v, _links(results, "volatility", m)
-                    break
-            lines.append(f"| {name} | - | - | - | - | - | - | - | {cell(vals, links)} |")
-    out = [
-        "Paper's layout (Table 1 of the paper; its numbers are copied in `paper_numbers.TABLE1`) with our "
-        "measured values beside the paper's (lower is better). Spiky MSEs are in the paper's units: the target "
-        "min-max scaled by the training part's range (`mse_paper` = raw MSE / range²; raw MSEs and the reference "
-        "forecasters are in the table below it). "
-        "*Train* is the metric on the training split after training; *test* on the test part "
-        "(spiky: the chronological continuation; AMC: the test year).\n",
-        "\n".join(lines) + "\n",
-    ]
-    if spiky_run:
-        out.append(_spiky_units_table(results))
+    if "volatility" in results.tasks() and not amc_skip:
+        lines.extend(_table1_naive_lines(results))
+    return lines
+
+
+def _table1_ours(results: Results, task: str, model: str | None, kind: str, amc_skip: str | None) -> str:
+    """Our cell of Table 1: ``model``'s train or test metric on ``task`` (``kind``: ``"train"`` / ``"test"``;
+    test at the first shift), or why there is none."""
+    if model is None:
+        return "-"
+    if task == "spiky" and "spiky" not in results.tasks():
+        return "not run"
+    if task == "volatility" and not ("volatility" in results.tasks() and not amc_skip):
+        return "skipped" if amc_skip else "not run"
+    if not results.runs(task, model):
+        return "not run"
+    metric = "mse_paper" if task == "spiky" else "mape"
+    if kind == "train":
+        return cell(results.scalar(task, model, f"train_eval/{metric}"), _links(results, task, model))
+    shift = results.shifts(task)[0] if results.shifts(task) else None
+    return cell(_at(results, task, model, metric, shift), _links(results, task, model))
+
+
+def _table1_naive_lines(results: Results) -> list[str]:
+    """The naive AMC forecasters' test MAPE (logged beside every volatility run; the first model that has it)."""
+    shift = results.shifts("volatility")[0] if results.shifts("volatility") else None
+    lines = []
+    for prefix, name in (
+        ("naive_zero_", "Zero forecast (naive)"),
+        ("naive_persistence_", "Persistence (naive)"),
+    ):
+        vals, links = {}, {}
+        for m in results.models("volatility"):
+            v = _at(results, "volatility", m, f"{prefix}mape", shift)
+            if v:
+                vals, links = v, _links(results, "volatility", m)
+                break
+        lines.append(f"| {name} | - | - | - | - | - | - | - | {cell(vals, links)} |")
+    return lines
+
+
+def _amc_data_notes(results: Results, amc_skip: str | None) -> list[str]:
+    """Under Table 1: why AMC was skipped, or which data it ran on (and a warning when that was synthetic)."""
     if amc_skip:
-        out.append(f"**AMC volatility: skipped** — {amc_skip}\n")
-    elif amc_run:
-        card = (
-            next((r.data_card for r in results.records if r.task == "volatility" and r.data_card), None) or {}
+        return [f"**AMC volatility: skipped** — {amc_skip}\n"]
+    if "volatility" not in results.tasks():
+        return []
+    out = []
+    card = next((r.data_card for r in results.records if r.task == "volatility" and r.data_card), None) or {}
+    if card.get("synthetic"):
+        out.append(
+            "**AMC volatility ran on SYNTHETIC data (DATA=synthetic), not AMC market data**; its numbers "
+            "are not comparable with the paper's.\n"
         )
-        if card.get("synthetic"):
-            out.append(
-                "**AMC volatility ran on SYNTHETIC data (DATA=synthetic), not AMC market data**; its numbers "
-                "are not comparable with the paper's.\n"
-            )
-        desc = {
-            k: card.get(k)
-            for k in ("source", "interval", "variant", "ticker", "train_range", "test_range")
-            if card.get(k) is not None
-        }
-        if desc:
-            out.append(f"AMC data used: `{json.dumps(desc, default=str)}`\n")
-    out.append(_verdict_lines(verdicts, "table-1"))
+    desc = {
+        k: card.get(k)
+        for k in ("source", "interval", "variant", "ticker", "train_range", "test_range")
+        if card.get(k) is not None
+    }
+    if desc:
+        out.append(f"AMC data used: `{json.dumps(desc, default=str)}`\n")
     return out
 
 

@@ -87,47 +87,13 @@ def resolve_source(
     if interval not in ("1m", "1d"):
         raise ValueError(f"interval must be '1m' or '1d', got {interval!r}")
     now = pd.Timestamp.now(tz="UTC") if now is None else _utc(now)
-
-    # 1. explicit file
     if data is not None and str(data).strip().lower() != "synthetic":
-        p = Path(data)
-        if not p.is_symlink() and not p.exists():  # a dangling link or a loop is named by load_minute_file
-            raise _unavailable(f"DATA file {str(p)!r} does not exist.", ticker=ticker, interval=interval)
-        df, info = load_minute_file(p, assume_tz=assume_tz, ticker=ticker)
-        if df.empty:
-            raise _unavailable(f"DATA file {str(p)!r} has no rows.", ticker=ticker, interval=interval)
-        return Source("file", df, _file_interval(info), info)
-
-    # 2. synthetic, only by name
+        return _from_file(Path(data), assume_tz=assume_tz, ticker=ticker, interval=interval)
     if data is not None:
-        kw = dict(synthetic_kwargs or {})
-        df = synthetic_minute_bars(**kw)
-        info = {
-            "generator": "synthetic_minute_bars",
-            "params": {k: str(v) for k, v in kw.items()},
-            "layout": "synthetic",
-            "sha256": None,
-        }
-        return Source("synthetic", df, "1m", info, price_basis="synthetic", synthetic=True)
-
-    # 3. cache directory
-    cached: pd.DataFrame | None = None
-    cache_info: dict[str, Any] = {}
-    cache_path = next((c for c in _cache_candidates(cache_dir, ticker, interval) if c.is_file()), None)
-    if cache_path is not None:
-        try:
-            cached, cache_info = load_minute_file(cache_path, assume_tz=assume_tz)
-        except DataValidationError as err:
-            raise DataValidationError(
-                f"the market cache {cache_path} is damaged ({str(err).splitlines()[-1].strip()}); "
-                f"delete it (rm {cache_path}) and run again to rebuild it"
-            ) from None
-        if cached.empty:
-            cached = None
-        elif not allow_download or (interval == "1d" and not refresh):
-            return Source("cache", cached, _file_interval(cache_info), cache_info)
-
-    # 4. yfinance
+        return _synthetic(synthetic_kwargs)
+    cache = _read_cache(cache_dir, ticker, interval, assume_tz)
+    if cache.frame is not None and (not allow_download or (interval == "1d" and not refresh)):
+        return Source("cache", cache.frame, _file_interval(cache.info), cache.info)
     if not allow_download:
         raise _unavailable(
             "no DATA file was given and downloads are not allowed (allow_download=False).",
@@ -145,55 +111,123 @@ def resolve_source(
         interval=interval,
         cache_dir=cache_dir,
     )
-    basis = _yf_basis(now)
     if interval == "1d":
-        s = str(pd.Timestamp(start or PAPER_TRAIN_RANGE[0]).date())
-        e = str(pd.Timestamp(end or "2022-01-01").date())
-        raw = fetch.history(s, e)
-        if raw is None or len(raw) == 0:
-            raise fetch._err(
-                f"yfinance returned no rows for {ticker} interval=1d {s}..{e} "
-                "(delisted ticker, range outside Yahoo's history, or a silent Yahoo failure)."
-            )
-        df, info = normalize_bars(raw)
-        info |= {
-            "ticker": ticker,
-            "interval": "1d",
-            "requested": [s, e],
-            "downloaded_at": str(now),
-            "yfinance_call": f"yf.Ticker({ticker!r}).history(start={s!r}, end={e!r}, interval='1d', "
-            "auto_adjust=False)",
-        }
-        if cache_dir is not None:
-            path = Path(cache_dir) / f"{ticker}_1d.parquet"
-            _write_cache(df, path)
-            info |= {"cache_path": str(path), "sha256": _file_sha256(path)}
-        return Source("yfinance", df, "1d", info, price_basis=basis)
+        return _download_daily(fetch, ticker, start, end, now=now, cache_dir=cache_dir)
+    return _download_minutes(fetch, ticker, start, end, now=now, cache_dir=cache_dir, cache=cache)
 
-    # 1-minute: incremental chunks over Yahoo's last ~29 days
+
+def _from_file(p: Path, *, assume_tz: str | None, ticker: str, interval: str) -> Source:
+    """1. The user's file (its bar spacing gives the interval)."""
+    if not p.is_symlink() and not p.exists():  # a dangling link or a loop is named by load_minute_file
+        raise _unavailable(f"DATA file {str(p)!r} does not exist.", ticker=ticker, interval=interval)
+    df, info = load_minute_file(p, assume_tz=assume_tz, ticker=ticker)
+    if df.empty:
+        raise _unavailable(f"DATA file {str(p)!r} has no rows.", ticker=ticker, interval=interval)
+    return Source("file", df, _file_interval(info), info)
+
+
+def _synthetic(synthetic_kwargs: Mapping[str, Any] | None) -> Source:
+    """2. Seeded, labelled synthetic minute bars (only when asked for by name)."""
+    kw = dict(synthetic_kwargs or {})
+    df = synthetic_minute_bars(**kw)
+    info = {
+        "generator": "synthetic_minute_bars",
+        "params": {k: str(v) for k, v in kw.items()},
+        "layout": "synthetic",
+        "sha256": None,
+    }
+    return Source("synthetic", df, "1m", info, price_basis="synthetic", synthetic=True)
+
+
+@dataclass
+class _Cache:
+    """3. What the cache directory holds: ``frame`` None when there is no cache file or it has no rows."""
+
+    frame: pd.DataFrame | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+
+def _read_cache(
+    cache_dir: str | os.PathLike | None, ticker: str, interval: str, assume_tz: str | None
+) -> _Cache:
+    """The first cache file of ``ticker``/``interval`` in ``cache_dir``; a damaged one is an error naming it."""
+    cache_path = next((c for c in _cache_candidates(cache_dir, ticker, interval) if c.is_file()), None)
+    if cache_path is None:
+        return _Cache()
+    try:
+        cached, cache_info = load_minute_file(cache_path, assume_tz=assume_tz)
+    except DataValidationError as err:
+        raise DataValidationError(
+            f"the market cache {cache_path} is damaged ({str(err).splitlines()[-1].strip()}); "
+            f"delete it (rm {cache_path}) and run again to rebuild it"
+        ) from None
+    return _Cache(None if cached.empty else cached, cache_info, cache_path)
+
+
+def _download_daily(
+    fetch: _Fetcher,
+    ticker: str,
+    start: str | pd.Timestamp | None,
+    end: str | pd.Timestamp | None,
+    *,
+    now: pd.Timestamp,
+    cache_dir: str | os.PathLike | None,
+) -> Source:
+    """4a. The daily variant from yfinance over ``start..end`` (default: the paper's range), written to the cache."""
+    s = str(pd.Timestamp(start or PAPER_TRAIN_RANGE[0]).date())
+    e = str(pd.Timestamp(end or "2022-01-01").date())
+    raw = fetch.history(s, e)
+    if raw is None or len(raw) == 0:
+        raise fetch._err(
+            f"yfinance returned no rows for {ticker} interval=1d {s}..{e} "
+            "(delisted ticker, range outside Yahoo's history, or a silent Yahoo failure)."
+        )
+    df, info = normalize_bars(raw)
+    info |= {
+        "ticker": ticker,
+        "interval": "1d",
+        "requested": [s, e],
+        "downloaded_at": str(now),
+        "yfinance_call": f"yf.Ticker({ticker!r}).history(start={s!r}, end={e!r}, interval='1d', "
+        "auto_adjust=False)",
+    }
+    if cache_dir is not None:
+        path = Path(cache_dir) / f"{ticker}_1d.parquet"
+        _write_cache(df, path)
+        info |= {"cache_path": str(path), "sha256": _file_sha256(path)}
+    return Source("yfinance", df, "1d", info, price_basis=_yf_basis(now))
+
+
+def _download_minutes(
+    fetch: _Fetcher,
+    ticker: str,
+    start: str | pd.Timestamp | None,
+    end: str | pd.Timestamp | None,
+    *,
+    now: pd.Timestamp,
+    cache_dir: str | os.PathLike | None,
+    cache: _Cache,
+) -> Source:
+    """4b. 1-minute bars: incremental chunks over Yahoo's last ~29 days, merged into the cache (the cache alone,
+    with a warning, when the download fails)."""
+    basis = _yf_basis(now)
+    cached = cache.frame
     earliest = now - pd.Timedelta(days=YAHOO_1M_DAYS)
     s0 = earliest if start is None else max(_utc(start), earliest)
     if cached is not None:  # re-fetch the last cached session: the overlap checks the price basis
         s0 = max(earliest, _utc(cached.index.max().normalize()))
     e0 = now if end is None else min(_utc(end), now)
-    frames, chunks = [], []
     try:
-        cur = s0
-        while cur < e0:
-            nxt = min(cur + pd.Timedelta(days=YAHOO_1M_CHUNK_DAYS), e0)
-            raw = fetch.history(cur, nxt)
-            chunks.append([str(cur), str(nxt), 0 if raw is None else len(raw)])
-            if raw is not None and len(raw):
-                frames.append(normalize_bars(raw)[0])
-            cur = nxt
+        frames, chunks = _fetch_minute_chunks(fetch, s0, e0)
     except DataUnavailableError as exc:
         if cached is None:
             raise
-        warnings.warn(f"1-minute download failed, using the cache {cache_path}: {exc}", stacklevel=2)
-        return Source("cache", cached, "1m", cache_info | {"download_error": str(exc).splitlines()[0]})
+        warnings.warn(f"1-minute download failed, using the cache {cache.path}: {exc}", stacklevel=3)
+        return Source("cache", cached, "1m", cache.info | {"download_error": str(exc).splitlines()[0]})
     if not frames:
         if cached is not None:
-            return Source("cache", cached, "1m", cache_info | {"download_note": "no new bars"})
+            return Source("cache", cached, "1m", cache.info | {"download_note": "no new bars"})
         raise fetch._err(
             f"yfinance returned no 1-minute rows for {ticker} between {s0} and {e0} "
             "(Yahoo serves 1-minute bars for the last ~30 days only)."
@@ -216,6 +250,23 @@ def resolve_source(
         _write_cache(merged, path)
         info |= {"cache_path": str(path), "sha256": _file_sha256(path)}
     return Source("yfinance", merged, "1m", info, price_basis=basis)
+
+
+def _fetch_minute_chunks(
+    fetch: _Fetcher, s0: pd.Timestamp, e0: pd.Timestamp
+) -> tuple[list[pd.DataFrame], list[list[Any]]]:
+    """The normalised non-empty chunks of ``s0..e0`` (at most ``YAHOO_1M_CHUNK_DAYS`` each) and, per chunk
+    requested, ``[start, end, rows]``."""
+    frames, chunks = [], []
+    cur = s0
+    while cur < e0:
+        nxt = min(cur + pd.Timedelta(days=YAHOO_1M_CHUNK_DAYS), e0)
+        raw = fetch.history(cur, nxt)
+        chunks.append([str(cur), str(nxt), 0 if raw is None else len(raw)])
+        if raw is not None and len(raw):
+            frames.append(normalize_bars(raw)[0])
+        cur = nxt
+    return frames, chunks
 
 
 def _utc(x: str | pd.Timestamp) -> pd.Timestamp:

@@ -22,6 +22,7 @@ import functools
 import itertools
 import logging
 import os
+import re
 import shlex
 import signal
 import sys
@@ -29,6 +30,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -36,7 +38,7 @@ from optuna.trial import TrialState
 from lightning_implicit.confpath import name_of
 from lightning_implicit.jobs import WorkerPool, worker_slot
 from lightning_implicit.lifecycle import DeferredSignals, signal_name
-from lightning_implicit.run.spec import QUIET_TRAINER, RunSpec, flag_args, parse_flags
+from lightning_implicit.run.spec import QUIET_TRAINER, RunSpec, flag_args
 
 from .default_trial import DEFAULT_ATTR, default_point, has_default
 from .interrupt import InterruptAtBatchEnd
@@ -101,11 +103,15 @@ class SweepOptions:
     timeout: float | None = None
     threads: int = 1
     verbose: bool = False
-    overrides: list[str] = field(default_factory=list)
-    # start each new study from the configuration's own recipe (:mod:`.default_trial`); ``recipe`` holds the
-    # command-line overrides that belong to that recipe but are searched (a profile's learning rate, say)
+    overrides: list[str] = field(default_factory=list)  # the user's own flags: they win, and are not searched
+    # the ``profile`` layer of every trial's run (:class:`~lightning_implicit.run.spec.RunSpec`): a reproduction
+    # profile's settings of keys the space neither searches nor fixes (``tune`` hands them over)
+    profile: dict[str, Any] = field(default_factory=dict)
+    # start each new study from the configuration's own recipe (:mod:`.default_trial`); ``recipe``: the ``profile``
+    # layer of that first trial's run, the profile's settings of keys the space searches or fixes (its learning
+    # rate, say)
     start_from_default: bool = False
-    recipe: list[str] = field(default_factory=list)
+    recipe: dict[str, Any] = field(default_factory=dict)
     worker_index: int | None = None  # internal: set in worker i of a parallel sweep (its sampler seed offset)
 
 
@@ -185,7 +191,7 @@ def _base_spec(opts: SweepOptions, model: str) -> RunSpec:
     """A trial's run before the search space: the config files, the quiet defaults, the data file."""
     run = {"data.init_args.data": opts.data, "data.init_args.interval": opts.interval}
     spec = RunSpec(opts.task, model, opts.seed, opts.trainer).with_layer("defaults", QUIET_TRAINER)
-    return spec.with_layer("run", {k: v for k, v in run.items() if v})
+    return spec.with_layer("profile", opts.profile).with_layer("run", {k: v for k, v in run.items() if v})
 
 
 def _args(spec: RunSpec) -> list[str]:
@@ -249,7 +255,7 @@ def _enqueue_default(study: optuna.Study, opts: SweepOptions, ctx: TrialContext,
 
     if has_default(study.get_trials(deepcopy=False)):
         return
-    spec = _base_spec(opts, ctx.model).with_layer("profile", parse_flags(opts.recipe))
+    spec = _base_spec(opts, ctx.model).with_layer("profile", opts.recipe)
     args = _args(spec.with_layer("run", ctx.fold_overrides(0))) + ctx.pinned
     point = default_point(ctx.space, parse_config(args), load_data(args).steps_per_epoch())
     study.enqueue_trial(point.params, user_attrs={DEFAULT_ATTR: point.label})
@@ -383,11 +389,25 @@ def _check_signature(
             "settings or start a new study with --study NAME"
         )
     settings = " ".join(ctx.base_args[ctx.base_args.index("--tracking.model_name") :] + ctx.pinned)
-    if study.user_attrs.get("sweep.settings") not in (None, settings):
+    old_settings = study.user_attrs.get("sweep.settings")
+    if old_settings is not None and _setting_pairs(old_settings) != _setting_pairs(settings):
         say(
             f"[{ctx.model}] note: the fixed settings differ from when study {ctx.study_name!r} was created; "
             "its earlier values may not be comparable"
         )
+
+
+def _setting_pairs(settings: str) -> dict[str, str]:
+    """A study's recorded settings (``--key value`` flags joined by spaces) as ``{key: value}``: two records that
+    differ only in the order of their flags (a layer of the run moved, e.g. a profile's settings) compare
+    equal."""
+    out: dict[str, str] = {}
+    for part in re.split(r"(?:^| )--(?=[A-Za-z_])", settings):
+        if part:
+            key, _, value = part.partition(" ")
+            out.pop(key, None)
+            out[key] = value
+    return out
 
 
 def _run_quota(
@@ -473,7 +493,7 @@ def _retrain(ctx: TrialContext, study: optuna.Study, out: ModelOutcome, say, cal
 
 def _reproduce(opts: SweepOptions, ctx: TrialContext, overrides: list[str]) -> str:
     """The ``lightning-implicit train`` command that trains the best config (with the shift sweep)."""
-    fixed = flag_args(ctx.space.fixed)
+    fixed = flag_args(opts.profile | ctx.space.fixed)
     cmd = ["lightning-implicit", "train", "--task", opts.task, "--model", ctx.model, "--seed", str(opts.seed)]
     cmd += ["--trainer", opts.trainer] if opts.trainer != "cpu" else []
     cmd += ["--data", opts.data] if opts.data else []

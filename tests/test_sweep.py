@@ -734,3 +734,15 @@ def test_a_signal_right_after_the_trials_run_is_created_leaves_no_run_running(en
     assert (
         trial.info.status == "FAILED" and trial.data.tags["fail_reason"] == "interrupted"
     )  # as any interrupted trial
+
+
+def test_recorded_settings_compare_by_key_not_by_flag_order():
+    """A resumed study notes changed fixed settings; the same flags in another order (a layer of the run moved,
+    e.g. the profile's settings now come before the space's) are the same settings."""
+    from lightning_implicit.sweep.driver import _setting_pairs
+
+    old = "--tracking.model_name mlp --data.init_args.shifts [10, 20] --trainer.max_epochs -1 --data.init_args.n_train 200"
+    new = "--tracking.model_name mlp --data.init_args.n_train 200 --data.init_args.shifts [10, 20] --trainer.max_epochs -1"
+    assert _setting_pairs(old) == _setting_pairs(new)
+    assert _setting_pairs(old)["data.init_args.shifts"] == "[10, 20]"
+    assert _setting_pairs(new) != _setting_pairs(new.replace("n_train 200", "n_train 300"))

@@ -515,3 +515,45 @@ def test_a_tuned_config_records_its_storage_without_a_machine_path(tmp_path):
     assert portable_storage(inside, root=tmp_path / "elsewhere") == "sqlite:///<elsewhere>/optuna.db"
     assert portable_storage("sqlite:///mlruns/optuna.db") == "sqlite:///mlruns/optuna.db"  # already relative
     assert portable_storage("postgresql://u:***@db/optuna") == "postgresql://u:***@db/optuna"
+
+
+def test_tune_hands_the_sweep_the_profile_as_run_spec_layers(tiny, monkeypatch):
+    """The profile's settings reach the sweep as RunSpec layers, not flag lists: those of keys the space searches
+    or fixes as the first trial's recipe, the others as the ``profile`` layer of every trial's run, which the
+    space's fixed values, the trial's values, the run's own settings (its fold) and the user's flags override."""
+    import lightning_implicit.sweep.driver as driver
+    from lightning_implicit.sweep.space import parse_config
+
+    handed = []
+    monkeypatch.setattr(driver, "run_sweep", lambda sweep, command=None: handed.append(sweep) or 0)
+    (tiny / "tiny.yaml").write_text(
+        RECIPE_PROFILE.replace(
+            "data.init_args.n_test: 20", "data.init_args.n_test: 20, data.init_args.fold: 0"
+        )
+    )
+    opts = _opts(tiny, models=["implicit"], trials=1, extra=["--data.init_args.n_test", "30"])
+    tune_profile(tiny / "tiny.yaml", opts, say=lambda m: None)
+    (sweep,) = handed
+    assert sweep.recipe == {
+        "trainer.max_epochs": 2,
+        "data.init_args.batch_size": 64,
+        "model.init_args.optim.lr": 0.01,
+    }
+    assert sweep.profile == {
+        "data.init_args.n_train": 200,
+        "data.init_args.n_test": 20,
+        "data.init_args.fold": 0,
+        "data.init_args.shifts": [10],
+    }
+    assert sweep.overrides == ["--data.init_args.n_test", "30"]
+
+    space = load_search_space(tiny / "space" / "default.yaml", task="addition", full=True)
+    ctx = driver._contexts(sweep, space, ["implicit"], lambda m: None)["implicit"]
+    assert ctx.spec.layer("profile") == sweep.profile and ctx.pinned == sweep.overrides
+    trial = ["--model.init_args.optim.lr", "0.02", "--trainer.max_steps", "5"]
+    cfg = parse_config(ctx.run_args(trial, 1, None, "t", {}))
+    assert cfg["data.init_args.n_train"] == 200 and cfg["data.init_args.shifts"] == [10]  # the profile's
+    assert cfg["trainer.max_epochs"] == -1  # the space's fixed value (the profile's 2 is the recipe's)
+    assert cfg["model.init_args.optim.lr"] == 0.02  # the trial's value
+    assert cfg["data.init_args.fold"] == 1  # the run's fold
+    assert cfg["data.init_args.n_test"] == 30  # the user's flag

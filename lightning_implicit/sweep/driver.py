@@ -22,6 +22,7 @@ import functools
 import itertools
 import logging
 import os
+import re
 import shlex
 import signal
 import sys
@@ -29,6 +30,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -36,7 +38,7 @@ from optuna.trial import TrialState
 from lightning_implicit.confpath import name_of
 from lightning_implicit.jobs import WorkerPool, worker_slot
 from lightning_implicit.lifecycle import DeferredSignals, signal_name
-from lightning_implicit.run.spec import QUIET_TRAINER, RunSpec, flag_args, parse_flags
+from lightning_implicit.run.spec import QUIET_TRAINER, RunSpec, flag_args
 
 from .default_trial import DEFAULT_ATTR, default_point, has_default
 from .interrupt import InterruptAtBatchEnd
@@ -101,11 +103,15 @@ class SweepOptions:
     timeout: float | None = None
     threads: int = 1
     verbose: bool = False
-    overrides: list[str] = field(default_factory=list)
-    # start each new study from the configuration's own recipe (:mod:`.default_trial`); ``recipe`` holds the
-    # command-line overrides that belong to that recipe but are searched (a profile's learning rate, say)
+    overrides: list[str] = field(default_factory=list)  # the user's own flags: they win, and are not searched
+    # the ``profile`` layer of every trial's run (:class:`~lightning_implicit.run.spec.RunSpec`): a reproduction
+    # profile's settings of keys the space neither searches nor fixes (``tune`` hands them over)
+    profile: dict[str, Any] = field(default_factory=dict)
+    # start each new study from the configuration's own recipe (:mod:`.default_trial`); ``recipe``: the ``profile``
+    # layer of that first trial's run, the profile's settings of keys the space searches or fixes (its learning
+    # rate, say)
     start_from_default: bool = False
-    recipe: list[str] = field(default_factory=list)
+    recipe: dict[str, Any] = field(default_factory=dict)
     worker_index: int | None = None  # internal: set in worker i of a parallel sweep (its sampler seed offset)
 
 
@@ -185,7 +191,7 @@ def _base_spec(opts: SweepOptions, model: str) -> RunSpec:
     """A trial's run before the search space: the config files, the quiet defaults, the data file."""
     run = {"data.init_args.data": opts.data, "data.init_args.interval": opts.interval}
     spec = RunSpec(opts.task, model, opts.seed, opts.trainer).with_layer("defaults", QUIET_TRAINER)
-    return spec.with_layer("run", {k: v for k, v in run.items() if v})
+    return spec.with_layer("profile", opts.profile).with_layer("run", {k: v for k, v in run.items() if v})
 
 
 def _args(spec: RunSpec) -> list[str]:
@@ -249,7 +255,7 @@ def _enqueue_default(study: optuna.Study, opts: SweepOptions, ctx: TrialContext,
 
     if has_default(study.get_trials(deepcopy=False)):
         return
-    spec = _base_spec(opts, ctx.model).with_layer("profile", parse_flags(opts.recipe))
+    spec = _base_spec(opts, ctx.model).with_layer("profile", opts.recipe)
     args = _args(spec.with_layer("run", ctx.fold_overrides(0))) + ctx.pinned
     point = default_point(ctx.space, parse_config(args), load_data(args).steps_per_epoch())
     study.enqueue_trial(point.params, user_attrs={DEFAULT_ATTR: point.label})
@@ -383,11 +389,25 @@ def _check_signature(
             "settings or start a new study with --study NAME"
         )
     settings = " ".join(ctx.base_args[ctx.base_args.index("--tracking.model_name") :] + ctx.pinned)
-    if study.user_attrs.get("sweep.settings") not in (None, settings):
+    old_settings = study.user_attrs.get("sweep.settings")
+    if old_settings is not None and _setting_pairs(old_settings) != _setting_pairs(settings):
         say(
             f"[{ctx.model}] note: the fixed settings differ from when study {ctx.study_name!r} was created; "
             "its earlier values may not be comparable"
         )
+
+
+def _setting_pairs(settings: str) -> dict[str, str]:
+    """A study's recorded settings (``--key value`` flags joined by spaces) as ``{key: value}``: two records that
+    differ only in the order of their flags (a layer of the run moved, e.g. a profile's settings) compare
+    equal."""
+    out: dict[str, str] = {}
+    for part in re.split(r"(?:^| )--(?=[A-Za-z_])", settings):
+        if part:
+            key, _, value = part.partition(" ")
+            out.pop(key, None)
+            out[key] = value
+    return out
 
 
 def _run_quota(
@@ -473,7 +493,7 @@ def _retrain(ctx: TrialContext, study: optuna.Study, out: ModelOutcome, say, cal
 
 def _reproduce(opts: SweepOptions, ctx: TrialContext, overrides: list[str]) -> str:
     """The ``lightning-implicit train`` command that trains the best config (with the shift sweep)."""
-    fixed = flag_args(ctx.space.fixed)
+    fixed = flag_args(opts.profile | ctx.space.fixed)
     cmd = ["lightning-implicit", "train", "--task", opts.task, "--model", ctx.model, "--seed", str(opts.seed)]
     cmd += ["--trainer", opts.trainer] if opts.trainer != "cpu" else []
     cmd += ["--data", opts.data] if opts.data else []
@@ -726,110 +746,159 @@ def _run_parallel(
     trials start while the last ones of the previous model run: no idle gap between phases). A worker that dies
     fails its own trial (retried per ``--max-retry``); a fresh worker takes its place and the quota is made up.
     Returns the signal that stopped the sweep (``None``) and the status (1: a model stopped on an error streak)."""
-    status = 0
-    t0 = time.monotonic()
-    jobs: dict[int, tuple[str, _ModelRun]] = {}
-    keys = itertools.count()
-    for r in runs:
-        r.todo = opts.trials
-        r.retrain = "wait" if opts.retrain else "no"
-        r.printer = _TrialPrinter(r.model, opts.trials)
+    return _Scheduler(opts, runs, pool, storage, on_failed, signals, say).run()
 
-    def next_job() -> tuple[str, _ModelRun] | None:
-        for r in runs:  # a model whose trials are all back: its retraining first
+
+class _Scheduler:
+    """A parallel sweep's jobs: handed out to the pool's free workers, their results booked on the models' runs,
+    dead workers' trials recovered, and the workers stopped on SIGTERM / Ctrl-C."""
+
+    def __init__(
+        self,
+        opts: SweepOptions,
+        runs: list[_ModelRun],
+        pool: WorkerPool,
+        storage,
+        on_failed,
+        signals: DeferredSignals,
+        say,
+    ) -> None:
+        self.opts, self.runs, self.pool, self.storage = opts, runs, pool, storage
+        self.on_failed, self.signals, self.say = on_failed, signals, say
+        self.status = 0
+        self.t0 = time.monotonic()
+        self.jobs: dict[int, tuple[str, _ModelRun]] = {}
+        self.keys = itertools.count()
+        for r in runs:
+            r.todo = opts.trials
+            r.retrain = "wait" if opts.retrain else "no"
+            r.printer = _TrialPrinter(r.model, opts.trials)
+
+    def run(self) -> tuple[int | None, int]:
+        """Until every job is back: the signal that stopped the sweep (``None``) and the status."""
+        try:
+            while True:
+                self.signals.check()
+                self._check_timeout()
+                self._hand_out()
+                if not self.jobs:
+                    break
+                for res in self.pool.wait(0.25):
+                    self._came_back(res)
+                if not self.pool.alive:  # every worker died past the respawn limit, or none could start
+                    self._no_worker_left()
+        except KeyboardInterrupt as err:
+            signum = _signum(err)
+            self._stop(signum)
+            return signum, self.status
+        return None, self.status
+
+    # ---- handing out ------------------------------------------------------------------------------------------
+    def _check_timeout(self) -> None:
+        opts = self.opts
+        if (
+            opts.timeout is not None
+            and time.monotonic() - self.t0 >= opts.timeout
+            and any(r.todo for r in self.runs)
+        ):
+            self.say(f"--timeout {opts.timeout:g}s reached: no more trials are started")
+            for r in self.runs:
+                r.todo = 0
+
+    def _hand_out(self) -> None:
+        """A job to every idle worker while there are jobs to start."""
+        while self.pool.idle:
+            job = self._next_job()
+            if job is None:
+                break
+            kind, r = job
+            key = next(self.keys)
+            self.jobs[key] = job
+            k = r.ran + r.running
+            self.pool.submit(
+                key,
+                _sweep_job,
+                (kind, r.model, r.parent, k) if kind == "trial" else (kind, r.model, r.parent),
+            )
+
+    def _next_job(self) -> tuple[str, _ModelRun] | None:
+        for r in self.runs:  # a model whose trials are all back: its retraining first
             if r.retrain == "wait" and r.todo == 0 and r.running == 0:
                 if _outcome(r.study, r.model, 0, None).best_number is None:
                     r.retrain = "no"
                     continue
                 r.retrain = "running"
                 return "retrain", r
-        for r in runs:
+        for r in self.runs:
             if r.todo > 0:
                 r.todo -= 1
                 r.running += 1
                 return "trial", r
         return None
 
-    def came_back(res) -> None:
-        nonlocal status
-        kind, r = jobs.pop(res.index)
+    # ---- results ------------------------------------------------------------------------------------------------
+    def _came_back(self, res) -> None:
+        kind, r = self.jobs.pop(res.index)
         if kind == "retrain":
-            r.retrain = "done"
-            if res.error is not None:
-                r.notes.append(f"retraining the best config failed: {res.error}")
-            else:
-                r.retrained = res.value
+            self._retrain_back(r, res)
             return
         r.running -= 1
         if res.died:
-            # its trial is FAIL 'worker died' (pid gone) and re-enqueued; a fresh worker makes up the quota
-            recover_stale_trials(r.study, storage, max_retry=opts.max_retry, on_failed=on_failed)
-            if pool.alive and signals.pending is None:
-                say(f"[{r.model}] {res.error}: its trial is failed and retried; the other workers go on")
-                r.todo += 1
-            else:
+            self._worker_died(r, res)
+        elif res.error is not None:
+            if self.signals.pending is None:
+                self.say(f"[{r.model}] a trial could not run: {res.error}")
                 r.lost += 1
-            return
+        else:
+            self._trial_back(r, res)
+
+    @staticmethod
+    def _retrain_back(r: _ModelRun, res) -> None:
+        r.retrain = "done"
         if res.error is not None:
-            if signals.pending is None:
-                say(f"[{r.model}] a trial could not run: {res.error}")
-                r.lost += 1
-            return
+            r.notes.append(f"retraining the best config failed: {res.error}")
+        else:
+            r.retrained = res.value
+
+    def _worker_died(self, r: _ModelRun, res) -> None:
+        # its trial is FAIL 'worker died' (pid gone) and re-enqueued; a fresh worker makes up the quota
+        recover_stale_trials(r.study, self.storage, max_retry=self.opts.max_retry, on_failed=self.on_failed)
+        if self.pool.alive and self.signals.pending is None:
+            self.say(f"[{r.model}] {res.error}: its trial is failed and retried; the other workers go on")
+            r.todo += 1
+        else:
+            r.lost += 1
+
+    def _trial_back(self, r: _ModelRun, res) -> None:
         r.ran += 1
         try:
             r.printer.count(res.value.get("reason", ""))
         except SweepAbort as exc:
-            say(f"[{r.model}] sweep stopped: {exc}")
-            r.todo, status = 0, 1
+            self.say(f"[{r.model}] sweep stopped: {exc}")
+            r.todo, self.status = 0, 1
 
-    try:
-        while True:
-            signals.check()
-            if (
-                opts.timeout is not None
-                and time.monotonic() - t0 >= opts.timeout
-                and any(r.todo for r in runs)
-            ):
-                say(f"--timeout {opts.timeout:g}s reached: no more trials are started")
-                for r in runs:
-                    r.todo = 0
-            while pool.idle:
-                job = next_job()
-                if job is None:
-                    break
-                kind, r = job
-                key = next(keys)
-                jobs[key] = job
-                k = r.ran + r.running
-                pool.submit(
-                    key,
-                    _sweep_job,
-                    (kind, r.model, r.parent, k) if kind == "trial" else (kind, r.model, r.parent),
-                )
-            if not jobs:
-                break
-            for res in pool.wait(0.25):
-                came_back(res)
-            if not pool.alive:  # every worker died past the respawn limit, or none could start
-                why = pool.start_error or "the workers kept dying"
-                say(f"error: no worker left to run the sweep's trials ({why})")
-                for r in runs:
-                    r.lost, r.todo = r.lost + r.todo, 0
-                status = 1
-    except KeyboardInterrupt as err:
-        signum = _signum(err)
-        say(f"stopping the workers ({len(pool.running)} running job(s)) ...")
-        for res in pool.stop(grace=6.0):
-            came_back(res)
-        pool.close(timeout=1.0)
-        for r in runs:  # the trials of workers that did not stop in time: FAIL 'interrupted', not retried
+    def _no_worker_left(self) -> None:
+        why = self.pool.start_error or "the workers kept dying"
+        self.say(f"error: no worker left to run the sweep's trials ({why})")
+        for r in self.runs:
+            r.lost, r.todo = r.lost + r.todo, 0
+        self.status = 1
+
+    # ---- stopping -----------------------------------------------------------------------------------------------
+    def _stop(self, signum: int) -> None:
+        """Stop the workers after ``signum``: what comes back is booked; nothing is left RUNNING."""
+        self.say(f"stopping the workers ({len(self.pool.running)} running job(s)) ...")
+        for res in self.pool.stop(grace=6.0):
+            self._came_back(res)
+        self.pool.close(timeout=1.0)
+        for (
+            r
+        ) in self.runs:  # the trials of workers that did not stop in time: FAIL 'interrupted', not retried
             recover_stale_trials(
-                r.study, storage, reason_dead="interrupted", retry=False, on_failed=on_failed
+                r.study, self.storage, reason_dead="interrupted", retry=False, on_failed=self.on_failed
             )
             if r.retrain == "running" and r.ctx.recorder is not None and r.parent:
                 r.ctx.recorder.end_running_children(r.parent, f"interrupted ({signal_name(signum)})")
-        return signum, status
-    return None, status
 
 
 def run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) -> int:
@@ -900,9 +969,18 @@ def _run_sweep(opts: SweepOptions, *, console=None, command: str | None = None) 
             pool.close()
 
 
-def _sweep(opts, space, models, ctxs, pool, signals, console, command, say) -> int:
-    from .report import print_summary
+@dataclass
+class _Store:
+    """Where the sweep records: the Optuna storage and the MLflow recorder (``None`` without tracking)."""
 
+    url: str
+    experiment: str
+    recorder: SweepRecorder | None
+    on_failed: object
+    storage: object
+
+
+def _open_store(opts: SweepOptions) -> _Store:
     url = resolve_storage_url(opts.storage)
     experiment = opts.experiment or name_of(opts.task)
     recorder = SweepRecorder(opts.tracking_uri, experiment) if opts.tracking else None
@@ -910,8 +988,41 @@ def _sweep(opts, space, models, ctxs, pool, signals, console, command, say) -> i
     storage = open_storage(
         url, heartbeat=opts.heartbeat, grace=opts.grace, max_retry=opts.max_retry, on_failed=on_failed
     )
+    return _Store(url, experiment, recorder, on_failed, storage)
 
-    # ---- the sweep ---------------------------------------------------------------------------------------
+
+def _sweep(opts, space, models, ctxs, pool, signals, console, command, say) -> int:
+    """Open the stores, run every model's trials (and retraining), log and print the summary; the exit code."""
+    store = _open_store(opts)
+    _announce(opts, space, models, store.url, say)
+    studies: dict[str, optuna.Study] = {}
+    setup = functools.partial(
+        _open_model,
+        opts,
+        space,
+        store.storage,
+        store.recorder,
+        store.url,
+        store.experiment,
+        command,
+        studies,
+        say=say,
+    )
+    if pool is not None:  # every model's trials, then its retraining, on the workers started above
+        outcomes, signum, status = _sweep_parallel(opts, models, ctxs, pool, store, setup, signals, say)
+    else:
+        outcomes, signum, status = _sweep_serial(opts, models, ctxs, store, setup, signals, say)
+    _log_summaries(opts, space, store, studies, outcomes, interrupted=signum is not None)
+    _print_summaries(console, opts, store, outcomes, say)
+    if signum is None and signals.pending is not None:  # a signal during the summary: it was finished first
+        signum = signals.pending
+    if signum is not None:
+        print(f"stopped: received {signal_name(signum)} (exit {128 + signum})", flush=True)
+        return 128 + signum
+    return status
+
+
+def _announce(opts: SweepOptions, space: SearchSpace, models: list[str], url: str, say) -> None:
     kind = (
         "JournalStorage (no heartbeats: dead workers found by process id)"
         if "://" not in url
@@ -923,71 +1034,119 @@ def _sweep(opts, space, models, ctxs, pool, signals, console, command, say) -> i
         f"{f' (mean of {opts.cv} folds)' if opts.cv > 1 else ''}; budget {space.budget}; space {space.path}; "
         f"storage {mask_url(url)} [{kind}]"
     )
-    outcomes: list[ModelOutcome] = []
-    studies: dict[str, optuna.Study] = {}
-    signum: int | None = None  # the signal that stopped the sweep
+
+
+# ---- the sweep's trials: on the workers, or in this process -------------------------------------------------
+def _sweep_parallel(
+    opts: SweepOptions, models, ctxs, pool: WorkerPool, store: _Store, setup, signals: DeferredSignals, say
+) -> tuple[list[ModelOutcome], int | None, int]:
+    """Open every model's study, then run all their trials and retrainings on the pool; the outcomes, the signal
+    that stopped the sweep and the status."""
+    runs: list[_ModelRun] = []
+    signum: int | None = None
     status = 0
-    setup = functools.partial(
-        _open_model, opts, space, storage, recorder, url, experiment, command, studies, say=say
-    )
-    if pool is not None:  # every model's trials, then its retraining, on the workers started above
-        runs = []
-        try:
-            for m in models:
-                signals.check()
-                runs.append(setup(ctxs[m]))
-        except KeyboardInterrupt as err:
-            signum = _signum(err)
-        if signum is None:
-            signum, status = _run_parallel(opts, runs, pool, storage, on_failed, signals, say)
-        for r in runs:
-            out, failed = _model_outcome(opts, r, signum, say)
-            status = status or failed
-            outcomes.append(out)
-    for m in models if pool is None else ():
-        ctx = ctxs[m]
+    try:
+        for m in models:
+            signals.check()
+            runs.append(setup(ctxs[m]))
+    except KeyboardInterrupt as err:
+        signum = _signum(err)
+    if signum is None:
+        signum, status = _run_parallel(opts, runs, pool, store.storage, store.on_failed, signals, say)
+    outcomes = []
+    for r in runs:
+        out, failed = _model_outcome(opts, r, signum, say)
+        status = status or failed
+        outcomes.append(out)
+    return outcomes, signum, status
+
+
+def _sweep_serial(
+    opts: SweepOptions, models, ctxs, store: _Store, setup, signals: DeferredSignals, say
+) -> tuple[list[ModelOutcome], int | None, int]:
+    """One model after the other in this process: its trials, then its retraining; the outcomes, the signal that
+    stopped the sweep and the status."""
+    outcomes: list[ModelOutcome] = []
+    signum: int | None = None
+    status = 0
+    for m in models:
         try:
             signals.check()
-            run = setup(ctx)
+            run = setup(ctxs[m])
         except KeyboardInterrupt as err:
             signum = _signum(err)
             break
-        study = run.study
-        try:
-            _run_quota(study, storage, ctx, opts, opts.trials, f"{opts.task}/{m}", on_failed, signals=signals)
-        except KeyboardInterrupt as err:
-            signum = _signum(err)
-            recover_stale_trials(
-                study,
-                storage,
-                only_pid=os.getpid(),
-                reason_dead="interrupted",
-                retry=False,
-                on_failed=on_failed,
-            )
-        except SweepAbort as exc:
-            say(f"[{m}] sweep stopped: {exc}")
-            status = 1
+        signum, aborted = _serial_trials(opts, run, store, signals, say)
         out, failed = _model_outcome(opts, run, signum, say)
-        status = status or failed
+        status = status or aborted or failed
         outcomes.append(out)
         if signum is not None:
             break
         if opts.retrain and out.best_number is not None:
-            try:
-                signals.check()
-                _retrain(ctx, study, out, say, callbacks=[InterruptAtBatchEnd(signals)])
-            except KeyboardInterrupt as err:
-                signum = _signum(err)
-                out.notes.append(
-                    f"interrupted ({signal_name(signum)}) during the retraining of the best config"
-                )
+            signum = _serial_retrain(run, out, signals, say)
+            if signum is not None:
                 break
-            except Exception as exc:  # noqa: BLE001 - the sweep itself succeeded
-                out.notes.append(f"retraining the best config failed: {type(exc).__name__}: {exc}")
-    interrupted = signum is not None
+    return outcomes, signum, status
 
-    # ---- summary: MLflow artifacts, terminal ---------------------------------------------------------------
+
+def _serial_trials(
+    opts: SweepOptions, run: _ModelRun, store: _Store, signals: DeferredSignals, say
+) -> tuple[int | None, int]:
+    """``run``'s quota of trials in this process; the signal that stopped them, and 1 after an error streak."""
+    try:
+        _run_quota(
+            run.study,
+            store.storage,
+            run.ctx,
+            opts,
+            opts.trials,
+            f"{opts.task}/{run.model}",
+            store.on_failed,
+            signals=signals,
+        )
+    except KeyboardInterrupt as err:
+        signum = _signum(err)
+        recover_stale_trials(
+            run.study,
+            store.storage,
+            only_pid=os.getpid(),
+            reason_dead="interrupted",
+            retry=False,
+            on_failed=store.on_failed,
+        )
+        return signum, 0
+    except SweepAbort as exc:
+        say(f"[{run.model}] sweep stopped: {exc}")
+        return None, 1
+    return None, 0
+
+
+def _serial_retrain(run: _ModelRun, out: ModelOutcome, signals: DeferredSignals, say) -> int | None:
+    """The best config retrained in this process; the signal that stopped it (a failure is a note)."""
+    try:
+        signals.check()
+        _retrain(run.ctx, run.study, out, say, callbacks=[InterruptAtBatchEnd(signals)])
+    except KeyboardInterrupt as err:
+        signum = _signum(err)
+        out.notes.append(f"interrupted ({signal_name(signum)}) during the retraining of the best config")
+        return signum
+    except Exception as exc:  # noqa: BLE001 - the sweep itself succeeded
+        out.notes.append(f"retraining the best config failed: {type(exc).__name__}: {exc}")
+    return None
+
+
+# ---- summary: MLflow artifacts, terminal ----------------------------------------------------------------------
+def _log_summaries(
+    opts: SweepOptions,
+    space: SearchSpace,
+    store: _Store,
+    studies: dict[str, optuna.Study],
+    outcomes: list[ModelOutcome],
+    *,
+    interrupted: bool,
+) -> None:
+    """Each model's summary artifacts on its MLflow parent run, which is closed (KILLED after a signal)."""
+    recorder = store.recorder
     comparison = {o.model: o.best_rows for o in outcomes if o.best_rows}
     metric = next((o.metric for o in outcomes if o.metric), None)
     for o in outcomes:
@@ -1012,21 +1171,21 @@ def _sweep(opts, space, models, ctxs, pool, signals, console, command, say) -> i
             recorder.close_parent(o.parent_run_id, "KILLED" if interrupted else "FINISHED")
         except Exception as exc:  # noqa: BLE001
             o.notes.append(f"could not log the summary to MLflow: {exc}")
-    print_summary(console, opts, outcomes, experiment=experiment if recorder else None)
+
+
+def _print_summaries(console, opts: SweepOptions, store: _Store, outcomes: list[ModelOutcome], say) -> None:
     from lightning_implicit.console import print_sweep_summary
 
+    from .report import print_summary
+
+    experiment = store.experiment if store.recorder else None
+    print_summary(console, opts, outcomes, experiment=experiment)
     try:  # where the results are: best values, studies, experiment, UI links (or the make ui hint)
         print_sweep_summary(
             outcomes,
-            experiment=experiment if recorder else None,
-            uri=recorder.uri if recorder else None,
-            storage=mask_url(url),
+            experiment=experiment,
+            uri=store.recorder.uri if store.recorder else None,
+            storage=mask_url(store.url),
         )
     except Exception as exc:  # noqa: BLE001 - the sweep is done and recorded; the summary is a courtesy
         say(f"(no sweep summary: {type(exc).__name__}: {exc})")
-    if signum is None and signals.pending is not None:  # a signal during the summary: it was finished first
-        signum = signals.pending
-    if signum is not None:
-        print(f"stopped: received {signal_name(signum)} (exit {128 + signum})", flush=True)
-        return 128 + signum
-    return status

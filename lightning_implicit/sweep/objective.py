@@ -162,6 +162,19 @@ def format_params(values: dict) -> str:
     return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
 
 
+@dataclass
+class _TrialRun:
+    """A running trial's bookkeeping: its MLflow run, the folds' losses so far, the current fold's probe and
+    pruning callback, the other validation metrics, and when it started."""
+
+    run_id: str | None = None
+    fold_values: list[float] = field(default_factory=list)
+    probe: _Probe = field(default_factory=_Probe)
+    pruning: _Pruning | None = None
+    extra: dict[str, float] = field(default_factory=dict)
+    t_trial: float = field(default_factory=time.monotonic)
+
+
 class Objective:
     """``study.optimize(Objective(ctx), ...)``: one trial = ``ctx.cv`` training runs.
 
@@ -182,8 +195,6 @@ class Objective:
         self.label = label or ctx.model
 
     def __call__(self, trial: optuna.Trial) -> float:
-        from lightning_implicit.runner import run_training
-
         ctx = self.ctx
         values = ctx.space.sample(trial)
         over = ctx.param_args(values)
@@ -191,12 +202,7 @@ class Objective:
         trial.set_user_attr("worker_pid", os.getpid())
         trial.set_user_attr("cli_overrides", over)
         trial.set_user_attr("search_hash", ctx.search_hash)
-        run_id = None
-        fold_values: list[float] = []
-        pruning: _Pruning | None = None
-        probe = _Probe()
-        extra: dict[str, float] = {}
-        t_trial = time.monotonic()
+        run = _TrialRun()
         if self.say is not None and ctx.cv > 1:
             origin = trial.user_attrs.get(DEFAULT_ATTR)
             self.say(
@@ -205,94 +211,117 @@ class Objective:
             )
         try:  # (from the trial's run on, a signal anywhere below ends it as an interrupted trial, never RUNNING)
             if ctx.recorder is not None and ctx.parent_run_id:
-                run_id = ctx.recorder.start_trial(
+                run.run_id = ctx.recorder.start_trial(
                     ctx.parent_run_id, ctx.study_name, ctx.model, trial, values, over
                 )
-                trial.set_user_attr("mlflow_run_id", run_id)
+                trial.set_user_attr("mlflow_run_id", run.run_id)
             for fold in range(max(ctx.cv, 1)):
-                probe = _Probe()
-                callbacks: list = [probe]
-                if self.interrupt is not None:
-                    callbacks.append(InterruptAtBatchEnd(self.interrupt))
-                pruning = _Pruning(trial, monitor="val/loss") if ctx.cv <= 1 else None
-                if pruning is not None:
-                    callbacks.append(pruning)
-                if ctx.min_converged > 0:
-                    callbacks.append(ConvergenceGuard(ctx.min_converged))
-                tags = {
-                    "sweep.role": "fold",
-                    "optuna.study": ctx.study_name,
-                    "optuna.trial": str(trial.number),
-                    "fold": str(fold),
-                }
-                name = f"{ctx.model}-t{trial.number:03d}" + (f"-f{fold}" if ctx.cv > 1 else "-fit")
-                args = ctx.run_args(over, fold, run_id, name, tags)
-                if self.interrupt is not None:  # a safe point: no write in flight (a fold starts in seconds)
-                    self.interrupt.check()
-                handler = signal.getsignal(signal.SIGINT)  # (the sweep's deferring handler, or Python's)
-                t_fold = time.monotonic()
-                try:
-                    result = run_training(args, extra_callbacks=callbacks, test=False)
-                except SystemExit:
-                    # Lightning turns Ctrl-C into sys.exit(1) after ignoring SIGINT: restore both
-                    if probe.interrupted:
-                        signal.signal(
-                            signal.SIGINT, handler if callable(handler) else signal.default_int_handler
-                        )
-                        raise probe.interrupted from None  # (a Terminated keeps its signal: exit 128 + n)
-                    raise
-                loss = result.val.get("val/loss")
-                if loss is None:
-                    raise RuntimeError("no 'val/loss' was logged: the objective needs a validation loop")
-                if not math.isfinite(loss):
-                    raise FloatingPointError(f"non-finite validation loss ({loss}) in fold {fold}")
-                fold_values.append(float(loss))
-                extra.update({k.replace("/", "_"): v for k, v in result.val.items() if k != "val/loss"})
-                if ctx.cv > 1:
-                    mean = fmean(fold_values)
-                    if self.say is not None:
-                        now = time.monotonic()
-                        self.say(
-                            f"[{self.label}] trial #{trial.number} fold {fold + 1}/{ctx.cv}: val/loss={loss:.5g} "
-                            f"(running mean {mean:.5g})  fold {now - t_fold:.1f}s, trial {now - t_trial:.1f}s"
-                        )
-                    trial.report(mean, step=fold)
-                    if fold < ctx.cv - 1 and trial.should_prune():
-                        raise optuna.TrialPruned(
-                            f"running mean val/loss {mean:.4g} after fold {fold} is worse than "
-                            "the median of earlier trials"
-                        )
-            value = fmean(fold_values)
-            trial.set_user_attr("fold_values", fold_values)
-            self._finish(run_id, TrialState.COMPLETE, value=value, fold_values=fold_values, extra=extra)
+                self._fold(trial, over, fold, run)
+            value = fmean(run.fold_values)
+            trial.set_user_attr("fold_values", run.fold_values)
+            self._finish(
+                run.run_id, TrialState.COMPLETE, value=value, fold_values=run.fold_values, extra=run.extra
+            )
             return value
         except optuna.TrialPruned as exc:
-            step = len(fold_values) - 1 if ctx.cv > 1 else (pruning.last_step if pruning else None)
-            reason = str(exc) or "pruned"
-            trial.set_user_attr("prune_reason", reason)
-            if step is not None:
-                trial.set_user_attr("pruned_step", step)
-            self._mark_fold(probe, "KILLED", {"prune_reason": reason})
-            self._finish(run_id, TrialState.PRUNED, fold_values=fold_values, reason=reason, pruned_step=step)
+            self._pruned(trial, run, exc)
             raise
         except KeyboardInterrupt:
-            self._fail(trial, run_id, probe, "interrupted", fold_values)
+            self._fail(trial, run.run_id, run.probe, "interrupted", run.fold_values)
             raise
         except FloatingPointError as exc:
             msg = str(exc)
-            self._fail(
-                trial,
-                run_id,
-                probe,
-                msg if msg.startswith("non-finite") else f"non-finite loss: {msg}",
-                fold_values,
-            )
+            reason = msg if msg.startswith("non-finite") else f"non-finite loss: {msg}"
+            self._fail(trial, run.run_id, run.probe, reason, run.fold_values)
             raise
         except Exception as exc:
-            self._fail(trial, run_id, probe, f"{type(exc).__name__}: {exc}", fold_values)
+            self._fail(trial, run.run_id, run.probe, f"{type(exc).__name__}: {exc}", run.fold_values)
             raise
 
+    # ---- the folds -----------------------------------------------------------------------------------
+    def _fold(self, trial: optuna.Trial, over: list[str], fold: int, run: _TrialRun) -> None:
+        """Train fold ``fold`` of the trial; its validation loss joins ``run.fold_values`` (with CV, the running
+        mean is reported to the pruner, which may stop the trial before the next fold)."""
+        ctx = self.ctx
+        run.probe = _Probe()
+        callbacks: list = [run.probe]
+        if self.interrupt is not None:
+            callbacks.append(InterruptAtBatchEnd(self.interrupt))
+        run.pruning = _Pruning(trial, monitor="val/loss") if ctx.cv <= 1 else None
+        if run.pruning is not None:
+            callbacks.append(run.pruning)
+        if ctx.min_converged > 0:
+            callbacks.append(ConvergenceGuard(ctx.min_converged))
+        tags = {
+            "sweep.role": "fold",
+            "optuna.study": ctx.study_name,
+            "optuna.trial": str(trial.number),
+            "fold": str(fold),
+        }
+        name = f"{ctx.model}-t{trial.number:03d}" + (f"-f{fold}" if ctx.cv > 1 else "-fit")
+        args = ctx.run_args(over, fold, run.run_id, name, tags)
+        if self.interrupt is not None:  # a safe point: no write in flight (a fold starts in seconds)
+            self.interrupt.check()
+        t_fold = time.monotonic()
+        result = self._train(args, callbacks, run.probe)
+        loss = result.val.get("val/loss")
+        if loss is None:
+            raise RuntimeError("no 'val/loss' was logged: the objective needs a validation loop")
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"non-finite validation loss ({loss}) in fold {fold}")
+        run.fold_values.append(float(loss))
+        run.extra.update({k.replace("/", "_"): v for k, v in result.val.items() if k != "val/loss"})
+        if ctx.cv > 1:
+            self._report_fold(trial, fold, loss, run, t_fold)
+
+    @staticmethod
+    def _train(args: list[str], callbacks: list, probe: _Probe):
+        """One training run (no test); Ctrl-C or a signal during fit is raised as itself."""
+        from lightning_implicit.runner import run_training
+
+        handler = signal.getsignal(signal.SIGINT)  # (the sweep's deferring handler, or Python's)
+        try:
+            return run_training(args, extra_callbacks=callbacks, test=False)
+        except SystemExit:
+            # Lightning turns Ctrl-C into sys.exit(1) after ignoring SIGINT: restore both
+            if probe.interrupted:
+                signal.signal(signal.SIGINT, handler if callable(handler) else signal.default_int_handler)
+                raise probe.interrupted from None  # (a Terminated keeps its signal: exit 128 + n)
+            raise
+
+    def _report_fold(
+        self, trial: optuna.Trial, fold: int, loss: float, run: _TrialRun, t_fold: float
+    ) -> None:
+        """A cross-validated trial's progress line and its running mean at step ``fold`` (pruned if worse)."""
+        ctx = self.ctx
+        mean = fmean(run.fold_values)
+        if self.say is not None:
+            now = time.monotonic()
+            self.say(
+                f"[{self.label}] trial #{trial.number} fold {fold + 1}/{ctx.cv}: val/loss={loss:.5g} "
+                f"(running mean {mean:.5g})  fold {now - t_fold:.1f}s, trial {now - run.t_trial:.1f}s"
+            )
+        trial.report(mean, step=fold)
+        if fold < ctx.cv - 1 and trial.should_prune():
+            raise optuna.TrialPruned(
+                f"running mean val/loss {mean:.4g} after fold {fold} is worse than the median of earlier trials"
+            )
+
     # ---- bookkeeping ---------------------------------------------------------------------------------
+    def _pruned(self, trial: optuna.Trial, run: _TrialRun, exc: optuna.TrialPruned) -> None:
+        if self.ctx.cv > 1:
+            step = len(run.fold_values) - 1
+        else:
+            step = run.pruning.last_step if run.pruning else None
+        reason = str(exc) or "pruned"
+        trial.set_user_attr("prune_reason", reason)
+        if step is not None:
+            trial.set_user_attr("pruned_step", step)
+        self._mark_fold(run.probe, "KILLED", {"prune_reason": reason})
+        self._finish(
+            run.run_id, TrialState.PRUNED, fold_values=run.fold_values, reason=reason, pruned_step=step
+        )
+
     def _fail(self, trial, run_id, probe, reason: str, fold_values) -> None:
         try:
             trial.set_user_attr("fail_reason", reason[:2000])

@@ -301,10 +301,28 @@ def write_summary(
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     folder.mkdir(parents=True, exist_ok=True)
-    out = []
+    out = [_write_best_params(folder / "best_params.json", study, info)]
+    trials = study.get_trials(deepcopy=False)
+    pnames = sorted({k for t in trials for k in t.params})
+    out.append(_write_trials_csv(folder / "trials.csv", trials, pnames))
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    # optuna's matplotlib plots switch the global style to ggplot: keep that inside this block
+    with warnings.catch_warnings(), matplotlib.rc_context():
+        warnings.simplefilter("ignore")
+        out.append(_plot_history(folder / "optimization_history.png", study, complete))
+        out += _plot_importances(folder, study, complete, pnames)
+    if best_rows:
+        out.append(_write_best_ood(folder / "best_ood.csv", best_rows))
+    if comparison and metric and any(comparison.values()):
+        title = f"{(info or {}).get('task', study.study_name)}: best config of each model across shifts"
+        out.append(_plot_comparison(folder / "ood_comparison.png", comparison, metric, title))
+    return out
+
+
+def _write_best_params(p: Path, study: optuna.Study, info: dict | None) -> Path:
+    """The study's counts, the caller's ``info`` and the best trial (its values and CLI overrides) as JSON."""
     best = _best(study)
     summary = {"study": study.study_name, "counts": _counts(study), **(info or {})}
     if best is not None:
@@ -314,13 +332,12 @@ def write_summary(
             best_params=best.params,
             cli_overrides=best.user_attrs.get("cli_overrides"),
         )
-    p = folder / "best_params.json"
     p.write_text(json.dumps(summary, indent=2, default=str))
-    out.append(p)
+    return p
 
-    p = folder / "trials.csv"
-    trials = study.get_trials(deepcopy=False)
-    pnames = sorted({k for t in trials for k in t.params})
+
+def _write_trials_csv(p: Path, trials: list[optuna.trial.FrozenTrial], pnames: list[str]) -> Path:
+    """One row per trial: number, state, value, parameters, duration (s), pruned step, reason, MLflow run."""
     with p.open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(
@@ -354,79 +371,88 @@ def write_summary(
                     t.user_attrs.get("mlflow_run_id", ""),
                 ]
             )
+    return p
+
+
+def _save_axes(ax, p: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    ax.figure.set_size_inches(7, 4)
+    ax.figure.tight_layout()
+    ax.figure.savefig(p, dpi=100)
+    plt.close(ax.figure)
+
+
+def _plot_history(p: Path, study: optuna.Study, complete: list) -> Path:
+    """Optuna's optimization history (a placeholder before the first completed trial)."""
+    from optuna.visualization import matplotlib as ovm
+
+    if complete:
+        _save_axes(ovm.plot_optimization_history(study), p)
+    else:
+        _placeholder(p, "no completed trial yet")
+    return p
+
+
+def _plot_importances(folder: Path, study: optuna.Study, complete: list, pnames: list[str]) -> list[Path]:
+    """Optuna's parameter importances (JSON and plot), or a placeholder saying why there are none."""
+    from optuna.visualization import matplotlib as ovm
+
+    out = []
+    p = folder / "param_importances.png"
+    varying = [k for k in pnames if len({json.dumps(t.params.get(k), default=str) for t in complete}) > 1]
+    if len(complete) < 2 or not varying:
+        _placeholder(
+            p,
+            f"parameter importance needs >= 2 completed trials with varying parameters\n"
+            f"(have {len(complete)} completed)",
+        )
+    else:
+        try:
+            imp = optuna.importance.get_param_importances(study)
+            (folder / "param_importances.json").write_text(json.dumps(imp, indent=2))
+            out.append(folder / "param_importances.json")
+            _save_axes(ovm.plot_param_importances(study), p)
+        except Exception as exc:  # noqa: BLE001 - degenerate studies (e.g. one distinct value)
+            _placeholder(p, f"parameter importance unavailable: {exc}")
     out.append(p)
-
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    # optuna's matplotlib plots switch the global style to ggplot: keep that inside this block
-    with warnings.catch_warnings(), matplotlib.rc_context():
-        warnings.simplefilter("ignore")
-        from optuna.visualization import matplotlib as ovm
-
-        p = folder / "optimization_history.png"
-        if complete:
-            ax = ovm.plot_optimization_history(study)
-            ax.figure.set_size_inches(7, 4)
-            ax.figure.tight_layout()
-            ax.figure.savefig(p, dpi=100)
-            plt.close(ax.figure)
-        else:
-            _placeholder(p, "no completed trial yet")
-        out.append(p)
-
-        p = folder / "param_importances.png"
-        varying = [k for k in pnames if len({json.dumps(t.params.get(k), default=str) for t in complete}) > 1]
-        if len(complete) < 2 or not varying:
-            _placeholder(
-                p,
-                f"parameter importance needs >= 2 completed trials with varying parameters\n"
-                f"(have {len(complete)} completed)",
-            )
-        else:
-            try:
-                imp = optuna.importance.get_param_importances(study)
-                (folder / "param_importances.json").write_text(json.dumps(imp, indent=2))
-                out.append(folder / "param_importances.json")
-                ax = ovm.plot_param_importances(study)
-                ax.figure.set_size_inches(7, 4)
-                ax.figure.tight_layout()
-                ax.figure.savefig(p, dpi=100)
-                plt.close(ax.figure)
-            except Exception as exc:  # noqa: BLE001 - degenerate studies (e.g. one distinct value)
-                _placeholder(p, f"parameter importance unavailable: {exc}")
-        out.append(p)
-
-    if best_rows:
-        p = folder / "best_ood.csv"
-        keys = list(dict.fromkeys(k for r in best_rows for k in r))
-        with p.open("w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=keys)
-            w.writeheader()
-            w.writerows(best_rows)
-        out.append(p)
-    if comparison and metric and any(comparison.values()):
-        p = folder / "ood_comparison.png"
-        fig, ax = plt.subplots(figsize=(6.5, 4))
-        for label, rows in comparison.items():
-            if rows:
-                ax.plot(
-                    [r["shift"] for r in rows],
-                    [r.get(metric, float("nan")) for r in rows],
-                    marker="o",
-                    label=label,
-                )
-        shifts = [r["shift"] for rows in comparison.values() for r in rows]
-        if shifts and min(shifts) > 0 and max(shifts) / min(shifts) >= 100:
-            ax.set_xscale("log")
-        vals = [r.get(metric) for rows in comparison.values() for r in rows]
-        if vals and all(isinstance(v, (int, float)) and v > 0 for v in vals) and metric != "accuracy":
-            ax.set_yscale("log")
-        ax.set_xlabel("shift")
-        ax.set_ylabel(metric)
-        ax.set_title(f"{(info or {}).get('task', study.study_name)}: best config of each model across shifts")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(p, dpi=100)
-        plt.close(fig)
-        out.append(p)
     return out
+
+
+def _write_best_ood(p: Path, best_rows: list[dict]) -> Path:
+    keys = list(dict.fromkeys(k for r in best_rows for k in r))
+    with p.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        w.writerows(best_rows)
+    return p
+
+
+def _plot_comparison(p: Path, comparison: dict[str, list[dict]], metric: str, title: str) -> Path:
+    """Each model's best config: ``metric`` against the shift (log axes where the values span them)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for label, rows in comparison.items():
+        if rows:
+            ax.plot(
+                [r["shift"] for r in rows],
+                [r.get(metric, float("nan")) for r in rows],
+                marker="o",
+                label=label,
+            )
+    shifts = [r["shift"] for rows in comparison.values() for r in rows]
+    if shifts and min(shifts) > 0 and max(shifts) / min(shifts) >= 100:
+        ax.set_xscale("log")
+    vals = [r.get(metric) for rows in comparison.values() for r in rows]
+    if vals and all(isinstance(v, (int, float)) and v > 0 for v in vals) and metric != "accuracy":
+        ax.set_yscale("log")
+    ax.set_xlabel("shift")
+    ax.set_ylabel(metric)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(p, dpi=100)
+    plt.close(fig)
+    return p

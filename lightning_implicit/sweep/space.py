@@ -504,17 +504,32 @@ def check_cli_keys(
             f"the configuration of model {space.model!r} does not parse:\n    {_error_text(exc)}"
         ) from None
     if pinned:  # the user's own overrides: a typo there is theirs, not the search file's
-        try:
-            parse_config([*base_args, *pinned])
-        except Exception as exc:  # noqa: BLE001
+        error = _parse_error([*base_args, *pinned])
+        if error is not None:
             raise SearchSpaceError(
-                f"a command-line override is rejected ({' '.join(pinned)}): {' '.join(_error_text(exc).split())}"
-            ) from None
-    known = [k for k in cfg.keys() if not k.startswith(("config", "__"))]
-    fixed_args = flag_args(space.fixed)
-    entries: list[tuple[str, str, list]] = [
-        (space.origin.get(k, "fixed"), k, [v]) for k, v in space.fixed.items()
-    ]
+                f"a command-line override is rejected ({' '.join(pinned)}): {' '.join(error.split())}"
+            )
+    entries = _probe_entries(space)
+    _check_keys(entries, cfg, space=space, path=path, task=task)
+    _check_values(entries, space, base_args, pinned, path=path)
+
+
+# A probed entry: (where it is written in the search file, its LightningCLI key, the values to try).
+_Entry = tuple[str, str, list]
+
+
+def _parse_error(args: list[str]) -> str | None:
+    """The parser's (shortened) error for ``args``, or None when they parse."""
+    try:
+        parse_config(args)
+    except Exception as exc:  # noqa: BLE001 - jsonargparse raises ArgumentError / ValueError / TypeError
+        return _error_text(exc)
+    return None
+
+
+def _probe_entries(space: ModelSpace) -> list[_Entry]:
+    """The fixed values and each parameter's probe values (repeated parameters as lists)."""
+    entries: list[_Entry] = [(space.origin.get(k, "fixed"), k, [v]) for k, v in space.fixed.items()]
     for name, spec in space.params.items():
         if spec.key is None:
             continue
@@ -523,13 +538,25 @@ def check_cli_keys(
             n = spec.repeat if isinstance(spec.repeat, int) else 2
             values = [[v] * n for v in values]
         entries.append((f"{space.model}.params.{name}", spec.key, values))
+    return entries
+
+
+def _check_keys(entries: list[_Entry], cfg, *, space: ModelSpace, path: Path, task: str) -> None:
+    """Every entry's key is an option of the parsed configuration (or sits under a free-form dict)."""
+    known = [k for k in cfg.keys() if not k.startswith(("config", "__"))]
     for where, key, _ in entries:
         if not _structural_key_ok(key, cfg):
             raise SearchSpaceError(
                 f"{path}: {where}: key {key!r} is not a LightningCLI option of model {space.model!r} for task "
                 f"{task!r}{configfile.suggest(key, known)}"
             )
-    n_probe = max((len(v) for _, _, v in entries), default=0)
+
+
+def _check_values(
+    entries: list[_Entry], space: ModelSpace, base_args: list[str], pinned: list[str], *, path: Path
+) -> None:
+    """Parse the i-th probe value of every entry together; on a failure name the value (or the combination)."""
+    fixed_args = flag_args(space.fixed)
 
     def args_for(i: int, only: int | None = None) -> list[str]:
         out = list(base_args) + (fixed_args if only is None else [])
@@ -539,22 +566,20 @@ def check_cli_keys(
             out += [f"--{key}", cli_value(values[min(i, len(values) - 1)])]
         return out + list(pinned)
 
+    n_probe = max((len(v) for _, _, v in entries), default=0)
     for i in range(n_probe):
-        try:
-            parse_config(args_for(i))
-        except Exception:  # noqa: BLE001
-            for j, (where, key, values) in enumerate(entries):
-                for k in range(len(values)):
-                    try:
-                        parse_config(args_for(k, only=j))
-                    except Exception as exc:  # noqa: BLE001
-                        raise SearchSpaceError(
-                            f"{path}: {where}: value {values[k]!r} for key {key!r} is rejected by the "
-                            f"LightningCLI parser of model {space.model!r}:\n    {_error_text(exc)}"
-                        ) from None
-            try:
-                parse_config(args_for(i))
-            except Exception as exc:  # noqa: BLE001
-                raise SearchSpaceError(
-                    f"{path}: the settings of model {space.model!r} are rejected together:\n    {_error_text(exc)}"
-                ) from None
+        if _parse_error(args_for(i)) is None:
+            continue
+        for j, (where, key, values) in enumerate(entries):
+            for k in range(len(values)):
+                error = _parse_error(args_for(k, only=j))
+                if error is not None:
+                    raise SearchSpaceError(
+                        f"{path}: {where}: value {values[k]!r} for key {key!r} is rejected by the "
+                        f"LightningCLI parser of model {space.model!r}:\n    {error}"
+                    )
+        error = _parse_error(args_for(i))
+        if error is not None:
+            raise SearchSpaceError(
+                f"{path}: the settings of model {space.model!r} are rejected together:\n    {error}"
+            )

@@ -47,8 +47,8 @@ class TunePlan:
     """What to tune: named (task, model) pairs, each with the overrides of the recipe it trains with.
 
     ``recipes[task][model]`` maps LightningCLI keys (no leading ``--``) to values: settings of a searched key,
-    or of one the space fixes, start the search (the first trial's recipe); the others are pinned over every
-    trial. ``name`` names the studies (``tune-<name>-<task>-<model>``) and the provenance; ``command`` is the
+    or of one the space fixes, start the search (the first trial's recipe); the others are the ``profile``
+    layer of every trial's run (:class:`~lightning_implicit.run.spec.RunSpec`). ``name`` names the studies (``tune-<name>-<task>-<model>``) and the provenance; ``command`` is the
     command line that makes this plan (recorded in each tuned config)."""
 
     name: str
@@ -276,7 +276,6 @@ def _write_tuned(
 def run_tune(opts: TuneOptions, plan: TunePlan, *, say=print) -> int:
     """Tune the plan's (task, model) pairs; returns the exit code (0; 1 if a study ended with no complete
     trial; 130 after Ctrl-C)."""
-    from lightning_implicit.run.spec import flag_args
     from lightning_implicit.tracking import git_commit
 
     from .driver import SweepOptions, run_sweep
@@ -312,11 +311,10 @@ def run_tune(opts: TuneOptions, plan: TunePlan, *, say=print) -> int:
         if missing:
             searched = {s.key for s in space.space(model).params.values() if s.key}
             # the plan's settings of a searched key, or of one the space fixes (its max_epochs -1: training
-            # length is counted in steps), are part of the recipe, not pinned over every trial
+            # length is counted in steps), are the first trial's recipe; the others are the profile layer of
+            # every trial's run (RunSpec layers, below the space's and the trial's values and the user's flags)
             ruled = searched | set(space.space(model).fixed)
             own = plan.recipes[task][model]
-            pinned = flag_args({k: v for k, v in own.items() if k not in ruled})
-            recipe = flag_args({k: v for k, v in own.items() if k in ruled})
             sweep = SweepOptions(
                 task=task,
                 models=[model],
@@ -335,9 +333,10 @@ def run_tune(opts: TuneOptions, plan: TunePlan, *, say=print) -> int:
                 retrain=False,
                 timeout=opts.timeout,
                 verbose=opts.verbose,
-                overrides=[*pinned, *opts.extra],
+                overrides=list(opts.extra),
+                profile={k: v for k, v in own.items() if k not in ruled},
                 start_from_default=True,
-                recipe=recipe,
+                recipe={k: v for k, v in own.items() if k in ruled},
             )
             code = run_sweep(
                 sweep, command=f"{plan.command} " + shlex.join(["--task", task, "--model", model])

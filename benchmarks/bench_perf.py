@@ -881,7 +881,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     try:
-        import torchdeq  # noqa: F401
+        import torchdeq  # noqa: F401 - only whether it is installed
     except ImportError:
         print("bench_perf: torchdeq is not installed (pip install -e '.[bench]' or torchdeq==0.1.0)")
         return 1

@@ -117,7 +117,7 @@ def _report(result) -> None:
         ckpt = getattr(getattr(trainer, "checkpoint_callback", None), "best_model_path", None) or None
         try:
             print_run_summary(result.run_id, uri=uri, headline=val or None, checkpoint=ckpt)
-        except Exception as err:  # noqa: BLE001 - the run is trained and logged; the summary is a courtesy
+        except Exception as err:  # the run is trained and logged; the summary is a courtesy
             print(f"MLflow run: {result.run_id} (no summary: {type(err).__name__}: {err})")
 
 

@@ -120,7 +120,7 @@ def _conf_choices(kind: str) -> str:
 
     try:
         found = confpath.names(kind)
-    except Exception as err:  # noqa: BLE001 - help must print even with a bad search path; say why
+    except Exception as err:  # help must print even with a bad search path; say why
         return f"(cannot list: {err})"
     return ", ".join(found)
 
@@ -157,7 +157,7 @@ def train_parser() -> argparse.ArgumentParser:
 
     try:
         where = ", ".join(str(d) for d in confpath.search_path())
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         where = f"(cannot list: {err})"
     epilog = "\n".join(
         [

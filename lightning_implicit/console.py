@@ -119,7 +119,7 @@ def ui_running(base: str) -> bool:
     try:
         with urllib.request.urlopen(f"{base}/health", timeout=0.5) as r:
             return r.status == 200
-    except Exception:  # noqa: BLE001 - nothing listening
+    except Exception:  # nothing listening
         return False
 
 

@@ -104,7 +104,7 @@ def _worker_main(conn, slot: int, threads, log_dir, env, initializer, initargs) 
 
                 torch.set_num_threads(threads)
             state = initializer(*initargs) if initializer is not None else None
-        except BaseException as err:  # noqa: BLE001 - said to the parent, which fails the jobs with it
+        except BaseException as err:  # said to the parent, which fails the jobs with it
             conn.send(("failed", _one_line(err)))
             return
         conn.send(("ready", os.getpid()))
@@ -116,11 +116,11 @@ def _worker_main(conn, slot: int, threads, log_dir, env, initializer, initargs) 
                 key, fn, arg = msg
                 try:
                     out = ("done", key, fn(arg) if initializer is None else fn(state, arg), None)
-                except BaseException as err:  # noqa: BLE001 - a job's error (a deferred signal too) is its result
+                except BaseException as err:  # a job's error (a deferred signal too) is its result
                     out = ("done", key, None, _one_line(err))
                 try:
                     conn.send(out)
-                except Exception as err:  # noqa: BLE001 - e.g. a value that does not pickle
+                except Exception as err:  # e.g. a value that does not pickle
                     conn.send(
                         ("done", key, None, f"the job's result could not be sent back: {_one_line(err)}")
                     )
@@ -265,7 +265,7 @@ class WorkerPool:
                     _, key, value, error = msg
                     w.busy, w.job = False, None
                     out.append(JobResult(key, value=value, error=error))
-        except Exception:  # noqa: BLE001 - a worker killed while writing: its job is failed by _buried
+        except Exception:  # a worker killed while writing: its job is failed by _buried
             pass
 
     def _buried(self, w: _Worker, out: list[JobResult]) -> None:

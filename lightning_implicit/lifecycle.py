@@ -167,7 +167,7 @@ def exit_process(code: int) -> NoReturn:
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
-            except Exception:  # noqa: BLE001 - a closed pipe: nothing more to say
+            except Exception:  # a closed pipe: nothing more to say
                 pass
         os._exit(code)
 
@@ -197,7 +197,7 @@ def end_failed_run(logger, err: BaseException) -> None:
         return
     try:  # (the run exists: make_logger opens it before the fit)
         run_id, client = logger.run_id, logger.experiment
-    except Exception:  # noqa: BLE001 - a store that is itself the problem must not hide the error
+    except Exception:  # a store that is itself the problem must not hide the error
         return
     if not run_id:
         return
@@ -210,5 +210,5 @@ def end_failed_run(logger, err: BaseException) -> None:
             flush("failed")
         client.set_tag(run_id, "error", message[:5000])
         client.set_terminated(run_id, "KILLED" if killed else "FAILED")
-    except Exception:  # noqa: BLE001 - a store that is itself the problem must not hide the error
+    except Exception:  # a store that is itself the problem must not hide the error
         pass

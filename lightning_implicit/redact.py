@@ -31,7 +31,7 @@ def _redacting_factory(make):
         record = make(*args, **kwargs)
         try:
             message = record.getMessage()
-        except Exception:  # noqa: BLE001 - a malformed record is logging's to report
+        except Exception:  # a malformed record is logging's to report
             return record
         clean = redact(message)
         if clean != message:

@@ -238,7 +238,7 @@ def _option_keys(parser, section: str | None, class_path: str | None) -> list[st
         sub = ArgumentParser(exit_on_error=False)
         sub.add_class_arguments(getattr(importlib.import_module(module), name), fail_untyped=False)
         return [f"--{section}.init_args.{k}" for k in sub.get_defaults().keys()]
-    except Exception:  # noqa: BLE001
+    except Exception:
         return []
 
 
@@ -246,7 +246,7 @@ def _logger_uri(logger) -> str:
     """The tracking URI of a run's MLflow logger (its client's), ``""`` when there is none or it cannot say."""
     try:
         return logger.experiment.tracking_uri or ""
-    except Exception:  # noqa: BLE001 - (a store that failed may fail again here: the caller names it)
+    except Exception:  # (a store that failed may fail again here: the caller names it)
         return ""
 
 
@@ -324,7 +324,7 @@ def _log_model(logger, model, dm) -> None:
 
     try:
         log_trained_model(logger, model, dm)
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         print(
             f"warning: the model was not logged to MLflow ({type(err).__name__}: {err}); its checkpoint is "
             "still tested by lightning-implicit test --ckpt_path",
@@ -334,7 +334,7 @@ def _log_model(logger, model, dm) -> None:
             logger.experiment.set_tag(
                 logger.run_id, "logged_model_error", f"{type(err).__name__}: {err}"[:5000]
             )
-        except Exception as tag_err:  # noqa: BLE001 - the store itself failed: the run still ends as trained
+        except Exception as tag_err:  # the store itself failed: the run still ends as trained
             print(
                 f"warning: the run's store did not take the tag either ({type(tag_err).__name__})",
                 file=sys.stderr,

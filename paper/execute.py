@@ -172,7 +172,7 @@ def run_job(job: dict, train: Callable | None = None) -> dict:
             if error:
                 client.set_tag(run_id, "repro_error", error[:4000])
             client.set_tag(run_id, "repro_outcome", outcome)
-        except Exception:  # noqa: BLE001 - tagging is best effort; the outcome is still reported
+        except Exception:  # tagging is best effort; the outcome is still reported
             traceback.print_exc()
     return {
         "key": job["key"],

@@ -25,15 +25,15 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from jsonargparse.typing import PositiveFloat  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from jsonargparse.typing import PositiveFloat
 
-from lightning_implicit import configfile  # noqa: E402
-from lightning_implicit.validate import ConfigError  # noqa: E402
+from lightning_implicit import configfile
+from lightning_implicit.validate import ConfigError
 
-from .paper_numbers import TABLE4_MODELS, label, read_entries, resolve_numbers  # noqa: E402
-from .results import Results, download_artifact, metric_history  # noqa: E402
+from .paper_numbers import TABLE4_MODELS, label, read_entries, resolve_numbers
+from .results import Results, download_artifact, metric_history
 
 __all__ = [
     "draw_all",
@@ -628,7 +628,7 @@ def draw_all(results: Results, out: Path, client=None) -> dict[str, Path]:
             name = spec.file
             try:
                 paths[name] = _save(_draw(spec, ctx), out / name)
-            except Exception as err:  # noqa: BLE001 - one broken figure must not lose the report
+            except Exception as err:  # one broken figure must not lose the report
                 plt.close("all")
                 fig, ax = plt.subplots(figsize=(6, 2))
                 _empty(ax, f"could not draw {name}: {type(err).__name__}: {err}")

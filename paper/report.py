@@ -1021,7 +1021,7 @@ def start_report_run(client, profile: Profile, commit: str) -> tuple[str, str]:
             exp_id = client.create_experiment(
                 name, artifact_location=(location + f"/{name}") if location else None
             )
-        except Exception:  # noqa: BLE001 - created concurrently
+        except Exception:  # created concurrently
             exp_id = client.get_experiment_by_name(name).experiment_id
     else:
         exp_id = exp.experiment_id

@@ -113,7 +113,7 @@ def _download_json(client, run_id: str, path: str):
     with tempfile.TemporaryDirectory() as tmp:
         try:
             local = client.download_artifacts(run_id, path, tmp)
-        except Exception:  # noqa: BLE001 - a missing artifact means "no data", reported as such
+        except Exception:  # a missing artifact means "no data", reported as such
             return None
         return json.loads(Path(local).read_text())
 
@@ -131,7 +131,7 @@ def load_results(records: list[RunRecord], client, ui_url: str) -> Results:
             continue
         try:
             run = client.get_run(rec.run_id)
-        except Exception:  # noqa: BLE001
+        except Exception:
             rec.outcome = "missing"
             continue
         rec.experiment_id = run.info.experiment_id
@@ -151,7 +151,7 @@ def metric_history(client, run_id: str, key: str) -> list[tuple[int, float]]:
     """``[(step, value)]`` of a logged metric (empty when absent)."""
     try:
         return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
-    except Exception:  # noqa: BLE001
+    except Exception:
         return []
 
 
@@ -159,7 +159,7 @@ def download_artifact(client, run_id: str, path: str, dst: Path) -> Path | None:
     dst.mkdir(parents=True, exist_ok=True)
     try:
         return Path(client.download_artifacts(run_id, path, str(dst)))
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
 
 

@@ -247,7 +247,7 @@ def structural_reading(
                 classification=classification,
                 num_classes=getattr(dm.spec, "num_classes", None),
             )
-        except Exception as err:  # noqa: BLE001 - the reading says why it is missing; the report goes on
+        except Exception as err:  # the reading says why it is missing; the report goes on
             rd.error = f"data: {type(err).__name__}: {err}"
             continue
         u = splits.x_train[:n_inputs]
@@ -271,7 +271,7 @@ def _logged_module(run_id: str, uri: str | None = None):
 
     try:
         module = load_logged_model(run_id, uri)
-    except Exception:  # noqa: BLE001 - a run without a logged model has no rescaling diagnostic
+    except Exception:  # a run without a logged model has no rescaling diagnostic
         return None
     module.eval()
     return module

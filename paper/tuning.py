@@ -63,7 +63,7 @@ def study_curve(provenance: dict) -> list[float] | None:
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.load_study(study_name=provenance["study"], storage=provenance["storage"])
-    except Exception:  # noqa: BLE001 - another machine's store: the table says the curve is not available
+    except Exception:  # another machine's store: the table says the curve is not available
         return None
     trials = sorted(study.trials, key=lambda t: t.number)
     return best_so_far([t.value if t.state.name == "COMPLETE" else None for t in trials])

@@ -926,5 +926,5 @@ def evaluate_claim(c: Claim, results: Results, amc_skip: str | None = None) -> R
     ctx = _Context(results, {"volatility": amc_skip} if amc_skip else {})
     try:
         return _run(ctx, c.check)
-    except Exception as err:  # noqa: BLE001 - a broken claim must not hide the others
+    except Exception as err:  # a broken claim must not hide the others
         return RuleResult(NA, f"could not evaluate: {type(err).__name__}: {err}")

@@ -38,7 +38,7 @@ def _require_browser() -> None:
             pytrace=False,
         )
     try:
-        import selenium  # noqa: F401
+        import selenium  # noqa: F401 - only whether it is installed
     except ImportError:
         pytest.fail("selenium is missing: pip install -e '.[dev]'", pytrace=False)
 

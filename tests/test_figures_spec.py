@@ -317,71 +317,74 @@ def _sweep(shifts, f):
 def table() -> Results:
     """Every figure's tasks, two seeds: a model outside Table 4 (identity LSTM), failed and diverged runs, an
     all-NaN model, metrics missing for some panels (earthquake) and the other stopping tolerances."""
+    return Results([r for seed in (0, 1) for r in _records_of_seed(seed)])
+
+
+def _records_of_seed(seed: int) -> list:
     recs = []
-    for seed in (0, 1):
-        noise = 1 + 0.1 * seed
+    noise = 1 + 0.1 * seed
 
-        def add(task, model, outcome="ok", **metrics):
-            recs.append(_record(task, model, seed, metrics, outcome))  # noqa: B023 - called in this iteration
+    def add(task, model, outcome="ok", **metrics):
+        recs.append(_record(task, model, seed, metrics, outcome))
 
-        ident = (0, 10, 25, 80)
-        add("identity", "implicit", mse=_sweep(ident, lambda k: 0.1 * noise * (1 + k)))  # noqa: B023
-        add("identity", "mlp", mse=_sweep(ident, lambda k: 10 * noise * (1 + k)))  # noqa: B023
-        add("identity", "encdec", outcome="failed")
-        add("identity", "lstm", mse=_sweep(ident, lambda k: 5 * noise * (1 + k)))  # noqa: B023
-        arith = (10, 100, 1000)
-        add(
-            "addition",
-            "implicit",
-            mse=_sweep(arith, lambda k: 0.01 * noise * k),  # noqa: B023
-            iters_mean=_sweep(arith, lambda k: 10 + k / 50),
-            iters_p95=_sweep(arith, lambda k: 20 + k / 40),
-            iters_mean_rel=_sweep(arith, lambda k: 12.0),
-        )
-        add("addition", "implicit_nofeedback", mse=_sweep(arith, lambda k: 0.1 * noise * k))  # noqa: B023
-        add("addition", "mlp", mse=_sweep(arith, lambda k: noise * k))  # noqa: B023
-        add("addition", "nalu", outcome="diverged")
-        add("addition", "seq_encoder", mse=_sweep(arith, lambda k: 2 * noise * k))  # noqa: B023
-        add("addition", "depth_encoder", mse=_sweep(arith, lambda k: 3 * noise * k))  # noqa: B023
-        add(
-            "subtraction",
-            "implicit",
-            mse=_sweep(arith, lambda k: 0.02 * noise * k),  # noqa: B023
-            iters_mean=_sweep(arith, lambda k: 20 + k / 50),
-        )
-        add("subtraction", "mlp", mse=_sweep(arith, lambda k: 2 * noise * k))  # noqa: B023
-        avg = (5, 20, 100)
-        add("rolling_average", "implicit", mse=_sweep(avg, lambda k: 1e-4 * noise * k))  # noqa: B023
-        add("rolling_average", "implicit_nofeedback", mse=_sweep(avg, lambda k: 1e-3 * noise * k))  # noqa: B023
-        add("rolling_average", "lstm", mse=_sweep(avg, lambda k: 0.01 * noise * k**2))  # noqa: B023
-        amax = (10, 100, 1e5)
-        add(
-            "rolling_argmax",
-            "implicit",
-            accuracy=_sweep(amax, lambda k: 0.95 - 0.01 * seed),  # noqa: B023
-            iters_mean=_sweep(amax, lambda k: 100 + math.log10(k) * 20),
-            iters_mean_abs=_sweep(amax, lambda k: 100 + math.log10(k) * 10),
-        )
-        add(
-            "rolling_argmax",
-            "implicit_rnn",
-            accuracy=_sweep(amax, lambda k: 0.97),
-            iters_mean=_sweep(amax, lambda k: 50 + math.log10(k)),
-        )
-        add("rolling_argmax", "implicit_nofeedback", accuracy=_sweep(amax, lambda k: 0.9))
-        add("rolling_argmax", "lstm", accuracy=_sweep(amax, lambda k: 0.8 * noise))  # noqa: B023
-        add("rolling_argmax", "encdec_nope", accuracy=_sweep(amax, lambda k: math.nan))
-        add("spiky", "implicit_rnn", mse={1: 0.003 * noise})
-        add("spiky", "lstm", mse={1: 0.011})
-        quake = (0, 1, 2, 3)
-        add(
-            "earthquake",
-            "implicit",
-            mse=_sweep(quake, lambda k: 1.0 + 0.1 * k * noise),  # noqa: B023
-            depth_mae_km=_sweep(quake, lambda k: 20.0 + k),
-        )
-        add("earthquake", "eikonet", mse=_sweep(quake, lambda k: 1.2 + 0.2 * k))
-    return Results(recs)
+    ident = (0, 10, 25, 80)
+    add("identity", "implicit", mse=_sweep(ident, lambda k: 0.1 * noise * (1 + k)))
+    add("identity", "mlp", mse=_sweep(ident, lambda k: 10 * noise * (1 + k)))
+    add("identity", "encdec", outcome="failed")
+    add("identity", "lstm", mse=_sweep(ident, lambda k: 5 * noise * (1 + k)))
+    arith = (10, 100, 1000)
+    add(
+        "addition",
+        "implicit",
+        mse=_sweep(arith, lambda k: 0.01 * noise * k),
+        iters_mean=_sweep(arith, lambda k: 10 + k / 50),
+        iters_p95=_sweep(arith, lambda k: 20 + k / 40),
+        iters_mean_rel=_sweep(arith, lambda k: 12.0),
+    )
+    add("addition", "implicit_nofeedback", mse=_sweep(arith, lambda k: 0.1 * noise * k))
+    add("addition", "mlp", mse=_sweep(arith, lambda k: noise * k))
+    add("addition", "nalu", outcome="diverged")
+    add("addition", "seq_encoder", mse=_sweep(arith, lambda k: 2 * noise * k))
+    add("addition", "depth_encoder", mse=_sweep(arith, lambda k: 3 * noise * k))
+    add(
+        "subtraction",
+        "implicit",
+        mse=_sweep(arith, lambda k: 0.02 * noise * k),
+        iters_mean=_sweep(arith, lambda k: 20 + k / 50),
+    )
+    add("subtraction", "mlp", mse=_sweep(arith, lambda k: 2 * noise * k))
+    avg = (5, 20, 100)
+    add("rolling_average", "implicit", mse=_sweep(avg, lambda k: 1e-4 * noise * k))
+    add("rolling_average", "implicit_nofeedback", mse=_sweep(avg, lambda k: 1e-3 * noise * k))
+    add("rolling_average", "lstm", mse=_sweep(avg, lambda k: 0.01 * noise * k**2))
+    amax = (10, 100, 1e5)
+    add(
+        "rolling_argmax",
+        "implicit",
+        accuracy=_sweep(amax, lambda k: 0.95 - 0.01 * seed),
+        iters_mean=_sweep(amax, lambda k: 100 + math.log10(k) * 20),
+        iters_mean_abs=_sweep(amax, lambda k: 100 + math.log10(k) * 10),
+    )
+    add(
+        "rolling_argmax",
+        "implicit_rnn",
+        accuracy=_sweep(amax, lambda k: 0.97),
+        iters_mean=_sweep(amax, lambda k: 50 + math.log10(k)),
+    )
+    add("rolling_argmax", "implicit_nofeedback", accuracy=_sweep(amax, lambda k: 0.9))
+    add("rolling_argmax", "lstm", accuracy=_sweep(amax, lambda k: 0.8 * noise))
+    add("rolling_argmax", "encdec_nope", accuracy=_sweep(amax, lambda k: math.nan))
+    add("spiky", "implicit_rnn", mse={1: 0.003 * noise})
+    add("spiky", "lstm", mse={1: 0.011})
+    quake = (0, 1, 2, 3)
+    add(
+        "earthquake",
+        "implicit",
+        mse=_sweep(quake, lambda k: 1.0 + 0.1 * k * noise),
+        depth_mae_km=_sweep(quake, lambda k: 20.0 + k),
+    )
+    add("earthquake", "eikonet", mse=_sweep(quake, lambda k: 1.2 + 0.2 * k))
+    return recs
 
 
 class FakeClient:

@@ -246,7 +246,7 @@ def test_params_follow_one_naming_style_and_the_compare_view_opens_on_what_chang
 
 # ---- the UI hint: a UI already answering on PORT is found -------------------------------------------------------
 class _Health(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 - http.server's name
+    def do_GET(self):  # http.server's name
         self.send_response(200 if self.path == "/health" else 404)
         self.end_headers()
         self.wfile.write(b"OK")

@@ -106,7 +106,7 @@ class Sweep:
     def trials(self) -> list[optuna.trial.FrozenTrial]:
         try:
             return optuna.load_study(study_name="addition-mlp", storage=self.storage).trials
-        except Exception:  # noqa: BLE001 - not created yet
+        except Exception:  # not created yet
             return []
 
     def runs(self) -> list[tuple[str, str, str | None]]:

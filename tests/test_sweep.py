@@ -500,7 +500,7 @@ def _wait_for(pred, timeout: float, what: str):
     while time.monotonic() - t0 < timeout:
         try:
             v = pred()
-        except Exception:  # noqa: BLE001 - the study may not exist yet
+        except Exception:  # the study may not exist yet
             v = None
         if v:
             return v

@@ -76,7 +76,7 @@ def _read_raw(path: Path) -> tuple[pd.DataFrame, str]:
         raise DataValidationError(
             f"{path} cannot be read as {kind} ({first}); is the file complete?"
         ) from None
-    except Exception as err:  # noqa: BLE001 - pyarrow raises its own types for corrupt files
+    except Exception as err:  # pyarrow raises its own types for corrupt files
         raise DataValidationError(f"{path} cannot be read ({type(err).__name__}: {str(err)[:200]})") from None
 
 

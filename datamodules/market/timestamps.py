@@ -180,7 +180,7 @@ def _localize_naive(
         )
     try:
         local = idx.tz_localize(assume_tz, ambiguous="raise", nonexistent="raise")
-    except Exception as exc:  # noqa: BLE001 - pytz/zoneinfo raise various types
+    except Exception as exc:  # pytz/zoneinfo raise various types
         raise DataValidationError(f"cannot localise naive timestamps to {assume_tz!r}: {exc}") from exc
     return local.tz_convert(NY_TZ), f"naive, assumed {assume_tz}"
 

@@ -82,7 +82,7 @@ class _Fetcher:
                     f"network error while downloading from Yahoo Finance ({type(exc).__name__}: {exc}); "
                     "no network access?"
                 ) from exc
-            except Exception as exc:  # noqa: BLE001 - any other yfinance failure becomes a clear error
+            except Exception as exc:  # any other yfinance failure becomes a clear error
                 raise self._err(f"yfinance failed ({type(exc).__name__}: {exc})") from exc
 
 

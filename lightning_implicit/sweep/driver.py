@@ -1130,7 +1130,7 @@ def _serial_retrain(run: _ModelRun, out: ModelOutcome, signals: DeferredSignals,
         signum = _signum(err)
         out.notes.append(f"interrupted ({signal_name(signum)}) during the retraining of the best config")
         return signum
-    except Exception as exc:  # noqa: BLE001 - the sweep itself succeeded
+    except Exception as exc:  # the sweep itself succeeded
         out.notes.append(f"retraining the best config failed: {type(exc).__name__}: {exc}")
     return None
 
@@ -1169,7 +1169,7 @@ def _log_summaries(
                 },
             )
             recorder.close_parent(o.parent_run_id, "KILLED" if interrupted else "FINISHED")
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             o.notes.append(f"could not log the summary to MLflow: {exc}")
 
 
@@ -1187,5 +1187,5 @@ def _print_summaries(console, opts: SweepOptions, store: _Store, outcomes: list[
             uri=store.recorder.uri if store.recorder else None,
             storage=mask_url(store.url),
         )
-    except Exception as exc:  # noqa: BLE001 - the sweep is done and recorded; the summary is a courtesy
+    except Exception as exc:  # the sweep is done and recorded; the summary is a courtesy
         say(f"(no sweep summary: {type(exc).__name__}: {exc})")

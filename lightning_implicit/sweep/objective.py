@@ -325,7 +325,7 @@ class Objective:
     def _fail(self, trial, run_id, probe, reason: str, fold_values) -> None:
         try:
             trial.set_user_attr("fail_reason", reason[:2000])
-        except Exception:  # noqa: BLE001 - the storage may be gone on Ctrl-C
+        except Exception:  # the storage may be gone on Ctrl-C
             pass
         self._mark_fold(probe, "KILLED" if reason == "interrupted" else "FAILED", {"fail_reason": reason})
         self._finish(run_id, TrialState.FAIL, fold_values=fold_values, reason=reason)
@@ -334,12 +334,12 @@ class Objective:
         if self.ctx.recorder is not None and probe.run_id:
             try:
                 self.ctx.recorder.mark_run(probe.run_id, status, tags)
-            except Exception:  # noqa: BLE001 - bookkeeping never masks the trial's own outcome
+            except Exception:  # bookkeeping never masks the trial's own outcome
                 pass
 
     def _finish(self, run_id, state, **kw) -> None:
         if self.ctx.recorder is not None and run_id:
             try:
                 self.ctx.recorder.finish_trial(run_id, state, **kw)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 pass

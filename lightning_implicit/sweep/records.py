@@ -121,7 +121,7 @@ class SweepRecorder:
     def _usable_parent(self, run_id: str) -> bool:
         try:
             run = self.client.get_run(run_id)
-        except Exception:  # noqa: BLE001 - another tracking store, or deleted
+        except Exception:  # another tracking store, or deleted
             return False
         return run.info.lifecycle_stage == "active" and run.info.experiment_id == self.experiment_id
 
@@ -413,7 +413,7 @@ def _plot_importances(folder: Path, study: optuna.Study, complete: list, pnames:
             (folder / "param_importances.json").write_text(json.dumps(imp, indent=2))
             out.append(folder / "param_importances.json")
             _save_axes(ovm.plot_param_importances(study), p)
-        except Exception as exc:  # noqa: BLE001 - degenerate studies (e.g. one distinct value)
+        except Exception as exc:  # degenerate studies (e.g. one distinct value)
             _placeholder(p, f"parameter importance unavailable: {exc}")
     out.append(p)
     return out

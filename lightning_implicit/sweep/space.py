@@ -499,7 +499,7 @@ def check_cli_keys(
     """
     try:
         cfg = parse_config(list(base_args))
-    except Exception as exc:  # noqa: BLE001 - jsonargparse raises ArgumentError / ValueError / TypeError
+    except Exception as exc:  # jsonargparse raises ArgumentError / ValueError / TypeError
         raise SearchSpaceError(
             f"the configuration of model {space.model!r} does not parse:\n    {_error_text(exc)}"
         ) from None
@@ -522,7 +522,7 @@ def _parse_error(args: list[str]) -> str | None:
     """The parser's (shortened) error for ``args``, or None when they parse."""
     try:
         parse_config(args)
-    except Exception as exc:  # noqa: BLE001 - jsonargparse raises ArgumentError / ValueError / TypeError
+    except Exception as exc:  # jsonargparse raises ArgumentError / ValueError / TypeError
         return _error_text(exc)
     return None
 

@@ -181,7 +181,7 @@ def _fail_heartbeat_stale(study: optuna.Study, storage, study_id: int, running: 
     try:
         optuna.storages.fail_stale_trials(study)
         failed = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.FAIL,))
-    except Exception as exc:  # noqa: BLE001 - never let the check itself stop a sweep
+    except Exception as exc:  # never let the check itself stop a sweep
         log.warning("heartbeat check failed: %s", exc)
         return []
     was_running = {t.number for t in running}
@@ -231,7 +231,7 @@ def recover_stale_trials(
         if on_failed is not None:
             try:
                 on_failed(frozen, reason)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 log.warning("could not record the failure of trial %s: %s", frozen.number, exc)
         if retry:
             _retry(study, frozen, reason, max_retry)

@@ -261,7 +261,7 @@ def _check_server(uri: str, kind: str) -> None:
                 pass
         finally:
             engine.dispose()
-    except Exception as err:  # noqa: BLE001 - named, or said as it is
+    except Exception as err:  # named, or said as it is
         from lightning_implicit.redact import redact
 
         raise _store_failed(err, uri, kind, redact(uri)) from None

@@ -8,6 +8,7 @@ import ast
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -254,3 +255,42 @@ def test_commands_of_other_packages_join_through_entry_points(tmp_path, monkeypa
     with pytest.raises(SystemExit) as exc:  # the built-in train's --help (argparse), not the plugin
         cli.main(["train", "--help"])
     assert exc.value.code == 0 and "hello" not in capsys.readouterr().out
+
+
+def test_orchestration_stays_in_small_steps_with_few_justified_noqas():
+    """Issue 29: ruff's complexity (C901 <= 15) and statement (PLR0915 <= 60) limits hold for the library,
+    datamodules/ and paper/ as configured in pyproject.toml (`make lint`; here so that CI checks it), and the
+    project has at most 5 ``noqa`` directives, each followed by its reason."""
+    ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
+    if not Path(ruff).exists():
+        pytest.skip("ruff is not installed (pip install -e '.[dev]')")
+    out = subprocess.run(
+        [
+            ruff,
+            "check",
+            "--select",
+            "C901,PLR0915",
+            "--output-format",
+            "concise",
+            "lightning_implicit",
+            "datamodules",
+            "paper",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["ruff"]["lint"]
+    assert {"C901", "PLR0915"} <= set(config["select"])
+    assert config["mccabe"]["max-complexity"] <= 15 and config["pylint"]["max-statements"] <= 60
+    noqas = []
+    for folder in ("lightning_implicit", "datamodules", "paper", "tests", "benchmarks", "scripts"):
+        for path in (REPO / folder).rglob("*.py"):
+            for n, line in enumerate(path.read_text().splitlines(), 1):
+                m = re.search(r"#\s*noqa\b:?\s*([A-Z0-9, ]*)(.*)$", line)
+                if m and path.name != "test_layout.py":
+                    noqas.append((f"{path.relative_to(REPO)}:{n}", m.group(2).strip(" -()")))
+    assert len(noqas) <= 5, noqas
+    assert all(reason for _, reason in noqas), [where for where, reason in noqas if not reason]

@@ -13,7 +13,9 @@ difference between the trained weights is printed (0 when they train bit for bit
 count, hence its cost, follows the weights).
 Runs of the two alternate within this process; the printed ratio is the median framework epoch over the median
 plain epoch (and, less sensitive to other processes on a shared machine, the fastest over the fastest: the two
-runs do the same work, so their fastest epochs differ by the framework's own cost).
+runs do the same work, so their fastest epochs differ by the framework's own cost), and the ratio of the
+process's CPU time per epoch (all its threads: the progress bar's and MLflow's count; time spent waiting for other
+processes does not), the least sensitive of the three to a shared machine's load.
 
 Start-up: a fresh ``python -m lightning_implicit.cli train`` process, from ``Popen`` to its first training batch
 (reported by a callback added with ``--trainer.callbacks+``), and ``lightning-implicit --help``.
@@ -46,12 +48,14 @@ class EpochTimer(L.Callback):
 
     def __init__(self) -> None:
         self.times: list[float] = []
-        self.t0: float | None = None
+        self.cpu: list[float] = []  # the process's CPU time (all its threads) over the same laps
+        self.t0: tuple[float, float] | None = None
 
     def _lap(self) -> None:
-        now = time.perf_counter()
+        now = (time.perf_counter(), time.process_time())
         if self.t0 is not None:
-            self.times.append(now - self.t0)
+            self.times.append(now[0] - self.t0[0])
+            self.cpu.append(now[1] - self.t0[1])
         self.t0 = now
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
@@ -89,10 +93,13 @@ def _args(task: str, model: str, samples: int, epochs: int, uri: str) -> list[st
     ]
 
 
-def _plain_epochs(task: str, model: str, samples: int, epochs: int, uri: str) -> tuple[list[float], dict]:
+def _plain_epochs(
+    task: str, model: str, samples: int, epochs: int, uri: str
+) -> tuple[list[float], list[float], dict]:
     """A plain PyTorch loop over the same module, data and optimiser (no Lightning Trainer, no DataLoader): the
     mini-batches are indexed from in-memory tensors by the permutation the framework's sampler draws from the
-    same seeded generator (the same mini-batches in the same order). Returns the epoch times and the weights."""
+    same seeded generator (the same mini-batches in the same order). Returns the epoch times (wall, CPU) and the
+    weights."""
     from lightning_implicit.runner import ImplicitCLI
 
     cli = ImplicitCLI(args=_args(task, model, samples, epochs, uri) + ["--tracking.enabled", "false"])
@@ -106,9 +113,9 @@ def _plain_epochs(task: str, model: str, samples: int, epochs: int, uri: str) ->
     project = getattr(module.net, "project_", None)
     loss_fn = module.task.loss
     ckpt = Path(uri.removeprefix("sqlite:///")).parent / "plain.ckpt"
-    times = []
+    times, cpu = [], []
     for _ in range(epochs):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         module.train()
         # Per epoch a DataLoader's iterator draws a base seed from its generator, then its RandomSampler the
         # permutation, and one more (for ``num_samples % n`` samples) when the batch sampler reads past it.
@@ -138,18 +145,19 @@ def _plain_epochs(task: str, model: str, samples: int, epochs: int, uri: str) ->
         # what the default ModelCheckpoint writes every epoch: the weights and the optimiser's state
         torch.save({"state_dict": module.state_dict(), "optimizer": opt.state_dict()}, ckpt)
         times.append(time.perf_counter() - t0)
-    return times, module.state_dict()
+        cpu.append(time.process_time() - c0)
+    return times, cpu, module.state_dict()
 
 
 def _framework_epochs(
     task: str, model: str, samples: int, epochs: int, uri: str, steps_per_call: int = 1
-) -> tuple[list[float], dict]:
+) -> tuple[list[float], list[float], dict]:
     from lightning_implicit.runner import run_training
 
     timer = EpochTimer()
     args = _args(task, model, samples, epochs, uri) + ["--data.init_args.steps_per_call", str(steps_per_call)]
     res = run_training(args, extra_callbacks=[timer], test=False)
-    return timer.times, res.module.state_dict()
+    return timer.times, timer.cpu, res.module.state_dict()
 
 
 def _max_difference(a: dict, b: dict) -> float:
@@ -243,19 +251,24 @@ def main(argv: list[str] | None = None) -> int:
         ratios = {}
         for task, model in cases:
             plain, frame, fast, diffs = [], [], [], []
+            cplain, cframe, cfast = [], [], []
             for _ in range(a.repeats):
-                tp, wp = _plain_epochs(task, model, a.samples, a.epochs, uri)
-                tf, wf = _framework_epochs(task, model, a.samples, a.epochs, uri)
-                ts, ws = _framework_epochs(task, model, a.samples, a.epochs, uri, steps_per_call=16)
+                tp, cp, wp = _plain_epochs(task, model, a.samples, a.epochs, uri)
+                tf, cf, wf = _framework_epochs(task, model, a.samples, a.epochs, uri)
+                ts, cs, ws = _framework_epochs(task, model, a.samples, a.epochs, uri, steps_per_call=16)
                 plain, frame, fast = plain + tp[1:], frame + tf[1:], fast + ts[1:]
+                cplain, cframe, cfast = cplain + cp[1:], cframe + cf[1:], cfast + cs[1:]
                 diffs += [_max_difference(wp, wf), _max_difference(wp, ws)]
             mp, mf, ms = statistics.median(plain), statistics.median(frame), statistics.median(fast)
             ratios[(task, model)] = mf / mp
+            cp, cf, cs = statistics.median(cplain), statistics.median(cframe), statistics.median(cfast)
             print(
                 f"  {task}/{model:<14} plain {mp * 1e3:7.1f} ms/epoch   framework {mf * 1e3:7.1f} ms/epoch   "
-                f"ratio {mf / mp:5.2f}x   (target <= 1.3x; of the fastest epochs {min(frame) / min(plain):.2f}x)   "
+                f"ratio {mf / mp:5.2f}x   (target <= 1.3x; of the fastest epochs {min(frame) / min(plain):.2f}x; "
+                f"CPU time {cf * 1e3:.1f} / {cp * 1e3:.1f} ms = {cf / cp:.2f}x)   "
                 f"speed path (steps_per_call 16) {ms * 1e3:7.1f} ms/epoch, ratio {ms / mp:5.2f}x "
-                f"(fastest {min(fast) / min(plain):.2f}x); trained weights differ by at most {max(diffs):.1e}",
+                f"(fastest {min(fast) / min(plain):.2f}x, CPU time {cs / cp:.2f}x); "
+                f"trained weights differ by at most {max(diffs):.1e}; load {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
         if not a.skip_startup:

@@ -7,8 +7,10 @@ filters or logging globally (issue 20).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
+import time
 import warnings
 
 __all__ = [
@@ -337,16 +339,26 @@ def summary_without_flops(callbacks: list) -> list:
     return out
 
 
+# Lightning's RichProgressBar redraws up to ``refresh_rate`` times a second (default 100) in a thread of its own,
+# and reads the logged metrics at every batch: at an implicit model's ~1 ms step that was ~15 % of an epoch. Ten
+# redraws a second (rich's own default) still show live progress.
+LIGHTNING_REFRESH_RATE = 100  # RichProgressBar's default
+REFRESH_RATE = 10
+
+
 def console_callbacks(callbacks: list) -> list:
     """``callbacks`` with Lightning's default console callbacks replaced by this project's: the model summary
     without FLOPs (:func:`summary_without_flops`) and a rich progress bar that counts steps under a step-budget
-    recipe (``max_epochs -1`` with ``max_steps``: ``Epoch 15 (step 320/3000)``, not Lightning's ``Epoch 15/-2``)."""
+    recipe (``max_epochs -1`` with ``max_steps``: ``Epoch 15 (step 320/3000)``, not Lightning's ``Epoch 15/-2``)
+    and redraws :data:`REFRESH_RATE` times a second where Lightning's default asked for 100 (a
+    ``RichProgressBar`` given another ``refresh_rate`` keeps it)."""
     from lightning.pytorch.callbacks import RichProgressBar
 
     out = []
     for cb in summary_without_flops(callbacks):
         if type(cb) is RichProgressBar:
-            cb = _steps_progress_bar_class()(refresh_rate=cb.refresh_rate, theme=cb.theme)
+            rate = REFRESH_RATE if cb.refresh_rate == LIGHTNING_REFRESH_RATE else cb.refresh_rate
+            cb = _steps_progress_bar_class()(refresh_rate=rate, theme=cb.theme)
         out.append(cb)
     return out
 
@@ -363,10 +375,31 @@ def _steps_progress_bar_class():
     from lightning.pytorch.callbacks import RichProgressBar
 
     class StepsProgressBar(RichProgressBar):
+        """Lightning's rich bar, labelled by :func:`train_description`, that takes a training batch's count and
+        metrics at most ``refresh_rate`` times a second (what it can draw) instead of at every batch; the last
+        batch skipped is drawn at the epoch's end."""
+
+        _drawn_at = -math.inf  # time.monotonic() of the last batch passed on
+        _skipped: tuple | None = None  # (outputs, batch, batch_idx) of a batch not passed on since
+
         def _get_train_description(self, current_epoch: int) -> str:
             t = self.trainer
             text = train_description(current_epoch, t.max_epochs, t.global_step, t.max_steps)
             return f"{text:{len(self.validation_description)}}"
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            now = time.monotonic()
+            if self.refresh_rate > 0 and now - self._drawn_at < 1.0 / self.refresh_rate:
+                self._skipped = (outputs, batch, batch_idx)
+                return
+            self._drawn_at, self._skipped = now, None
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+        def on_train_epoch_end(self, trainer, pl_module) -> None:
+            if self._skipped is not None:
+                skipped, self._skipped = self._skipped, None
+                super().on_train_batch_end(trainer, pl_module, *skipped)
+            super().on_train_epoch_end(trainer, pl_module)
 
     return StepsProgressBar
 

@@ -282,6 +282,7 @@ def run_training(args: list[str], *, extra_callbacks: list | None = None, test: 
     """Fit + shift sweep from LightningCLI arguments (``--config`` files and ``--key value`` overrides)."""
     from lightning_implicit.console import console_callbacks
     from lightning_implicit.lifecycle import end_failed_run, terminated_cause
+    from lightning_implicit.modules.dispatch import cheap_default_profiler
     from lightning_implicit.tracking.store import store_failure
 
     confpath.add_user_modules()  # a user task's class_path module
@@ -289,6 +290,7 @@ def run_training(args: list[str], *, extra_callbacks: list | None = None, test: 
     trainer, model, dm = cli.trainer, cli.model, cli.datamodule
     # the model summary without FLOPs (0 for every implicit model), a progress bar that counts step budgets
     trainer.callbacks = console_callbacks(trainer.callbacks)
+    cheap_default_profiler(trainer)  # Lightning's no-op profiler, without a generator per hook call
     if extra_callbacks:
         trainer.callbacks.extend(extra_callbacks)
     try:

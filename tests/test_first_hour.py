@@ -448,14 +448,24 @@ def test_progress_bar_counts_steps_under_a_step_budget():
     import lightning as L
     from lightning.pytorch.callbacks import RichProgressBar
 
-    from lightning_implicit.console import console_callbacks, train_description
+    from lightning_implicit.console import (
+        LIGHTNING_REFRESH_RATE,
+        REFRESH_RATE,
+        console_callbacks,
+        train_description,
+    )
 
     assert train_description(15, -1, 320, 3000) == "Epoch 15 (step 320/3000)"
     assert train_description(3, 20, 60, -1) == "Epoch 3/19"
     trainer = L.Trainer(max_epochs=-1, max_steps=30, logger=False, enable_checkpointing=False)
     default = [cb for cb in trainer.callbacks if isinstance(cb, RichProgressBar)]
     (bar,) = [cb for cb in console_callbacks(trainer.callbacks) if isinstance(cb, RichProgressBar)]
-    assert default and type(bar) is not RichProgressBar and bar.refresh_rate == default[0].refresh_rate
+    assert default and type(bar) is not RichProgressBar and default[0].refresh_rate == LIGHTNING_REFRESH_RATE
+    assert bar.refresh_rate == REFRESH_RATE  # Lightning's default 100 redraws a second lowered to 10
+    (kept,) = [
+        cb for cb in console_callbacks([RichProgressBar(refresh_rate=3)]) if isinstance(cb, RichProgressBar)
+    ]
+    assert type(kept) is not RichProgressBar and kept.refresh_rate == 3  # a rate the user chose is kept
 
 
 # ---- DDP on the CPU: quiet, one notice, a run name that says how it ran -------------------------------------------
@@ -521,3 +531,34 @@ def test_a_task_module_off_the_path_names_conf_path(tmp_path):
         run_training([*shorthand_args("addition", "implicit"), "--config", str(task)])
     text = str(err.value)
     assert text.startswith("--data: cannot import 'no_such_task_module.TaskData'") and "CONF_PATH=" in text
+
+
+def test_progress_bar_draws_at_its_refresh_rate_and_the_epochs_last_batch(monkeypatch):
+    import lightning as L
+    from lightning.pytorch.callbacks import RichProgressBar
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    from lightning_implicit.console import console_callbacks
+
+    passed_on = []
+    original = RichProgressBar.on_train_batch_end
+
+    def counting(self, trainer, pl_module, outputs, batch, batch_idx):
+        passed_on.append(batch_idx)
+        original(self, trainer, pl_module, outputs, batch, batch_idx)
+
+    monkeypatch.setattr(RichProgressBar, "on_train_batch_end", counting)
+    (bar,) = console_callbacks([RichProgressBar(refresh_rate=1)])  # at most one draw a second
+    done = []
+
+    class Probe(L.Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            done.append(bar.progress.tasks[bar.train_progress_bar_id].completed)
+
+    trainer = L.Trainer(
+        max_epochs=2, limit_train_batches=40, limit_val_batches=0, logger=False, enable_checkpointing=False
+    )
+    trainer.callbacks = [bar, Probe()]  # the probe reads the bar after the bar's own epoch end
+    trainer.fit(BoringModel())
+    assert done == [40, 40]  # each epoch's last batch is drawn (the skipped one, at the epoch's end)
+    assert passed_on[-1] == 39 and len(passed_on) < 20  # not every batch: 80 batches take well under 40 s

@@ -169,3 +169,38 @@ def test_the_speed_path_refusal_is_one_error_line(capsys):
     assert main(["train", "--task", "addition", "--model", "mlp", "--no-tuned", *tiny, *options]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: --data.init_args.steps_per_call 4") and "limit_train_batches" in err[-1]
+
+
+def test_a_fit_without_a_profiler_gets_the_no_op_one_and_a_chosen_profiler_is_kept():
+    import lightning as L
+    from lightning.pytorch.profilers import PassThroughProfiler, SimpleProfiler
+
+    from lightning_implicit.modules.dispatch import NoOpProfiler, cheap_default_profiler
+
+    quiet = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False}
+    trainer = L.Trainer(**quiet)
+    cheap_default_profiler(trainer)
+    assert type(trainer.profiler) is NoOpProfiler and isinstance(trainer.profiler, PassThroughProfiler)
+    trainer = L.Trainer(profiler="simple", **quiet)
+    cheap_default_profiler(trainer)
+    assert type(trainer.profiler) is SimpleProfiler
+    prof, seen = NoOpProfiler(), []
+    with prof.profile("outer"), prof.profile("inner"):  # one shared context, nested and reused
+        seen.append(1)
+    with prof.profile("again"):
+        seen.append(2)
+    assert seen == [1, 2] and prof.summary() == ""
+
+
+def test_module_attributes_are_stored_as_nn_module_stores_them():
+    module = ImplicitCLI(args=_args("implicit")).model
+    module.note = "a"
+    module.note = "b"  # a plain attribute again: stored directly
+    assert module.note == "b" and "note" not in dict(module.named_parameters())
+    module.note = torch.nn.Parameter(torch.ones(2))  # a plain attribute becomes a parameter
+    assert "note" in dict(module.named_parameters()) and "note" not in vars(module)
+    module.note = None  # a parameter slot set to None stays a parameter slot, as in nn.Module
+    assert "note" not in dict(module.named_parameters()) and module.note is None
+    module.probe = 1
+    module.probe = torch.nn.Linear(1, 1)  # a plain attribute becomes a submodule
+    assert "probe" in dict(module.named_modules()) and "probe" not in vars(module)

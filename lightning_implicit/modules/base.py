@@ -68,6 +68,16 @@ class ShiftModule(L.LightningModule):
         self.sweep_outputs: dict[int, dict[str, torch.Tensor]] = {}
         self._test_outputs: dict[int, list] = {}
 
+    def __setattr__(self, name: str, value) -> None:
+        # Lightning sets a plain attribute of the module around each hook it calls (~45 times a training step);
+        # ``nn.Module.__setattr__`` checks it against the parameters, buffers and submodules first (~2 us). A name
+        # already held as a plain attribute (in ``__dict__``, so none of those) given a value that is not a tensor
+        # or a module is stored directly, as ``nn.Module`` would store it.
+        if name in self.__dict__ and not isinstance(value, (torch.Tensor, nn.Module)):
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # plain data only, so that checkpoints load with torch.load(weights_only=True)
         hp = checkpoint["hyper_parameters"]
@@ -117,7 +127,9 @@ class ShiftModule(L.LightningModule):
         """Clip before each optimiser step. ``--trainer.gradient_clip_val`` (with ``gradient_clip_algorithm``),
         when given, wins over the recipe's ``optim.grad_clip`` (a 2-norm bound); the run records which one
         applied as the parameter ``optim.grad_clip_from`` (:meth:`on_fit_start`)."""
-        if gradient_clip_val is None and self.optim.grad_clip > 0:
+        if gradient_clip_val is None:
+            if self.optim.grad_clip <= 0:
+                return  # nothing clips (Lightning's clip_gradients would return without clipping)
             gradient_clip_val, gradient_clip_algorithm = self.optim.grad_clip, "norm"
         self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
 

@@ -85,14 +85,13 @@ FLAG_TABLE := TASK:--task TASKS:--tasks MODEL:--model MODELS:--model SEED:--seed
 	DEVICES:--devices NODES:--nodes DATA:--data INTERVAL:--interval TRIALS:--trials WORKERS:--workers CV:--cv \
 	STUDY:--study FULL:+--full PROFILE:--profile EPOCHS:--epochs RUN_ID:--run-id CKPT:--ckpt_path \
 	TUNED:!--no-tuned COMPARE:!--no-compare TICKER:--data.init_args.ticker DATA_TZ:--data.init_args.assume_tz \
-	SPLIT:--data.init_args.test_fraction TRAIN_RANGE:..--data.init_args.train_range \
-	TEST_RANGE:..--data.init_args.test_range
+	SPLIT:--data.init_args.test_fraction TRAIN_RANGE:--data.init_args.train_range \
+	TEST_RANGE:--data.init_args.test_range
 # the market data file's variables (LightningCLI keys: after `--` for the commands that pass them through)
 MARKET_VARS := TICKER DATA_TZ SPLIT TRAIN_RANGE TEST_RANGE
-comma := ,
 _entry = $(or $(patsubst $(1):%,%,$(filter $(1):%,$(FLAG_TABLE))),$(error $(1) is not in the Makefile's FLAG_TABLE))
 _flag = $(if $(filter +%,$(2)),$(if $($(1)),$(2:+%=%)),$(if $(filter !%,$(2)),$(if $(filter 0 no false,$($(1))),\
-	$(2:!%=%)),$(if $($(1)),$(if $(filter ..%,$(2)),$(2:..%=%) '["$(subst ..,"$(comma)",$($(1)))"]',$(2) $($(1))))))
+	$(2:!%=%)),$(if $($(1)),$(2) $($(1)))))
 # the flags of the variables $(1) that are set; `given`: only those set on make's command line
 flags = $(strip $(foreach v,$(1),$(call _flag,$(v),$(call _entry,$(v)))))
 given = $(call flags,$(foreach v,$(1),$(if $(filter command line,$(origin $(v))),$(v))))

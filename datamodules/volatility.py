@@ -22,6 +22,7 @@ from lightning_implicit.data import DataSplits, ShiftDataModule, TestSet
 from lightning_implicit.task import TaskSpec
 
 from .market import PAPER_TEST_RANGE, PAPER_TRAIN_RANGE, MarketOptions, load_volatility_dataset
+from .market.options import date_range
 
 __all__ = ["VolatilityDataModule", "variance_metrics"]
 
@@ -62,7 +63,8 @@ class VolatilityDataModule(ShiftDataModule):
         interval: ``1d`` (the daily variant: the only download that covers 2015-2021) or ``1m`` (Yahoo's last
             ~30 days of minute bars, accumulated in the cache; split by ``test_fraction``).
         cache_dir, allow_download, ticker, price_basis: see ``market.load_volatility_dataset``.
-        train_range, test_range: inclusive session-date ranges (the paper: 2015-02-01..2020-12-31, 2021).
+        train_range, test_range: inclusive session-date ranges, ``(FROM, TO)`` or ``"FROM..TO"`` (``TRAIN_RANGE=``,
+            ``TEST_RANGE=``; the paper: 2015-02-01..2020-12-31, 2021).
         test_fraction: split the last fraction of sessions off as test instead of date ranges (``SPLIT=``). Without
             it a file that does not cover both date ranges is split chronologically (last 20% of sessions), with
             a notice; the data card says which rule was used.
@@ -80,8 +82,8 @@ class VolatilityDataModule(ShiftDataModule):
         allow_download: bool = True,
         ticker: str = "AMC",
         price_basis: str | None = None,
-        train_range: tuple[str, str] = PAPER_TRAIN_RANGE,
-        test_range: tuple[str, str] = PAPER_TEST_RANGE,
+        train_range: tuple[str, str] | str = PAPER_TRAIN_RANGE,
+        test_range: tuple[str, str] | str = PAPER_TEST_RANGE,
         test_fraction: float | None = None,
         assume_tz: str | None = None,
         input_len: int = 60,
@@ -101,8 +103,8 @@ class VolatilityDataModule(ShiftDataModule):
         )
         self.ticker, self.price_basis = ticker, price_basis
         self.train_range, self.test_range, self.test_fraction = (
-            tuple(train_range),
-            tuple(test_range),
+            date_range(train_range, "train_range"),
+            date_range(test_range, "test_range"),
             test_fraction,
         )
         if test_fraction is not None and not 0.0 < test_fraction < 1.0:

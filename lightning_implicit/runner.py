@@ -109,6 +109,11 @@ class ImplicitCLI(LightningCLI):
             )
         except ArgumentError as err:
             raise ConfigError(explain_parse_error(str(err), lambda section, cls: [])) from None
+        except ValueError as err:  # a constructor refused a value: its own message, on one line
+            cause = _constructor_error(err)
+            if cause is None:
+                raise
+            raise ConfigError(str(cause)) from None
 
     def init_parser(self, **kwargs):
         kwargs.setdefault("exit_on_error", False)  # a parse error is raised, then said on one line (below)
@@ -248,6 +253,16 @@ def _logger_uri(logger) -> str:
         return logger.experiment.tracking_uri or ""
     except Exception:  # (a store that failed may fail again here: the caller names it)
         return ""
+
+
+def _constructor_error(err: ValueError) -> BaseException | None:
+    """The error a model's or data module's constructor raised, behind jsonargparse's "Does not validate against
+    any of the Union subtypes" (its ``__cause__`` chain); ``None`` for any other error."""
+    seen, cause = set(), err.__cause__
+    while cause is not None and cause.__cause__ is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        cause = cause.__cause__
+    return cause if isinstance(cause, (ValueError, TypeError)) else None
 
 
 def load_data(args: list[str]) -> ShiftDataModule:

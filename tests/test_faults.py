@@ -102,6 +102,34 @@ def test_bad_numbers_one_message_exit_2_no_run(bad, message, store, capsys):
     assert store() == []  # rejected before any run was opened
 
 
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (["--data.init_args.interval", "5m"], "interval must be '1d' or '1m', got '5m'"),
+        (["--data.init_args.train_range", "2020-10-01"], "train_range must be FROM..TO"),
+        (["--data.init_args.test_fraction", "1.5"], "test_fraction (SPLIT=) must be in (0, 1), got 1.5"),
+    ],
+)
+def test_a_value_a_data_module_refuses_is_one_line_exit_2(bad, message, store, capsys):
+    """A constructor's own ValueError (behind jsonargparse's "Does not validate against any of the Union
+    subtypes") is the one error line, exit 2, no traceback (it was a 60-line traceback, exit 1)."""
+    assert main(["train", "--task", "volatility", "--model", "mlp", "--data", "synthetic", *bad]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].startswith("error: " + message), err[-2000:]
+    # (pytest's capture can leave logging's "--- Logging error ---" reports: not ours)
+    assert err.count("Traceback") == err.count("--- Logging error ---") and err.count("error: ") == 1
+    assert store() == []
+
+
+def test_market_date_ranges_take_from_to_strings():
+    from lightning_implicit.datamodules.market.options import date_range
+
+    assert date_range("2019-01-01..2020-12-31", "train_range") == ("2019-01-01", "2020-12-31")
+    assert date_range(["2019-01-01", "2020-12-31"], "train_range") == ("2019-01-01", "2020-12-31")
+    with pytest.raises(ValueError, match="test_range must be FROM..TO"):
+        date_range("2019-01-01..", "test_range")
+
+
 def test_no_gpu_no_run_left(store, capsys):
     import torch
 

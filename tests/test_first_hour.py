@@ -320,7 +320,7 @@ def test_make_help_lists_every_target_and_variable_on_one_line():
                 "ARGS=--trainer.max_epochs 1",
             ],
             "train --task addition --model implicit --seed 0 --trainer cpu --devices 0,2 --no-tuned "
-            '--data.init_args.train_range \'["2015-01-01","2020-12-31"]\' --trainer.max_epochs 1',
+            "--data.init_args.train_range 2015-01-01..2020-12-31 --trainer.max_epochs 1",
         ),
         (["train", "TUNED=1"], "train --task addition --model implicit --seed 0 --trainer cpu"),
         (

@@ -10,7 +10,18 @@ import pandas as pd
 from .conventions import PAPER_TEST_RANGE, PAPER_TRAIN_RANGE
 from .synthetic import SYNTHETIC_RANGE
 
-__all__ = ["MarketOptions"]
+__all__ = ["MarketOptions", "date_range"]
+
+
+def date_range(value, name: str) -> tuple[str, str]:
+    """``(FROM, TO)`` from a pair or a ``"FROM..TO"`` string (what ``TRAIN_RANGE=2019-01-01..2020-12-31`` passes);
+    a ValueError naming ``name`` and the format otherwise."""
+    if isinstance(value, str):
+        parts = value.split("..")
+        if len(parts) != 2 or not all(p.strip() for p in parts):
+            raise ValueError(f"{name} must be FROM..TO (e.g. 2019-01-01..2020-12-31), got {value!r}")
+        return (parts[0].strip(), parts[1].strip())
+    return tuple(value)
 
 
 @dataclass(frozen=True)

@@ -197,7 +197,7 @@ def test_space_edges_and_shared_params(tmp_path):
     implicit, mlp = space.space("implicit"), space.space("mlp")
     assert {"lr", "batch_size", "steps", "lr_schedule"} <= set(mlp.params) and "kappa" not in mlp.params
     assert {"lr", "kappa", "tol"} <= set(implicit.params)
-    edges = space_edges({"lr": 4.9e-2, "steps": 260, "kappa": 0.75, "batch_size": "full"}, implicit)
+    edges = space_edges({"lr": 0.29, "steps": 260, "kappa": 0.75, "batch_size": "full"}, implicit)
     assert any(e.startswith("lr=") and "upper" in e for e in edges)
     assert any(e.startswith("steps=") and "lower" in e for e in edges)
     assert not any(e.startswith(("kappa", "batch_size")) for e in edges)

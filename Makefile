@@ -80,7 +80,7 @@ TRAIN_RANGE ?=
 TEST_RANGE ?=
 # ---- the one table from make variables to `lightning-implicit` flags; each target names the variables it passes --
 #   VAR:--flag    `--flag value` when VAR is set        VAR:+--flag   `--flag` when VAR is set (a switch)
-#   VAR:!--flag   `--flag` when VAR is 0, no or false   VAR:..--flag  FROM..TO as `--flag '["FROM","TO"]'`
+#   VAR:!--flag   `--flag` when VAR is 0, no or false   (a FROM..TO range is passed as written: the data module splits it)
 FLAG_TABLE := TASK:--task TASKS:--tasks MODEL:--model MODELS:--model SEED:--seed SEEDS:--seeds TRAINER:--trainer \
 	DEVICES:--devices NODES:--nodes DATA:--data INTERVAL:--interval TRIALS:--trials WORKERS:--workers CV:--cv \
 	STUDY:--study FULL:+--full PROFILE:--profile EPOCHS:--epochs RUN_ID:--run-id CKPT:--ckpt_path \

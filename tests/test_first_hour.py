@@ -339,7 +339,7 @@ def test_make_help_lists_every_target_and_variable_on_one_line():
 )
 def test_make_prints_one_pastable_line_with_the_flags_of_the_variables_set(argv, expected):
     """The Makefile's one table from variables to flags: each target prints one line, the flags of the variables
-    set (a switch for FULL, TUNED=0 and COMPARE=0; a FROM..TO range as a JSON pair), in the table's order."""
+    set (a switch for FULL, TUNED=0 and COMPARE=0; a FROM..TO range as written), in the order the target lists them."""
     out = subprocess.run(
         ["make", "--no-print-directory", "-n", *argv, "VENV=.venv"], cwd=REPO, capture_output=True, text=True
     )

@@ -891,9 +891,8 @@ class _Scheduler:
         for res in self.pool.stop(grace=6.0):
             self._came_back(res)
         self.pool.close(timeout=1.0)
-        for (
-            r
-        ) in self.runs:  # the trials of workers that did not stop in time: FAIL 'interrupted', not retried
+        # the trials of workers that did not stop in time: FAIL 'interrupted', not retried
+        for r in self.runs:
             recover_stale_trials(
                 r.study, self.storage, reason_dead="interrupted", retry=False, on_failed=self.on_failed
             )

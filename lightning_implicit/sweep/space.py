@@ -329,7 +329,7 @@ def _check_optuna(spec: SearchFile, path: Path) -> None:
     _check_kwargs(pruners[ptype], {k: v for k, v in spec.pruner.items() if k != "type"}, "pruner", path)
 
 
-def _read(path: Path, task: str, model_names) -> tuple[str, SearchFile, dict[str, SectionEntry]]:
+def _read(path: Path, task: str, model_names: list[str]) -> tuple[str, SearchFile, dict[str, SectionEntry]]:
     """The file's text, its top-level keys and its model sections (each parsed; unknown keys named)."""
     if not path.exists():
         from lightning_implicit import confpath
@@ -339,10 +339,6 @@ def _read(path: Path, task: str, model_names) -> tuple[str, SearchFile, dict[str
             f"no search space for task {task!r}: {path} does not exist (search files: {have})"
         )
     raw = configfile.read_yaml(path, SearchSpaceError)
-    if model_names is None:
-        from lightning_implicit import confpath
-
-        model_names = confpath.names("models")
     for k in raw:
         if k not in TOP_KEYS and k not in set(model_names):
             raise SearchSpaceError(

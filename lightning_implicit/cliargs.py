@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
-__all__ = ["split_passthrough", "comma_list", "did_you_mean", "explain_parse_error"]
+__all__ = ["split_passthrough", "comma_list", "closest", "did_you_mean", "explain_parse_error"]
 
 T = TypeVar("T")
 
@@ -30,10 +30,16 @@ def comma_list(text: str | None, cast: Callable[[str], T] = str) -> list[T] | No
 
 
 # ---- user mistakes: one line that names the fix --------------------------------------------------------------------
-def did_you_mean(typed: str, choices: Iterable[str]) -> str:
-    """``"; did you mean --a.kappa?"`` for the closest of ``choices`` to ``typed`` (difflib), else ``""``."""
+def closest(typed: str, choices: Iterable[str]) -> str | None:
+    """The closest of ``choices`` to ``typed`` (difflib, cutoff 0.6), ``None`` when none is close."""
     close = difflib.get_close_matches(typed, list(choices), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]}?" if close else ""
+    return close[0] if close else None
+
+
+def did_you_mean(typed: str, choices: Iterable[str]) -> str:
+    """``"; did you mean --a.kappa?"`` for the closest of ``choices`` to ``typed``, else ``""``."""
+    match = closest(typed, choices)
+    return f"; did you mean {match}?" if match else ""
 
 
 _NESTED = re.compile(r"NestedArg\(key='(?P<key>[^']*)', val=(?P<val>.*)\)\s*$", re.M)

@@ -13,7 +13,6 @@ Free-form values (LightningCLI overrides, Optuna arguments, categorical choices)
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 import re
 import types
@@ -23,6 +22,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from lightning_implicit.cliargs import closest
 from lightning_implicit.validate import ConfigError
 
 __all__ = ["ConfigFileError", "read_yaml", "parse", "suggest"]
@@ -36,8 +36,8 @@ class ConfigFileError(ConfigError):
 
 def suggest(word: str, options) -> str:
     """``"; did you mean 'x'?"`` for the closest of ``options`` (empty when none is close)."""
-    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    match = closest(str(word), [str(o) for o in options])
+    return f"; did you mean {match!r}?" if match else ""
 
 
 def read_yaml(path: Path, error: type[Exception] = ConfigFileError) -> dict:

@@ -43,7 +43,7 @@ def load_logged_model(run_id: str, uri: str | None = None):
     uri = resolve_tracking_uri(uri)
     with tempfile.TemporaryDirectory(prefix="lightning-implicit-load-") as tmp:
         _source_run(mlflow.MlflowClient(uri), run_id, uri)
-        config = _run_config(run_id, uri, tmp)
+        config, _ = _run_config(run_id, uri, tmp)
         state = _logged_weights(run_id, uri, tmp, trust_pickle=False)
         if state is None:
             raise EvaluationError(f"run {run_id} has no logged weights ({MODEL_NAME}/{WEIGHTS_FILE})")
@@ -230,9 +230,9 @@ def _pickled_model(run_id: str, uri: str) -> str | None:
     return f"MLflow pytorch flavor, {flavor.get('serialization_format') or flavor.get('pickle_module_name') or 'pickle'}"
 
 
-def _run_config(run_id: str, uri: str, tmp: str) -> Path:
+def _run_config(run_id: str, uri: str, tmp: str) -> tuple[Path, dict]:
     """The run's ``config.yaml`` without its logger, callbacks and tracking (the rebuilt model's are not the
-    run's own)."""
+    run's own): the file written back, and the mapping it holds."""
     import yaml
 
     config_path = _download(run_id, "config.yaml", uri, tmp)
@@ -246,7 +246,7 @@ def _run_config(run_id: str, uri: str, tmp: str) -> Path:
         (config.get("trainer") or {}).pop(key, None)
     config.pop("tracking", None)
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return config_path
+    return config_path, config
 
 
 def _run_checkpoint(config: dict, experiment_id: str, run_id: str) -> Path | None:
@@ -268,7 +268,6 @@ def _ood_history(client, run_id: str, metric: str) -> dict[int, float]:
 def _plan(ns, overrides: list[str], uri: str, tmp: str):
     """``(LightningCLI args, source run or None, state dict or None, ckpt path or None, weights label)``."""
     import mlflow
-    import yaml
 
     from lightning_implicit import confpath
     from lightning_implicit.runner import shorthand_args
@@ -302,8 +301,7 @@ def _plan(ns, overrides: list[str], uri: str, tmp: str):
 
     client = mlflow.MlflowClient(uri)
     source = _source_run(client, run_id, uri)
-    config_path = _run_config(run_id, uri, tmp)
-    config = yaml.safe_load(config_path.read_text()) or {}
+    config_path, config = _run_config(run_id, uri, tmp)
     args = ["--config", str(config_path)]
     if ns.trainer:  # (an unknown name: ConfigError naming the choices)
         args += ["--config", str(confpath.find("trainer", ns.trainer))]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from .paper_numbers import TABLE2, TEXT_NUMBERS
 from .results import Results, seed_stats
-from .verdicts import converged_depth
+from .verdicts import _fmt, converged_depth
 
 __all__ = ["FLAG_RATIO", "Magnitude", "magnitudes", "magnitude_table"]
 
@@ -260,14 +260,6 @@ def magnitudes(results: Results) -> list[Magnitude]:
     return out
 
 
-def _num(v: float) -> str:
-    if v is None or math.isnan(v):
-        return "n/a"
-    if math.isinf(v):
-        return "inf"
-    return f"{v:.3g}"
-
-
 def magnitude_table(results: Results, section: str, items: list[Magnitude] | None = None) -> str:
     """The markdown table of ``section``'s magnitudes (empty when the section has none)."""
     rows = [m for m in (magnitudes(results) if items is None else items) if m.section == section]
@@ -286,6 +278,6 @@ def magnitude_table(results: Results, section: str, items: list[Magnitude] | Non
             else ""
         )
         lines.append(
-            f"| {m.what} | {_num(m.paper)} | {_num(m.ours)} | {m.where} | {m.flag} | {note or '-'} |"
+            f"| {m.what} | {_fmt(m.paper)} | {_fmt(m.ours)} | {m.where} | {m.flag} | {note or '-'} |"
         )
     return "\n".join(lines) + "\n"

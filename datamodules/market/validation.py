@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .conventions import SESSION_MINUTES
 from .errors import DataValidationError
 from .sessions import wall_clock
 
@@ -53,7 +54,8 @@ def _calendar_problems(df: pd.DataFrame, now: pd.Timestamp) -> list[dict[str, An
                 "hint": "a wrong year, or day and month swapped? repair the dates",
             }
         )
-    traded = (minute >= 9 * 60 + 30) & (minute < 16 * 60) & (df["volume"].to_numpy() > 0)
+    lo, hi = SESSION_MINUTES
+    traded = (minute >= lo) & (minute < hi) & (df["volume"].to_numpy() > 0)
     if traded.any():
         prices = df[list(PRICE_COLUMNS)].to_numpy(dtype=np.float64)[traded]
         g = pd.DataFrame({"hi": prices.max(axis=1), "lo": prices.min(axis=1)}).groupby(day[traded])

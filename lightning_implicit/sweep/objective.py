@@ -79,9 +79,6 @@ class TrialContext:
         }
         return out | ({"tracking.parent_run_id": parent} if parent else {})
 
-    def tracking_args(self, parent: str | None, run_name: str, tags: dict[str, str]) -> list[str]:
-        return flag_args(self.tracking_overrides(parent, run_name, tags))
-
     def run_args(
         self, over: list[str], fold: int, parent: str | None, run_name: str, tags: dict
     ) -> list[str]:

@@ -87,33 +87,30 @@ _KINDS = (
 )
 
 
-def _chain_text(err: BaseException) -> str:
-    """The messages of ``err``, its causes and contexts (and SQLAlchemy's wrapped DBAPI error), lower case."""
-    seen, parts, todo = set(), [], [err]
-    while todo:
-        e = todo.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        parts.append(f"{type(e).__name__}: {e}")
-        todo += [e.__cause__, e.__context__, getattr(e, "orig", None)]
-    return "\n".join(parts).lower()
-
-
-def _first_line(err: BaseException) -> str:
-    """The first line of the database driver's own message in ``err``'s chain (else of ``err``), redacted."""
-    from lightning_implicit.redact import redact
-
+def _chain(err: BaseException):
+    """``err``, then breadth first the errors behind it: SQLAlchemy's wrapped DBAPI error (``orig``), the cause
+    and the context, each once."""
     todo, seen = [err], set()
     while todo:
         e = todo.pop(0)
         if e is None or id(e) in seen:
             continue
         seen.add(id(e))
-        if type(e).__module__.split(".")[0] in ("sqlite3", "psycopg2", "psycopg", "pymysql", "MySQLdb"):
-            err = e
-            break
+        yield e
         todo += [getattr(e, "orig", None), e.__cause__, e.__context__]
+
+
+def _chain_text(err: BaseException) -> str:
+    """The messages of ``err``, its causes and contexts (and SQLAlchemy's wrapped DBAPI error), lower case."""
+    return "\n".join(f"{type(e).__name__}: {e}" for e in _chain(err)).lower()
+
+
+def _first_line(err: BaseException) -> str:
+    """The first line of the database driver's own message in ``err``'s chain (else of ``err``), redacted."""
+    from lightning_implicit.redact import redact
+
+    drivers = ("sqlite3", "psycopg2", "psycopg", "pymysql", "MySQLdb")
+    err = next((e for e in _chain(err) if type(e).__module__.split(".")[0] in drivers), err)
     text = str(err).strip().splitlines()
     return redact((text[0] if text else type(err).__name__)[:200])
 
@@ -152,15 +149,10 @@ def store_failure(err: BaseException, uri: str, kind: str) -> StoreError | None:
     checkpoint, a collective) is not the store's."""
     if not uri or not isinstance(err, Exception):
         return None
-    todo, seen = [err], set()
-    while todo:
-        e = todo.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if type(e).__module__.split(".")[0] in _STORE_MODULES or _raised_in_store_code(e):
-            return store_error(err, uri, kind)
-        todo += [e.__cause__, e.__context__, getattr(e, "orig", None)]
+    if any(
+        type(e).__module__.split(".")[0] in _STORE_MODULES or _raised_in_store_code(e) for e in _chain(err)
+    ):
+        return store_error(err, uri, kind)
     return None
 
 
@@ -295,7 +287,7 @@ def _absolute_sqlite(uri: str) -> str:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError:
-            pass  # (a read-only place: check_sqlite_store names it)
+            pass  # (a read-only place: check_store names it)
         return f"sqlite:///{path}"
     return uri
 

@@ -32,7 +32,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from benchmarks.bench_sweep import OtherCPU
+from benchmarks.machine import OtherCPU
 
 BATCH, STEPS_PER_EPOCH, FEATURES, HIDDEN = 64, 300, 50, 20
 

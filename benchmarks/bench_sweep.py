@@ -3,16 +3,21 @@
 The sweep: ``lightning-implicit sweep --task addition`` (both models of ``conf/search/addition.yaml``, its quick
 budget), ``--trials 8`` per model (16 trials), then each model's best config retrained with the shift sweep, on
 fresh temporary Optuna and MLflow stores; the whole command is timed, from ``Popen`` to its exit (imports, store
-creation, worker start-up, trials, retraining, summary). **The same trials both times**: the 1-worker sweep runs
-first (its seeded TPE draws are the same at every repeat); its trials' parameters are then enqueued, in order,
-into the fresh store of the 2-worker sweep, which runs exactly those (TPE with two workers would otherwise draw
-other trials, of other lengths); the bench checks afterwards that both stores hold the same parameter sets and
-the same best trial, and says so. The objective is one split (``--cv 1``), so nothing is pruned between folds.
-The two runs alternate ``--repeats`` times in this process and the ratio of the medians is printed, with the load
-average before and after: on a machine that other processes share, a figure measured under load says so. Two sweeps: the quick search space, whose trials now take
-~0.3 s each on an idle 2-core machine, so that the ~4 s of imports and ~2 s of worker start-up bound its ratio
-(about 0.84x measured; printed without a target), and the full space (``--full``), whose trials take 1.5-2.5 s,
-the length issue 32 measured (1-4.5 s a trial): target (issue 32) 2 workers <= 0.65x 1 worker on that one.
+creation, worker start-up, trials, retraining, summary).
+
+**The same trials both times.** The 1-worker sweep runs first (its seeded TPE draws are the same at every
+repeat); its trials' parameters are then enqueued, in order, into the fresh store of the 2-worker sweep, which
+runs exactly those (TPE with two workers would otherwise draw other trials, of other lengths). Nothing is pruned
+(a copy of the search file with ``pruner: {type: nop}``): which trial a median pruner stops, and at which epoch,
+depends on what has finished beside it, so two workers would otherwise do other work than one. Afterwards the
+bench compares both stores (parameter sets, states and values) and prints "the same N trials" or what differs.
+
+The two runs alternate ``--repeats`` times in this process and the ratio of the medians is printed with the CPU
+that *other* processes used meanwhile (:class:`OtherCPU`; the load average cannot tell them from the bench's own
+workers): on a machine that other processes share, a figure measured under load says so. Two sweeps: the quick
+search space, whose trials take ~0.3 s each on an idle 2-core machine, so that the ~4 s of imports and ~2 s of
+worker start-up bound its ratio (about 0.84x measured; printed without a target), and the full space
+(``--full``), whose trials take 1.5-5 s: target (issue 32) 2 workers <= 0.65x 1 worker on that one.
 
 Run alone: ``python -m benchmarks.bench_sweep [--trials 8] [--repeats 1] [--task addition]``.
 """
@@ -21,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -31,14 +35,17 @@ from pathlib import Path
 
 import yaml
 
+from benchmarks.machine import OtherCPU
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_sweep(
     task: str, trials: int, workers: int, full: bool = False, enqueue: dict[str, list[dict]] | None = None
 ) -> tuple[float, int, str, dict[str, list[dict]]]:
-    """Wall seconds, exit code, output tail and ``{study: [trial params, in trial order]}`` of one sweep on fresh
-    stores (``full``: the full search space; ``enqueue``: those trials put into the fresh store first)."""
+    """Wall seconds, exit code, output tail and ``{study: [trial, in trial order]}`` (see :func:`_trials`) of one
+    sweep on fresh stores (``full``: the full search space; ``enqueue``: those trials put into the fresh store
+    first)."""
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
         storage = f"sqlite:///{Path(tmp) / 'optuna.db'}"
         search = yaml.safe_load((ROOT / "conf" / "search" / f"{task}.yaml").read_text())
@@ -74,8 +81,8 @@ def run_sweep(
 
 
 def _trials(storage: str) -> dict[str, list[dict]]:
-    """Every study's trials in the store: parameters and user attributes (the recipe trial's mark), by number,
-    with the best trial's number and whether each completed."""
+    """Every study's trials in the store, in trial-number order: parameters, user attributes (the recipe trial's
+    mark), state and value."""
     import optuna
 
     out = {}
@@ -125,37 +132,6 @@ def _same_trials(a: dict[str, list[dict]], b: dict[str, list[dict]]) -> str:
 
 def load() -> str:
     return "/".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-class OtherCPU:
-    """CPU used by *other* processes while this bench runs: the machine's busy time (``/proc/stat``) less this
-    process's and its children's (``getrusage``), in cores on average over the wall time. The load average
-    cannot tell them apart: a 2-worker sweep alone puts it near 2 on 2 cores. ``None`` where ``/proc/stat`` is
-    missing (not Linux)."""
-
-    def __init__(self) -> None:
-        self.start = self._sample()
-
-    @staticmethod
-    def _sample() -> tuple[float, float, float] | None:
-        try:
-            fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        except (OSError, ValueError):
-            return None
-        busy = (sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0)) / os.sysconf("SC_CLK_TCK")
-        own = sum(
-            getattr(resource.getrusage(who), f)
-            for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
-            for f in ("ru_utime", "ru_stime")
-        )
-        return time.perf_counter(), busy, own
-
-    def cores(self) -> float | None:
-        end = self._sample()
-        if self.start is None or end is None or end[0] <= self.start[0]:
-            return None
-        wall, busy, own = (e - s for e, s in zip(end, self.start, strict=True))
-        return max(0.0, (busy - own) / wall)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import resource
 import time
 from pathlib import Path
 
@@ -20,8 +19,10 @@ class OtherCPU:
     @staticmethod
     def _sample() -> tuple[float, float, float] | None:
         try:
+            import resource  # (POSIX only)
+
             fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        except (OSError, ValueError):
+        except (ImportError, OSError, ValueError):
             return None
         busy = (sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0)) / os.sysconf("SC_CLK_TCK")
         own = sum(

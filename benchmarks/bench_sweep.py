@@ -120,8 +120,8 @@ def _same_trials(a: dict[str, list[dict]], b: dict[str, list[dict]]) -> str:
 
     diffs = []
     for name in sorted(set(a) | set(b)):
-        ra = sorted((key(r), r["state"], r["value"]) for r in a.get(name, []))
-        rb = sorted((key(r), r["state"], r["value"]) for r in b.get(name, []))
+        ra = sorted((key(r), r["state"], repr(r["value"])) for r in a.get(name, []))
+        rb = sorted((key(r), r["state"], repr(r["value"])) for r in b.get(name, []))
         if [r[0] for r in ra] != [r[0] for r in rb]:
             diffs.append(f"{name}: different parameter sets")
         elif ra != rb:

@@ -43,12 +43,12 @@ def load_logged_model(run_id: str, uri: str | None = None):
     uri = resolve_tracking_uri(uri)
     with tempfile.TemporaryDirectory(prefix="lightning-implicit-load-") as tmp:
         _source_run(mlflow.MlflowClient(uri), run_id, uri)
-        config, _ = _run_config(run_id, uri, tmp)
+        config_path, _ = _run_config(run_id, uri, tmp)
         state = _logged_weights(run_id, uri, tmp, trust_pickle=False)
         if state is None:
             raise EvaluationError(f"run {run_id} has no logged weights ({MODEL_NAME}/{WEIGHTS_FILE})")
         cli = ImplicitCLI(
-            args=["--config", str(config), "--tracking.enabled", "false", "--trainer.logger", "false"]
+            args=["--config", str(config_path), "--tracking.enabled", "false", "--trainer.logger", "false"]
         )
     model = cli.model
     model.load_state_dict(state)

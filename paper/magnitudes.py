@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from .paper_numbers import TABLE2, TEXT_NUMBERS
 from .results import Results, seed_stats
-from .verdicts import _fmt, converged_depth
+from .verdicts import converged_depth, short_number
 
 __all__ = ["FLAG_RATIO", "Magnitude", "magnitudes", "magnitude_table"]
 
@@ -278,6 +278,6 @@ def magnitude_table(results: Results, section: str, items: list[Magnitude] | Non
             else ""
         )
         lines.append(
-            f"| {m.what} | {_fmt(m.paper)} | {_fmt(m.ours)} | {m.where} | {m.flag} | {note or '-'} |"
+            f"| {m.what} | {short_number(m.paper)} | {short_number(m.ours)} | {m.where} | {m.flag} | {note or '-'} |"
         )
     return "\n".join(lines) + "\n"

@@ -70,6 +70,7 @@ from .paper_numbers import TABLE4_MODELS, label, read_entries, resolve_numbers
 from .results import Results, Series
 
 __all__ = [
+    "short_number",
     "HOLDS",
     "PARTLY",
     "NOT",
@@ -167,7 +168,9 @@ def _mean(vals) -> float:
     return float(arr.mean()) if len(arr) else math.nan
 
 
-def _fmt(v: float) -> str:
+def short_number(v: float) -> str:
+    """Three significant digits, ``n/a`` for a missing or NaN value, ``inf`` for an infinite one (verdict text and
+    the paper-magnitude tables)."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "n/a"
     if math.isinf(v):
@@ -177,7 +180,7 @@ def _fmt(v: float) -> str:
 
 def _f4(v: float) -> str:
     """Four significant digits: a margin's deciding values (``0.6528 vs 0.6534``)."""
-    return _fmt(v) if v is None or math.isnan(v) or math.isinf(v) else f"{v:.4g}"
+    return short_number(v) if v is None or math.isnan(v) or math.isinf(v) else f"{v:.4g}"
 
 
 def _finite(vals) -> list[float]:
@@ -326,7 +329,7 @@ def rule_all_below(values: dict[str, float], threshold: float) -> RuleResult:
     if not vals:
         return RuleResult(NA, "no measurements")
     below = sum(v < threshold for v in vals.values())
-    ev = f"{below}/{len(vals)} values below {threshold:g} (largest {_fmt(max(vals.values()))})"
+    ev = f"{below}/{len(vals)} values below {threshold:g} (largest {short_number(max(vals.values()))})"
     worst = max(vals, key=lambda k: vals[k])
     groups: dict[str, list[float]] = {}  # the seeds of one (task, shift)
     for key, v in vals.items():
@@ -334,8 +337,8 @@ def rule_all_below(values: dict[str, float], threshold: float) -> RuleResult:
     mixed = [g for g, v in groups.items() if _straddles(v, threshold)]
     spread = groups[worst.rsplit(",seed=", 1)[0]]
     margin = (
-        f"largest {_f4(vals[worst])} at {worst} against {threshold:g} (seed range there {_fmt(min(spread))} to "
-        f"{_fmt(max(spread))}); {len(mixed)} (task, shift) pair(s) with seeds on both sides of {threshold:g}"
+        f"largest {_f4(vals[worst])} at {worst} against {threshold:g} (seed range there {short_number(min(spread))} to "
+        f"{short_number(max(spread))}); {len(mixed)} (task, shift) pair(s) with seeds on both sides of {threshold:g}"
         + (f": {', '.join(mixed[:3])}" if mixed else "")
     )
     verdict = HOLDS if below == len(vals) else PARTLY if below else NOT
@@ -360,7 +363,7 @@ def rule_factor(
     best = means[best_name]
     ratio = (m / best if higher_is_better else best / m) if m and not math.isnan(m) and m != 0 else math.nan
     ev = (
-        f"{_fmt(m)} vs best other {_fmt(best)} ({label(best_name)}): ratio {_fmt(ratio)} "
+        f"{short_number(m)} vs best other {short_number(best)} ({label(best_name)}): ratio {short_number(ratio)} "
         f"(paper: {factor:.3g}); better than every other model at {wins}/{len(seeds)} seeds"
     )
     # per seed: the ratio to the best other model at that seed, and the closest comparison
@@ -374,8 +377,8 @@ def rule_factor(
         if closest is None or abs(g) < abs(closest[0]):
             closest = (g, s, name, a, b)
     rs = _finite(per_seed.values())
-    margin = f"ratio {_fmt(ratio)} against {factor:.3g}" + (
-        f" (per seed {_fmt(min(rs))} to {_fmt(max(rs))})" if rs else ""
+    margin = f"ratio {short_number(ratio)} against {factor:.3g}" + (
+        f" (per seed {short_number(min(rs))} to {short_number(max(rs))})" if rs else ""
     )
     if closest:
         g, s, name, a, b = closest
@@ -426,13 +429,13 @@ def rule_grows(runs: dict[str, dict[object, float]], hold_frac: float = HOLD_FRA
         if ys[-1] >= ys[0] * (1 + GROW_MIN) and ys[-1] > ys[0] and _spearman(list(range(len(ks))), ys) > 0:
             grows += 1
     ev = (
-        f"iterations grow with the shift in {grows}/{len(runs)} runs (mean over runs: {_fmt(_mean(firsts))} at "
-        f"the smallest shift -> {_fmt(_mean(lasts))} at the largest)"
+        f"iterations grow with the shift in {grows}/{len(runs)} runs (mean over runs: {short_number(_mean(firsts))} at "
+        f"the smallest shift -> {short_number(_mean(lasts))} at the largest)"
     )
     ratios = [b / a if a else math.inf for a, b in zip(firsts, lasts, strict=True)]
     margin = (
         f"{grows}/{len(runs)} runs grow against {math.ceil(hold_frac * len(runs) - 1e-9)} needed; largest/smallest "
-        f"shift iterations per run {_fmt(min(ratios))} to {_fmt(max(ratios))} against {1 + GROW_MIN:g}"
+        f"shift iterations per run {short_number(min(ratios))} to {short_number(max(ratios))} against {1 + GROW_MIN:g}"
     )
     if grows >= hold_frac * len(runs):
         return RuleResult(HOLDS, ev, margin)
@@ -458,16 +461,16 @@ def rule_flat(ours: Series, others: dict[str, Series], max_growth: float = FLAT_
     med = float(np.median(list(g.values())))
     meds = {name: float(np.median(list(v.values()))) for name, v in og.items()}
     ev = (
-        f"loss(largest shift)/loss(smallest shift) = {_fmt(med)} (median over seeds; max {_fmt(max(g.values()))})"
-        + ("; others: " + ", ".join(f"{label(k)} {_fmt(v)}" for k, v in meds.items()) if meds else "")
+        f"loss(largest shift)/loss(smallest shift) = {short_number(med)} (median over seeds; max {short_number(max(g.values()))})"
+        + ("; others: " + ", ".join(f"{label(k)} {short_number(v)}" for k, v in meds.items()) if meds else "")
     )
     levels = [
         (per[min(per, key=_sort_key)], per[max(per, key=_sort_key)]) for per in ours.values() if len(per) >= 2
     ]
     lo, hi = _mean(x for x, _ in levels), _mean(y for _, y in levels)
     margin = (
-        f"growth {_fmt(max(g.values()))} (largest over seeds; per seed {_fmt(min(g.values()))} to "
-        f"{_fmt(max(g.values()))}) against {max_growth:g}; the loss goes from {_fmt(lo)} to {_fmt(hi)} (seed means)"
+        f"growth {short_number(max(g.values()))} (largest over seeds; per seed {short_number(min(g.values()))} to "
+        f"{short_number(max(g.values()))}) against {max_growth:g}; the loss goes from {short_number(lo)} to {short_number(hi)} (seed means)"
     )
     close = _straddles(list(g.values()), max_growth + 1e-12)
     if all(v <= max_growth for v in g.values()):
@@ -485,10 +488,10 @@ def rule_slower_growth(ours: Series, other: Series) -> RuleResult:
     seeds = [s for s in g if s in h]
     slower = sum(g[s] < h[s] for s in seeds)
     mg, mh = float(np.median(list(g.values()))), float(np.median(list(h.values())))
-    ev = f"growth {_fmt(mg)} vs {_fmt(mh)} (median over seeds); slower at {slower}/{len(seeds)} seeds"
+    ev = f"growth {short_number(mg)} vs {short_number(mh)} (median over seeds); slower at {slower}/{len(seeds)} seeds"
     margin = (
-        f"growth ratio {_fmt(mg / mh if mh else math.nan)} (medians {_fmt(mg)} vs {_fmt(mh)}); per seed "
-        f"{_fmt(min(g.values()))}-{_fmt(max(g.values()))} vs {_fmt(min(h.values()))}-{_fmt(max(h.values()))}"
+        f"growth ratio {short_number(mg / mh if mh else math.nan)} (medians {short_number(mg)} vs {short_number(mh)}); per seed "
+        f"{short_number(min(g.values()))}-{short_number(max(g.values()))} vs {short_number(min(h.values()))}-{short_number(max(h.values()))}"
     )
     if not _separated(list(g.values()), list(h.values()), log=True):
         return RuleResult(

@@ -105,12 +105,15 @@ def _chain_text(err: BaseException) -> str:
     return "\n".join(f"{type(e).__name__}: {e}" for e in _chain(err)).lower()
 
 
+# the database drivers, whose own message names the real fault
+_DRIVER_MODULES = ("sqlite3", "psycopg2", "psycopg", "pymysql", "MySQLdb")
+
+
 def _first_line(err: BaseException) -> str:
     """The first line of the database driver's own message in ``err``'s chain (else of ``err``), redacted."""
     from lightning_implicit.redact import redact
 
-    drivers = ("sqlite3", "psycopg2", "psycopg", "pymysql", "MySQLdb")
-    err = next((e for e in _chain(err) if type(e).__module__.split(".")[0] in drivers), err)
+    err = next((e for e in _chain(err) if type(e).__module__.split(".")[0] in _DRIVER_MODULES), err)
     text = str(err).strip().splitlines()
     return redact((text[0] if text else type(err).__name__)[:200])
 

@@ -15,7 +15,8 @@ applied after the trainer, model and task config files; ``provenance`` says wher
       cv_folds: 5
       cv_score: {mean: 0.083, sd: 0.004, folds: [...]}
       budget: 8 trials per model, ...
-      space_edges: [lr at its upper bound 0.05]
+      space_edges: [lr=0.0475 at its upper bound 0.05]       # a widened search could pass these
+      space_limits: [kappa=0.97 at its upper bound 0.99 (the model's limit)]   # and not these (optional)
       date: 2026-12-04T03:00:00+00:00
       git_commit: 1b99738...
 """

@@ -370,7 +370,7 @@ def _sec_tuning(
         for (task, model), cfg in sorted(tuned.items()):
             p = cfg.provenance
             sc, tr = p.get("cv_score") or {}, p.get("trials") or {}
-            edges = "; ".join(p.get("space_edges") or []) or "no"
+            edges = "; ".join((p.get("space_edges") or []) + (p.get("space_limits") or [])) or "no"
             score = (
                 f"{sc['mean']:.4g} ± {sc.get('sd', 0):.2g} ({p.get('cv_folds', '?')} folds)"
                 if "mean" in sc

@@ -14,8 +14,8 @@ from lightning_implicit_paper.tune import tune_profile
 
 from lightning_implicit.confpath import builtin_root
 from lightning_implicit.sweep.default_trial import DEFAULT_ATTR, default_point
-from lightning_implicit.sweep.space import load_search_space
-from lightning_implicit.sweep.tune import TuneOptions, space_edges
+from lightning_implicit.sweep.space import SearchSpaceError, load_search_space
+from lightning_implicit.sweep.tune import TuneOptions, space_edges, space_limits
 from lightning_implicit.tuned import TunedConfigError, find_tuned, load_tuned
 
 TINY_PROFILE = """
@@ -208,6 +208,29 @@ def test_space_edges_and_shared_params(tmp_path):
     assert edge == "lr_gamma=0.9994 at its upper bound 0.9995"
     assert space_edges({"lr_gamma": 0.9994, "lr_schedule": "cosine"}, implicit) == []
     assert space_edges({"lr_gamma": 1.0, "lr_schedule": "none"}, implicit) == []
+    # kappa's upper bound 0.99 is marked 'limit: high' (kappa < 1 is the model's well-posedness condition): a
+    # best value there is a limit of the model, which no widened search can pass, not an edge of the search
+    assert space_edges({"kappa": 0.975, "lr": 0.29}, implicit) == ["lr=0.29 at its upper bound 0.3"]
+    assert space_limits({"kappa": 0.975, "lr": 0.29}, implicit) == [
+        "kappa=0.975 at its upper bound 0.99 (the model's limit)"
+    ]
+    assert space_limits({"kappa": 0.52}, implicit) == [] and space_edges({"kappa": 0.52}, implicit) == [
+        "kappa=0.52 at its lower bound 0.5"
+    ]
+
+
+def test_a_limit_is_a_bound_of_a_numeric_parameter(tmp_path):
+    def load(entry: str):
+        path = tmp_path / "space.yaml"
+        path.write_text(f"models: [implicit]\nimplicit:\n  params:\n    {entry}\n")
+        return load_search_space(path, task="addition", full=True).space("implicit")
+
+    kappa = load("kappa: {key: model.init_args.kappa, type: float, low: 0.5, high: 0.99, limit: high}")
+    assert kappa.params["kappa"].limit == "high"
+    with pytest.raises(SearchSpaceError, match="categorical parameter takes 'choices', not .*'limit'"):
+        load("tol: {key: model.init_args.solver.tol, type: categorical, choices: [1.0e-4], limit: high}")
+    with pytest.raises(SearchSpaceError, match="limit"):
+        load("kappa: {key: model.init_args.kappa, type: float, low: 0.5, high: 0.99, limit: top}")
 
 
 def test_a_broken_tuned_config_is_named(tmp_path, monkeypatch):

@@ -30,7 +30,9 @@ path, exactly what ``make train`` accepts as ``--<path> <value>``)::
 
 Parameter types: ``float`` and ``int`` (``low``, ``high``, optional ``log``, ``step``) and ``categorical``
 (``choices``: numbers, strings, booleans or null). ``repeat: <int or parameter name>`` turns a value into a
-list (``[width] * depth``). A key inside a dict argument (``model.init_args.arch_kwargs.hidden``) sets that
+list (``[width] * depth``). ``limit: high`` (or ``low``) marks a bound that no wider search can pass (``kappa``'s
+0.99: kappa < 1 is the model's well-posedness condition): a tuned value there is a limit of the model, not an
+edge of the search (``make tune`` records it under ``space_limits`` instead of ``space_edges``). A key inside a dict argument (``model.init_args.arch_kwargs.hidden``) sets that
 entry of the dict.
 
 :func:`load_search_space` checks the structure (unknown keys, distribution types, bounds) and
@@ -47,7 +49,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from jsonargparse.typing import PositiveInt
 
@@ -105,6 +107,7 @@ class ParamSpec:
     step: float | None = None
     choices: tuple = ()
     repeat: int | str | None = None
+    limit: str | None = None  # 'low' or 'high': that bound is the model's limit, not a choice of the search
 
     def suggest(self, trial) -> Any:
         if self.type == "float":
@@ -204,6 +207,7 @@ class ParamEntry:
     step: float | None = None
     choices: tuple | None = None  # bare tuple: kept as written (a list[Any] would read "1" as 1)
     repeat: PositiveInt | str | None = None
+    limit: Literal["low", "high"] | None = None
     help: str | None = None
 
 
@@ -238,9 +242,9 @@ def _check_fixed(fixed: dict, where: str, path: Path) -> dict[str, Any]:
 
 
 def _choices(name: str, entry: ParamEntry, where: str) -> ParamSpec:
-    if any(v is not None for v in (entry.low, entry.high, entry.step)) or entry.log:
+    if any(v is not None for v in (entry.low, entry.high, entry.step, entry.limit)) or entry.log:
         raise SearchSpaceError(
-            f"{where}: a categorical parameter takes 'choices', not 'low'/'high'/'log'/'step'"
+            f"{where}: a categorical parameter takes 'choices', not 'low'/'high'/'log'/'step'/'limit'"
         )
     choices = entry.choices
     if not choices:
@@ -278,7 +282,9 @@ def _bounds(name: str, entry: ParamEntry, where: str) -> ParamSpec:
     for f, v in (("low", low), ("high", high), ("step", step)):
         if kind == "int" and v is not None and v != int(v):
             raise SearchSpaceError(f"{where}: an int parameter needs an integer {f}, got {v:g}")
-    return ParamSpec(name, kind, entry.key, low, high, entry.log, step, repeat=entry.repeat)
+    return ParamSpec(
+        name, kind, entry.key, low, high, entry.log, step, repeat=entry.repeat, limit=entry.limit
+    )
 
 
 def _param(name: str, raw: dict, where: str, path: Path) -> ParamSpec:

@@ -39,7 +39,15 @@ from typing import Any
 
 from lightning_implicit.redact import redact
 
-__all__ = ["TuneOptions", "TunePlan", "run_tune", "space_edges", "tune_space_path", "portable_storage"]
+__all__ = [
+    "TuneOptions",
+    "TunePlan",
+    "run_tune",
+    "space_edges",
+    "space_limits",
+    "tune_space_path",
+    "portable_storage",
+]
 
 
 @dataclass(frozen=True)
@@ -108,9 +116,10 @@ def _best_so_far(trials) -> list[float | None]:
     return out
 
 
-def space_edges(params: dict, space) -> list[str]:
-    """Numeric parameters of the best trial within 5% (of the range, on its scale) of a bound; a value the
-    trial's recipe does not read (``lr_gamma`` without the exponential schedule) is no edge."""
+def _bound_hits(params: dict, space) -> list[tuple[str, bool]]:
+    """The best trial's numeric parameters within 5% (of the range, on its scale) of a bound or beyond it, each
+    as (what, whether that bound is marked ``limit`` in the space); a value the trial's recipe does not read
+    (``lr_gamma`` without the exponential schedule) is no hit."""
     out = []
     for name, value in params.items():
         spec = space.params.get(name)
@@ -128,13 +137,29 @@ def space_edges(params: dict, space) -> list[str]:
         if pos < 0 or pos > 1:  # the enqueued recipe trial may lie outside (see .default_trial)
             side = "below its lower" if pos < 0 else "above its upper"
             out.append(
-                f"{name}={value:g} {side} bound {spec.low if pos < 0 else spec.high:g} (the recipe's value)"
+                (
+                    f"{name}={value:g} {side} bound {spec.low if pos < 0 else spec.high:g} (the recipe's value)",
+                    False,
+                )
             )
         elif pos <= 0.05:
-            out.append(f"{name}={value:g} at its lower bound {spec.low:g}")
+            out.append((f"{name}={value:g} at its lower bound {spec.low:g}", spec.limit == "low"))
         elif pos >= 0.95:
-            out.append(f"{name}={value:g} at its upper bound {spec.high:g}")
+            out.append((f"{name}={value:g} at its upper bound {spec.high:g}", spec.limit == "high"))
     return out
+
+
+def space_edges(params: dict, space) -> list[str]:
+    """Numeric parameters of the best trial within 5% (of the range, on its scale) of a bound that a wider search
+    could pass; a value the trial's recipe does not read (``lr_gamma`` without the exponential schedule) is no
+    edge, and a bound marked ``limit`` is :func:`space_limits`'."""
+    return [what for what, limit in _bound_hits(params, space) if not limit]
+
+
+def space_limits(params: dict, space) -> list[str]:
+    """Numeric parameters of the best trial at a bound the space marks ``limit`` (``kappa`` at 0.99: kappa < 1
+    is the model's well-posedness condition), where no wider search exists."""
+    return [f"{what} (the model's limit)" for what, limit in _bound_hits(params, space) if limit]
 
 
 def portable_storage(url: str, root: str | Path | None = None) -> str:
@@ -234,6 +259,7 @@ def _write_tuned(
         "budget": f"{opts.trials} trials per (task, model), the same for every model; {plan.name}'s data "
         f"sizes; space {space.path.name} (sha256 {space.sha256})",
         "space_edges": space_edges(best.params, ms),
+        **({"space_limits": limits} if (limits := space_limits(best.params, ms)) else {}),
         # the running minimum of the CV loss in trial order (None before the first completed trial): whether the
         # search had stopped improving, readable without the study's storage (the reproduction report plots it)
         "best_so_far": _best_so_far(trials),

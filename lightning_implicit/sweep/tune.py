@@ -256,8 +256,8 @@ def _write_tuned(
             "sd": float(statistics.stdev(folds)) if len(folds) > 1 else 0.0,
             "folds": [float(v) for v in folds],
         },
-        "budget": f"{opts.trials} trials per (task, model), the same for every model; {plan.name}'s data "
-        f"sizes; space {space.path.name} (sha256 {space.sha256})",
+        "budget": f"{opts.trials} trials per (task, model) of this command (the report checks that the families "
+        f"compared match); {plan.name}'s data sizes; space {space.path.name} (sha256 {space.sha256})",
         "space_edges": space_edges(best.params, ms),
         **({"space_limits": limits} if (limits := space_limits(best.params, ms)) else {}),
         # the running minimum of the CV loss in trial order (None before the first completed trial): whether the

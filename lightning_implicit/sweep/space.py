@@ -32,8 +32,8 @@ Parameter types: ``float`` and ``int`` (``low``, ``high``, optional ``log``, ``s
 (``choices``: numbers, strings, booleans or null). ``repeat: <int or parameter name>`` turns a value into a
 list (``[width] * depth``). ``limit: high`` (or ``low``) marks a bound that no wider search can pass (``kappa``'s
 0.99: kappa < 1 is the model's well-posedness condition): a tuned value there is a limit of the model, not an
-edge of the search (``make tune`` records it under ``space_limits`` instead of ``space_edges``). A key inside a dict argument (``model.init_args.arch_kwargs.hidden``) sets that
-entry of the dict.
+edge of the search (``make tune`` records it under ``space_limits`` instead of ``space_edges``). A key inside a
+dict argument (``model.init_args.arch_kwargs.hidden``) sets that entry of the dict.
 
 :func:`load_search_space` checks the structure (unknown keys, distribution types, bounds) and
 :func:`check_cli_keys` checks every key and value against the LightningCLI parser of the model, so a typo

@@ -43,6 +43,7 @@ __all__ = [
     "TuneOptions",
     "TunePlan",
     "run_tune",
+    "space_bounds",
     "space_edges",
     "space_limits",
     "tune_space_path",
@@ -149,17 +150,27 @@ def _bound_hits(params: dict, space) -> list[tuple[str, bool]]:
     return out
 
 
+def space_bounds(params: dict, space) -> tuple[list[str], list[str]]:
+    """The best trial's values at a bound, split into edges a wider search could pass (:func:`space_edges`) and
+    values at a bound the space marks ``limit`` (:func:`space_limits`); one pass over the parameters."""
+    hits = _bound_hits(params, space)
+    return (
+        [what for what, limit in hits if not limit],
+        [f"{what} (the model's limit)" for what, limit in hits if limit],
+    )
+
+
 def space_edges(params: dict, space) -> list[str]:
     """Numeric parameters of the best trial within 5% (of the range, on its scale) of a bound that a wider search
     could pass; a value the trial's recipe does not read (``lr_gamma`` without the exponential schedule) is no
     edge, and a bound marked ``limit`` is :func:`space_limits`'."""
-    return [what for what, limit in _bound_hits(params, space) if not limit]
+    return space_bounds(params, space)[0]
 
 
 def space_limits(params: dict, space) -> list[str]:
     """Numeric parameters of the best trial at a bound the space marks ``limit`` (``kappa`` at 0.99: kappa < 1
     is the model's well-posedness condition), where no wider search exists."""
-    return [f"{what} (the model's limit)" for what, limit in _bound_hits(params, space) if limit]
+    return space_bounds(params, space)[1]
 
 
 def portable_storage(url: str, root: str | Path | None = None) -> str:
@@ -231,6 +242,7 @@ def _write_tuned(
     except ValueError:
         return None
     ms = space.space(model)
+    edges, limits = space_bounds(best.params, ms)
     overrides = {
         **ms.fixed,
         **ms.overrides(best.params),
@@ -258,8 +270,8 @@ def _write_tuned(
         },
         "budget": f"{opts.trials} trials per (task, model) of this command (the report checks that the families "
         f"compared match); {plan.name}'s data sizes; space {space.path.name} (sha256 {space.sha256})",
-        "space_edges": space_edges(best.params, ms),
-        **({"space_limits": limits} if (limits := space_limits(best.params, ms)) else {}),
+        "space_edges": edges,
+        **({"space_limits": limits} if limits else {}),
         # the running minimum of the CV loss in trial order (None before the first completed trial): whether the
         # search had stopped improving, readable without the study's storage (the reproduction report plots it)
         "best_so_far": _best_so_far(trials),

@@ -13,11 +13,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from lightning_implicit.sweep.tune import best_so_far, trial_values
+
 __all__ = [
     "MIN_TRIALS",
     "PAPER_FOLDS",
     "FLAT_REL",
-    "best_so_far",
     "flattened",
     "study_curve",
     "needs",
@@ -27,16 +28,6 @@ __all__ = [
 MIN_TRIALS = 12
 PAPER_FOLDS = 5
 FLAT_REL = 0.01  # the curve is flat when its last third improved it by less than 1%
-
-
-def best_so_far(values: list[float | None]) -> list[float]:
-    """The running minimum of a study's trial values in trial order (a failed or pruned trial: ``None``)."""
-    out, best = [], math.inf
-    for v in values:
-        if v is not None and not math.isnan(v):
-            best = min(best, v)
-        out.append(best)
-    return out
 
 
 def flattened(curve: list[float], rel: float = FLAT_REL) -> bool | None:
@@ -54,7 +45,7 @@ def study_curve(provenance: dict) -> list[float] | None:
     """The best-so-far curve of a tuned config: its provenance's ``best_so_far`` (written by ``make tune``), else
     read from the study's storage; ``None`` when neither is available here."""
     if provenance.get("best_so_far"):
-        return [math.inf if v is None else float(v) for v in provenance["best_so_far"]]
+        return _as_curve(provenance["best_so_far"])
     url = str(provenance.get("storage", ""))
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
         return None  # (opening it would create an empty store)
@@ -65,8 +56,12 @@ def study_curve(provenance: dict) -> list[float] | None:
         study = optuna.load_study(study_name=provenance["study"], storage=provenance["storage"])
     except Exception:  # another machine's store: the table says the curve is not available
         return None
-    trials = sorted(study.trials, key=lambda t: t.number)
-    return best_so_far([t.value if t.state.name == "COMPLETE" else None for t in trials])
+    return _as_curve(best_so_far(trial_values(study.trials)))
+
+
+def _as_curve(curve: list[float | None]) -> list[float]:
+    """A best-so-far curve with ``inf`` before its first value (what :func:`flattened` and the table read)."""
+    return [math.inf if v is None else float(v) for v in curve]
 
 
 def needs(provenance: dict, curve: list[float] | None) -> list[str]:

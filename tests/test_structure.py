@@ -3,6 +3,8 @@ the implicit model, and claims evaluated again with a reference in the implicit 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -128,9 +130,13 @@ def test_magnitudes_put_the_papers_number_beside_ours_and_flag_a_ratio_beyond_te
 def test_tuning_table_shows_the_best_so_far_curve_and_what_each_study_needs():
     from types import SimpleNamespace
 
-    from lightning_implicit_paper.tuning import best_so_far, flattened, tuning_table
+    from lightning_implicit_paper.tuning import flattened, study_curve, tuning_table
+
+    from lightning_implicit.sweep.tune import best_so_far
 
     assert best_so_far([3.0, None, 2.0, 2.5, 1.0]) == [3.0, 3.0, 2.0, 2.0, 1.0]
+    assert best_so_far([None, float("nan"), 2.0]) == [None, None, 2.0]
+    assert study_curve({"best_so_far": [None, 2.0, 1.5]}) == [math.inf, 2.0, 1.5]
     assert flattened([5, 4, 3, 2, 2, 2, 2, 2, 2]) is True
     assert flattened([9, 8, 7, 6, 5, 4, 3, 2, 1]) is False
     assert flattened([3, 2, 1]) is None

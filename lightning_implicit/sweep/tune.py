@@ -42,6 +42,8 @@ from lightning_implicit.redact import redact
 __all__ = [
     "TuneOptions",
     "TunePlan",
+    "best_so_far",
+    "trial_values",
     "run_tune",
     "space_bounds",
     "space_edges",
@@ -107,14 +109,21 @@ def _unread(name: str, params: dict, space) -> bool:
     return schedule not in (None, "exponential")
 
 
-def _best_so_far(trials) -> list[float | None]:
-    """The best completed trial's value so far, per trial in trial-number order (``None`` until one completed)."""
+def best_so_far(values: list[float | None]) -> list[float | None]:
+    """The running minimum of a study's trial values in trial-number order: a ``None`` or NaN value (a trial that
+    did not complete) leaves it as it was, and it is ``None`` until the first value. The tuned record's
+    ``provenance.best_so_far`` and the reproduction report's tuning table both read it."""
     out, best = [], None
-    for t in sorted(trials, key=lambda t: t.number):
-        if t.state.name == "COMPLETE" and t.value is not None and (best is None or t.value < best):
-            best = float(t.value)
+    for v in values:
+        if v is not None and not math.isnan(v) and (best is None or v < best):
+            best = float(v)
         out.append(best)
     return out
+
+
+def trial_values(trials) -> list[float | None]:
+    """Each trial's value in trial-number order, ``None`` for one that did not complete."""
+    return [t.value if t.state.name == "COMPLETE" else None for t in sorted(trials, key=lambda t: t.number)]
 
 
 def _bound_hits(params: dict, space) -> list[tuple[str, bool]]:
@@ -274,7 +283,7 @@ def _write_tuned(
         **({"space_limits": limits} if limits else {}),
         # the running minimum of the CV loss in trial order (None before the first completed trial): whether the
         # search had stopped improving, readable without the study's storage (the reproduction report plots it)
-        "best_so_far": _best_so_far(trials),
+        "best_so_far": best_so_far(trial_values(trials)),
         "default_recipe": _default_record(trials, best),
         "best_params": {k: (float(v) if isinstance(v, float) else v) for k, v in best.params.items()},
         "date": datetime.now(UTC).isoformat(timespec="seconds"),

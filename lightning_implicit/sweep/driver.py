@@ -215,7 +215,6 @@ def _contexts(opts: SweepOptions, space: SearchSpace, models: list[str], say) ->
             model=m,
             study_name=study_name_for(opts, m, len(models)),
             space=ms,
-            base_args=_args(spec),
             spec=spec,
             pinned=pinned,
             cv=opts.cv,
@@ -376,10 +375,7 @@ def _check_signature(
         study.set_user_attr(
             "sweep.objective", "val/loss" + (f" (mean over {opts.cv} folds)" if opts.cv > 1 else "")
         )
-        study.set_user_attr(
-            "sweep.settings",
-            " ".join(ctx.base_args[ctx.base_args.index("--tracking.model_name") :] + ctx.pinned),
-        )
+        study.set_user_attr("sweep.settings", ctx.settings)
         return
     bad = {k: (old[k], v) for k, v in sig.items() if old[k] is not None and old[k] != v}
     if bad:
@@ -388,7 +384,7 @@ def _check_signature(
             f"study {ctx.study_name!r} was created with a different objective ({what}); resume it with the same "
             "settings or start a new study with --study NAME"
         )
-    settings = " ".join(ctx.base_args[ctx.base_args.index("--tracking.model_name") :] + ctx.pinned)
+    settings = ctx.settings
     old_settings = study.user_attrs.get("sweep.settings")
     if old_settings is not None and _setting_pairs(old_settings) != _setting_pairs(settings):
         say(

@@ -49,7 +49,7 @@ class TrialContext:
     model: str
     study_name: str
     space: ModelSpace
-    base_args: list[str]  # config files + data + sweep defaults + fixed settings (``spec``'s arguments)
+    spec: RunSpec  # the run before a trial's values: config files, data, sweep defaults, fixed settings
     pinned: list[str] = field(default_factory=list)  # command-line overrides, applied last
     cv: int = 1
     experiment: str | None = None
@@ -57,7 +57,18 @@ class TrialContext:
     parent_run_id: str | None = None
     min_converged: float = 0.5
     search_hash: str = ""
-    spec: RunSpec | None = None  # the run before a trial's values (its arguments: base_args)
+
+    @property
+    def base_args(self) -> list[str]:
+        """``spec``'s LightningCLI arguments (config files first)."""
+        return self.spec.to_args()
+
+    @property
+    def settings(self) -> str:
+        """The fixed settings as one line (the model's name, seed and every override, then the pinned flags; the
+        config files left out): what a study records when it is created and compares when it is resumed."""
+        args = self.base_args
+        return " ".join(args[args.index("--tracking.model_name") :] + self.pinned)
 
     def param_args(self, values: dict) -> list[str]:
         return flag_args(self.space.overrides(values))

@@ -136,10 +136,7 @@ class ImplicitFunction(torch.autograd.Function):
             if n_bad:  # ``auto``: the unconverged samples solved directly where affordable (as solve_adjoint)
                 w2, residual, converged, mode = finish_unconverged(A, d, g, w, residual, converged, cfg, mode)
                 if w2 is not w:
-                    v = d * w2
-                    gA = v.t() @ x if need[0] else None
-                    gB = v.t() @ u if need[1] else None
-                    gu = (v @ B if C is None else torch.addmm(g_out @ D, v, B)) if need[2] else None
+                    gA, gB, gu = _input_grads(d * w2, x, u, B, C, D, g_out, need)
             _record_adjoint(ctx, cfg, iters, residual, converged, mode)
             return gA, gB, gu, None, None, None, None, None, gC, gD
         gC = gD = None
@@ -158,13 +155,21 @@ class ImplicitFunction(torch.autograd.Function):
             d = act.derivative(torch.addmm(u @ B.t(), x, A.t()))
         w, iters, residual, converged, mode = solve_adjoint(A, d, g, cfg, hint=ctx.hint)
         _record_adjoint(ctx, cfg, iters, residual, converged, mode)
-        v = d * w
-        gA = v.t() @ x if need[0] else None
-        gB = v.t() @ u if need[1] else None
-        gu = None
-        if need[2]:
-            gu = v @ B if C is None else torch.addmm(g_out @ D, v, B)
+        gA, gB, gu = _input_grads(d * w, x, u, B, C, D, g_out, need)
         return gA, gB, gu, None, None, None, None, None, gC, gD
+
+
+def _input_grads(v, x, u, B, C, D, g_out, need):
+    """The gradients of ``A (n, n)``, ``B (n, p)`` and ``u (batch, p)`` from ``v = phi'(z) * w (batch, n)``, the
+    adjoint solution ``w`` weighted by the activation's derivative at the fixed point: ``dL/dA = v^T x``,
+    ``dL/dB = v^T u`` and ``dL/du = v B`` (plus ``g_out D`` when the node also computes ``y = C x + D u``);
+    ``None`` where autograd does not need one (``need``: ``ctx.needs_input_grad``)."""
+    gA = v.t() @ x if need[0] else None
+    gB = v.t() @ u if need[1] else None
+    gu = None
+    if need[2]:
+        gu = v @ B if C is None else torch.addmm(g_out @ D, v, B)
+    return gA, gB, gu
 
 
 def _record_adjoint(ctx, cfg: AdjointConfig, iters, residual, converged, mode: str) -> None:

@@ -32,7 +32,7 @@ from .paper_numbers import (
 )
 from .profile import Profile
 from .results import Results, seed_stats
-from .tuning import tuning_table
+from .tuning import edges_and_limits, tuning_table
 
 __all__ = ["build_report", "SECTIONS", "cell", "write_results_csv", "log_report_run"]
 
@@ -370,7 +370,8 @@ def _sec_tuning(
         for (task, model), cfg in sorted(tuned.items()):
             p = cfg.provenance
             sc, tr = p.get("cv_score") or {}, p.get("trials") or {}
-            edges = "; ".join((p.get("space_edges") or []) + (p.get("space_limits") or [])) or "no"
+            edges, limits = edges_and_limits(p, task, cfg.model or model)
+            edges = "; ".join(edges + limits) or "no"
             score = (
                 f"{sc['mean']:.4g} ± {sc.get('sd', 0):.2g} ({p.get('cv_folds', '?')} folds)"
                 if "mean" in sc

@@ -22,6 +22,7 @@ __all__ = [
     "flattened",
     "study_curve",
     "needs",
+    "edges_and_limits",
     "tuning_table",
 ]
 
@@ -64,8 +65,31 @@ def _as_curve(curve: list[float | None]) -> list[float]:
     return [math.inf if v is None else float(v) for v in curve]
 
 
-def needs(provenance: dict, curve: list[float] | None) -> list[str]:
-    """What the study still needs before a skeptic accepts it (empty: nothing)."""
+def edges_and_limits(provenance: dict, task: str, model: str) -> tuple[list[str], list[str]]:
+    """A record's ``space_edges`` (a wider search could pass them) and ``space_limits`` (the model's limits), with
+    an edge that a record written before the spaces marked ``limit`` bounds lists moved to the limits where
+    today's search file for ``task`` marks that bound ``limit`` (the same text, computed from the record's
+    ``best_params``); the record as it is where that file cannot be read."""
+    from lightning_implicit.sweep.space import load_search_space
+    from lightning_implicit.sweep.tune import space_bounds, tune_space_path
+
+    edges = list(provenance.get("space_edges") or [])
+    limits = list(provenance.get("space_limits") or [])
+    params = provenance.get("best_params")
+    if not edges or not params:
+        return edges, limits
+    try:
+        space = load_search_space(tune_space_path(task), task=task).space(model)
+    except Exception:  # (a task or model that today's files do not know)
+        return edges, limits
+    now = set(space_bounds(params, space)[1])
+    moved = [e for e in edges if f"{e} (the model's limit)" in now]
+    return [e for e in edges if e not in moved], limits + [f"{e} (the model's limit)" for e in moved]
+
+
+def needs(provenance: dict, curve: list[float] | None, edges: list[str] | None = None) -> list[str]:
+    """What the study still needs before a skeptic accepts it (empty: nothing); ``edges``: its space edges
+    (:func:`edges_and_limits`; default: the record's ``space_edges``)."""
     out = []
     tr = provenance.get("trials") or {}
     n = int(tr.get("complete", 0)) + int(tr.get("pruned", 0))
@@ -74,7 +98,7 @@ def needs(provenance: dict, curve: list[float] | None) -> list[str]:
     flat = flattened(curve) if curve else None
     if flat is False:
         out.append("more trials: the best-so-far curve still improves")
-    for edge in provenance.get("space_edges") or []:
+    for edge in provenance.get("space_edges") or [] if edges is None else edges:
         out.append(f"a widened search ({edge})")
     folds = provenance.get("cv_folds")
     if isinstance(folds, int) and folds < PAPER_FOLDS:
@@ -118,7 +142,8 @@ def tuning_table(tuned: dict, verdicts, curves: dict | None = None) -> str:
         flat = flattened(curve) if curve else None
         flat_text = {True: "yes", False: "**no**", None: "too short to tell" if curve else "-"}[flat]
         behind = ", ".join(sorted(set(weak.get(task, [])))) or "-"
-        rows.append((task, model, n, curve, flat_text, behind, needs(p, curve)))
+        edges = edges_and_limits(p, task, getattr(cfg, "model", "") or model)[0]
+        rows.append((task, model, n, curve, flat_text, behind, needs(p, curve, edges)))
     if not rows:
         return ""
     lines = [

@@ -156,6 +156,25 @@ def test_tuning_table_shows_the_best_so_far_curve_and_what_each_study_needs():
     assert "5 folds as the paper (has 3)" in text and "| F4a |" in text and "1 (#1)" in text
 
 
+def test_an_old_records_edge_at_a_bound_now_marked_limit_asks_for_no_widened_search():
+    """A record written before ``limit: high`` existed lists kappa at 0.99 as an edge; today's search file marks
+    that bound as the model's limit, so the report moves it to the limits. Other edges stay edges."""
+    from lightning_implicit_paper.tuning import edges_and_limits, needs
+
+    kappa = "kappa=0.985551 at its upper bound 0.99"
+    steps = "steps=1894 at its upper bound 2000"
+    prov = {
+        "space_edges": [steps, kappa],
+        "best_params": {"lr": 0.0121, "lr_schedule": "cosine", "steps": 1894, "kappa": 0.985551, "tol": 3e-6},
+    }
+    edges, limits = edges_and_limits(prov, "rolling_argmax", "implicit_rnn")
+    assert edges == [steps] and limits == [f"{kappa} (the model's limit)"]
+    assert needs({"trials": {"complete": 12}, "cv_folds": 5}, None, edges) == [f"a widened search ({steps})"]
+    # a model whose space does not mark kappa: unchanged; no best_params: the record as written
+    assert edges_and_limits(prov, "rolling_argmax", "lstm") == ([steps, kappa], [])
+    assert edges_and_limits({"space_edges": [kappa]}, "rolling_argmax", "implicit_rnn") == ([kappa], [])
+
+
 def test_a_bound_the_paper_states_is_met_on_its_side_however_far():
     from lightning_implicit_paper.magnitudes import Magnitude
 

@@ -62,6 +62,10 @@ BIAS_MODEL = "implicit_bias"
 # subtraction: U(-1,1) -> U(-k/2,k/2); rolling argmax: U(0,1) -> U(0,k)): a positively homogeneous model
 # (the bias-free implicit model) extrapolates on them by construction.
 RESCALING_TASKS = ("identity", "addition", "subtraction", "rolling_argmax")
+# The tasks whose target is a linear map of the inputs but whose shift is no rescaling (rolling average: the
+# series' mean moves from 3 to 3 + k): the skip term ``D u`` represents the target exactly and an exact fit
+# extrapolates to every shift, but homogeneity says nothing under a translation (no rescaling diagnostic there).
+LINEAR_TARGET_TASKS = ("rolling_average",)
 
 
 class ProfileError(ValueError):

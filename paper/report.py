@@ -404,9 +404,16 @@ def _sec_tuning(
 
 
 def _sec_structure(results: Results, verdicts, readings: dict | None) -> list[str]:
-    """The rescaling diagnostic, the linear reference and the bias ablation per rescaling task, and which claims
-    follow from homogeneity (:mod:`.structure`)."""
-    from .structure import RESCALING_TASKS, SCALES, claims_with_references, reading_rows
+    """The rescaling diagnostic, the linear reference and the bias ablation per rescaling task, the linear
+    reference on the linear-target tasks, and which claims follow from the structure (:mod:`.structure`)."""
+    from .structure import (
+        LINEAR_TARGET_TASKS,
+        RESCALING_TASKS,
+        SCALES,
+        STRUCTURE_TASKS,
+        claims_with_references,
+        reading_rows,
+    )
 
     out = [
         "The paper's implicit model has no bias and ReLU is positively homogeneous, so its output scales with its "
@@ -416,11 +423,14 @@ def _sec_structure(results: Results, verdicts, readings: dict | None) -> list[st
         "nothing else: a linear least-squares fit on the training data (an intercept, no tuning) and the implicit "
         "model with bias terms (`implicit_bias`, trained on the implicit model's recipe). The rescaling "
         f"diagnostic compares predictions on c·u with c·f(u) (regression: within {1e-3:g} relative; rolling "
-        f"argmax: the same class) for c = {', '.join(f'{c:g}' for c in SCALES)} on in-distribution inputs.\n"
+        f"argmax: the same class) for c = {', '.join(f'{c:g}' for c in SCALES)} on in-distribution inputs. On "
+        f"{', '.join(LINEAR_TARGET_TASKS)} the shift translates the inputs (the series' mean moves), so homogeneity "
+        "says nothing there; but the target is linear, `D u` represents it exactly, and an exact fit extrapolates "
+        "to every shift: the linear reference is shown there too.\n"
     ]
-    present = [t for t in RESCALING_TASKS if t in results.tasks()]
+    present = [t for t in STRUCTURE_TASKS if t in results.tasks()]
     if not present:
-        return [*out, "_No rescaling task in this profile._\n"]
+        return [*out, "_No rescaling or linear-target task in this profile._\n"]
     if not readings:
         return [*out, "_Not computed in this invocation (the report was built without the task data)._\n"]
     out.append("\n".join(reading_rows(readings, results)) + "\n")

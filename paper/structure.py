@@ -1,10 +1,13 @@
-"""The structural reading: which results on the rescaling tasks follow from positive homogeneity alone.
+"""The structural reading: which results on the rescaling and linear-target tasks follow from the model's structure.
 
 The paper's implicit model has no bias and ReLU is positively homogeneous, so ``f(c u) = c f(u)`` for every
 ``c > 0``. On a task whose shifted test inputs are the training inputs rescaled (:data:`RESCALING_TASKS`:
 identity, addition, subtraction, rolling argmax), such a model extrapolates by construction: its error at shift
-``k`` is its in-distribution error rescaled, and the skip term ``D u`` alone represents every linear target. Three
-diagnostics per task, all computed from data the report makes itself:
+``k`` is its in-distribution error rescaled, and the skip term ``D u`` alone represents every linear target. On a
+task whose target is linear but whose shift translates the inputs (:data:`LINEAR_TARGET_TASKS`: rolling average)
+homogeneity says nothing, but ``D u`` still represents the target exactly and an exact fit extrapolates to every
+shift: the linear reference applies there, the rescaling diagnostic does not. Three diagnostics per task, all
+computed from data the report makes itself:
 
 * **rescaling** (:func:`rescaling`): predictions on ``c u`` against ``c f(u)`` (regression: equal within
   ``RTOL`` relative to the batch's output scale; classification: the same class) for ``c`` in :data:`SCALES`, on
@@ -29,11 +32,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .profile import BIAS_MODEL, RESCALING_TASKS
+from .profile import BIAS_MODEL, LINEAR_TARGET_TASKS, RESCALING_TASKS
 from .results import Results, RunRecord
 
 __all__ = [
     "RESCALING_TASKS",
+    "LINEAR_TARGET_TASKS",
+    "STRUCTURE_TASKS",
     "SCALES",
     "RTOL",
     "LINEAR",
@@ -48,6 +53,7 @@ __all__ = [
 SCALES = (10.0, 1e3, 1e5)
 RTOL = 1e-3
 LINEAR = "linear_lstsq"  # the linear reference's model name in the report
+STRUCTURE_TASKS = RESCALING_TASKS + LINEAR_TARGET_TASKS  # the tasks of the structural reading
 
 
 @dataclass
@@ -155,12 +161,18 @@ class TaskReading:
     rescaled: dict[str, dict[int, Rescaling]] = field(default_factory=dict)  # model -> seed -> diagnostic
     error: str | None = None
 
+    @property
+    def rescales(self) -> bool:
+        """Whether the task's shifts rescale its inputs (the rescaling diagnostic applies)."""
+        return self.task not in LINEAR_TARGET_TASKS
+
 
 def claims_with_references(results: Results, readings: dict[str, TaskReading], verdicts) -> list[dict]:
-    """For each claim about the implicit model on rescaling tasks only: its verdict, and its verdict again with
-    the linear reference and with the bias ablation in the implicit model's place (``not evaluated`` where a
-    reference is missing), and the reading: ``follows from homogeneity`` when the linear reference satisfies the
-    claim at least as well, ``needs more than homogeneity`` otherwise."""
+    """For each claim about the implicit model on the structural reading's tasks only (:data:`STRUCTURE_TASKS`):
+    its verdict, and its verdict again with the linear reference and with the bias ablation in the implicit
+    model's place (``not evaluated`` where a reference is missing), and the reading: ``follows from homogeneity``
+    (``from the linear target`` where a task's shift is a translation) when the linear reference satisfies the
+    claim at least as well, ``needs more than ...`` otherwise."""
     from . import verdicts as V
 
     order = {V.HOLDS: 3, V.PARTLY: 2, V.NOISE: 1, V.NOT: 0}
@@ -168,8 +180,13 @@ def claims_with_references(results: Results, readings: dict[str, TaskReading], v
     out = []
     for c in V.load_claims():
         tasks = _claim_tasks(c.check)
-        if not tasks or not set(tasks) <= set(RESCALING_TASKS) or "implicit" not in _claim_models(c.check):
+        if not tasks or not set(tasks) <= set(STRUCTURE_TASKS) or "implicit" not in _claim_models(c.check):
             continue
+        basis = (
+            "homogeneity"
+            if set(tasks) <= set(RESCALING_TASKS)
+            else "the structure (homogeneity, a linear target)"
+        )
         if by.get(c.id) is None or by[c.id].verdict == V.NA:
             continue
         tasks = [t for t in tasks if t in results.tasks()]  # a task not run stays out of every reading
@@ -190,11 +207,11 @@ def claims_with_references(results: Results, readings: dict[str, TaskReading], v
         elif lo > oo:
             reading = f"the structure suffices (the linear reference does better: {lv})"
         elif lo == oo and own != V.NOT:
-            reading = "follows from homogeneity (the linear reference satisfies it as well)"
+            reading = f"follows from {basis} (the linear reference satisfies it as well)"
         elif lo == oo:
             reading = "holds for neither (the linear reference does not satisfy it either)"
         else:
-            reading = "needs more than homogeneity (the linear reference does not satisfy it)"
+            reading = f"needs more than {basis} (the linear reference does not satisfy it)"
         if bv != V.NA and order.get(bv, -1) < oo:
             reading += f"; with bias terms (no homogeneity) the verdict drops to: {bv}"
         out.append(
@@ -219,14 +236,15 @@ def _claim_models(check: dict) -> set[str]:
 def structural_reading(
     results: Results, profile, client=None, *, n_inputs: int = 1000, uri: str | None = None
 ) -> dict[str, TaskReading]:
-    """Per rescaling task of ``profile``: the linear reference on the task's data (built with the profile's
-    overrides) and the rescaling diagnostic of every implicit-family run whose model was logged to MLflow. A
-    task whose data or models cannot be loaded carries the reason (``error``); nothing here trains."""
+    """Per task of ``profile`` in :data:`STRUCTURE_TASKS`: the linear reference on the task's data (built with the
+    profile's overrides) and, where the shifts rescale the inputs, the rescaling diagnostic of every
+    implicit-family run whose model was logged to MLflow. A task whose data or models cannot be loaded carries
+    the reason (``error``); nothing here trains."""
     from lightning_implicit.run.spec import cli_value
     from lightning_implicit.runner import load_data, shorthand_args
 
     out: dict[str, TaskReading] = {}
-    for task in RESCALING_TASKS:
+    for task in STRUCTURE_TASKS:
         if task not in profile.tasks or task not in results.tasks():
             continue
         plan = profile.tasks[task]
@@ -249,6 +267,8 @@ def structural_reading(
             )
         except Exception as err:  # the reading says why it is missing; the report goes on
             rd.error = f"data: {type(err).__name__}: {err}"
+            continue
+        if not rd.rescales:
             continue
         u = splits.x_train[:n_inputs]
         for model in ("implicit", "implicit_nofeedback", "implicit_rnn", BIAS_MODEL):
@@ -307,11 +327,16 @@ def reading_rows(readings: dict[str, TaskReading], results: Results) -> list[str
                 continue
             diag = rd.rescaled.get(model, {})
             text = "; ".join(f"seed {s}: {d.text()}" for s, d in sorted(diag.items())) or "model not loadable"
+            if not rd.rescales:
+                text = "n/a: the shift translates the inputs (no rescaling)"
             lines.append(f"| {task} | {label(model)} | {text} | {at(model, lo)} | {at(model, hi)} |")
         if rd.linear:
+            what = (
+                "homogeneous up to its intercept" if rd.rescales else "exact on a linear target at any shift"
+            )
             lines.append(
                 f"| {task} | Linear least squares (reference, {'one-hot ' if rd.metric == 'accuracy' else ''}"
-                f"no tuning) | affine: homogeneous up to its intercept | {rd.linear.get(lo, math.nan):.4g} | "
+                f"no tuning) | affine: {what} | {rd.linear.get(lo, math.nan):.4g} | "
                 f"{rd.linear.get(hi, math.nan):.4g} |"
             )
     return lines

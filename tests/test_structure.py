@@ -104,6 +104,33 @@ def test_claims_are_read_again_with_the_linear_reference_and_the_bias_ablation()
     assert rows["F4a"]["linear"] == V.NOT and rows["F4a"]["reading"].startswith("needs more")
 
 
+def test_rolling_average_is_read_against_the_linear_reference_without_a_rescaling_diagnostic():
+    """Rolling average shifts by translation: no rescaling diagnostic, but its target is linear, so the linear
+    reference enters its claims (F5a) and the feedback claims that span it with the rescaling tasks (T2)."""
+    recs = []
+    for seed in (0, 1, 2):
+        recs.append(hand_run("rolling_average", "implicit", seed, {"mse": {5: 1e-6, 100: 1e-4}}))
+        recs.append(hand_run("rolling_average", "implicit_nofeedback", seed, {"mse": {5: 1e-13, 100: 1e-11}}))
+        recs.append(hand_run("rolling_average", "lstm", seed, {"mse": {5: 1.0, 100: 1e3}}))
+        recs.append(hand_run("rolling_average", "encdec", seed, {"mse": {5: 2.0, 100: 2e3}}))
+    results = Results(recs)
+    verdicts = V.evaluate_claims(results)
+    rd = S.TaskReading("rolling_average", "mse", linear={5: 1e-20, 100: 1e-18})
+    assert not rd.rescales and S.TaskReading("addition", "mse").rescales
+    rows = {r["id"]: r for r in S.claims_with_references(results, {"rolling_average": rd}, verdicts)}
+    f5a = rows["F5a"]
+    assert f5a["verdict"] == V.HOLDS and f5a["linear"] == V.HOLDS and f5a["bias"] == V.NA
+    assert f5a["reading"].startswith("follows from the structure (homogeneity, a linear target)")
+    # T2 spans addition, subtraction, rolling argmax and rolling average; only its rolling-average part has runs:
+    # no feedback is lower there, and the exact linear fit in the implicit model's place beats it
+    t2 = rows["T2"]
+    assert t2["verdict"] == V.NOT and t2["linear"] == V.PARTLY
+    assert t2["reading"].startswith("the structure suffices")
+    table = "\n".join(S.reading_rows({"rolling_average": rd}, results))
+    assert "n/a: the shift translates the inputs (no rescaling)" in table
+    assert "affine: exact on a linear target at any shift | 1e-20 | 1e-18 |" in table
+
+
 def test_magnitudes_put_the_papers_number_beside_ours_and_flag_a_ratio_beyond_ten():
     from lightning_implicit_paper.magnitudes import magnitude_table, magnitudes
 

@@ -171,8 +171,8 @@ def claims_with_references(results: Results, readings: dict[str, TaskReading], v
     """For each claim about the implicit model on the structural reading's tasks only (:data:`STRUCTURE_TASKS`):
     its verdict, and its verdict again with the linear reference and with the bias ablation in the implicit
     model's place (``not evaluated`` where a reference is missing), and the reading: ``follows from homogeneity``
-    (``from the linear target`` where a task's shift is a translation) when the linear reference satisfies the
-    claim at least as well, ``needs more than ...`` otherwise."""
+    (``from the structure (homogeneity, a linear target)`` where one of its tasks shifts by a translation) when
+    the linear reference satisfies the claim at least as well, ``needs more than ...`` otherwise."""
     from . import verdicts as V
 
     order = {V.HOLDS: 3, V.PARTLY: 2, V.NOISE: 1, V.NOT: 0}

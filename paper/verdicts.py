@@ -32,6 +32,10 @@ Rules (``HOLD_FRAC = 0.8``; "better" is lower for losses, higher for accuracy; N
   median growth is below every other model's (it grows more slowly); **not**: otherwise.
 * :func:`rule_slower_growth` -- *"A's loss grows more slowly with the shift than B's"*: **holds**: A's growth
   below B's at every common seed; **partly**: A's median growth below B's; **not**: otherwise.
+* **an exact fit** (both growth rules): a loss at or below ``EXACT_MSE`` at every shift of every seed is a fit
+  exact to float32 resolution; its "growth" is that of the rounding error (it grows as the targets' magnitude
+  squared), not the model's. ``flat`` holds for such a loss; ``slower_growth`` with one on either side cannot
+  compare growths and says so (:data:`NOISE`, with the reason).
 * :func:`combine` -- a claim made of parts: **holds** if every part was evaluated and holds, **does not hold**
   if no evaluated part holds even partly, **holds partly** otherwise; not evaluated if no part was.
 * A claim about a set of models evaluated without some of them (no usable runs) is at most **holds partly**.
@@ -111,6 +115,9 @@ TIE_REL = 1e-3
 HOLD_FRAC = 0.8
 FLAT_MAX_GROWTH = 10.0
 GROW_MIN = 0.05
+# an MSE at or below this at every shift is exact to float32 resolution for targets up to ~100 in magnitude
+# (relative resolution 1.2e-7: (1.2e-7 x 100)^2 = 1.4e-10); the rolling-average no-feedback fit sits at 1e-13..1e-11
+EXACT_MSE = 1e-10
 MAX_ITER = 300  # the solver's iteration cap in the shift sweep (conf/models/implicit.yaml: solver.max_iter)
 
 
@@ -453,10 +460,26 @@ def _growth(series: Series) -> dict[int, float]:
     return out
 
 
+def _exact(series: Series) -> bool:
+    """Every loss of every seed at or below :data:`EXACT_MSE` (a fit exact to float32 resolution)."""
+    vals = [v for per in series.values() for v in per.values()]
+    return bool(vals) and all(v is not None and not math.isnan(v) and v <= EXACT_MSE for v in vals)
+
+
+def _exact_text(series: Series) -> str:
+    vals = [v for per in series.values() for v in per.values()]
+    return (
+        f"the loss is at float32 resolution at every shift ({short_number(min(vals))} to {short_number(max(vals))}, "
+        f"<= {EXACT_MSE:g}): its growth measures rounding, not the model"
+    )
+
+
 def rule_flat(ours: Series, others: dict[str, Series], max_growth: float = FLAT_MAX_GROWTH) -> RuleResult:
     g = _growth(ours)
     if not g:
         return RuleResult(NA, "no run with at least two shifts")
+    if _exact(ours):
+        return RuleResult(HOLDS, _exact_text(ours), _exact_text(ours))
     og = {name: _growth(s) for name, s in others.items() if _growth(s)}
     med = float(np.median(list(g.values())))
     meds = {name: float(np.median(list(v.values()))) for name, v in og.items()}
@@ -485,6 +508,12 @@ def rule_slower_growth(ours: Series, other: Series) -> RuleResult:
     g, h = _growth(ours), _growth(other)
     if not g or not h:
         return RuleResult(NA, "no runs with at least two shifts")
+    exact = [(who, s) for who, s in (("A", ours), ("B", other)) if _exact(s)]
+    if exact:
+        why = "; ".join(
+            f"{'this model' if who == 'A' else 'the other model'}: {_exact_text(s)}" for who, s in exact
+        )
+        return RuleResult(NOISE, f"the growths cannot be compared: {why}", why)
     seeds = [s for s in g if s in h]
     slower = sum(g[s] < h[s] for s in seeds)
     mg, mh = float(np.median(list(g.values()))), float(np.median(list(h.values())))

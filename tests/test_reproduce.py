@@ -214,6 +214,13 @@ def test_rule_all_below_factor_grows_flat_slower_combine():
     assert V.rule_flat(huge, {"lstm": big}).verdict == V.NOT
     assert V.rule_slower_growth(small, big).verdict == V.HOLDS
     assert V.rule_slower_growth(big, small).verdict == V.NOT
+    # an exact fit (float32 resolution at every shift): its growth is rounding, so flat holds and a growth
+    # comparison with it says why it cannot be made
+    exact = _series({0: [2e-13, 5e-12, 4e-11], 1: [3e-13, 6e-12, 5e-11]})
+    assert V.rule_flat(exact, {"lstm": huge}).verdict == V.HOLDS
+    r = V.rule_slower_growth(small, exact)
+    assert r.verdict == V.NOISE and "the other model: the loss is at float32 resolution" in r.evidence
+    assert V.rule_slower_growth(exact, small).verdict == V.NOISE
 
     h, p, n, na = (V.RuleResult(x, "") for x in (V.HOLDS, V.PARTLY, V.NOT, V.NA))
     assert V.combine([("a", h), ("b", h)]).verdict == V.HOLDS

@@ -10,6 +10,7 @@ record's trial counts only.
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -70,8 +71,7 @@ def edges_and_limits(provenance: dict, task: str, model: str) -> tuple[list[str]
     an edge that a record written before the spaces marked ``limit`` bounds lists moved to the limits where
     today's search file for ``task`` marks that bound ``limit`` (the same text, computed from the record's
     ``best_params``); the record as it is where that file cannot be read."""
-    from lightning_implicit.sweep.space import load_search_space
-    from lightning_implicit.sweep.tune import space_bounds, tune_space_path
+    from lightning_implicit.sweep.tune import space_bounds
 
     edges = list(provenance.get("space_edges") or [])
     limits = list(provenance.get("space_limits") or [])
@@ -79,12 +79,21 @@ def edges_and_limits(provenance: dict, task: str, model: str) -> tuple[list[str]
     if not edges or not params:
         return edges, limits
     try:
-        space = load_search_space(tune_space_path(task), task=task).space(model)
+        space = _search_space(task).space(model)
     except Exception:  # (a task or model that today's files do not know)
         return edges, limits
     now = set(space_bounds(params, space)[1])
     moved = [e for e in edges if f"{e} (the model's limit)" in now]
     return [e for e in edges if e not in moved], limits + [f"{e} (the model's limit)" for e in moved]
+
+
+@functools.cache
+def _search_space(task: str):
+    """Today's search file of ``task``, read once per report (the tuning sections ask per record)."""
+    from lightning_implicit.sweep.space import load_search_space
+    from lightning_implicit.sweep.tune import tune_space_path
+
+    return load_search_space(tune_space_path(task), task=task)
 
 
 def needs(provenance: dict, curve: list[float] | None, edges: list[str] | None = None) -> list[str]:

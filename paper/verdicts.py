@@ -460,14 +460,18 @@ def _growth(series: Series) -> dict[int, float]:
     return out
 
 
+def _losses(series: Series) -> list[float]:
+    return [v for per in series.values() for v in per.values()]
+
+
 def _exact(series: Series) -> bool:
     """Every loss of every seed at or below :data:`EXACT_MSE` (a fit exact to float32 resolution)."""
-    vals = [v for per in series.values() for v in per.values()]
+    vals = _losses(series)
     return bool(vals) and all(v is not None and not math.isnan(v) and v <= EXACT_MSE for v in vals)
 
 
 def _exact_text(series: Series) -> str:
-    vals = [v for per in series.values() for v in per.values()]
+    vals = _losses(series)
     return (
         f"the loss is at float32 resolution at every shift ({short_number(min(vals))} to {short_number(max(vals))}, "
         f"<= {EXACT_MSE:g}): its growth measures rounding, not the model"

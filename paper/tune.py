@@ -75,6 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=None, help="stop starting trials of a pair after this many s"
     )
     p.add_argument(
+        "--from-record",
+        dest="from_record",
+        action="store_true",
+        help="start each new study also from the pair's tuned record in conf/tuned (one trial at its best "
+        "values, after the recipe): with more folds or a widened space, the new record says whether the "
+        "search picked the old recipe again (provenance previous_record)",
+    )
+    p.add_argument(
         "--dry-run", dest="dry_run", action="store_true", help="list the pairs and what is left to run"
     )
     p.add_argument("--verbose", action="store_true", help="Lightning/Optuna logs")

@@ -27,10 +27,21 @@ from optuna.trial import FrozenTrial, TrialState
 
 from .space import ModelSpace, ParamSpec
 
-__all__ = ["DefaultPoint", "default_point", "in_space", "has_default", "default_trial", "DEFAULT_ATTR"]
+__all__ = [
+    "DefaultPoint",
+    "default_point",
+    "in_space",
+    "has_default",
+    "default_trial",
+    "DEFAULT_ATTR",
+    "PREVIOUS_ATTR",
+]
 
 # the recipe trial's user attribute; its value is :attr:`DefaultPoint.label`
 DEFAULT_ATTR = "default_recipe"
+# the user attribute of the trial at a previous tuned record's best values (``tune --from-record``); its value is
+# that record's provenance in brief (study, folds, CV score, trials, date, commit)
+PREVIOUS_ATTR = "previous_record"
 
 
 @dataclass
@@ -170,18 +181,20 @@ def _steps(cfg, steps_per_epoch: int | None) -> tuple[int | None, str]:
     return min(counts), ""
 
 
-def has_default(trials: list[FrozenTrial]) -> bool:
-    """Whether a study already holds its recipe trial: run, running or waiting (an interrupted one is run again
-    when the study resumes; one that failed for another reason, e.g. a non-finite loss, is not)."""
+def has_default(trials: list[FrozenTrial], attr: str = DEFAULT_ATTR) -> bool:
+    """Whether a study already holds its recipe trial (``attr``: or the trial marked with that user attribute):
+    run, running or waiting (an interrupted one is run again when the study resumes; one that failed for another
+    reason, e.g. a non-finite loss, is not)."""
     return any(
-        DEFAULT_ATTR in t.user_attrs
+        attr in t.user_attrs
         and not (t.state == TrialState.FAIL and t.user_attrs.get("fail_reason") == "interrupted")
         for t in trials
     )
 
 
-def default_trial(trials: list[FrozenTrial]) -> FrozenTrial | None:
-    """The study's recipe trial: the last one that finished (complete or pruned), else the last one enqueued."""
-    mine = [t for t in trials if DEFAULT_ATTR in t.user_attrs]
+def default_trial(trials: list[FrozenTrial], attr: str = DEFAULT_ATTR) -> FrozenTrial | None:
+    """The study's recipe trial (``attr``: the one marked with that user attribute): the last one that finished
+    (complete or pruned), else the last one enqueued."""
+    mine = [t for t in trials if attr in t.user_attrs]
     done = [t for t in mine if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     return (done or mine or [None])[-1]

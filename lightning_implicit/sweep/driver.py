@@ -40,7 +40,7 @@ from lightning_implicit.jobs import WorkerPool, worker_slot
 from lightning_implicit.lifecycle import DeferredSignals, signal_name
 from lightning_implicit.run.spec import QUIET_TRAINER, RunSpec, flag_args
 
-from .default_trial import DEFAULT_ATTR, default_point, has_default
+from .default_trial import DEFAULT_ATTR, PREVIOUS_ATTR, default_point, has_default, in_space
 from .interrupt import InterruptAtBatchEnd
 from .objective import Objective, TrialContext, format_params
 from .records import SweepRecorder
@@ -112,6 +112,10 @@ class SweepOptions:
     # rate, say)
     start_from_default: bool = False
     recipe: dict[str, Any] = field(default_factory=dict)
+    # ``tune --from-record``: a previous tuned record's best values (``params``) and its provenance in brief
+    # (``record``), enqueued once per study after the recipe, so that a new search (more folds, a widened space)
+    # measures the old choice on its own folds (the trial's user attribute .default_trial.PREVIOUS_ATTR)
+    previous: dict[str, Any] | None = None
     worker_index: int | None = None  # internal: set in worker i of a parallel sweep (its sampler seed offset)
 
 
@@ -263,6 +267,20 @@ def _enqueue_default(study: optuna.Study, opts: SweepOptions, ctx: TrialContext,
         say(f"[{ctx.model}]   {name} enqueued outside the searched range: {why}")
     for name, why in point.outside.items():
         say(f"[{ctx.model}]   {name} left to the sampler: {why}")
+
+
+def _enqueue_previous(study: optuna.Study, previous: dict[str, Any], ctx: TrialContext, say) -> None:
+    """Enqueue a previous record's best values (``previous["params"]``) once per study, marked with its provenance
+    (``previous["record"]``); a value the space no longer offers is left to the sampler, and said."""
+    if has_default(study.get_trials(deepcopy=False), PREVIOUS_ATTR):
+        return
+    specs = ctx.space.params
+    params = {k: v for k, v in previous["params"].items() if k in specs and in_space(specs[k], v)}
+    study.enqueue_trial(params, user_attrs={PREVIOUS_ATTR: previous["record"]})
+    say(f"[{ctx.model}] next trial: {previous['record'].get('what', PREVIOUS_ATTR)}: {format_params(params)}")
+    for name in sorted(set(previous["params"]) - set(params)):
+        why = "not searched now" if name not in specs else "outside the space now"
+        say(f"[{ctx.model}]   {name}={previous['params'][name]!r} left to the sampler: {why}")
 
 
 def _all_failed(study: optuna.Study) -> str | None:
@@ -556,6 +574,8 @@ def _open_model(
     _check_space(study, space, ctx)
     if opts.start_from_default:
         _enqueue_default(study, opts, ctx, say)
+    if opts.previous is not None:
+        _enqueue_previous(study, opts.previous, ctx, say)
     n_before = len([t for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING])
     parent = None
     if recorder is not None:

@@ -85,6 +85,9 @@ class TuneOptions:
     dry_run: bool = False
     verbose: bool = False
     extra: list[str] = field(default_factory=list)
+    # start each new study also from the pair's tuned record in conf/tuned (its best values, one trial after the
+    # recipe): a search with more folds or a widened space then says whether it picks the old recipe again
+    from_record: bool = False
 
 
 def tune_space_path(task: str, space_dir: str | None = None) -> Path:
@@ -235,6 +238,49 @@ def _default_record(trials, best) -> dict | None:
     }
 
 
+def _previous(task: str, model: str) -> dict[str, Any] | None:
+    """``tune --from-record``: the installed tuned record of ``(task, model)`` as the driver's ``previous`` (its
+    best values and its provenance in brief), or ``None`` when there is none or it kept no best values."""
+    from lightning_implicit.tuned import find_tuned
+
+    cfg = find_tuned(task, model)
+    prov = cfg.provenance if cfg is not None else {}
+    if not prov.get("best_params"):
+        return None
+    folds = prov.get("cv_folds")
+    score = (prov.get("cv_score") or {}).get("mean")
+    trials = sum((prov.get("trials") or {}).values())
+    record = {
+        "study": prov.get("study"),
+        "cv_folds": folds,
+        "cv_score": score,
+        "trials": trials,
+        "date": prov.get("date"),
+        "git_commit": prov.get("git_commit"),
+    }
+    score_text = f"{score:.4g}" if isinstance(score, (int, float)) else "?"
+    record["what"] = f"the previous record's best ({trials} trials, {folds}-fold CV {score_text})"
+    return {"params": dict(prov["best_params"]), "record": record}
+
+
+def _previous_record(trials, best) -> dict | None:
+    """The trial at the previous record's best values (``tune --from-record``): that record in brief, the trial's
+    state and CV score on this study's folds, and whether this search picked another recipe."""
+    from .default_trial import PREVIOUS_ATTR, default_trial
+
+    t = default_trial(trials, PREVIOUS_ATTR)
+    if t is None:
+        return None
+    old = t.user_attrs[PREVIOUS_ATTR]
+    return {
+        "trial": t.number,
+        "record": {k: v for k, v in old.items() if k != "what"},
+        "state": t.state.name.lower(),
+        "cv_score": float(t.value) if t.value is not None else None,
+        "beaten": best.number != t.number,
+    }
+
+
 def _write_tuned(
     opts: TuneOptions, plan: TunePlan, task: str, model: str, study, space, storage_url: str, commit: str
 ) -> Path | None:
@@ -285,6 +331,7 @@ def _write_tuned(
         # search had stopped improving, readable without the study's storage (the reproduction report plots it)
         "best_so_far": best_so_far(trial_values(trials)),
         "default_recipe": _default_record(trials, best),
+        **({"previous_record": prev} if (prev := _previous_record(trials, best)) else {}),
         "best_params": {k: (float(v) if isinstance(v, float) else v) for k, v in best.params.items()},
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "git_commit": commit,
@@ -299,6 +346,7 @@ def _write_tuned(
                 str(opts.trials),
                 "--cv",
                 str(opts.cv),
+                *(["--from-record"] if opts.from_record else []),
             ]
         ),
     }
@@ -384,6 +432,7 @@ def run_tune(opts: TuneOptions, plan: TunePlan, *, say=print) -> int:
                 profile={k: v for k, v in own.items() if k not in ruled},
                 start_from_default=True,
                 recipe={k: v for k, v in own.items() if k in ruled},
+                previous=_previous(task, model) if opts.from_record else None,
             )
             code = run_sweep(
                 sweep, command=f"{plan.command} " + shlex.join(["--task", task, "--model", model])

@@ -25,6 +25,7 @@ __all__ = [
     "needs",
     "edges_and_limits",
     "tuning_table",
+    "previous_text",
 ]
 
 MIN_TRIALS = 12
@@ -115,6 +116,35 @@ def needs(provenance: dict, curve: list[float] | None, edges: list[str] | None =
     return out
 
 
+def previous_text(provenance: dict) -> str | None:
+    """One sentence on a study started also from an earlier record (``tune --from-record``): that record's folds,
+    trials and CV score, what its best values scored on this study's folds, and whether this search picked them
+    again; ``None`` for a study without one."""
+    prev = provenance.get("previous_record")
+    if not prev:
+        return None
+    old = prev.get("record") or {}
+    score = prev.get("cv_score")
+    now = provenance.get("cv_score", {}).get("mean")
+    if prev.get("state") != "complete" or score is None:
+        scored = f"was {prev.get('state', 'not run')} on these folds"
+    else:
+        scored = f"scored {score:.4g} on these {provenance.get('cv_folds')} folds"
+    picked = (
+        "this search picked it again"
+        if not prev.get("beaten")
+        else f"this search picked another recipe (trial #{provenance.get('best_trial')}, {now:.4g})"
+        if isinstance(now, (int, float))
+        else "this search picked another recipe"
+    )
+    then = old.get("cv_score")
+    then_text = f"{then:.4g}" if isinstance(then, (int, float)) else "?"
+    return (
+        f"the previous record's best ({old.get('trials')} trials, {old.get('cv_folds')}-fold CV {then_text}, "
+        f"trial #{prev.get('trial')} here) {scored}; {picked}"
+    )
+
+
 def _curve_text(curve: list[float] | None) -> str:
     if curve is None:
         return "not available (the study's storage is not on this machine)"
@@ -142,6 +172,7 @@ def tuning_table(tuned: dict, verdicts, curves: dict | None = None) -> str:
                 weak.setdefault(t, []).append(v.id)
     per_task: dict[str, set[int]] = {}
     rows = []
+    retuned: list[str] = []
     for (task, model), cfg in sorted(tuned.items()):
         p = cfg.provenance
         tr = p.get("trials") or {}
@@ -153,6 +184,8 @@ def tuning_table(tuned: dict, verdicts, curves: dict | None = None) -> str:
         behind = ", ".join(sorted(set(weak.get(task, [])))) or "-"
         edges = edges_and_limits(p, task, getattr(cfg, "model", "") or model)[0]
         rows.append((task, model, n, curve, flat_text, behind, needs(p, curve, edges)))
+        if (text := previous_text(p)) is not None:
+            retuned.append(f"- {task} / {label(model)}: {text}.")
     if not rows:
         return ""
     lines = [
@@ -171,4 +204,12 @@ def tuning_table(tuned: dict, verdicts, curves: dict | None = None) -> str:
             f"| {task} | {label(model)} | {n_text} | {_curve_text(curve)} | {flat_text} | {behind} | "
             f"{'; '.join(need) or 'nothing'} |"
         )
+    if retuned:
+        lines += [
+            "",
+            "Studies started also from an earlier record (`tune --from-record`: its best values are one trial of "
+            "the new search, on the new folds):",
+            "",
+            *retuned,
+        ]
     return "\n".join(lines) + "\n"

@@ -181,6 +181,27 @@ def test_tuning_table_shows_the_best_so_far_curve_and_what_each_study_needs():
         ">= 12 trials (has 4)" in text and "a widened search (lr=0.0474704 at its upper bound 0.05)" in text
     )
     assert "5 folds as the paper (has 3)" in text and "| F4a |" in text and "1 (#1)" in text
+    assert "earlier record" not in text
+    # a study started also from the 3-fold record (tune --from-record): the 3-vs-5-fold comparison, both ways
+    prev = {
+        "trial": 1,
+        "record": {"cv_folds": 3, "cv_score": 0.129, "trials": 25},
+        "state": "complete",
+        "cv_score": 0.12,
+        "beaten": False,
+    }
+    five = {**prov, "cv_folds": 5, "best_trial": 1, "cv_score": {"mean": 0.12}, "previous_record": prev}
+    text = tuning_table({("rolling_argmax", "implicit"): SimpleNamespace(provenance=five)}, v, curves={})
+    assert (
+        "the previous record's best (25 trials, 3-fold CV 0.129, trial #1 here) scored 0.12 on these 5 folds; "
+        "this search picked it again" in text
+    )
+    five = {**five, "best_trial": 7, "cv_score": {"mean": 0.1}, "previous_record": {**prev, "beaten": True}}
+    text = tuning_table({("rolling_argmax", "implicit"): SimpleNamespace(provenance=five)}, v, curves={})
+    assert "this search picked another recipe (trial #7, 0.1)" in text
+    pruned = {**five, "previous_record": {**prev, "state": "pruned", "cv_score": None, "beaten": True}}
+    text = tuning_table({("rolling_argmax", "implicit"): SimpleNamespace(provenance=pruned)}, v, curves={})
+    assert "(25 trials, 3-fold CV 0.129, trial #1 here) was pruned on these folds" in text
 
 
 def test_an_old_records_edge_at_a_bound_now_marked_limit_asks_for_no_widened_search():

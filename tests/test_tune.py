@@ -13,7 +13,7 @@ from lightning_implicit.datamodules.synthetic import ArithmeticDataModule
 from lightning_implicit_paper.tune import tune_profile
 
 from lightning_implicit.confpath import builtin_root
-from lightning_implicit.sweep.default_trial import DEFAULT_ATTR, default_point
+from lightning_implicit.sweep.default_trial import DEFAULT_ATTR, PREVIOUS_ATTR, default_point
 from lightning_implicit.sweep.space import SearchSpaceError, load_search_space
 from lightning_implicit.sweep.tune import TuneOptions, space_edges, space_limits
 from lightning_implicit.tuned import TunedConfigError, find_tuned, load_tuned
@@ -430,6 +430,75 @@ def test_every_study_starts_from_the_configs_recipe(tiny):
         study_name="tune-tiny-addition-implicit", storage=f"sqlite:///{tiny / 'optuna.db'}"
     )
     assert [DEFAULT_ATTR in t.user_attrs for t in study.trials] == [True, False, False]
+
+
+def test_from_record_starts_a_new_study_also_from_the_pairs_tuned_record(tiny, monkeypatch, capsys):
+    """``tune --from-record``: trial 1 (after the recipe) is the installed record's best values, marked with that
+    record's provenance; a value the space no longer offers is left to the sampler, and said; the new record says
+    what the old choice scored on the new folds and whether the new search picked it again."""
+    import shutil
+
+    conf = tiny / "conf"
+    shutil.copytree(builtin_root(), conf, ignore=shutil.ignore_patterns("tuned"))
+    old = {
+        "lr": 0.003,
+        "lr_schedule": "none",
+        "lr_interval": "epoch",
+        "lr_gamma": 0.99,
+        "batch_size": 1024,  # not a choice of the tiny space: left to the sampler
+        "steps": 5,
+        "weight_decay": 0.0,
+        "grad_clip": 0.0,
+        "kappa": 0.7,
+        "tol": 3.0e-6,
+    }
+    record = {
+        "task": "addition",
+        "model": "implicit",
+        "overrides": {"model.init_args.optim.lr": 0.003},
+        "provenance": {
+            "study": "tune-old-addition-implicit",
+            "cv_folds": 3,
+            "cv_score": {"mean": 0.5, "sd": 0.1, "folds": [0.4, 0.5, 0.6]},
+            "trials": {"complete": 4, "pruned": 1, "fail": 0},
+            "best_params": old,
+            "date": "2026-12-04T19:33:38+00:00",
+            "git_commit": "abc",
+        },
+    }
+    (conf / "tuned" / "addition").mkdir(parents=True)
+    (conf / "tuned" / "addition" / "implicit.yaml").write_text(yaml.safe_dump(record))
+    monkeypatch.setenv("LIGHTNING_IMPLICIT_CONF", str(conf))
+    said: list[str] = []
+    opts = _opts(tiny, models=["implicit"], trials=3, from_record=True)
+    assert tune_profile(tiny / "tiny.yaml", opts, say=said.append) == 0
+    storage = f"sqlite:///{tiny / 'optuna.db'}"
+    study = optuna.load_study(study_name="tune-tiny-addition-implicit", storage=storage)
+    marked = [PREVIOUS_ATTR in t.user_attrs for t in study.trials]
+    assert marked == [False, True, False] and DEFAULT_ATTR in study.trials[0].user_attrs
+    prev = study.trials[1]
+    assert {k: v for k, v in prev.params.items() if k != "batch_size"} == {
+        k: v for k, v in old.items() if k != "batch_size"
+    }
+    assert prev.params["batch_size"] in (64, "full")
+    assert prev.user_attrs[PREVIOUS_ATTR]["cv_folds"] == 3
+    out = capsys.readouterr().out
+    assert "next trial: the previous record's best (5 trials, 3-fold CV 0.5)" in out
+    assert "batch_size=1024 left to the sampler: outside the space now" in out
+    p = load_tuned(tiny / "tuned" / "addition" / "implicit.yaml").provenance
+    assert p["previous_record"]["trial"] == 1 and p["previous_record"]["state"] == prev.state.name.lower()
+    assert p["previous_record"]["record"]["cv_folds"] == 3
+    assert p["previous_record"]["record"]["cv_score"] == 0.5 and p["previous_record"]["record"]["trials"] == 5
+    assert p["previous_record"]["cv_score"] == (None if prev.value is None else pytest.approx(prev.value))
+    assert p["previous_record"]["beaten"] == (study.best_trial.number != 1)
+    assert p["command"].endswith("--from-record")
+    # resuming does not enqueue it again; without the flag no study gets one
+    tune_profile(tiny / "tiny.yaml", _opts(tiny, models=["implicit"], trials=4, from_record=True), say=said.append)
+    study = optuna.load_study(study_name="tune-tiny-addition-implicit", storage=storage)
+    assert [PREVIOUS_ATTR in t.user_attrs for t in study.trials] == [False, True, False, False]
+    tune_profile(tiny / "tiny.yaml", _opts(tiny, models=["mlp"], trials=2), say=said.append)
+    mlp = optuna.load_study(study_name="tune-tiny-addition-mlp", storage=storage)
+    assert not any(PREVIOUS_ATTR in t.user_attrs for t in mlp.trials)
 
 
 def test_default_point_leaves_a_value_that_is_not_a_choice_to_the_sampler():

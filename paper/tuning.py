@@ -35,8 +35,14 @@ FLAT_REL = 0.01  # the curve is flat when its last third improved it by less tha
 
 def flattened(curve: list[float], rel: float = FLAT_REL) -> bool | None:
     """Whether the best-so-far ``curve`` improved by less than ``rel`` (relative) over its last third of trials
-    (at least 3); ``None`` with fewer than 6 trials (too short to tell)."""
+    (at least 3); ``None`` with fewer than 6 trials (too short to tell). A curve that has reached an exact fit
+    (a loss at or below :data:`~.verdicts.EXACT_MSE`, float32 resolution) is flat: nothing is left to improve,
+    and its last digits' relative changes are rounding."""
+    from .verdicts import EXACT_MSE
+
     curve = [c for c in curve if not math.isinf(c)]
+    if curve and curve[-1] <= EXACT_MSE:
+        return True
     if len(curve) < 6:
         return None
     tail = max(3, len(curve) // 3)

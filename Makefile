@@ -47,6 +47,8 @@ CKPT ?=
 TUNED ?=
 ## comma-separated tasks (tune, reproduce)
 TASKS ?=
+## 1: start each new study also from the pair's tuned record, to see whether it is picked again (tune)
+FROM_RECORD ?=
 ## 0: reproduce PROFILE=paper without the default-recipe column (--no-compare)
 COMPARE ?=
 ## comma-separated models (budget)
@@ -83,7 +85,7 @@ TEST_RANGE ?=
 #   VAR:!--flag   `--flag` when VAR is 0, no or false   (a FROM..TO range is passed as written: the data module splits it)
 FLAG_TABLE := TASK:--task TASKS:--tasks MODEL:--model MODELS:--model SEED:--seed SEEDS:--seeds TRAINER:--trainer \
 	DEVICES:--devices NODES:--nodes DATA:--data INTERVAL:--interval TRIALS:--trials WORKERS:--workers CV:--cv \
-	STUDY:--study FULL:+--full PROFILE:--profile EPOCHS:--epochs RUN_ID:--run-id CKPT:--ckpt_path \
+	STUDY:--study FULL:+--full FROM_RECORD:+--from-record PROFILE:--profile EPOCHS:--epochs RUN_ID:--run-id CKPT:--ckpt_path \
 	TUNED:!--no-tuned COMPARE:!--no-compare TICKER:--data.init_args.ticker DATA_TZ:--data.init_args.assume_tz \
 	SPLIT:--data.init_args.test_fraction TRAIN_RANGE:--data.init_args.train_range \
 	TEST_RANGE:--data.init_args.test_range
@@ -143,10 +145,10 @@ sweep: venv
 	$(call cli,sweep $(call flags,TASK) $(call given,MODEL) \
 		$(call flags,TRIALS WORKERS CV STUDY DATA INTERVAL FULL) $(call passthrough,$(call flags,$(MARKET_VARS)) $(ARGS)))
 
-## tune every (task, model) of PROFILE (default paper) by CV folds -> conf/tuned/ (TASKS= TRIALS= CV=)
+## tune every (task, model) of PROFILE (default paper) by CV folds -> conf/tuned/ (TASKS= TRIALS= CV= FROM_RECORD=)
 tune: venv
 	$(call cli,tune $(or $(call given,PROFILE),--profile paper) $(call flags,TASKS) \
-		$(call given,MODEL) $(call flags,TRIALS CV WORKERS))
+		$(call given,MODEL) $(call flags,TRIALS CV WORKERS FROM_RECORD))
 
 ## how a comparison of MODELS moves with the training EPOCHS (reports/budget/<TASK>/budget.md)
 budget: venv

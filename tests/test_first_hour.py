@@ -329,6 +329,7 @@ def test_make_help_lists_every_target_and_variable_on_one_line():
         ),
         (["sweep"], "sweep --task addition"),  # MODEL only when given on make's command line
         (["tune", "TASKS=addition,identity"], "tune --profile paper --tasks addition,identity"),
+        (["tune", "CV=5", "FROM_RECORD=1"], "tune --profile paper --cv 5 --from-record"),
         (["reproduce", "COMPARE=0", "WORKERS=3"], "reproduce --profile quick --workers 3 --no-compare"),
         (["evaluate", "RUN_ID=abc", "MODEL=mlp"], "test --run-id abc --model mlp"),
         (

@@ -493,12 +493,15 @@ def test_from_record_starts_a_new_study_also_from_the_pairs_tuned_record(tiny, m
     assert p["previous_record"]["beaten"] == (study.best_trial.number != 1)
     assert p["command"].endswith("--from-record")
     # resuming does not enqueue it again; without the flag no study gets one
-    tune_profile(tiny / "tiny.yaml", _opts(tiny, models=["implicit"], trials=4, from_record=True), say=said.append)
+    tune_profile(
+        tiny / "tiny.yaml", _opts(tiny, models=["implicit"], trials=4, from_record=True), say=said.append
+    )
     study = optuna.load_study(study_name="tune-tiny-addition-implicit", storage=storage)
     assert [PREVIOUS_ATTR in t.user_attrs for t in study.trials] == [False, True, False, False]
-    tune_profile(tiny / "tiny.yaml", _opts(tiny, models=["mlp"], trials=2), say=said.append)
+    tune_profile(tiny / "tiny.yaml", _opts(tiny, models=["mlp"], trials=2, from_record=True), say=said.append)
     mlp = optuna.load_study(study_name="tune-tiny-addition-mlp", storage=storage)
     assert not any(PREVIOUS_ATTR in t.user_attrs for t in mlp.trials)
+    assert any(m.startswith("[addition/mlp] --from-record: no tuned record with best values") for m in said)
 
 
 def test_default_point_leaves_a_value_that_is_not_a_choice_to_the_sampler():

@@ -403,6 +403,11 @@ def run_tune(opts: TuneOptions, plan: TunePlan, *, say=print) -> int:
         say(f"[{task}/{model}] study {study_name}: {done} trial(s) done, {missing} to run")
         if opts.dry_run:
             continue
+        previous = _previous(task, model) if opts.from_record and missing else None
+        if opts.from_record and missing and previous is None:
+            say(
+                f"[{task}/{model}] --from-record: no tuned record with best values; the study starts from the recipe"
+            )
         if missing:
             searched = {s.key for s in space.space(model).params.values() if s.key}
             # the plan's settings of a searched key, or of one the space fixes (its max_epochs -1: training
@@ -432,7 +437,7 @@ def run_tune(opts: TuneOptions, plan: TunePlan, *, say=print) -> int:
                 profile={k: v for k, v in own.items() if k not in ruled},
                 start_from_default=True,
                 recipe={k: v for k, v in own.items() if k in ruled},
-                previous=_previous(task, model) if opts.from_record else None,
+                previous=previous,
             )
             code = run_sweep(
                 sweep, command=f"{plan.command} " + shlex.join(["--task", task, "--model", model])

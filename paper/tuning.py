@@ -136,13 +136,12 @@ def previous_text(provenance: dict) -> str | None:
         scored = f"was {prev.get('state', 'not run')} on these folds"
     else:
         scored = f"scored {score:.4g} on these {provenance.get('cv_folds')} folds"
-    picked = (
-        "this search picked it again"
-        if not prev.get("beaten")
-        else f"this search picked another recipe (trial #{provenance.get('best_trial')}, {now:.4g})"
-        if isinstance(now, (int, float))
-        else "this search picked another recipe"
-    )
+    if not prev.get("beaten"):
+        picked = "this search picked it again"
+    elif isinstance(now, (int, float)):
+        picked = f"this search picked another recipe (trial #{provenance.get('best_trial')}, {now:.4g})"
+    else:
+        picked = "this search picked another recipe"
     then = old.get("cv_score")
     then_text = f"{then:.4g}" if isinstance(then, (int, float)) else "?"
     return (

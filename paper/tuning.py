@@ -14,7 +14,10 @@ import functools
 import math
 from pathlib import Path
 
+from lightning_implicit.sweep.default_trial import record_brief
 from lightning_implicit.sweep.tune import best_so_far, trial_values
+
+from .verdicts import EXACT_MSE
 
 __all__ = [
     "MIN_TRIALS",
@@ -38,8 +41,6 @@ def flattened(curve: list[float], rel: float = FLAT_REL) -> bool | None:
     (at least 3); ``None`` with fewer than 6 trials (too short to tell). A curve that has reached an exact fit
     (a loss at or below :data:`~.verdicts.EXACT_MSE`, float32 resolution) is flat: nothing is left to improve,
     and its last digits' relative changes are rounding."""
-    from .verdicts import EXACT_MSE
-
     curve = [c for c in curve if not math.isinf(c)]
     if curve and curve[-1] <= EXACT_MSE:
         return True
@@ -142,12 +143,7 @@ def previous_text(provenance: dict) -> str | None:
         picked = f"this search picked another recipe (trial #{provenance.get('best_trial')}, {now:.4g})"
     else:
         picked = "this search picked another recipe"
-    then = old.get("cv_score")
-    then_text = f"{then:.4g}" if isinstance(then, (int, float)) else "?"
-    return (
-        f"the previous record's best ({old.get('trials')} trials, {old.get('cv_folds')}-fold CV {then_text}, "
-        f"trial #{prev.get('trial')} here) {scored}; {picked}"
-    )
+    return f"the previous record's best ({record_brief(old)}, trial #{prev.get('trial')} here) {scored}; {picked}"
 
 
 def _curve_text(curve: list[float] | None) -> str:

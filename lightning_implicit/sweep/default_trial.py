@@ -33,6 +33,9 @@ __all__ = [
     "in_space",
     "has_default",
     "default_trial",
+    "has_marked",
+    "marked_trial",
+    "record_brief",
     "DEFAULT_ATTR",
     "PREVIOUS_ATTR",
 ]
@@ -181,10 +184,10 @@ def _steps(cfg, steps_per_epoch: int | None) -> tuple[int | None, str]:
     return min(counts), ""
 
 
-def has_default(trials: list[FrozenTrial], attr: str = DEFAULT_ATTR) -> bool:
-    """Whether a study already holds its recipe trial (``attr``: or the trial marked with that user attribute):
-    run, running or waiting (an interrupted one is run again when the study resumes; one that failed for another
-    reason, e.g. a non-finite loss, is not)."""
+def has_marked(trials: list[FrozenTrial], attr: str) -> bool:
+    """Whether a study already holds the trial marked with user attribute ``attr`` (the recipe's, or a previous
+    record's): run, running or waiting (an interrupted one is run again when the study resumes; one that failed
+    for another reason, e.g. a non-finite loss, is not)."""
     return any(
         attr in t.user_attrs
         and not (t.state == TrialState.FAIL and t.user_attrs.get("fail_reason") == "interrupted")
@@ -192,9 +195,27 @@ def has_default(trials: list[FrozenTrial], attr: str = DEFAULT_ATTR) -> bool:
     )
 
 
-def default_trial(trials: list[FrozenTrial], attr: str = DEFAULT_ATTR) -> FrozenTrial | None:
-    """The study's recipe trial (``attr``: the one marked with that user attribute): the last one that finished
-    (complete or pruned), else the last one enqueued."""
+def marked_trial(trials: list[FrozenTrial], attr: str) -> FrozenTrial | None:
+    """The trial marked with user attribute ``attr``: the last one that finished (complete or pruned), else the
+    last one enqueued."""
     mine = [t for t in trials if attr in t.user_attrs]
     done = [t for t in mine if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     return (done or mine or [None])[-1]
+
+
+def has_default(trials: list[FrozenTrial]) -> bool:
+    """Whether a study already holds its recipe trial (:func:`has_marked`)."""
+    return has_marked(trials, DEFAULT_ATTR)
+
+
+def default_trial(trials: list[FrozenTrial]) -> FrozenTrial | None:
+    """The study's recipe trial (:func:`marked_trial`)."""
+    return marked_trial(trials, DEFAULT_ATTR)
+
+
+def record_brief(record: dict[str, Any]) -> str:
+    """A previous tuned record in brief, ``"25 trials, 3-fold CV 0.1289"`` (its :data:`PREVIOUS_ATTR` value):
+    what the console says when its trial is enqueued and the report when it reads the new record."""
+    score = record.get("cv_score")
+    score_text = f"{score:.4g}" if isinstance(score, (int, float)) else "?"
+    return f"{record.get('trials')} trials, {record.get('cv_folds')}-fold CV {score_text}"

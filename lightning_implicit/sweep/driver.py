@@ -40,7 +40,15 @@ from lightning_implicit.jobs import WorkerPool, worker_slot
 from lightning_implicit.lifecycle import DeferredSignals, signal_name
 from lightning_implicit.run.spec import QUIET_TRAINER, RunSpec, flag_args
 
-from .default_trial import DEFAULT_ATTR, PREVIOUS_ATTR, default_point, has_default, in_space
+from .default_trial import (
+    DEFAULT_ATTR,
+    PREVIOUS_ATTR,
+    default_point,
+    has_default,
+    has_marked,
+    in_space,
+    record_brief,
+)
 from .interrupt import InterruptAtBatchEnd
 from .objective import Objective, TrialContext, format_params
 from .records import SweepRecorder
@@ -272,12 +280,13 @@ def _enqueue_default(study: optuna.Study, opts: SweepOptions, ctx: TrialContext,
 def _enqueue_previous(study: optuna.Study, previous: dict[str, Any], ctx: TrialContext, say) -> None:
     """Enqueue a previous record's best values (``previous["params"]``) once per study, marked with its provenance
     (``previous["record"]``); a value the space no longer offers is left to the sampler, and said."""
-    if has_default(study.get_trials(deepcopy=False), PREVIOUS_ATTR):
+    if has_marked(study.get_trials(deepcopy=False), PREVIOUS_ATTR):
         return
     specs = ctx.space.params
     params = {k: v for k, v in previous["params"].items() if k in specs and in_space(specs[k], v)}
     study.enqueue_trial(params, user_attrs={PREVIOUS_ATTR: previous["record"]})
-    say(f"[{ctx.model}] next trial: {previous['record'].get('what', PREVIOUS_ATTR)}: {format_params(params)}")
+    brief = record_brief(previous["record"])
+    say(f"[{ctx.model}] next trial: the previous record's best ({brief}): {format_params(params)}")
     for name in sorted(set(previous["params"]) - set(params)):
         why = "not searched now" if name not in specs else "outside the space now"
         say(f"[{ctx.model}]   {name}={previous['params'][name]!r} left to the sampler: {why}")

@@ -247,33 +247,29 @@ def _previous(task: str, model: str) -> dict[str, Any] | None:
     prov = cfg.provenance if cfg is not None else {}
     if not prov.get("best_params"):
         return None
-    folds = prov.get("cv_folds")
-    score = (prov.get("cv_score") or {}).get("mean")
-    trials = sum((prov.get("trials") or {}).values())
     record = {
         "study": prov.get("study"),
-        "cv_folds": folds,
-        "cv_score": score,
-        "trials": trials,
+        "cv_folds": prov.get("cv_folds"),
+        "cv_score": (prov.get("cv_score") or {}).get("mean"),
+        "trials": sum((prov.get("trials") or {}).values()),
         "date": prov.get("date"),
         "git_commit": prov.get("git_commit"),
     }
-    score_text = f"{score:.4g}" if isinstance(score, (int, float)) else "?"
-    record["what"] = f"the previous record's best ({trials} trials, {folds}-fold CV {score_text})"
     return {"params": dict(prov["best_params"]), "record": record}
 
 
 def _previous_record(trials, best) -> dict | None:
     """The trial at the previous record's best values (``tune --from-record``): that record in brief, the trial's
     state and CV score on this study's folds, and whether this search picked another recipe."""
-    from .default_trial import PREVIOUS_ATTR, default_trial
+    from .default_trial import PREVIOUS_ATTR, marked_trial
 
-    t = default_trial(trials, PREVIOUS_ATTR)
+    t = marked_trial(trials, PREVIOUS_ATTR)
     if t is None:
         return None
     old = t.user_attrs[PREVIOUS_ATTR]
     return {
         "trial": t.number,
+        # (the studies of 2026-12-08 also stored the console's label, "what": derivable, so not kept)
         "record": {k: v for k, v in old.items() if k != "what"},
         "state": t.state.name.lower(),
         "cv_score": float(t.value) if t.value is not None else None,
@@ -403,11 +399,13 @@ def run_tune(opts: TuneOptions, plan: TunePlan, *, say=print) -> int:
         say(f"[{task}/{model}] study {study_name}: {done} trial(s) done, {missing} to run")
         if opts.dry_run:
             continue
-        previous = _previous(task, model) if opts.from_record and missing else None
-        if opts.from_record and missing and previous is None:
-            say(
-                f"[{task}/{model}] --from-record: no tuned record with best values; the study starts from the recipe"
-            )
+        previous = None
+        if opts.from_record and missing:
+            previous = _previous(task, model)
+            if previous is None:
+                say(
+                    f"[{task}/{model}] --from-record: no tuned record with best values; the study starts from the recipe"
+                )
         if missing:
             searched = {s.key for s in space.space(model).params.values() if s.key}
             # the plan's settings of a searched key, or of one the space fixes (its max_epochs -1: training
